@@ -1,0 +1,1 @@
+//! latflow-flow (filled by later work).

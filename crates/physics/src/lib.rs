@@ -1,0 +1,1 @@
+//! latflow-physics (filled by later work).

@@ -1,0 +1,1 @@
+//! latflow-sampler (filled by later work).

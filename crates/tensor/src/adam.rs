@@ -1,0 +1,82 @@
+//! Adam (Kingma & Ba, arXiv:1412.6980) with PyTorch's defaults and update rule:
+//!
+//! `m <- b1 m + (1-b1) g`, `v <- b2 v + (1-b2) g^2`,
+//! `p <- p - lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)`.
+
+use crate::{Float, Tensor};
+
+/// Adam hyper-parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamConfig {
+    /// Learning rate. Default 1e-3.
+    pub lr: f64,
+    /// First-moment decay. Default 0.9.
+    pub beta1: f64,
+    /// Second-moment decay. Default 0.999.
+    pub beta2: f64,
+    /// Denominator offset. Default 1e-8.
+    pub eps: f64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+    }
+}
+
+/// Adam state for a fixed list of parameter tensors.
+#[derive(Clone, Debug)]
+pub struct Adam<T> {
+    /// Hyper-parameters (the learning rate may be changed between steps).
+    pub config: AdamConfig,
+    step: u64,
+    m: Vec<Vec<T>>,
+    v: Vec<Vec<T>>,
+}
+
+impl<T: Float> Adam<T> {
+    /// Fresh state (zero moments) for parameters of the given lengths.
+    pub fn new(config: AdamConfig, param_lens: &[usize]) -> Self {
+        Adam {
+            config,
+            step: 0,
+            m: param_lens.iter().map(|&n| vec![T::ZERO; n]).collect(),
+            v: param_lens.iter().map(|&n| vec![T::ZERO; n]).collect(),
+        }
+    }
+
+    /// Number of steps taken.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// One update of every parameter with its gradient.
+    ///
+    /// # Panics
+    /// If the number or lengths of parameters and gradients differ from construction.
+    #[track_caller]
+    pub fn step(&mut self, params: &mut [&mut Tensor<T>], grads: &[&Tensor<T>]) {
+        assert_eq!(params.len(), self.m.len(), "Adam::step: parameter count");
+        assert_eq!(grads.len(), self.m.len(), "Adam::step: gradient count");
+        self.step += 1;
+        let c = self.config;
+        let t = self.step as i32;
+        let bc1 = 1.0 - c.beta1.powi(t);
+        let bc2 = 1.0 - c.beta2.powi(t);
+        let (b1, b2) = (T::from_f64(c.beta1), T::from_f64(c.beta2));
+        let (ob1, ob2) = (T::from_f64(1.0 - c.beta1), T::from_f64(1.0 - c.beta2));
+        let step_size = T::from_f64(c.lr / bc1);
+        let inv_sqrt_bc2 = T::from_f64(1.0 / bc2.sqrt());
+        let eps = T::from_f64(c.eps);
+        for (i, (p, g)) in params.iter_mut().zip(grads).enumerate() {
+            assert_eq!(p.len(), g.len(), "Adam::step: shape mismatch, {:?} vs {:?}", p.shape(), g.shape());
+            assert_eq!(p.len(), self.m[i].len(), "Adam::step: parameter {i} changed length");
+            let (m, v) = (&mut self.m[i], &mut self.v[i]);
+            for (((p, &g), m), v) in p.data_mut().iter_mut().zip(g.data()).zip(m.iter_mut()).zip(v.iter_mut()) {
+                *m = b1 * *m + ob1 * g;
+                *v = b2 * *v + ob2 * g * g;
+                *p -= step_size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Elementwise functions and their derivatives: each op is a function and its
+//! derivative, nothing else. The tape stores which one ran; [`crate::op`] applies
+//! the chain rule.
+
+use crate::Float;
+
+/// A one-input elementwise function `y = f(x)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unary<T> {
+    /// y = -x
+    Neg,
+    /// y = x + c
+    AddScalar(T),
+    /// y = c x
+    MulScalar(T),
+    /// y = e^x
+    Exp,
+    /// y = ln x
+    Log,
+    /// y = tanh x
+    Tanh,
+    /// y = x for x > 0, slope * x otherwise
+    LeakyRelu(T),
+    /// y = sin x
+    Sin,
+    /// y = cos x
+    Cos,
+    /// y = tan x
+    Tan,
+    /// y = atan x
+    Atan,
+    /// y = x^n
+    Powi(i32),
+    /// y = x mod m, in [0, m)
+    RemEuclid(T),
+}
+
+impl<T: Float> Unary<T> {
+    /// The function.
+    #[inline(always)]
+    pub fn f(self, x: T) -> T {
+        match self {
+            Unary::Neg => -x,
+            Unary::AddScalar(c) => x + c,
+            Unary::MulScalar(c) => c * x,
+            Unary::Exp => x.exp(),
+            Unary::Log => x.ln(),
+            Unary::Tanh => x.tanh(),
+            Unary::LeakyRelu(s) => {
+                if x > T::ZERO {
+                    x
+                } else {
+                    s * x
+                }
+            }
+            Unary::Sin => x.sin(),
+            Unary::Cos => x.cos(),
+            Unary::Tan => x.tan(),
+            Unary::Atan => x.atan(),
+            Unary::Powi(n) => x.powi(n),
+            Unary::RemEuclid(m) => x.rem_euclid(m),
+        }
+    }
+
+    /// The derivative dy/dx, given the input `x` and the output `y = f(x)`.
+    #[inline(always)]
+    pub fn df(self, x: T, y: T) -> T {
+        match self {
+            // d(-x) = -1
+            Unary::Neg => -T::ONE,
+            // d(x + c) = 1
+            Unary::AddScalar(_) => T::ONE,
+            // d(c x) = c
+            Unary::MulScalar(c) => c,
+            // d e^x = e^x = y
+            Unary::Exp => y,
+            // d ln x = 1 / x
+            Unary::Log => T::ONE / x,
+            // d tanh = 1 - y^2
+            Unary::Tanh => T::ONE - y * y,
+            // d leaky_relu = 1 (x > 0), slope (x <= 0)
+            Unary::LeakyRelu(s) => {
+                if x > T::ZERO {
+                    T::ONE
+                } else {
+                    s
+                }
+            }
+            // d sin = cos x
+            Unary::Sin => x.cos(),
+            // d cos = -sin x
+            Unary::Cos => -x.sin(),
+            // d tan = 1 + tan^2 = 1 + y^2
+            Unary::Tan => T::ONE + y * y,
+            // d atan = 1 / (1 + x^2)
+            Unary::Atan => T::ONE / (T::ONE + x * x),
+            // d x^n = n x^(n-1)
+            Unary::Powi(n) => T::from_f64(n as f64) * x.powi(n - 1),
+            // d (x mod m) = 1 (away from the jumps)
+            Unary::RemEuclid(_) => T::ONE,
+        }
+    }
+
+    /// Short name for tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unary::Neg => "neg",
+            Unary::AddScalar(_) => "add_scalar",
+            Unary::MulScalar(_) => "mul_scalar",
+            Unary::Exp => "exp",
+            Unary::Log => "log",
+            Unary::Tanh => "tanh",
+            Unary::LeakyRelu(_) => "leaky_relu",
+            Unary::Sin => "sin",
+            Unary::Cos => "cos",
+            Unary::Tan => "tan",
+            Unary::Atan => "atan",
+            Unary::Powi(_) => "powi",
+            Unary::RemEuclid(_) => "rem_euclid",
+        }
+    }
+}
+
+/// A two-input elementwise function `y = f(a, b)` on equal shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    /// a + b
+    Add,
+    /// a - b
+    Sub,
+    /// a * b
+    Mul,
+    /// a / b
+    Div,
+}
+
+impl Binary {
+    /// The function.
+    #[inline(always)]
+    pub fn f<T: Float>(self, a: T, b: T) -> T {
+        match self {
+            Binary::Add => a + b,
+            Binary::Sub => a - b,
+            Binary::Mul => a * b,
+            Binary::Div => a / b,
+        }
+    }
+
+    /// The partial derivatives (dy/da, dy/db) at (a, b).
+    #[inline(always)]
+    pub fn df<T: Float>(self, a: T, b: T) -> (T, T) {
+        match self {
+            // d(a + b) = (1, 1)
+            Binary::Add => (T::ONE, T::ONE),
+            // d(a - b) = (1, -1)
+            Binary::Sub => (T::ONE, -T::ONE),
+            // d(a b) = (b, a)
+            Binary::Mul => (b, a),
+            // d(a / b) = (1 / b, -a / b^2)
+            Binary::Div => (T::ONE / b, -a / (b * b)),
+        }
+    }
+
+    /// Short name for tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Binary::Add => "add",
+            Binary::Sub => "sub",
+            Binary::Mul => "mul",
+            Binary::Div => "div",
+        }
+    }
+}

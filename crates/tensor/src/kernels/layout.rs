@@ -1,0 +1,163 @@
+//! Data-movement kernels on whole tensors: roll, narrow / pad-back, concat, broadcast,
+//! axis sums, transpose. Each is its own adjoint's building block (roll by -s undoes
+//! roll by s; narrow's adjoint is `unnarrow`; broadcast's is `sum_to`).
+
+use crate::tensor::{numel, split_at_axis, strides};
+use crate::{Float, Tensor};
+
+/// Periodic shift along `axis`, `torch.roll` semantics: `out[.., (i + shift) mod n, ..] = t[.., i, ..]`.
+pub fn roll<T: Float>(t: &Tensor<T>, axis: usize, shift: isize) -> Tensor<T> {
+    let (outer, n, inner) = split_at_axis(t.shape(), axis);
+    let s = shift.rem_euclid(n as isize) as usize;
+    let src = t.data();
+    let mut out = vec![T::ZERO; src.len()];
+    for o in 0..outer {
+        let base = o * n * inner;
+        for i in 0..n {
+            let d = (i + s) % n;
+            out[base + d * inner..base + (d + 1) * inner]
+                .copy_from_slice(&src[base + i * inner..base + (i + 1) * inner]);
+        }
+    }
+    Tensor::from_vec(t.shape(), out)
+}
+
+/// The slice `start..start+len` along `axis`.
+#[track_caller]
+pub fn narrow<T: Float>(t: &Tensor<T>, axis: usize, start: usize, len: usize) -> Tensor<T> {
+    let (outer, n, inner) = split_at_axis(t.shape(), axis);
+    assert!(start + len <= n, "narrow: {start}..{} out of range for axis {axis} of {:?}", start + len, t.shape());
+    let mut out = Vec::with_capacity(outer * len * inner);
+    for o in 0..outer {
+        out.extend_from_slice(&t.data()[(o * n + start) * inner..(o * n + start + len) * inner]);
+    }
+    let mut shape = t.shape().to_vec();
+    shape[axis] = len;
+    Tensor::from_vec(&shape, out)
+}
+
+/// Adjoint of [`narrow`]: places `t` at `start` along `axis` of a zero tensor whose
+/// axis has size `n`.
+pub fn unnarrow<T: Float>(t: &Tensor<T>, axis: usize, start: usize, n: usize) -> Tensor<T> {
+    let (outer, len, inner) = split_at_axis(t.shape(), axis);
+    let mut shape = t.shape().to_vec();
+    shape[axis] = n;
+    let mut out = vec![T::ZERO; numel(&shape)];
+    for o in 0..outer {
+        out[(o * n + start) * inner..(o * n + start + len) * inner]
+            .copy_from_slice(&t.data()[o * len * inner..(o + 1) * len * inner]);
+    }
+    Tensor::from_vec(&shape, out)
+}
+
+/// Concatenation along `axis`; all other dimensions must agree.
+#[track_caller]
+pub fn concat<T: Float>(ts: &[&Tensor<T>], axis: usize) -> Tensor<T> {
+    assert!(!ts.is_empty(), "concat of no tensors");
+    let first = ts[0].shape();
+    for t in ts {
+        let ok = t.shape().len() == first.len()
+            && t.shape().iter().zip(first).enumerate().all(|(d, (a, b))| d == axis || a == b);
+        assert!(ok, "concat along axis {axis}: shape mismatch, {first:?} vs {:?}", t.shape());
+    }
+    let (outer, _, inner) = split_at_axis(first, axis);
+    let total: usize = ts.iter().map(|t| t.shape()[axis]).sum();
+    let mut out = Vec::with_capacity(outer * total * inner);
+    for o in 0..outer {
+        for t in ts {
+            let n = t.shape()[axis];
+            out.extend_from_slice(&t.data()[o * n * inner..(o + 1) * n * inner]);
+        }
+    }
+    let mut shape = first.to_vec();
+    shape[axis] = total;
+    Tensor::from_vec(&shape, out)
+}
+
+/// Expands `t` to `shape` (numpy rules: missing leading dims and size-1 dims repeat).
+#[track_caller]
+pub fn broadcast_to<T: Float>(t: &Tensor<T>, shape: &[usize]) -> Tensor<T> {
+    let src_shape = aligned_shape(t.shape(), shape);
+    let src_strides = strides(&src_shape);
+    let n = numel(shape);
+    let dst_strides = strides(shape);
+    let mut out = Vec::with_capacity(n);
+    for flat in 0..n {
+        let mut src = 0;
+        for d in 0..shape.len() {
+            let i = (flat / dst_strides[d]) % shape[d];
+            if src_shape[d] != 1 {
+                src += i * src_strides[d];
+            }
+        }
+        out.push(t.data()[src]);
+    }
+    Tensor::from_vec(shape, out)
+}
+
+/// Adjoint of [`broadcast_to`]: sums `g` (of the broadcast shape) down to `shape`.
+pub fn sum_to<T: Float>(g: &Tensor<T>, shape: &[usize]) -> Tensor<T> {
+    let src_shape = aligned_shape(shape, g.shape());
+    let src_strides = strides(&src_shape);
+    let gs = strides(g.shape());
+    let mut out = vec![T::ZERO; numel(shape)];
+    for (flat, &v) in g.data().iter().enumerate() {
+        let mut dst = 0;
+        for d in 0..gs.len() {
+            let i = (flat / gs[d]) % g.shape()[d];
+            if src_shape[d] != 1 {
+                dst += i * src_strides[d];
+            }
+        }
+        out[dst] += v;
+    }
+    Tensor::from_vec(shape, out)
+}
+
+/// `small` left-padded with 1s to the rank of `big`, checked to broadcast to it.
+#[track_caller]
+fn aligned_shape(small: &[usize], big: &[usize]) -> Vec<usize> {
+    assert!(small.len() <= big.len(), "broadcast: shape mismatch, {small:?} vs {big:?}");
+    let mut s = vec![1; big.len() - small.len()];
+    s.extend_from_slice(small);
+    for (a, b) in s.iter().zip(big) {
+        assert!(*a == *b || *a == 1, "broadcast: shape mismatch, {small:?} vs {big:?}");
+    }
+    s
+}
+
+/// Sum over the given axes (removed from the shape).
+#[track_caller]
+pub fn sum_axes<T: Float>(t: &Tensor<T>, axes: &[usize]) -> Tensor<T> {
+    let mut keep = t.shape().to_vec();
+    for &a in axes {
+        assert!(a < keep.len(), "sum over axis {a} of shape {:?}", t.shape());
+        keep[a] = 1;
+    }
+    let s = sum_to(t, &keep);
+    let shape: Vec<usize> =
+        t.shape().iter().enumerate().filter(|(d, _)| !axes.contains(d)).map(|(_, &n)| n).collect();
+    s.reshape(&shape)
+}
+
+/// Swaps the last two axes.
+#[track_caller]
+pub fn transpose_last2<T: Float>(t: &Tensor<T>) -> Tensor<T> {
+    let r = t.shape().len();
+    assert!(r >= 2, "transpose needs rank >= 2, got {:?}", t.shape());
+    let (m, n) = (t.shape()[r - 2], t.shape()[r - 1]);
+    let batch = t.len() / (m * n).max(1);
+    let mut out = vec![T::ZERO; t.len()];
+    for b in 0..batch {
+        let src = &t.data()[b * m * n..(b + 1) * m * n];
+        let dst = &mut out[b * m * n..(b + 1) * m * n];
+        for i in 0..m {
+            for j in 0..n {
+                dst[j * m + i] = src[i * n + j];
+            }
+        }
+    }
+    let mut shape = t.shape().to_vec();
+    shape.swap(r - 2, r - 1);
+    Tensor::from_vec(&shape, out)
+}

@@ -1,0 +1,6 @@
+//! CPU kernels. Each optimized kernel has a plain scalar reference next to it that the
+//! tests compare against.
+
+pub mod conv2d;
+pub mod layout;
+pub mod matmul;

@@ -1,0 +1,33 @@
+//! latflow's reverse-mode autodiff engine.
+//!
+//! - [`Tensor`]: dense row-major data (NCHW for fields).
+//! - [`Var`]: a value on the tape; ops are methods (`x.conv2d(&w, Some(&b)).leaky_relu(0.01)`),
+//!   [`Var::backward`] returns [`Gradients`] of the parameter leaves.
+//! - Backward rules live in one place (`op.rs`), elementwise derivatives in [`elementwise`].
+//! - [`kernels`]: CPU kernels, each with a scalar reference.
+//! - [`Adam`], [`layers`] (PyTorch-default init), [`gradcheck`] (f64 finite-difference audit).
+//!
+//! ```
+//! use latflow_tensor::{Tensor, Var};
+//! let x = Var::param(Tensor::from_vec(&[2], vec![1.0f64, 2.0]));
+//! let y = x.square().sum(); // y = x0^2 + x1^2
+//! let g = y.backward();
+//! assert_eq!(g.get(&x).unwrap().data(), &[2.0, 4.0]);
+//! ```
+
+mod adam;
+pub mod elementwise;
+mod float;
+mod gradcheck;
+pub mod kernels;
+pub mod layers;
+mod op;
+mod ops;
+pub mod tensor;
+mod var;
+
+pub use adam::{Adam, AdamConfig};
+pub use float::Float;
+pub use gradcheck::{gradcheck, GradcheckConfig, GradcheckReport, InputError};
+pub use tensor::Tensor;
+pub use var::{Gradients, Var};

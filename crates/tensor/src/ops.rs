@@ -1,0 +1,297 @@
+//! Forward methods of every op on [`Var`]. Backward rules are in [`crate::op`].
+
+use crate::elementwise::{Binary, Unary};
+use crate::kernels::conv2d::{self, Conv2dShape};
+use crate::kernels::{layout, matmul};
+use crate::op::Op;
+use crate::tensor::{assert_same_shape, numel, split_at_axis};
+use crate::{Float, Tensor, Var};
+use std::rc::Rc;
+
+impl<T: Float> Var<T> {
+    /// Applies an elementwise function (see [`Unary`] for each `f` and `f'`).
+    pub fn unary(&self, f: Unary<T>) -> Var<T> {
+        let value = self.value().map(|x| f.f(x));
+        Var::from_op(value, Op::Unary(self.clone(), f))
+    }
+
+    /// Elementwise `f(self, other)` on equal shapes.
+    ///
+    /// # Panics
+    /// If the shapes differ (the message names both).
+    #[track_caller]
+    pub fn binary(&self, other: &Var<T>, f: Binary) -> Var<T> {
+        assert_same_shape(f.name(), self.shape(), other.shape());
+        let value = self.value().zip_map(other.value(), |a, b| f.f(a, b));
+        Var::from_op(value, Op::Binary(self.clone(), other.clone(), f))
+    }
+
+    /// `self + other` (equal shapes). Derivative: (1, 1).
+    #[track_caller]
+    pub fn add(&self, other: &Var<T>) -> Var<T> {
+        self.binary(other, Binary::Add)
+    }
+    /// `self - other` (equal shapes). Derivative: (1, -1).
+    #[track_caller]
+    pub fn sub(&self, other: &Var<T>) -> Var<T> {
+        self.binary(other, Binary::Sub)
+    }
+    /// `self * other` elementwise (equal shapes). Derivative: (other, self).
+    #[track_caller]
+    pub fn mul(&self, other: &Var<T>) -> Var<T> {
+        self.binary(other, Binary::Mul)
+    }
+    /// `self / other` elementwise (equal shapes). Derivative: (1/b, -a/b^2).
+    #[track_caller]
+    pub fn div(&self, other: &Var<T>) -> Var<T> {
+        self.binary(other, Binary::Div)
+    }
+    /// `-self`.
+    pub fn neg(&self) -> Var<T> {
+        self.unary(Unary::Neg)
+    }
+    /// `self + c` for a constant scalar.
+    pub fn add_scalar(&self, c: f64) -> Var<T> {
+        self.unary(Unary::AddScalar(T::from_f64(c)))
+    }
+    /// `c * self` for a constant scalar.
+    pub fn mul_scalar(&self, c: f64) -> Var<T> {
+        self.unary(Unary::MulScalar(T::from_f64(c)))
+    }
+    /// `e^self`.
+    pub fn exp(&self) -> Var<T> {
+        self.unary(Unary::Exp)
+    }
+    /// `ln self`.
+    pub fn log(&self) -> Var<T> {
+        self.unary(Unary::Log)
+    }
+    /// `tanh self`.
+    pub fn tanh(&self) -> Var<T> {
+        self.unary(Unary::Tanh)
+    }
+    /// LeakyReLU: `x` for x > 0, `slope * x` otherwise (PyTorch default slope 0.01).
+    pub fn leaky_relu(&self, slope: f64) -> Var<T> {
+        self.unary(Unary::LeakyRelu(T::from_f64(slope)))
+    }
+    /// `sin self`.
+    pub fn sin(&self) -> Var<T> {
+        self.unary(Unary::Sin)
+    }
+    /// `cos self`.
+    pub fn cos(&self) -> Var<T> {
+        self.unary(Unary::Cos)
+    }
+    /// `tan self`.
+    pub fn tan(&self) -> Var<T> {
+        self.unary(Unary::Tan)
+    }
+    /// `atan self`.
+    pub fn atan(&self) -> Var<T> {
+        self.unary(Unary::Atan)
+    }
+    /// `self^n` for an integer `n`.
+    pub fn powi(&self, n: i32) -> Var<T> {
+        self.unary(Unary::Powi(n))
+    }
+    /// `self^2`.
+    pub fn square(&self) -> Var<T> {
+        self.powi(2)
+    }
+    /// `self mod m` in `[0, m)`; derivative 1 (the jumps are measure zero).
+    ///
+    /// # Panics
+    /// If `m` is not positive and finite.
+    #[track_caller]
+    pub fn rem_euclid(&self, m: f64) -> Var<T> {
+        assert!(m > 0.0 && m.is_finite(), "rem_euclid: modulus must be positive and finite, got {m}");
+        self.unary(Unary::RemEuclid(T::from_f64(m)))
+    }
+
+    /// Per-channel bias: `self (N, C, ...) + b (C)` broadcast over all other axes.
+    ///
+    /// # Panics
+    /// If `self` has rank < 2 or `b` is not `(C,)`.
+    #[track_caller]
+    pub fn add_bias(&self, b: &Var<T>) -> Var<T> {
+        let s = self.shape();
+        assert!(s.len() >= 2 && b.shape() == [s[1]], "add_bias: shape mismatch, {s:?} vs {:?}", b.shape());
+        let inner: usize = s[2..].iter().product();
+        let c = s[1];
+        let bv = b.value().data();
+        let mut v = self.value().clone();
+        for (i, x) in v.data_mut().iter_mut().enumerate() {
+            *x += bv[(i / inner) % c];
+        }
+        Var::from_op(v, Op::AddBias(self.clone(), b.clone()))
+    }
+
+    /// Multiplication by a constant tensor (a mask) whose shape is a suffix of
+    /// `self`'s shape, broadcast over the leading (batch) axes.
+    ///
+    /// # Panics
+    /// If the mask's shape is not a suffix of `self`'s.
+    #[track_caller]
+    pub fn mul_const(&self, mask: &Rc<Tensor<T>>) -> Var<T> {
+        let (s, m) = (self.shape(), mask.shape());
+        assert!(s.len() >= m.len() && s[s.len() - m.len()..] == *m, "mul_const: shape mismatch, {s:?} vs {m:?}");
+        let md = mask.data();
+        let mut v = self.value().clone();
+        for (i, x) in v.data_mut().iter_mut().enumerate() {
+            *x *= md[i % md.len()];
+        }
+        Var::from_op(v, Op::MulConst(self.clone(), Rc::clone(mask)))
+    }
+
+    /// Sum of all elements (a scalar, shape `[]`).
+    pub fn sum(&self) -> Var<T> {
+        let s = self.value().data().iter().copied().sum();
+        Var::from_op(Tensor::scalar(s), Op::Sum(self.clone()))
+    }
+
+    /// Mean of all elements.
+    pub fn mean(&self) -> Var<T> {
+        let n = self.value().len() as f64;
+        self.sum().mul_scalar(1.0 / n)
+    }
+
+    /// Sum over the given axes, which are removed from the shape.
+    ///
+    /// # Panics
+    /// If an axis is out of range.
+    #[track_caller]
+    pub fn sum_axes(&self, axes: &[usize]) -> Var<T> {
+        let v = layout::sum_axes(self.value(), axes);
+        Var::from_op(v, Op::SumAxes(self.clone(), axes.to_vec()))
+    }
+
+    /// Mean over the given axes, which are removed from the shape.
+    #[track_caller]
+    pub fn mean_axes(&self, axes: &[usize]) -> Var<T> {
+        let n: usize = axes.iter().map(|&a| self.shape()[a]).product();
+        self.sum_axes(axes).mul_scalar(1.0 / n as f64)
+    }
+
+    /// `log sum_k exp(x_k)` along `axis` (removed), computed stably as
+    /// `m + log sum exp(x - m)` with `m` the maximum. Derivative: softmax.
+    #[track_caller]
+    pub fn logsumexp(&self, axis: usize) -> Var<T> {
+        let (outer, n, inner) = split_at_axis(self.shape(), axis);
+        let x = self.value().data();
+        let mut out = Vec::with_capacity(outer * inner);
+        for o in 0..outer {
+            for i in 0..inner {
+                let at = |k: usize| x[(o * n + k) * inner + i];
+                let m = (0..n).map(at).fold(T::from_f64(f64::NEG_INFINITY), T::max);
+                let s: T = (0..n).map(|k| (at(k) - m).exp()).sum();
+                out.push(if m.is_finite() { m + s.ln() } else { m });
+            }
+        }
+        let mut shape = self.shape().to_vec();
+        shape.remove(axis);
+        Var::from_op(Tensor::from_vec(&shape, out), Op::LogSumExp(self.clone(), axis))
+    }
+
+    /// Periodic shift along `axis` (`torch.roll`): `out[i + shift] = self[i]`.
+    #[track_caller]
+    pub fn roll(&self, axis: usize, shift: isize) -> Var<T> {
+        Var::from_op(layout::roll(self.value(), axis, shift), Op::Roll(self.clone(), axis, shift))
+    }
+
+    /// The same data under another shape.
+    ///
+    /// # Panics
+    /// If the element counts differ.
+    #[track_caller]
+    pub fn reshape(&self, shape: &[usize]) -> Var<T> {
+        assert_eq!(numel(shape), self.value().len(), "reshape: shape mismatch, {:?} vs {shape:?}", self.shape());
+        Var::from_op(self.value().clone().reshape(shape), Op::Reshape(self.clone()))
+    }
+
+    /// Inserts a size-1 axis at `axis`.
+    #[track_caller]
+    pub fn unsqueeze(&self, axis: usize) -> Var<T> {
+        let mut s = self.shape().to_vec();
+        assert!(axis <= s.len(), "unsqueeze: axis {axis} out of range for {s:?}");
+        s.insert(axis, 1);
+        self.reshape(&s)
+    }
+
+    /// Removes the size-1 axis `axis`.
+    #[track_caller]
+    pub fn squeeze(&self, axis: usize) -> Var<T> {
+        let mut s = self.shape().to_vec();
+        assert!(axis < s.len() && s[axis] == 1, "squeeze: axis {axis} of {s:?} is not of size 1");
+        s.remove(axis);
+        self.reshape(&s)
+    }
+
+    /// Expands to `shape` (numpy rules). Derivative: sum over the repeats.
+    #[track_caller]
+    pub fn broadcast_to(&self, shape: &[usize]) -> Var<T> {
+        Var::from_op(layout::broadcast_to(self.value(), shape), Op::BroadcastTo(self.clone()))
+    }
+
+    /// Entries `start..start+len` along `axis`.
+    #[track_caller]
+    pub fn narrow(&self, axis: usize, start: usize, len: usize) -> Var<T> {
+        Var::from_op(layout::narrow(self.value(), axis, start, len), Op::Narrow(self.clone(), axis, start))
+    }
+
+    /// Entry `index` along `axis`, which is removed.
+    #[track_caller]
+    pub fn select(&self, axis: usize, index: usize) -> Var<T> {
+        self.narrow(axis, index, 1).squeeze(axis)
+    }
+
+    /// Concatenation along `axis`.
+    ///
+    /// # Panics
+    /// If `xs` is empty or other dimensions disagree.
+    #[track_caller]
+    pub fn concat(xs: &[Var<T>], axis: usize) -> Var<T> {
+        let vals: Vec<&Tensor<T>> = xs.iter().map(|x| x.value()).collect();
+        Var::from_op(layout::concat(&vals, axis), Op::Concat(xs.to_vec(), axis))
+    }
+
+    /// Stacks equal-shaped values along a new axis `axis`.
+    #[track_caller]
+    pub fn stack(xs: &[Var<T>], axis: usize) -> Var<T> {
+        let u: Vec<Var<T>> = xs.iter().map(|x| x.unsqueeze(axis)).collect();
+        Self::concat(&u, axis)
+    }
+
+    /// Swaps the last two axes.
+    #[track_caller]
+    pub fn t(&self) -> Var<T> {
+        Var::from_op(layout::transpose_last2(self.value()), Op::Transpose(self.clone()))
+    }
+
+    /// Matrix product `(.., m, k) x (.., k, n)`, equal batch dimensions.
+    #[track_caller]
+    pub fn matmul(&self, other: &Var<T>) -> Var<T> {
+        Var::from_op(matmul::matmul(self.value(), other.value()), Op::MatMul(self.clone(), other.clone()))
+    }
+
+    /// conv2d with circular padding (see [`crate::kernels::conv2d`]): `self` is
+    /// `(N, Cin, H, W)`, `w` is `(Cout, Cin, k, k)`, `b` is `(Cout,)`.
+    ///
+    /// # Panics
+    /// On shape mismatches, even `k`, or `k` wider than the lattice.
+    #[track_caller]
+    pub fn conv2d(&self, w: &Var<T>, b: Option<&Var<T>>) -> Var<T> {
+        let (xs, ws) = (self.shape(), w.shape());
+        assert!(
+            xs.len() == 4 && ws.len() == 4 && ws[1] == xs[1] && ws[2] == ws[3],
+            "conv2d: shape mismatch, input {xs:?} vs weight {ws:?}"
+        );
+        if let Some(b) = b {
+            assert!(b.shape() == [ws[0]], "conv2d: shape mismatch, weight {ws:?} vs bias {:?}", b.shape());
+        }
+        let s = Conv2dShape { n: xs[0], cin: xs[1], cout: ws[0], h: xs[2], w: xs[3], k: ws[2] };
+        let mut y = vec![T::ZERO; s.output_len()];
+        conv2d::forward(self.value().data(), w.value().data(), b.map(|b| b.value().data()), s, &mut y);
+        let out = Tensor::from_vec(&[s.n, s.cout, s.h, s.w], y);
+        Var::from_op(out, Op::Conv2d(self.clone(), w.clone(), b.cloned(), s))
+    }
+}

@@ -1,0 +1,6 @@
+//! latflow: normalizing flows for lattice field theory (facade over the workspace crates).
+
+pub use latflow_flow as flow;
+pub use latflow_physics as physics;
+pub use latflow_sampler as sampler;
+pub use latflow_tensor as tensor;

@@ -1,0 +1,2 @@
+//! The `latflow` command-line tool.
+fn main() {}
