@@ -1,2 +1,11 @@
-//! The `latflow` command-line tool.
-fn main() {}
+//! The `latflow` command-line tool. See `latflow help`.
+
+mod cli;
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = cli::dispatch(&argv) {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+}
