@@ -31,10 +31,7 @@ impl<T: Float> Conv2d<T> {
         assert!(k % 2 == 1, "Conv2d: kernel size {k} must be odd (circular padding k/2 on both sides)");
         assert!(cin > 0 && cout > 0, "Conv2d: channel counts must be positive, got {cin} -> {cout}");
         let fan_in = cin * k * k;
-        Conv2d {
-            weight: default_uniform(&[cout, cin, k, k], fan_in, rng),
-            bias: default_uniform(&[cout], fan_in, rng),
-        }
+        Conv2d { weight: default_uniform(&[cout, cin, k, k], fan_in, rng), bias: default_uniform(&[cout], fan_in, rng) }
     }
 }
 

@@ -57,17 +57,13 @@ impl<T: Float> Tensor<T> {
 
     /// Standard normal entries from `rng`.
     pub fn randn<R: Rng + ?Sized>(shape: &[usize], rng: &mut R) -> Self {
-        let data = (0..numel(shape))
-            .map(|_| T::from_f64(StandardNormal.sample(rng)))
-            .collect();
+        let data = (0..numel(shape)).map(|_| T::from_f64(StandardNormal.sample(rng))).collect();
         Tensor { shape: shape.to_vec(), data }
     }
 
     /// Entries uniform in `[lo, hi)` from `rng`.
     pub fn uniform<R: Rng + ?Sized>(shape: &[usize], lo: f64, hi: f64, rng: &mut R) -> Self {
-        let data = (0..numel(shape))
-            .map(|_| T::from_f64(rng.gen_range(lo..hi)))
-            .collect();
+        let data = (0..numel(shape)).map(|_| T::from_f64(rng.gen_range(lo..hi))).collect();
         Tensor { shape: shape.to_vec(), data }
     }
 
@@ -117,12 +113,7 @@ impl<T: Float> Tensor<T> {
     /// If the element counts differ.
     #[track_caller]
     pub fn reshape(mut self, shape: &[usize]) -> Self {
-        assert_eq!(
-            numel(shape),
-            self.data.len(),
-            "reshape: cannot view shape {:?} as {shape:?}",
-            self.shape
-        );
+        assert_eq!(numel(shape), self.data.len(), "reshape: cannot view shape {:?} as {shape:?}", self.shape);
         self.shape = shape.to_vec();
         self
     }
@@ -145,10 +136,7 @@ impl<T: Float> Tensor<T> {
 
     /// Converts the element type (through f64).
     pub fn cast<U: Float>(&self) -> Tensor<U> {
-        Tensor {
-            shape: self.shape.clone(),
-            data: self.data.iter().map(|x| U::from_f64(x.to_f64())).collect(),
-        }
+        Tensor { shape: self.shape.clone(), data: self.data.iter().map(|x| U::from_f64(x.to_f64())).collect() }
     }
 
     /// Whether every element is finite.

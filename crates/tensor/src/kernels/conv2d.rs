@@ -85,13 +85,7 @@ pub fn backward_input<T: Float>(dy: &[T], w: &[T], s: Conv2dShape, dx: &mut [T])
 /// Gradients with respect to weight and (optionally) bias, into `dw` and `db`
 /// (overwritten).
 #[track_caller]
-pub fn backward_weight<T: Float>(
-    dy: &[T],
-    x: &[T],
-    s: Conv2dShape,
-    dw: &mut [T],
-    db: Option<&mut [T]>,
-) {
+pub fn backward_weight<T: Float>(dy: &[T], x: &[T], s: Conv2dShape, dw: &mut [T], db: Option<&mut [T]>) {
     s.check(x.len(), dw.len(), dy.len());
     reference::backward_weight(dy, x, s, dw, db);
 }
@@ -155,13 +149,7 @@ pub mod reference {
     }
 
     /// Scalar weight and bias gradients.
-    pub fn backward_weight<T: Float>(
-        dy: &[T],
-        x: &[T],
-        s: Conv2dShape,
-        dw: &mut [T],
-        db: Option<&mut [T]>,
-    ) {
+    pub fn backward_weight<T: Float>(dy: &[T], x: &[T], s: Conv2dShape, dw: &mut [T], db: Option<&mut [T]>) {
         let (hw, p, k) = (s.h * s.w, s.k / 2, s.k);
         for o in 0..s.cout {
             for c in 0..s.cin {

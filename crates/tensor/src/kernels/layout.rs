@@ -135,8 +135,7 @@ pub fn sum_axes<T: Float>(t: &Tensor<T>, axes: &[usize]) -> Tensor<T> {
         keep[a] = 1;
     }
     let s = sum_to(t, &keep);
-    let shape: Vec<usize> =
-        t.shape().iter().enumerate().filter(|(d, _)| !axes.contains(d)).map(|(_, &n)| n).collect();
+    let shape: Vec<usize> = t.shape().iter().enumerate().filter(|(d, _)| !axes.contains(d)).map(|(_, &n)| n).collect();
     s.reshape(&shape)
 }
 
