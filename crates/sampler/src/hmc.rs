@@ -1,0 +1,1 @@
+//! HMC (in progress).

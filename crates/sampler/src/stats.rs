@@ -1,0 +1,433 @@
+//! Statistics for Markov-chain output: binning, bootstrap, jackknife and the Gamma
+//! method with automatic windowing (U. Wolff, "Monte Carlo errors with less errors",
+//! Comput. Phys. Commun. 156 (2004) 143, hep-lat/0306017).
+//!
+//! Which one to use:
+//! - [`gamma_method`] for the mean of one observable from one chain: error, `tau_int`
+//!   and its error, no bin size to choose. [`gamma_method_replicas`] for several
+//!   independent chains of the same observable, [`gamma_method_derived`] for a function
+//!   of several means (a ratio, reweighting).
+//! - [`bootstrap_mean`] / [`jackknife`] on binned data when a bin size is known to be
+//!   much larger than `tau_int` (the tutorial's bootstrap uses bins of 4 and 16).
+//!
+//! ```
+//! use latflow_sampler::stats::{ar1_series, gamma_method, S_TAU_DEFAULT};
+//! use rand::{rngs::StdRng, SeedableRng};
+//! // AR(1) with rho = 0.8: variance 1, tau_int = (1 + rho) / (2 (1 - rho)) = 4.5
+//! let x = ar1_series(100_000, 0.8, &mut StdRng::seed_from_u64(1));
+//! let g = gamma_method(&x, S_TAU_DEFAULT);
+//! assert!((g.tau_int - 4.5).abs() < 4.0 * g.tau_int_error);
+//! assert!(g.mean.abs() < 4.0 * g.error);
+//! ```
+
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+use std::fmt;
+
+/// Wolff's default `S_tau = 1.5`: the window `W` is the first one where
+/// `exp(-W / tau) - tau / sqrt(W N) < 0` with `tau = S_tau / ln((2 tau_int + 1) / (2 tau_int - 1))`.
+pub const S_TAU_DEFAULT: f64 = 1.5;
+
+/// A value with its one-sigma error.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Estimate {
+    /// The central value.
+    pub value: f64,
+    /// Its standard error.
+    pub error: f64,
+}
+
+impl fmt::Display for Estimate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} +- {}", self.value, self.error)
+    }
+}
+
+/// The Gamma-method estimate of a mean (Wolff 2004).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GammaEstimate {
+    /// Sample mean `abar = (1/N) sum_i a_i`.
+    pub mean: f64,
+    /// Error of the mean, `sqrt(C_F(W) / N)` with `C_F(W) = Gamma(0) + 2 sum_{t=1}^W Gamma(t)`
+    /// (after Wolff's bias correction of `Gamma`).
+    pub error: f64,
+    /// Error of the error, `error * sqrt((W + 1/2) / N)` (Wolff eq. 43).
+    pub error_error: f64,
+    /// Variance of one measurement, `Gamma(0)` (bias corrected).
+    pub variance: f64,
+    /// Integrated autocorrelation time `tau_int = C_F(W) / (2 Gamma(0))`; 0.5 for
+    /// uncorrelated data, so `error^2 = 2 tau_int variance / N`.
+    pub tau_int: f64,
+    /// Error of `tau_int`, `2 tau_int sqrt((W + 1/2 - tau_int) / N)` (Wolff eq. 42).
+    pub tau_int_error: f64,
+    /// Summation window `W` that was chosen.
+    pub window: usize,
+    /// Whether the automatic window criterion was met before `W = N / 2`
+    /// (if not, the chain is too short for its autocorrelation and `tau_int` is a lower bound).
+    pub window_found: bool,
+    /// Number of measurements `N` (over all replicas).
+    pub n: usize,
+}
+
+impl GammaEstimate {
+    /// The mean and its error as an [`Estimate`].
+    pub fn estimate(&self) -> Estimate {
+        Estimate { value: self.mean, error: self.error }
+    }
+}
+
+impl fmt::Display for GammaEstimate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} +- {} (tau_int {} +- {}, W {}{})",
+            self.mean,
+            self.error,
+            self.tau_int,
+            self.tau_int_error,
+            self.window,
+            if self.window_found { "" } else { ", window not found: chain too short" }
+        )
+    }
+}
+
+/// Plain mean `(1/N) sum_i x_i` (NaN for an empty slice).
+pub fn mean(x: &[f64]) -> f64 {
+    x.iter().sum::<f64>() / x.len() as f64
+}
+
+/// Unbiased sample variance `(1/(N-1)) sum_i (x_i - xbar)^2` (NaN for fewer than 2 values).
+pub fn variance(x: &[f64]) -> f64 {
+    let m = mean(x);
+    x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (x.len() as f64 - 1.0)
+}
+
+/// Means of consecutive bins of `bin` values; a trailing partial bin is dropped.
+///
+/// # Panics
+/// If `bin == 0`.
+#[track_caller]
+pub fn binned(x: &[f64], bin: usize) -> Vec<f64> {
+    assert!(bin > 0, "binned: bin size must be positive");
+    x.chunks_exact(bin).map(mean).collect()
+}
+
+/// Mean and naive error of the bin means: `sqrt(var(bins) / n_bins)`. Correct once
+/// `bin >> tau_int`.
+///
+/// # Panics
+/// If `bin == 0` or there are fewer than two bins.
+#[track_caller]
+pub fn binned_mean(x: &[f64], bin: usize) -> Estimate {
+    let b = binned(x, bin);
+    assert!(b.len() >= 2, "binned_mean: need at least 2 bins, got {} ({} values, bin {bin})", b.len(), x.len());
+    Estimate { value: mean(&b), error: (variance(&b) / b.len() as f64).sqrt() }
+}
+
+/// Bootstrap of the mean on bins of `bin` values, as in the tutorial: `n_boot`
+/// resamples (with replacement) of the bin means. Returns the mean of the binned data
+/// and the standard deviation of the resampled means.
+///
+/// # Panics
+/// If `bin == 0`, `n_boot < 2` or there is no complete bin.
+#[track_caller]
+pub fn bootstrap_mean<R: Rng + ?Sized>(x: &[f64], bin: usize, n_boot: usize, rng: &mut R) -> Estimate {
+    let b = binned(x, bin);
+    assert!(!b.is_empty() && n_boot >= 2, "bootstrap_mean: need bins ({}) and n_boot >= 2 ({n_boot})", b.len());
+    let n = b.len();
+    let boots: Vec<f64> = (0..n_boot).map(|_| (0..n).map(|_| b[rng.gen_range(0..n)]).sum::<f64>() / n as f64).collect();
+    let m = mean(&boots);
+    let var = boots.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n_boot as f64;
+    Estimate { value: mean(&b), error: var.sqrt() }
+}
+
+/// Jackknife of a function of means: `columns` are equally long series (one per
+/// primary observable), binned by `bin`; `f` maps the vector of column means to the
+/// derived value. Returns `f(full means)` and the error
+/// `sqrt((n-1)/n sum_k (f_k - fbar)^2)` over the `n` leave-one-bin-out estimates `f_k`.
+///
+/// ```
+/// use latflow_sampler::stats::jackknife;
+/// let (a, w) = (vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 1.0, 2.0, 2.0]);
+/// let r = jackknife(&[&a, &w], 1, |m| m[0] / m[1]); // <a> / <w>
+/// assert!((r.value - 2.5 / 1.5).abs() < 1e-12);
+/// ```
+///
+/// # Panics
+/// If `columns` is empty, their lengths differ, `bin == 0` or there are fewer than two bins.
+#[track_caller]
+pub fn jackknife(columns: &[&[f64]], bin: usize, f: impl Fn(&[f64]) -> f64) -> Estimate {
+    assert!(!columns.is_empty(), "jackknife: no columns");
+    let len = columns[0].len();
+    assert!(columns.iter().all(|c| c.len() == len), "jackknife: columns of different lengths");
+    let bins: Vec<Vec<f64>> = columns.iter().map(|c| binned(c, bin)).collect();
+    let n = bins[0].len();
+    assert!(n >= 2, "jackknife: need at least 2 bins, got {n}");
+    let sums: Vec<f64> = bins.iter().map(|b| b.iter().sum()).collect();
+    let full: Vec<f64> = sums.iter().map(|s| s / n as f64).collect();
+    let mut buf = vec![0.0; columns.len()];
+    let fk: Vec<f64> = (0..n)
+        .map(|k| {
+            for (a, (s, b)) in buf.iter_mut().zip(sums.iter().zip(&bins)) {
+                *a = (s - b[k]) / (n - 1) as f64;
+            }
+            f(&buf)
+        })
+        .collect();
+    let fbar = mean(&fk);
+    let var = fk.iter().map(|v| (v - fbar) * (v - fbar)).sum::<f64>() * (n - 1) as f64 / n as f64;
+    Estimate { value: f(&full), error: var.sqrt() }
+}
+
+/// Normalized autocorrelation function `rho(t) = Gamma(t) / Gamma(0)` for `t = 0..=t_max`,
+/// with `Gamma(t) = 1/(N-t) sum_{i=1}^{N-t} (a_i - abar)(a_{i+t} - abar)`.
+pub fn autocorrelation(x: &[f64], t_max: usize) -> Vec<f64> {
+    let m = mean(x);
+    let d: Vec<f64> = x.iter().map(|v| v - m).collect();
+    let g0 = gamma_at(&[&d], 0);
+    (0..=t_max.min(x.len().saturating_sub(1))).map(|t| gamma_at(&[&d], t) / g0).collect()
+}
+
+/// `Gamma(t)` summed over replicas of deviations, normalized by the number of pairs.
+fn gamma_at(devs: &[&[f64]], t: usize) -> f64 {
+    let mut s = 0.0;
+    let mut pairs = 0usize;
+    for d in devs {
+        if d.len() > t {
+            s += d[..d.len() - t].iter().zip(&d[t..]).map(|(a, b)| a * b).sum::<f64>();
+            pairs += d.len() - t;
+        }
+    }
+    s / pairs as f64
+}
+
+/// The Gamma method for the mean of one series with automatic windowing (Wolff 2004,
+/// section 3.3): `Gamma(t)` is summed up to the first `W` with
+/// `g(W) = exp(-W / tau(W)) - tau(W) / sqrt(W N) < 0`, where
+/// `tau(W) = S_tau / ln((2 tau_int(W) + 1) / (2 tau_int(W) - 1))`, then `Gamma` gets the
+/// bias correction `Gamma(t) += C_F(W) / N`. Pass [`S_TAU_DEFAULT`] unless the
+/// autocorrelation has a known slow mode (then larger `s_tau`).
+///
+/// A constant series gives error 0 and `tau_int = 0.5`.
+///
+/// # Panics
+/// If the series has fewer than 2 values or `s_tau` is not positive.
+#[track_caller]
+pub fn gamma_method(series: &[f64], s_tau: f64) -> GammaEstimate {
+    gamma_method_replicas(&[series], s_tau)
+}
+
+/// The Gamma method over `R` independent replicas (chains) of one observable (Wolff
+/// 2004, eq. 31): `abar` is the mean over all `N = sum_r N_r` values and
+/// `Gamma(t) = 1/(N - R t) sum_r sum_{i=1}^{N_r - t} (a^r_i - abar)(a^r_{i+t} - abar)`.
+///
+/// # Panics
+/// If there are fewer than 2 values in all or `s_tau` is not positive.
+#[track_caller]
+pub fn gamma_method_replicas(replicas: &[&[f64]], s_tau: f64) -> GammaEstimate {
+    let n: usize = replicas.iter().map(|r| r.len()).sum();
+    assert!(n >= 2, "gamma_method: need at least 2 values, got {n}");
+    assert!(s_tau > 0.0, "gamma_method: s_tau must be positive, got {s_tau}");
+    let m = replicas.iter().flat_map(|r| r.iter()).sum::<f64>() / n as f64;
+    let devs: Vec<Vec<f64>> = replicas.iter().map(|r| r.iter().map(|v| v - m).collect()).collect();
+    let refs: Vec<&[f64]> = devs.iter().map(|d| d.as_slice()).collect();
+    let mut est = gamma_on_deviations(&refs, s_tau);
+    est.mean = m;
+    est
+}
+
+/// The Gamma method for a derived quantity `F(A_1, ..., A_k)` of the means of several
+/// observables measured on the same configurations (Wolff 2004, section 3.1): the
+/// series are projected on `sum_alpha dF/dA_alpha (a_alpha,i - abar_alpha)` with the
+/// gradient from central differences of step `sqrt(Gamma_alpha(0) / N) / 2`, and that
+/// series is analysed as in [`gamma_method`]. `mean` is `F(abar)` (no bias correction).
+///
+/// # Panics
+/// If `columns` is empty, the lengths differ, there are fewer than 2 values or `s_tau <= 0`.
+#[track_caller]
+pub fn gamma_method_derived(columns: &[&[f64]], f: impl Fn(&[f64]) -> f64, s_tau: f64) -> GammaEstimate {
+    assert!(!columns.is_empty(), "gamma_method_derived: no columns");
+    let n = columns[0].len();
+    assert!(columns.iter().all(|c| c.len() == n), "gamma_method_derived: columns of different lengths");
+    assert!(n >= 2, "gamma_method_derived: need at least 2 values, got {n}");
+    let means: Vec<f64> = columns.iter().map(|c| mean(c)).collect();
+    let mut grad = vec![0.0; columns.len()];
+    let mut a = means.clone();
+    for (k, c) in columns.iter().enumerate() {
+        let var = c.iter().map(|v| (v - means[k]).powi(2)).sum::<f64>() / n as f64;
+        let h = (var / n as f64).sqrt() / 2.0;
+        if h > 0.0 {
+            a[k] = means[k] + h;
+            let fp = f(&a);
+            a[k] = means[k] - h;
+            let fm = f(&a);
+            a[k] = means[k];
+            grad[k] = (fp - fm) / (2.0 * h);
+        }
+    }
+    let devs: Vec<f64> =
+        (0..n).map(|i| columns.iter().zip(means.iter().zip(&grad)).map(|(c, (m, g))| g * (c[i] - m)).sum()).collect();
+    let mut est = gamma_on_deviations(&[&devs], s_tau);
+    est.mean = f(&means);
+    est
+}
+
+/// Windowing, bias correction and errors on deviations from the mean.
+fn gamma_on_deviations(devs: &[&[f64]], s_tau: f64) -> GammaEstimate {
+    let n: usize = devs.iter().map(|d| d.len()).sum();
+    let r = devs.iter().filter(|d| !d.is_empty()).count().max(1);
+    let g0 = gamma_at(devs, 0);
+    if g0.is_nan() || g0 <= 0.0 {
+        return GammaEstimate { tau_int: 0.5, window_found: true, n, ..Default::default() };
+    }
+    let w_max = devs.iter().map(|d| d.len()).max().unwrap_or(0) / 2;
+    let mut gammas = vec![g0];
+    let mut window = w_max;
+    let mut window_found = false;
+    let mut c_f = g0;
+    for w in 1..=w_max {
+        let g = gamma_at(devs, w);
+        gammas.push(g);
+        c_f += 2.0 * g;
+        let tau_w = c_f / (2.0 * g0);
+        let tau =
+            if tau_w <= 0.5 { f64::MIN_POSITIVE } else { s_tau / ((2.0 * tau_w + 1.0) / (2.0 * tau_w - 1.0)).ln() };
+        let gw = (-(w as f64) / tau).exp() - tau / ((w * n) as f64).sqrt();
+        if gw < 0.0 {
+            window = w;
+            window_found = true;
+            break;
+        }
+    }
+    // Bias correction (Wolff eq. 49 for R replicas: C_F R / N).
+    let corr = c_f * r as f64 / n as f64;
+    let gammas: Vec<f64> = gammas[..=window].iter().map(|g| g + corr).collect();
+    let c_f = gammas[0] + 2.0 * gammas[1..].iter().sum::<f64>();
+    let c_f = c_f.max(0.0);
+    let tau_int = c_f / (2.0 * gammas[0]);
+    let error = (c_f / n as f64).sqrt();
+    let wf = window as f64;
+    GammaEstimate {
+        mean: 0.0,
+        error,
+        error_error: error * ((wf + 0.5) / n as f64).sqrt(),
+        variance: gammas[0],
+        tau_int,
+        tau_int_error: 2.0 * tau_int * ((wf + 0.5 - tau_int).max(0.0) / n as f64).sqrt(),
+        window,
+        window_found,
+        n,
+    }
+}
+
+/// An AR(1) series `x_{i+1} = rho x_i + sqrt(1 - rho^2) eta_i` with standard normal
+/// `eta` and `x_0` drawn from the stationary law: mean 0, variance 1,
+/// `Gamma(t) = rho^|t|`, `tau_int = (1 + rho) / (2 (1 - rho))`. The synthetic test
+/// series of the statistics code.
+///
+/// # Panics
+/// If `|rho| >= 1`.
+#[track_caller]
+pub fn ar1_series<R: Rng + ?Sized>(n: usize, rho: f64, rng: &mut R) -> Vec<f64> {
+    assert!(rho.abs() < 1.0, "ar1_series: |rho| must be < 1, got {rho}");
+    let s = (1.0 - rho * rho).sqrt();
+    let mut x: f64 = StandardNormal.sample(rng);
+    (0..n)
+        .map(|_| {
+            let out = x;
+            let eta: f64 = StandardNormal.sample(rng);
+            x = rho * x + s * eta;
+            out
+        })
+        .collect()
+}
+
+/// Topological tunnelling rate: the fraction of consecutive configurations whose
+/// charge `round(Q)` differs, `(1/(N-1)) #{i : round(Q_{i+1}) != round(Q_i)}`.
+/// Near zero means the chain is frozen in one sector.
+pub fn tunnelling_rate(q: &[f64]) -> f64 {
+    if q.len() < 2 {
+        return 0.0;
+    }
+    let changes = q.windows(2).filter(|w| w[0].round() != w[1].round()).count();
+    changes as f64 / (q.len() - 1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    /// Sigma allowed in the statistical checks below (seeded, so they are deterministic;
+    /// 4 sigma keeps a seed change from failing them by chance).
+    const SIGMA: f64 = 4.0;
+
+    #[test]
+    fn gamma_recovers_ar1_tau_and_variance() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for &rho in &[0.0, 0.5, 0.9, 0.97] {
+            let x = ar1_series(200_000, rho, &mut rng);
+            let g = gamma_method(&x, S_TAU_DEFAULT);
+            let tau = (1.0 + rho) / (2.0 * (1.0 - rho));
+            assert!(g.window_found, "rho {rho}: {g}");
+            assert!((g.tau_int - tau).abs() < SIGMA * g.tau_int_error, "rho {rho}: tau {tau} vs {g}");
+            // Var of the variance estimate ~ 2 * 2 tau_int(x^2) / N; tau_int(x^2) = (1+rho^2)/(2(1-rho^2))
+            let tau2 = (1.0 + rho * rho) / (2.0 * (1.0 - rho * rho));
+            let var_err = (4.0 * tau2 / x.len() as f64).sqrt();
+            assert!((g.variance - 1.0).abs() < SIGMA * var_err, "rho {rho}: variance {} +- {var_err}", g.variance);
+            // The error is sqrt(2 tau var / N).
+            let exact = (2.0 * tau / x.len() as f64).sqrt();
+            assert!((g.error - exact).abs() < SIGMA * g.error_error, "rho {rho}: error {} vs {exact}", g.error);
+            assert!(g.mean.abs() < SIGMA * g.error, "rho {rho}: mean {g}");
+        }
+    }
+
+    #[test]
+    fn replicas_agree_with_one_long_chain() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let chains: Vec<Vec<f64>> = (0..8).map(|_| ar1_series(20_000, 0.8, &mut rng)).collect();
+        let refs: Vec<&[f64]> = chains.iter().map(|c| c.as_slice()).collect();
+        let g = gamma_method_replicas(&refs, S_TAU_DEFAULT);
+        assert_eq!(g.n, 160_000);
+        assert!((g.tau_int - 4.5).abs() < SIGMA * g.tau_int_error, "{g}");
+    }
+
+    #[test]
+    fn constant_series_has_zero_error() {
+        let g = gamma_method(&[2.0; 10], S_TAU_DEFAULT);
+        assert_eq!((g.mean, g.error, g.tau_int), (2.0, 0.0, 0.5));
+    }
+
+    #[test]
+    fn binning_bootstrap_and_jackknife_agree_on_ar1() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let x = ar1_series(100_000, 0.8, &mut rng);
+        let exact = (2.0 * 4.5 / x.len() as f64).sqrt();
+        let b = binned_mean(&x, 200);
+        let bs = bootstrap_mean(&x, 200, 400, &mut rng);
+        let jk = jackknife(&[&x], 200, |m| m[0]);
+        // 500 bins: the error of an error is ~ 1/sqrt(2 * 500) = 3%; allow 20% (binning bias included).
+        for (name, e) in [("binned", b), ("bootstrap", bs), ("jackknife", jk)] {
+            assert!((e.error / exact - 1.0).abs() < 0.2, "{name}: {e} vs exact error {exact}");
+        }
+        assert!((b.value - jk.value).abs() < 1e-12 && (b.value - bs.value).abs() < 1e-12);
+    }
+
+    #[test]
+    fn derived_gamma_matches_jackknife_for_a_ratio() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let a: Vec<f64> = ar1_series(50_000, 0.5, &mut rng).iter().map(|v| 3.0 + v).collect();
+        let w: Vec<f64> = ar1_series(50_000, 0.5, &mut rng).iter().map(|v| 2.0 + 0.3 * v).collect();
+        let g = gamma_method_derived(&[&a, &w], |m| m[0] / m[1], S_TAU_DEFAULT);
+        let jk = jackknife(&[&a, &w], 50, |m| m[0] / m[1]);
+        assert!((g.mean - jk.value).abs() < 1e-12);
+        assert!((g.error / jk.error - 1.0).abs() < 0.2, "{g} vs {jk}");
+    }
+
+    #[test]
+    fn tunnelling_counts_sector_changes() {
+        assert_eq!(tunnelling_rate(&[0.0, 0.1, 1.0, 1.0, -1.0]), 0.5);
+        assert_eq!(tunnelling_rate(&[0.0]), 0.0);
+    }
+}
