@@ -1,0 +1,84 @@
+//! Circular conv nets: `Conv2d -> LeakyReLU -> ... -> Conv2d [-> Tanh]`, the tutorial's
+//! `make_conv_net` (PyTorch `Sequential`, so the convolutions sit at indices 0, 2, 4, ...
+//! and checkpoint names are `net.{2i}.weight` / `net.{2i}.bias`).
+
+use latflow_tensor::layers::Conv2d;
+use latflow_tensor::{Float, Tensor, Var};
+use rand::Rng;
+
+/// Architecture of a conv net.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvNetConfig {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Hidden channel counts, e.g. `[8, 8]`.
+    pub hidden: Vec<usize>,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Odd kernel size.
+    pub kernel: usize,
+    /// Whether a tanh follows the last convolution.
+    pub final_tanh: bool,
+    /// LeakyReLU slope (PyTorch default 0.01).
+    pub slope: f64,
+}
+
+/// A conv net's parameters (plain tensors).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvNet<T> {
+    /// The architecture.
+    pub config: ConvNetConfig,
+    /// The convolutions in order.
+    pub convs: Vec<Conv2d<T>>,
+}
+
+impl<T: Float> ConvNet<T> {
+    /// PyTorch-initialized net.
+    ///
+    /// # Panics
+    /// If the kernel is even or a size is zero.
+    #[track_caller]
+    pub fn new<R: Rng + ?Sized>(config: ConvNetConfig, rng: &mut R) -> Self {
+        let mut sizes = vec![config.in_channels];
+        sizes.extend(&config.hidden);
+        sizes.push(config.out_channels);
+        let convs = sizes.windows(2).map(|w| Conv2d::new(w[0], w[1], config.kernel, rng)).collect();
+        ConvNet { config, convs }
+    }
+
+    /// Parameters with their names inside the net (`net.0.weight`, `net.0.bias`, ...).
+    pub fn named_params(&self) -> Vec<(String, &Tensor<T>)> {
+        let mut v = Vec::new();
+        for (i, c) in self.convs.iter().enumerate() {
+            v.push((format!("net.{}.weight", 2 * i), &c.weight));
+            v.push((format!("net.{}.bias", 2 * i), &c.bias));
+        }
+        v
+    }
+
+    /// Mutable parameters, in the order of [`ConvNet::named_params`].
+    pub fn params_mut(&mut self) -> Vec<&mut Tensor<T>> {
+        self.convs.iter_mut().flat_map(|c| [&mut c.weight, &mut c.bias]).collect()
+    }
+
+    /// Number of parameter tensors (2 per convolution).
+    pub fn n_params(&self) -> usize {
+        2 * self.convs.len()
+    }
+
+    /// Forward pass `x (N, Cin, H, W) -> (N, Cout, H, W)` with the parameters given as
+    /// vars (in [`ConvNet::named_params`] order).
+    pub fn forward(&self, x: &Var<T>, p: &[Var<T>]) -> Var<T> {
+        let n = self.convs.len();
+        let mut h = x.clone();
+        for i in 0..n {
+            h = h.conv2d(&p[2 * i], Some(&p[2 * i + 1]));
+            if i + 1 < n {
+                h = h.leaky_relu(self.config.slope);
+            } else if self.config.final_tanh {
+                h = h.tanh();
+            }
+        }
+        h
+    }
+}

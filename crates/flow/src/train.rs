@@ -1,0 +1,171 @@
+//! Reverse-KL self-training (arXiv:2101.08176 section III.D): minimize
+//! `KL(q || p) = E_{x~q}[log q(x) - log p(x)]` up to `log Z`, estimated on each batch
+//! of flow samples as `loss = mean(log q - log p)`, `log p = -S`.
+
+use crate::model::{Flow, Layer, Record};
+use crate::prior::Prior;
+use latflow_tensor::{Adam, AdamConfig, Float, Tensor, Var};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::fmt;
+
+/// An action `S(x)` on a batch, differentiable through the tape: `(N, ...) -> (N,)`.
+pub trait Action<T: Float> {
+    /// `S(x)` per sample.
+    fn action(&self, x: &Var<T>) -> Var<T>;
+}
+
+impl<T: Float, F: Fn(&Var<T>) -> Var<T>> Action<T> for F {
+    fn action(&self, x: &Var<T>) -> Var<T> {
+        self(x)
+    }
+}
+
+/// Training hyper-parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Samples per step.
+    pub batch: usize,
+    /// Adam settings (learning rate at the start).
+    pub adam: AdamConfig,
+    /// Learning rate at the last step; in between it follows a cosine from
+    /// `adam.lr`. `None` keeps it constant.
+    pub lr_final: Option<f64>,
+    /// Total number of steps (for the schedule).
+    pub steps: usize,
+    /// Seed; step `k` draws its prior samples from an RNG seeded by `(seed, k)`, so a
+    /// resumed run continues exactly.
+    pub seed: u64,
+}
+
+/// What one training step measured (on its batch).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepMetrics {
+    /// Step number, from 1.
+    pub step: usize,
+    /// `mean(log q - log p)`.
+    pub loss: f64,
+    /// Effective sample size fraction of the batch, `(sum w)^2 / (N sum w^2)`, `w = p/q`.
+    pub ess: f64,
+    /// `mean(log p)` = `-mean(S)`.
+    pub logp: f64,
+    /// `mean(log q)`.
+    pub logq: f64,
+    /// Learning rate used.
+    pub lr: f64,
+}
+
+/// Why training stopped early.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainError {
+    /// The loss or a gradient was NaN or infinite at this step; parameters were not updated.
+    NonFinite {
+        /// Step at which it happened.
+        step: usize,
+        /// What was non-finite.
+        what: String,
+    },
+}
+
+impl fmt::Display for TrainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrainError::NonFinite { step, what } => {
+                write!(f, "non-finite {what} at step {step}; parameters of step {} kept", step - 1)
+            }
+        }
+    }
+}
+
+impl std::error::Error for TrainError {}
+
+/// Effective sample size fraction from log weights `lw = log p - log q`:
+/// `ESS/N = exp(2 logsumexp(lw) - logsumexp(2 lw)) / N`.
+pub fn ess(lw: &[f64]) -> f64 {
+    let lse = |v: &mut dyn Iterator<Item = f64>| {
+        let v: Vec<f64> = v.collect();
+        let m = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
+    };
+    let a = lse(&mut lw.iter().copied());
+    let b = lse(&mut lw.iter().map(|x| 2.0 * x));
+    (2.0 * a - b).exp() / lw.len() as f64
+}
+
+/// A flow with its optimizer state.
+pub struct Trainer<T: Float, P, L> {
+    /// The model being trained.
+    pub flow: Flow<P, L>,
+    /// Adam state.
+    pub adam: Adam<T>,
+    /// Hyper-parameters.
+    pub config: TrainConfig,
+    /// Steps taken.
+    pub step: usize,
+}
+
+impl<T: Float, P: Prior<T>, L: Layer<T>> Trainer<T, P, L> {
+    /// A trainer at step 0 with fresh Adam state.
+    pub fn new(flow: Flow<P, L>, config: TrainConfig) -> Self {
+        let lens: Vec<usize> = flow.named_params().iter().map(|(_, t)| t.len()).collect();
+        let adam = Adam::new(config.adam, &lens);
+        Trainer { flow, adam, config, step: 0 }
+    }
+
+    /// Learning rate of step `k` (from 1) under the cosine schedule.
+    pub fn lr_at(&self, k: usize) -> f64 {
+        let lr0 = self.config.adam.lr;
+        match self.config.lr_final {
+            None => lr0,
+            Some(lr1) => {
+                let frac = (k.saturating_sub(1)) as f64 / (self.config.steps.max(2) - 1) as f64;
+                lr1 + 0.5 * (lr0 - lr1) * (1.0 + (std::f64::consts::PI * frac.min(1.0)).cos())
+            }
+        }
+    }
+
+    /// One step: sample a batch, `loss = mean(log q + S)`, backward, Adam update.
+    /// A non-finite loss or gradient returns an error and leaves the parameters as they were.
+    pub fn step<A: Action<T> + ?Sized>(&mut self, action: &A) -> Result<StepMetrics, TrainError> {
+        let k = self.step + 1;
+        let mut rng = StdRng::seed_from_u64(step_seed(self.config.seed, k));
+        let params = self.flow.param_vars(Record::Params);
+        let (_, x, logq) = self.flow.sample_vars(self.config.batch, &mut rng, &params);
+        let s = action.action(&x);
+        let loss = logq.add(&s).mean();
+        let loss_v = loss.value().item().to_f64();
+        let lw: Vec<f64> = s.value().data().iter().zip(logq.value().data()).map(|(s, q)| -s.to_f64() - q.to_f64()).collect();
+        if !loss_v.is_finite() {
+            return Err(TrainError::NonFinite { step: k, what: "loss".into() });
+        }
+        let grads = loss.backward();
+        let gs: Vec<Tensor<T>> = params.iter().map(|p| grads.get_or_zeros(p)).collect();
+        if let Some(i) = gs.iter().position(|g| !g.all_finite()) {
+            let name = self.flow.named_params()[i].0.clone();
+            return Err(TrainError::NonFinite { step: k, what: format!("gradient of {name}") });
+        }
+        let lr = self.lr_at(k);
+        self.adam.config.lr = lr;
+        let grefs: Vec<&Tensor<T>> = gs.iter().collect();
+        let mut ps = self.flow.params_mut();
+        self.adam.step(&mut ps, &grefs);
+        self.step = k;
+        let n = lw.len() as f64;
+        Ok(StepMetrics {
+            step: k,
+            loss: loss_v,
+            ess: ess(&lw),
+            logp: -s.value().data().iter().map(|v| v.to_f64()).sum::<f64>() / n,
+            logq: logq.value().data().iter().map(|v| v.to_f64()).sum::<f64>() / n,
+            lr,
+        })
+    }
+}
+
+/// The seed of step `k`'s RNG (splitmix64 of the run seed and the step).
+pub fn step_seed(seed: u64, k: usize) -> u64 {
+    let mut z = seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
