@@ -1,1 +1,17 @@
-//! latflow-flow (filled by later work).
+//! Normalizing flows for lattice fields (arXiv:2101.08176, Albergo et al.).
+//!
+//! - [`prior`]: the base distributions r(z) (normal for phi^4, uniform/Haar for U(1)).
+//! - [`masks`]: checkerboard masks for affine couplings.
+//! - [`net`]: circular conv nets (Conv2d, LeakyReLU, ..., optional final tanh).
+//! - [`affine`]: the affine coupling layer of the tutorial (section IV).
+//! - [`model`]: a flow = prior + stack of coupling layers, sampling and density.
+//! - [`train`]: reverse-KL self-training with Adam, metrics, ESS.
+
+pub mod affine;
+pub mod masks;
+pub mod model;
+pub mod net;
+pub mod phi4;
+pub mod prior;
+pub mod safetensors;
+pub mod train;
