@@ -24,6 +24,35 @@ impl Default for AdamConfig {
     }
 }
 
+impl AdamConfig {
+    /// Checks the ranges outside which the update produces NaN or infinities (or, for
+    /// a negative learning rate, ascends): `lr` finite and `>= 0`, `beta1` and `beta2`
+    /// in `[0, 1)` (a bias correction `1 - beta^t` of zero divides by zero), `eps`
+    /// finite and `> 0` (a zero gradient would give `0 / 0`).
+    ///
+    /// ```
+    /// use latflow_tensor::AdamConfig;
+    /// assert!(AdamConfig::default().validate().is_ok());
+    /// let bad = AdamConfig { beta2: 1.0, ..AdamConfig::default() };
+    /// assert!(bad.validate().unwrap_err().contains("beta2"));
+    /// ```
+    pub fn validate(&self) -> Result<(), String> {
+        let AdamConfig { lr, beta1, beta2, eps } = *self;
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(format!("Adam: lr must be finite and >= 0, got {lr}"));
+        }
+        for (name, b) in [("beta1", beta1), ("beta2", beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(format!("Adam: {name} must be in [0, 1), got {b}"));
+            }
+        }
+        if !(eps.is_finite() && eps > 0.0) {
+            return Err(format!("Adam: eps must be finite and > 0, got {eps}"));
+        }
+        Ok(())
+    }
+}
+
 /// Adam state for a fixed list of parameter tensors.
 #[derive(Clone, Debug)]
 pub struct Adam<T> {
@@ -36,7 +65,15 @@ pub struct Adam<T> {
 
 impl<T: Float> Adam<T> {
     /// Fresh state (zero moments) for parameters of the given lengths.
+    ///
+    /// # Panics
+    /// If the config is out of range (see [`AdamConfig::validate`]; call it first to
+    /// get the message as an error instead).
+    #[track_caller]
     pub fn new(config: AdamConfig, param_lens: &[usize]) -> Self {
+        if let Err(e) = config.validate() {
+            panic!("{e}");
+        }
         Adam {
             config,
             step: 0,
@@ -53,9 +90,13 @@ impl<T: Float> Adam<T> {
     /// One update of every parameter with its gradient.
     ///
     /// # Panics
-    /// If the number or lengths of parameters and gradients differ from construction.
+    /// If the number or lengths of parameters and gradients differ from construction,
+    /// or [`Adam::config`] was changed to values out of range ([`AdamConfig::validate`]).
     #[track_caller]
     pub fn step(&mut self, params: &mut [&mut Tensor<T>], grads: &[&Tensor<T>]) {
+        if let Err(e) = self.config.validate() {
+            panic!("{e}");
+        }
         assert_eq!(params.len(), self.m.len(), "Adam::step: parameter count");
         assert_eq!(grads.len(), self.m.len(), "Adam::step: gradient count");
         self.step += 1;

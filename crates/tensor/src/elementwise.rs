@@ -94,7 +94,8 @@ impl<T: Float> Unary<T> {
             Unary::Tan => T::ONE + y * y,
             // d atan = 1 / (1 + x^2)
             Unary::Atan => T::ONE / (T::ONE + x * x),
-            // d x^n = n x^(n-1)
+            // d x^n = n x^(n-1)  (and d x^0 = 0, also at x = 0 where 0 * x^-1 is NaN)
+            Unary::Powi(0) => T::ZERO,
             Unary::Powi(n) => T::from_f64(n as f64) * x.powi(n - 1),
             // d (x mod m) = 1 (away from the jumps)
             Unary::RemEuclid(_) => T::ONE,

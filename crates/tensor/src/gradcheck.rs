@@ -10,6 +10,9 @@ use crate::{Tensor, Var};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+/// Pass threshold of [`gradcheck`] in f64: max relative error 1e-6.
+pub const GRADCHECK_TOL_F64: f64 = 1e-6;
+
 /// Finite-difference settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GradcheckConfig {
@@ -18,7 +21,7 @@ pub struct GradcheckConfig {
     /// Smallest denominator of the relative error, so that gradients that are zero
     /// up to rounding are judged on an absolute scale. Default 1e-3.
     pub floor: f64,
-    /// Pass threshold on the max relative error. Default 1e-6.
+    /// Pass threshold on the max relative error. Default [`GRADCHECK_TOL_F64`] = 1e-6.
     pub tolerance: f64,
     /// Seed of the output projection. Default 0.
     pub seed: u64,
@@ -26,7 +29,7 @@ pub struct GradcheckConfig {
 
 impl Default for GradcheckConfig {
     fn default() -> Self {
-        GradcheckConfig { step: 1e-5, floor: 1e-3, tolerance: 1e-6, seed: 0 }
+        GradcheckConfig { step: 1e-5, floor: 1e-3, tolerance: GRADCHECK_TOL_F64, seed: 0 }
     }
 }
 
@@ -35,8 +38,11 @@ impl Default for GradcheckConfig {
 pub struct InputError {
     /// max_j |analytic_j - numeric_j|
     pub max_abs: f64,
-    /// max_j |analytic_j - numeric_j| / max(|analytic_j|, |numeric_j|, floor)
+    /// max_j |analytic_j - numeric_j| / max(|analytic_j|, |numeric_j|, floor);
+    /// infinite if a gradient (either kind) is NaN or infinite.
     pub max_rel: f64,
+    /// The element `j` where the relative error is largest (0 for an empty input).
+    pub worst: usize,
 }
 
 /// The result of [`gradcheck`].
@@ -57,9 +63,10 @@ impl GradcheckReport {
     pub fn max_abs(&self) -> f64 {
         self.inputs.iter().map(|e| e.max_abs).fold(0.0, f64::max)
     }
-    /// Whether every input's max relative error is below the tolerance.
+    /// Whether every input's max relative error is below the tolerance (a NaN or
+    /// infinite gradient never passes).
     pub fn passed(&self) -> bool {
-        self.max_rel() < self.tolerance
+        self.inputs.iter().all(|e| e.max_rel.is_finite() && e.max_rel < self.tolerance)
     }
 }
 
@@ -89,7 +96,7 @@ pub fn gradcheck(
     let mut xs: Vec<Tensor<f64>> = inputs.to_vec();
     for (i, v) in vars.iter().enumerate() {
         let analytic = grads.get_or_zeros(v);
-        let (mut max_abs, mut max_rel) = (0.0f64, 0.0f64);
+        let (mut max_abs, mut max_rel, mut worst) = (0.0f64, 0.0f64, 0usize);
         for j in 0..xs[i].len() {
             let x0 = xs[i].data()[j];
             xs[i].data_mut()[j] = x0 + config.step;
@@ -99,11 +106,19 @@ pub fn gradcheck(
             xs[i].data_mut()[j] = x0;
             let numeric = (lp - lm) / (2.0 * config.step);
             let a = analytic.data()[j];
-            let err = (a - numeric).abs();
+            // A non-finite gradient is an infinite error (f64::max would drop a NaN).
+            let (err, rel) = if a.is_finite() && numeric.is_finite() {
+                let err = (a - numeric).abs();
+                (err, err / a.abs().max(numeric.abs()).max(config.floor))
+            } else {
+                (f64::INFINITY, f64::INFINITY)
+            };
             max_abs = max_abs.max(err);
-            max_rel = max_rel.max(err / a.abs().max(numeric.abs()).max(config.floor));
+            if rel > max_rel {
+                (max_rel, worst) = (rel, j);
+            }
         }
-        errors.push(InputError { max_abs, max_rel });
+        errors.push(InputError { max_abs, max_rel, worst });
     }
     GradcheckReport { inputs: errors, tolerance: config.tolerance }
 }

@@ -59,8 +59,17 @@ impl<T: Float> Linear<T> {
     }
 
     /// `x (N, in) -> x W^T + b (N, out)` with the given parameter vars.
+    ///
+    /// # Panics
+    /// If `x` is not `(N, in)` for the weight's `(out, in)` (the message names both), or
+    /// the bias is not `(out,)`.
     #[track_caller]
     pub fn forward(x: &Var<T>, weight: &Var<T>, bias: &Var<T>) -> Var<T> {
+        let (xs, ws) = (x.shape(), weight.shape());
+        assert!(
+            xs.len() == 2 && ws.len() == 2 && xs[1] == ws[1],
+            "Linear: shape mismatch, input {xs:?} vs weight {ws:?} (want (N, in) and (out, in))"
+        );
         x.matmul(&weight.t()).add_bias(bias)
     }
 }

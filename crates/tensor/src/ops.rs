@@ -168,7 +168,9 @@ impl<T: Float> Var<T> {
     /// Mean over the given axes, which are removed from the shape.
     #[track_caller]
     pub fn mean_axes(&self, axes: &[usize]) -> Var<T> {
-        let n: usize = axes.iter().map(|&a| self.shape()[a]).product();
+        let s = self.shape();
+        assert!(axes.iter().all(|&a| a < s.len()), "mean_axes: axes {axes:?} out of range for shape {s:?}");
+        let n: usize = axes.iter().map(|&a| s[a]).product();
         self.sum_axes(axes).mul_scalar(1.0 / n as f64)
     }
 
@@ -288,6 +290,15 @@ impl<T: Float> Var<T> {
         if let Some(b) = b {
             assert!(b.shape() == [ws[0]], "conv2d: shape mismatch, weight {ws:?} vs bias {:?}", b.shape());
         }
+        assert!(ws[2] % 2 == 1, "conv2d: kernel size {} must be odd, weight {ws:?} (input {xs:?})", ws[2]);
+        assert!(
+            ws[2] <= xs[2] && ws[2] <= xs[3],
+            "conv2d: kernel {}x{} is wider than the {}x{} lattice, weight {ws:?} vs input {xs:?}",
+            ws[2],
+            ws[3],
+            xs[2],
+            xs[3]
+        );
         let s = Conv2dShape { n: xs[0], cin: xs[1], cout: ws[0], h: xs[2], w: xs[3], k: ws[2] };
         let mut y = vec![T::ZERO; s.output_len()];
         conv2d::forward(self.value().data(), w.value().data(), b.map(|b| b.value().data()), s, &mut y);
