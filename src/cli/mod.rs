@@ -2,6 +2,7 @@
 //! `pub fn run(args: &[String]) -> CliResult<()>`.
 
 pub mod args;
+pub mod audit;
 
 pub use args::{Args, CliError, CliResult};
 
@@ -14,6 +15,7 @@ usage: latflow [COMMAND] [FLAGS]
 commands:
   (none)     the tutorial demo (see README)
   help       this text
+  audit      gradient audit of every op (f64 finite differences); flags: --seed N
 ";
 
 /// Dispatches `argv[1..]` to a subcommand.
@@ -28,6 +30,7 @@ pub fn dispatch(argv: &[String]) -> CliResult<()> {
             print!("{USAGE}");
             Ok(())
         }
+        "audit" => audit::run(rest),
         other => Err(CliError(format!("unknown command {other:?}\n\n{USAGE}"))),
     }
 }

@@ -16,6 +16,7 @@
 //! ```
 
 mod adam;
+pub mod audit;
 pub mod elementwise;
 mod float;
 mod gradcheck;
@@ -28,6 +29,6 @@ mod var;
 
 pub use adam::{Adam, AdamConfig};
 pub use float::Float;
-pub use gradcheck::{gradcheck, GradcheckConfig, GradcheckReport, InputError};
+pub use gradcheck::{gradcheck, GradcheckConfig, GradcheckReport, InputError, GRADCHECK_TOL_F64};
 pub use tensor::Tensor;
 pub use var::{Gradients, Var};

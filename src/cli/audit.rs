@@ -1,0 +1,49 @@
+//! `latflow audit [--seed N]`: the gradient audit. Runs
+//! [`latflow_tensor::audit::run_audit`] (f64 central differences against the tape for
+//! every op, whole-model compositions, and Adam against PyTorch's formula), prints one
+//! row per case and fails (exit status 2) if any case is over the tolerance.
+
+use super::{Args, CliError, CliResult};
+use latflow_tensor::audit::{run_audit, AuditCase};
+
+/// Runs the audit and prints the table.
+pub fn run(args: &[String]) -> CliResult<()> {
+    let a = Args::parse(args, &["seed"], &[])?;
+    if let Some(p) = a.positional.first() {
+        return Err(CliError(format!("audit takes no positional arguments, got {p:?}")));
+    }
+    let seed: u64 = a.get("seed", 0)?;
+    let cases = run_audit(seed);
+    print!("{}", table(&cases, seed));
+    let failed: Vec<&str> = cases.iter().filter(|c| !c.passed()).map(|c| c.op).collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError(format!(
+            "gradient audit: {} of {} cases failed: {}",
+            failed.len(),
+            cases.len(),
+            failed.join(", ")
+        )))
+    }
+}
+
+/// The audit table: op, input shapes, max abs and rel error, pass/fail, and a summary.
+pub fn table(cases: &[AuditCase], seed: u64) -> String {
+    let ow = cases.iter().map(|c| c.op.len()).max().unwrap_or(2).max(2);
+    let sw = cases.iter().map(|c| c.shapes.len()).max().unwrap_or(6).max(6);
+    let tol = cases.first().map_or(latflow_tensor::GRADCHECK_TOL_F64, |c| c.report.tolerance);
+    let mut s =
+        format!("gradient audit: f64 central differences vs reverse mode, seed {seed}, tolerance {tol:.0e}\n\n");
+    s += &format!("{:<ow$}  {:<sw$}  {:>10}  {:>10}  {}\n", "op", "shapes", "max abs", "max rel", "result");
+    s += &format!("{}\n", "-".repeat(ow + sw + 34));
+    for c in cases {
+        let r = &c.report;
+        let verdict = if c.passed() { "pass" } else { "FAIL" };
+        s += &format!("{:<ow$}  {:<sw$}  {:>10.2e}  {:>10.2e}  {verdict}\n", c.op, c.shapes, r.max_abs(), r.max_rel());
+    }
+    let passed = cases.iter().filter(|c| c.passed()).count();
+    let worst = cases.iter().map(|c| c.report.max_rel()).fold(0.0, f64::max);
+    s += &format!("\n{passed}/{} passed, worst max rel error {worst:.2e}\n", cases.len());
+    s
+}
