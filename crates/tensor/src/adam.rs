@@ -87,6 +87,25 @@ impl<T: Float> Adam<T> {
         self.step
     }
 
+    /// The moment estimates `(m, v)`, one vector per parameter (for checkpoints).
+    pub fn moments(&self) -> (&[Vec<T>], &[Vec<T>]) {
+        (&self.m, &self.v)
+    }
+
+    /// Restores a saved state: step count and moments.
+    ///
+    /// # Panics
+    /// If the number or lengths of the moment vectors differ from this optimizer's.
+    #[track_caller]
+    pub fn restore(&mut self, step: u64, m: Vec<Vec<T>>, v: Vec<Vec<T>>) {
+        let lens = |x: &[Vec<T>]| x.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(lens(&m), lens(&self.m), "Adam::restore: first-moment shapes");
+        assert_eq!(lens(&v), lens(&self.v), "Adam::restore: second-moment shapes");
+        self.step = step;
+        self.m = m;
+        self.v = v;
+    }
+
     /// One update of every parameter with its gradient.
     ///
     /// # Panics
