@@ -1,0 +1,426 @@
+//! U(1) lattice gauge theory with the Wilson action (arXiv:2101.08176, section IV):
+//! link angles `theta_mu(n)`, plaquettes
+//! `P_{mu nu}(n) = theta_mu(n) + theta_nu(n + mu) - theta_mu(n + nu) - theta_nu(n)`,
+//! `S = -beta sum_n sum_{mu<nu} cos P_{mu nu}(n)`, and in 2D the topological charge
+//! `Q = (1/2pi) sum_n arg P_01(n)` with `arg` in `[-pi, pi)`.
+//!
+//! A configuration is a flat slice laid out `(mu, x_0, ..., x_{Nd-1})`: link
+//! `theta_mu(n)` is element `mu * V + n`, the layout of a `(N, Nd, L_0, ...)` tensor.
+
+use crate::{Action, Lattice};
+use latflow_tensor::{Float, Var};
+use std::f64::consts::PI;
+
+/// `x` wrapped into `[-pi, pi)`: `((x + pi) mod 2pi) - pi`, the tutorial's
+/// `torch_mod(x + pi) - pi`.
+#[inline]
+pub fn wrap_angle(x: f64) -> f64 {
+    (x + PI).rem_euclid(2.0 * PI) - PI
+}
+
+/// The U(1) Wilson gauge action on a periodic lattice (any `Nd >= 2`).
+///
+/// Force: with `s_{mu nu}(n) = beta sin P_{mu nu}(n)`, each plaquette contributes
+/// `dS/dtheta_mu(n) += s`, `dS/dtheta_nu(n + mu) += s`, `dS/dtheta_mu(n + nu) -= s`,
+/// `dS/dtheta_nu(n) -= s`.
+///
+/// ```
+/// use latflow_physics::{Action, Lattice, U1};
+/// let g = U1::new(Lattice::new(&[4, 4]), 2.0);
+/// let cold = vec![0.0; g.dof()]; // all links 1: every plaquette is 1
+/// assert_eq!(g.action(&cold), -2.0 * 16.0);
+/// assert_eq!(g.topological_charge(&cold), 0.0);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct U1 {
+    lattice: Lattice,
+    /// Inverse coupling `beta` (the tutorial uses 2).
+    pub beta: f64,
+}
+
+impl U1 {
+    /// The Wilson action on `lattice` at inverse coupling `beta`.
+    ///
+    /// # Panics
+    /// If the lattice has fewer than 2 dimensions.
+    #[track_caller]
+    pub fn new(lattice: Lattice, beta: f64) -> Self {
+        assert!(lattice.nd() >= 2, "U1::new: need Nd >= 2, got lattice {:?}", lattice.shape());
+        U1 { lattice, beta }
+    }
+
+    /// The lattice.
+    pub fn lattice(&self) -> &Lattice {
+        &self.lattice
+    }
+
+    /// Number of plaquette orientations `Nd (Nd - 1) / 2`.
+    pub fn n_planes(&self) -> usize {
+        let nd = self.lattice.nd();
+        nd * (nd - 1) / 2
+    }
+
+    /// The plaquette angle `P_{mu nu}(n)` (not wrapped).
+    #[inline]
+    pub fn plaquette(&self, theta: &[f64], mu: usize, nu: usize, n: usize) -> f64 {
+        let v = self.lattice.volume();
+        let l = &self.lattice;
+        theta[mu * v + n] + theta[nu * v + l.fwd(n, mu)] - theta[mu * v + l.fwd(n, nu)] - theta[nu * v + n]
+    }
+
+    /// All plaquette angles `P_{mu nu}(n)` of one plane into `out` (length `V`).
+    ///
+    /// # Panics
+    /// On length mismatches or `mu`, `nu` out of range.
+    #[track_caller]
+    pub fn plaquettes(&self, theta: &[f64], mu: usize, nu: usize, out: &mut [f64]) {
+        self.check(theta);
+        let nd = self.lattice.nd();
+        assert!(mu < nd && nu < nd && out.len() == self.lattice.volume(), "U1::plaquettes: bad plane or buffer");
+        for (n, o) in out.iter_mut().enumerate() {
+            *o = self.plaquette(theta, mu, nu, n);
+        }
+    }
+
+    /// Average plaquette `(1 / (V Nd(Nd-1)/2)) sum_n sum_{mu<nu} cos P_{mu nu}(n)` (1 for the
+    /// cold configuration); equals `-S / (beta V Nd(Nd-1)/2)`.
+    #[track_caller]
+    pub fn average_plaquette(&self, theta: &[f64]) -> f64 {
+        self.check(theta);
+        self.plaquette_cos_sum(theta) / (self.lattice.volume() * self.n_planes()) as f64
+    }
+
+    fn plaquette_cos_sum(&self, theta: &[f64]) -> f64 {
+        let nd = self.lattice.nd();
+        let mut s = 0.0;
+        for mu in 0..nd {
+            for nu in mu + 1..nd {
+                for n in 0..self.lattice.volume() {
+                    s += self.plaquette(theta, mu, nu, n).cos();
+                }
+            }
+        }
+        s
+    }
+
+    /// Topological charge `Q = (1/2pi) sum_n wrap(P_01(n))`, `wrap` into `[-pi, pi)`.
+    /// An integer up to rounding: `sum_n P_01(n) = 0` on the torus, so the sum of the
+    /// wrapped angles is a multiple of `2 pi`. In `Nd > 2` this is the charge of the
+    /// (0, 1) planes summed over the other coordinates.
+    #[track_caller]
+    pub fn topological_charge(&self, theta: &[f64]) -> f64 {
+        self.check(theta);
+        (0..self.lattice.volume()).map(|n| wrap_angle(self.plaquette(theta, 0, 1, n))).sum::<f64>() / (2.0 * PI)
+    }
+
+    /// Gauge transformation `theta_mu(n) -> alpha(n) + theta_mu(n) - alpha(n + mu)`
+    /// (`U_mu(n) -> Omega(n) U_mu(n) Omega(n + mu)^*` with `Omega = e^{i alpha}`), in place.
+    /// Leaves every plaquette, hence `S` and `Q`, unchanged.
+    ///
+    /// # Panics
+    /// If `alpha.len() != V` or `theta.len() != Nd V`.
+    #[track_caller]
+    pub fn gauge_transform(&self, theta: &mut [f64], alpha: &[f64]) {
+        self.check(theta);
+        let v = self.lattice.volume();
+        assert_eq!(alpha.len(), v, "U1::gauge_transform: alpha has length {}, volume is {v}", alpha.len());
+        for mu in 0..self.lattice.nd() {
+            for n in 0..v {
+                theta[mu * v + n] += alpha[n] - alpha[self.lattice.fwd(n, mu)];
+            }
+        }
+    }
+
+    /// The tensor form for training: links `(N, Nd, L_0, ...)` to the actions `(N,)`;
+    /// see [`u1_action_var`].
+    ///
+    /// # Panics
+    /// If the links' trailing shape is not `(Nd, L_0, ...)`.
+    #[track_caller]
+    pub fn action_var<T: Float>(&self, links: &Var<T>) -> Var<T> {
+        let s = links.shape();
+        assert!(
+            s.len() == self.lattice.nd() + 2 && s[1] == self.lattice.nd() && s[2..] == *self.lattice.shape(),
+            "U1::action_var: shape mismatch, links {s:?} vs lattice {:?}",
+            self.lattice.shape()
+        );
+        u1_action_var(links, self.beta)
+    }
+
+    #[inline]
+    #[track_caller]
+    fn check(&self, theta: &[f64]) {
+        assert_eq!(
+            theta.len(),
+            self.dof(),
+            "U1: configuration of length {} on {:?} (need Nd * V = {})",
+            theta.len(),
+            self.lattice.shape(),
+            self.dof()
+        );
+    }
+}
+
+impl Action for U1 {
+    fn dof(&self) -> usize {
+        self.lattice.nd() * self.lattice.volume()
+    }
+
+    #[track_caller]
+    fn action(&self, theta: &[f64]) -> f64 {
+        self.check(theta);
+        -self.beta * self.plaquette_cos_sum(theta)
+    }
+
+    #[track_caller]
+    fn force(&self, theta: &[f64], out: &mut [f64]) {
+        self.check(theta);
+        self.check(out);
+        out.fill(0.0);
+        let (nd, v) = (self.lattice.nd(), self.lattice.volume());
+        for mu in 0..nd {
+            for nu in mu + 1..nd {
+                for n in 0..v {
+                    let (n_mu, n_nu) = (self.lattice.fwd(n, mu), self.lattice.fwd(n, nu));
+                    let p = theta[mu * v + n] + theta[nu * v + n_mu] - theta[mu * v + n_nu] - theta[nu * v + n];
+                    let s = self.beta * p.sin();
+                    out[mu * v + n] += s;
+                    out[nu * v + n_mu] += s;
+                    out[mu * v + n_nu] -= s;
+                    out[nu * v + n] -= s;
+                }
+            }
+        }
+    }
+
+    fn canonicalize(&self, theta: &mut [f64]) {
+        for t in theta {
+            *t = t.rem_euclid(2.0 * PI);
+        }
+    }
+}
+
+/// Plaquette angles `P_{mu nu}` of a batch of links `(N, Nd, L_0, ...)` as a tape value
+/// of shape `(N, L_0, ...)`, the tutorial's `compute_u1_plaq`:
+/// `links[:, mu] + roll(links[:, nu], -1, mu + 1) - roll(links[:, mu], -1, nu + 1) - links[:, nu]`.
+///
+/// # Panics
+/// If the rank is < 3 or `mu`, `nu` are out of range.
+#[track_caller]
+pub fn u1_plaquette_var<T: Float>(links: &Var<T>, mu: usize, nu: usize) -> Var<T> {
+    let s = links.shape();
+    assert!(s.len() >= 3 && mu < s[1] && nu < s[1], "u1_plaquette_var: links {s:?}, plane ({mu}, {nu})");
+    let (lm, ln) = (links.select(1, mu), links.select(1, nu));
+    lm.add(&ln.roll(mu + 1, -1)).sub(&lm.roll(nu + 1, -1)).sub(&ln)
+}
+
+/// The Wilson action of a batch of links `(N, Nd, L_0, ...)` with tape ops, the
+/// tutorial's `U1GaugeAction`: `-beta sum_{mu<nu} sum_n cos P_{mu nu}(n)`, shape `(N,)`.
+/// Its gradient is the analytic force of [`U1`] (audited by `gradcheck`).
+///
+/// ```
+/// use latflow_physics::u1_action_var;
+/// use latflow_tensor::{Tensor, Var};
+/// let links = Var::constant(Tensor::<f64>::zeros(&[3, 2, 4, 4]));
+/// let s = u1_action_var(&links, 2.0);
+/// assert_eq!(s.value().data(), &[-32.0, -32.0, -32.0]);
+/// ```
+///
+/// # Panics
+/// If the rank is < 3 or `links.shape()[1]` is not the number of lattice axes.
+#[track_caller]
+pub fn u1_action_var<T: Float>(links: &Var<T>, beta: f64) -> Var<T> {
+    let s = links.shape();
+    assert!(s.len() >= 3 && s[1] == s.len() - 2, "u1_action_var: need (N, Nd, L_0, .., L_{{Nd-1}}), got {s:?}");
+    let nd = s[1];
+    let mut total: Option<Var<T>> = None;
+    for mu in 0..nd {
+        for nu in mu + 1..nd {
+            let c = u1_plaquette_var(links, mu, nu).cos();
+            total = Some(match total {
+                None => c,
+                Some(t) => t.add(&c),
+            });
+        }
+    }
+    let axes: Vec<usize> = (1..=nd).collect();
+    total.expect("nd >= 2").sum_axes(&axes).mul_scalar(-beta)
+}
+
+/// Exact `<Q^2>` of 2D U(1) with the Wilson action on a periodic lattice of `volume`
+/// plaquettes, for the charge of [`U1::topological_charge`].
+///
+/// On the torus the wrapped plaquette angles `phi_p` are independent and uniform up to
+/// the constraint `sum_p phi_p = 2 pi Q`, so with `f(nu) = int_{-pi}^{pi} dphi e^{beta cos phi} cos(nu phi)`,
+/// `Z(theta) ~ sum_{n in Z} f(n + theta / 2pi)^V` and `<Q^2> = -d^2 ln Z / d theta^2` at
+/// `theta = 0` (character expansion / Poisson resummation; see e.g. Bonati and Rossi,
+/// Phys. Rev. D 100 (2019) 054503, arXiv:1908.07476). Integrals by Simpson's rule on
+/// 4096 intervals (converged to ~1e-12 for beta <= 10), sum over |n| <= 40.
+///
+/// ```
+/// use latflow_physics::u1::exact_q2_2d;
+/// let q2 = exact_q2_2d(2.0, 64);
+/// assert!((q2 - 1.23).abs() < 0.02); // the tutorial's HMC value on 8x8 at beta = 2
+/// ```
+pub fn exact_q2_2d(beta: f64, volume: usize) -> f64 {
+    let m = 4096;
+    let h = 2.0 * PI / m as f64;
+    // f(n), f'(n), f''(n) at integer n (f' = -int phi e^{b cos} sin(n phi), f'' = -int phi^2 e^{b cos} cos(n phi))
+    let integrals = |n: f64| {
+        let (mut f, mut f1, mut f2) = (0.0, 0.0, 0.0);
+        for i in 0..=m {
+            let phi = -PI + i as f64 * h;
+            let w = if i == 0 || i == m {
+                1.0
+            } else if i % 2 == 1 {
+                4.0
+            } else {
+                2.0
+            };
+            let e = w * (beta * (phi.cos() - 1.0)).exp(); // e^{-beta} scaled: cancels in ratios
+            f += e * (n * phi).cos();
+            f1 -= e * phi * (n * phi).sin();
+            f2 -= e * phi * phi * (n * phi).cos();
+        }
+        (f * h / 3.0, f1 * h / 3.0, f2 * h / 3.0)
+    };
+    let v = volume as f64;
+    let (f0, _, _) = integrals(0.0);
+    let (mut g, mut g2) = (0.0, 0.0);
+    for n in -40..=40 {
+        let (f, f1, f2) = integrals(n as f64);
+        let r = f / f0; // f^V / f0^V stays finite
+        let rv = r.powi(volume as i32 - 2);
+        g += rv * r * r;
+        g2 += v * (v - 1.0) * rv * (f1 / f0).powi(2) + v * rv * r * (f2 / f0);
+    }
+    -g2 / g / (4.0 * PI * PI)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latflow_tensor::{gradcheck, GradcheckConfig, Tensor};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// Agreement of two f64 evaluations of the same sum in different orders.
+    const F64_TOL: f64 = 1e-12;
+    /// Gauge invariance and integrality up to rounding of sums of O(V) angles.
+    const ANGLE_TOL: f64 = 1e-10;
+
+    fn random_links(g: &U1, rng: &mut StdRng) -> Vec<f64> {
+        (0..g.dof()).map(|_| rng.gen_range(0.0..2.0 * PI)).collect()
+    }
+
+    #[test]
+    fn slice_action_matches_tensor_action_2d_and_3d() {
+        let mut rng = StdRng::seed_from_u64(1);
+        for shape in [vec![4, 4], vec![3, 5], vec![3, 2, 4]] {
+            let g = U1::new(Lattice::new(&shape), 1.7);
+            let mut tshape = vec![2, shape.len()];
+            tshape.extend(&shape);
+            let x = Tensor::<f64>::uniform(&tshape, 0.0, 2.0 * PI, &mut rng);
+            let sv = g.action_var(&Var::constant(x.clone()));
+            for (b, c) in x.data().chunks(g.dof()).enumerate() {
+                let (a, t) = (g.action(c), sv.value().data()[b]);
+                assert!((a - t).abs() < F64_TOL * t.abs().max(1.0), "{shape:?}: {a} vs {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn autodiff_force_equals_analytic_force() {
+        let mut rng = StdRng::seed_from_u64(2);
+        for shape in [vec![4, 4], vec![3, 5], vec![3, 2, 4]] {
+            let g = U1::new(Lattice::new(&shape), 1.3);
+            let mut tshape = vec![2, shape.len()];
+            tshape.extend(&shape);
+            let x = Tensor::<f64>::uniform(&tshape, 0.0, 2.0 * PI, &mut rng);
+            let report = gradcheck(|v: &[Var<f64>]| g.action_var(&v[0]), &[x.clone()], GradcheckConfig::default());
+            assert!(report.passed(), "{shape:?}: {report:?}");
+            let xv = Var::param(x.clone());
+            let grad = g.action_var(&xv).sum().backward().get_or_zeros(&xv);
+            let mut f = vec![0.0; g.dof()];
+            for (c, gc) in x.data().chunks(g.dof()).zip(grad.data().chunks(g.dof())) {
+                g.force(c, &mut f);
+                for (a, b) in f.iter().zip(gc) {
+                    assert!((a - b).abs() < F64_TOL * b.abs().max(1.0), "{shape:?}: analytic {a} vs tape {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn action_and_charge_are_gauge_invariant_and_q_is_an_integer() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let g = U1::new(Lattice::new(&[8, 8]), 2.0);
+        let mut nonzero = 0;
+        for _ in 0..50 {
+            let mut x = random_links(&g, &mut rng);
+            let (s, q) = (g.action(&x), g.topological_charge(&x));
+            assert!((q - q.round()).abs() < ANGLE_TOL, "Q = {q} is not an integer");
+            nonzero += (q.round() != 0.0) as usize;
+            let alpha: Vec<f64> = (0..64).map(|_| rng.gen_range(-PI..PI)).collect();
+            g.gauge_transform(&mut x, &alpha);
+            assert!((g.action(&x) - s).abs() < ANGLE_TOL, "S changed under a gauge transformation");
+            assert_eq!(g.topological_charge(&x).round(), q.round(), "Q changed under a gauge transformation");
+            assert!((g.topological_charge(&x) - q).abs() < ANGLE_TOL);
+        }
+        assert!(nonzero > 10, "random links should visit many sectors, got {nonzero} of 50 nonzero");
+    }
+
+    #[test]
+    fn gauge_invariance_in_3d() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let g = U1::new(Lattice::new(&[3, 4, 2]), 1.0);
+        let mut x = random_links(&g, &mut rng);
+        let s = g.action(&x);
+        let alpha: Vec<f64> = (0..24).map(|_| rng.gen_range(-PI..PI)).collect();
+        g.gauge_transform(&mut x, &alpha);
+        assert!((g.action(&x) - s).abs() < ANGLE_TOL);
+    }
+
+    #[test]
+    fn unit_instanton_has_charge_one() {
+        // theta_1(x, y) = 2 pi x / V, theta_0(L-1, y) = -2 pi y / L: every plaquette is 2 pi / V.
+        let l = 8;
+        let g = U1::new(Lattice::new(&[l, l]), 2.0);
+        let v = l * l;
+        let mut x = vec![0.0; 2 * v];
+        for a in 0..l {
+            for b in 0..l {
+                x[v + a * l + b] = 2.0 * PI * a as f64 / v as f64;
+            }
+            x[(l - 1) * l + a] = -2.0 * PI * a as f64 / l as f64;
+        }
+        let mut p = vec![0.0; v];
+        g.plaquettes(&x, 0, 1, &mut p);
+        assert!(p.iter().all(|&q| (wrap_angle(q) - 2.0 * PI / v as f64).abs() < ANGLE_TOL));
+        assert!((g.topological_charge(&x) - 1.0).abs() < ANGLE_TOL);
+        assert!((g.action(&x) + 2.0 * v as f64 * (2.0 * PI / v as f64).cos()).abs() < ANGLE_TOL);
+        // and the mirror image has charge -1
+        let y: Vec<f64> = x.iter().map(|t| -t).collect();
+        assert!((g.topological_charge(&y) + 1.0).abs() < ANGLE_TOL);
+    }
+
+    #[test]
+    fn exact_q2_limits() {
+        // beta -> 0: uniform plaquettes, Q = sum of V uniform(-1/2, 1/2) conditioned to an integer;
+        // for large V its variance approaches V / 12.
+        let q2 = exact_q2_2d(1e-9, 16);
+        assert!((q2 - 16.0 / 12.0).abs() < 0.05, "{q2}");
+        // monotone in beta and volume
+        assert!(exact_q2_2d(6.0, 256) < exact_q2_2d(2.0, 256));
+        assert!(exact_q2_2d(2.0, 256) > exact_q2_2d(2.0, 64));
+    }
+
+    #[test]
+    fn wrap_is_in_range() {
+        for x in [-10.0, -PI, -3.0, 0.0, 3.0, PI, 10.0] {
+            let w = wrap_angle(x);
+            assert!((-PI..PI).contains(&w), "{x} -> {w}");
+            assert!(((x - w) / (2.0 * PI) - ((x - w) / (2.0 * PI)).round()).abs() < 1e-12);
+        }
+    }
+}
