@@ -1,1 +1,403 @@
-//! HMC (in progress).
+//! Hybrid Monte Carlo (Duane, Kennedy, Pendleton, Roweth, Phys. Lett. B 195 (1987) 216)
+//! for any [`Action`] on `f64` slices: Gaussian momenta, a leapfrog trajectory of
+//! `n_steps` steps of size `eps = trajectory_length / n_steps`, and a Metropolis test on
+//! `dH = H(x', p') - H(x, p)` with `H = S(x) + p^2 / 2`.
+//!
+//! [`HmcChain`] is one chain with its buffers (no allocation per trajectory);
+//! [`run_chains`] runs many independent, seeded chains in parallel with rayon and
+//! records per-trajectory observables, `dH` and acceptance.
+//!
+//! ```
+//! use latflow_physics::{Lattice, Phi4};
+//! use latflow_sampler::hmc::{HmcChain, HmcConfig};
+//! use rand::{rngs::StdRng, SeedableRng};
+//! let action = Phi4::new(Lattice::new(&[8, 8]), -4.0, 8.0);
+//! let mut rng = StdRng::seed_from_u64(0);
+//! let mut chain = HmcChain::new(&action, vec![0.0; 64]);
+//! for _ in 0..100 {
+//!     chain.trajectory(&action, &HmcConfig::default(), &mut rng);
+//! }
+//! assert!(chain.acceptance_rate() > 0.5);
+//! ```
+
+use latflow_physics::Action;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Settings of one HMC trajectory.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HmcConfig {
+    /// Molecular-dynamics time of a trajectory, `tau`. Default 1.0.
+    pub trajectory_length: f64,
+    /// Leapfrog steps per trajectory (step size `tau / n_steps`). Default 10.
+    pub n_steps: usize,
+}
+
+impl Default for HmcConfig {
+    fn default() -> Self {
+        HmcConfig { trajectory_length: 1.0, n_steps: 10 }
+    }
+}
+
+impl HmcConfig {
+    /// The leapfrog step size `eps = trajectory_length / n_steps`.
+    pub fn step_size(&self) -> f64 {
+        self.trajectory_length / self.n_steps as f64
+    }
+}
+
+/// What one trajectory did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrajectoryInfo {
+    /// `dH = H(end) - H(start)`; `<exp(-dH)> = 1` for a reversible, area-preserving integrator.
+    pub delta_h: f64,
+    /// Whether the Metropolis test accepted the end point.
+    pub accepted: bool,
+}
+
+/// `H = S(x) + (1/2) sum_i p_i^2`.
+pub fn hamiltonian<A: Action + ?Sized>(action: &A, x: &[f64], p: &[f64]) -> f64 {
+    action.action(x) + kinetic(p)
+}
+
+#[inline]
+fn kinetic(p: &[f64]) -> f64 {
+    0.5 * p.iter().map(|v| v * v).sum::<f64>()
+}
+
+/// Leapfrog integration of `dx/dt = p`, `dp/dt = -dS/dx` for `n_steps` steps of size
+/// `eps`: `p -= eps/2 F; (x += eps p; p -= eps F) x (n-1); x += eps p; p -= eps/2 F`.
+/// Reversible (flip `p` and integrate again to come back) and area preserving.
+///
+/// `force` must hold `F = dS/dx` at the incoming `x`; on return it holds `F` at the
+/// outgoing `x` (so a chain computes `n_steps` forces per trajectory, not `n_steps + 1`).
+///
+/// # Panics
+/// If the slice lengths differ.
+#[track_caller]
+pub fn leapfrog<A: Action + ?Sized>(
+    action: &A,
+    x: &mut [f64],
+    p: &mut [f64],
+    force: &mut [f64],
+    eps: f64,
+    n_steps: usize,
+) {
+    assert!(x.len() == p.len() && x.len() == force.len(), "leapfrog: lengths {} {} {}", x.len(), p.len(), force.len());
+    if n_steps == 0 {
+        return;
+    }
+    let half = 0.5 * eps;
+    for (pi, fi) in p.iter_mut().zip(force.iter()) {
+        *pi -= half * fi;
+    }
+    for step in 0..n_steps {
+        for (xi, pi) in x.iter_mut().zip(p.iter()) {
+            *xi += eps * pi;
+        }
+        action.force(x, force);
+        let k = if step + 1 == n_steps { half } else { eps };
+        for (pi, fi) in p.iter_mut().zip(force.iter()) {
+            *pi -= k * fi;
+        }
+    }
+}
+
+/// One HMC chain: its configuration, the cached action and force there, and work buffers.
+#[derive(Clone, Debug)]
+pub struct HmcChain {
+    x: Vec<f64>,
+    s: f64,
+    force: Vec<f64>,
+    x_new: Vec<f64>,
+    force_new: Vec<f64>,
+    p: Vec<f64>,
+    n_traj: usize,
+    n_accepted: usize,
+}
+
+impl HmcChain {
+    /// A chain starting at `x0`.
+    ///
+    /// # Panics
+    /// If `x0.len() != action.dof()`.
+    #[track_caller]
+    pub fn new<A: Action + ?Sized>(action: &A, x0: Vec<f64>) -> Self {
+        assert_eq!(x0.len(), action.dof(), "HmcChain::new: start of length {} for {} dof", x0.len(), action.dof());
+        let n = x0.len();
+        let mut force = vec![0.0; n];
+        action.force(&x0, &mut force);
+        let s = action.action(&x0);
+        HmcChain {
+            x_new: x0.clone(),
+            x: x0,
+            s,
+            force,
+            force_new: vec![0.0; n],
+            p: vec![0.0; n],
+            n_traj: 0,
+            n_accepted: 0,
+        }
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> &[f64] {
+        &self.x
+    }
+
+    /// The action of the current configuration.
+    pub fn current_action(&self) -> f64 {
+        self.s
+    }
+
+    /// Trajectories run so far.
+    pub fn n_trajectories(&self) -> usize {
+        self.n_traj
+    }
+
+    /// Fraction of trajectories accepted so far (0 before the first).
+    pub fn acceptance_rate(&self) -> f64 {
+        if self.n_traj == 0 {
+            0.0
+        } else {
+            self.n_accepted as f64 / self.n_traj as f64
+        }
+    }
+
+    /// One HMC update: draw `p ~ N(0, 1)`, integrate with [`leapfrog`], accept the end
+    /// point with probability `min(1, exp(-dH))`. Accepted configurations are passed
+    /// through [`Action::canonicalize`].
+    pub fn trajectory<A: Action + ?Sized, R: Rng + ?Sized>(
+        &mut self,
+        action: &A,
+        config: &HmcConfig,
+        rng: &mut R,
+    ) -> TrajectoryInfo {
+        for pi in self.p.iter_mut() {
+            *pi = rng.sample(StandardNormal);
+        }
+        let h0 = self.s + kinetic(&self.p);
+        self.x_new.copy_from_slice(&self.x);
+        self.force_new.copy_from_slice(&self.force);
+        leapfrog(action, &mut self.x_new, &mut self.p, &mut self.force_new, config.step_size(), config.n_steps);
+        let s1 = action.action(&self.x_new);
+        let delta_h = s1 + kinetic(&self.p) - h0;
+        // NaN dH (a blown-up trajectory) is rejected.
+        let accepted = delta_h <= 0.0 || rng.gen::<f64>() < (-delta_h).exp();
+        if accepted {
+            std::mem::swap(&mut self.x, &mut self.x_new);
+            std::mem::swap(&mut self.force, &mut self.force_new);
+            self.s = s1;
+            action.canonicalize(&mut self.x);
+            self.n_accepted += 1;
+        }
+        self.n_traj += 1;
+        TrajectoryInfo { delta_h, accepted }
+    }
+}
+
+/// Settings of [`run_chains`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RunConfig {
+    /// The trajectory settings. Default [`HmcConfig::default`].
+    pub hmc: HmcConfig,
+    /// Independent chains, run in parallel. Default 2.
+    pub n_chains: usize,
+    /// Thermalization trajectories per chain, not recorded. Default 100.
+    pub n_therm: usize,
+    /// Recorded trajectories per chain. Default 1000.
+    pub n_traj: usize,
+    /// Master seed; chain `c` uses `StdRng::seed_from_u64(chain_seed(seed, c))`. Default 0.
+    pub seed: u64,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig { hmc: HmcConfig::default(), n_chains: 2, n_therm: 100, n_traj: 1000, seed: 0 }
+    }
+}
+
+/// The seed of chain `c` under master seed `seed` (a fixed odd-constant mix, so chains
+/// of one run and runs of neighbouring seeds do not share streams).
+pub fn chain_seed(seed: u64, c: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (c as u64).wrapping_add(1).wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+/// The record of one chain from [`run_chains`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChainRecord {
+    /// `observables[k][t]`: observable `k` after recorded trajectory `t`.
+    pub observables: Vec<Vec<f64>>,
+    /// `dH` of every recorded trajectory.
+    pub delta_h: Vec<f64>,
+    /// Acceptance of every recorded trajectory.
+    pub accepted: Vec<bool>,
+    /// The last configuration.
+    pub last: Vec<f64>,
+}
+
+impl ChainRecord {
+    /// Fraction of recorded trajectories accepted.
+    pub fn acceptance_rate(&self) -> f64 {
+        self.accepted.iter().filter(|&&a| a).count() as f64 / self.accepted.len().max(1) as f64
+    }
+}
+
+/// How often (in trajectories) a chain adds to the progress counter.
+const PROGRESS_EVERY: usize = 256;
+
+/// Runs `config.n_chains` independent HMC chains in parallel (rayon), each seeded with
+/// [`chain_seed`], started from `init(chain, rng)`, thermalized for `n_therm`
+/// trajectories and then recorded for `n_traj`. After each recorded trajectory
+/// `measure(x, out)` writes the `n_obs` observables of configuration `x` into `out`.
+///
+/// `progress`, when given, is incremented by the number of trajectories done
+/// (thermalization included) every few hundred trajectories, for a progress display.
+/// Results are reproducible for a given seed whatever the number of threads.
+///
+/// # Panics
+/// If `init` returns a configuration of the wrong length.
+pub fn run_chains<A, I, M>(
+    action: &A,
+    config: &RunConfig,
+    n_obs: usize,
+    init: I,
+    measure: M,
+    progress: Option<&AtomicUsize>,
+) -> Vec<ChainRecord>
+where
+    A: Action + ?Sized,
+    I: Fn(usize, &mut StdRng) -> Vec<f64> + Sync,
+    M: Fn(&[f64], &mut [f64]) + Sync,
+{
+    (0..config.n_chains)
+        .into_par_iter()
+        .map(|c| {
+            let mut rng = StdRng::seed_from_u64(chain_seed(config.seed, c));
+            let mut chain = HmcChain::new(action, init(c, &mut rng));
+            let mut rec = ChainRecord {
+                observables: vec![Vec::with_capacity(config.n_traj); n_obs],
+                delta_h: Vec::with_capacity(config.n_traj),
+                accepted: Vec::with_capacity(config.n_traj),
+                last: Vec::new(),
+            };
+            let mut obs = vec![0.0; n_obs];
+            let total = config.n_therm + config.n_traj;
+            for t in 0..total {
+                let info = chain.trajectory(action, &config.hmc, &mut rng);
+                if t >= config.n_therm {
+                    measure(chain.config(), &mut obs);
+                    for (series, &o) in rec.observables.iter_mut().zip(&obs) {
+                        series.push(o);
+                    }
+                    rec.delta_h.push(info.delta_h);
+                    rec.accepted.push(info.accepted);
+                }
+                if let Some(p) = progress {
+                    if (t + 1) % PROGRESS_EVERY == 0 {
+                        p.fetch_add(PROGRESS_EVERY, Ordering::Relaxed);
+                    } else if t + 1 == total {
+                        p.fetch_add(total % PROGRESS_EVERY, Ordering::Relaxed);
+                    }
+                }
+            }
+            rec.last = chain.config().to_vec();
+            rec
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{gamma_method_replicas, S_TAU_DEFAULT};
+    use latflow_physics::{Lattice, Phi4, U1};
+    use rand_distr::{Distribution, Uniform};
+
+    /// Reversibility tolerance of a 10-step f64 trajectory (the brief's 1e-10).
+    const REVERSE_TOL: f64 = 1e-10;
+
+    fn check_reversible<A: Action>(action: &A, x0: Vec<f64>, rng: &mut StdRng) {
+        let n = x0.len();
+        let p0: Vec<f64> = (0..n).map(|_| rng.sample(StandardNormal)).collect();
+        let (mut x, mut p, mut f) = (x0.clone(), p0.clone(), vec![0.0; n]);
+        action.force(&x, &mut f);
+        let h0 = hamiltonian(action, &x, &p);
+        leapfrog(action, &mut x, &mut p, &mut f, 0.1, 10);
+        let h1 = hamiltonian(action, &x, &p);
+        assert!(x.iter().zip(&x0).any(|(a, b)| (a - b).abs() > 1e-3), "the trajectory did not move");
+        assert!((h1 - h0).abs() < 0.5 * h0.abs().max(1.0), "dH = {} is not small", h1 - h0);
+        for v in p.iter_mut() {
+            *v = -*v;
+        }
+        leapfrog(action, &mut x, &mut p, &mut f, 0.1, 10);
+        for i in 0..n {
+            assert!((x[i] - x0[i]).abs() < REVERSE_TOL, "x[{i}]: {} vs {}", x[i], x0[i]);
+            assert!((p[i] + p0[i]).abs() < REVERSE_TOL, "p[{i}]: {} vs {}", -p[i], p0[i]);
+        }
+    }
+
+    #[test]
+    fn leapfrog_is_reversible_phi4_and_u1() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let phi4 = Phi4::new(Lattice::new(&[8, 8]), -4.0, 8.0);
+        let x0: Vec<f64> = (0..64).map(|_| 0.5 * rng.sample::<f64, _>(StandardNormal)).collect();
+        check_reversible(&phi4, x0, &mut rng);
+        let phi4_3d = Phi4::new(Lattice::new(&[4, 3, 5]), -1.0, 0.5);
+        let x0: Vec<f64> = (0..60).map(|_| 0.5 * rng.sample::<f64, _>(StandardNormal)).collect();
+        check_reversible(&phi4_3d, x0, &mut rng);
+        let u1 = U1::new(Lattice::new(&[8, 8]), 2.0);
+        let x0: Vec<f64> = Uniform::new(0.0, std::f64::consts::TAU).sample_iter(&mut rng).take(128).collect();
+        check_reversible(&u1, x0, &mut rng);
+    }
+
+    #[test]
+    fn leapfrog_error_is_second_order() {
+        // dH after a fixed trajectory length scales like eps^2: halving eps divides it by ~4.
+        let mut rng = StdRng::seed_from_u64(2);
+        let a = Phi4::new(Lattice::new(&[4, 4]), -4.0, 8.0);
+        let x0: Vec<f64> = (0..16).map(|_| 0.3 * rng.sample::<f64, _>(StandardNormal)).collect();
+        let p0: Vec<f64> = (0..16).map(|_| rng.sample(StandardNormal)).collect();
+        let dh = |n: usize| {
+            let (mut x, mut p, mut f) = (x0.clone(), p0.clone(), vec![0.0; 16]);
+            a.force(&x, &mut f);
+            let h0 = hamiltonian(&a, &x, &p);
+            leapfrog(&a, &mut x, &mut p, &mut f, 1.0 / n as f64, n);
+            (hamiltonian(&a, &x, &p) - h0).abs()
+        };
+        let ratio = dh(100) / dh(200);
+        assert!((3.0..5.0).contains(&ratio), "dH(eps) / dH(eps/2) = {ratio}");
+    }
+
+    #[test]
+    fn exp_minus_dh_averages_to_one() {
+        // Creutz's identity <exp(-dH)> = 1; error from the Gamma method over the chains.
+        let a = Phi4::new(Lattice::new(&[8, 8]), -4.0, 8.0);
+        let cfg = RunConfig { n_chains: 4, n_therm: 200, n_traj: 5000, seed: 5, ..Default::default() };
+        let init = |_c: usize, rng: &mut StdRng| (0..64).map(|_| 0.1 * rng.sample::<f64, _>(StandardNormal)).collect();
+        let recs = run_chains(&a, &cfg, 0, init, |_, _| {}, None);
+        let series: Vec<Vec<f64>> = recs.iter().map(|r| r.delta_h.iter().map(|d| (-d).exp()).collect()).collect();
+        let refs: Vec<&[f64]> = series.iter().map(|s| s.as_slice()).collect();
+        let g = gamma_method_replicas(&refs, S_TAU_DEFAULT);
+        assert!((g.mean - 1.0).abs() < 3.0 * g.error, "<exp(-dH)> = {g}");
+        assert!(g.error < 0.05, "{g}");
+    }
+
+    #[test]
+    fn run_chains_is_reproducible_and_counts_progress() {
+        let a = Phi4::new(Lattice::new(&[4, 4]), -4.0, 8.0);
+        let cfg = RunConfig { n_chains: 3, n_therm: 10, n_traj: 300, seed: 9, ..Default::default() };
+        let init = |_c: usize, _rng: &mut StdRng| vec![0.0; 16];
+        let measure = |x: &[f64], o: &mut [f64]| o[0] = x.iter().sum::<f64>();
+        let counter = AtomicUsize::new(0);
+        let r1 = run_chains(&a, &cfg, 1, init, measure, Some(&counter));
+        let r2 = run_chains(&a, &cfg, 1, init, measure, None);
+        assert_eq!(r1, r2);
+        assert_eq!(counter.load(Ordering::Relaxed), 3 * 310);
+        assert_ne!(r1[0].observables, r1[1].observables, "chains must not share a stream");
+        assert_eq!(r1[0].observables[0].len(), 300);
+    }
+}

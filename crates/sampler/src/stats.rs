@@ -208,7 +208,8 @@ fn gamma_at(devs: &[&[f64]], t: usize) -> f64 {
 /// bias correction `Gamma(t) += C_F(W) / N`. Pass [`S_TAU_DEFAULT`] unless the
 /// autocorrelation has a known slow mode (then larger `s_tau`).
 ///
-/// A constant series gives error 0 and `tau_int = 0.5`.
+/// A constant series gives error 0 and `tau_int = 0.5`; a series with a NaN gives NaN
+/// mean, error and `tau_int`.
 ///
 /// # Panics
 /// If the series has fewer than 2 values or `s_tau` is not positive.
@@ -277,7 +278,19 @@ fn gamma_on_deviations(devs: &[&[f64]], s_tau: f64) -> GammaEstimate {
     let n: usize = devs.iter().map(|d| d.len()).sum();
     let r = devs.iter().filter(|d| !d.is_empty()).count().max(1);
     let g0 = gamma_at(devs, 0);
-    if g0.is_nan() || g0 <= 0.0 {
+    if g0.is_nan() {
+        let nan = f64::NAN;
+        return GammaEstimate {
+            error: nan,
+            error_error: nan,
+            variance: nan,
+            tau_int: nan,
+            tau_int_error: nan,
+            n,
+            ..Default::default()
+        };
+    }
+    if g0 <= 0.0 {
         return GammaEstimate { tau_int: 0.5, window_found: true, n, ..Default::default() };
     }
     let w_max = devs.iter().map(|d| d.len()).max().unwrap_or(0) / 2;
