@@ -12,6 +12,9 @@
 //! The entry points dispatch to the fastest kernel for the shape; [`reference`] holds
 //! the plain scalar loops every other kernel is tested against.
 
+use std::any::TypeId;
+
+use super::conv2d_simd as simd;
 use crate::Float;
 
 /// Shape of one conv2d call: batch `n`, channels `cin -> cout`, lattice `h x w`,
@@ -68,26 +71,167 @@ impl Conv2dShape {
     }
 }
 
+/// Which CPU kernel a conv2d call runs (benchmarks and tests pick one; the plain entry
+/// points [`forward`], [`backward_input`] and [`backward_weight`] pick for you).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// The plain scalar loops of [`reference`].
+    Scalar,
+    /// `wide` SIMD kernels ([`crate::kernels::conv2d_simd`]), one thread.
+    Simd,
+    /// SIMD kernels with rayon over the batch (always splits when the batch has more than
+    /// one sample).
+    SimdThreaded,
+}
+
+/// Multiply-adds below which [`forward`], [`backward_input`] and [`backward_weight`]
+/// stay on one thread: spawning rayon tasks costs a few microseconds, which is more than
+/// the whole call below this size.
+pub const THREAD_MIN_MACS: usize = 1 << 18;
+
+/// The backend the plain entry points use for shape `s`: SIMD (`f32`, `f64`), threaded
+/// over the batch from [`THREAD_MIN_MACS`] multiply-adds on.
+pub fn auto_backend(s: &Conv2dShape) -> Backend {
+    if s.macs() >= THREAD_MIN_MACS && s.n > 1 {
+        Backend::SimdThreaded
+    } else {
+        Backend::Simd
+    }
+}
+
 /// Forward pass into `y` (overwritten). `b`, when given, has `cout` entries.
+///
+/// # Panics
+/// If the kernel is even or wider than the lattice, or a slice length does not match `s`.
 #[track_caller]
 pub fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, s: Conv2dShape, y: &mut [T]) {
-    s.check(x.len(), w.len(), y.len());
-    reference::forward(x, w, b, s, y);
+    forward_with(auto_backend(&s), x, w, b, s, y);
 }
 
 /// Gradient with respect to the input, into `dx` (overwritten).
+///
+/// # Panics
+/// As [`forward`].
 #[track_caller]
 pub fn backward_input<T: Float>(dy: &[T], w: &[T], s: Conv2dShape, dx: &mut [T]) {
-    s.check(dx.len(), w.len(), dy.len());
-    reference::backward_input(dy, w, s, dx);
+    backward_input_with(auto_backend(&s), dy, w, s, dx);
 }
 
 /// Gradients with respect to weight and (optionally) bias, into `dw` and `db`
 /// (overwritten).
+///
+/// # Panics
+/// As [`forward`], or if `db` does not have `cout` entries.
 #[track_caller]
 pub fn backward_weight<T: Float>(dy: &[T], x: &[T], s: Conv2dShape, dw: &mut [T], db: Option<&mut [T]>) {
+    backward_weight_with(auto_backend(&s), dy, x, s, dw, db);
+}
+
+/// `s` as a slice of `U` when `T` is `U`.
+fn cast<T: 'static, U: 'static>(s: &[T]) -> Option<&[U]> {
+    if TypeId::of::<T>() == TypeId::of::<U>() {
+        // SAFETY: T and U are the same type (equal TypeIds), so the pointer, length and
+        // lifetime describe the same valid slice.
+        Some(unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<U>(), s.len()) })
+    } else {
+        None
+    }
+}
+
+/// `s` as a mutable slice of `U` when `T` is `U`.
+fn cast_mut<T: 'static, U: 'static>(s: &mut [T]) -> Option<&mut [U]> {
+    if TypeId::of::<T>() == TypeId::of::<U>() {
+        // SAFETY: T and U are the same type (equal TypeIds); the new slice takes over the
+        // unique borrow of `s` for the same lifetime.
+        Some(unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<U>(), s.len()) })
+    } else {
+        None
+    }
+}
+
+/// Runs `$body` with `$u` the concrete SIMD element type when `$t` is `f32` or `f64`;
+/// otherwise runs `$fallback`.
+macro_rules! with_simd_type {
+    ($t:ty, $u:ident => $body:block else $fallback:block) => {
+        if TypeId::of::<$t>() == TypeId::of::<f32>() {
+            type $u = f32;
+            $body
+        } else if TypeId::of::<$t>() == TypeId::of::<f64>() {
+            type $u = f64;
+            $body
+        } else {
+            $fallback
+        }
+    };
+}
+
+/// [`forward`] on a chosen backend.
+///
+/// # Panics
+/// As [`forward`].
+#[track_caller]
+pub fn forward_with<T: Float>(backend: Backend, x: &[T], w: &[T], b: Option<&[T]>, s: Conv2dShape, y: &mut [T]) {
+    s.check(x.len(), w.len(), y.len());
+    if let Some(b) = b {
+        assert_eq!(b.len(), s.cout, "conv2d: bias length for {s:?}");
+    }
+    if backend == Backend::Scalar {
+        return reference::forward(x, w, b, s, y);
+    }
+    let threaded = backend == Backend::SimdThreaded;
+    with_simd_type!(T, U => {
+        let b = b.map(|b| cast::<T, U>(b).unwrap());
+        simd::forward::<U>(cast(x).unwrap(), cast(w).unwrap(), b, s, cast_mut(y).unwrap(), threaded);
+    } else {
+        reference::forward(x, w, b, s, y);
+    })
+}
+
+/// [`backward_input`] on a chosen backend.
+///
+/// # Panics
+/// As [`forward`].
+#[track_caller]
+pub fn backward_input_with<T: Float>(backend: Backend, dy: &[T], w: &[T], s: Conv2dShape, dx: &mut [T]) {
+    s.check(dx.len(), w.len(), dy.len());
+    if backend == Backend::Scalar {
+        return reference::backward_input(dy, w, s, dx);
+    }
+    let threaded = backend == Backend::SimdThreaded;
+    with_simd_type!(T, U => {
+        simd::backward_input::<U>(cast(dy).unwrap(), cast(w).unwrap(), s, cast_mut(dx).unwrap(), threaded);
+    } else {
+        reference::backward_input(dy, w, s, dx);
+    })
+}
+
+/// [`backward_weight`] on a chosen backend.
+///
+/// # Panics
+/// As [`backward_weight`].
+#[track_caller]
+pub fn backward_weight_with<T: Float>(
+    backend: Backend,
+    dy: &[T],
+    x: &[T],
+    s: Conv2dShape,
+    dw: &mut [T],
+    db: Option<&mut [T]>,
+) {
     s.check(x.len(), dw.len(), dy.len());
-    reference::backward_weight(dy, x, s, dw, db);
+    if let Some(db) = &db {
+        assert_eq!(db.len(), s.cout, "conv2d: bias gradient length for {s:?}");
+    }
+    if backend == Backend::Scalar {
+        return reference::backward_weight(dy, x, s, dw, db);
+    }
+    let threaded = backend == Backend::SimdThreaded;
+    with_simd_type!(T, U => {
+        let db = db.map(|db| cast_mut::<T, U>(db).unwrap());
+        simd::backward_weight::<U>(cast(dy).unwrap(), cast(x).unwrap(), s, cast_mut(dw).unwrap(), db, threaded);
+    } else {
+        reference::backward_weight(dy, x, s, dw, db);
+    })
 }
 
 /// Plain scalar loops: the definition every optimized kernel is tested against.

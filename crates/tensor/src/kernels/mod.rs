@@ -2,5 +2,7 @@
 //! tests compare against.
 
 pub mod conv2d;
+pub mod conv2d_simd;
 pub mod layout;
 pub mod matmul;
+pub mod simd;

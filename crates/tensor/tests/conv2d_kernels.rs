@@ -1,0 +1,162 @@
+//! The SIMD and threaded conv2d kernels against the scalar reference on random shapes
+//! (lattice widths that are not multiples of the SIMD width, k = 1, 3, 5, any channel
+//! counts), and the symmetry every circular conv2d has: it commutes with roll.
+//!
+//! Tolerances are relative to the magnitude `sum |terms|` of each output (the same
+//! kernel run on absolute values), so they hold whether or not the CPU fuses
+//! multiply-adds and in whatever order a kernel sums.
+
+use latflow_tensor::kernels::conv2d::{self, Backend, Conv2dShape};
+use latflow_tensor::kernels::layout::roll;
+use latflow_tensor::{Float, Tensor};
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+/// Relative error allowed for f32 (per output, relative to `sum |terms|`; sums here have
+/// at most a few thousand terms).
+const F32_TOL: f64 = 2e-5;
+/// Relative error allowed for f64.
+const F64_TOL: f64 = 1e-13;
+
+fn tol<T: Float>() -> f64 {
+    if T::NAME == "f32" {
+        F32_TOL
+    } else {
+        F64_TOL
+    }
+}
+
+/// Random conv2d shapes: h, w in k..=13 (mostly not multiples of 8 or 4), odd k <= 5.
+fn shapes() -> impl Strategy<Value = Conv2dShape> {
+    (prop_oneof![Just(1usize), Just(3), Just(5)], 1usize..=5, 1usize..=6, 1usize..=6, 0usize..=8, 0usize..=8)
+        .prop_map(|(k, n, cin, cout, dh, dw)| Conv2dShape { n, cin, cout, h: k + dh, w: k + dw, k })
+}
+
+struct Case<T: Float> {
+    s: Conv2dShape,
+    x: Vec<T>,
+    w: Vec<T>,
+    b: Vec<T>,
+    dy: Vec<T>,
+}
+
+impl<T: Float> Case<T> {
+    fn new(s: Conv2dShape, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut u = |len: usize| Tensor::<T>::uniform(&[len], -1.0, 1.0, &mut rng).into_vec();
+        Case { s, x: u(s.input_len()), w: u(s.weight_len()), b: u(s.cout), dy: u(s.output_len()) }
+    }
+    fn abs(&self) -> Self {
+        let a = |v: &[T]| v.iter().map(|x| x.abs()).collect::<Vec<T>>();
+        Case { s: self.s, x: a(&self.x), w: a(&self.w), b: a(&self.b), dy: a(&self.dy) }
+    }
+    fn forward(&self, be: Backend) -> Vec<T> {
+        let mut y = vec![T::ZERO; self.s.output_len()];
+        conv2d::forward_with(be, &self.x, &self.w, Some(&self.b), self.s, &mut y);
+        y
+    }
+    fn backward_input(&self, be: Backend) -> Vec<T> {
+        let mut dx = vec![T::ZERO; self.s.input_len()];
+        conv2d::backward_input_with(be, &self.dy, &self.w, self.s, &mut dx);
+        dx
+    }
+    fn backward_weight(&self, be: Backend) -> (Vec<T>, Vec<T>) {
+        let mut dw = vec![T::ZERO; self.s.weight_len()];
+        let mut db = vec![T::ZERO; self.s.cout];
+        conv2d::backward_weight_with(be, &self.dy, &self.x, self.s, &mut dw, Some(&mut db));
+        (dw, db)
+    }
+}
+
+/// `|got - want| <= tol * mag` elementwise, with `mag` the sum of |terms|.
+fn assert_close<T: Float>(what: &str, got: &[T], want: &[T], mag: &[T]) -> Result<(), TestCaseError> {
+    prop_assert_eq!(got.len(), want.len());
+    for (i, ((g, w), m)) in got.iter().zip(want).zip(mag).enumerate() {
+        let err = (g.to_f64() - w.to_f64()).abs();
+        let bound = tol::<T>() * (m.to_f64() + f64::MIN_POSITIVE);
+        prop_assert!(err <= bound, "{}[{}]: got {} want {} (err {:e} > {:e})", what, i, g, w, err, bound);
+    }
+    Ok(())
+}
+
+fn kernels_match_reference<T: Float>(s: Conv2dShape, seed: u64) -> Result<(), TestCaseError> {
+    let c = Case::<T>::new(s, seed);
+    let mag = c.abs();
+    let (y0, dx0, (dw0, db0)) =
+        (c.forward(Backend::Scalar), c.backward_input(Backend::Scalar), c.backward_weight(Backend::Scalar));
+    let (ym, dxm, (dwm, dbm)) =
+        (mag.forward(Backend::Scalar), mag.backward_input(Backend::Scalar), mag.backward_weight(Backend::Scalar));
+    for be in [Backend::Simd, Backend::SimdThreaded] {
+        assert_close(&format!("{be:?} forward {s:?}"), &c.forward(be), &y0, &ym)?;
+        assert_close(&format!("{be:?} backward_input {s:?}"), &c.backward_input(be), &dx0, &dxm)?;
+        let (dw, db) = c.backward_weight(be);
+        assert_close(&format!("{be:?} backward_weight dw {s:?}"), &dw, &dw0, &dwm)?;
+        assert_close(&format!("{be:?} backward_weight db {s:?}"), &db, &db0, &dbm)?;
+    }
+    Ok(())
+}
+
+/// conv(roll(x)) == roll(conv(x)) along both lattice axes, for every backend.
+fn commutes_with_roll<T: Float>(s: Conv2dShape, seed: u64, shift: isize) -> Result<(), TestCaseError> {
+    let c = Case::<T>::new(s, seed);
+    let mag = c.abs().forward(Backend::Scalar);
+    let x = Tensor::from_vec(&[s.n, s.cin, s.h, s.w], c.x.clone());
+    for be in [Backend::Scalar, Backend::Simd, Backend::SimdThreaded] {
+        let y = Tensor::from_vec(&[s.n, s.cout, s.h, s.w], c.forward(be));
+        for axis in [2, 3] {
+            let xr = roll(&x, axis, shift);
+            let mut yr = vec![T::ZERO; s.output_len()];
+            conv2d::forward_with(be, xr.data(), &c.w, Some(&c.b), s, &mut yr);
+            let want = roll(&y, axis, shift);
+            let magr = roll(&Tensor::from_vec(&[s.n, s.cout, s.h, s.w], mag.clone()), axis, shift);
+            assert_close(&format!("{be:?} roll axis {axis} by {shift} {s:?}"), &yr, want.data(), magr.data())?;
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn simd_and_threaded_match_reference_f32(s in shapes(), seed in any::<u64>()) {
+        kernels_match_reference::<f32>(s, seed)?;
+    }
+
+    #[test]
+    fn simd_and_threaded_match_reference_f64(s in shapes(), seed in any::<u64>()) {
+        kernels_match_reference::<f64>(s, seed)?;
+    }
+
+    #[test]
+    fn conv2d_commutes_with_roll_f32(s in shapes(), seed in any::<u64>(), shift in -9isize..=9) {
+        commutes_with_roll::<f32>(s, seed, shift)?;
+    }
+
+    #[test]
+    fn conv2d_commutes_with_roll_f64(s in shapes(), seed in any::<u64>(), shift in -9isize..=9) {
+        commutes_with_roll::<f64>(s, seed, shift)?;
+    }
+}
+
+/// The tutorial's shapes (8x8, k = 3, channels 1 -> 8 -> 8 -> 2) at a batch large enough
+/// to take the threaded path of the plain entry points.
+#[test]
+fn tutorial_shapes_match_reference() {
+    for (cin, cout) in [(1, 8), (8, 8), (8, 2)] {
+        let s = Conv2dShape { n: 67, cin, cout, h: 8, w: 8, k: 3 };
+        kernels_match_reference::<f32>(s, 7).unwrap();
+        kernels_match_reference::<f64>(s, 8).unwrap();
+    }
+}
+
+/// A kernel larger than 5 takes the generic (non-specialized) path.
+#[test]
+fn large_kernel_matches_reference() {
+    for (h, w) in [(7, 7), (9, 11), (12, 16)] {
+        let s = Conv2dShape { n: 3, cin: 2, cout: 5, h, w, k: 7 };
+        kernels_match_reference::<f32>(s, 11).unwrap();
+        kernels_match_reference::<f64>(s, 12).unwrap();
+    }
+}
