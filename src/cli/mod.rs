@@ -3,6 +3,8 @@
 
 pub mod args;
 pub mod audit;
+pub mod flowrun;
+pub mod phi4run;
 
 pub use args::{Args, CliError, CliResult};
 
@@ -15,22 +17,58 @@ usage: latflow [COMMAND] [FLAGS]
 commands:
   (none)     the tutorial demo (see README)
   help       this text
+  train      train a flow: latflow train phi4 [--L 8 --m2 -4 --lam 8 --layers 16 --hidden 8,8
+             --kernel 3 --batch 64 --steps 4000 --lr 3e-3 --lr-final 1e-4 --seed 0 --era 500
+             --out runs/phi4 --n 8192 --resume FILE --quiet]
+  sample     exact sampling from a checkpoint: latflow sample --checkpoint FILE [--n 8192
+             --batch 1024 --therm 512 --seed 1 --out DIR]
   audit      gradient audit of every op (f64 finite differences); flags: --seed N
 ";
 
 /// Dispatches `argv[1..]` to a subcommand.
 pub fn dispatch(argv: &[String]) -> CliResult<()> {
     let (cmd, rest) = match argv.split_first() {
-        None => return Err(CliError(format!("no command given\n\n{USAGE}"))),
+        None => return demo(),
         Some((c, r)) => (c.as_str(), r),
     };
-    let _ = rest;
     match cmd {
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
         }
         "audit" => audit::run(rest),
+        "train" => train(rest),
+        "sample" => sample(rest),
         other => Err(CliError(format!("unknown command {other:?}\n\n{USAGE}"))),
+    }
+}
+
+/// `cargo run --release` with no arguments: the tutorial's phi^4 demo with the defaults.
+fn demo() -> CliResult<()> {
+    let run = phi4run::Phi4Run::default();
+    let flow = run.arch.build::<f32, _>(&mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(run.train.seed));
+    let trainer = latflow::flow::train::Trainer::new(flow, run.train.clone());
+    phi4run::execute(run, trainer, false)
+}
+
+fn train(rest: &[String]) -> CliResult<()> {
+    let a = Args::parse(rest, phi4run::TRAIN_FLAGS, &["quiet"])?;
+    match a.positional.first().map(String::as_str) {
+        Some("phi4") => phi4run::train(&a),
+        Some(t) => Err(CliError(format!("unknown theory {t:?} (expected phi4 or u1)"))),
+        None => Err(CliError("train: which theory? (latflow train phi4 ...)".into())),
+    }
+}
+
+fn sample(rest: &[String]) -> CliResult<()> {
+    let a = Args::parse(rest, &["checkpoint", "n", "batch", "therm", "seed", "out"], &[])?;
+    let path: std::path::PathBuf =
+        a.opt("checkpoint")?.ok_or_else(|| CliError("sample: --checkpoint FILE is required".into()))?;
+    let (_, meta) = latflow::flow::checkpoint::read_metadata(&path)
+        .map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    match meta.get("theory").map(String::as_str) {
+        Some("phi4") => phi4run::sample(&path, &a),
+        Some(t) => Err(CliError(format!("{}: unknown theory {t:?} in checkpoint", path.display()))),
+        None => Err(CliError(format!("{}: checkpoint metadata has no theory", path.display()))),
     }
 }

@@ -8,10 +8,13 @@
 //! - [`train`]: reverse-KL self-training with Adam, metrics, ESS.
 
 pub mod affine;
+pub mod checkpoint;
 pub mod masks;
 pub mod model;
 pub mod net;
 pub mod phi4;
+pub mod plot;
 pub mod prior;
 pub mod safetensors;
 pub mod train;
+pub mod u1;

@@ -1,0 +1,83 @@
+//! Flow checkpoints: safetensors files whose tensor names are the PyTorch reference's
+//! `model['layers'].state_dict()` keys (`0.net.0.weight`, ...), so a trained model loads
+//! into the PyTorch tutorial code and back, plus the run's description (theory,
+//! couplings, architecture, step, seed) in the `__metadata__` strings.
+
+use crate::model::{Flow, Layer};
+use crate::safetensors::{CheckpointError, Dtype, SafeTensors, TensorData};
+use latflow_tensor::{Float, Tensor};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Metadata key naming the checkpoint format version.
+pub const FORMAT_KEY: &str = "latflow_format";
+/// Current format version.
+pub const FORMAT_VERSION: &str = "1";
+
+/// Writes the flow's parameters (in their own dtype) and `metadata` to `path`
+/// atomically (temp file + rename: an interrupted write never destroys the last good
+/// checkpoint).
+pub fn save<T: Float, P, L: Layer<T>>(
+    path: &Path,
+    flow: &Flow<P, L>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), CheckpointError> {
+    let mut st = SafeTensors::default();
+    for (name, t) in flow.named_params::<T>() {
+        st.insert(name, tensor_data(t));
+    }
+    st.metadata = metadata.clone();
+    st.metadata.insert(FORMAT_KEY.into(), FORMAT_VERSION.into());
+    st.metadata.insert("dtype".into(), T::NAME.into());
+    st.write(path)
+}
+
+/// The stored form of a tensor, in its own dtype.
+pub fn tensor_data<T: Float>(t: &Tensor<T>) -> TensorData {
+    if T::NAME == "f32" {
+        let v: Vec<f32> = t.data().iter().map(|x| x.to_f64() as f32).collect();
+        TensorData::from_f32(t.shape(), &v)
+    } else {
+        let v: Vec<f64> = t.data().iter().map(|x| x.to_f64()).collect();
+        TensorData::from_f64(t.shape(), &v)
+    }
+}
+
+/// Reads a checkpoint's metadata (without touching any model), for building the model
+/// it describes before [`load_params`].
+pub fn read_metadata(path: &Path) -> Result<(SafeTensors, BTreeMap<String, String>), CheckpointError> {
+    let st = SafeTensors::read(path)?;
+    let meta = st.metadata.clone();
+    Ok((st, meta))
+}
+
+/// Copies the parameters stored in `st` into `flow`, checking that the names are
+/// exactly the model's (no missing, no extra) and that every shape matches. On error
+/// the flow is left unchanged.
+pub fn load_params<T: Float, P, L: Layer<T>>(st: &SafeTensors, flow: &mut Flow<P, L>) -> Result<(), CheckpointError> {
+    let mut values = Vec::new();
+    for (name, t) in flow.named_params::<T>() {
+        let stored = st.check_shape(&name, t.shape())?;
+        let data: Vec<T> = match stored.dtype {
+            Dtype::F32 => stored.to_f32().into_iter().map(|v| T::from_f64(v as f64)).collect(),
+            Dtype::F64 => stored.to_f64().into_iter().map(T::from_f64).collect(),
+        };
+        values.push(data);
+    }
+    let expected: std::collections::BTreeSet<String> = flow.named_params::<T>().into_iter().map(|(n, _)| n).collect();
+    if let Some(extra) = st.tensors.keys().find(|k| !expected.contains(*k)) {
+        return Err(CheckpointError::Mismatch(format!(
+            "tensor {extra:?} is not a parameter of this model (other architecture?)"
+        )));
+    }
+    for (p, v) in flow.params_mut().into_iter().zip(values) {
+        p.data_mut().copy_from_slice(&v);
+    }
+    Ok(())
+}
+
+/// A metadata value parsed as `V`, with an error naming the key.
+pub fn meta_get<V: std::str::FromStr>(meta: &BTreeMap<String, String>, key: &str) -> Result<V, CheckpointError> {
+    let s = meta.get(key).ok_or_else(|| CheckpointError::Missing(format!("metadata entry {key:?}")))?;
+    s.parse().map_err(|_| CheckpointError::Format(format!("metadata entry {key:?} = {s:?} cannot be parsed")))
+}
