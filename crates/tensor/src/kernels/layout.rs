@@ -77,41 +77,83 @@ pub fn concat<T: Float>(ts: &[&Tensor<T>], axis: usize) -> Tensor<T> {
 /// Expands `t` to `shape` (numpy rules: missing leading dims and size-1 dims repeat).
 #[track_caller]
 pub fn broadcast_to<T: Float>(t: &Tensor<T>, shape: &[usize]) -> Tensor<T> {
-    let src_shape = aligned_shape(t.shape(), shape);
-    let src_strides = strides(&src_shape);
-    let n = numel(shape);
-    let dst_strides = strides(shape);
-    let mut out = Vec::with_capacity(n);
-    for flat in 0..n {
-        let mut src = 0;
-        for d in 0..shape.len() {
-            let i = (flat / dst_strides[d]) % shape[d];
-            if src_shape[d] != 1 {
-                src += i * src_strides[d];
-            }
+    let dims = merged_dims(&aligned_shape(t.shape(), shape), shape);
+    let mut out = vec![T::ZERO; numel(shape)];
+    walk(&dims, 0, 0, &mut |src, dst, len, repeat| {
+        if repeat {
+            out[dst..dst + len].fill(t.data()[src]);
+        } else {
+            out[dst..dst + len].copy_from_slice(&t.data()[src..src + len]);
         }
-        out.push(t.data()[src]);
-    }
+    });
     Tensor::from_vec(shape, out)
 }
 
 /// Adjoint of [`broadcast_to`]: sums `g` (of the broadcast shape) down to `shape`.
 pub fn sum_to<T: Float>(g: &Tensor<T>, shape: &[usize]) -> Tensor<T> {
-    let src_shape = aligned_shape(shape, g.shape());
-    let src_strides = strides(&src_shape);
-    let gs = strides(g.shape());
+    let dims = merged_dims(&aligned_shape(shape, g.shape()), g.shape());
     let mut out = vec![T::ZERO; numel(shape)];
-    for (flat, &v) in g.data().iter().enumerate() {
-        let mut dst = 0;
-        for d in 0..gs.len() {
-            let i = (flat / gs[d]) % g.shape()[d];
-            if src_shape[d] != 1 {
-                dst += i * src_strides[d];
+    walk(&dims, 0, 0, &mut |src, dst, len, repeat| {
+        let gd = &g.data()[dst..dst + len];
+        if repeat {
+            out[src] += gd.iter().copied().sum::<T>();
+        } else {
+            for (o, &v) in out[src..src + len].iter_mut().zip(gd) {
+                *o += v;
             }
         }
-        out[dst] += v;
-    }
+    });
     Tensor::from_vec(shape, out)
+}
+
+/// One merged axis of a broadcast: its size in the big shape, the small tensor's stride
+/// along it (0 when repeated) and the big tensor's stride.
+#[derive(Clone, Copy, Debug)]
+struct BDim {
+    size: usize,
+    src_stride: usize,
+    dst_stride: usize,
+}
+
+/// Axes of a broadcast `small -> big` (small already aligned to big's rank) with
+/// neighbouring axes of the same kind (both repeated, or both kept) merged, so that
+/// the innermost loop runs over one long contiguous stretch.
+fn merged_dims(small: &[usize], big: &[usize]) -> Vec<BDim> {
+    let ss = strides(small);
+    let bs = strides(big);
+    let mut dims: Vec<BDim> = Vec::new();
+    for d in 0..big.len() {
+        if big[d] == 1 {
+            continue;
+        }
+        let rep = small[d] == 1;
+        let cur = BDim { size: big[d], src_stride: if rep { 0 } else { ss[d] }, dst_stride: bs[d] };
+        if let Some(last) = dims.last_mut() {
+            let same_kind = (last.src_stride == 0) == rep;
+            if same_kind && last.dst_stride == cur.dst_stride * cur.size && (rep || last.src_stride == cur.src_stride * cur.size) {
+                last.size *= cur.size;
+                last.dst_stride = cur.dst_stride;
+                last.src_stride = cur.src_stride;
+                continue;
+            }
+        }
+        dims.push(cur);
+    }
+    dims
+}
+
+/// Visits the innermost merged axis as contiguous stretches: `f(src_offset,
+/// dst_offset, len, repeated)`.
+fn walk(dims: &[BDim], src: usize, dst: usize, f: &mut dyn FnMut(usize, usize, usize, bool)) {
+    match dims {
+        [] => f(src, dst, 1, false),
+        [last] => f(src, dst, last.size, last.src_stride == 0),
+        [first, rest @ ..] => {
+            for i in 0..first.size {
+                walk(rest, src + i * first.src_stride, dst + i * first.dst_stride, f);
+            }
+        }
+    }
 }
 
 /// `small` left-padded with 1s to the rank of `big`, checked to broadcast to it.
