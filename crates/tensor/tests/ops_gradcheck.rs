@@ -1,0 +1,310 @@
+//! Property tests: for every op, the tape's gradient equals f64 central differences
+//! ([`gradcheck`], max relative error below [`GRADCHECK_TOL_F64`] = 1e-6) on random
+//! shapes and values. Values come from a seeded RNG per case and are drawn away from
+//! kinks and jumps (leaky_relu at 0, rem_euclid at multiples of m, log / div / negative
+//! powers near 0, tan near pi/2).
+
+use latflow_tensor::layers::Linear;
+use latflow_tensor::{gradcheck, GradcheckConfig, Tensor, Var, GRADCHECK_TOL_F64};
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::TestCaseError;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::rc::Rc;
+
+/// Cases per property: enough to vary shapes, few enough that the suite stays fast.
+/// `PROPTEST_CASES=N` overrides it for a longer run.
+const CASES: u32 = 32;
+
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(CASES);
+    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+}
+
+/// Shapes of rank 1..=4 with extents 1..=4.
+fn shape() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(1usize..=4, 1..=4)
+}
+
+/// Shapes of rank 2..=4 (for per-channel ops and transposes).
+fn shape2() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(1usize..=4, 2..=4)
+}
+
+fn normal(shape: &[usize], rng: &mut StdRng) -> Tensor<f64> {
+    Tensor::randn(shape, rng)
+}
+
+fn uniform(shape: &[usize], lo: f64, hi: f64, rng: &mut StdRng) -> Tensor<f64> {
+    Tensor::uniform(shape, lo, hi, rng)
+}
+
+/// Magnitude uniform in `[lo, hi)`, random sign.
+fn signed(shape: &[usize], lo: f64, hi: f64, rng: &mut StdRng) -> Tensor<f64> {
+    let mut t = uniform(shape, lo, hi, rng);
+    for x in t.data_mut() {
+        if rng.gen::<bool>() {
+            *x = -*x;
+        }
+    }
+    t
+}
+
+/// `k m + u` with `u` in `[0.05 m, 0.95 m)`: away from the jumps of `rem_euclid(m)`.
+fn off_multiples(shape: &[usize], m: f64, rng: &mut StdRng) -> Tensor<f64> {
+    let mut t = uniform(shape, 0.05 * m, 0.95 * m, rng);
+    for x in t.data_mut() {
+        *x += m * rng.gen_range(-3i32..=3) as f64;
+    }
+    t
+}
+
+fn check(f: impl Fn(&[Var<f64>]) -> Var<f64>, inputs: &[Tensor<f64>], seed: u64) -> Result<(), TestCaseError> {
+    let r = gradcheck(f, inputs, GradcheckConfig { seed, ..GradcheckConfig::default() });
+    let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+    prop_assert!(r.passed(), "shapes {shapes:?}: {r:?}");
+    prop_assert!(r.max_rel() < GRADCHECK_TOL_F64);
+    Ok(())
+}
+
+/// One property per unary op: `$gen(shape, rng)` draws the inputs, `$f` is the op.
+macro_rules! unary_props {
+    ($($name:ident: $gen:expr => $f:expr;)*) => {$(
+        proptest! {
+            #![proptest_config(config())]
+            #[test]
+            fn $name(s in shape(), seed in any::<u64>()) {
+                let mut rng = StdRng::seed_from_u64(seed);
+                #[allow(clippy::redundant_closure_call)]
+                let x = ($gen)(&s, &mut rng);
+                check($f, &[x], seed)?;
+            }
+        }
+    )*};
+}
+
+unary_props! {
+    neg: normal => |v: &[Var<f64>]| v[0].neg();
+    exp: |s: &[usize], r: &mut StdRng| uniform(s, -2.0, 2.0, r) => |v: &[Var<f64>]| v[0].exp();
+    log: |s: &[usize], r: &mut StdRng| uniform(s, 0.3, 4.0, r) => |v: &[Var<f64>]| v[0].log();
+    tanh: |s: &[usize], r: &mut StdRng| uniform(s, -3.0, 3.0, r) => |v: &[Var<f64>]| v[0].tanh();
+    leaky_relu_001: |s: &[usize], r: &mut StdRng| signed(s, 0.05, 2.0, r) => |v: &[Var<f64>]| v[0].leaky_relu(0.01);
+    leaky_relu_03: |s: &[usize], r: &mut StdRng| signed(s, 0.05, 2.0, r) => |v: &[Var<f64>]| v[0].leaky_relu(0.3);
+    sin: |s: &[usize], r: &mut StdRng| uniform(s, -5.0, 5.0, r) => |v: &[Var<f64>]| v[0].sin();
+    cos: |s: &[usize], r: &mut StdRng| uniform(s, -5.0, 5.0, r) => |v: &[Var<f64>]| v[0].cos();
+    tan: |s: &[usize], r: &mut StdRng| uniform(s, -1.2, 1.2, r) => |v: &[Var<f64>]| v[0].tan();
+    atan: |s: &[usize], r: &mut StdRng| uniform(s, -4.0, 4.0, r) => |v: &[Var<f64>]| v[0].atan();
+    square: normal => |v: &[Var<f64>]| v[0].square();
+    powi_3: normal => |v: &[Var<f64>]| v[0].powi(3);
+    powi_5: |s: &[usize], r: &mut StdRng| uniform(s, -1.5, 1.5, r) => |v: &[Var<f64>]| v[0].powi(5);
+    powi_0: normal => |v: &[Var<f64>]| v[0].powi(0);
+    powi_neg1: |s: &[usize], r: &mut StdRng| signed(s, 0.4, 2.0, r) => |v: &[Var<f64>]| v[0].powi(-1);
+    powi_neg3: |s: &[usize], r: &mut StdRng| signed(s, 0.5, 2.0, r) => |v: &[Var<f64>]| v[0].powi(-3);
+    add_scalar: normal => |v: &[Var<f64>]| v[0].add_scalar(-0.37);
+    mul_scalar: normal => |v: &[Var<f64>]| v[0].mul_scalar(2.9);
+    rem_euclid_tau: |s: &[usize], r: &mut StdRng| off_multiples(s, std::f64::consts::TAU, r)
+        => |v: &[Var<f64>]| v[0].rem_euclid(std::f64::consts::TAU);
+    rem_euclid_07: |s: &[usize], r: &mut StdRng| off_multiples(s, 0.7, r) => |v: &[Var<f64>]| v[0].rem_euclid(0.7);
+    sum_all: normal => |v: &[Var<f64>]| v[0].sum();
+    mean_all: normal => |v: &[Var<f64>]| v[0].mean();
+    transpose: |s: &[usize], r: &mut StdRng| { let mut s = s.to_vec(); s.insert(0, 2); normal(&s, r) }
+        => |v: &[Var<f64>]| v[0].t();
+}
+
+type Bin = fn(&Var<f64>, &Var<f64>) -> Var<f64>;
+const BINARY: [(&str, Bin); 4] =
+    [("add", |a, b| a.add(b)), ("sub", |a, b| a.sub(b)), ("mul", |a, b| a.mul(b)), ("div", |a, b| a.div(b))];
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn binary_same_shape(s in shape(), op in 0usize..4, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (name, f) = BINARY[op];
+        let (a, b) = (normal(&s, &mut rng), signed(&s, 0.4, 2.0, &mut rng));
+        check(|v| f(&v[0], &v[1]), &[a, b], seed).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
+    }
+
+    #[test]
+    fn binary_scalar_broadcast(s in shape(), op in 0usize..4, swap: bool, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (name, f) = BINARY[op];
+        let (x, c) = (signed(&s, 0.4, 2.0, &mut rng), signed(&[], 0.4, 2.0, &mut rng));
+        let g = move |v: &[Var<f64>]| {
+            let c = v[1].broadcast_to(v[0].shape());
+            if swap { f(&c, &v[0]) } else { f(&v[0], &c) }
+        };
+        check(g, &[x, c], seed).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
+    }
+
+    #[test]
+    fn binary_channel_broadcast(s in shape2(), op in 0usize..4, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (name, f) = BINARY[op];
+        let (x, b) = (normal(&s, &mut rng), signed(&[s[1]], 0.4, 2.0, &mut rng));
+        let g = move |v: &[Var<f64>]| {
+            let mut bs = vec![1; v[0].shape().len()];
+            bs[1] = v[1].shape()[0];
+            f(&v[0], &v[1].reshape(&bs).broadcast_to(v[0].shape()))
+        };
+        check(g, &[x, b], seed).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
+    }
+
+    #[test]
+    fn add_bias(s in shape2(), seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (x, b) = (normal(&s, &mut rng), normal(&[s[1]], &mut rng));
+        check(|v| v[0].add_bias(&v[1]), &[x, b], seed)?;
+    }
+
+    #[test]
+    fn mul_const_mask(s in shape(), suffix in 0usize..=4, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let k = suffix.min(s.len());
+        let mask = Rc::new(normal(&s[s.len() - k..], &mut rng).map(|m| if m > 0.0 { 1.0 } else { 0.0 }));
+        let x = normal(&s, &mut rng);
+        check(move |v| v[0].mul_const(&mask), &[x], seed)?;
+    }
+
+    #[test]
+    fn sum_and_mean_over_axes(s in shape(), pick in prop::collection::vec(any::<bool>(), 4), mean: bool, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let axes: Vec<usize> = (0..s.len()).filter(|&d| pick[d]).collect();
+        let x = normal(&s, &mut rng);
+        check(move |v| if mean { v[0].mean_axes(&axes) } else { v[0].sum_axes(&axes) }, &[x], seed)?;
+    }
+
+    #[test]
+    fn logsumexp(s in shape(), axis: Index, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let axis = axis.index(s.len());
+        let x = normal(&s, &mut rng).map(|x| 3.0 * x);
+        check(move |v| v[0].logsumexp(axis), &[x], seed)?;
+    }
+
+    #[test]
+    fn roll(s in shape(), axis: Index, shift in -9isize..=9, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let axis = axis.index(s.len());
+        let x = normal(&s, &mut rng);
+        check(move |v| v[0].roll(axis, shift), &[x], seed)?;
+    }
+
+    #[test]
+    fn reshape_unsqueeze_squeeze(s in shape(), axis: Index, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let axis = axis.index(s.len() + 1);
+        let x = normal(&s, &mut rng);
+        let n = x.len();
+        check(move |v| v[0].reshape(&[n]).reshape(v[0].shape()).unsqueeze(axis).mul_scalar(1.5).squeeze(axis), &[x], seed)?;
+    }
+
+    #[test]
+    fn broadcast_to(s in shape(), ones in prop::collection::vec(any::<bool>(), 4), lead in 0usize..=2, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let small: Vec<usize> = s.iter().enumerate().map(|(d, &n)| if ones[d] { 1 } else { n }).collect();
+        let mut big = vec![3; lead];
+        big.extend(&s);
+        let x = normal(&small, &mut rng);
+        check(move |v| v[0].broadcast_to(&big), &[x], seed)?;
+    }
+
+    #[test]
+    fn stack(s in shape(), axis: Index, k in 1usize..=3, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let axis = axis.index(s.len() + 1);
+        let xs: Vec<Tensor<f64>> = (0..k).map(|_| normal(&s, &mut rng)).collect();
+        check(move |v| Var::stack(v, axis), &xs, seed)?;
+    }
+
+    #[test]
+    fn concat(s in shape(), axis: Index, sizes in prop::collection::vec(1usize..=3, 1..=3), seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let axis = axis.index(s.len());
+        let xs: Vec<Tensor<f64>> = sizes
+            .iter()
+            .map(|&n| {
+                let mut si = s.clone();
+                si[axis] = n;
+                normal(&si, &mut rng)
+            })
+            .collect();
+        check(move |v| Var::concat(v, axis), &xs, seed)?;
+    }
+
+    #[test]
+    fn select_and_narrow(s in shape(), axis: Index, a: Index, b: Index, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let axis = axis.index(s.len());
+        let n = s[axis];
+        let (start, index) = (a.index(n), b.index(n));
+        let len = 1 + b.index(n - start);
+        let x = normal(&s, &mut rng);
+        check(move |v| Var::concat(&[v[0].narrow(axis, start, len), v[0].select(axis, index).unsqueeze(axis)], axis), &[x], seed)?;
+    }
+
+    #[test]
+    fn matmul(batch in prop::collection::vec(1usize..=3, 0..=2), m in 1usize..=4, k in 1usize..=4, n in 1usize..=4, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut sa, mut sb) = (batch.clone(), batch);
+        sa.extend([m, k]);
+        sb.extend([k, n]);
+        let (a, b) = (normal(&sa, &mut rng), normal(&sb, &mut rng));
+        check(|v| v[0].matmul(&v[1]), &[a, b], seed)?;
+    }
+
+    #[test]
+    fn linear_layer(n in 1usize..=4, fan_in in 1usize..=5, fan_out in 1usize..=5, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let l = Linear::<f64>::new(fan_in, fan_out, &mut rng);
+        let x = normal(&[n, fan_in], &mut rng);
+        check(|v| Linear::forward(&v[0], &v[1], &v[2]), &[x, l.weight, l.bias], seed)?;
+    }
+
+    #[test]
+    fn conv2d(n in 1usize..=2, cin in 1usize..=3, cout in 1usize..=3, k in prop::sample::select(vec![1usize, 3, 5]),
+              dh in 0usize..=3, dw in 0usize..=3, bias: bool, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (h, w) = (k + dh, k + dw);
+        let x = normal(&[n, cin, h, w], &mut rng);
+        let wt = normal(&[cout, cin, k, k], &mut rng);
+        if bias {
+            let b = normal(&[cout], &mut rng);
+            check(|v| v[0].conv2d(&v[1], Some(&v[2])), &[x, wt, b], seed)?;
+        } else {
+            check(|v| v[0].conv2d(&v[1], None), &[x, wt], seed)?;
+        }
+    }
+
+    /// conv -> leaky_relu -> conv -> tanh, with every pre-activation at least 1e-3 from
+    /// the kink (cases that are not are discarded).
+    #[test]
+    fn conv_net(n in 1usize..=2, hidden in 1usize..=4, h in 3usize..=5, w in 3usize..=5, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let x = normal(&[n, 1, h, w], &mut rng);
+        let (w1, b1) = (normal(&[hidden, 1, 3, 3], &mut rng), normal(&[hidden], &mut rng));
+        let (w2, b2) = (normal(&[1, hidden, 3, 3], &mut rng).map(|x| 0.3 * x), normal(&[1], &mut rng));
+        let pre = Var::constant(x.clone()).conv2d(&Var::constant(w1.clone()), Some(&Var::constant(b1.clone())));
+        prop_assume!(pre.value().data().iter().all(|p| p.abs() > 1e-3));
+        let f = |v: &[Var<f64>]| v[0].conv2d(&v[1], Some(&v[2])).leaky_relu(0.01).conv2d(&v[3], Some(&v[4])).tanh();
+        check(f, &[x, w1, b1, w2, b2], seed)?;
+    }
+
+    #[test]
+    fn logsumexp_of_masked_sin(n in 1usize..=3, l in 2usize..=5, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mask = Rc::new(Tensor::from_vec(&[l, l], (0..l * l).map(|i| ((i / l + i % l) % 2) as f64).collect()));
+        let x = uniform(&[n, l, l], -4.0, 4.0, &mut rng);
+        check(move |v| v[0].sin().mul_const(&mask).reshape(&[n, l * l]).logsumexp(1), &[x], seed)?;
+    }
+
+    /// A value used several times (gradients accumulate) through several paths.
+    #[test]
+    fn reuse_accumulates(s in shape(), seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let x = uniform(&s, -1.0, 1.0, &mut rng);
+        check(|v| v[0].mul(&v[0]).add(&v[0].sin()).mul(&v[0].tanh()).sub(&v[0]), &[x], seed)?;
+    }
+}
