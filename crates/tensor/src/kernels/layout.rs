@@ -6,6 +6,10 @@ use crate::tensor::{numel, split_at_axis, strides};
 use crate::{Float, Tensor};
 
 /// Periodic shift along `axis`, `torch.roll` semantics: `out[.., (i + shift) mod n, ..] = t[.., i, ..]`.
+///
+/// # Panics
+/// If `axis` is out of range.
+#[track_caller]
 pub fn roll<T: Float>(t: &Tensor<T>, axis: usize, shift: isize) -> Tensor<T> {
     let (outer, n, inner) = split_at_axis(t.shape(), axis);
     let s = shift.rem_euclid(n as isize) as usize;
