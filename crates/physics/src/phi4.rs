@@ -75,6 +75,9 @@ impl Action for Phi4 {
         let nd = self.lattice.nd();
         let fwd = self.lattice.fwd_table();
         let c2 = 2.0 * nd as f64 + self.m2;
+        if nd == 2 {
+            return action_2d(phi, self.lattice.shape()[0], self.lattice.shape()[1], c2, self.lam);
+        }
         let mut s = 0.0;
         for (n, &p) in phi.iter().enumerate() {
             let nb: f64 = fwd[n * nd..(n + 1) * nd].iter().map(|&m| phi[m]).sum();
@@ -91,7 +94,7 @@ impl Action for Phi4 {
         let nd = self.lattice.nd();
         let c2 = 2.0 * (2.0 * nd as f64 + self.m2);
         let c4 = 4.0 * self.lam;
-        if nd == 2 {
+        if nd == 2 && self.lattice.shape()[1] >= 3 {
             force_2d(phi, out, self.lattice.shape()[0], self.lattice.shape()[1], c2, c4);
             return;
         }
@@ -103,22 +106,48 @@ impl Action for Phi4 {
     }
 }
 
-/// The 2D force with direct row arithmetic (no neighbour tables), which the compiler
-/// vectorizes along rows: same formula as the general path.
+/// The 2D force with direct row arithmetic (no neighbour tables): the interior of each
+/// row is a straight loop over shifted slices, which the compiler vectorizes; same
+/// formula as the general path. Needs `ly >= 3` (callers fall back otherwise).
 #[inline]
 fn force_2d(phi: &[f64], out: &mut [f64], lx: usize, ly: usize, c2: f64, c4: f64) {
+    debug_assert!(ly >= 3);
+    let site = |p: f64, nb: f64| p * (c2 + c4 * p * p) - 2.0 * nb;
     for x in 0..lx {
+        let (xu, xd) = ((x + 1) % lx, (x + lx - 1) % lx);
         let row = &phi[x * ly..(x + 1) * ly];
-        let up = &phi[((x + 1) % lx) * ly..((x + 1) % lx + 1) * ly];
-        let dn = &phi[((x + lx - 1) % lx) * ly..((x + lx - 1) % lx + 1) * ly];
+        let up = &phi[xu * ly..(xu + 1) * ly];
+        let dn = &phi[xd * ly..(xd + 1) * ly];
         let o = &mut out[x * ly..(x + 1) * ly];
-        for y in 0..ly {
-            let r = if y + 1 == ly { 0 } else { y + 1 };
-            let l = if y == 0 { ly - 1 } else { y - 1 };
-            let p = row[y];
-            o[y] = p * (c2 + c4 * p * p) - 2.0 * (up[y] + dn[y] + row[r] + row[l]);
+        o[0] = site(row[0], up[0] + dn[0] + row[1] + row[ly - 1]);
+        o[ly - 1] = site(row[ly - 1], up[ly - 1] + dn[ly - 1] + row[0] + row[ly - 2]);
+        let inner = o[1..ly - 1].iter_mut().zip(&row[1..ly - 1]).zip(up[1..ly - 1].iter().zip(&dn[1..ly - 1]));
+        for (((o, &p), (&u, &d)), (&r, &l)) in inner.zip(row[2..].iter().zip(&row[..ly - 2])) {
+            *o = site(p, u + d + r + l);
         }
     }
+}
+
+/// The 2D action with direct row arithmetic, `sum_n [(4 + M2) phi^2 + lam phi^4 - 2 phi (phi(n+e0) + phi(n+e1))]`.
+#[inline]
+fn action_2d(phi: &[f64], lx: usize, ly: usize, c2: f64, lam: f64) -> f64 {
+    let mut s = 0.0;
+    for x in 0..lx {
+        let xu = (x + 1) % lx;
+        let row = &phi[x * ly..(x + 1) * ly];
+        let up = &phi[xu * ly..(xu + 1) * ly];
+        let right = row[1..].iter().chain(&row[..1]);
+        s += row
+            .iter()
+            .zip(up)
+            .zip(right)
+            .map(|((&p, &u), &r)| {
+                let p2 = p * p;
+                p2 * (c2 + lam * p2) - 2.0 * p * (u + r)
+            })
+            .sum::<f64>();
+    }
+    s
 }
 
 /// The phi^4 action on a batch tensor, written with tape ops exactly as the tutorial's
@@ -163,7 +192,7 @@ mod tests {
     const F64_TOL: f64 = 1e-12;
 
     fn shapes() -> Vec<Vec<usize>> {
-        vec![vec![6], vec![4, 3], vec![8, 8], vec![3, 4, 2]]
+        vec![vec![6], vec![4, 3], vec![3, 2], vec![8, 8], vec![3, 4, 2]]
     }
 
     #[test]
@@ -189,9 +218,11 @@ mod tests {
             let s = Phi4::new(Lattice::new(&shape), -4.0, 8.0);
             let mut tshape = vec![2];
             tshape.extend(&shape);
-            let phi = Tensor::<f64>::randn(&tshape, &mut rng);
+            // typical field values (|phi| ~ 1): keeps the central differences of phi^4 well conditioned
+            let phi = Tensor::<f64>::randn(&tshape, &mut rng).map(|v| 0.5 * v);
             // the tape gradient is audited by central differences ...
-            let report = gradcheck(|v: &[Var<f64>]| s.action_var(&v[0]), &[phi.clone()], GradcheckConfig::default());
+            let report =
+                gradcheck(|v: &[Var<f64>]| s.action_var(&v[0]), std::slice::from_ref(&phi), GradcheckConfig::default());
             assert!(report.passed(), "{shape:?}: {report:?}");
             // ... and equals the analytic force
             let x = Var::param(phi.clone());
@@ -208,9 +239,13 @@ mod tests {
 
     #[test]
     fn general_force_path_equals_2d_path() {
-        // the 2D fast path against the neighbour-table formula written out
+        // the 2D fast paths against the neighbour-table formulas written out
         let mut rng = StdRng::seed_from_u64(3);
         let s = Phi4::new(Lattice::new(&[5, 7]), -1.5, 0.7);
+        let t = Phi4::new(Lattice::new(&[5, 7, 1]), -1.5, 0.7); // 3D with L_2 = 1: no kinetic term in 2, same action
+        let phi0 = Tensor::<f64>::randn(&[35], &mut rng);
+        let (a2, a3) = (s.action(phi0.data()), t.action(phi0.data()));
+        assert!((a2 - a3).abs() < F64_TOL * a3.abs().max(1.0), "{a2} vs {a3}");
         let phi = Tensor::<f64>::randn(&[35], &mut rng);
         let mut f = vec![0.0; 35];
         s.force(phi.data(), &mut f);

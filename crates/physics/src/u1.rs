@@ -337,7 +337,8 @@ mod tests {
             let mut tshape = vec![2, shape.len()];
             tshape.extend(&shape);
             let x = Tensor::<f64>::uniform(&tshape, 0.0, 2.0 * PI, &mut rng);
-            let report = gradcheck(|v: &[Var<f64>]| g.action_var(&v[0]), &[x.clone()], GradcheckConfig::default());
+            let report =
+                gradcheck(|v: &[Var<f64>]| g.action_var(&v[0]), std::slice::from_ref(&x), GradcheckConfig::default());
             assert!(report.passed(), "{shape:?}: {report:?}");
             let xv = Var::param(x.clone());
             let grad = g.action_var(&xv).sum().backward().get_or_zeros(&xv);
