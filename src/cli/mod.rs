@@ -4,6 +4,7 @@
 pub mod args;
 pub mod audit;
 pub mod flowrun;
+pub mod hmc;
 pub mod phi4run;
 
 pub use args::{Args, CliError, CliResult};
@@ -23,6 +24,8 @@ commands:
   sample     exact sampling from a checkpoint: latflow sample --checkpoint FILE [--n 8192
              --batch 1024 --therm 512 --seed 1 --out DIR]
   audit      gradient audit of every op (f64 finite differences); flags: --seed N
+  hmc        HMC baseline: latflow hmc phi4 [--L 8 --m2 -4 --lam 8] | latflow hmc u1 [--L 8 --beta 2]
+             [--n-traj 10000 --n-therm 500 --chains 4 --steps 10 --tau 1.0 --seed 0 --out FILE.csv]
 ";
 
 /// Dispatches `argv[1..]` to a subcommand.
@@ -37,6 +40,7 @@ pub fn dispatch(argv: &[String]) -> CliResult<()> {
             Ok(())
         }
         "audit" => audit::run(rest),
+        "hmc" => hmc::run(rest),
         "train" => train(rest),
         "sample" => sample(rest),
         other => Err(CliError(format!("unknown command {other:?}\n\n{USAGE}"))),
