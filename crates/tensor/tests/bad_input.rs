@@ -335,7 +335,8 @@ fn panic_file(f: impl FnOnce()) -> String {
 #[test]
 fn panics_point_at_the_caller() {
     let here = file!();
-    let cases: Vec<(&str, Box<dyn FnOnce()>)> = vec![
+    type Case = (&'static str, Box<dyn FnOnce()>);
+    let cases: Vec<Case> = vec![
         ("add", Box::new(|| drop(v(&[2]).add(&v(&[3]))))),
         ("matmul", Box::new(|| drop(v(&[2, 3]).matmul(&v(&[2, 3]))))),
         ("add_bias", Box::new(|| drop(v(&[2, 3]).add_bias(&v(&[2]))))),
