@@ -1,0 +1,106 @@
+//! The gauge-equivariant link coupling (Kanwar et al. arXiv:2003.06413;
+//! arXiv:2101.08176 section V.B, the tutorial's `GaugeEquivCoupling`).
+//!
+//! With `P = P_01(links)`, `(P', log J) = plaq_coupling(P)` and `d = P' - P`, the
+//! active links move by `theta_0 += d`, `theta_1 -= d` (mod 2 pi), so that the active
+//! plaquette at the same site becomes exactly `P'`. Plaquettes are gauge invariant and
+//! the update is a per-site shift of angles, hence `f(g.U) = g.f(U)`, and the Jacobian of
+//! the link map is that of the plaquette map (the active links and active plaquettes are
+//! in one-to-one correspondence; the others are unchanged or determined).
+
+use super::masks::link_active_stripes;
+use super::ncp::NcpPlaqCoupling;
+use crate::model::Layer;
+use latflow_physics::u1_plaquette_var;
+use latflow_tensor::{Float, Tensor, Var};
+use rand::Rng;
+use std::f64::consts::PI;
+use std::rc::Rc;
+
+/// One gauge-equivariant coupling layer: its plaquette coupling and active-link mask.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GaugeEquivCoupling<T> {
+    /// The NCP coupling on the plaquettes (checkpoint prefix `plaq_coupling.`).
+    pub plaq_coupling: NcpPlaqCoupling<T>,
+    /// Direction of the updated links (0 or 1).
+    pub mu: usize,
+    /// Stripe offset (0..4).
+    pub off: usize,
+    active_mask: Rc<Tensor<T>>,
+    inactive_mask: Rc<Tensor<T>>,
+}
+
+impl<T: Float> GaugeEquivCoupling<T> {
+    /// Layer for direction `mu`, offset `off` on an `l x l` lattice with an NCP mixture
+    /// of `n_mix` components and the tutorial's net (`hidden`, odd `kernel`).
+    ///
+    /// # Panics
+    /// If `mu > 1`, `n_mix == 0`, or the net's sizes are invalid.
+    #[track_caller]
+    pub fn new<R: Rng + ?Sized>(
+        l: usize,
+        mu: usize,
+        off: usize,
+        n_mix: usize,
+        hidden: &[usize],
+        kernel: usize,
+        rng: &mut R,
+    ) -> Self {
+        let plaq_coupling = NcpPlaqCoupling::new(l, l, mu, off, n_mix, hidden, kernel, rng);
+        let mask = link_active_stripes::<T>(l, l, mu, off);
+        let inactive = mask.map(|m| T::ONE - m);
+        GaugeEquivCoupling { plaq_coupling, mu, off, active_mask: Rc::new(mask), inactive_mask: Rc::new(inactive) }
+    }
+
+    /// The active-link mask, shape `(2, L, L)`.
+    pub fn active_mask(&self) -> &Tensor<T> {
+        &self.active_mask
+    }
+
+    /// `links (N, 2, L, L) -> (f(links), log|det J| (N,))`.
+    ///
+    /// # Panics
+    /// If `links` is not `(N, 2, L, L)` for this layer's lattice.
+    #[track_caller]
+    pub fn forward(&self, links: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
+        let plaq = u1_plaquette_var(links, 0, 1);
+        let (new_plaq, logj) = self.plaq_coupling.forward(&plaq, p);
+        let d = new_plaq.sub(&plaq);
+        let dl = Var::stack(&[d.clone(), d.neg()], 1);
+        let y =
+            dl.add(links).rem_euclid(2.0 * PI).mul_const(&self.active_mask).add(&links.mul_const(&self.inactive_mask));
+        (y, logj)
+    }
+
+    /// `links (N, 2, L, L) -> (f^{-1}(links), log|det J_f| at f^{-1}(links) (N,))`; the
+    /// plaquette map is inverted numerically ([`NcpPlaqCoupling::reverse`]); no gradients.
+    ///
+    /// # Panics
+    /// If `links` is not `(N, 2, L, L)` for this layer's lattice.
+    #[track_caller]
+    pub fn reverse(&self, links: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
+        let links = links.detach();
+        let plaq = u1_plaquette_var(&links, 0, 1);
+        let (old_plaq, logj) = self.plaq_coupling.reverse(&plaq, p);
+        let d = plaq.sub(&old_plaq);
+        let dl = Var::stack(&[d.clone(), d.neg()], 1);
+        let x =
+            links.sub(&dl).rem_euclid(2.0 * PI).mul_const(&self.active_mask).add(&links.mul_const(&self.inactive_mask));
+        (x, logj)
+    }
+}
+
+impl<T: Float> Layer<T> for GaugeEquivCoupling<T> {
+    fn forward(&self, x: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
+        GaugeEquivCoupling::forward(self, x, p)
+    }
+    fn reverse(&self, y: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
+        GaugeEquivCoupling::reverse(self, y, p)
+    }
+    fn named_params(&self) -> Vec<(String, &Tensor<T>)> {
+        self.plaq_coupling.net.named_params().into_iter().map(|(n, t)| (format!("plaq_coupling.{n}"), t)).collect()
+    }
+    fn params_mut(&mut self) -> Vec<&mut Tensor<T>> {
+        self.plaq_coupling.net.params_mut()
+    }
+}
