@@ -102,6 +102,58 @@ impl<T: Float> Unary<T> {
         }
     }
 
+    /// `y[i] = f(x[i])` over slices, the match hoisted out of the loop so each arm is a
+    /// tight (auto-vectorizable) loop.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    #[track_caller]
+    pub fn apply(self, x: &[T], y: &mut [T]) {
+        assert_eq!(x.len(), y.len(), "Unary::apply: input {} vs output {}", x.len(), y.len());
+        macro_rules! each {
+            (|$v:ident| $e:expr) => {
+                for (o, &$v) in y.iter_mut().zip(x) {
+                    *o = $e;
+                }
+            };
+        }
+        match self {
+            Unary::Neg => each!(|v| -v),
+            Unary::AddScalar(c) => each!(|v| v + c),
+            Unary::MulScalar(c) => each!(|v| c * v),
+            Unary::LeakyRelu(s) => each!(|v| if v > T::ZERO { v } else { s * v }),
+            Unary::Powi(2) => each!(|v| v * v),
+            f => each!(|v| f.f(v)),
+        }
+    }
+
+    /// `out[i] = g[i] * f'(x[i])` over slices (the backward pass), given `y = f(x)`.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    #[track_caller]
+    pub fn apply_grad(self, x: &[T], y: &[T], g: &[T], out: &mut [T]) {
+        let n = out.len();
+        assert!(x.len() == n && y.len() == n && g.len() == n, "Unary::apply_grad: lengths differ");
+        macro_rules! each {
+            (|$x:ident, $y:ident, $g:ident| $e:expr) => {
+                for i in 0..n {
+                    let ($x, $y, $g) = (x[i], y[i], g[i]);
+                    out[i] = $e;
+                }
+            };
+        }
+        match self {
+            Unary::Neg => each!(|_x, _y, g| -g),
+            Unary::AddScalar(_) | Unary::RemEuclid(_) => out.copy_from_slice(g),
+            Unary::MulScalar(c) => each!(|_x, _y, g| c * g),
+            Unary::Exp => each!(|_x, y, g| g * y),
+            Unary::Tanh => each!(|_x, y, g| g * (T::ONE - y * y)),
+            Unary::LeakyRelu(s) => each!(|x, _y, g| if x > T::ZERO { g } else { s * g }),
+            f => each!(|x, y, g| g * f.df(x, y)),
+        }
+    }
+
     /// Short name for tables.
     pub fn name(self) -> &'static str {
         match self {

@@ -67,9 +67,9 @@ pub(crate) fn backward_rule<T: Float>(
     match op {
         Op::Unary(a, f) => {
             // d f(a) = f'(a) da
-            let x = a.value().data();
-            let data = x.iter().zip(y.data()).zip(g.data()).map(|((&x, &y), &g)| g * f.df(x, y)).collect();
-            acc(a, Tensor::from_vec(a.shape(), data));
+            let mut ga = vec![T::ZERO; g.len()];
+            f.apply_grad(a.value().data(), y.data(), g.data(), &mut ga);
+            acc(a, Tensor::from_vec(a.shape(), ga));
         }
         Op::Binary(a, b, f) => {
             // d f(a, b) = f_a da + f_b db

@@ -11,8 +11,9 @@ use std::rc::Rc;
 impl<T: Float> Var<T> {
     /// Applies an elementwise function (see [`Unary`] for each `f` and `f'`).
     pub fn unary(&self, f: Unary<T>) -> Var<T> {
-        let value = self.value().map(|x| f.f(x));
-        Var::from_op(value, Op::Unary(self.clone(), f))
+        let mut out = vec![T::ZERO; self.value().len()];
+        f.apply(self.value().data(), &mut out);
+        Var::from_op(Tensor::from_vec(self.shape(), out), Op::Unary(self.clone(), f))
     }
 
     /// Elementwise `f(self, other)` on equal shapes.

@@ -1,16 +1,18 @@
 //! `Tensor<T>`: a dense, contiguous, row-major array with a shape. Plain data: no
-//! gradient bookkeeping (that lives in [`crate::Var`]).
+//! gradient bookkeeping (that lives in [`crate::Var`]). The buffer is shared between
+//! clones (copy on write), so clones and reshapes cost no copy.
 
 use crate::Float;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
+use std::sync::Arc;
 
 /// A dense row-major array. Layout conventions: NCHW for fields, (batch, mu, x, y) for
 /// U(1) links (DESIGN.md).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor<T> {
     shape: Vec<usize>,
-    data: Vec<T>,
+    data: Arc<Vec<T>>,
 }
 
 /// Number of elements of a shape (1 for the scalar shape `[]`).
@@ -32,12 +34,12 @@ impl<T: Float> Tensor<T> {
             numel(shape),
             data.len()
         );
-        Tensor { shape: shape.to_vec(), data }
+        Tensor { shape: shape.to_vec(), data: Arc::new(data) }
     }
 
     /// A tensor filled with `value`.
     pub fn full(shape: &[usize], value: T) -> Self {
-        Tensor { shape: shape.to_vec(), data: vec![value; numel(shape)] }
+        Tensor { shape: shape.to_vec(), data: Arc::new(vec![value; numel(shape)]) }
     }
 
     /// A tensor of zeros.
@@ -52,19 +54,19 @@ impl<T: Float> Tensor<T> {
 
     /// A 0-dimensional tensor holding one value.
     pub fn scalar(value: T) -> Self {
-        Tensor { shape: vec![], data: vec![value] }
+        Tensor { shape: vec![], data: Arc::new(vec![value]) }
     }
 
     /// Standard normal entries from `rng`.
     pub fn randn<R: Rng + ?Sized>(shape: &[usize], rng: &mut R) -> Self {
         let data = (0..numel(shape)).map(|_| T::from_f64(StandardNormal.sample(rng))).collect();
-        Tensor { shape: shape.to_vec(), data }
+        Tensor { shape: shape.to_vec(), data: Arc::new(data) }
     }
 
     /// Entries uniform in `[lo, hi)` from `rng`.
     pub fn uniform<R: Rng + ?Sized>(shape: &[usize], lo: f64, hi: f64, rng: &mut R) -> Self {
         let data = (0..numel(shape)).map(|_| T::from_f64(rng.gen_range(lo..hi))).collect();
-        Tensor { shape: shape.to_vec(), data }
+        Tensor { shape: shape.to_vec(), data: Arc::new(data) }
     }
 
     /// The shape.
@@ -89,12 +91,12 @@ impl<T: Float> Tensor<T> {
 
     /// The row-major data, mutable.
     pub fn data_mut(&mut self) -> &mut [T] {
-        &mut self.data
+        Arc::make_mut(&mut self.data).as_mut_slice()
     }
 
     /// The data, consuming the tensor.
     pub fn into_vec(self) -> Vec<T> {
-        self.data
+        Arc::try_unwrap(self.data).unwrap_or_else(|shared| (*shared).clone())
     }
 
     /// The single value of a one-element tensor.
@@ -120,7 +122,7 @@ impl<T: Float> Tensor<T> {
 
     /// Elementwise map into a new tensor.
     pub fn map(&self, f: impl Fn(T) -> T) -> Self {
-        Tensor { shape: self.shape.clone(), data: self.data.iter().map(|&x| f(x)).collect() }
+        Tensor { shape: self.shape.clone(), data: Arc::new(self.data.iter().map(|&x| f(x)).collect()) }
     }
 
     /// Elementwise combination of two tensors of the same shape.
@@ -130,13 +132,13 @@ impl<T: Float> Tensor<T> {
     #[track_caller]
     pub fn zip_map(&self, other: &Self, f: impl Fn(T, T) -> T) -> Self {
         assert_same_shape("zip_map", &self.shape, &other.shape);
-        let data = self.data.iter().zip(&other.data).map(|(&a, &b)| f(a, b)).collect();
-        Tensor { shape: self.shape.clone(), data }
+        let data = self.data.iter().zip(other.data.iter()).map(|(&a, &b)| f(a, b)).collect();
+        Tensor { shape: self.shape.clone(), data: Arc::new(data) }
     }
 
     /// Converts the element type (through f64).
     pub fn cast<U: Float>(&self) -> Tensor<U> {
-        Tensor { shape: self.shape.clone(), data: self.data.iter().map(|x| U::from_f64(x.to_f64())).collect() }
+        Tensor { shape: self.shape.clone(), data: Arc::new(self.data.iter().map(|x| U::from_f64(x.to_f64())).collect()) }
     }
 
     /// Whether every element is finite.
