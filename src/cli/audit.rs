@@ -47,3 +47,33 @@ pub fn table(cases: &[AuditCase], seed: u64) -> String {
     s += &format!("\n{passed}/{} passed, worst max rel error {worst:.2e}\n", cases.len());
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latflow_tensor::{GradcheckReport, InputError};
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn audit_passes_and_rejects_bad_flags() {
+        assert!(run(&s(&["--seed", "3"])).is_ok());
+        assert!(run(&s(&["--nope"])).unwrap_err().0.contains("unknown flag --nope"));
+        assert!(run(&s(&["--seed", "x"])).unwrap_err().0.contains("--seed"));
+        assert!(run(&s(&["extra"])).unwrap_err().0.contains("no positional"));
+    }
+
+    #[test]
+    fn table_marks_failures() {
+        let bad = InputError { max_abs: 1.0, max_rel: 0.5, worst: 0 };
+        let case = AuditCase {
+            op: "broken",
+            shapes: "(2)".into(),
+            report: GradcheckReport { inputs: vec![bad], tolerance: 1e-6 },
+        };
+        let t = table(&[case], 0);
+        assert!(t.contains("broken") && t.contains("FAIL") && t.contains("0/1 passed"), "{t}");
+    }
+}
