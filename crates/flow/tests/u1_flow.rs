@@ -201,3 +201,43 @@ fn gradcheck_loss_wrt_a_sample_of_every_layer_of_the_default_flow() {
     println!("default flow biases: max rel {:.2e}, max abs {:.2e}", report.max_rel(), report.max_abs());
     assert!(report.passed(), "{report:?}");
 }
+
+#[test]
+fn fast_forward_equals_the_tutorials_masked_forward_bit_for_bit() {
+    let flow = strong_flow(&U1FlowConfig::default(), 61, 3.0);
+    let params = flow.param_vars::<f64>(Record::Params);
+    let u = random_links(3, 8, 62);
+    let mut at = 0;
+    for (i, layer) in flow.layers.iter().enumerate() {
+        let p = &params[at..at + 6];
+        at += 6;
+        let x = Var::constant(u.clone());
+        let (y, lj) = layer.forward(&x, p);
+        let (ym, ljm) = layer.forward_masked(&x, p);
+        assert_eq!(y.value(), ym.value(), "layer {i}: links differ");
+        for (a, b) in lj.value().data().iter().zip(ljm.value().data()) {
+            assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "layer {i}: log J {a} vs {b}");
+        }
+        // and the same gradients
+        let proj = Tensor::<f64>::uniform(y.shape(), -1.0, 1.0, &mut StdRng::seed_from_u64(i as u64));
+        let pv = Var::constant(proj);
+        let g = y.mul(&pv).sum().add(&lj.sum()).backward();
+        let gm = ym.mul(&pv).sum().add(&ljm.sum()).backward();
+        for q in p {
+            let (a, b) = (g.get_or_zeros(q), gm.get_or_zeros(q));
+            for (x, y) in a.data().iter().zip(b.data()) {
+                assert!((x - y).abs() <= 1e-10 * x.abs().max(1.0), "layer {i}: gradient {x} vs {y}");
+            }
+        }
+    }
+    // f32 too: the values the training path computes
+    let flow32 = U1FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(63));
+    let p32 = flow32.param_vars::<f32>(Record::Off);
+    let u32_: Tensor<f32> = u.cast();
+    for (i, layer) in flow32.layers.iter().enumerate() {
+        let x = Var::constant(u32_.clone());
+        let (y, _) = layer.forward(&x, &p32[6 * i..6 * i + 6]);
+        let (ym, _) = layer.forward_masked(&x, &p32[6 * i..6 * i + 6]);
+        assert_eq!(y.value(), ym.value(), "f32 layer {i}");
+    }
+}

@@ -97,3 +97,24 @@ fn layer_i_has_mu_i_mod_2_and_offset_i_div_2_mod_4() {
         assert_eq!(l.active_mask(), &link_active_stripes(8, 8, i % 2, (i / 2) % 4));
     }
 }
+
+#[test]
+fn gather_and_scatter_pick_the_single_stripes() {
+    use latflow_flow::u1::masks::{gather_stripe, scatter_stripe};
+    use latflow_tensor::Var;
+    let x = Tensor::from_vec(&[2, 8, 8], (0..128).map(|v| v as f64).collect());
+    for mu in 0..2 {
+        for off in 0..4 {
+            let m = single_stripes::<f64>(8, 8, mu, off);
+            let g = gather_stripe(&Var::constant(x.clone()), mu, off);
+            let want: Vec<f64> = (0..128).filter(|i| m.data()[i % 64] == 1.0).map(|i| i as f64).collect();
+            assert_eq!(g.value().data(), &want[..], "mu={mu} off={off}");
+            let vals = Var::constant(g.value().map(|v| -v));
+            let s = scatter_stripe(&Var::constant(x.clone()), &vals, mu, off);
+            for i in 0..128 {
+                let want = if m.data()[i % 64] == 1.0 { -(i as f64) } else { i as f64 };
+                assert_eq!(s.value().data()[i], want);
+            }
+        }
+    }
+}

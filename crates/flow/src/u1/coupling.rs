@@ -8,7 +8,7 @@
 //! the link map is that of the plaquette map (the active links and active plaquettes are
 //! in one-to-one correspondence; the others are unchanged or determined).
 
-use super::masks::link_active_stripes;
+use super::masks::{gather_stripe, link_active_stripes, scatter_stripe};
 use super::ncp::NcpPlaqCoupling;
 use crate::model::Layer;
 use latflow_physics::u1_plaquette_var;
@@ -57,14 +57,34 @@ impl<T: Float> GaugeEquivCoupling<T> {
         &self.active_mask
     }
 
-    /// `links (N, 2, L, L) -> (f(links), log|det J| (N,))`.
+    /// `links (N, 2, L, L) -> (f(links), log|det J| (N,))`. Only the active links are
+    /// touched: `theta_mu(n) -> (theta_mu(n) +- d(n)) mod 2 pi` on the stripe, `+` for
+    /// `mu = 0`, `-` for `mu = 1`. Values are bit for bit those of the tutorial's masked
+    /// formulation ([`GaugeEquivCoupling::forward_masked`]).
     ///
     /// # Panics
     /// If `links` is not `(N, 2, L, L)` for this layer's lattice.
     #[track_caller]
     pub fn forward(&self, links: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
         let plaq = u1_plaquette_var(links, 0, 1);
-        let (new_plaq, logj) = self.plaq_coupling.forward(&plaq, p);
+        let (xa, ya, logj) = self.plaq_coupling.forward_active(&plaq, p);
+        let d = ya.sub(&xa);
+        let lm = links.select(1, self.mu);
+        let la = gather_stripe(&lm, self.mu, self.off);
+        // the tutorial adds dl = (d, -d) to the links: dl + x
+        let dl = if self.mu == 0 { d } else { d.neg() };
+        let lm = scatter_stripe(&lm, &dl.add(&la).rem_euclid(2.0 * PI), self.mu, self.off);
+        let other = links.select(1, 1 - self.mu);
+        let planes = if self.mu == 0 { [lm, other] } else { [other, lm] };
+        (Var::stack(&planes, 1), logj)
+    }
+
+    /// The tutorial's `GaugeEquivCoupling.forward` op for op (mask multiplications on
+    /// full lattices): the reference that [`GaugeEquivCoupling::forward`] is tested against.
+    #[track_caller]
+    pub fn forward_masked(&self, links: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
+        let plaq = u1_plaquette_var(links, 0, 1);
+        let (new_plaq, logj) = self.plaq_coupling.forward_masked(&plaq, p);
         let d = new_plaq.sub(&plaq);
         let dl = Var::stack(&[d.clone(), d.neg()], 1);
         let y =

@@ -13,7 +13,7 @@
 //! updating `theta_1(n)` moves `P_01(n)` (active) and `P_01(n - e0)` (passive); the
 //! frozen plaquettes, which the coupling's net sees, never move. This needs `L % 4 == 0`.
 
-use latflow_tensor::{Float, Tensor};
+use latflow_tensor::{Float, Tensor, Var};
 
 /// `1` where `f((c - off) mod L)` holds, with `c` the coordinate striped across
 /// (`y` for `mu = 0`, `x` for `mu = 1`): numpy's `np.roll(m, off, axis=1 - mu)` of a
@@ -95,4 +95,43 @@ impl<T: Float> PlaqMasks<T> {
         let passive = frozen.zip_map(&active, |f, a| T::ONE - f - a);
         PlaqMasks { frozen, active, passive }
     }
+}
+
+/// The sites on the single stripes of [`single_stripes`]`(mu, off)` of the last two axes
+/// `(..., H, W)`: `(..., H, W/4)` (columns `y = off + 4k`) for `mu = 0`, `(..., H/4, W)`
+/// (rows `x = off + 4k`) for `mu = 1`, in row-major site order. A reshape and a select,
+/// so gradients flow through it.
+///
+/// # Panics
+/// If `mu > 1`, `off > 3`, or the striped extent is not a multiple of 4.
+#[track_caller]
+pub fn gather_stripe<T: Float>(x: &Var<T>, mu: usize, off: usize) -> Var<T> {
+    let (shape, axis) = stripe_view(x.shape(), mu, off);
+    x.reshape(&shape).select(axis, off)
+}
+
+/// `full (..., H, W)` with its [`gather_stripe`] sites replaced by `vals`; the other
+/// sites are copied bit for bit. Gradients flow to both inputs.
+///
+/// # Panics
+/// As [`gather_stripe`], or if `vals` does not have the gathered shape.
+#[track_caller]
+pub fn scatter_stripe<T: Float>(full: &Var<T>, vals: &Var<T>, mu: usize, off: usize) -> Var<T> {
+    let (shape, axis) = stripe_view(full.shape(), mu, off);
+    let r = full.reshape(&shape);
+    let parts: Vec<Var<T>> = (0..4).map(|k| if k == off { vals.clone() } else { r.select(axis, k) }).collect();
+    Var::stack(&parts, axis).reshape(full.shape())
+}
+
+/// The shape `(..., H, W/4, 4)` or `(..., H/4, 4, W)` and the axis of the phase.
+#[track_caller]
+fn stripe_view(s: &[usize], mu: usize, off: usize) -> (Vec<usize>, usize) {
+    let r = s.len();
+    assert!(r >= 2 && mu < 2 && off < 4, "stripe gather: shape {s:?}, mu {mu}, offset {off}");
+    let ax = if mu == 0 { r - 1 } else { r - 2 };
+    assert!(s[ax] % 4 == 0, "stripe gather: extent {} of {s:?} is not a multiple of 4", s[ax]);
+    let mut shape = s[..ax].to_vec();
+    shape.extend([s[ax] / 4, 4]);
+    shape.extend(&s[ax + 1..]);
+    (shape, ax + 1)
 }

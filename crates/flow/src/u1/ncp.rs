@@ -17,7 +17,7 @@
 //! with a safeguarded Newton iteration on a smooth lift of `g` (see [`mixture_inverse`]);
 //! it records nothing.
 
-use super::masks::PlaqMasks;
+use super::masks::{gather_stripe, scatter_stripe, PlaqMasks};
 use crate::net::{ConvNet, ConvNetConfig};
 use latflow_tensor::{Float, Tensor, Var};
 use rand::Rng;
@@ -156,6 +156,10 @@ pub struct NcpPlaqCoupling<T> {
     pub net: ConvNet<T>,
     /// Number of mixture components.
     pub n_mix: usize,
+    /// Direction of the stripes (0 or 1).
+    pub mu: usize,
+    /// Stripe offset (0..4).
+    pub off: usize,
     frozen: Rc<Tensor<T>>,
     active: Rc<Tensor<T>>,
     passive: Rc<Tensor<T>>,
@@ -167,7 +171,8 @@ impl<T: Float> NcpPlaqCoupling<T> {
     /// LeakyReLU, no final tanh, PyTorch init.
     ///
     /// # Panics
-    /// If `mu > 1`, `n_mix == 0`, or the net's sizes are invalid.
+    /// If `mu > 1`, `off > 3`, `n_mix == 0`, `h` or `w` is not a multiple of 4, or the
+    /// net's sizes are invalid.
     #[track_caller]
     pub fn new<R: Rng + ?Sized>(
         h: usize,
@@ -180,6 +185,8 @@ impl<T: Float> NcpPlaqCoupling<T> {
         rng: &mut R,
     ) -> Self {
         assert!(n_mix > 0, "NcpPlaqCoupling: need at least one mixture component");
+        assert!(mu < 2 && off < 4, "NcpPlaqCoupling: mu = {mu} must be 0 or 1 and off = {off} in 0..4");
+        assert!(h % 4 == 0 && w % 4 == 0, "NcpPlaqCoupling: the {h}x{w} lattice must have extents divisible by 4");
         let config = ConvNetConfig {
             in_channels: 2,
             hidden: hidden.to_vec(),
@@ -193,6 +200,8 @@ impl<T: Float> NcpPlaqCoupling<T> {
         NcpPlaqCoupling {
             net,
             n_mix,
+            mu,
+            off,
             frozen: Rc::new(m.frozen),
             active: Rc::new(m.active),
             passive: Rc::new(m.passive),
@@ -204,13 +213,51 @@ impl<T: Float> NcpPlaqCoupling<T> {
         (&self.frozen, &self.active, &self.passive)
     }
 
-    /// Scales `s (N, n_mix, H, W)` and offset `t (N, H, W)` from `(cos, sin)` of the
-    /// frozen plaquettes (the tutorial feeds `cos`/`sin` of `frozen * x`, i.e. `(1, 0)`
-    /// on the other sites).
-    fn scales_offset(&self, x: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
+    /// The net's output `(N, n_mix + 1, H, W)` on `(cos, sin)` of the frozen plaquettes
+    /// (the tutorial feeds `cos`/`sin` of `frozen * x`, i.e. `(1, 0)` on the other sites).
+    fn net_out(&self, x: &Var<T>, p: &[Var<T>]) -> Var<T> {
         let xf = x.mul_const(&self.frozen);
-        let out = self.net.forward(&Var::stack(&[xf.cos(), xf.sin()], 1), p);
+        self.net.forward(&Var::stack(&[xf.cos(), xf.sin()], 1), p)
+    }
+
+    /// Scales `s (N, n_mix, H, W)` and offset `t (N, H, W)`.
+    fn scales_offset(&self, x: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
+        let out = self.net_out(x, p);
         (out.narrow(1, 0, self.n_mix), out.select(1, self.n_mix))
+    }
+
+    /// The NCP transform on gathered active plaquettes: `x (N, A, B)`, `s (N, n_mix, A, B)`,
+    /// `t (N, A, B)` to `((g(x) + t) mod 2 pi, sum log g'(x) (N,))`, with the tutorial's
+    /// numerics: `g` is the mean of `mod(2 atan(e^s tan(x/2)), 2 pi)`, `log g'` the
+    /// logsumexp of `-log(e^{-s} cos^2(x/2) + e^s sin^2(x/2))` less `ln n_mix`.
+    fn transform(&self, x: &Var<T>, s: &Var<T>, t: &Var<T>) -> (Var<T>, Var<T>) {
+        let shape = s.shape().to_vec();
+        let rank = shape.len();
+        let half = x.unsqueeze(1).mul_scalar(0.5);
+        let es = s.exp();
+        let mix = es.mul(&half.tan().broadcast_to(&shape)).atan().mul_scalar(2.0).rem_euclid(2.0 * PI).mean_axes(&[1]);
+        let c2 = half.cos().square().broadcast_to(&shape);
+        let s2 = half.sin().square().broadcast_to(&shape);
+        let lj = s.neg().exp().mul(&c2).add(&es.mul(&s2)).log().neg();
+        let sum_axes: Vec<usize> = (1..rank - 1).collect();
+        let logj = lj.logsumexp(1).add_scalar(-(self.n_mix as f64).ln()).sum_axes(&sum_axes);
+        (mix.add(t).rem_euclid(2.0 * PI), logj)
+    }
+
+    /// The forward pass on the active plaquettes only: `(x_a, f(x)_a, log|det J|)` with
+    /// `x_a`, `f(x)_a` the [`gather_stripe`] sites of `x (N, H, W)` before and after.
+    /// The values are bit for bit those of the tutorial's masked formulation
+    /// ([`NcpPlaqCoupling::forward_masked`]), at a quarter of the transcendental work.
+    ///
+    /// # Panics
+    /// If `x` is not `(N, H, W)` for this coupling's masks.
+    #[track_caller]
+    pub fn forward_active(&self, x: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>, Var<T>) {
+        let out = gather_stripe(&self.net_out(x, p), self.mu, self.off);
+        let (s, t) = (out.narrow(1, 0, self.n_mix), out.select(1, self.n_mix));
+        let xa = gather_stripe(x, self.mu, self.off);
+        let (ya, logj) = self.transform(&xa, &s, &t);
+        (xa, ya, logj)
     }
 
     /// `x (N, H, W) -> (f(x), log|det J| (N,))`: active plaquettes
@@ -221,13 +268,19 @@ impl<T: Float> NcpPlaqCoupling<T> {
     /// If `x` is not `(N, H, W)` for this coupling's masks.
     #[track_caller]
     pub fn forward(&self, x: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
+        let (_, ya, logj) = self.forward_active(x, p);
+        (scatter_stripe(x, &ya, self.mu, self.off), logj)
+    }
+
+    /// The tutorial's `NCPPlaqCoupling.forward` op for op (masks multiply full
+    /// lattices): the reference that [`NcpPlaqCoupling::forward`] is tested against.
+    #[track_caller]
+    pub fn forward_masked(&self, x: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
         let (s, t) = self.scales_offset(x, p);
         let shape = s.shape().to_vec();
         let half = x.mul_const(&self.active).unsqueeze(1).mul_scalar(0.5);
         let es = s.exp();
-        // tan_transform: mod(2 atan(e^s tan(x/2)), 2 pi), then the mean over components
         let mix = es.mul(&half.tan().broadcast_to(&shape)).atan().mul_scalar(2.0).rem_euclid(2.0 * PI).mean_axes(&[1]);
-        // tan_transform_logJ: -log(e^{-s} cos^2(x/2) + e^s sin^2(x/2))
         let c2 = half.cos().square().broadcast_to(&shape);
         let s2 = half.sin().square().broadcast_to(&shape);
         let lj = s.neg().exp().mul(&c2).add(&es.mul(&s2)).log().neg();
