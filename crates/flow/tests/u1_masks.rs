@@ -4,7 +4,8 @@
 //! `link_active_stripes` in reference/torch_reference.py: `m[:, 0::4] = 1` marks
 //! columns 0 and 4 (rows for mu = 1), `np.roll(m, off, axis=1 - mu)` moves them to
 //! `off` and `off + 4`; double stripes add columns 1 and 5 before the roll; the
-//! frozen mask is `double_stripes(off + 1)`.
+//! frozen mask is `double_stripes(off + 1)`. (Cross-checked once by running the
+//! tutorial's functions under numpy 2.4: identical arrays.)
 
 use latflow_flow::u1::masks::{double_stripes, link_active_stripes, single_stripes, PlaqMasks};
 use latflow_flow::u1::U1FlowConfig;
@@ -95,6 +96,8 @@ fn layer_i_has_mu_i_mod_2_and_offset_i_div_2_mod_4() {
     for (i, l) in flow.layers.iter().enumerate() {
         assert_eq!((l.mu, l.off), (i % 2, (i / 2) % 4), "layer {i}");
         assert_eq!(l.active_mask(), &link_active_stripes(8, 8, i % 2, (i / 2) % 4));
+        let names: Vec<String> = l.named_buffers().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["active_mask", "plaq_coupling.frozen", "plaq_coupling.active", "plaq_coupling.passive"]);
     }
 }
 

@@ -57,6 +57,20 @@ impl<T: Float> GaugeEquivCoupling<T> {
         &self.active_mask
     }
 
+    /// The layer's constant buffers under their PyTorch `state_dict` names (the tutorial
+    /// registers its masks as buffers, so its checkpoints carry them next to the
+    /// parameters): `active_mask` `(2, L, L)` and `plaq_coupling.{frozen, active, passive}`
+    /// `(L, L)`. They are determined by `(L, mu, off)`; a loader can check them.
+    pub fn named_buffers(&self) -> Vec<(String, &Tensor<T>)> {
+        let (frozen, active, passive) = self.plaq_coupling.masks();
+        vec![
+            ("active_mask".into(), &*self.active_mask),
+            ("plaq_coupling.frozen".into(), frozen),
+            ("plaq_coupling.active".into(), active),
+            ("plaq_coupling.passive".into(), passive),
+        ]
+    }
+
     /// `links (N, 2, L, L) -> (f(links), log|det J| (N,))`. Only the active links are
     /// touched: `theta_mu(n) -> (theta_mu(n) +- d(n)) mod 2 pi` on the stripe, `+` for
     /// `mu = 0`, `-` for `mu = 1`. Values are bit for bit those of the tutorial's masked
