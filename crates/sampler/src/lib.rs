@@ -3,8 +3,12 @@
 //!
 //! - [`hmc`]: Hybrid Monte Carlo with a leapfrog integrator, one chain or many chains in
 //!   parallel (rayon).
+//! - [`metropolis`]: independence Metropolis fed by flow proposals (exact sampling).
+//! - [`reweight`]: self-normalized reweighting estimator with its error.
 //! - [`stats`]: binning, bootstrap, jackknife, the Gamma method (Wolff 2004) for
 //!   `tau_int`, tunnelling rate.
 
 pub mod hmc;
+pub mod metropolis;
+pub mod reweight;
 pub mod stats;

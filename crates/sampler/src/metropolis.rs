@@ -90,7 +90,7 @@ mod tests {
     #[test]
     fn stationary_distribution_is_p() {
         let mut rng = StdRng::seed_from_u64(5);
-        let p = [1.0 / 6.0, 2.0 / 6.0, 3.0 / 6.0];
+        let p: [f64; 3] = [1.0 / 6.0, 2.0 / 6.0, 3.0 / 6.0];
         let n = 60_000;
         let states: Vec<usize> = (0..n).map(|_| rng.gen_range(0..3)).collect();
         let lw: Vec<f64> = states.iter().map(|&s| (p[s] / (1.0 / 3.0)).ln()).collect();

@@ -49,7 +49,7 @@ mod tests {
         let lw: Vec<f64> = xs.iter().map(|x| -0.5 * (x - mu) * (x - mu) + 0.5 * x * x).collect();
         let r = reweight(&xs, &lw);
         assert!((r.estimate.value - mu).abs() < 4.0 * r.estimate.error, "{r:?}");
-        assert!((r.ess - (-mu * mu as f64).exp()).abs() < 0.03, "{r:?}");
+        assert!((r.ess - (-mu * mu).exp()).abs() < 0.03, "{r:?}");
         let _ = rng.gen::<f64>();
     }
 }

@@ -123,6 +123,8 @@ impl<T: Float> Unary<T> {
             Unary::MulScalar(c) => each!(|v| c * v),
             Unary::LeakyRelu(s) => each!(|v| if v > T::ZERO { v } else { s * v }),
             Unary::Powi(2) => each!(|v| v * v),
+            Unary::Exp => T::exp_slice(x, y),
+            Unary::Tanh => T::tanh_slice(x, y),
             f => each!(|v| f.f(v)),
         }
     }

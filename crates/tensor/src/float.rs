@@ -70,10 +70,23 @@ pub trait Float:
     fn rem_euclid(self, m: Self) -> Self;
     /// Whether the value is neither NaN nor infinite.
     fn is_finite(self) -> bool;
+    /// `y[i] = exp(x[i])`; `f32` uses an 8-lane SIMD kernel ([`crate::kernels::vmath`]),
+    /// `f64` the scalar libm function (audits want its last bit).
+    fn exp_slice(x: &[Self], y: &mut [Self]) {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = v.exp();
+        }
+    }
+    /// `y[i] = tanh(x[i])`; SIMD for `f32` as [`Float::exp_slice`].
+    fn tanh_slice(x: &[Self], y: &mut [Self]) {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = v.tanh();
+        }
+    }
 }
 
 macro_rules! impl_float {
-    ($t:ident) => {
+    ($t:ident $(, $extra:item)*) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -149,8 +162,17 @@ macro_rules! impl_float {
             fn is_finite(self) -> bool {
                 $t::is_finite(self)
             }
+            $($extra)*
         }
     };
 }
-impl_float!(f32);
+impl_float!(
+    f32,
+    fn exp_slice(x: &[f32], y: &mut [f32]) {
+        crate::kernels::vmath::exp_f32(x, y)
+    },
+    fn tanh_slice(x: &[f32], y: &mut [f32]) {
+        crate::kernels::vmath::tanh_f32(x, y)
+    }
+);
 impl_float!(f64);

@@ -6,3 +6,4 @@ pub mod conv2d_simd;
 pub mod layout;
 pub mod matmul;
 pub mod simd;
+pub mod vmath;
