@@ -1,6 +1,7 @@
 //! Subcommands of the `latflow` binary. Each lives in its own module with
 //! `pub fn run(args: &[String]) -> CliResult<()>`.
 
+pub mod apply;
 pub mod args;
 pub mod audit;
 pub mod flowrun;
@@ -23,6 +24,8 @@ commands:
              --out runs/phi4 --n 8192 --resume FILE --quiet]
   sample     exact sampling from a checkpoint: latflow sample --checkpoint FILE [--n 8192
              --batch 1024 --therm 512 --seed 1 --out DIR]
+  apply      push latent samples through a checkpoint's flow (or back with --reverse):
+             latflow apply --checkpoint FILE --input IN.safetensors --output OUT.safetensors [--reverse]
   audit      gradient audit of every op (f64 finite differences); flags: --seed N
   hmc        HMC baseline: latflow hmc phi4 [--L 8 --m2 -4 --lam 8] | latflow hmc u1 [--L 8 --beta 2]
              [--n-traj 10000 --n-therm 500 --chains 4 --steps 10 --tau 1.0 --seed 0 --out FILE.csv]
@@ -39,6 +42,7 @@ pub fn dispatch(argv: &[String]) -> CliResult<()> {
             print!("{USAGE}");
             Ok(())
         }
+        "apply" => apply::run(rest),
         "audit" => audit::run(rest),
         "hmc" => hmc::run(rest),
         "train" => train(rest),

@@ -164,11 +164,15 @@ pub fn load(path: &Path) -> CliResult<(Phi4Flow<f32>, Phi4, BTreeMap<String, Str
 
 /// `latflow train phi4 ...`: train, checkpoint, then evaluate like `latflow sample`.
 pub fn train(a: &Args) -> CliResult<()> {
-    let run = Phi4Run::from_args(a)?;
+    let mut run = Phi4Run::from_args(a)?;
     let quiet = a.has("quiet");
     let flow = match a.opt::<PathBuf>("resume")? {
         None => run.arch.build::<f32, _>(&mut StdRng::seed_from_u64(run.train.seed)),
-        Some(p) => load(&p)?.0,
+        Some(p) => {
+            let (flow, _, meta) = load(&p)?;
+            adopt_checkpoint(&mut run, a, &p, &meta)?;
+            flow
+        }
     };
     let mut trainer = Trainer::new(flow, run.train.clone());
     if let Some(p) = a.opt::<PathBuf>("resume")? {
@@ -179,6 +183,40 @@ pub fn train(a: &Args) -> CliResult<()> {
         }
     }
     execute(run, trainer, quiet)
+}
+
+/// On `--resume`, the run continues the checkpoint's model and theory: its architecture
+/// and couplings replace the defaults, and a flag that contradicts them is an error
+/// (otherwise the run would train on another action and save metadata that no longer
+/// describes the tensors).
+fn adopt_checkpoint(run: &mut Phi4Run, a: &Args, p: &Path, meta: &BTreeMap<String, String>) -> CliResult<()> {
+    let err = |e: latflow::flow::safetensors::CheckpointError| CliError(format!("{}: {e}", p.display()));
+    let stored = Phi4FlowConfig {
+        l: meta_get(meta, "L").map_err(err)?,
+        layers: meta_get(meta, "layers").map_err(err)?,
+        hidden: parse_hidden(&meta_get::<String>(meta, "hidden").map_err(err)?)?,
+        kernel: meta_get(meta, "kernel").map_err(err)?,
+        final_tanh: meta_get(meta, "final_tanh").map_err(err)?,
+    };
+    let (m2, lam): (f64, f64) = (meta_get(meta, "m2").map_err(err)?, meta_get(meta, "lam").map_err(err)?);
+    let checks = [
+        ("L", run.arch.l != stored.l, stored.l.to_string()),
+        ("layers", run.arch.layers != stored.layers, stored.layers.to_string()),
+        ("hidden", run.arch.hidden != stored.hidden, meta["hidden"].clone()),
+        ("kernel", run.arch.kernel != stored.kernel, stored.kernel.to_string()),
+        ("m2", run.m2 != m2, m2.to_string()),
+        ("lam", run.lam != lam, lam.to_string()),
+    ];
+    for (flag, differs, value) in checks {
+        if differs && a.opt::<String>(flag)?.is_some() {
+            return Err(CliError(format!(
+                "--{flag} contradicts the checkpoint {} being resumed ({flag} = {value}); drop the flag",
+                p.display()
+            )));
+        }
+    }
+    (run.arch, run.m2, run.lam) = (stored, m2, lam);
+    Ok(())
 }
 
 /// Runs training then evaluation for prepared settings (the demo enters here).

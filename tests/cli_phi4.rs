@@ -1,0 +1,246 @@
+//! End-to-end tests of the `latflow` binary on phi^4: `train` writes its run directory,
+//! `--resume` continues from the checkpoint's step, `apply` pushes samples through a
+//! checkpoint's flow and back, and user errors exit non-zero with a message, never a panic.
+
+use latflow::flow::checkpoint::{load_params, meta_get};
+use latflow::flow::phi4::{Phi4Flow, Phi4FlowConfig};
+use latflow::flow::prior::Prior;
+use latflow::flow::safetensors::SafeTensors;
+use latflow::tensor::{Float, Tensor};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `apply --reverse` after `apply` in f32: 4 layers of O(10) roundings of O(1) values.
+const F32_ROUNDTRIP_TOL: f64 = 1e-4;
+/// The same in f64.
+const F64_ROUNDTRIP_TOL: f64 = 1e-10;
+
+fn latflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_latflow")).args(args).output().expect("cannot run the latflow binary")
+}
+
+/// A fresh directory of its own per test and process.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("latflow-cli-phi4-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[track_caller]
+fn assert_ok(out: &Output) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "latflow failed ({}):\n{err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// A user error: non-zero exit, `error: ...` naming `needle` on stderr, no panic.
+#[track_caller]
+fn assert_user_error(args: &[&str], needle: &str) {
+    let out = latflow(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("latflow {}\n  -> {}", args.join(" "), err.trim().lines().next().unwrap_or(""));
+    assert!(!out.status.success(), "latflow {args:?} should fail");
+    assert!(!err.contains("panicked"), "latflow {args:?} panicked:\n{err}");
+    assert!(err.contains("error:") && err.contains(needle), "latflow {args:?}: expected {needle:?} in:\n{err}");
+}
+
+/// `(step, ...)` rows of history.csv.
+fn history_steps(dir: &Path) -> Vec<usize> {
+    let text = std::fs::read_to_string(dir.join("history.csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("step,loss,ess,logp,logq,lr,seconds"));
+    lines.map(|l| l.split(',').next().unwrap().parse().unwrap()).collect()
+}
+
+fn checkpoint_step(path: &Path) -> usize {
+    meta_get(&SafeTensors::read(path).unwrap().metadata, "step").unwrap()
+}
+
+/// Trains a small model (`extra` flags) into `dir`, returning the checkpoint path.
+fn train_small(dir: &Path, extra: &[&str]) -> PathBuf {
+    let mut args =
+        vec!["train", "phi4", "--steps", "20", "--era", "10", "--n", "256", "--therm", "32", "--out", s(dir)];
+    args.extend_from_slice(extra);
+    assert_ok(&latflow(&args));
+    dir.join("model.safetensors")
+}
+
+#[test]
+fn train_writes_the_run_directory_and_resume_continues_from_the_checkpoint() {
+    let dir = temp_dir("train");
+    let ckpt = train_small(&dir, &[]);
+    for f in ["model.safetensors", "history.csv", "summary.csv", "training.svg", "action.svg", "samples.svg"] {
+        let len = std::fs::metadata(dir.join(f)).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 0, "{f} missing or empty");
+    }
+    assert_eq!(history_steps(&dir), (1..=20).collect::<Vec<_>>());
+    assert_eq!(checkpoint_step(&ckpt), 20);
+    let summary = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    for q in ["acceptance", "ess", "chi2_metropolis", "chi2_reweighted"] {
+        assert!(summary.lines().any(|l| l.starts_with(&format!("{q},"))), "summary.csv lacks {q}:\n{summary}");
+    }
+
+    // resume: steps 21..30 appended, checkpoint at 30
+    let args = ["train", "phi4", "--resume", s(&ckpt), "--steps", "30", "--era", "10", "--n", "256", "--therm", "32"];
+    let mut resume = args.to_vec();
+    resume.extend(["--out", s(&dir)]);
+    assert_ok(&latflow(&resume));
+    assert_eq!(history_steps(&dir), (1..=30).collect::<Vec<_>>());
+    assert_eq!(checkpoint_step(&ckpt), 30);
+    // nothing left to do
+    assert_user_error(&resume, "nothing to do");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn resume_keeps_the_checkpoints_architecture_and_couplings() {
+    let dir = temp_dir("resume-arch");
+    let ckpt = train_small(&dir, &["--L", "4", "--layers", "2", "--hidden", "4,4", "--m2", "-2", "--quiet"]);
+    let out = dir.join("more");
+    let base = ["train", "phi4", "--resume", s(&ckpt), "--steps", "30", "--era", "10", "--n", "64", "--therm", "8"];
+    let mut args = base.to_vec();
+    args.extend(["--out", s(&out), "--quiet"]);
+    assert_ok(&latflow(&args));
+    let meta = SafeTensors::read(&out.join("model.safetensors")).unwrap().metadata;
+    for (k, v) in [("L", "4"), ("layers", "2"), ("hidden", "4,4"), ("m2", "-2"), ("step", "30")] {
+        assert_eq!(meta.get(k).map(String::as_str), Some(v), "metadata {k}");
+    }
+    // a flag that contradicts the checkpoint is refused
+    let mut bad = args.clone();
+    bad.extend(["--L", "8"]);
+    assert_user_error(&bad, "--L contradicts the checkpoint");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_flags_and_files_are_user_errors_not_panics() {
+    let dir = temp_dir("bad");
+    let garbage = dir.join("garbage.safetensors");
+    std::fs::write(&garbage, b"definitely not a safetensors file\n").unwrap();
+    let out = s(&dir);
+    assert_user_error(&["train", "phi4", "--bogus", "1"], "unknown flag --bogus");
+    assert_user_error(&["train", "phi4", "--L", "-3", "--out", out], "--L must be positive");
+    assert_user_error(&["train", "phi4", "--kernel", "4", "--out", out], "kernel size 4 must be odd");
+    assert_user_error(&["train", "phi4", "--kernel", "9", "--out", out], "wider than");
+    assert_user_error(&["train", "phi4", "--hidden", "8,x", "--out", out], "--hidden");
+    assert_user_error(&["train", "phi4", "--steps", "ten", "--out", out], "--steps");
+    assert_user_error(&["train", "phi5", "--out", out], "unknown theory");
+    assert_user_error(&["train"], "which theory");
+    assert_user_error(&["frobnicate"], "unknown command");
+    assert_user_error(&["sample"], "--checkpoint FILE is required");
+    assert_user_error(&["sample", "--checkpoint", s(&dir.join("nope.safetensors"))], "cannot read checkpoint");
+    assert_user_error(&["sample", "--checkpoint", s(&garbage)], "malformed safetensors");
+    assert_user_error(&["train", "phi4", "--resume", s(&garbage), "--out", out], "malformed safetensors");
+    assert_user_error(&["apply", "--checkpoint", s(&garbage), "--input", s(&garbage), "--output", "x"], "malformed");
+    assert_user_error(&["apply", "--input", "a", "--output", "b"], "--checkpoint FILE is required");
+    assert!(std::fs::read_dir(&dir).unwrap().count() == 1, "failed commands must not write files");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The phi^4 flow a checkpoint describes, in `T`, read with the library alone.
+fn load_flow<T: Float>(path: &Path) -> Phi4Flow<T> {
+    let st = SafeTensors::read(path).unwrap();
+    let m = &st.metadata;
+    let config = Phi4FlowConfig {
+        l: meta_get(m, "L").unwrap(),
+        layers: meta_get(m, "layers").unwrap(),
+        hidden: meta_get::<String>(m, "hidden").unwrap().split(',').map(|v| v.parse().unwrap()).collect(),
+        kernel: meta_get(m, "kernel").unwrap(),
+        final_tanh: meta_get(m, "final_tanh").unwrap(),
+    };
+    let mut flow = config.build::<T, _>(&mut StdRng::seed_from_u64(0));
+    load_params(&st, &mut flow).unwrap();
+    flow
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+fn to_f64<T: Float>(t: &Tensor<T>) -> Vec<f64> {
+    t.data().iter().map(|v| v.to_f64()).collect()
+}
+
+#[test]
+fn apply_matches_flow_sampling_and_reverse_round_trips() {
+    let dir = temp_dir("apply");
+    let ckpt = train_small(&dir, &["--L", "6", "--layers", "4", "--quiet"]);
+    let (n, seed) = (32, 5);
+    let (input, fwd, back) = (dir.join("z.safetensors"), dir.join("x.safetensors"), dir.join("zz.safetensors"));
+
+    // f32: apply's x and log q are bit-identical to Flow::sample with the same seed
+    let flow = load_flow::<f32>(&ckpt);
+    let z: Tensor<f32> = Prior::<f32>::sample(&flow.prior, n, &mut StdRng::seed_from_u64(seed));
+    let (x_ref, logq_ref) = flow.sample::<f32, _>(n, &mut StdRng::seed_from_u64(seed));
+    let mut st = SafeTensors::default();
+    st.insert_f32("z", &[n, 6, 6], z.data());
+    st.write(&input).unwrap();
+    assert_ok(&latflow(&["apply", "--checkpoint", s(&ckpt), "--input", s(&input), "--output", s(&fwd)]));
+    let out = SafeTensors::read(&fwd).unwrap();
+    assert_eq!(out.get_f32_shaped("x", &[n, 6, 6]).unwrap(), x_ref.data());
+    assert_eq!(out.get_f32_shaped("logq", &[n]).unwrap(), logq_ref.data());
+    assert_eq!(out.get_f32_shaped("z", &[n, 6, 6]).unwrap(), z.data());
+    // reverse: reads x, gives z back and the same log q
+    assert_ok(&latflow(&["apply", "--checkpoint", s(&ckpt), "--input", s(&fwd), "--output", s(&back), "--reverse"]));
+    let rev = SafeTensors::read(&back).unwrap();
+    let dz = max_abs_diff(&rev.get_f64_shaped("z", &[n, 6, 6]).unwrap(), &to_f64(&z));
+    let dq = max_abs_diff(&rev.get_f64_shaped("logq", &[n]).unwrap(), &to_f64(&logq_ref));
+    println!("f32 round trip: max |dz| {dz:.2e}, max |d log q| {dq:.2e}");
+    assert!(dz < F32_ROUNDTRIP_TOL && dq < F32_ROUNDTRIP_TOL * 100.0, "{dz:e} {dq:e}");
+    assert_eq!(rev.get_f32_shaped("x", &[n, 6, 6]).unwrap(), x_ref.data());
+
+    // f64 input: the flow runs in f64 with the checkpoint's parameters widened
+    let flow64 = load_flow::<f64>(&ckpt);
+    let z64: Tensor<f64> = Prior::<f64>::sample(&flow64.prior, n, &mut StdRng::seed_from_u64(seed));
+    let (x64, logq64) = flow64.sample::<f64, _>(n, &mut StdRng::seed_from_u64(seed));
+    let mut st = SafeTensors::default();
+    st.insert_f64("z", &[n, 6, 6], z64.data());
+    st.write(&input).unwrap();
+    assert_ok(&latflow(&["apply", "--checkpoint", s(&ckpt), "--input", s(&input), "--output", s(&fwd)]));
+    let out = SafeTensors::read(&fwd).unwrap();
+    assert_eq!(out.tensor("x").unwrap().dtype, latflow::flow::safetensors::Dtype::F64);
+    assert_eq!(out.get_f64_shaped("x", &[n, 6, 6]).unwrap(), x64.data());
+    assert_eq!(out.get_f64_shaped("logq", &[n]).unwrap(), logq64.data());
+    assert_ok(&latflow(&["apply", "--checkpoint", s(&ckpt), "--input", s(&fwd), "--output", s(&back), "--reverse"]));
+    let rev = SafeTensors::read(&back).unwrap();
+    let dz = max_abs_diff(&rev.get_f64("z").unwrap(), z64.data());
+    let dq = max_abs_diff(&rev.get_f64("logq").unwrap(), logq64.data());
+    println!("f64 round trip: max |dz| {dz:.2e}, max |d log q| {dq:.2e}");
+    assert!(dz < F64_ROUNDTRIP_TOL && dq < F64_ROUNDTRIP_TOL, "{dz:e} {dq:e}");
+
+    // user errors: missing tensor, wrong rank, wrong lattice, no input file
+    let bad = dir.join("bad.safetensors");
+    let apply = |input: &Path, extra: &[&str]| {
+        let mut a = vec!["apply", "--checkpoint", s(&ckpt), "--input", s(input), "--output", s(&back)];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>, needle: &str| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_user_error(&refs, needle);
+    };
+    run(apply(&input, &["--reverse"]), "no tensor 'x'");
+    let mut st = SafeTensors::default();
+    st.insert_f32("z", &[36], &[0.0; 36]);
+    st.write(&bad).unwrap();
+    run(apply(&bad, &[]), "expected (N, 6, 6)");
+    let mut st = SafeTensors::default();
+    st.insert_f32("z", &[2, 8, 8], &[0.0; 128]);
+    st.write(&bad).unwrap();
+    run(apply(&bad, &[]), "6x6 lattice");
+    let mut st = SafeTensors::default();
+    st.insert_f32("z", &[1, 6, 6], &[f32::NAN; 36]);
+    st.write(&bad).unwrap();
+    run(apply(&bad, &[]), "non-finite");
+    run(apply(&dir.join("missing.safetensors"), &[]), "cannot read");
+    run(apply(&input, &["--bogus"]), "unknown flag --bogus");
+    std::fs::remove_dir_all(&dir).ok();
+}
