@@ -33,7 +33,8 @@ struct Geom {
     p: usize,
     /// Column blocks of `LANES` pixels per row.
     nblk: usize,
-    /// Row stride of a padded input plane: `nblk * LANES + 2p`.
+    /// Row stride of a padded input plane: `nblk * LANES + 2p`, rounded up to whole
+    /// cache lines.
     rs: usize,
     /// Stride of a padded input plane: `(h + 2p) * rs`.
     ps: usize,
@@ -45,35 +46,97 @@ impl Geom {
     fn new<T: SimdFloat>(s: &Conv2dShape) -> Self {
         let p = s.k / 2;
         let nblk = s.w.div_ceil(T::LANES);
-        let rs = nblk * T::LANES + 2 * p;
+        // rows start on a cache line, so an 8-wide row (plus halo) never splits a load
+        let rs = (nblk * T::LANES + 2 * p).next_multiple_of(CACHE_LINE / std::mem::size_of::<T>());
         Geom { h: s.h, w: s.w, k: s.k, p, nblk, rs, ps: (s.h + 2 * p) * rs, ys: nblk * T::LANES }
+    }
+}
+
+/// Bytes per cache line; padded planes are aligned to it.
+const CACHE_LINE: usize = 64;
+
+/// A zeroed scratch buffer of `len` elements that starts on a cache line.
+struct Scratch<T> {
+    buf: Vec<T>,
+    off: usize,
+    len: usize,
+}
+
+impl<T: SimdFloat> Scratch<T> {
+    fn new(len: usize) -> Self {
+        let extra = CACHE_LINE / std::mem::size_of::<T>();
+        let buf = vec![T::ZERO; len + extra];
+        let off = buf.as_ptr().align_offset(CACHE_LINE).min(extra);
+        Scratch { buf, off, len }
+    }
+    fn get(&mut self) -> &mut [T] {
+        &mut self.buf[self.off..self.off + self.len]
     }
 }
 
 /// Copies `planes` planes of `h x w` from `src` into circularly padded planes in `dst`
 /// (see the module docs): `dst[c][t][q] = src[c][(t - p) mod h][(q - p) mod w]`.
+#[inline(always)]
 fn pad_planes<T: SimdFloat>(src: &[T], planes: usize, g: &Geom, dst: &mut [T]) {
     let (h, w, p, rs, ps) = (g.h, g.w, g.p, g.rs, g.ps);
+    // only the first nblk * LANES + 2p columns of a padded row are ever read
+    let used = g.ys + 2 * p;
+    if w == T::LANES {
+        // fast path: a lattice row is one vector
+        let l = T::LANES;
+        for c in 0..planes {
+            let s = &src[c * h * l..][..h * l];
+            let d = &mut dst[c * ps..][..ps];
+            let mut i = (h - p) % h;
+            for t in 0..h + 2 * p {
+                let row: &[T] = &s[i * l..][..l];
+                let dr = &mut d[t * rs..][..l + 2 * p];
+                T::write_lanes(T::load(row), &mut dr[p..p + l]);
+                for q in 0..p {
+                    dr[q] = row[l - p + q];
+                    dr[p + l + q] = row[q];
+                }
+                i = if i + 1 == h { 0 } else { i + 1 };
+            }
+        }
+        return;
+    }
     for c in 0..planes {
         let s = &src[c * h * w..][..h * w];
         let d = &mut dst[c * ps..][..ps];
-        for i in 0..h {
+        // padded row t holds lattice row (t - p) mod h
+        let mut i = (h - p) % h;
+        for t in 0..h + 2 * p {
             let row = &s[i * w..][..w];
-            let dr = &mut d[(i + p) * rs..][..rs];
-            dr[p..p + w].copy_from_slice(row);
+            let dr = &mut d[t * rs..][..used];
+            copy_lanes(row, &mut dr[p..p + w]);
             for q in 0..p {
                 dr[q] = row[w - p + q];
             }
-            for q in p + w..rs {
-                dr[q] = row[(q - p) % w];
+            // columns past the lattice wrap around: (q - p) mod w = 0, 1, ..., w - 1, 0, ...
+            let mut j = 0;
+            for d in &mut dr[p + w..] {
+                *d = row[j];
+                j = if j + 1 == w { 0 } else { j + 1 };
             }
+            i = if i + 1 == h { 0 } else { i + 1 };
         }
-        for t in 0..p {
-            // padded row t holds lattice row h - p + t, which sits at padded row h + t
-            d.copy_within((h + t) * rs..(h + t + 1) * rs, t * rs);
-            // padded row h + p + t holds lattice row t, at padded row p + t
-            d.copy_within((p + t) * rs..(p + t + 1) * rs, (h + p + t) * rs);
-        }
+    }
+}
+
+/// `dst.copy_from_slice(src)` in whole vectors (no `memcpy` call for short rows).
+#[inline(always)]
+fn copy_lanes<T: SimdFloat>(src: &[T], dst: &mut [T]) {
+    let (n, l) = (src.len(), T::LANES);
+    assert_eq!(n, dst.len());
+    let mut j = 0;
+    while j + l <= n {
+        T::write_lanes(T::load(&src[j..]), &mut dst[j..]);
+        j += l;
+    }
+    while j < n {
+        dst[j] = src[j];
+        j += 1;
     }
 }
 
@@ -126,19 +189,20 @@ fn forward_chunk<T: SimdFloat>(x: &[T], w: &[T], b: Option<&[T]>, s: Conv2dShape
 fn forward_chunk_k<T: SimdFloat>(x: &[T], w: &[T], b: Option<&[T]>, s: Conv2dShape, y: &mut [T], k: usize) {
     let g = Geom { k, p: k / 2, ..Geom::new::<T>(&s) };
     let hw = s.h * s.w;
-    let mut xp = vec![T::ZERO; s.cin * g.ps];
+    let mut scratch = Scratch::new(s.cin * g.ps);
+    let xp = scratch.get();
     for n in 0..s.n {
-        pad_planes(&x[n * s.cin * hw..][..s.cin * hw], s.cin, &g, &mut xp);
+        pad_planes(&x[n * s.cin * hw..][..s.cin * hw], s.cin, &g, xp);
         let yn = &mut y[n * s.cout * hw..][..s.cout * hw];
         let mut o0 = 0;
         while o0 + 4 <= s.cout {
-            forward_oblock::<T, 4, 2>(&xp, w, b, s.cin, o0, &g, yn);
+            forward_oblock::<T, 4, 2>(xp, w, b, s.cin, o0, &g, yn);
             o0 += 4;
         }
         match s.cout - o0 {
-            3 => forward_oblock::<T, 3, 3>(&xp, w, b, s.cin, o0, &g, yn),
-            2 => forward_oblock::<T, 2, 4>(&xp, w, b, s.cin, o0, &g, yn),
-            1 => forward_oblock::<T, 1, 4>(&xp, w, b, s.cin, o0, &g, yn),
+            3 => forward_oblock::<T, 3, 3>(xp, w, b, s.cin, o0, &g, yn),
+            2 => forward_oblock::<T, 2, 4>(xp, w, b, s.cin, o0, &g, yn),
+            1 => forward_oblock::<T, 1, 8>(xp, w, b, s.cin, o0, &g, yn),
             _ => {}
         }
     }
@@ -321,23 +385,25 @@ fn backward_weight_chunk_k<T: SimdFloat>(dy: &[T], x: &[T], s: Conv2dShape, k: u
     // dy planes with row stride `ys` (a copy with zero tail lanes unless w % LANES == 0)
     let yplane = g.h * g.ys;
     let direct = s.w % l == 0;
-    let mut dybuf = if direct { Vec::new() } else { vec![T::ZERO; BW_BLOCK * s.cout * yplane] };
-    let mut xp = vec![T::ZERO; BW_BLOCK * s.cin * g.ps];
+    let mut dyscratch = Scratch::new(if direct { 0 } else { BW_BLOCK * s.cout * yplane });
+    let dybuf = dyscratch.get();
+    let mut xscratch = Scratch::new(BW_BLOCK * s.cin * g.ps);
+    let xp = xscratch.get();
     let mut n0 = 0;
     while n0 < s.n {
         let nb = BW_BLOCK.min(s.n - n0);
         let xs = &x[n0 * s.cin * hw..][..nb * s.cin * hw];
-        pad_planes(xs, nb * s.cin, &g, &mut xp);
+        pad_planes(xs, nb * s.cin, &g, xp);
         let dys = &dy[n0 * s.cout * hw..][..nb * s.cout * hw];
         let dyv: &[T] = if direct {
             dys
         } else {
             for (pl, src) in dys.chunks(hw).enumerate() {
                 for i in 0..s.h {
-                    dybuf[pl * yplane + i * g.ys..][..s.w].copy_from_slice(&src[i * s.w..][..s.w]);
+                    copy_lanes(&src[i * s.w..][..s.w], &mut dybuf[pl * yplane + i * g.ys..][..s.w]);
                 }
             }
-            &dybuf
+            &*dybuf
         };
         // bias: plain vector sums of the dy planes (tail lanes are zero)
         for t in 0..nb {
@@ -353,7 +419,7 @@ fn backward_weight_chunk_k<T: SimdFloat>(dy: &[T], x: &[T], s: Conv2dShape, k: u
         for o in 0..s.cout {
             for c in 0..s.cin {
                 let acc = &mut part.dw[(o * s.cin + c) * kk..][..kk];
-                weight_taps(acc, &xp, dyv, nb, s.cin, s.cout, c, o, &g);
+                weight_taps(acc, xp, dyv, nb, s.cin, s.cout, c, o, &g);
             }
         }
         n0 += nb;

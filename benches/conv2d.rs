@@ -1,0 +1,242 @@
+//! conv2d kernels at the tutorial's shapes: 8x8 lattice, 3x3 kernel, channels 1->8,
+//! 8->8, 8->2, batch 64 and 1024; forward, input gradient and weight gradient; scalar
+//! reference vs SIMD vs SIMD + rayon threads; f32 and f64.
+//!
+//! ```text
+//! cargo bench --bench conv2d                    # peak FMA rate, criterion, summary table
+//! CONV2D_SUMMARY_ONLY=1 cargo bench --bench conv2d   # peak + summary table only
+//! cargo bench --bench conv2d -- f32/8-8         # only cases whose name contains the text
+//! ```
+//!
+//! Criterion reports throughput as "elem/s" with one element = one flop (2 per
+//! multiply-add), i.e. its Gelem/s are GFLOP/s. The summary table at the end is timed
+//! separately (median of repeated calls) and gives GFLOP/s, the speedup over the scalar
+//! reference and the fraction of the measured all-core peak FMA rate.
+
+mod fma;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use latflow_tensor::kernels::conv2d::{self, Backend, Conv2dShape};
+use latflow_tensor::{Float, Tensor};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+/// Channel pairs of the tutorial's phi^4 coupling net.
+const CHANNELS: [(usize, usize); 3] = [(1, 8), (8, 8), (8, 2)];
+const BATCHES: [usize; 2] = [64, 1024];
+const BACKENDS: [(Backend, &str); 3] =
+    [(Backend::Scalar, "scalar"), (Backend::Simd, "simd"), (Backend::SimdThreaded, "simd+threads")];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Forward,
+    BackwardInput,
+    BackwardWeight,
+}
+
+impl Pass {
+    const ALL: [Pass; 3] = [Pass::Forward, Pass::BackwardInput, Pass::BackwardWeight];
+    fn name(self) -> &'static str {
+        match self {
+            Pass::Forward => "fwd",
+            Pass::BackwardInput => "bwd_input",
+            Pass::BackwardWeight => "bwd_weight",
+        }
+    }
+}
+
+/// Buffers of one case.
+struct Bufs<T: Float> {
+    s: Conv2dShape,
+    x: Vec<T>,
+    w: Vec<T>,
+    b: Vec<T>,
+    dy: Vec<T>,
+    y: Vec<T>,
+    dx: Vec<T>,
+    dw: Vec<T>,
+    db: Vec<T>,
+}
+
+impl<T: Float> Bufs<T> {
+    fn new(s: Conv2dShape) -> Self {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut u = |len: usize| Tensor::<T>::uniform(&[len], -1.0, 1.0, &mut rng).into_vec();
+        Bufs {
+            s,
+            x: u(s.input_len()),
+            w: u(s.weight_len()),
+            b: u(s.cout),
+            dy: u(s.output_len()),
+            y: vec![T::ZERO; s.output_len()],
+            dx: vec![T::ZERO; s.input_len()],
+            dw: vec![T::ZERO; s.weight_len()],
+            db: vec![T::ZERO; s.cout],
+        }
+    }
+    fn run(&mut self, pass: Pass, be: Backend) {
+        let s = self.s;
+        match pass {
+            Pass::Forward => conv2d::forward_with(be, black_box(&self.x), &self.w, Some(&self.b), s, &mut self.y),
+            Pass::BackwardInput => conv2d::backward_input_with(be, black_box(&self.dy), &self.w, s, &mut self.dx),
+            Pass::BackwardWeight => {
+                conv2d::backward_weight_with(be, black_box(&self.dy), &self.x, s, &mut self.dw, Some(&mut self.db))
+            }
+        }
+        black_box((&self.y, &self.dx, &self.dw));
+    }
+}
+
+fn shape(n: usize, cin: usize, cout: usize) -> Conv2dShape {
+    Conv2dShape { n, cin, cout, h: 8, w: 8, k: 3 }
+}
+
+fn case_name<T: Float>(pass: Pass, cin: usize, cout: usize, n: usize) -> String {
+    format!("{}/{}/{cin}-{cout}/b{n}", pass.name(), T::NAME)
+}
+
+/// Criterion flags that take a value (the value is not a filter).
+const VALUE_FLAGS: [&str; 14] = [
+    "--warm-up-time",
+    "--measurement-time",
+    "--sample-size",
+    "--save-baseline",
+    "--baseline",
+    "--baseline-lenient",
+    "--load-baseline",
+    "--profile-time",
+    "--output-format",
+    "--color",
+    "--noise-threshold",
+    "--confidence-level",
+    "--significance-level",
+    "--nresamples",
+];
+
+/// Text filters from the command line (arguments that are neither flags nor their values).
+fn filters() -> Vec<String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        if VALUE_FLAGS.contains(&args[i].as_str()) {
+            i += 2;
+            continue;
+        }
+        if !args[i].starts_with('-') {
+            out.push(args[i].clone());
+        }
+        i += 1;
+    }
+    out
+}
+
+fn selected(name: &str, filters: &[String]) -> bool {
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+fn criterion_cases<T: Float>(c: &mut Criterion, filters: &[String]) {
+    for pass in Pass::ALL {
+        for (cin, cout) in CHANNELS {
+            for n in BATCHES {
+                let name = format!("conv2d_{}", case_name::<T>(pass, cin, cout, n));
+                if !selected(&name, filters) {
+                    continue;
+                }
+                let s = shape(n, cin, cout);
+                let mut bufs = Bufs::<T>::new(s);
+                let mut g = c.benchmark_group(&name);
+                g.throughput(Throughput::Elements(2 * s.macs() as u64));
+                for (be, bname) in BACKENDS {
+                    g.bench_function(BenchmarkId::from_parameter(bname), |bch| bch.iter(|| bufs.run(pass, be)));
+                }
+                g.finish();
+            }
+        }
+    }
+}
+
+/// Median (or, with `CONV2D_BEST=1`, shortest) wall time of one call: at least 5 calls
+/// and about `budget` in all.
+fn median_time(mut f: impl FnMut(), budget: Duration) -> Duration {
+    f();
+    let start = Instant::now();
+    let mut t = Vec::new();
+    while t.len() < 5 || (start.elapsed() < budget && t.len() < 10_000) {
+        let t0 = Instant::now();
+        f();
+        t.push(t0.elapsed());
+    }
+    t.sort();
+    if std::env::var_os("CONV2D_BEST").is_some() {
+        t[0]
+    } else {
+        t[t.len() / 2]
+    }
+}
+
+fn summary<T: Float>(peak_all: f64, filters: &[String]) {
+    let budget = Duration::from_millis(300);
+    for pass in Pass::ALL {
+        for (cin, cout) in CHANNELS {
+            for n in BATCHES {
+                let name = case_name::<T>(pass, cin, cout, n);
+                if !selected(&format!("conv2d_{name}"), filters) {
+                    continue;
+                }
+                let s = shape(n, cin, cout);
+                let mut bufs = Bufs::<T>::new(s);
+                let flops = 2.0 * s.macs() as f64;
+                let times: Vec<f64> =
+                    BACKENDS.iter().map(|&(be, _)| median_time(|| bufs.run(pass, be), budget).as_secs_f64()).collect();
+                let gf: Vec<f64> = times.iter().map(|t| flops / t / 1e9).collect();
+                println!(
+                    "| {name:<24} | {:>9.1} | {:>9.1} | {:>9.1} | {:>6.1} | {:>6.1} | {:>6.1} | {:>7.1} | {:>7.1}x | {:>7.1}x | {:>5.1}% |",
+                    times[0] * 1e6,
+                    times[1] * 1e6,
+                    times[2] * 1e6,
+                    gf[0],
+                    gf[1],
+                    gf[2],
+                    gf[1] / gf[0],
+                    gf[2] / gf[0],
+                    gf[2] / gf[1],
+                    100.0 * gf[2] / peak_all
+                );
+            }
+        }
+    }
+}
+
+fn main() {
+    let filters = filters();
+    let peak = fma::measure();
+    fma::print(&peak);
+
+    if std::env::var_os("CONV2D_SUMMARY_ONLY").is_none() {
+        let mut c = Criterion::default()
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(1))
+            .sample_size(10)
+            .configure_from_args();
+        criterion_cases::<f32>(&mut c, &filters);
+        criterion_cases::<f64>(&mut c, &filters);
+        c.final_summary();
+    }
+
+    println!();
+    println!("conv2d 8x8 lattice, 3x3 kernel, circular padding; median us per call, GFLOP/s = 2 * MACs / median.");
+    println!(
+        "peak FMA: f32 {:.1} / f64 {:.1} GFLOP/s on {} threads (% peak = simd+threads vs that).",
+        peak.f32_all, peak.f64_all, peak.threads
+    );
+    println!(
+        "| case (pass/dtype/cin-cout/batch) | scalar us | simd us | simd+thr us | scalar GF/s | simd GF/s | simd+thr GF/s | simd/scalar | simd+thr/scalar | thr/simd | % peak |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    summary::<f32>(peak.f32_all, &filters);
+    summary::<f64>(peak.f64_all, &filters);
+}
