@@ -48,6 +48,11 @@ impl<T: Float> AffineCoupling<T> {
         AffineCoupling { net, parity, mask: Rc::new(mask), inv_mask: Rc::new(inv_mask) }
     }
 
+    /// The checkerboard mask `(H, W)` (1 = frozen), the tutorial's `mask` buffer.
+    pub fn mask(&self) -> &Tensor<T> {
+        &self.mask
+    }
+
     /// `(s, t)` of the net on the frozen part `x_f` (shape `(N, H, W)` each).
     fn scale_shift(&self, xf: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
         let out = self.net.forward(&xf.unsqueeze(1), p);

@@ -1,7 +1,9 @@
 //! Flow checkpoints: safetensors files whose tensor names are the PyTorch reference's
 //! `model['layers'].state_dict()` keys (`0.net.0.weight`, ...), so a trained model loads
 //! into the PyTorch tutorial code and back, plus the run's description (theory,
-//! couplings, architecture, step, seed) in the `__metadata__` strings.
+//! couplings, architecture, step, seed) in the `__metadata__` strings. The layers'
+//! constant buffers (masks) are stored too, as in the reference's `state_dict`, and
+//! checked on load.
 
 use crate::model::{Flow, Layer};
 use crate::safetensors::{CheckpointError, Dtype, SafeTensors, TensorData};
@@ -23,7 +25,7 @@ pub fn save<T: Float, P, L: Layer<T>>(
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), CheckpointError> {
     let mut st = SafeTensors::default();
-    for (name, t) in flow.named_params::<T>() {
+    for (name, t) in flow.named_params::<T>().into_iter().chain(flow.named_buffers::<T>()) {
         st.insert(name, tensor_data(t));
     }
     st.metadata = metadata.clone();
@@ -64,7 +66,17 @@ pub fn load_params<T: Float, P, L: Layer<T>>(st: &SafeTensors, flow: &mut Flow<P
         };
         values.push(data);
     }
-    let expected: std::collections::BTreeSet<String> = flow.named_params::<T>().into_iter().map(|(n, _)| n).collect();
+    for (name, t) in flow.named_buffers::<T>() {
+        let stored = st.check_shape(&name, t.shape())?;
+        let same = stored.to_f64().iter().zip(t.data()).all(|(a, b)| *a == b.to_f64());
+        if !same {
+            return Err(CheckpointError::Mismatch(format!(
+                "buffer {name:?} differs from this model's (other mask layout or layer order?)"
+            )));
+        }
+    }
+    let expected: std::collections::BTreeSet<String> =
+        flow.named_params::<T>().into_iter().chain(flow.named_buffers::<T>()).map(|(n, _)| n).collect();
     if let Some(extra) = st.tensors.keys().find(|k| !expected.contains(*k)) {
         return Err(CheckpointError::Mismatch(format!(
             "tensor {extra:?} is not a parameter of this model (other architecture?)"

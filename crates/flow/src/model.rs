@@ -15,6 +15,11 @@ pub trait Layer<T: Float> {
     fn named_params(&self) -> Vec<(String, &Tensor<T>)>;
     /// Mutable parameters, same order as [`Layer::named_params`].
     fn params_mut(&mut self) -> Vec<&mut Tensor<T>>;
+    /// Constant buffers (masks) under their PyTorch `state_dict` names; checkpoints
+    /// carry them so the file loads into the reference model with `strict=True`.
+    fn named_buffers(&self) -> Vec<(String, &Tensor<T>)> {
+        Vec::new()
+    }
 }
 
 impl<T: Float> Layer<T> for crate::affine::AffineCoupling<T> {
@@ -29,6 +34,9 @@ impl<T: Float> Layer<T> for crate::affine::AffineCoupling<T> {
     }
     fn params_mut(&mut self) -> Vec<&mut Tensor<T>> {
         self.net.params_mut()
+    }
+    fn named_buffers(&self) -> Vec<(String, &Tensor<T>)> {
+        vec![("mask".into(), self.mask())]
     }
 }
 
@@ -61,6 +69,18 @@ impl<P, L> Flow<P, L> {
             .iter()
             .enumerate()
             .flat_map(|(i, l)| l.named_params().into_iter().map(move |(n, t)| (format!("{i}.{n}"), t)))
+            .collect()
+    }
+
+    /// All constant buffers with their checkpoint names `{layer}.{name}`.
+    pub fn named_buffers<T: Float>(&self) -> Vec<(String, &Tensor<T>)>
+    where
+        L: Layer<T>,
+    {
+        self.layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| l.named_buffers().into_iter().map(move |(n, t)| (format!("{i}.{n}"), t)))
             .collect()
     }
 
