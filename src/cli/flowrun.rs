@@ -1,10 +1,13 @@
 //! Shared pieces of the flow subcommands: the training loop with progress, history CSV
 //! and checkpoints; drawing a Metropolis ensemble from a flow; the run directory.
 
-use super::{CliError, CliResult};
+use super::{Args, CliError, CliResult};
+use latflow::flow::plot;
+use latflow::flow::train::TrainConfig;
 use latflow::flow::checkpoint;
 use latflow::flow::model::{Flow, Layer};
 use latflow::flow::prior::Prior;
+use latflow::flow::safetensors::SafeTensors;
 use latflow::flow::train::{Action, StepMetrics, Trainer};
 use latflow::sampler::metropolis::IndependenceMetropolis;
 use latflow::tensor::Tensor;
@@ -18,6 +21,9 @@ use std::time::Instant;
 pub const MODEL_FILE: &str = "model.safetensors";
 /// Training history.
 pub const HISTORY_FILE: &str = "history.csv";
+/// Adam state next to the model (kept out of the model file so that it stays a plain
+/// PyTorch `state_dict`).
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 
 /// Creates the run directory (and parents).
 pub fn make_dir(dir: &Path) -> CliResult<PathBuf> {
@@ -99,7 +105,41 @@ pub fn train_loop<P: Prior<f32>, L: Layer<f32>, A: Action<f32>>(
 pub fn save<P, L: Layer<f32>>(trainer: &Trainer<f32, P, L>, dir: &Path, meta: &BTreeMap<String, String>) -> CliResult<()> {
     let mut meta = meta.clone();
     meta.insert("step".into(), trainer.step.to_string());
+    let mut opt = SafeTensors::default();
+    let (m, v) = trainer.adam.moments();
+    for ((name, t), (m, v)) in trainer.flow.named_params::<f32>().into_iter().zip(m.iter().zip(v)) {
+        opt.insert_f32(format!("exp_avg.{name}"), t.shape(), m);
+        opt.insert_f32(format!("exp_avg_sq.{name}"), t.shape(), v);
+    }
+    opt.metadata.insert("adam_step".into(), trainer.adam.steps().to_string());
+    opt.metadata.insert("step".into(), trainer.step.to_string());
+    // Optimizer first: a model file always has a matching (or newer) optimizer next to it.
+    opt.write(&dir.join(OPTIMIZER_FILE)).map_err(|e| CliError(e.to_string()))?;
     checkpoint::save(&dir.join(MODEL_FILE), &trainer.flow, &meta).map_err(|e| CliError(e.to_string()))
+}
+
+/// Restores Adam's moments from the `optimizer.safetensors` next to the checkpoint
+/// `model`, if there is one written at the same step (otherwise Adam restarts, with a
+/// note on stderr).
+pub fn restore_optimizer<P, L: Layer<f32>>(trainer: &mut Trainer<f32, P, L>, model: &Path) -> CliResult<()> {
+    let path = model.with_file_name(OPTIMIZER_FILE);
+    let Ok(opt) = SafeTensors::read(&path) else {
+        eprintln!("note: no readable {} next to the checkpoint; Adam restarts from zero moments", path.display());
+        return Ok(());
+    };
+    if opt.metadata.get("step") != Some(&trainer.step.to_string()) {
+        eprintln!("note: {} is not from step {}; Adam restarts from zero moments", path.display(), trainer.step);
+        return Ok(());
+    }
+    let err = |e: latflow::flow::safetensors::CheckpointError| CliError(format!("{}: {e}", path.display()));
+    let (mut m, mut v) = (Vec::new(), Vec::new());
+    for (name, t) in trainer.flow.named_params::<f32>() {
+        m.push(opt.get_f32_shaped(&format!("exp_avg.{name}"), t.shape()).map_err(err)?);
+        v.push(opt.get_f32_shaped(&format!("exp_avg_sq.{name}"), t.shape()).map_err(err)?);
+    }
+    let adam_step: u64 = checkpoint::meta_get(&opt.metadata, "adam_step").map_err(err)?;
+    trainer.adam.restore(adam_step, m, v);
+    Ok(())
 }
 
 /// Flow proposals with everything the analysis needs.
@@ -150,3 +190,89 @@ pub fn ensemble<P: Prior<f32>, L: Layer<f32>, R: Rng>(
     }
     e
 }
+
+/// Flags every `latflow train THEORY` accepts.
+pub const COMMON_TRAIN_FLAGS: &[&str] =
+    &["batch", "steps", "lr", "lr-final", "seed", "out", "era", "n", "sample-batch", "therm", "resume"];
+
+/// The theory-independent settings of a training run.
+#[derive(Clone, Debug)]
+pub struct TrainArgs {
+    /// Optimizer and schedule.
+    pub train: TrainConfig,
+    /// Steps between progress lines and checkpoints.
+    pub era: usize,
+    /// Run directory.
+    pub out: PathBuf,
+    /// Proposals for the evaluation ensemble.
+    pub n: usize,
+    /// Batch for sampling.
+    pub sample_batch: usize,
+    /// Thermalization steps dropped from the Metropolis chain.
+    pub therm: usize,
+}
+
+impl TrainArgs {
+    /// Reads the common flags over the theory's defaults `d`.
+    pub fn parse(a: &Args, d: &TrainArgs) -> CliResult<TrainArgs> {
+        let mut r = d.clone();
+        r.train.batch = a.positive("batch", d.train.batch)?;
+        r.train.steps = a.positive("steps", d.train.steps)?;
+        r.train.adam.lr = a.finite("lr", d.train.adam.lr)?;
+        if r.train.adam.lr <= 0.0 {
+            return Err(CliError(format!("--lr must be positive, got {}", r.train.adam.lr)));
+        }
+        r.train.lr_final = match a.opt::<String>("lr-final")?.as_deref() {
+            None => d.train.lr_final,
+            Some("none") => None,
+            Some(v) => Some(v.parse::<f64>().ok().filter(|x| *x > 0.0 && x.is_finite()).ok_or_else(|| {
+                CliError(format!("--lr-final: expected a positive number or 'none', got {v:?}"))
+            })?),
+        };
+        r.train.seed = a.get("seed", d.train.seed)?;
+        r.era = a.positive("era", d.era)?;
+        r.out = a.get("out", d.out.clone())?;
+        r.n = a.positive("n", d.n)?;
+        r.sample_batch = a.positive("sample-batch", d.sample_batch)?;
+        r.therm = a.get("therm", d.therm)?;
+        if r.therm >= r.n {
+            return Err(CliError(format!("--therm {} must be below the number of proposals --n {}", r.therm, r.n)));
+        }
+        Ok(r)
+    }
+}
+
+/// Parses `--hidden 8,8`.
+pub fn parse_hidden(s: &str) -> CliResult<Vec<usize>> {
+    s.split(',')
+        .map(|p| p.trim().parse::<usize>().ok().filter(|&v| v > 0))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| CliError(format!("--hidden: expected positive integers separated by commas, got {s:?}")))
+}
+
+/// Loss and ESS against step, from `history.csv`.
+pub fn plot_history(dir: &Path) -> CliResult<()> {
+    let text = std::fs::read_to_string(dir.join(HISTORY_FILE))?;
+    let (mut loss, mut ess) = (Vec::new(), Vec::new());
+    for line in text.lines().skip(1) {
+        let f: Vec<f64> = line.split(',').filter_map(|v| v.parse().ok()).collect();
+        if f.len() >= 3 {
+            loss.push((f[0], f[1]));
+            ess.push((f[0], f[2]));
+        }
+    }
+    let smooth = |v: &[(f64, f64)]| -> Vec<(f64, f64)> {
+        let w = (v.len() / 100).max(1);
+        v.chunks(w).map(|c| (c[c.len() - 1].0, c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64)).collect()
+    };
+    // The first 5% of steps (where the loss falls from its initial O(100)) would squash the
+    // rest of the curve; the CSV has them.
+    let skip = loss.len() / 20;
+    let p1 = plot::LinePlot::new("Training loss (after the first 5% of steps)", "step", "mean(log q + S) = KL - log Z")
+        .with_series(plot::Series::line("loss", smooth(&loss[skip..])));
+    let p2 = plot::LinePlot::new("Effective sample size of each batch", "step", "ESS / N")
+        .with_series(plot::Series::line("ESS", smooth(&ess)));
+    plot::write_svg(&dir.join("training.svg"), &plot::panels(&[p1, p2], 2))?;
+    Ok(())
+}
+

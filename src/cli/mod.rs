@@ -7,6 +7,7 @@ pub mod audit;
 pub mod flowrun;
 pub mod hmc;
 pub mod phi4run;
+pub mod u1run;
 
 pub use args::{Args, CliError, CliResult};
 
@@ -19,9 +20,11 @@ usage: latflow [COMMAND] [FLAGS]
 commands:
   (none)     the tutorial demo (see README)
   help       this text
-  train      train a flow: latflow train phi4 [--L 8 --m2 -4 --lam 8 --layers 16 --hidden 8,8
-             --kernel 3 --batch 64 --steps 4000 --lr 3e-3 --lr-final 1e-4 --seed 0 --era 500
-             --out runs/phi4 --n 8192 --resume FILE --quiet]
+  train      train a flow, then sample it exactly and compare with HMC:
+             latflow train phi4 [--L 8 --m2 -4 --lam 8 --layers 16 --hidden 8,8 --kernel 3]
+             latflow train u1   [--L 8 --beta 2 --layers 16 --mix 2 --hidden 8,8 --kernel 3]
+             common: [--batch 64 --steps N --lr X --lr-final Y|none --seed 0 --era N --out DIR
+                      --n 8192 --sample-batch 1024 --therm 512 --resume FILE --quiet]
   sample     exact sampling from a checkpoint: latflow sample --checkpoint FILE [--n 8192
              --batch 1024 --therm 512 --seed 1 --out DIR]
   apply      push latent samples through a checkpoint's flow (or back with --reverse):
@@ -60,9 +63,15 @@ fn demo() -> CliResult<()> {
 }
 
 fn train(rest: &[String]) -> CliResult<()> {
-    let a = Args::parse(rest, phi4run::TRAIN_FLAGS, &["quiet"])?;
+    let theory_flags = match rest.first().map(String::as_str) {
+        Some("u1") => u1run::TRAIN_FLAGS,
+        _ => phi4run::TRAIN_FLAGS,
+    };
+    let flags: Vec<&str> = flowrun::COMMON_TRAIN_FLAGS.iter().chain(theory_flags).copied().collect();
+    let a = Args::parse(rest, &flags, &["quiet"])?;
     match a.positional.first().map(String::as_str) {
         Some("phi4") => phi4run::train(&a),
+        Some("u1") => u1run::train(&a),
         Some(t) => Err(CliError(format!("unknown theory {t:?} (expected phi4 or u1)"))),
         None => Err(CliError("train: which theory? (latflow train phi4 ...)".into())),
     }
@@ -76,6 +85,7 @@ fn sample(rest: &[String]) -> CliResult<()> {
         .map_err(|e| CliError(format!("{}: {e}", path.display())))?;
     match meta.get("theory").map(String::as_str) {
         Some("phi4") => phi4run::sample(&path, &a),
+        Some("u1") => u1run::sample(&path, &a),
         Some(t) => Err(CliError(format!("{}: unknown theory {t:?} in checkpoint", path.display()))),
         None => Err(CliError(format!("{}: checkpoint metadata has no theory", path.display()))),
     }

@@ -23,10 +23,7 @@ use std::time::Instant;
 pub const CHI2_HMC: (f64, f64) = (0.75, 0.01);
 
 /// Flags of `latflow train phi4` (and the demo's defaults).
-pub const TRAIN_FLAGS: &[&str] = &[
-    "L", "m2", "lam", "layers", "hidden", "kernel", "batch", "steps", "lr", "lr-final", "seed", "out", "era", "n",
-    "sample-batch", "therm", "resume",
-];
+pub const TRAIN_FLAGS: &[&str] = &["L", "m2", "lam", "layers", "hidden", "kernel"];
 
 /// A phi^4 training run's settings. Defaults: the tutorial's model and couplings;
 /// training schedule chosen for the demo (see README, "Why these defaults").
@@ -74,13 +71,6 @@ impl Default for Phi4Run {
     }
 }
 
-fn parse_hidden(s: &str) -> CliResult<Vec<usize>> {
-    s.split(',')
-        .map(|p| p.trim().parse::<usize>().ok().filter(|&v| v > 0))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| CliError(format!("--hidden: expected positive integers separated by commas, got {s:?}")))
-}
-
 impl Phi4Run {
     /// Settings from flags, starting from the defaults.
     pub fn from_args(a: &Args) -> CliResult<Self> {
@@ -91,28 +81,11 @@ impl Phi4Run {
         r.lam = a.finite("lam", d.lam)?;
         r.arch.layers = a.positive("layers", d.arch.layers)?;
         if let Some(h) = a.opt::<String>("hidden")? {
-            r.arch.hidden = parse_hidden(&h)?;
+            r.arch.hidden = flowrun::parse_hidden(&h)?;
         }
         r.arch.kernel = a.positive("kernel", d.arch.kernel)?;
-        r.train.batch = a.positive("batch", d.train.batch)?;
-        r.train.steps = a.positive("steps", d.train.steps)?;
-        r.train.adam.lr = a.finite("lr", d.train.adam.lr)?;
-        if r.train.adam.lr <= 0.0 {
-            return Err(CliError(format!("--lr must be positive, got {}", r.train.adam.lr)));
-        }
-        r.train.lr_final = match a.opt::<String>("lr-final")?.as_deref() {
-            None => d.train.lr_final,
-            Some("none") => None,
-            Some(v) => Some(v.parse::<f64>().ok().filter(|x| *x > 0.0 && x.is_finite()).ok_or_else(|| {
-                CliError(format!("--lr-final: expected a positive number or 'none', got {v:?}"))
-            })?),
-        };
-        r.train.seed = a.get("seed", d.train.seed)?;
-        r.era = a.positive("era", d.era)?;
-        r.out = a.get("out", d.out.clone())?;
-        r.n = a.positive("n", d.n)?;
-        r.sample_batch = a.positive("sample-batch", d.sample_batch)?;
-        r.therm = a.get("therm", d.therm)?;
+        let c = flowrun::TrainArgs::parse(a, &flowrun::TrainArgs { train: d.train.clone(), era: d.era, out: d.out.clone(), n: d.n, sample_batch: d.sample_batch, therm: d.therm })?;
+        (r.train, r.era, r.out, r.n, r.sample_batch, r.therm) = (c.train, c.era, c.out, c.n, c.sample_batch, c.therm);
         if r.lam < 0.0 {
             return Err(CliError(format!("--lam must be non-negative (the action is unbounded below), got {}", r.lam)));
         }
@@ -151,7 +124,7 @@ pub fn load(path: &Path) -> CliResult<(Phi4Flow<f32>, Phi4, BTreeMap<String, Str
     let arch = Phi4FlowConfig {
         l: meta_get(&meta, "L").map_err(err)?,
         layers: meta_get(&meta, "layers").map_err(err)?,
-        hidden: parse_hidden(&meta_get::<String>(&meta, "hidden").map_err(err)?)?,
+        hidden: flowrun::parse_hidden(&meta_get::<String>(&meta, "hidden").map_err(err)?)?,
         kernel: meta_get(&meta, "kernel").map_err(err)?,
         final_tanh: meta_get(&meta, "final_tanh").map_err(err)?,
     };
@@ -181,6 +154,7 @@ pub fn train(a: &Args) -> CliResult<()> {
         if trainer.step >= run.train.steps {
             return Err(CliError(format!("{} is at step {}, nothing to do for --steps {}", p.display(), trainer.step, run.train.steps)));
         }
+        flowrun::restore_optimizer(&mut trainer, &p)?;
     }
     execute(run, trainer, quiet)
 }
@@ -194,7 +168,7 @@ fn adopt_checkpoint(run: &mut Phi4Run, a: &Args, p: &Path, meta: &BTreeMap<Strin
     let stored = Phi4FlowConfig {
         l: meta_get(meta, "L").map_err(err)?,
         layers: meta_get(meta, "layers").map_err(err)?,
-        hidden: parse_hidden(&meta_get::<String>(meta, "hidden").map_err(err)?)?,
+        hidden: flowrun::parse_hidden(&meta_get::<String>(meta, "hidden").map_err(err)?)?,
         kernel: meta_get(meta, "kernel").map_err(err)?,
         final_tanh: meta_get(meta, "final_tanh").map_err(err)?,
     };
@@ -232,7 +206,7 @@ pub fn execute(run: Phi4Run, mut trainer: Trainer<f32, latflow::flow::prior::Nor
     let t0 = Instant::now();
     flowrun::train_loop(&mut trainer, &action, run.era, &dir, &run.metadata(), quiet)?;
     let train_s = t0.elapsed().as_secs_f64();
-    plot_history(&dir)?;
+    flowrun::plot_history(&dir)?;
     let phys = Phi4::new(Lattice::new(&[run.arch.l, run.arch.l]), m2, lam);
     evaluate(&trainer.flow, &phys, run.n, run.sample_batch, run.therm, run.train.seed, &dir, Some(train_s))
 }
@@ -298,29 +272,6 @@ fn evaluate(
     writeln!(summary, "chi2_tau_int,{},{}", g.tau_int, g.tau_int_error)?;
     writeln!(summary, "chi2_reweighted,{},{}", rw.estimate.value, rw.estimate.error)?;
     println!("wrote {}/{{{MODEL_FILE}, history.csv, summary.csv, training.svg, action.svg, samples.svg}}", dir.display());
-    Ok(())
-}
-
-/// Loss and ESS against step, from `history.csv`.
-pub fn plot_history(dir: &Path) -> CliResult<()> {
-    let text = std::fs::read_to_string(dir.join(flowrun::HISTORY_FILE))?;
-    let (mut loss, mut ess) = (Vec::new(), Vec::new());
-    for line in text.lines().skip(1) {
-        let f: Vec<f64> = line.split(',').filter_map(|v| v.parse().ok()).collect();
-        if f.len() >= 3 {
-            loss.push((f[0], f[1]));
-            ess.push((f[0], f[2]));
-        }
-    }
-    let smooth = |v: &[(f64, f64)]| -> Vec<(f64, f64)> {
-        let w = (v.len() / 100).max(1);
-        v.chunks(w).map(|c| (c[c.len() - 1].0, c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64)).collect()
-    };
-    let p1 = plot::LinePlot::new("Training loss (reverse KL + log Z)", "step", "mean(log q + S)")
-        .with_series(plot::Series::line("loss", smooth(&loss)));
-    let p2 = plot::LinePlot::new("Effective sample size of each batch", "step", "ESS / N")
-        .with_series(plot::Series::line("ESS", smooth(&ess)));
-    plot::write_svg(&dir.join("training.svg"), &plot::panels(&[p1, p2], 2))?;
     Ok(())
 }
 

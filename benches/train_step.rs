@@ -1,0 +1,68 @@
+//! One reverse-KL training step (sample a batch, action, loss, backward, Adam) of the
+//! tutorial's two models, f32, at batch 64 and 1024, on the CPU with rayon's default
+//! pool (2 threads on the dev box):
+//!
+//! - phi^4 8x8 (M2 = -4, lam = 8), 16 affine couplings, hidden [8, 8], kernel 3;
+//! - U(1) 8x8 (beta = 2), 16 gauge-equivariant NCP couplings, 2 mixture components.
+//!
+//! ```text
+//! cargo bench --bench train_step
+//! ```
+//!
+//! PyTorch 2.11 on the same machine: `python3 ../shared/reference/torch_reference.py
+//! timing --device cpu --threads 2 --batches 64 1024` (figures and ratios in the README).
+//! After criterion's own report, a summary line per case prints the median ms/step.
+
+use criterion::Criterion;
+use latflow::flow::phi4::Phi4FlowConfig;
+use latflow::flow::train::{TrainConfig, Trainer};
+use latflow::flow::u1::model::{U1FlowConfig, U1GaugeAction};
+use latflow::physics::phi4_action_var;
+use latflow::tensor::{AdamConfig, Var};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::time::{Duration, Instant};
+
+fn config(batch: usize) -> TrainConfig {
+    TrainConfig { batch, adam: AdamConfig::default(), lr_final: None, steps: usize::MAX, seed: 0 }
+}
+
+fn median_ms(mut f: impl FnMut(), reps: usize) -> f64 {
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(10);
+    let mut summary = Vec::new();
+    for batch in [64usize, 1024] {
+        let flow = Phi4FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(0));
+        let mut tr = Trainer::new(flow, config(batch));
+        let action = |x: &Var<f32>| phi4_action_var(x, -4.0, 8.0);
+        c.bench_function(&format!("train_step/phi4/b{batch}"), |b| b.iter(|| tr.step(&action).unwrap()));
+        let reps = if batch == 64 { 50 } else { 10 };
+        summary.push(("phi4", batch, median_ms(|| { tr.step(&action).unwrap(); }, reps)));
+
+        let flow = U1FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(0));
+        let mut tr = Trainer::new(flow, config(batch));
+        let action = U1GaugeAction { beta: 2.0 };
+        c.bench_function(&format!("train_step/u1/b{batch}"), |b| b.iter(|| tr.step(&action).unwrap()));
+        summary.push(("u1", batch, median_ms(|| { tr.step(&action).unwrap(); }, reps)));
+    }
+    c.final_summary();
+    println!("\nmodel  batch  median ms/step  (f32, {} rayon threads)", rayon::current_num_threads());
+    for (m, b, ms) in summary {
+        println!("{m:<6} {b:>5}  {ms:>10.2}");
+    }
+}
