@@ -141,6 +141,9 @@ fn copy_lanes<T: SimdFloat>(src: &[T], dst: &mut [T]) {
 }
 
 /// Chunk length (in samples) for `parts` roughly equal parts of a batch of `n`.
+/// Batch chunks of the threaded weight gradient, independent of the thread count.
+const WEIGHT_GRAD_CHUNKS: usize = 8;
+
 fn chunk_len(n: usize, parts: usize) -> usize {
     n.div_ceil(parts.max(1)).max(1)
 }
@@ -344,7 +347,10 @@ pub(crate) fn backward_weight<T: SimdFloat>(
     } else if xin == 0 {
         vec![backward_weight_chunk(dy, x, s)]
     } else if threaded && s.n > 1 {
-        let chunk = chunk_len(s.n, 2 * rayon::current_num_threads());
+        // A fixed number of chunks (not one per thread): the partial sums, and so the
+        // rounding of dw, are the same whatever the pool size, so seeded runs repeat
+        // bit for bit on any machine.
+        let chunk = chunk_len(s.n, WEIGHT_GRAD_CHUNKS);
         x.par_chunks(chunk * xin)
             .zip(dy.par_chunks(chunk * yout))
             .map(|(xc, dyc)| backward_weight_chunk(dyc, xc, Conv2dShape { n: xc.len() / xin, ..s }))
