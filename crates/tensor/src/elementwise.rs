@@ -3,6 +3,33 @@
 //! the chain rule.
 
 use crate::Float;
+use rayon::prelude::*;
+
+/// Elementwise loops are split across rayon's threads from this many elements on.
+pub const PAR_MIN_ELEMS: usize = 1 << 15;
+/// Elements per parallel task.
+const PAR_CHUNK: usize = 1 << 13;
+
+/// Runs `f` on matching chunks of one input and one output, in parallel when large.
+pub fn par_map1<T: Float>(x: &[T], y: &mut [T], f: impl Fn(&[T], &mut [T]) + Sync) {
+    if y.len() >= PAR_MIN_ELEMS {
+        y.par_chunks_mut(PAR_CHUNK).zip(x.par_chunks(PAR_CHUNK)).for_each(|(yc, xc)| f(xc, yc));
+    } else {
+        f(x, y)
+    }
+}
+
+/// Runs `f` on matching chunks of three inputs and one output, in parallel when large.
+pub fn par_map3<T: Float>(a: &[T], b: &[T], c: &[T], y: &mut [T], f: impl Fn(&[T], &[T], &[T], &mut [T]) + Sync) {
+    if y.len() >= PAR_MIN_ELEMS {
+        y.par_chunks_mut(PAR_CHUNK)
+            .zip(a.par_chunks(PAR_CHUNK))
+            .zip(b.par_chunks(PAR_CHUNK).zip(c.par_chunks(PAR_CHUNK)))
+            .for_each(|((yc, ac), (bc, cc))| f(ac, bc, cc, yc));
+    } else {
+        f(a, b, c, y)
+    }
+}
 
 /// A one-input elementwise function `y = f(x)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -110,6 +137,10 @@ impl<T: Float> Unary<T> {
     #[track_caller]
     pub fn apply(self, x: &[T], y: &mut [T]) {
         assert_eq!(x.len(), y.len(), "Unary::apply: input {} vs output {}", x.len(), y.len());
+        par_map1(x, y, |x, y| self.apply_serial(x, y));
+    }
+
+    fn apply_serial(self, x: &[T], y: &mut [T]) {
         macro_rules! each {
             (|$v:ident| $e:expr) => {
                 for (o, &$v) in y.iter_mut().zip(x) {
@@ -137,6 +168,11 @@ impl<T: Float> Unary<T> {
     pub fn apply_grad(self, x: &[T], y: &[T], g: &[T], out: &mut [T]) {
         let n = out.len();
         assert!(x.len() == n && y.len() == n && g.len() == n, "Unary::apply_grad: lengths differ");
+        par_map3(x, y, g, out, |x, y, g, out| self.apply_grad_serial(x, y, g, out));
+    }
+
+    fn apply_grad_serial(self, x: &[T], y: &[T], g: &[T], out: &mut [T]) {
+        let n = out.len();
         macro_rules! each {
             (|$x:ident, $y:ident, $g:ident| $e:expr) => {
                 for i in 0..n {
@@ -214,6 +250,54 @@ impl Binary {
             // d(a / b) = (1 / b, -a / b^2)
             Binary::Div => (T::ONE / b, -a / (b * b)),
         }
+    }
+
+    /// `y[i] = f(a[i], b[i])` over slices (parallel when large).
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    #[track_caller]
+    pub fn apply<T: Float>(self, a: &[T], b: &[T], y: &mut [T]) {
+        assert!(a.len() == y.len() && b.len() == y.len(), "Binary::apply: lengths differ");
+        par_map3(a, b, b, y, |a, b, _, y| {
+            macro_rules! each {
+                ($op:tt) => {
+                    for ((o, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                        *o = a $op b;
+                    }
+                };
+            }
+            match self {
+                Binary::Add => each!(+),
+                Binary::Sub => each!(-),
+                Binary::Mul => each!(*),
+                Binary::Div => each!(/),
+            }
+        });
+    }
+
+    /// The gradient `g * df/da` into `ga` (parallel when large).
+    pub fn grad_a<T: Float>(self, a: &[T], b: &[T], g: &[T], ga: &mut [T]) {
+        par_map3(a, b, g, ga, |_a, b, g, out| match self {
+            Binary::Add => out.copy_from_slice(g),
+            Binary::Sub => out.copy_from_slice(g),
+            Binary::Mul => out.iter_mut().zip(g).zip(b).for_each(|((o, &g), &b)| *o = g * b),
+            Binary::Div => out.iter_mut().zip(g).zip(b).for_each(|((o, &g), &b)| *o = g / b),
+        });
+    }
+
+    /// The gradient `g * df/db` into `gb` (parallel when large).
+    pub fn grad_b<T: Float>(self, a: &[T], b: &[T], g: &[T], gb: &mut [T]) {
+        par_map3(a, b, g, gb, |a, b, g, out| match self {
+            Binary::Add => out.copy_from_slice(g),
+            Binary::Sub => out.iter_mut().zip(g).for_each(|(o, &g)| *o = -g),
+            Binary::Mul => out.iter_mut().zip(g).zip(a).for_each(|((o, &g), &a)| *o = g * a),
+            Binary::Div => {
+                for i in 0..out.len() {
+                    out[i] = -g[i] * a[i] / (b[i] * b[i]);
+                }
+            }
+        });
     }
 
     /// Short name for tables.

@@ -74,15 +74,16 @@ pub(crate) fn backward_rule<T: Float>(
         Op::Binary(a, b, f) => {
             // d f(a, b) = f_a da + f_b db
             let (av, bv) = (a.value().data(), b.value().data());
-            let mut ga = Vec::with_capacity(av.len());
-            let mut gb = Vec::with_capacity(av.len());
-            for i in 0..av.len() {
-                let (da, db) = f.df(av[i], bv[i]);
-                ga.push(g.data()[i] * da);
-                gb.push(g.data()[i] * db);
+            if a.requires_grad() {
+                let mut ga = vec![T::ZERO; av.len()];
+                f.grad_a(av, bv, g.data(), &mut ga);
+                acc(a, Tensor::from_vec(a.shape(), ga));
             }
-            acc(a, Tensor::from_vec(a.shape(), ga));
-            acc(b, Tensor::from_vec(b.shape(), gb));
+            if b.requires_grad() {
+                let mut gb = vec![T::ZERO; av.len()];
+                f.grad_b(av, bv, g.data(), &mut gb);
+                acc(b, Tensor::from_vec(b.shape(), gb));
+            }
         }
         Op::AddBias(x, b) => {
             // d (x + b[c]) = dx + sum over all but the channel axis of db
@@ -93,9 +94,7 @@ pub(crate) fn backward_rule<T: Float>(
         }
         Op::MulConst(x, m) => {
             // d (m x) = m dx
-            let md = m.data();
-            let data = g.data().iter().enumerate().map(|(i, &gi)| gi * md[i % md.len()]).collect();
-            acc(x, Tensor::from_vec(x.shape(), data));
+            acc(x, crate::ops::times_mask(g.data(), m.data(), x.shape()));
         }
         Op::Sum(x) => {
             // d sum(x) = 1 for every element

@@ -23,8 +23,9 @@ impl<T: Float> Var<T> {
     #[track_caller]
     pub fn binary(&self, other: &Var<T>, f: Binary) -> Var<T> {
         assert_same_shape(f.name(), self.shape(), other.shape());
-        let value = self.value().zip_map(other.value(), |a, b| f.f(a, b));
-        Var::from_op(value, Op::Binary(self.clone(), other.clone(), f))
+        let mut out = vec![T::ZERO; self.value().len()];
+        f.apply(self.value().data(), other.value().data(), &mut out);
+        Var::from_op(Tensor::from_vec(self.shape(), out), Op::Binary(self.clone(), other.clone(), f))
     }
 
     /// `self + other` (equal shapes). Derivative: (1, 1).
@@ -136,11 +137,7 @@ impl<T: Float> Var<T> {
     pub fn mul_const(&self, mask: &Rc<Tensor<T>>) -> Var<T> {
         let (s, m) = (self.shape(), mask.shape());
         assert!(s.len() >= m.len() && s[s.len() - m.len()..] == *m, "mul_const: shape mismatch, {s:?} vs {m:?}");
-        let md = mask.data();
-        let mut v = self.value().clone();
-        for (i, x) in v.data_mut().iter_mut().enumerate() {
-            *x *= md[i % md.len()];
-        }
+        let v = times_mask(self.value().data(), mask.data(), s);
         Var::from_op(v, Op::MulConst(self.clone(), Rc::clone(mask)))
     }
 
@@ -306,4 +303,23 @@ impl<T: Float> Var<T> {
         let out = Tensor::from_vec(&[s.n, s.cout, s.h, s.w], y);
         Var::from_op(out, Op::Conv2d(self.clone(), w.clone(), b.cloned(), s))
     }
+}
+
+/// `x * m` with the mask `m` repeated over `x`'s leading axes (`x.len()` a multiple of
+/// `m.len()`), as a tensor of `shape`; parallel over repeats when large.
+pub(crate) fn times_mask<T: Float>(x: &[T], m: &[T], shape: &[usize]) -> Tensor<T> {
+    use rayon::prelude::*;
+    let mut out = vec![T::ZERO; x.len()];
+    let k = m.len().max(1);
+    let body = |(o, xs): (&mut [T], &[T])| {
+        for ((o, &x), &m) in o.iter_mut().zip(xs).zip(m) {
+            *o = x * m;
+        }
+    };
+    if x.len() >= crate::elementwise::PAR_MIN_ELEMS {
+        out.par_chunks_mut(k).zip(x.par_chunks(k)).for_each(body);
+    } else {
+        out.chunks_mut(k).zip(x.chunks(k)).for_each(body);
+    }
+    Tensor::from_vec(shape, out)
 }
