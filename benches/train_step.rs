@@ -40,6 +40,7 @@ fn median_ms(mut f: impl FnMut(), reps: usize) -> f64 {
 }
 
 fn main() {
+    latflow::tensor::malloc::keep_large_blocks_on_heap();
     let mut c = Criterion::default()
         .configure_from_args()
         .warm_up_time(Duration::from_secs(1))

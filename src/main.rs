@@ -3,6 +3,7 @@
 mod cli;
 
 fn main() {
+    latflow::tensor::malloc::keep_large_blocks_on_heap();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if let Err(e) = cli::dispatch(&argv) {
         eprintln!("error: {e}");

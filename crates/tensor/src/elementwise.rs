@@ -6,7 +6,7 @@ use crate::Float;
 use rayon::prelude::*;
 
 /// Elementwise loops are split across rayon's threads from this many elements on.
-pub const PAR_MIN_ELEMS: usize = 1 << 15;
+pub const PAR_MIN_ELEMS: usize = 1 << 17;
 /// Elements per parallel task.
 const PAR_CHUNK: usize = 1 << 13;
 

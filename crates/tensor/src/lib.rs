@@ -22,6 +22,7 @@ mod float;
 mod gradcheck;
 pub mod kernels;
 pub mod layers;
+pub mod malloc;
 mod op;
 mod ops;
 pub mod tensor;
