@@ -53,13 +53,31 @@ fn main() {
         let action = |x: &Var<f32>| phi4_action_var(x, -4.0, 8.0);
         c.bench_function(&format!("train_step/phi4/b{batch}"), |b| b.iter(|| tr.step(&action).unwrap()));
         let reps = if batch == 64 { 50 } else { 10 };
-        summary.push(("phi4", batch, median_ms(|| { tr.step(&action).unwrap(); }, reps)));
+        summary.push((
+            "phi4",
+            batch,
+            median_ms(
+                || {
+                    tr.step(&action).unwrap();
+                },
+                reps,
+            ),
+        ));
 
         let flow = U1FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(0));
         let mut tr = Trainer::new(flow, config(batch));
         let action = U1GaugeAction { beta: 2.0 };
         c.bench_function(&format!("train_step/u1/b{batch}"), |b| b.iter(|| tr.step(&action).unwrap()));
-        summary.push(("u1", batch, median_ms(|| { tr.step(&action).unwrap(); }, reps)));
+        summary.push((
+            "u1",
+            batch,
+            median_ms(
+                || {
+                    tr.step(&action).unwrap();
+                },
+                reps,
+            ),
+        ));
     }
     c.final_summary();
     println!("\nmodel  batch  median ms/step  (f32, {} rayon threads)", rayon::current_num_threads());

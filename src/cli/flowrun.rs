@@ -2,12 +2,12 @@
 //! and checkpoints; drawing a Metropolis ensemble from a flow; the run directory.
 
 use super::{Args, CliError, CliResult};
-use latflow::flow::plot;
-use latflow::flow::train::TrainConfig;
 use latflow::flow::checkpoint;
 use latflow::flow::model::{Flow, Layer};
+use latflow::flow::plot;
 use latflow::flow::prior::Prior;
 use latflow::flow::safetensors::SafeTensors;
+use latflow::flow::train::TrainConfig;
 use latflow::flow::train::{Action, StepMetrics, Trainer};
 use latflow::sampler::metropolis::IndependenceMetropolis;
 use latflow::tensor::Tensor;
@@ -27,7 +27,8 @@ pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 
 /// Creates the run directory (and parents).
 pub fn make_dir(dir: &Path) -> CliResult<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| CliError(format!("cannot create run directory {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError(format!("cannot create run directory {}: {e}", dir.display())))?;
     Ok(dir.to_path_buf())
 }
 
@@ -102,7 +103,11 @@ pub fn train_loop<P: Prior<f32>, L: Layer<f32>, A: Action<f32>>(
 }
 
 /// Writes the model checkpoint with the run's metadata and current step.
-pub fn save<P, L: Layer<f32>>(trainer: &Trainer<f32, P, L>, dir: &Path, meta: &BTreeMap<String, String>) -> CliResult<()> {
+pub fn save<P, L: Layer<f32>>(
+    trainer: &Trainer<f32, P, L>,
+    dir: &Path,
+    meta: &BTreeMap<String, String>,
+) -> CliResult<()> {
     let mut meta = meta.clone();
     meta.insert("step".into(), trainer.step.to_string());
     let mut opt = SafeTensors::default();
@@ -170,7 +175,8 @@ pub fn ensemble<P: Prior<f32>, L: Layer<f32>, R: Rng>(
     rng: &mut R,
     action: impl Fn(&[f64]) -> f64,
 ) -> Ensemble {
-    let mut e = Ensemble { configs: Vec::new(), logq: Vec::new(), action: Vec::new(), chain: IndependenceMetropolis::new() };
+    let mut e =
+        Ensemble { configs: Vec::new(), logq: Vec::new(), action: Vec::new(), chain: IndependenceMetropolis::new() };
     while e.configs.len() < n {
         let b = batch.min(n - e.configs.len());
         let (x, logq): (Tensor<f32>, Tensor<f32>) = flow.sample(b, rng);
@@ -225,9 +231,12 @@ impl TrainArgs {
         r.train.lr_final = match a.opt::<String>("lr-final")?.as_deref() {
             None => d.train.lr_final,
             Some("none") => None,
-            Some(v) => Some(v.parse::<f64>().ok().filter(|x| *x > 0.0 && x.is_finite()).ok_or_else(|| {
-                CliError(format!("--lr-final: expected a positive number or 'none', got {v:?}"))
-            })?),
+            Some(v) => Some(
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|x| *x > 0.0 && x.is_finite())
+                    .ok_or_else(|| CliError(format!("--lr-final: expected a positive number or 'none', got {v:?}")))?,
+            ),
         };
         r.train.seed = a.get("seed", d.train.seed)?;
         r.era = a.positive("era", d.era)?;
@@ -273,6 +282,6 @@ pub fn plot_history(dir: &Path) -> CliResult<()> {
     let p2 = plot::LinePlot::new("Effective sample size of each batch", "step", "ESS / N")
         .with_series(plot::Series::line("ESS", smooth(&ess)));
     plot::write_svg(&dir.join("training.svg"), &plot::panels(&[p1, p2], 2))?;
+    println!("wrote {}/{{{MODEL_FILE}, {OPTIMIZER_FILE}, {HISTORY_FILE}, training.svg}}", dir.display());
     Ok(())
 }
-

@@ -81,8 +81,8 @@ fn sample(rest: &[String]) -> CliResult<()> {
     let a = Args::parse(rest, &["checkpoint", "n", "batch", "therm", "seed", "out"], &[])?;
     let path: std::path::PathBuf =
         a.opt("checkpoint")?.ok_or_else(|| CliError("sample: --checkpoint FILE is required".into()))?;
-    let (_, meta) = latflow::flow::checkpoint::read_metadata(&path)
-        .map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    let (_, meta) =
+        latflow::flow::checkpoint::read_metadata(&path).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
     match meta.get("theory").map(String::as_str) {
         Some("phi4") => phi4run::sample(&path, &a),
         Some("u1") => u1run::sample(&path, &a),

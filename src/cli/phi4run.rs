@@ -1,7 +1,7 @@
 //! phi^4 flow runs: `latflow train phi4`, `latflow sample` on a phi^4 checkpoint, and
 //! the default demo. Flags, metadata, analysis and plots.
 
-use super::flowrun::{self, Ensemble, MODEL_FILE};
+use super::flowrun::{self, Ensemble};
 use super::{Args, CliError, CliResult};
 use latflow::flow::checkpoint::{self, meta_get};
 use latflow::flow::phi4::{Phi4Flow, Phi4FlowConfig};
@@ -84,7 +84,17 @@ impl Phi4Run {
             r.arch.hidden = flowrun::parse_hidden(&h)?;
         }
         r.arch.kernel = a.positive("kernel", d.arch.kernel)?;
-        let c = flowrun::TrainArgs::parse(a, &flowrun::TrainArgs { train: d.train.clone(), era: d.era, out: d.out.clone(), n: d.n, sample_batch: d.sample_batch, therm: d.therm })?;
+        let c = flowrun::TrainArgs::parse(
+            a,
+            &flowrun::TrainArgs {
+                train: d.train.clone(),
+                era: d.era,
+                out: d.out.clone(),
+                n: d.n,
+                sample_batch: d.sample_batch,
+                therm: d.therm,
+            },
+        )?;
         (r.train, r.era, r.out, r.n, r.sample_batch, r.therm) = (c.train, c.era, c.out, c.n, c.sample_batch, c.therm);
         if r.lam < 0.0 {
             return Err(CliError(format!("--lam must be non-negative (the action is unbounded below), got {}", r.lam)));
@@ -131,7 +141,11 @@ pub fn load(path: &Path) -> CliResult<(Phi4Flow<f32>, Phi4, BTreeMap<String, Str
     arch.validate().map_err(|e| CliError(format!("{}: {e}", path.display())))?;
     let mut flow = arch.build::<f32, _>(&mut StdRng::seed_from_u64(0));
     checkpoint::load_params(&st, &mut flow).map_err(err)?;
-    let action = Phi4::new(Lattice::new(&[arch.l, arch.l]), meta_get(&meta, "m2").map_err(err)?, meta_get(&meta, "lam").map_err(err)?);
+    let action = Phi4::new(
+        Lattice::new(&[arch.l, arch.l]),
+        meta_get(&meta, "m2").map_err(err)?,
+        meta_get(&meta, "lam").map_err(err)?,
+    );
     Ok((flow, action, meta))
 }
 
@@ -152,7 +166,12 @@ pub fn train(a: &Args) -> CliResult<()> {
         let (_, meta) = checkpoint::read_metadata(&p).map_err(|e| CliError(format!("{}: {e}", p.display())))?;
         trainer.step = meta_get(&meta, "step").map_err(|e| CliError(format!("{}: {e}", p.display())))?;
         if trainer.step >= run.train.steps {
-            return Err(CliError(format!("{} is at step {}, nothing to do for --steps {}", p.display(), trainer.step, run.train.steps)));
+            return Err(CliError(format!(
+                "{} is at step {}, nothing to do for --steps {}",
+                p.display(),
+                trainer.step,
+                run.train.steps
+            )));
         }
         flowrun::restore_optimizer(&mut trainer, &p)?;
     }
@@ -194,7 +213,11 @@ fn adopt_checkpoint(run: &mut Phi4Run, a: &Args, p: &Path, meta: &BTreeMap<Strin
 }
 
 /// Runs training then evaluation for prepared settings (the demo enters here).
-pub fn execute(run: Phi4Run, mut trainer: Trainer<f32, latflow::flow::prior::NormalPrior, latflow::flow::affine::AffineCoupling<f32>>, quiet: bool) -> CliResult<()> {
+pub fn execute(
+    run: Phi4Run,
+    mut trainer: Trainer<f32, latflow::flow::prior::NormalPrior, latflow::flow::affine::AffineCoupling<f32>>,
+    quiet: bool,
+) -> CliResult<()> {
     let dir = flowrun::make_dir(&run.out)?;
     let (m2, lam) = (run.m2, run.lam);
     let action = move |x: &Var<f32>| phi4_action_var(x, m2, lam);
@@ -256,7 +279,11 @@ fn evaluate(
     println!("ESS / N                  {:.3}", rw.ess);
     println!(
         "chi_2 (Metropolis)       {:.4} +- {:.4}   (tau_int {:.2} +- {:.2}, {} steps after {therm} thermalization)",
-        g.mean, g.error, g.tau_int, g.tau_int_error, chain.len()
+        g.mean,
+        g.error,
+        g.tau_int,
+        g.tau_int_error,
+        chain.len()
     );
     println!("chi_2 (reweighting)      {:.4} +- {:.4}", rw.estimate.value, rw.estimate.error);
     println!("chi_2 (HMC, tutorial)    {:.2} +- {:.2}", CHI2_HMC.0, CHI2_HMC.1);
@@ -271,14 +298,15 @@ fn evaluate(
     writeln!(summary, "chi2_metropolis,{},{}", g.mean, g.error)?;
     writeln!(summary, "chi2_tau_int,{},{}", g.tau_int, g.tau_int_error)?;
     writeln!(summary, "chi2_reweighted,{},{}", rw.estimate.value, rw.estimate.error)?;
-    println!("wrote {}/{{{MODEL_FILE}, history.csv, summary.csv, training.svg, action.svg, samples.svg}}", dir.display());
+    println!("wrote {}/{{summary.csv, action.svg, samples.svg}}", dir.display());
     Ok(())
 }
 
 fn write_ensemble_plots(e: &Ensemble, phys: &Phi4, dir: &Path) -> CliResult<()> {
     let k = e.configs.len().min(1024);
     let pts: Vec<(f64, f64)> = (0..k).map(|i| (e.action[i], -e.logq[i])).collect();
-    let svg = plot::scatter_plot("S_eff = -log q against S (1024 flow samples)", "S(x)", "S_eff(x) = -log q(x)", &pts, true);
+    let svg =
+        plot::scatter_plot("S_eff = -log q against S (1024 flow samples)", "S(x)", "S_eff(x) = -log q(x)", &pts, true);
     plot::write_svg(&dir.join("action.svg"), &svg)?;
     let l = phys.lattice().shape()[0];
     let fields: Vec<Vec<f64>> = e.configs.iter().take(16).cloned().collect();

@@ -102,18 +102,26 @@ pub fn train(a: &Args) -> CliResult<()> {
         }
         Some(p) => {
             if let Some(f) = TRAIN_FLAGS.iter().find(|f| a.opt::<String>(f).ok().flatten().is_some()) {
-                return Err(CliError(format!("--{f} cannot be combined with --resume: the checkpoint fixes the model and beta")));
+                return Err(CliError(format!(
+                    "--{f} cannot be combined with --resume: the checkpoint fixes the model and beta"
+                )));
             }
             let (flow, beta, meta) = load(&p)?;
             let step: usize = meta_get(&meta, "step").map_err(|e| CliError(format!("{}: {e}", p.display())))?;
             if step >= common.train.steps {
-                return Err(CliError(format!("{} is at step {step}, nothing to do for --steps {}", p.display(), common.train.steps)));
+                return Err(CliError(format!(
+                    "{} is at step {step}, nothing to do for --steps {}",
+                    p.display(),
+                    common.train.steps
+                )));
             }
             let arch = U1FlowConfig {
                 l: meta_get(&meta, "L").map_err(|e| CliError(e.to_string()))?,
                 layers: meta_get(&meta, "layers").map_err(|e| CliError(e.to_string()))?,
                 n_mix: meta_get(&meta, "n_mix").map_err(|e| CliError(e.to_string()))?,
-                hidden: flowrun::parse_hidden(&meta_get::<String>(&meta, "hidden").map_err(|e| CliError(e.to_string()))?)?,
+                hidden: flowrun::parse_hidden(
+                    &meta_get::<String>(&meta, "hidden").map_err(|e| CliError(e.to_string()))?,
+                )?,
                 kernel: meta_get(&meta, "kernel").map_err(|e| CliError(e.to_string()))?,
             };
             (flow, arch, beta, step)
@@ -131,7 +139,14 @@ pub fn train(a: &Args) -> CliResult<()> {
         common.train.adam.lr, common.train.lr_final, common.train.seed
     );
     let t0 = Instant::now();
-    flowrun::train_loop(&mut trainer, &U1GaugeAction { beta }, common.era, &dir, &metadata(&arch, beta, &common), a.has("quiet"))?;
+    flowrun::train_loop(
+        &mut trainer,
+        &U1GaugeAction { beta },
+        common.era,
+        &dir,
+        &metadata(&arch, beta, &common),
+        a.has("quiet"),
+    )?;
     let train_s = t0.elapsed().as_secs_f64();
     flowrun::plot_history(&dir)?;
     evaluate(&trainer.flow, beta, common.n, common.sample_batch, common.therm, common.train.seed, &dir, Some(train_s))
@@ -192,7 +207,11 @@ fn evaluate(
     println!("ESS / N                  {:.3}", rw.ess);
     println!(
         "<Q^2> (Metropolis)       {:.3} +- {:.3}   (tau_int {:.2} +- {:.2}, {} steps after {therm} thermalization)",
-        q2.mean, q2.error, q2.tau_int, q2.tau_int_error, q_chain.len()
+        q2.mean,
+        q2.error,
+        q2.tau_int,
+        q2.tau_int_error,
+        q_chain.len()
     );
     println!("<Q^2> (reweighting)      {:.3} +- {:.3}", rw.estimate.value, rw.estimate.error);
     println!("<Q^2> (exact, 2D)        {exact:.4}");
@@ -210,14 +229,20 @@ fn evaluate(
     );
     let k = e.configs.len().min(1024);
     let pts: Vec<(f64, f64)> = (0..k).map(|i| (e.action[i], -e.logq[i])).collect();
-    let svg = plot::scatter_plot("S_eff = -log q against S (1024 flow samples)", "S(x)", "S_eff(x) = -log q(x)", &pts, true);
+    let svg =
+        plot::scatter_plot("S_eff = -log q against S (1024 flow samples)", "S(x)", "S_eff(x) = -log q(x)", &pts, true);
     plot::write_svg(&dir.join("action.svg"), &svg)?;
-    let show = q_chain.len().min(2000);
-    let qp = plot::LinePlot::new(format!("Topological charge, {l}x{l} lattice, beta = {beta}: flow vs HMC"), "Markov-chain step", "Q")
-        .with_series(plot::Series::step("flow + Metropolis", enumerate(&q_chain[..show])))
-        .with_series(plot::Series::step("HMC (10 leapfrog steps)", enumerate(&hmc_q[..show.min(hmc_q.len())])))
-        .with_size(900.0, 380.0);
-    plot::write_svg(&dir.join("topology.svg"), &plot::line_plot(&qp))?;
+    let show = q_chain.len().min(1000);
+    let panel = |title: String, q: &[f64], color: &str| {
+        plot::LinePlot::new(title, "Markov-chain step", "Q")
+            .with_series(plot::Series::step("Q", enumerate(&q[..show.min(q.len())])).with_color(color))
+            .with_size(900.0, 260.0)
+    };
+    let qp = [
+        panel(format!("Flow + independence Metropolis, {l}x{l}, beta = {beta}"), &q_chain, plot::PALETTE[0]),
+        panel(format!("HMC (10 leapfrog steps per trajectory), {l}x{l}, beta = {beta}"), &hmc_q, plot::PALETTE[1]),
+    ];
+    plot::write_svg(&dir.join("topology.svg"), &plot::panels(&qp, 1))?;
     let fields: Vec<Vec<f64>> = e.configs.iter().take(16).map(|c| plaquette_field(&phys, c)).collect();
     let svg = plot::heatmap_grid("cos P_01 of 16 flow samples", &fields, l, l, 4, 4);
     plot::write_svg(&dir.join("samples.svg"), &svg)?;
@@ -230,7 +255,7 @@ fn evaluate(
     writeln!(s, "q2_reweighted,{},{}", rw.estimate.value, rw.estimate.error)?;
     writeln!(s, "q2_exact,{exact},")?;
     writeln!(s, "plaquette,{},{}", plaq.mean, plaq.error)?;
-    println!("wrote {}/{{model.safetensors, history.csv, summary.csv, training.svg, action.svg, topology.svg, samples.svg}}", dir.display());
+    println!("wrote {}/{{summary.csv, action.svg, topology.svg, samples.svg}}", dir.display());
     Ok(())
 }
 

@@ -25,7 +25,13 @@ fn main() {
     for k in 0..steps {
         let m = tr.step(&action).unwrap();
         if k % 100 == 0 || k + 1 == steps {
-            println!("{} loss {:.3} ess {:.3} {:.2} ms/step", m.step, m.loss, m.ess, t0.elapsed().as_secs_f64() * 1e3 / (k + 1) as f64);
+            println!(
+                "{} loss {:.3} ess {:.3} {:.2} ms/step",
+                m.step,
+                m.loss,
+                m.ess,
+                t0.elapsed().as_secs_f64() * 1e3 / (k + 1) as f64
+            );
         }
     }
 }

@@ -34,14 +34,8 @@ impl<T: Float> AffineCoupling<T> {
         final_tanh: bool,
         rng: &mut R,
     ) -> Self {
-        let config = ConvNetConfig {
-            in_channels: 1,
-            hidden: hidden.to_vec(),
-            out_channels: 2,
-            kernel,
-            final_tanh,
-            slope: 0.01,
-        };
+        let config =
+            ConvNetConfig { in_channels: 1, hidden: hidden.to_vec(), out_channels: 2, kernel, final_tanh, slope: 0.01 };
         let net = ConvNet::new(config, rng);
         let mask = crate::masks::checkerboard::<T>(h, w, parity);
         let inv_mask = mask.map(|m| T::ONE - m);

@@ -134,7 +134,8 @@ impl<T: Float, P: Prior<T>, L: Layer<T>> Trainer<T, P, L> {
         let s = action.action(&x);
         let loss = logq.add(&s).mean();
         let loss_v = loss.value().item().to_f64();
-        let lw: Vec<f64> = s.value().data().iter().zip(logq.value().data()).map(|(s, q)| -s.to_f64() - q.to_f64()).collect();
+        let lw: Vec<f64> =
+            s.value().data().iter().zip(logq.value().data()).map(|(s, q)| -s.to_f64() - q.to_f64()).collect();
         if !loss_v.is_finite() {
             return Err(TrainError::NonFinite { step: k, what: "loss".into() });
         }

@@ -138,7 +138,10 @@ impl<T: Float> Tensor<T> {
 
     /// Converts the element type (through f64).
     pub fn cast<U: Float>(&self) -> Tensor<U> {
-        Tensor { shape: self.shape.clone(), data: Arc::new(self.data.iter().map(|x| U::from_f64(x.to_f64())).collect()) }
+        Tensor {
+            shape: self.shape.clone(),
+            data: Arc::new(self.data.iter().map(|x| U::from_f64(x.to_f64())).collect()),
+        }
     }
 
     /// Whether every element is finite.

@@ -134,7 +134,10 @@ fn merged_dims(small: &[usize], big: &[usize]) -> Vec<BDim> {
         let cur = BDim { size: big[d], src_stride: if rep { 0 } else { ss[d] }, dst_stride: bs[d] };
         if let Some(last) = dims.last_mut() {
             let same_kind = (last.src_stride == 0) == rep;
-            if same_kind && last.dst_stride == cur.dst_stride * cur.size && (rep || last.src_stride == cur.src_stride * cur.size) {
+            if same_kind
+                && last.dst_stride == cur.dst_stride * cur.size
+                && (rep || last.src_stride == cur.src_stride * cur.size)
+            {
                 last.size *= cur.size;
                 last.dst_stride = cur.dst_stride;
                 last.src_stride = cur.src_stride;
