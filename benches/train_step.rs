@@ -11,7 +11,9 @@
 //!
 //! PyTorch 2.11 on the same machine: `python3 ../shared/reference/torch_reference.py
 //! timing --device cpu --threads 2 --batches 64 1024` (figures and ratios in the README).
-//! After criterion's own report, a summary line per case prints the median ms/step.
+//! After criterion's own report, a summary line per case prints the median ms/step
+//! (`TRAIN_STEP_SUMMARY_ONLY=1` prints only that; `scripts/compare_pytorch.sh` runs it
+//! between two PyTorch runs).
 
 use criterion::Criterion;
 use latflow::flow::phi4::Phi4FlowConfig;
@@ -47,11 +49,15 @@ fn main() {
         .measurement_time(Duration::from_secs(4))
         .sample_size(10);
     let mut summary = Vec::new();
+    // TRAIN_STEP_SUMMARY_ONLY=1 skips criterion and prints only the median table.
+    let summary_only = std::env::var_os("TRAIN_STEP_SUMMARY_ONLY").is_some();
     for batch in [64usize, 1024] {
         let flow = Phi4FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(0));
         let mut tr = Trainer::new(flow, config(batch));
         let action = |x: &Var<f32>| phi4_action_var(x, -4.0, 8.0);
-        c.bench_function(&format!("train_step/phi4/b{batch}"), |b| b.iter(|| tr.step(&action).unwrap()));
+        if !summary_only {
+            c.bench_function(&format!("train_step/phi4/b{batch}"), |b| b.iter(|| tr.step(&action).unwrap()));
+        }
         let reps = if batch == 64 { 50 } else { 10 };
         summary.push((
             "phi4",
@@ -67,7 +73,9 @@ fn main() {
         let flow = U1FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(0));
         let mut tr = Trainer::new(flow, config(batch));
         let action = U1GaugeAction { beta: 2.0 };
-        c.bench_function(&format!("train_step/u1/b{batch}"), |b| b.iter(|| tr.step(&action).unwrap()));
+        if !summary_only {
+            c.bench_function(&format!("train_step/u1/b{batch}"), |b| b.iter(|| tr.step(&action).unwrap()));
+        }
         summary.push((
             "u1",
             batch,
