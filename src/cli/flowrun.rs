@@ -285,3 +285,25 @@ pub fn plot_history(dir: &Path) -> CliResult<()> {
     println!("wrote {}/{{{MODEL_FILE}, {OPTIMIZER_FILE}, {HISTORY_FILE}, training.svg}}", dir.display());
     Ok(())
 }
+
+/// Reads a checkpoint that must be of `theory`: its tensors and metadata.
+pub fn open_checkpoint(path: &Path, theory: &str) -> CliResult<(SafeTensors, BTreeMap<String, String>)> {
+    // SafeTensors::read names the file in its errors.
+    let st = SafeTensors::read(path).map_err(|e| CliError(e.to_string()))?;
+    let meta = st.metadata.clone();
+    let found: String = meta_value(path, &meta, "theory")?;
+    if found != theory {
+        return Err(CliError(format!("{}: a {found} checkpoint, expected {theory}", path.display())));
+    }
+    Ok((st, meta))
+}
+
+/// A checkpoint metadata entry parsed as `V`; the error names the file and the key.
+pub fn meta_value<V: std::str::FromStr>(path: &Path, meta: &BTreeMap<String, String>, key: &str) -> CliResult<V> {
+    checkpoint::meta_get(meta, key).map_err(|e| CliError(format!("{}: {e}", path.display())))
+}
+
+/// Copies a checkpoint's parameters into `flow` (checking names, shapes and buffers).
+pub fn load_into<P, L: Layer<f32>>(path: &Path, st: &SafeTensors, flow: &mut Flow<P, L>) -> CliResult<()> {
+    checkpoint::load_params(st, flow).map_err(|e| CliError(format!("{}: {e}", path.display())))
+}

@@ -57,8 +57,9 @@ pub fn dispatch(argv: &[String]) -> CliResult<()> {
 /// `cargo run --release` with no arguments: the tutorial's phi^4 demo with the defaults.
 fn demo() -> CliResult<()> {
     let run = phi4run::Phi4Run::default();
-    let flow = run.arch.build::<f32, _>(&mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(run.train.seed));
-    let trainer = latflow::flow::train::Trainer::new(flow, run.train.clone());
+    let flow =
+        run.arch.build::<f32, _>(&mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(run.common.train.seed));
+    let trainer = latflow::flow::train::Trainer::new(flow, run.common.train.clone());
     phi4run::execute(run, trainer, false)
 }
 

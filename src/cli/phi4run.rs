@@ -1,12 +1,11 @@
 //! phi^4 flow runs: `latflow train phi4`, `latflow sample` on a phi^4 checkpoint, and
 //! the default demo. Flags, metadata, analysis and plots.
 
-use super::flowrun::{self, Ensemble};
+use super::flowrun::{self, Ensemble, TrainArgs};
 use super::{Args, CliError, CliResult};
 use latflow::flow::checkpoint::{self, meta_get};
 use latflow::flow::phi4::{Phi4Flow, Phi4FlowConfig};
 use latflow::flow::plot;
-use latflow::flow::safetensors::SafeTensors;
 use latflow::flow::train::{TrainConfig, Trainer};
 use latflow::physics::observables::two_point_susceptibility;
 use latflow::physics::{phi4_action_var, Action, Lattice, Phi4};
@@ -35,18 +34,8 @@ pub struct Phi4Run {
     pub m2: f64,
     /// Quartic coupling lam. Default 8.
     pub lam: f64,
-    /// Training settings.
-    pub train: TrainConfig,
-    /// Steps between progress lines and checkpoints. Default 500.
-    pub era: usize,
-    /// Run directory. Default `runs/phi4`.
-    pub out: PathBuf,
-    /// Proposals for the evaluation ensemble. Default 8192.
-    pub n: usize,
-    /// Batch for sampling. Default 1024.
-    pub sample_batch: usize,
-    /// Thermalization steps dropped from the Metropolis chain. Default 512.
-    pub therm: usize,
+    /// Training, schedule, run directory and evaluation settings.
+    pub common: TrainArgs,
 }
 
 impl Default for Phi4Run {
@@ -55,18 +44,20 @@ impl Default for Phi4Run {
             arch: Phi4FlowConfig::default(),
             m2: -4.0,
             lam: 8.0,
-            train: TrainConfig {
-                batch: 64,
-                adam: AdamConfig { lr: 3e-3, ..AdamConfig::default() },
-                lr_final: Some(1e-4),
-                steps: 4000,
-                seed: 0,
+            common: TrainArgs {
+                train: TrainConfig {
+                    batch: 64,
+                    adam: AdamConfig { lr: 3e-3, ..AdamConfig::default() },
+                    lr_final: Some(1e-4),
+                    steps: 4000,
+                    seed: 0,
+                },
+                era: 500,
+                out: PathBuf::from("runs/phi4"),
+                n: 8192,
+                sample_batch: 1024,
+                therm: 512,
             },
-            era: 500,
-            out: PathBuf::from("runs/phi4"),
-            n: 8192,
-            sample_batch: 1024,
-            therm: 512,
         }
     }
 }
@@ -84,18 +75,7 @@ impl Phi4Run {
             r.arch.hidden = flowrun::parse_hidden(&h)?;
         }
         r.arch.kernel = a.positive("kernel", d.arch.kernel)?;
-        let c = flowrun::TrainArgs::parse(
-            a,
-            &flowrun::TrainArgs {
-                train: d.train.clone(),
-                era: d.era,
-                out: d.out.clone(),
-                n: d.n,
-                sample_batch: d.sample_batch,
-                therm: d.therm,
-            },
-        )?;
-        (r.train, r.era, r.out, r.n, r.sample_batch, r.therm) = (c.train, c.era, c.out, c.n, c.sample_batch, c.therm);
+        r.common = TrainArgs::parse(a, &d.common)?;
         if r.lam < 0.0 {
             return Err(CliError(format!("--lam must be non-negative (the action is unbounded below), got {}", r.lam)));
         }
@@ -115,38 +95,33 @@ impl Phi4Run {
             ("hidden".into(), h.join(",")),
             ("kernel".into(), self.arch.kernel.to_string()),
             ("final_tanh".into(), self.arch.final_tanh.to_string()),
-            ("seed".into(), self.train.seed.to_string()),
-            ("batch".into(), self.train.batch.to_string()),
-            ("lr".into(), self.train.adam.lr.to_string()),
+            ("seed".into(), self.common.train.seed.to_string()),
+            ("batch".into(), self.common.train.batch.to_string()),
+            ("lr".into(), self.common.train.adam.lr.to_string()),
         ])
     }
 }
 
-/// The model a phi^4 checkpoint describes, with its parameters loaded.
-pub fn load(path: &Path) -> CliResult<(Phi4Flow<f32>, Phi4, BTreeMap<String, String>)> {
-    let err = |e: latflow::flow::safetensors::CheckpointError| CliError(format!("{}: {e}", path.display()));
-    let st = SafeTensors::read(path).map_err(err)?;
-    let meta = st.metadata.clone();
-    let theory: String = meta_get(&meta, "theory").map_err(err)?;
-    if theory != "phi4" {
-        return Err(CliError(format!("{}: a {theory} checkpoint, expected phi4", path.display())));
-    }
+/// The architecture and couplings `(arch, m2, lam)` a phi^4 checkpoint's metadata describes.
+fn arch_from_meta(path: &Path, meta: &BTreeMap<String, String>) -> CliResult<(Phi4FlowConfig, f64, f64)> {
     let arch = Phi4FlowConfig {
-        l: meta_get(&meta, "L").map_err(err)?,
-        layers: meta_get(&meta, "layers").map_err(err)?,
-        hidden: flowrun::parse_hidden(&meta_get::<String>(&meta, "hidden").map_err(err)?)?,
-        kernel: meta_get(&meta, "kernel").map_err(err)?,
-        final_tanh: meta_get(&meta, "final_tanh").map_err(err)?,
+        l: flowrun::meta_value(path, meta, "L")?,
+        layers: flowrun::meta_value(path, meta, "layers")?,
+        hidden: flowrun::parse_hidden(&flowrun::meta_value::<String>(path, meta, "hidden")?)?,
+        kernel: flowrun::meta_value(path, meta, "kernel")?,
+        final_tanh: flowrun::meta_value(path, meta, "final_tanh")?,
     };
     arch.validate().map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    Ok((arch, flowrun::meta_value(path, meta, "m2")?, flowrun::meta_value(path, meta, "lam")?))
+}
+
+/// The model a phi^4 checkpoint describes, with its parameters loaded.
+pub fn load(path: &Path) -> CliResult<(Phi4Flow<f32>, Phi4, BTreeMap<String, String>)> {
+    let (st, meta) = flowrun::open_checkpoint(path, "phi4")?;
+    let (arch, m2, lam) = arch_from_meta(path, &meta)?;
     let mut flow = arch.build::<f32, _>(&mut StdRng::seed_from_u64(0));
-    checkpoint::load_params(&st, &mut flow).map_err(err)?;
-    let action = Phi4::new(
-        Lattice::new(&[arch.l, arch.l]),
-        meta_get(&meta, "m2").map_err(err)?,
-        meta_get(&meta, "lam").map_err(err)?,
-    );
-    Ok((flow, action, meta))
+    flowrun::load_into(path, &st, &mut flow)?;
+    Ok((flow, Phi4::new(Lattice::new(&[arch.l, arch.l]), m2, lam), meta))
 }
 
 /// `latflow train phi4 ...`: train, checkpoint, then evaluate like `latflow sample`.
@@ -154,23 +129,23 @@ pub fn train(a: &Args) -> CliResult<()> {
     let mut run = Phi4Run::from_args(a)?;
     let quiet = a.has("quiet");
     let flow = match a.opt::<PathBuf>("resume")? {
-        None => run.arch.build::<f32, _>(&mut StdRng::seed_from_u64(run.train.seed)),
+        None => run.arch.build::<f32, _>(&mut StdRng::seed_from_u64(run.common.train.seed)),
         Some(p) => {
             let (flow, _, meta) = load(&p)?;
             adopt_checkpoint(&mut run, a, &p, &meta)?;
             flow
         }
     };
-    let mut trainer = Trainer::new(flow, run.train.clone());
+    let mut trainer = Trainer::new(flow, run.common.train.clone());
     if let Some(p) = a.opt::<PathBuf>("resume")? {
         let (_, meta) = checkpoint::read_metadata(&p).map_err(|e| CliError(format!("{}: {e}", p.display())))?;
         trainer.step = meta_get(&meta, "step").map_err(|e| CliError(format!("{}: {e}", p.display())))?;
-        if trainer.step >= run.train.steps {
+        if trainer.step >= run.common.train.steps {
             return Err(CliError(format!(
                 "{} is at step {}, nothing to do for --steps {}",
                 p.display(),
                 trainer.step,
-                run.train.steps
+                run.common.train.steps
             )));
         }
         flowrun::restore_optimizer(&mut trainer, &p)?;
@@ -183,15 +158,7 @@ pub fn train(a: &Args) -> CliResult<()> {
 /// (otherwise the run would train on another action and save metadata that no longer
 /// describes the tensors).
 fn adopt_checkpoint(run: &mut Phi4Run, a: &Args, p: &Path, meta: &BTreeMap<String, String>) -> CliResult<()> {
-    let err = |e: latflow::flow::safetensors::CheckpointError| CliError(format!("{}: {e}", p.display()));
-    let stored = Phi4FlowConfig {
-        l: meta_get(meta, "L").map_err(err)?,
-        layers: meta_get(meta, "layers").map_err(err)?,
-        hidden: flowrun::parse_hidden(&meta_get::<String>(meta, "hidden").map_err(err)?)?,
-        kernel: meta_get(meta, "kernel").map_err(err)?,
-        final_tanh: meta_get(meta, "final_tanh").map_err(err)?,
-    };
-    let (m2, lam): (f64, f64) = (meta_get(meta, "m2").map_err(err)?, meta_get(meta, "lam").map_err(err)?);
+    let (stored, m2, lam) = arch_from_meta(p, meta)?;
     let checks = [
         ("L", run.arch.l != stored.l, stored.l.to_string()),
         ("layers", run.arch.layers != stored.layers, stored.layers.to_string()),
@@ -218,20 +185,29 @@ pub fn execute(
     mut trainer: Trainer<f32, latflow::flow::prior::NormalPrior, latflow::flow::affine::AffineCoupling<f32>>,
     quiet: bool,
 ) -> CliResult<()> {
-    let dir = flowrun::make_dir(&run.out)?;
+    let dir = flowrun::make_dir(&run.common.out)?;
     let (m2, lam) = (run.m2, run.lam);
     let action = move |x: &Var<f32>| phi4_action_var(x, m2, lam);
     eprintln!(
         "training phi^4 flow: L={} M2={} lam={} | {} layers, hidden {:?}, kernel {} | batch {}, {} steps, lr {} -> {:?}, seed {}",
-        run.arch.l, m2, lam, run.arch.layers, run.arch.hidden, run.arch.kernel, run.train.batch, run.train.steps,
-        run.train.adam.lr, run.train.lr_final, run.train.seed
+        run.arch.l, m2, lam, run.arch.layers, run.arch.hidden, run.arch.kernel, run.common.train.batch, run.common.train.steps,
+        run.common.train.adam.lr, run.common.train.lr_final, run.common.train.seed
     );
     let t0 = Instant::now();
-    flowrun::train_loop(&mut trainer, &action, run.era, &dir, &run.metadata(), quiet)?;
+    flowrun::train_loop(&mut trainer, &action, run.common.era, &dir, &run.metadata(), quiet)?;
     let train_s = t0.elapsed().as_secs_f64();
     flowrun::plot_history(&dir)?;
     let phys = Phi4::new(Lattice::new(&[run.arch.l, run.arch.l]), m2, lam);
-    evaluate(&trainer.flow, &phys, run.n, run.sample_batch, run.therm, run.train.seed, &dir, Some(train_s))
+    evaluate(
+        &trainer.flow,
+        &phys,
+        run.common.n,
+        run.common.sample_batch,
+        run.common.therm,
+        run.common.train.seed,
+        &dir,
+        Some(train_s),
+    )
 }
 
 /// `latflow sample --checkpoint FILE` for phi^4.

@@ -5,9 +5,7 @@
 
 use super::flowrun::{self, TrainArgs};
 use super::{Args, CliError, CliResult};
-use latflow::flow::checkpoint::{self, meta_get};
 use latflow::flow::plot;
-use latflow::flow::safetensors::SafeTensors;
 use latflow::flow::train::{TrainConfig, Trainer};
 use latflow::flow::u1::model::{U1Flow, U1FlowConfig, U1GaugeAction};
 use latflow::physics::u1::exact_q2_2d;
@@ -59,26 +57,25 @@ fn metadata(arch: &U1FlowConfig, beta: f64, c: &TrainArgs) -> BTreeMap<String, S
     ])
 }
 
-/// The model a U(1) checkpoint describes, with its parameters loaded, and beta.
-pub fn load(path: &Path) -> CliResult<(U1Flow<f32>, f64, BTreeMap<String, String>)> {
-    let err = |e: latflow::flow::safetensors::CheckpointError| CliError(format!("{}: {e}", path.display()));
-    let st = SafeTensors::read(path).map_err(err)?;
-    let meta = st.metadata.clone();
-    let theory: String = meta_get(&meta, "theory").map_err(err)?;
-    if theory != "u1" {
-        return Err(CliError(format!("{}: a {theory} checkpoint, expected u1", path.display())));
-    }
+/// The architecture and beta a U(1) checkpoint's metadata describes.
+fn arch_from_meta(path: &Path, meta: &BTreeMap<String, String>) -> CliResult<(U1FlowConfig, f64)> {
     let arch = U1FlowConfig {
-        l: meta_get(&meta, "L").map_err(err)?,
-        layers: meta_get(&meta, "layers").map_err(err)?,
-        n_mix: meta_get(&meta, "n_mix").map_err(err)?,
-        hidden: flowrun::parse_hidden(&meta_get::<String>(&meta, "hidden").map_err(err)?)?,
-        kernel: meta_get(&meta, "kernel").map_err(err)?,
+        l: flowrun::meta_value(path, meta, "L")?,
+        layers: flowrun::meta_value(path, meta, "layers")?,
+        n_mix: flowrun::meta_value(path, meta, "n_mix")?,
+        hidden: flowrun::parse_hidden(&flowrun::meta_value::<String>(path, meta, "hidden")?)?,
+        kernel: flowrun::meta_value(path, meta, "kernel")?,
     };
     arch.validate().map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    Ok((arch, flowrun::meta_value(path, meta, "beta")?))
+}
+
+/// The model a U(1) checkpoint describes, with its parameters loaded, and beta.
+pub fn load(path: &Path) -> CliResult<(U1Flow<f32>, f64, BTreeMap<String, String>)> {
+    let (st, meta) = flowrun::open_checkpoint(path, "u1")?;
+    let (arch, beta) = arch_from_meta(path, &meta)?;
     let mut flow = arch.build::<f32, _>(&mut StdRng::seed_from_u64(0));
-    checkpoint::load_params(&st, &mut flow).map_err(err)?;
-    let beta: f64 = meta_get(&meta, "beta").map_err(err)?;
+    flowrun::load_into(path, &st, &mut flow)?;
     Ok((flow, beta, meta))
 }
 
@@ -107,7 +104,7 @@ pub fn train(a: &Args) -> CliResult<()> {
                 )));
             }
             let (flow, beta, meta) = load(&p)?;
-            let step: usize = meta_get(&meta, "step").map_err(|e| CliError(format!("{}: {e}", p.display())))?;
+            let step: usize = flowrun::meta_value(&p, &meta, "step")?;
             if step >= common.train.steps {
                 return Err(CliError(format!(
                     "{} is at step {step}, nothing to do for --steps {}",
@@ -115,15 +112,7 @@ pub fn train(a: &Args) -> CliResult<()> {
                     common.train.steps
                 )));
             }
-            let arch = U1FlowConfig {
-                l: meta_get(&meta, "L").map_err(|e| CliError(e.to_string()))?,
-                layers: meta_get(&meta, "layers").map_err(|e| CliError(e.to_string()))?,
-                n_mix: meta_get(&meta, "n_mix").map_err(|e| CliError(e.to_string()))?,
-                hidden: flowrun::parse_hidden(
-                    &meta_get::<String>(&meta, "hidden").map_err(|e| CliError(e.to_string()))?,
-                )?,
-                kernel: meta_get(&meta, "kernel").map_err(|e| CliError(e.to_string()))?,
-            };
+            let (arch, _) = arch_from_meta(&p, &meta)?;
             (flow, arch, beta, step)
         }
     };
