@@ -1,5 +1,6 @@
-//! Subcommands of the `latflow` binary. Each lives in its own module with
-//! `pub fn run(args: &[String]) -> CliResult<()>`.
+//! Subcommands of the `latflow` binary: `apply`, `audit` and `hmc` live in their own
+//! modules (`run(args)`); `train` and `sample` dispatch on the theory to `phi4run` and
+//! `u1run`, which share `flowrun` (training loop, checkpoints, ensembles, plots).
 
 pub mod apply;
 pub mod args;
@@ -82,8 +83,8 @@ fn sample(rest: &[String]) -> CliResult<()> {
     let a = Args::parse(rest, &["checkpoint", "n", "batch", "therm", "seed", "out"], &[])?;
     let path: std::path::PathBuf =
         a.opt("checkpoint")?.ok_or_else(|| CliError("sample: --checkpoint FILE is required".into()))?;
-    let (_, meta) =
-        latflow::flow::checkpoint::read_metadata(&path).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    // Errors of read_metadata name the file already.
+    let (_, meta) = latflow::flow::checkpoint::read_metadata(&path).map_err(|e| CliError(e.to_string()))?;
     match meta.get("theory").map(String::as_str) {
         Some("phi4") => phi4run::sample(&path, &a),
         Some("u1") => u1run::sample(&path, &a),
