@@ -27,17 +27,17 @@ pub const Q2_HMC: (f64, f64) = (1.23, 0.02);
 /// Flags of `latflow train u1` besides the common ones.
 pub const TRAIN_FLAGS: &[&str] = &["L", "beta", "layers", "mix", "hidden", "kernel"];
 
-/// Defaults of a U(1) run: the tutorial's model at beta = 2; 1500 steps, batch 64, Adam
+/// Defaults of a U(1) run: the tutorial's model at beta = 2; 3000 steps, batch 64, Adam
 /// lr 5e-3 with a cosine decay to 1e-4 (see README, "Why these defaults").
 pub fn defaults() -> (U1FlowConfig, f64, TrainArgs) {
     let train = TrainConfig {
         batch: 64,
         adam: AdamConfig { lr: 5e-3, ..AdamConfig::default() },
         lr_final: Some(1e-4),
-        steps: 1500,
+        steps: 3000,
         seed: 0,
     };
-    let common = TrainArgs { train, era: 250, out: PathBuf::from("runs/u1"), n: 8192, sample_batch: 1024, therm: 512 };
+    let common = TrainArgs { train, era: 500, out: PathBuf::from("runs/u1"), n: 8192, sample_batch: 1024, therm: 512 };
     (U1FlowConfig::default(), 2.0, common)
 }
 

@@ -10,7 +10,6 @@
 use crate::net::{ConvNet, ConvNetConfig};
 use latflow_tensor::{Float, Tensor, Var};
 use rand::Rng;
-use std::rc::Rc;
 
 /// One affine coupling layer: the net and its mask.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,8 +18,8 @@ pub struct AffineCoupling<T> {
     pub net: ConvNet<T>,
     /// Mask parity (0 or 1) of [`crate::masks::checkerboard`].
     pub parity: usize,
-    mask: Rc<Tensor<T>>,
-    inv_mask: Rc<Tensor<T>>,
+    mask: Tensor<T>,
+    inv_mask: Tensor<T>,
 }
 
 impl<T: Float> AffineCoupling<T> {
@@ -39,7 +38,7 @@ impl<T: Float> AffineCoupling<T> {
         let net = ConvNet::new(config, rng);
         let mask = crate::masks::checkerboard::<T>(h, w, parity);
         let inv_mask = mask.map(|m| T::ONE - m);
-        AffineCoupling { net, parity, mask: Rc::new(mask), inv_mask: Rc::new(inv_mask) }
+        AffineCoupling { net, parity, mask, inv_mask }
     }
 
     /// The checkerboard mask `(H, W)` (1 = frozen), the tutorial's `mask` buffer.

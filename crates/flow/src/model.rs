@@ -6,7 +6,7 @@ use latflow_tensor::{Float, Tensor, Var};
 use rand::Rng;
 
 /// An invertible layer with a tractable log-Jacobian.
-pub trait Layer<T: Float> {
+pub trait Layer<T: Float>: Sync {
     /// `x -> (f(x), log|det J_f(x)|)` per sample.
     fn forward(&self, x: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>);
     /// `y -> (f^{-1}(y), log|det J_f(f^{-1}(y))|)` per sample.

@@ -4,7 +4,7 @@ use latflow_tensor::{Float, Tensor};
 use rand::Rng;
 
 /// A distribution over lattice configurations of a fixed per-sample shape.
-pub trait Prior<T: Float> {
+pub trait Prior<T: Float>: Sync {
     /// Shape of one sample (without the batch axis).
     fn shape(&self) -> &[usize];
     /// `n` samples, shape `(n, shape...)`.

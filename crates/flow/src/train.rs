@@ -7,15 +7,16 @@ use crate::prior::Prior;
 use latflow_tensor::{Adam, AdamConfig, Float, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rayon::prelude::*;
 use std::fmt;
 
 /// An action `S(x)` on a batch, differentiable through the tape: `(N, ...) -> (N,)`.
-pub trait Action<T: Float> {
+pub trait Action<T: Float>: Sync {
     /// `S(x)` per sample.
     fn action(&self, x: &Var<T>) -> Var<T>;
 }
 
-impl<T: Float, F: Fn(&Var<T>) -> Var<T>> Action<T> for F {
+impl<T: Float, F: Fn(&Var<T>) -> Var<T> + Sync> Action<T> for F {
     fn action(&self, x: &Var<T>) -> Var<T> {
         self(x)
     }
@@ -126,21 +127,51 @@ impl<T: Float, P: Prior<T>, L: Layer<T>> Trainer<T, P, L> {
 
     /// One step: sample a batch, `loss = mean(log q + S)`, backward, Adam update.
     /// A non-finite loss or gradient returns an error and leaves the parameters as they were.
+    ///
+    /// The batch is split into [`shard_count`] shards, each sampled (RNG seeded by the run seed,
+    /// the step and the shard), pushed through the flow and differentiated on its own tape
+    /// as one rayon task; their gradients are added in shard order. Data parallelism keeps
+    /// both cores busy through the whole step, and the fixed shard count makes the result
+    /// independent of the number of threads.
     pub fn step<A: Action<T> + ?Sized>(&mut self, action: &A) -> Result<StepMetrics, TrainError> {
         let k = self.step + 1;
-        let mut rng = StdRng::seed_from_u64(step_seed(self.config.seed, k));
-        let params = self.flow.param_vars(Record::Params);
-        let (_, x, logq) = self.flow.sample_vars(self.config.batch, &mut rng, &params);
-        let s = action.action(&x);
-        let loss = logq.add(&s).mean();
-        let loss_v = loss.value().item().to_f64();
-        let lw: Vec<f64> =
-            s.value().data().iter().zip(logq.value().data()).map(|(s, q)| -s.to_f64() - q.to_f64()).collect();
+        let n = self.config.batch;
+        let shards = shard_count(n);
+        let base = step_seed(self.config.seed, k);
+        let flow = &self.flow;
+        let outs: Vec<Shard<T>> = (0..shards)
+            .into_par_iter()
+            .map(|i| {
+                let size = n / shards + usize::from(i < n % shards);
+                let mut rng = StdRng::seed_from_u64(step_seed(base, i));
+                let params = flow.param_vars(Record::Params);
+                let (_, x, logq) = flow.sample_vars(size, &mut rng, &params);
+                let s = action.action(&x);
+                // this shard's part of mean(log q + S) over the whole batch
+                let loss = logq.add(&s).sum().mul_scalar(1.0 / n as f64);
+                let loss_v = loss.value().item().to_f64();
+                let grads = if loss_v.is_finite() { Some(loss.backward()) } else { None };
+                Shard {
+                    loss: loss_v,
+                    grads: grads.map(|g| params.iter().map(|p| g.get_or_zeros(p)).collect()),
+                    s: s.value().data().iter().map(|v| v.to_f64()).collect(),
+                    logq: logq.value().data().iter().map(|v| v.to_f64()).collect(),
+                }
+            })
+            .collect();
+        let loss_v: f64 = outs.iter().map(|o| o.loss).sum();
         if !loss_v.is_finite() {
             return Err(TrainError::NonFinite { step: k, what: "loss".into() });
         }
-        let grads = loss.backward();
-        let gs: Vec<Tensor<T>> = params.iter().map(|p| grads.get_or_zeros(p)).collect();
+        let mut shards_grads = outs.iter().map(|o| o.grads.as_ref().expect("finite loss has gradients"));
+        let mut gs: Vec<Tensor<T>> = shards_grads.next().expect("at least one shard").clone();
+        for g in shards_grads {
+            for (acc, gi) in gs.iter_mut().zip(g) {
+                for (a, b) in acc.data_mut().iter_mut().zip(gi.data()) {
+                    *a += *b;
+                }
+            }
+        }
         if let Some(i) = gs.iter().position(|g| !g.all_finite()) {
             let name = self.flow.named_params()[i].0.clone();
             return Err(TrainError::NonFinite { step: k, what: format!("gradient of {name}") });
@@ -151,16 +182,37 @@ impl<T: Float, P: Prior<T>, L: Layer<T>> Trainer<T, P, L> {
         let mut ps = self.flow.params_mut();
         self.adam.step(&mut ps, &grefs);
         self.step = k;
-        let n = lw.len() as f64;
+        let s: Vec<f64> = outs.iter().flat_map(|o| o.s.iter().copied()).collect();
+        let logq: Vec<f64> = outs.iter().flat_map(|o| o.logq.iter().copied()).collect();
+        let lw: Vec<f64> = s.iter().zip(&logq).map(|(s, q)| -s - q).collect();
+        let nf = n as f64;
         Ok(StepMetrics {
             step: k,
             loss: loss_v,
             ess: ess(&lw),
-            logp: -s.value().data().iter().map(|v| v.to_f64()).sum::<f64>() / n,
-            logq: logq.value().data().iter().map(|v| v.to_f64()).sum::<f64>() / n,
+            logp: -s.iter().sum::<f64>() / nf,
+            logq: logq.iter().sum::<f64>() / nf,
             lr,
         })
     }
+}
+
+/// Largest number of samples in one shard of a training step (see [`Trainer::step`]):
+/// small enough that a shard's activations stay in the core's L2 cache.
+pub const SHARD_SIZE: usize = 64;
+
+/// Shards of a batch of `n`: at least 2 (both cores busy at small batches), at most
+/// [`SHARD_SIZE`] samples each. Depends only on `n`, never on the thread count.
+pub fn shard_count(n: usize) -> usize {
+    n.div_ceil(SHARD_SIZE).max(2).min(n.max(1))
+}
+
+/// What one shard of a step returns.
+struct Shard<T> {
+    loss: f64,
+    grads: Option<Vec<Tensor<T>>>,
+    s: Vec<f64>,
+    logq: Vec<f64>,
 }
 
 /// The seed of step `k`'s RNG (splitmix64 of the run seed and the step).

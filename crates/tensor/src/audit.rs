@@ -20,7 +20,6 @@ use crate::layers::Linear;
 use crate::{gradcheck, Adam, AdamConfig, GradcheckConfig, GradcheckReport, InputError, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::rc::Rc;
 
 /// One audited op: its name (with the variant: axis, kernel size, broadcast kind), the
 /// shapes of its inputs, and the gradcheck result.
@@ -205,7 +204,7 @@ fn elementwise_unary(a: &mut Audit) {
     let x = a.off_multiples(&s, 1.5);
     a.check("rem_euclid(1.5)", vec![x], |v| v[0].rem_euclid(1.5));
     // Constant mask (a suffix of the input shape, broadcast over the batch).
-    let mask = Rc::new(checkerboard(4, 5));
+    let mask = checkerboard(4, 5);
     let x = a.normal(&[2, 1, 4, 5]);
     a.check("mul_const (checkerboard mask)", vec![x], move |v| v[0].mul_const(&mask));
 }
@@ -330,17 +329,17 @@ fn compositions(a: &mut Audit) {
     };
     a.check("convnet conv-lrelu-conv-tanh", inputs, conv_net);
 
-    let mask = Rc::new(checkerboard(4, 4));
+    let mask = checkerboard(4, 4);
     let x = a.uniform(&[3, 4, 4], -3.0, 3.0);
     a.check("logsumexp(sin(x) * mask)", vec![x], move |v| v[0].sin().mul_const(&mask).logsumexp(2));
 
     // Affine coupling (arXiv:2101.08176 eq. 18): y = m x + (1-m)(x e^s + t), s and t
     // from a conv of the frozen half; output (y flattened, log J) per sample.
-    let mask = Rc::new(checkerboard(4, 4));
+    let mask = checkerboard(4, 4);
     let inputs =
         vec![a.normal(&[2, 1, 4, 4]), a.normal(&[2, 1, 3, 3]).map(|x| 0.3 * x), a.normal(&[2]).map(|x| 0.3 * x)];
     a.check("affine coupling (y, log J)", inputs, move |v| {
-        let inv = Rc::new(mask.map(|m| 1.0 - m));
+        let inv = mask.map(|m| 1.0 - m);
         let frozen = v[0].mul_const(&mask);
         let st = frozen.conv2d(&v[1], Some(&v[2]));
         let s = st.narrow(1, 0, 1).tanh();

@@ -5,7 +5,6 @@ use crate::elementwise::{Binary, Unary};
 use crate::kernels::conv2d::{self, Conv2dShape};
 use crate::kernels::{layout, matmul};
 use crate::{Float, Tensor, Var};
-use std::rc::Rc;
 
 /// A recorded operation: its inputs and what backward needs besides the output.
 pub(crate) enum Op<T: Float> {
@@ -14,7 +13,7 @@ pub(crate) enum Op<T: Float> {
     /// x (N, C, ...) + b (C)
     AddBias(Var<T>, Var<T>),
     /// x * m with a constant `m` broadcast over x's leading dimensions.
-    MulConst(Var<T>, Rc<Tensor<T>>),
+    MulConst(Var<T>, Tensor<T>),
     /// Sum of all elements.
     Sum(Var<T>),
     /// Sum over axes (removed).

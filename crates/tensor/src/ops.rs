@@ -6,7 +6,6 @@ use crate::kernels::{layout, matmul};
 use crate::op::Op;
 use crate::tensor::{assert_same_shape, numel, split_at_axis};
 use crate::{Float, Tensor, Var};
-use std::rc::Rc;
 
 impl<T: Float> Var<T> {
     /// Applies an elementwise function (see [`Unary`] for each `f` and `f'`).
@@ -134,11 +133,11 @@ impl<T: Float> Var<T> {
     /// # Panics
     /// If the mask's shape is not a suffix of `self`'s.
     #[track_caller]
-    pub fn mul_const(&self, mask: &Rc<Tensor<T>>) -> Var<T> {
+    pub fn mul_const(&self, mask: &Tensor<T>) -> Var<T> {
         let (s, m) = (self.shape(), mask.shape());
         assert!(s.len() >= m.len() && s[s.len() - m.len()..] == *m, "mul_const: shape mismatch, {s:?} vs {m:?}");
         let v = times_mask(self.value().data(), mask.data(), s);
-        Var::from_op(v, Op::MulConst(self.clone(), Rc::clone(mask)))
+        Var::from_op(v, Op::MulConst(self.clone(), mask.clone()))
     }
 
     /// Sum of all elements (a scalar, shape `[]`).

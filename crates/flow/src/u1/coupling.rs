@@ -15,7 +15,6 @@ use latflow_physics::u1_plaquette_var;
 use latflow_tensor::{Float, Tensor, Var};
 use rand::Rng;
 use std::f64::consts::PI;
-use std::rc::Rc;
 
 /// One gauge-equivariant coupling layer: its plaquette coupling and active-link mask.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,8 +25,8 @@ pub struct GaugeEquivCoupling<T> {
     pub mu: usize,
     /// Stripe offset (0..4).
     pub off: usize,
-    active_mask: Rc<Tensor<T>>,
-    inactive_mask: Rc<Tensor<T>>,
+    active_mask: Tensor<T>,
+    inactive_mask: Tensor<T>,
 }
 
 impl<T: Float> GaugeEquivCoupling<T> {
@@ -49,7 +48,7 @@ impl<T: Float> GaugeEquivCoupling<T> {
         let plaq_coupling = NcpPlaqCoupling::new(l, l, mu, off, n_mix, hidden, kernel, rng);
         let mask = link_active_stripes::<T>(l, l, mu, off);
         let inactive = mask.map(|m| T::ONE - m);
-        GaugeEquivCoupling { plaq_coupling, mu, off, active_mask: Rc::new(mask), inactive_mask: Rc::new(inactive) }
+        GaugeEquivCoupling { plaq_coupling, mu, off, active_mask: mask, inactive_mask: inactive }
     }
 
     /// The active-link mask, shape `(2, L, L)`.
@@ -64,7 +63,7 @@ impl<T: Float> GaugeEquivCoupling<T> {
     pub fn named_buffers(&self) -> Vec<(String, &Tensor<T>)> {
         let (frozen, active, passive) = self.plaq_coupling.masks();
         vec![
-            ("active_mask".into(), &*self.active_mask),
+            ("active_mask".into(), &self.active_mask),
             ("plaq_coupling.frozen".into(), frozen),
             ("plaq_coupling.active".into(), active),
             ("plaq_coupling.passive".into(), passive),

@@ -22,7 +22,6 @@ use crate::net::{ConvNet, ConvNetConfig};
 use latflow_tensor::{Float, Tensor, Var};
 use rand::Rng;
 use std::f64::consts::PI;
-use std::rc::Rc;
 
 /// Convergence threshold of [`mixture_inverse`] on the Newton step `|dx|` (radians).
 /// Newton converges quadratically, so the returned root is far closer than this:
@@ -160,9 +159,9 @@ pub struct NcpPlaqCoupling<T> {
     pub mu: usize,
     /// Stripe offset (0..4).
     pub off: usize,
-    frozen: Rc<Tensor<T>>,
-    active: Rc<Tensor<T>>,
-    passive: Rc<Tensor<T>>,
+    frozen: Tensor<T>,
+    active: Tensor<T>,
+    passive: Tensor<T>,
 }
 
 impl<T: Float> NcpPlaqCoupling<T> {
@@ -197,15 +196,7 @@ impl<T: Float> NcpPlaqCoupling<T> {
         };
         let net = ConvNet::new(config, rng);
         let m = PlaqMasks::new(h, w, mu, off);
-        NcpPlaqCoupling {
-            net,
-            n_mix,
-            mu,
-            off,
-            frozen: Rc::new(m.frozen),
-            active: Rc::new(m.active),
-            passive: Rc::new(m.passive),
-        }
+        NcpPlaqCoupling { net, n_mix, mu, off, frozen: m.frozen, active: m.active, passive: m.passive }
     }
 
     /// The masks `(frozen, active, passive)`, shape `(H, W)` each.
