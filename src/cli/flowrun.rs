@@ -11,7 +11,7 @@ use latflow::flow::train::TrainConfig;
 use latflow::flow::train::{Action, StepMetrics, Trainer};
 use latflow::sampler::metropolis::IndependenceMetropolis;
 use latflow::tensor::Tensor;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -306,4 +306,44 @@ pub fn meta_value<V: std::str::FromStr>(path: &Path, meta: &BTreeMap<String, Str
 /// Copies a checkpoint's parameters into `flow` (checking names, shapes and buffers).
 pub fn load_into<P, L: Layer<f32>>(path: &Path, st: &SafeTensors, flow: &mut Flow<P, L>) -> CliResult<()> {
     checkpoint::load_params(st, flow).map_err(|e| CliError(format!("{}: {e}", path.display())))
+}
+
+/// Draws the evaluation ensemble (RNG seeded from `seed`), timed: `(ensemble, seconds)`.
+/// `therm` must leave part of the chain.
+pub fn draw<P: Prior<f32>, L: Layer<f32>>(
+    flow: &Flow<P, L>,
+    n: usize,
+    batch: usize,
+    therm: usize,
+    seed: u64,
+    action: impl Fn(&[f64]) -> f64,
+) -> CliResult<(Ensemble, f64)> {
+    if therm >= n {
+        return Err(CliError(format!("--therm {therm} must be below the number of proposals {n}")));
+    }
+    let t0 = Instant::now();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed);
+    let e = ensemble(flow, n, batch, &mut rng, action);
+    Ok((e, t0.elapsed().as_secs_f64()))
+}
+
+/// The first lines of every ensemble summary: title, times, acceptance, ESS.
+pub fn print_head(title: &str, train_s: Option<f64>, sample_s: f64, e: &Ensemble, ess: f64) {
+    println!("== {title}");
+    if let Some(t) = train_s {
+        println!("training time            {t:.1} s");
+    }
+    println!("sampling time            {sample_s:.1} s");
+    println!("Metropolis acceptance    {:.3}", e.chain.acceptance());
+    println!("ESS / N                  {ess:.3}");
+}
+
+/// `action.svg`: S_eff = -log q against S for up to 1024 proposals, with the slope-1 line
+/// (arXiv:2101.08176 Fig. 4; on the line the flow is exact up to log Z).
+pub fn write_action_plot(e: &Ensemble, dir: &Path) -> CliResult<()> {
+    let k = e.configs.len().min(1024);
+    let pts: Vec<(f64, f64)> = (0..k).map(|i| (e.action[i], -e.logq[i])).collect();
+    let title = format!("S_eff = -log q against S ({k} flow samples)");
+    plot::write_svg(&dir.join("action.svg"), &plot::scatter_plot(&title, "S(x)", "S_eff(x) = -log q(x)", &pts, true))?;
+    Ok(())
 }

@@ -10,7 +10,7 @@ use latflow::flow::train::{TrainConfig, Trainer};
 use latflow::physics::observables::two_point_susceptibility;
 use latflow::physics::{phi4_action_var, Action, Lattice, Phi4};
 use latflow::sampler::reweight::reweight;
-use latflow::sampler::stats::gamma_method;
+use latflow::sampler::stats::{gamma_method, S_TAU_DEFAULT};
 use latflow::tensor::{AdamConfig, Var};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -234,25 +234,19 @@ fn evaluate(
     dir: &Path,
     train_s: Option<f64>,
 ) -> CliResult<()> {
-    if therm >= n {
-        return Err(CliError(format!("--therm {therm} must be below the number of proposals {n}")));
-    }
-    let t0 = Instant::now();
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-    let e: Ensemble = flowrun::ensemble(flow, n, batch, &mut rng, |c| phys.action(c));
-    let sample_s = t0.elapsed().as_secs_f64();
+    let (e, sample_s) = flowrun::draw(flow, n, batch, therm, seed, |c| phys.action(c))?;
     let lw = e.log_weights();
     let chi_all: Vec<f64> = e.configs.iter().map(|c| two_point_susceptibility(c)).collect();
     let chain = e.chain.chain_of(&chi_all, therm);
-    let g = gamma_method(&chain, 1.5);
+    let g = gamma_method(&chain, S_TAU_DEFAULT);
     let rw = reweight(&chi_all, &lw);
-    println!("== phi^4 flow ensemble: {} proposals (batch {batch}), seed {seed}", n);
-    if let Some(t) = train_s {
-        println!("training time            {t:.1} s");
-    }
-    println!("sampling time            {sample_s:.1} s");
-    println!("Metropolis acceptance    {:.3}", e.chain.acceptance());
-    println!("ESS / N                  {:.3}", rw.ess);
+    flowrun::print_head(
+        &format!("phi^4 flow ensemble: {n} proposals (batch {batch}), seed {seed}"),
+        train_s,
+        sample_s,
+        &e,
+        rw.ess,
+    );
     println!(
         "chi_2 (Metropolis)       {:.4} +- {:.4}   (tau_int {:.2} +- {:.2}, {} steps after {therm} thermalization)",
         g.mean,
@@ -279,11 +273,7 @@ fn evaluate(
 }
 
 fn write_ensemble_plots(e: &Ensemble, phys: &Phi4, dir: &Path) -> CliResult<()> {
-    let k = e.configs.len().min(1024);
-    let pts: Vec<(f64, f64)> = (0..k).map(|i| (e.action[i], -e.logq[i])).collect();
-    let svg =
-        plot::scatter_plot("S_eff = -log q against S (1024 flow samples)", "S(x)", "S_eff(x) = -log q(x)", &pts, true);
-    plot::write_svg(&dir.join("action.svg"), &svg)?;
+    flowrun::write_action_plot(e, dir)?;
     let l = phys.lattice().shape()[0];
     let fields: Vec<Vec<f64>> = e.configs.iter().take(16).cloned().collect();
     let svg = plot::heatmap_grid("16 flow samples of phi", &fields, l, phys.lattice().shape()[1], 4, 4);

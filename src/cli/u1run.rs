@@ -164,15 +164,9 @@ fn evaluate(
     dir: &Path,
     train_s: Option<f64>,
 ) -> CliResult<()> {
-    if therm >= n {
-        return Err(CliError(format!("--therm {therm} must be below the number of proposals {n}")));
-    }
     let l = latflow::flow::prior::Prior::<f32>::shape(&flow.prior)[1];
     let phys = U1::new(Lattice::new(&[l, l]), beta);
-    let t0 = Instant::now();
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-    let e = flowrun::ensemble(flow, n, batch, &mut rng, |c| phys.action(c));
-    let sample_s = t0.elapsed().as_secs_f64();
+    let (e, sample_s) = flowrun::draw(flow, n, batch, therm, seed, |c| phys.action(c))?;
     let lw = e.log_weights();
     let q_all: Vec<f64> = e.configs.iter().map(|c| phys.topological_charge(c)).collect();
     let q2_all: Vec<f64> = q_all.iter().map(|q| q * q).collect();
@@ -187,13 +181,8 @@ fn evaluate(
     let hmc_q = hmc_charges(&phys, q_chain.len() + therm, seed, therm);
     let hmc_s = t1.elapsed().as_secs_f64();
     let hmc_q2 = gamma_method(&hmc_q.iter().map(|q| q * q).collect::<Vec<_>>(), S_TAU_DEFAULT);
-    println!("== U(1) flow ensemble: {n} proposals (batch {batch}), L={l}, beta={beta}, seed {seed}");
-    if let Some(t) = train_s {
-        println!("training time            {t:.1} s");
-    }
-    println!("sampling time            {sample_s:.1} s");
-    println!("Metropolis acceptance    {:.3}", e.chain.acceptance());
-    println!("ESS / N                  {:.3}", rw.ess);
+    let title = format!("U(1) flow ensemble: {n} proposals (batch {batch}), L={l}, beta={beta}, seed {seed}");
+    flowrun::print_head(&title, train_s, sample_s, &e, rw.ess);
     println!(
         "<Q^2> (Metropolis)       {:.3} +- {:.3}   (tau_int {:.2} +- {:.2}, {} steps after {therm} thermalization)",
         q2.mean,
@@ -216,11 +205,7 @@ fn evaluate(
         hmc_q2.error,
         hmc_s
     );
-    let k = e.configs.len().min(1024);
-    let pts: Vec<(f64, f64)> = (0..k).map(|i| (e.action[i], -e.logq[i])).collect();
-    let svg =
-        plot::scatter_plot("S_eff = -log q against S (1024 flow samples)", "S(x)", "S_eff(x) = -log q(x)", &pts, true);
-    plot::write_svg(&dir.join("action.svg"), &svg)?;
+    flowrun::write_action_plot(&e, dir)?;
     let show = q_chain.len().min(1000);
     let panel = |title: String, q: &[f64], color: &str| {
         plot::LinePlot::new(title, "Markov-chain step", "Q")
