@@ -347,3 +347,31 @@ pub fn write_action_plot(e: &Ensemble, dir: &Path) -> CliResult<()> {
     plot::write_svg(&dir.join("action.svg"), &plot::scatter_plot(&title, "S(x)", "S_eff(x) = -log q(x)", &pts, true))?;
     Ok(())
 }
+
+/// The flags of `latflow sample`, with the run directory created.
+pub struct SampleArgs {
+    /// Proposals. Default 8192.
+    pub n: usize,
+    /// Sampling batch. Default 1024.
+    pub batch: usize,
+    /// Thermalization steps dropped. Default 512.
+    pub therm: usize,
+    /// Seed. Default 1.
+    pub seed: u64,
+    /// Output directory. Default: the checkpoint's directory.
+    pub dir: PathBuf,
+}
+
+impl SampleArgs {
+    /// Reads the flags for sampling the checkpoint at `path`.
+    pub fn parse(path: &Path, a: &Args) -> CliResult<SampleArgs> {
+        let out: PathBuf = a.get("out", path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf))?;
+        Ok(SampleArgs {
+            n: a.positive("n", 8192)?,
+            batch: a.positive("batch", 1024)?,
+            therm: a.get("therm", 512usize)?,
+            seed: a.get("seed", 1u64)?,
+            dir: make_dir(&out)?,
+        })
+    }
+}

@@ -213,13 +213,8 @@ pub fn execute(
 /// `latflow sample --checkpoint FILE` for phi^4.
 pub fn sample(path: &Path, a: &Args) -> CliResult<()> {
     let (flow, phys, _) = load(path)?;
-    let n = a.positive("n", 8192)?;
-    let batch = a.positive("batch", 1024)?;
-    let therm = a.get("therm", 512usize)?;
-    let seed = a.get("seed", 1u64)?;
-    let out: PathBuf = a.get("out", path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf))?;
-    let dir = flowrun::make_dir(&out)?;
-    evaluate(&flow, &phys, n, batch, therm, seed, &dir, None)
+    let s = flowrun::SampleArgs::parse(path, a)?;
+    evaluate(&flow, &phys, s.n, s.batch, s.therm, s.seed, &s.dir, None)
 }
 
 /// Draws the ensemble, prints the summary and writes the plots.

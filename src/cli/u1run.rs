@@ -144,13 +144,8 @@ pub fn train(a: &Args) -> CliResult<()> {
 /// `latflow sample --checkpoint FILE` for U(1).
 pub fn sample(path: &Path, a: &Args) -> CliResult<()> {
     let (flow, beta, _) = load(path)?;
-    let n = a.positive("n", 8192)?;
-    let batch = a.positive("batch", 1024)?;
-    let therm = a.get("therm", 512usize)?;
-    let seed = a.get("seed", 1u64)?;
-    let out: PathBuf = a.get("out", path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf))?;
-    let dir = flowrun::make_dir(&out)?;
-    evaluate(&flow, beta, n, batch, therm, seed, &dir, None)
+    let s = flowrun::SampleArgs::parse(path, a)?;
+    evaluate(&flow, beta, s.n, s.batch, s.therm, s.seed, &s.dir, None)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -82,3 +82,22 @@ impl<T: Float> ConvNet<T> {
         h
     }
 }
+
+/// Checks what every flow of conv-net couplings needs on an `l x l` lattice: an odd
+/// kernel no wider than the lattice, at least one layer, positive hidden channel counts.
+/// The error names the bad value.
+pub fn check_stack(l: usize, kernel: usize, layers: usize, hidden: &[usize]) -> Result<(), String> {
+    if kernel % 2 == 0 {
+        return Err(format!("kernel size {kernel} must be odd"));
+    }
+    if kernel > l {
+        return Err(format!("kernel size {kernel} is wider than the {l}x{l} lattice"));
+    }
+    if layers == 0 {
+        return Err("the flow needs at least one layer".into());
+    }
+    if hidden.contains(&0) {
+        return Err(format!("hidden channel counts must be positive, got {hidden:?}"));
+    }
+    Ok(())
+}

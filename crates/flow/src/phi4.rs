@@ -37,18 +37,7 @@ impl Phi4FlowConfig {
         if self.l < 2 {
             return Err(format!("lattice size L = {} must be at least 2", self.l));
         }
-        if self.kernel % 2 == 0 {
-            return Err(format!("kernel size {} must be odd", self.kernel));
-        }
-        if self.kernel > self.l {
-            return Err(format!("kernel size {} is wider than the {}x{} lattice", self.kernel, self.l, self.l));
-        }
-        if self.layers == 0 {
-            return Err("the flow needs at least one layer".into());
-        }
-        if self.hidden.contains(&0) {
-            return Err(format!("hidden channel counts must be positive, got {:?}", self.hidden));
-        }
+        crate::net::check_stack(self.l, self.kernel, self.layers, &self.hidden)?;
         Ok(())
     }
 

@@ -45,20 +45,9 @@ impl U1FlowConfig {
                 self.l
             ));
         }
-        if self.kernel % 2 == 0 {
-            return Err(format!("kernel size {} must be odd", self.kernel));
-        }
-        if self.kernel > self.l {
-            return Err(format!("kernel size {} is wider than the {}x{} lattice", self.kernel, self.l, self.l));
-        }
-        if self.layers == 0 {
-            return Err("the flow needs at least one layer".into());
-        }
+        crate::net::check_stack(self.l, self.kernel, self.layers, &self.hidden)?;
         if self.n_mix == 0 {
             return Err("the NCP mixture needs at least one component (n_mix >= 1)".into());
-        }
-        if self.hidden.contains(&0) {
-            return Err(format!("hidden channel counts must be positive, got {:?}", self.hidden));
         }
         Ok(())
     }
