@@ -1,6 +1,7 @@
 //! conv2d kernels at the tutorial's shapes: 8x8 lattice, 3x3 kernel, channels 1->8,
 //! 8->8, 8->2, batch 64 and 1024; forward, input gradient and weight gradient; scalar
-//! reference vs SIMD vs SIMD + rayon threads; f32 and f64.
+//! reference vs SIMD (AVX2) vs SIMD + rayon threads, and for f32 the AVX-512 kernels
+//! (one thread, threads) where the CPU has them; f32 and f64.
 //!
 //! ```text
 //! cargo bench --bench conv2d                    # peak FMA rate, criterion, summary table
@@ -27,8 +28,6 @@ use rand::SeedableRng;
 /// Channel pairs of the tutorial's phi^4 coupling net.
 const CHANNELS: [(usize, usize); 3] = [(1, 8), (8, 8), (8, 2)];
 const BATCHES: [usize; 2] = [64, 1024];
-const BACKENDS: [(Backend, &str); 3] =
-    [(Backend::Scalar, "scalar"), (Backend::Simd, "simd"), (Backend::SimdThreaded, "simd+threads")];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Pass {
@@ -150,8 +149,8 @@ fn criterion_cases<T: Float>(c: &mut Criterion, filters: &[String]) {
                 let mut bufs = Bufs::<T>::new(s);
                 let mut g = c.benchmark_group(&name);
                 g.throughput(Throughput::Elements(2 * s.macs() as u64));
-                for (be, bname) in BACKENDS {
-                    g.bench_function(BenchmarkId::from_parameter(bname), |bch| bch.iter(|| bufs.run(pass, be)));
+                for be in Backend::available::<T>(&s) {
+                    g.bench_function(BenchmarkId::from_parameter(be.name()), |bch| bch.iter(|| bufs.run(pass, be)));
                 }
                 g.finish();
             }
@@ -178,7 +177,10 @@ fn median_time(mut f: impl FnMut(), budget: Duration) -> Duration {
     }
 }
 
-fn summary<T: Float>(peak_all: f64, filters: &[String]) {
+/// One table row per case: median us and GFLOP/s of every backend this CPU offers, the
+/// fastest one's speedup over the scalar reference and its share of the matching all-core
+/// peak (the AVX-512 peak for AVX-512 backends, the f32x8 / f64x4 one otherwise).
+fn summary<T: Float>(peak: &fma::Peak, filters: &[String]) {
     let budget = Duration::from_millis(300);
     for pass in Pass::ALL {
         for (cin, cout) in CHANNELS {
@@ -190,21 +192,25 @@ fn summary<T: Float>(peak_all: f64, filters: &[String]) {
                 let s = shape(n, cin, cout);
                 let mut bufs = Bufs::<T>::new(s);
                 let flops = 2.0 * s.macs() as f64;
+                let backends = Backend::available::<T>(&s);
                 let times: Vec<f64> =
-                    BACKENDS.iter().map(|&(be, _)| median_time(|| bufs.run(pass, be), budget).as_secs_f64()).collect();
+                    backends.iter().map(|&be| median_time(|| bufs.run(pass, be), budget).as_secs_f64()).collect();
                 let gf: Vec<f64> = times.iter().map(|t| flops / t / 1e9).collect();
+                let best = (1..gf.len()).max_by(|&a, &b| gf[a].total_cmp(&gf[b])).unwrap_or(0);
+                let peak_all = match backends[best] {
+                    Backend::Avx512 | Backend::Avx512Threaded => peak.avx512_all.unwrap_or(f64::NAN),
+                    _ if T::NAME == "f32" => peak.f32_all,
+                    _ => peak.f64_all,
+                };
+                let cells: Vec<String> =
+                    times.iter().zip(&gf).map(|(t, g)| format!("{:>8.1} us {:>6.1}", t * 1e6, g)).collect();
+                let pad = (backends.len()..5).map(|_| format!("{:>18}", "-")).collect::<Vec<_>>();
                 println!(
-                    "| {name:<24} | {:>9.1} | {:>9.1} | {:>9.1} | {:>6.1} | {:>6.1} | {:>6.1} | {:>7.1} | {:>7.1}x | {:>7.1}x | {:>5.1}% |",
-                    times[0] * 1e6,
-                    times[1] * 1e6,
-                    times[2] * 1e6,
-                    gf[0],
-                    gf[1],
-                    gf[2],
-                    gf[1] / gf[0],
-                    gf[2] / gf[0],
-                    gf[2] / gf[1],
-                    100.0 * gf[2] / peak_all
+                    "| {name:<24} | {} | {:<14} | {:>6.1}x | {:>5.1}% |",
+                    cells.iter().chain(&pad).cloned().collect::<Vec<_>>().join(" | "),
+                    backends[best].name(),
+                    gf[best] / gf[0],
+                    100.0 * gf[best] / peak_all
                 );
             }
         }
@@ -230,13 +236,17 @@ fn main() {
     println!();
     println!("conv2d 8x8 lattice, 3x3 kernel, circular padding; median us per call, GFLOP/s = 2 * MACs / median.");
     println!(
-        "peak FMA: f32 {:.1} / f64 {:.1} GFLOP/s on {} threads (% peak = simd+threads vs that).",
-        peak.f32_all, peak.f64_all, peak.threads
+        "all-core peak FMA: f32 {:.1} (f32x8) / {} (AVX-512) / f64 {:.1} GFLOP/s on {} threads.",
+        peak.f32_all,
+        peak.avx512_all.map_or("-".to_string(), |p| format!("{p:.1}")),
+        peak.f64_all,
+        peak.threads
     );
+    println!("Each backend cell: median us per call, GFLOP/s. best = fastest backend; % peak = best vs the all-core peak of its vector width.");
     println!(
-        "| case (pass/dtype/cin-cout/batch) | scalar us | simd us | simd+thr us | scalar GF/s | simd GF/s | simd+thr GF/s | simd/scalar | simd+thr/scalar | thr/simd | % peak |"
+        "| case (pass/dtype/cin-cout/batch) | scalar | simd | simd+threads | avx512 | avx512+threads | best | best/scalar | % peak |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    summary::<f32>(peak.f32_all, &filters);
-    summary::<f64>(peak.f64_all, &filters);
+    println!("|---|---:|---:|---:|---:|---:|---|---:|---:|");
+    summary::<f32>(&peak, &filters);
+    summary::<f64>(&peak, &filters);
 }

@@ -13,7 +13,8 @@
 //! timing --device cpu --threads 2 --batches 64 1024` (figures and ratios in the README).
 //! After criterion's own report, a summary line per case prints the median ms/step
 //! (`TRAIN_STEP_SUMMARY_ONLY=1` prints only that; `scripts/compare_pytorch.sh` runs it
-//! between two PyTorch runs).
+//! between two PyTorch runs). `TRAIN_STEP_CASES=phi4/1024,u1/64` runs only the cases named
+//! (handy under `perf record`).
 
 use criterion::Criterion;
 use latflow::flow::phi4::Phi4FlowConfig;
@@ -51,25 +52,35 @@ fn main() {
     let mut summary = Vec::new();
     // TRAIN_STEP_SUMMARY_ONLY=1 skips criterion and prints only the median table.
     let summary_only = std::env::var_os("TRAIN_STEP_SUMMARY_ONLY").is_some();
+    let cases = std::env::var("TRAIN_STEP_CASES").ok();
+    let wanted = |model: &str, batch: usize| match &cases {
+        None => true,
+        Some(list) => list.split(',').any(|c| c.trim() == format!("{model}/{batch}")),
+    };
     for batch in [64usize, 1024] {
-        let flow = Phi4FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(0));
-        let mut tr = Trainer::new(flow, config(batch));
-        let action = |x: &Var<f32>| phi4_action_var(x, -4.0, 8.0);
-        if !summary_only {
-            c.bench_function(&format!("train_step/phi4/b{batch}"), |b| b.iter(|| tr.step(&action).unwrap()));
-        }
         let reps = if batch == 64 { 50 } else { 10 };
-        summary.push((
-            "phi4",
-            batch,
-            median_ms(
-                || {
-                    tr.step(&action).unwrap();
-                },
-                reps,
-            ),
-        ));
+        if wanted("phi4", batch) {
+            let flow = Phi4FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(0));
+            let mut tr = Trainer::new(flow, config(batch));
+            let action = |x: &Var<f32>| phi4_action_var(x, -4.0, 8.0);
+            if !summary_only {
+                c.bench_function(&format!("train_step/phi4/b{batch}"), |b| b.iter(|| tr.step(&action).unwrap()));
+            }
+            summary.push((
+                "phi4",
+                batch,
+                median_ms(
+                    || {
+                        tr.step(&action).unwrap();
+                    },
+                    reps,
+                ),
+            ));
+        }
 
+        if !wanted("u1", batch) {
+            continue;
+        }
         let flow = U1FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(0));
         let mut tr = Trainer::new(flow, config(batch));
         let action = U1GaugeAction { beta: 2.0 };

@@ -1,7 +1,8 @@
 //! Peak FMA rate of this machine: a tight loop of independent fused multiply-adds on
 //! `wide` f32x8 / f64x4 vectors (through `latflow_tensor::kernels::simd::SimdFloat`;
 //! 12 chains, enough to cover the FMA latency on two ports),
-//! on one thread and on every core at once. The ceiling the conv2d benches compare to.
+//! on one thread and on every core at once; and, where the CPU has AVX-512F, the same loop
+//! on 16-lane `__m512` registers. The ceilings the conv2d benches compare to.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -39,8 +40,46 @@ pub struct Peak {
     pub f64_one: f64,
     /// f64 (f64x4), all cores.
     pub f64_all: f64,
+    /// f32 on 16-lane AVX-512 registers, one thread (`None` without AVX-512F).
+    pub avx512_one: Option<f64>,
+    /// f32 on 16-lane AVX-512 registers, all cores.
+    pub avx512_all: Option<f64>,
     /// Threads used for the `all` figures.
     pub threads: usize,
+}
+
+/// [`fma_loop`] on `__m512` registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fma_loop_avx512_inner(iters: usize, seed: f64) -> f64 {
+    use std::arch::x86_64::*;
+    let m = _mm512_set1_ps(black_box(0.999_999));
+    let a = _mm512_set1_ps(black_box(1e-7));
+    let mut acc = [_mm512_setzero_ps(); CHAINS];
+    for (i, v) in acc.iter_mut().enumerate() {
+        *v = _mm512_set1_ps((seed + i as f64) as f32);
+    }
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, m, a);
+        }
+    }
+    acc.iter().fold(0.0, |s, v| s + _mm512_reduce_add_ps(*v) as f64)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+fn fma_loop_avx512(iters: usize, seed: f64) -> f64 {
+    assert!(std::arch::is_x86_feature_detected!("avx512f"));
+    // SAFETY: AVX-512F is present (asserted).
+    unsafe { fma_loop_avx512_inner(iters, seed) }
+}
+
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// One thread's FMA loop: `(iters, seed) -> checksum`.
@@ -73,6 +112,14 @@ pub fn measure() -> Peak {
         f32_all: rate(threads, iters, 8, 40, f32f),
         f64_one: rate(1, iters, 4, 40, f64f),
         f64_all: rate(threads, iters, 4, 40, f64f),
+        #[cfg(target_arch = "x86_64")]
+        avx512_one: has_avx512().then(|| rate(1, iters, 16, 40, fma_loop_avx512)),
+        #[cfg(target_arch = "x86_64")]
+        avx512_all: has_avx512().then(|| rate(threads, iters, 16, 40, fma_loop_avx512)),
+        #[cfg(not(target_arch = "x86_64"))]
+        avx512_one: None,
+        #[cfg(not(target_arch = "x86_64"))]
+        avx512_all: None,
         threads,
     }
 }
@@ -82,4 +129,10 @@ pub fn print(p: &Peak) {
     println!("peak FMA rate (wide f32x8 / f64x4, {CHAINS} chains per thread):");
     println!("  f32: {:7.1} GFLOP/s on 1 thread, {:7.1} GFLOP/s on {} threads", p.f32_one, p.f32_all, p.threads);
     println!("  f64: {:7.1} GFLOP/s on 1 thread, {:7.1} GFLOP/s on {} threads", p.f64_one, p.f64_all, p.threads);
+    if let (Some(one), Some(all)) = (p.avx512_one, p.avx512_all) {
+        println!(
+            "  f32 on AVX-512 (16 lanes): {one:7.1} GFLOP/s on 1 thread, {all:7.1} GFLOP/s on {} threads",
+            p.threads
+        );
+    }
 }

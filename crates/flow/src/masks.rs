@@ -11,7 +11,7 @@ pub fn checkerboard<T: Float>(h: usize, w: usize, parity: usize) -> Tensor<T> {
     assert!(parity < 2, "checkerboard parity must be 0 or 1, got {parity}");
     let data = (0..h * w)
         .map(|i| {
-            let even = ((i / w) + (i % w)) % 2 == 0;
+            let even = ((i / w) + (i % w)).is_multiple_of(2);
             if even == (parity == 1) {
                 T::ONE
             } else {

@@ -87,7 +87,7 @@ impl<T: Float> ConvNet<T> {
 /// kernel no wider than the lattice, at least one layer, positive hidden channel counts.
 /// The error names the bad value.
 pub fn check_stack(l: usize, kernel: usize, layers: usize, hidden: &[usize]) -> Result<(), String> {
-    if kernel % 2 == 0 {
+    if kernel.is_multiple_of(2) {
         return Err(format!("kernel size {kernel} must be odd"));
     }
     if kernel > l {

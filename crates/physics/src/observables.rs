@@ -56,7 +56,11 @@ pub fn two_point(lat: &Lattice, phi: &[f64], out: &mut [f64]) {
 #[track_caller]
 pub fn connected_two_point(lat: &Lattice, configs: &[f64]) -> Vec<f64> {
     let v = lat.volume();
-    assert!(!configs.is_empty() && configs.len() % v == 0, "connected_two_point: {} values, volume {v}", configs.len());
+    assert!(
+        !configs.is_empty() && configs.len().is_multiple_of(v),
+        "connected_two_point: {} values, volume {v}",
+        configs.len()
+    );
     let n = (configs.len() / v) as f64;
     let mut g = vec![0.0; v];
     let mut buf = vec![0.0; v];

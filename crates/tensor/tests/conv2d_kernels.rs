@@ -2,6 +2,11 @@
 //! (lattice widths that are not multiples of the SIMD width, k = 1, 3, 5, any channel
 //! counts), and the symmetry every circular conv2d has: it commutes with roll.
 //!
+//! Every backend the CPU offers for a shape is checked (`Backend::available`: the `wide`
+//! SIMD kernels always, the AVX-512 ones for f32 lattices 8 wide where the CPU has
+//! AVX-512F). Outputs are poisoned with NaN before each call, so an element a kernel
+//! forgets to write fails.
+//!
 //! Tolerances are relative to the magnitude `sum |terms|` of each output (the same
 //! kernel run on absolute values), so they hold whether or not the CPU fuses
 //! multiply-adds and in whatever order a kernel sums.
@@ -52,18 +57,18 @@ impl<T: Float> Case<T> {
         Case { s: self.s, x: a(&self.x), w: a(&self.w), b: a(&self.b), dy: a(&self.dy) }
     }
     fn forward(&self, be: Backend) -> Vec<T> {
-        let mut y = vec![T::ZERO; self.s.output_len()];
+        let mut y = vec![T::from_f64(f64::NAN); self.s.output_len()];
         conv2d::forward_with(be, &self.x, &self.w, Some(&self.b), self.s, &mut y);
         y
     }
     fn backward_input(&self, be: Backend) -> Vec<T> {
-        let mut dx = vec![T::ZERO; self.s.input_len()];
+        let mut dx = vec![T::from_f64(f64::NAN); self.s.input_len()];
         conv2d::backward_input_with(be, &self.dy, &self.w, self.s, &mut dx);
         dx
     }
     fn backward_weight(&self, be: Backend) -> (Vec<T>, Vec<T>) {
-        let mut dw = vec![T::ZERO; self.s.weight_len()];
-        let mut db = vec![T::ZERO; self.s.cout];
+        let mut dw = vec![T::from_f64(f64::NAN); self.s.weight_len()];
+        let mut db = vec![T::from_f64(f64::NAN); self.s.cout];
         conv2d::backward_weight_with(be, &self.dy, &self.x, self.s, &mut dw, Some(&mut db));
         (dw, db)
     }
@@ -87,7 +92,7 @@ fn kernels_match_reference<T: Float>(s: Conv2dShape, seed: u64) -> Result<(), Te
         (c.forward(Backend::Scalar), c.backward_input(Backend::Scalar), c.backward_weight(Backend::Scalar));
     let (ym, dxm, (dwm, dbm)) =
         (mag.forward(Backend::Scalar), mag.backward_input(Backend::Scalar), mag.backward_weight(Backend::Scalar));
-    for be in [Backend::Simd, Backend::SimdThreaded] {
+    for be in Backend::available::<T>(&s).into_iter().filter(|&b| b != Backend::Scalar) {
         assert_close(&format!("{be:?} forward {s:?}"), &c.forward(be), &y0, &ym)?;
         assert_close(&format!("{be:?} backward_input {s:?}"), &c.backward_input(be), &dx0, &dxm)?;
         let (dw, db) = c.backward_weight(be);
@@ -102,7 +107,7 @@ fn commutes_with_roll<T: Float>(s: Conv2dShape, seed: u64, shift: isize) -> Resu
     let c = Case::<T>::new(s, seed);
     let mag = c.abs().forward(Backend::Scalar);
     let x = Tensor::from_vec(&[s.n, s.cin, s.h, s.w], c.x.clone());
-    for be in [Backend::Scalar, Backend::Simd, Backend::SimdThreaded] {
+    for be in Backend::available::<T>(&s) {
         let y = Tensor::from_vec(&[s.n, s.cout, s.h, s.w], c.forward(be));
         for axis in [2, 3] {
             let xr = roll(&x, axis, shift);
@@ -116,8 +121,29 @@ fn commutes_with_roll<T: Float>(s: Conv2dShape, seed: u64, shift: isize) -> Resu
     Ok(())
 }
 
+/// Shapes the AVX-512 kernels take: width 8, even height 2..=16, odd k <= min(h, 7).
+fn width8_shapes() -> impl Strategy<Value = Conv2dShape> {
+    (1usize..=8, 1usize..=5, 1usize..=9, 1usize..=9)
+        .prop_flat_map(|(hh, n, cin, cout)| {
+            let h = 2 * hh;
+            // odd k = 2i + 1 <= min(h, 7)
+            (Just((h, n, cin, cout)), 0..=(h.min(7) - 1) / 2)
+        })
+        .prop_map(|((h, n, cin, cout), i)| Conv2dShape { n, cin, cout, h, w: 8, k: 2 * i + 1 })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn width8_kernels_match_reference_f32(s in width8_shapes(), seed in any::<u64>()) {
+        kernels_match_reference::<f32>(s, seed)?;
+    }
+
+    #[test]
+    fn width8_conv2d_commutes_with_roll_f32(s in width8_shapes(), seed in any::<u64>(), shift in -9isize..=9) {
+        commutes_with_roll::<f32>(s, seed, shift)?;
+    }
 
     #[test]
     fn simd_and_threaded_match_reference_f32(s in shapes(), seed in any::<u64>()) {
@@ -159,4 +185,20 @@ fn large_kernel_matches_reference() {
         kernels_match_reference::<f32>(s, 11).unwrap();
         kernels_match_reference::<f64>(s, 12).unwrap();
     }
+}
+
+/// On a CPU with AVX-512F the tutorial's f32 shapes run on the AVX-512 kernels (so the
+/// tests above exercise them), unless `LATFLOW_NO_AVX512` is set.
+#[test]
+fn avx512_backend_is_offered_where_the_cpu_has_it() {
+    let s = Conv2dShape { n: 64, cin: 8, cout: 8, h: 8, w: 8, k: 3 };
+    #[cfg(target_arch = "x86_64")]
+    let has = std::arch::is_x86_feature_detected!("avx512f") && std::env::var_os("LATFLOW_NO_AVX512").is_none();
+    #[cfg(not(target_arch = "x86_64"))]
+    let has = false;
+    assert_eq!(Backend::available::<f32>(&s).contains(&Backend::Avx512), has);
+    assert_eq!(conv2d::auto_backend::<f32>(&s), if has { Backend::Avx512Threaded } else { Backend::SimdThreaded });
+    // never for f64 or other widths
+    assert!(!Backend::available::<f64>(&s).contains(&Backend::Avx512));
+    assert!(!Backend::available::<f32>(&Conv2dShape { w: 16, ..s }).contains(&Backend::Avx512));
 }

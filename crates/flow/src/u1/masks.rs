@@ -129,7 +129,7 @@ fn stripe_view(s: &[usize], mu: usize, off: usize) -> (Vec<usize>, usize) {
     let r = s.len();
     assert!(r >= 2 && mu < 2 && off < 4, "stripe gather: shape {s:?}, mu {mu}, offset {off}");
     let ax = if mu == 0 { r - 1 } else { r - 2 };
-    assert!(s[ax] % 4 == 0, "stripe gather: extent {} of {s:?} is not a multiple of 4", s[ax]);
+    assert!(s[ax].is_multiple_of(4), "stripe gather: extent {} of {s:?} is not a multiple of 4", s[ax]);
     let mut shape = s[..ax].to_vec();
     shape.extend([s[ax] / 4, 4]);
     shape.extend(&s[ax + 1..]);

@@ -39,7 +39,7 @@ pub type U1Flow<T> = Flow<HaarPrior, GaugeEquivCoupling<T>>;
 impl U1FlowConfig {
     /// Checks the architecture, with a message naming the bad value.
     pub fn validate(&self) -> Result<(), String> {
-        if self.l < 4 || self.l % 4 != 0 {
+        if self.l < 4 || !self.l.is_multiple_of(4) {
             return Err(format!(
                 "lattice size L = {} must be a positive multiple of 4 (the coupling masks repeat every 4 sites)",
                 self.l

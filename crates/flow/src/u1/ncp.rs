@@ -185,7 +185,10 @@ impl<T: Float> NcpPlaqCoupling<T> {
     ) -> Self {
         assert!(n_mix > 0, "NcpPlaqCoupling: need at least one mixture component");
         assert!(mu < 2 && off < 4, "NcpPlaqCoupling: mu = {mu} must be 0 or 1 and off = {off} in 0..4");
-        assert!(h % 4 == 0 && w % 4 == 0, "NcpPlaqCoupling: the {h}x{w} lattice must have extents divisible by 4");
+        assert!(
+            h.is_multiple_of(4) && w.is_multiple_of(4),
+            "NcpPlaqCoupling: the {h}x{w} lattice must have extents divisible by 4"
+        );
         let config = ConvNetConfig {
             in_channels: 2,
             hidden: hidden.to_vec(),

@@ -82,6 +82,48 @@ pub enum Backend {
     /// SIMD kernels with rayon over the batch (always splits when the batch has more than
     /// one sample).
     SimdThreaded,
+    /// AVX-512 kernels ([`crate::kernels::conv2d_avx512`]) for `f32` lattices 8 sites wide
+    /// with an even height, one thread. Only where [`Backend::available`] lists it.
+    Avx512,
+    /// The AVX-512 kernels with rayon over the batch.
+    Avx512Threaded,
+}
+
+impl Backend {
+    /// The backends that can run shape `s` in element type `T` on this CPU: the scalar
+    /// reference and the `wide` SIMD kernels always, the AVX-512 ones for `f32`
+    /// lattices 8 wide when the CPU has AVX-512F (and `LATFLOW_NO_AVX512` is unset).
+    pub fn available<T: 'static>(s: &Conv2dShape) -> Vec<Backend> {
+        let mut v = vec![Backend::Scalar, Backend::Simd, Backend::SimdThreaded];
+        if avx512_fits::<T>(s) {
+            v.extend([Backend::Avx512, Backend::Avx512Threaded]);
+        }
+        v
+    }
+
+    /// Short name for tables: `scalar`, `simd`, `simd+threads`, `avx512`, `avx512+threads`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Scalar => "scalar",
+            Backend::Simd => "simd",
+            Backend::SimdThreaded => "simd+threads",
+            Backend::Avx512 => "avx512",
+            Backend::Avx512Threaded => "avx512+threads",
+        }
+    }
+}
+
+/// Whether the AVX-512 kernels run shape `s` in element type `T` on this CPU.
+fn avx512_fits<T: 'static>(s: &Conv2dShape) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        TypeId::of::<T>() == TypeId::of::<f32>() && super::conv2d_avx512::fits(s) && super::conv2d_avx512::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = s;
+        false
+    }
 }
 
 /// Multiply-adds below which [`forward`], [`backward_input`] and [`backward_weight`]
@@ -91,14 +133,55 @@ pub enum Backend {
 /// 8->8 at batch 64 is split).
 pub const THREAD_MIN_MACS: usize = 1 << 20;
 
-/// The backend the plain entry points use for shape `s`: SIMD (`f32`, `f64`), threaded
-/// over the batch from [`THREAD_MIN_MACS`] multiply-adds on.
-pub fn auto_backend(s: &Conv2dShape) -> Backend {
-    if s.macs() >= THREAD_MIN_MACS && s.n > 1 {
-        Backend::SimdThreaded
-    } else {
-        Backend::Simd
+/// The backend the plain entry points use for shape `s` in element type `T`: AVX-512 where
+/// it fits ([`Backend::available`]), else the `wide` SIMD kernels; threaded over the batch
+/// from [`THREAD_MIN_MACS`] multiply-adds on, unless called from a rayon worker thread.
+pub fn auto_backend<T: 'static>(s: &Conv2dShape) -> Backend {
+    // Inside a rayon task (e.g. one shard of a data-parallel training step) the caller
+    // already keeps the threads busy: splitting again only adds per-chunk overhead.
+    let threaded = s.macs() >= THREAD_MIN_MACS && s.n > 1 && rayon::current_thread_index().is_none();
+    match (avx512_fits::<T>(s), threaded) {
+        (true, true) => Backend::Avx512Threaded,
+        (true, false) => Backend::Avx512,
+        (false, true) => Backend::SimdThreaded,
+        (false, false) => Backend::Simd,
     }
+}
+
+/// `w[o,c,a,e] -> w'[c,o,k-1-a,k-1-e]`: the kernel whose forward pass is the input
+/// gradient of `w`'s (in/out channels swapped, taps flipped).
+pub(crate) fn flipped_weights<T: Copy + Default>(w: &[T], s: &Conv2dShape) -> Vec<T> {
+    let (k, kk) = (s.k, s.k * s.k);
+    let mut wt = vec![T::default(); w.len()];
+    for o in 0..s.cout {
+        for c in 0..s.cin {
+            let src = &w[(o * s.cin + c) * kk..][..kk];
+            let dst = &mut wt[(c * s.cout + o) * kk..][..kk];
+            for a in 0..k {
+                for e in 0..k {
+                    dst[(k - 1 - a) * k + (k - 1 - e)] = src[a * k + e];
+                }
+            }
+        }
+    }
+    wt
+}
+
+/// Runs `f32` AVX-512 kernel `f` when `backend` is an AVX-512 one; `None` otherwise.
+///
+/// # Panics
+/// If an AVX-512 backend is asked for where it does not fit ([`Backend::available`]).
+#[cfg(target_arch = "x86_64")]
+#[track_caller]
+fn on_avx512<T: 'static>(backend: Backend, s: &Conv2dShape, f: impl FnOnce(bool)) -> Option<()> {
+    let threaded = match backend {
+        Backend::Avx512 => false,
+        Backend::Avx512Threaded => true,
+        _ => return None,
+    };
+    assert!(avx512_fits::<T>(s), "conv2d: backend {backend:?} does not run {s:?} here (see Backend::available)");
+    f(threaded);
+    Some(())
 }
 
 /// Forward pass into `y` (overwritten). `b`, when given, has `cout` entries.
@@ -107,7 +190,7 @@ pub fn auto_backend(s: &Conv2dShape) -> Backend {
 /// If the kernel is even or wider than the lattice, or a slice length does not match `s`.
 #[track_caller]
 pub fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, s: Conv2dShape, y: &mut [T]) {
-    forward_with(auto_backend(&s), x, w, b, s, y);
+    forward_with(auto_backend::<T>(&s), x, w, b, s, y);
 }
 
 /// Gradient with respect to the input, into `dx` (overwritten).
@@ -116,7 +199,7 @@ pub fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, s: Conv2dShape, y: &
 /// As [`forward`].
 #[track_caller]
 pub fn backward_input<T: Float>(dy: &[T], w: &[T], s: Conv2dShape, dx: &mut [T]) {
-    backward_input_with(auto_backend(&s), dy, w, s, dx);
+    backward_input_with(auto_backend::<T>(&s), dy, w, s, dx);
 }
 
 /// Gradients with respect to weight and (optionally) bias, into `dw` and `db`
@@ -126,7 +209,7 @@ pub fn backward_input<T: Float>(dy: &[T], w: &[T], s: Conv2dShape, dx: &mut [T])
 /// As [`forward`], or if `db` does not have `cout` entries.
 #[track_caller]
 pub fn backward_weight<T: Float>(dy: &[T], x: &[T], s: Conv2dShape, dw: &mut [T], db: Option<&mut [T]>) {
-    backward_weight_with(auto_backend(&s), dy, x, s, dw, db);
+    backward_weight_with(auto_backend::<T>(&s), dy, x, s, dw, db);
 }
 
 /// `s` as a slice of `U` when `T` is `U`.
@@ -180,6 +263,15 @@ pub fn forward_with<T: Float>(backend: Backend, x: &[T], w: &[T], b: Option<&[T]
     if backend == Backend::Scalar {
         return reference::forward(x, w, b, s, y);
     }
+    #[cfg(target_arch = "x86_64")]
+    if on_avx512::<T>(backend, &s, |threaded| {
+        let b = b.map(|b| cast::<T, f32>(b).unwrap());
+        super::conv2d_avx512::forward(cast(x).unwrap(), cast(w).unwrap(), b, s, cast_mut(y).unwrap(), threaded)
+    })
+    .is_some()
+    {
+        return;
+    }
     let threaded = backend == Backend::SimdThreaded;
     with_simd_type!(T, U => {
         let b = b.map(|b| cast::<T, U>(b).unwrap());
@@ -198,6 +290,14 @@ pub fn backward_input_with<T: Float>(backend: Backend, dy: &[T], w: &[T], s: Con
     s.check(dx.len(), w.len(), dy.len());
     if backend == Backend::Scalar {
         return reference::backward_input(dy, w, s, dx);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if on_avx512::<T>(backend, &s, |threaded| {
+        super::conv2d_avx512::backward_input(cast(dy).unwrap(), cast(w).unwrap(), s, cast_mut(dx).unwrap(), threaded)
+    })
+    .is_some()
+    {
+        return;
     }
     let threaded = backend == Backend::SimdThreaded;
     with_simd_type!(T, U => {
@@ -226,6 +326,20 @@ pub fn backward_weight_with<T: Float>(
     }
     if backend == Backend::Scalar {
         return reference::backward_weight(dy, x, s, dw, db);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if matches!(backend, Backend::Avx512 | Backend::Avx512Threaded) {
+        let threaded = backend == Backend::Avx512Threaded;
+        assert!(avx512_fits::<T>(&s), "conv2d: backend {backend:?} does not run {s:?} here (see Backend::available)");
+        let db = db.map(|db| cast_mut::<T, f32>(db).unwrap());
+        return super::conv2d_avx512::backward_weight(
+            cast(dy).unwrap(),
+            cast(x).unwrap(),
+            s,
+            cast_mut(dw).unwrap(),
+            db,
+            threaded,
+        );
     }
     let threaded = backend == Backend::SimdThreaded;
     with_simd_type!(T, U => {

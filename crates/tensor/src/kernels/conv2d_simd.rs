@@ -305,20 +305,7 @@ fn forward_tile<T: SimdFloat, const O: usize, const R: usize>(
 
 /// Input gradient: the forward kernel on `dy` with `w[o,c,a,e] -> w'[c,o,k-1-a,k-1-e]`.
 pub(crate) fn backward_input<T: SimdFloat>(dy: &[T], w: &[T], s: Conv2dShape, dx: &mut [T], threaded: bool) {
-    let k = s.k;
-    let kk = k * k;
-    let mut wt = vec![T::ZERO; w.len()];
-    for o in 0..s.cout {
-        for c in 0..s.cin {
-            let src = &w[(o * s.cin + c) * kk..][..kk];
-            let dst = &mut wt[(c * s.cout + o) * kk..][..kk];
-            for a in 0..k {
-                for e in 0..k {
-                    dst[(k - 1 - a) * k + (k - 1 - e)] = src[a * k + e];
-                }
-            }
-        }
-    }
+    let wt = super::conv2d::flipped_weights(w, &s);
     let st = Conv2dShape { cin: s.cout, cout: s.cin, ..s };
     forward(dy, &wt, None, st, dx, threaded);
 }
@@ -390,7 +377,7 @@ fn backward_weight_chunk_k<T: SimdFloat>(dy: &[T], x: &[T], s: Conv2dShape, k: u
     let mut part = Partial { dw: vec![zero; s.cout * s.cin * kk], db: vec![zero; s.cout] };
     // dy planes with row stride `ys` (a copy with zero tail lanes unless w % LANES == 0)
     let yplane = g.h * g.ys;
-    let direct = s.w % l == 0;
+    let direct = s.w.is_multiple_of(l);
     let mut dyscratch = Scratch::new(if direct { 0 } else { BW_BLOCK * s.cout * yplane });
     let dybuf = dyscratch.get();
     let mut xscratch = Scratch::new(BW_BLOCK * s.cin * g.ps);

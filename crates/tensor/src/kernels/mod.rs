@@ -2,6 +2,8 @@
 //! tests compare against.
 
 pub mod conv2d;
+#[cfg(target_arch = "x86_64")]
+pub mod conv2d_avx512;
 pub mod conv2d_simd;
 pub mod layout;
 pub mod matmul;
