@@ -13,7 +13,7 @@ use rand::Rng;
 
 /// One affine coupling layer: the net and its mask.
 #[derive(Clone, Debug, PartialEq)]
-pub struct AffineCoupling<T> {
+pub struct AffineCoupling<T: Float> {
     /// The conv net `(N, 1, H, W) -> (N, 2, H, W)` giving s (channel 0) and t (channel 1).
     pub net: ConvNet<T>,
     /// Mask parity (0 or 1) of [`crate::masks::checkerboard`].

@@ -25,7 +25,7 @@ pub struct ConvNetConfig {
 
 /// A conv net's parameters (plain tensors).
 #[derive(Clone, Debug, PartialEq)]
-pub struct ConvNet<T> {
+pub struct ConvNet<T: Float> {
     /// The architecture.
     pub config: ConvNetConfig,
     /// The convolutions in order.

@@ -208,7 +208,7 @@ pub fn shard_count(n: usize) -> usize {
 }
 
 /// What one shard of a step returns.
-struct Shard<T> {
+struct Shard<T: Float> {
     loss: f64,
     grads: Option<Vec<Tensor<T>>>,
     s: Vec<f64>,

@@ -156,6 +156,11 @@ impl<T: Float> Unary<T> {
             Unary::Powi(2) => each!(|v| v * v),
             Unary::Exp => T::exp_slice(x, y),
             Unary::Tanh => T::tanh_slice(x, y),
+            Unary::Sin => T::sin_slice(x, y),
+            Unary::Cos => T::cos_slice(x, y),
+            Unary::Tan => T::tan_slice(x, y),
+            Unary::Atan => T::atan_slice(x, y),
+            Unary::Log => T::ln_slice(x, y),
             f => each!(|v| f.f(v)),
         }
     }
@@ -188,6 +193,16 @@ impl<T: Float> Unary<T> {
             Unary::Exp => each!(|_x, y, g| g * y),
             Unary::Tanh => each!(|_x, y, g| g * (T::ONE - y * y)),
             Unary::LeakyRelu(s) => each!(|x, _y, g| if x > T::ZERO { g } else { s * g }),
+            Unary::Sin => {
+                // g cos x, with the slice cos
+                T::cos_slice(x, out);
+                out.iter_mut().zip(g).for_each(|(o, &g)| *o = g * *o);
+            }
+            Unary::Cos => {
+                // -g sin x
+                T::sin_slice(x, out);
+                out.iter_mut().zip(g).for_each(|(o, &g)| *o = -(g * *o));
+            }
             f => each!(|x, y, g| g * f.df(x, y)),
         }
     }

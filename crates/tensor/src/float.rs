@@ -10,7 +10,8 @@ use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Rem, Sub, Su
 /// Only what the kernels and backward rules need; conversions go through `f64` so
 /// constants can be written once (`T::from_f64(0.5)`).
 pub trait Float:
-    Copy
+    crate::pool::PoolAccess
+    + Copy
     + Send
     + Sync
     + Debug
@@ -81,6 +82,36 @@ pub trait Float:
     fn tanh_slice(x: &[Self], y: &mut [Self]) {
         for (o, &v) in y.iter_mut().zip(x) {
             *o = v.tanh();
+        }
+    }
+    /// `y[i] = sin(x[i])`; SIMD for `f32` as [`Float::exp_slice`].
+    fn sin_slice(x: &[Self], y: &mut [Self]) {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = v.sin();
+        }
+    }
+    /// `y[i] = cos(x[i])`; SIMD for `f32` as [`Float::exp_slice`].
+    fn cos_slice(x: &[Self], y: &mut [Self]) {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = v.cos();
+        }
+    }
+    /// `y[i] = tan(x[i])`; SIMD for `f32` as [`Float::exp_slice`].
+    fn tan_slice(x: &[Self], y: &mut [Self]) {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = v.tan();
+        }
+    }
+    /// `y[i] = atan(x[i])`; SIMD for `f32` as [`Float::exp_slice`].
+    fn atan_slice(x: &[Self], y: &mut [Self]) {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = v.atan();
+        }
+    }
+    /// `y[i] = ln(x[i])`; SIMD for `f32` as [`Float::exp_slice`].
+    fn ln_slice(x: &[Self], y: &mut [Self]) {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = v.ln();
         }
     }
 }
@@ -173,6 +204,21 @@ impl_float!(
     },
     fn tanh_slice(x: &[f32], y: &mut [f32]) {
         crate::kernels::vmath::tanh_f32(x, y)
+    },
+    fn sin_slice(x: &[f32], y: &mut [f32]) {
+        crate::kernels::vmath::sin_f32(x, y)
+    },
+    fn cos_slice(x: &[f32], y: &mut [f32]) {
+        crate::kernels::vmath::cos_f32(x, y)
+    },
+    fn tan_slice(x: &[f32], y: &mut [f32]) {
+        crate::kernels::vmath::tan_f32(x, y)
+    },
+    fn atan_slice(x: &[f32], y: &mut [f32]) {
+        crate::kernels::vmath::atan_f32(x, y)
+    },
+    fn ln_slice(x: &[f32], y: &mut [f32]) {
+        crate::kernels::vmath::ln_f32(x, y)
     }
 );
 impl_float!(f64);

@@ -14,7 +14,7 @@ pub fn default_uniform<T: Float, R: Rng + ?Sized>(shape: &[usize], fan_in: usize
 
 /// A circular-padded 2-D convolution's parameters: weight `(cout, cin, k, k)`, bias `(cout,)`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Conv2d<T> {
+pub struct Conv2d<T: Float> {
     /// Weight `(cout, cin, k, k)`.
     pub weight: Tensor<T>,
     /// Bias `(cout,)`.
@@ -37,7 +37,7 @@ impl<T: Float> Conv2d<T> {
 
 /// A fully connected layer `y = x W^T + b`: weight `(out, in)`, bias `(out,)`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Linear<T> {
+pub struct Linear<T: Float> {
     /// Weight `(out, in)`.
     pub weight: Tensor<T>,
     /// Bias `(out,)`.

@@ -25,6 +25,7 @@ pub mod layers;
 pub mod malloc;
 mod op;
 mod ops;
+pub mod pool;
 pub mod tensor;
 mod var;
 

@@ -66,7 +66,7 @@ pub(crate) fn backward_rule<T: Float>(
     match op {
         Op::Unary(a, f) => {
             // d f(a) = f'(a) da
-            let mut ga = vec![T::ZERO; g.len()];
+            let mut ga = crate::pool::buffer(g.len());
             f.apply_grad(a.value().data(), y.data(), g.data(), &mut ga);
             acc(a, Tensor::from_vec(a.shape(), ga));
         }
@@ -74,12 +74,12 @@ pub(crate) fn backward_rule<T: Float>(
             // d f(a, b) = f_a da + f_b db
             let (av, bv) = (a.value().data(), b.value().data());
             if a.requires_grad() {
-                let mut ga = vec![T::ZERO; av.len()];
+                let mut ga = crate::pool::buffer(av.len());
                 f.grad_a(av, bv, g.data(), &mut ga);
                 acc(a, Tensor::from_vec(a.shape(), ga));
             }
             if b.requires_grad() {
-                let mut gb = vec![T::ZERO; av.len()];
+                let mut gb = crate::pool::buffer(av.len());
                 f.grad_b(av, bv, g.data(), &mut gb);
                 acc(b, Tensor::from_vec(b.shape(), gb));
             }
@@ -111,7 +111,7 @@ pub(crate) fn backward_rule<T: Float>(
             // d logsumexp(x) = softmax(x) = exp(x - y) along the axis
             let (outer, n, inner) = crate::tensor::split_at_axis(x.shape(), *axis);
             let xv = x.value().data();
-            let mut gx = vec![T::ZERO; xv.len()];
+            let mut gx = crate::pool::buffer(xv.len());
             for o in 0..outer {
                 for i in 0..inner {
                     let (yv, gv) = (y.data()[o * inner + i], g.data()[o * inner + i]);
@@ -160,7 +160,7 @@ pub(crate) fn backward_rule<T: Float>(
         Op::Conv2d(x, w, b, s) => {
             // dx = correlation of g with the flipped, transposed kernel; dw = sum g x; db = sum g
             if x.requires_grad() {
-                let mut dx = vec![T::ZERO; s.input_len()];
+                let mut dx = crate::pool::buffer(s.input_len());
                 conv2d::backward_input(g.data(), w.value().data(), *s, &mut dx);
                 acc(x, Tensor::from_vec(x.shape(), dx));
             }

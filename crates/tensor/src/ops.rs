@@ -10,7 +10,7 @@ use crate::{Float, Tensor, Var};
 impl<T: Float> Var<T> {
     /// Applies an elementwise function (see [`Unary`] for each `f` and `f'`).
     pub fn unary(&self, f: Unary<T>) -> Var<T> {
-        let mut out = vec![T::ZERO; self.value().len()];
+        let mut out = crate::pool::buffer(self.value().len());
         f.apply(self.value().data(), &mut out);
         Var::from_op(Tensor::from_vec(self.shape(), out), Op::Unary(self.clone(), f))
     }
@@ -22,7 +22,7 @@ impl<T: Float> Var<T> {
     #[track_caller]
     pub fn binary(&self, other: &Var<T>, f: Binary) -> Var<T> {
         assert_same_shape(f.name(), self.shape(), other.shape());
-        let mut out = vec![T::ZERO; self.value().len()];
+        let mut out = crate::pool::buffer(self.value().len());
         f.apply(self.value().data(), other.value().data(), &mut out);
         Var::from_op(Tensor::from_vec(self.shape(), out), Op::Binary(self.clone(), other.clone(), f))
     }
@@ -297,7 +297,7 @@ impl<T: Float> Var<T> {
             xs[3]
         );
         let s = Conv2dShape { n: xs[0], cin: xs[1], cout: ws[0], h: xs[2], w: xs[3], k: ws[2] };
-        let mut y = vec![T::ZERO; s.output_len()];
+        let mut y = crate::pool::buffer(s.output_len());
         conv2d::forward(self.value().data(), w.value().data(), b.map(|b| b.value().data()), s, &mut y);
         let out = Tensor::from_vec(&[s.n, s.cout, s.h, s.w], y);
         Var::from_op(out, Op::Conv2d(self.clone(), w.clone(), b.cloned(), s))
@@ -308,7 +308,7 @@ impl<T: Float> Var<T> {
 /// `m.len()`), as a tensor of `shape`; parallel over repeats when large.
 pub(crate) fn times_mask<T: Float>(x: &[T], m: &[T], shape: &[usize]) -> Tensor<T> {
     use rayon::prelude::*;
-    let mut out = vec![T::ZERO; x.len()];
+    let mut out = crate::pool::buffer(x.len());
     let k = m.len().max(1);
     let body = |(o, xs): (&mut [T], &[T])| {
         for ((o, &x), &m) in o.iter_mut().zip(xs).zip(m) {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 /// A dense row-major array. Layout conventions: NCHW for fields, (batch, mu, x, y) for
 /// U(1) links (DESIGN.md).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Tensor<T> {
+pub struct Tensor<T: Float> {
     shape: Vec<usize>,
     data: Arc<Vec<T>>,
 }
@@ -18,6 +18,15 @@ pub struct Tensor<T> {
 /// Number of elements of a shape (1 for the scalar shape `[]`).
 pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
+}
+
+/// The last owner of a buffer hands it to [`crate::pool`] for the next op's output.
+impl<T: Float> Drop for Tensor<T> {
+    fn drop(&mut self) {
+        if let Some(v) = Arc::get_mut(&mut self.data) {
+            crate::pool::recycle(std::mem::take(v));
+        }
+    }
 }
 
 impl<T: Float> Tensor<T> {
@@ -95,8 +104,11 @@ impl<T: Float> Tensor<T> {
     }
 
     /// The data, consuming the tensor.
-    pub fn into_vec(self) -> Vec<T> {
-        Arc::try_unwrap(self.data).unwrap_or_else(|shared| (*shared).clone())
+    pub fn into_vec(mut self) -> Vec<T> {
+        match Arc::get_mut(&mut self.data) {
+            Some(v) => std::mem::take(v),
+            None => (*self.data).clone(),
+        }
     }
 
     /// The single value of a one-element tensor.

@@ -158,7 +158,7 @@ fn topo_order<T: Float>(root: &Var<T>) -> Vec<Var<T>> {
 
 /// Gradients of a scalar with respect to the parameter leaves it depends on.
 #[derive(Debug, Default)]
-pub struct Gradients<T> {
+pub struct Gradients<T: Float> {
     grads: HashMap<usize, Tensor<T>>,
 }
 

@@ -18,7 +18,7 @@ use std::f64::consts::PI;
 
 /// One gauge-equivariant coupling layer: its plaquette coupling and active-link mask.
 #[derive(Clone, Debug, PartialEq)]
-pub struct GaugeEquivCoupling<T> {
+pub struct GaugeEquivCoupling<T: Float> {
     /// The NCP coupling on the plaquettes (checkpoint prefix `plaq_coupling.`).
     pub plaq_coupling: NcpPlaqCoupling<T>,
     /// Direction of the updated links (0 or 1).

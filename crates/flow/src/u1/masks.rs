@@ -75,7 +75,7 @@ pub fn link_active_stripes<T: Float>(h: usize, w: usize, mu: usize, off: usize) 
 /// the lattice: `frozen = double_stripes(mu, off + 1)`, `active = single_stripes(mu, off)`,
 /// `passive = 1 - frozen - active`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct PlaqMasks<T> {
+pub struct PlaqMasks<T: Float> {
     /// Plaquettes the net sees; unchanged by the layer.
     pub frozen: Tensor<T>,
     /// Plaquettes transformed by the NCP mixture.

@@ -149,7 +149,7 @@ pub fn mixture_inverse(z: f64, s: &[f64]) -> MixtureRoot {
 
 /// The NCP plaquette coupling: the conv net and the plaquette masks of one layer.
 #[derive(Clone, Debug, PartialEq)]
-pub struct NcpPlaqCoupling<T> {
+pub struct NcpPlaqCoupling<T: Float> {
     /// The conv net `(N, 2, H, W) -> (N, n_mix + 1, H, W)`: channels `0..n_mix` are the
     /// scales `s_i`, the last one is the offset `t`.
     pub net: ConvNet<T>,

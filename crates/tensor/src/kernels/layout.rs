@@ -14,7 +14,7 @@ pub fn roll<T: Float>(t: &Tensor<T>, axis: usize, shift: isize) -> Tensor<T> {
     let (outer, n, inner) = split_at_axis(t.shape(), axis);
     let s = shift.rem_euclid(n as isize) as usize;
     let src = t.data();
-    let mut out = vec![T::ZERO; src.len()];
+    let mut out = crate::pool::buffer(src.len());
     for o in 0..outer {
         let base = o * n * inner;
         for i in 0..n {
@@ -31,9 +31,9 @@ pub fn roll<T: Float>(t: &Tensor<T>, axis: usize, shift: isize) -> Tensor<T> {
 pub fn narrow<T: Float>(t: &Tensor<T>, axis: usize, start: usize, len: usize) -> Tensor<T> {
     let (outer, n, inner) = split_at_axis(t.shape(), axis);
     assert!(start + len <= n, "narrow: {start}..{} out of range for axis {axis} of {:?}", start + len, t.shape());
-    let mut out = Vec::with_capacity(outer * len * inner);
-    for o in 0..outer {
-        out.extend_from_slice(&t.data()[(o * n + start) * inner..(o * n + start + len) * inner]);
+    let mut out = crate::pool::buffer(outer * len * inner);
+    for (o, dst) in out.chunks_exact_mut((len * inner).max(1)).enumerate().take(outer) {
+        dst.copy_from_slice(&t.data()[(o * n + start) * inner..(o * n + start + len) * inner]);
     }
     let mut shape = t.shape().to_vec();
     shape[axis] = len;
@@ -46,7 +46,8 @@ pub fn unnarrow<T: Float>(t: &Tensor<T>, axis: usize, start: usize, n: usize) ->
     let (outer, len, inner) = split_at_axis(t.shape(), axis);
     let mut shape = t.shape().to_vec();
     shape[axis] = n;
-    let mut out = vec![T::ZERO; numel(&shape)];
+    let mut out = crate::pool::buffer(numel(&shape));
+    out.fill(T::ZERO);
     for o in 0..outer {
         out[(o * n + start) * inner..(o * n + start + len) * inner]
             .copy_from_slice(&t.data()[o * len * inner..(o + 1) * len * inner]);
@@ -66,11 +67,13 @@ pub fn concat<T: Float>(ts: &[&Tensor<T>], axis: usize) -> Tensor<T> {
     }
     let (outer, _, inner) = split_at_axis(first, axis);
     let total: usize = ts.iter().map(|t| t.shape()[axis]).sum();
-    let mut out = Vec::with_capacity(outer * total * inner);
+    let mut out = crate::pool::buffer(outer * total * inner);
+    let mut at = 0;
     for o in 0..outer {
         for t in ts {
-            let n = t.shape()[axis];
-            out.extend_from_slice(&t.data()[o * n * inner..(o + 1) * n * inner]);
+            let m = t.shape()[axis] * inner;
+            out[at..at + m].copy_from_slice(&t.data()[o * m..(o + 1) * m]);
+            at += m;
         }
     }
     let mut shape = first.to_vec();
@@ -82,7 +85,7 @@ pub fn concat<T: Float>(ts: &[&Tensor<T>], axis: usize) -> Tensor<T> {
 #[track_caller]
 pub fn broadcast_to<T: Float>(t: &Tensor<T>, shape: &[usize]) -> Tensor<T> {
     let dims = merged_dims(&aligned_shape(t.shape(), shape), shape);
-    let mut out = vec![T::ZERO; numel(shape)];
+    let mut out = crate::pool::buffer(numel(shape));
     walk(&dims, 0, 0, &mut |src, dst, len, repeat| {
         if repeat {
             out[dst..dst + len].fill(t.data()[src]);
@@ -195,7 +198,7 @@ pub fn transpose_last2<T: Float>(t: &Tensor<T>) -> Tensor<T> {
     assert!(r >= 2, "transpose needs rank >= 2, got {:?}", t.shape());
     let (m, n) = (t.shape()[r - 2], t.shape()[r - 1]);
     let batch = t.len() / (m * n).max(1);
-    let mut out = vec![T::ZERO; t.len()];
+    let mut out = crate::pool::buffer(t.len());
     for b in 0..batch {
         let src = &t.data()[b * m * n..(b + 1) * m * n];
         let dst = &mut out[b * m * n..(b + 1) * m * n];

@@ -1,6 +1,9 @@
-//! Vectorized `exp` and `tanh` for `f32` slices (8 lanes, AVX2 with the workspace's
-//! target level), used by the elementwise ops in training. Accuracy is stated and
-//! tested against libm on dense grids: relative error below [`VMATH_F32_REL_TOL`].
+//! Vectorized `exp`, `tanh`, `sin`, `cos`, `tan`, `atan` and `ln` for `f32` slices (8
+//! lanes, AVX2 with the workspace's target level), used by the elementwise ops in
+//! training (the trigonometric ones by the U(1) flows). Accuracy is stated and tested
+//! against libm on dense grids: relative error below [`VMATH_F32_REL_TOL`] (`sin`, `cos`:
+//! absolute error below [`VMATH_F32_TRIG_ABS_TOL`] for `|x| <= 100`; `tan`: error below
+//! that times `1 + tan^2`, its condition near the poles).
 //!
 //! - `exp`: `wide`'s Cody-Waite reduction + degree-5 polynomial, valid for
 //!   `|x| < 87.3`; above, `exp(x/2)^2` (overflowing to +inf past 88.72); below -87.3 the
@@ -8,11 +11,18 @@
 //! - `tanh` (Cephes `tanhf`): for `|x| < 0.625`, `x + x^3 P(x^2)`; otherwise
 //!   `1 - 2 / (e^{2|x|} + 1)` with the sign restored; `|x|` is clamped at 10, beyond
 //!   which `tanh` rounds to 1 in f32.
+//! - `sin`, `cos`, `tan`, `atan`, `ln`: `wide`'s implementations (Agner Fog's vector class
+//!   library / Cephes: a three-part Cody-Waite reduction by pi/2 and minimax polynomials;
+//!   `tan = sin / cos`).
 
 use wide::{f32x8, CmpEq, CmpGt, CmpLt};
 
-/// Largest relative error of [`exp_f32`] and [`tanh_f32`] against libm, as tested.
+/// Largest relative error of [`exp_f32`], [`tanh_f32`], [`atan_f32`] and [`ln_f32`]
+/// against libm, as tested.
 pub const VMATH_F32_REL_TOL: f32 = 4e-7;
+/// Largest absolute error of [`sin_f32`] and [`cos_f32`] against libm for `|x| <= 100`,
+/// as tested (about 2 ulp of 1).
+pub const VMATH_F32_TRIG_ABS_TOL: f32 = 2.5e-7;
 
 #[inline(always)]
 fn exp8(x: f32x8) -> f32x8 {
@@ -75,6 +85,46 @@ pub fn tanh_f32(x: &[f32], y: &mut [f32]) {
     map8(x, y, tanh8)
 }
 
+/// `y[i] = sin(x[i])`.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn sin_f32(x: &[f32], y: &mut [f32]) {
+    map8(x, y, |v| v.sin())
+}
+
+/// `y[i] = cos(x[i])`.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn cos_f32(x: &[f32], y: &mut [f32]) {
+    map8(x, y, |v| v.cos())
+}
+
+/// `y[i] = tan(x[i])` (as `sin / cos`).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn tan_f32(x: &[f32], y: &mut [f32]) {
+    map8(x, y, |v| v.tan())
+}
+
+/// `y[i] = atan(x[i])`.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn atan_f32(x: &[f32], y: &mut [f32]) {
+    map8(x, y, |v| v.atan())
+}
+
+/// `y[i] = ln(x[i])`.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn ln_f32(x: &[f32], y: &mut [f32]) {
+    map8(x, y, |v| v.ln())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +160,59 @@ mod tests {
         tanh_f32(&x, &mut y);
         let worst = x.iter().zip(&y).map(|(&x, &y)| rel(y, x.tanh())).fold(0.0, f32::max);
         assert!(worst < VMATH_F32_REL_TOL, "tanh worst relative error {worst}");
+    }
+
+    fn grid(lo: f32, hi: f32, n: usize) -> Vec<f32> {
+        (0..=n).map(|i| lo + (hi - lo) * i as f32 / n as f32).collect()
+    }
+
+    #[test]
+    fn sin_cos_tan_match_libm_on_a_dense_grid() {
+        let mut x = grid(-100.0, 100.0, 400_000);
+        x.extend([0.0, -0.0, 1e-30, std::f32::consts::PI, std::f32::consts::FRAC_PI_2, 2.0 * std::f32::consts::PI]);
+        let (mut s, mut c, mut t) = (vec![0.0; x.len()], vec![0.0; x.len()], vec![0.0; x.len()]);
+        sin_f32(&x, &mut s);
+        cos_f32(&x, &mut c);
+        tan_f32(&x, &mut t);
+        // libm in f64, rounded: the reference is the correctly rounded f32 value
+        let worst = |y: &[f32], f: fn(f64) -> f64| {
+            x.iter().zip(y).map(|(&x, &y)| (y as f64 - f(x as f64) as f32 as f64).abs()).fold(0.0, f64::max)
+        };
+        let (ws, wc) = (worst(&s, f64::sin), worst(&c, f64::cos));
+        assert!(ws < VMATH_F32_TRIG_ABS_TOL as f64 && wc < VMATH_F32_TRIG_ABS_TOL as f64, "sin {ws:e}, cos {wc:e}");
+        // tan: error relative to its condition 1 + tan^2
+        let wt = x
+            .iter()
+            .zip(&t)
+            .map(|(&x, &y)| {
+                let want = (x as f64).tan();
+                (y as f64 - want).abs() / (1.0 + want * want)
+            })
+            .fold(0.0, f64::max);
+        assert!(wt < 2.0 * VMATH_F32_TRIG_ABS_TOL as f64, "tan {wt:e}");
+    }
+
+    #[test]
+    fn atan_and_ln_match_libm() {
+        let mut x = grid(-50.0, 50.0, 200_000);
+        x.extend([1e-30, -1e-20, 1e20, -1e30, 0.0]);
+        let mut y = vec![0.0; x.len()];
+        atan_f32(&x, &mut y);
+        let worst = x.iter().zip(&y).map(|(&x, &y)| rel(y, x.atan())).fold(0.0, f32::max);
+        assert!(worst < VMATH_F32_REL_TOL, "atan worst relative error {worst}");
+        // ln on a geometric grid over 1e-30 .. 1e30, away from 1 (where ln is ~0) and at 1
+        let x: Vec<f32> = (0..=200_000).map(|i| 10f32.powf(-30.0 + 60.0 * i as f32 / 200_000.0)).collect();
+        let mut y = vec![0.0; x.len()];
+        ln_f32(&x, &mut y);
+        let worst = x
+            .iter()
+            .zip(&y)
+            .map(|(&x, &y)| (y as f64 - (x as f64).ln()).abs() / (x as f64).ln().abs().max(1.0))
+            .fold(0.0, f64::max);
+        assert!(worst < VMATH_F32_REL_TOL as f64, "ln worst error {worst:e}");
+        let mut one = [0.0f32];
+        ln_f32(&[1.0], &mut one);
+        assert_eq!(one[0], 0.0);
     }
 
     #[test]
