@@ -6,7 +6,7 @@
 //!
 //! `cargo run --release --example phi4 [STEPS]`. The default, 4000 steps, takes about 25 s
 //! on two cores; measured here: acceptance 0.44, ESS/N 0.20, chi_2 = 0.78 +- 0.04 (0.7
-//! sigma from the tutorial's HMC value 0.75 +- 0.01). `latflow` itself trains 8000 steps.
+//! sigma from the tutorial's HMC value 0.75 +- 0.01). `latflow` itself trains 12000 steps.
 
 use latflow::flow::phi4::Phi4FlowConfig;
 use latflow::flow::train::{ess, TrainConfig, Trainer};
@@ -63,7 +63,7 @@ fn main() {
     println!("chi_2 (HMC, tutorial)  0.75 +- 0.01");
     if chain.acceptance() < 0.1 {
         println!(
-            "(acceptance below 0.1: the flow is under-trained and chi_2 unreliable; train longer, e.g. STEPS = 8000)"
+            "(acceptance below 0.1: the flow is under-trained and chi_2 unreliable; train longer, e.g. STEPS = 12000)"
         );
     }
 }

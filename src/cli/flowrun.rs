@@ -375,3 +375,11 @@ impl SampleArgs {
         })
     }
 }
+
+/// The learning-rate schedule in words: `lr 0.003, cosine to 0.0001` or `lr 0.001, constant`.
+pub fn lr_schedule(t: &latflow::flow::train::TrainConfig) -> String {
+    match t.lr_final {
+        Some(f) => format!("lr {}, cosine to {f}", t.adam.lr),
+        None => format!("lr {}, constant", t.adam.lr),
+    }
+}

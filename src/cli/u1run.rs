@@ -27,14 +27,14 @@ pub const Q2_HMC: (f64, f64) = (1.23, 0.02);
 /// Flags of `latflow train u1` besides the common ones.
 pub const TRAIN_FLAGS: &[&str] = &["L", "beta", "layers", "mix", "hidden", "kernel"];
 
-/// Defaults of a U(1) run: the tutorial's model at beta = 2; 3000 steps, batch 64, Adam
+/// Defaults of a U(1) run: the tutorial's model at beta = 2; 5000 steps, batch 64, Adam
 /// lr 5e-3 with a cosine decay to 1e-4 (see README, "Why these defaults").
 pub fn defaults() -> (U1FlowConfig, f64, TrainArgs) {
     let train = TrainConfig {
         batch: 64,
         adam: AdamConfig { lr: 5e-3, ..AdamConfig::default() },
         lr_final: Some(1e-4),
-        steps: 3000,
+        steps: 5000,
         seed: 0,
     };
     let common = TrainArgs { train, era: 500, out: PathBuf::from("runs/u1"), n: 8192, sample_batch: 1024, therm: 512 };
@@ -123,9 +123,9 @@ pub fn train(a: &Args) -> CliResult<()> {
     }
     let dir = flowrun::make_dir(&common.out)?;
     eprintln!(
-        "training U(1) flow: L={} beta={beta} | {} layers, {} mixture components, hidden {:?}, kernel {} | batch {}, {} steps, lr {} -> {:?}, seed {}",
+        "training U(1) flow: L={} beta={beta} | {} layers, {} mixture components, hidden {:?}, kernel {} | batch {}, {} steps, {}, seed {}",
         arch.l, arch.layers, arch.n_mix, arch.hidden, arch.kernel, common.train.batch, common.train.steps,
-        common.train.adam.lr, common.train.lr_final, common.train.seed
+        flowrun::lr_schedule(&common.train), common.train.seed
     );
     let t0 = Instant::now();
     flowrun::train_loop(
