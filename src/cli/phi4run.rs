@@ -195,8 +195,16 @@ pub fn execute(
     let action = move |x: &Var<f32>| phi4_action_var(x, m2, lam);
     eprintln!(
         "training phi^4 flow: L={} M2={} lam={} | {} layers, hidden {:?}, kernel {} | batch {}, {} steps, {}, seed {}",
-        run.arch.l, m2, lam, run.arch.layers, run.arch.hidden, run.arch.kernel, run.common.train.batch, run.common.train.steps,
-        flowrun::lr_schedule(&run.common.train), run.common.train.seed
+        run.arch.l,
+        m2,
+        lam,
+        run.arch.layers,
+        run.arch.hidden,
+        run.arch.kernel,
+        run.common.train.batch,
+        run.common.train.steps,
+        flowrun::lr_schedule(&run.common.train),
+        run.common.train.seed
     );
     let t0 = Instant::now();
     flowrun::train_loop(&mut trainer, &action, run.common.era, &dir, &run.metadata(), quiet)?;
