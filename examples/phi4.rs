@@ -4,9 +4,10 @@
 //! draw an exact ensemble with independence Metropolis and measure the two-point
 //! susceptibility chi_2 with the Gamma method.
 //!
-//! `cargo run --release --example phi4 [STEPS]`. The default, 4000 steps, takes about 25 s
-//! on two cores; measured here: acceptance 0.44, ESS/N 0.20, chi_2 = 0.78 +- 0.04 (0.7
-//! sigma from the tutorial's HMC value 0.75 +- 0.01). `latflow` itself trains 12000 steps.
+//! `cargo run --release --example phi4 [STEPS]`. The default, 4000 steps, takes about 14 s
+//! on two cores; measured here (2026-11-22): acceptance 0.44, ESS/N 0.21, chi_2 = 0.76 +-
+//! 0.04 (0.2 sigma from the tutorial's HMC value 0.75 +- 0.01). `latflow` itself trains
+//! 12000 steps.
 
 use latflow::flow::phi4::Phi4FlowConfig;
 use latflow::flow::train::{ess, TrainConfig, Trainer};
