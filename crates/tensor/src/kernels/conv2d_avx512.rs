@@ -40,6 +40,7 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use super::conv2d::Conv2dShape;
+use super::conv2d_simd::chunk_len;
 
 /// Lanes of one `__m512` of `f32`.
 const L: usize = 16;
@@ -125,11 +126,6 @@ fn tap_idx(taps: &Taps, t: usize) -> __m512i {
 fn zeroed(n: usize) -> Vec<__m512> {
     // SAFETY: all-zero bits are 16 zero floats.
     vec![unsafe { std::mem::zeroed::<__m512>() }; n]
-}
-
-/// Chunk length for `parts` roughly equal parts of a batch of `n`.
-fn chunk_len(n: usize, parts: usize) -> usize {
-    n.div_ceil(parts.max(1)).max(1)
 }
 
 /// Calls `$f::<O, R>($args)` for the runtime block sizes `($o, $r)` (O in 1..=8, R in

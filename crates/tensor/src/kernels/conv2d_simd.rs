@@ -140,11 +140,11 @@ fn copy_lanes<T: SimdFloat>(src: &[T], dst: &mut [T]) {
     }
 }
 
-/// Chunk length (in samples) for `parts` roughly equal parts of a batch of `n`.
 /// Batch chunks of the threaded weight gradient, independent of the thread count.
 const WEIGHT_GRAD_CHUNKS: usize = 8;
 
-fn chunk_len(n: usize, parts: usize) -> usize {
+/// Chunk length (in samples) for `parts` roughly equal parts of a batch of `n`.
+pub(crate) fn chunk_len(n: usize, parts: usize) -> usize {
     n.div_ceil(parts.max(1)).max(1)
 }
 
