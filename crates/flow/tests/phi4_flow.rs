@@ -15,6 +15,9 @@ use rand::SeedableRng;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+mod common;
+use common::log_abs_det;
+
 /// `reverse(forward(z))` vs `z`, `log q` of the two passes, and per-layer log-Jacobians of
 /// the forward pass and of the reverse pass at its image: O(100) roundings of O(1) values
 /// per layer over 16 layers, far below this.
@@ -102,25 +105,6 @@ fn reverse_inverts_forward_and_log_jacobians_cancel() {
         assert!(dl < ROUNDTRIP_TOL, "layer {i}: log J forward + log J^-1 reverse = {dl:e}");
         h = y;
     }
-}
-
-/// log|det A| by LU with partial pivoting.
-fn log_abs_det(mut a: Vec<Vec<f64>>) -> f64 {
-    let n = a.len();
-    let mut s = 0.0;
-    for c in 0..n {
-        let p = (c..n).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs())).unwrap();
-        a.swap(c, p);
-        let d = a[c][c];
-        s += d.abs().ln();
-        for r in c + 1..n {
-            let f = a[r][c] / d;
-            for k in c..n {
-                a[r][k] -= f * a[c][k];
-            }
-        }
-    }
-    s
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! Audits of the U(1) flow (f64): gauge equivariance, invertibility, the log-Jacobian
 //! against a finite-difference Jacobian, and gradcheck of the training loss.
 
+mod common;
 mod u1_common;
 
+use common::log_abs_det;
 use latflow_flow::model::{Layer, Record};
 use latflow_flow::prior::Prior;
 use latflow_flow::train::Action;
@@ -100,25 +102,6 @@ fn reverse_inverts_forward_and_log_jacobians_cancel() {
     for (a, b) in lj.value().data().iter().zip(lj_back.value().data()) {
         assert!((a - b).abs() < ROUNDTRIP_TOL, "layer log J {a} vs {b}");
     }
-}
-
-/// log|det A| by LU with partial pivoting.
-fn log_abs_det(mut a: Vec<Vec<f64>>) -> f64 {
-    let n = a.len();
-    let mut s = 0.0;
-    for c in 0..n {
-        let p = (c..n).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs())).unwrap();
-        a.swap(c, p);
-        let d = a[c][c];
-        s += d.abs().ln();
-        for r in c + 1..n {
-            let f = a[r][c] / d;
-            for k in c..n {
-                a[r][k] -= f * a[c][k];
-            }
-        }
-    }
-    s
 }
 
 #[test]
