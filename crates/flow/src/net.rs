@@ -2,6 +2,7 @@
 //! `make_conv_net` (PyTorch `Sequential`, so the convolutions sit at indices 0, 2, 4, ...
 //! and checkpoint names are `net.{2i}.weight` / `net.{2i}.bias`).
 
+use latflow_tensor::elementwise::Unary;
 use latflow_tensor::layers::Conv2d;
 use latflow_tensor::{Float, Tensor, Var};
 use rand::Rng;
@@ -72,12 +73,19 @@ impl<T: Float> ConvNet<T> {
         let n = self.convs.len();
         let mut h = x.clone();
         for i in 0..n {
-            h = h.conv2d(&p[2 * i], Some(&p[2 * i + 1]));
-            if i + 1 < n {
-                h = h.leaky_relu(self.config.slope);
+            // conv + bias + activation as one op (the activation's derivative comes from its
+            // output); a non-positive LeakyReLU slope takes the two-op path
+            let act = if i + 1 < n {
+                Some(Unary::LeakyRelu(T::from_f64(self.config.slope)))
             } else if self.config.final_tanh {
-                h = h.tanh();
-            }
+                Some(Unary::Tanh)
+            } else {
+                None
+            };
+            h = match act {
+                Some(a) if !a.grad_from_output_ok() => h.conv2d(&p[2 * i], Some(&p[2 * i + 1])).unary(a),
+                a => h.conv2d_act(&p[2 * i], Some(&p[2 * i + 1]), a),
+            };
         }
         h
     }

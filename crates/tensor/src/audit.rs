@@ -16,6 +16,7 @@
 //! assert!(cases.iter().all(|c| c.passed()), "{cases:?}");
 //! ```
 
+use crate::elementwise::Unary;
 use crate::layers::Linear;
 use crate::{gradcheck, Adam, AdamConfig, GradcheckConfig, GradcheckReport, InputError, Tensor, Var};
 use rand::rngs::StdRng;
@@ -327,7 +328,14 @@ fn compositions(a: &mut Audit) {
             break inputs;
         }
     };
-    a.check("convnet conv-lrelu-conv-tanh", inputs, conv_net);
+    a.check("convnet conv-lrelu-conv-tanh", inputs.clone(), conv_net);
+    a.check("convnet fused conv+act", inputs, |v| {
+        v[0].conv2d_act(&v[1], Some(&v[2]), Some(Unary::LeakyRelu(0.01))).conv2d_act(
+            &v[3],
+            Some(&v[4]),
+            Some(Unary::Tanh),
+        )
+    });
 
     let mask = checkerboard(4, 4);
     let x = a.uniform(&[3, 4, 4], -3.0, 3.0);

@@ -207,6 +207,59 @@ impl<T: Float> Unary<T> {
         }
     }
 
+    /// Whether [`Unary::grad_from_output`] applies: `LeakyRelu(s)` with `s > 0` (then
+    /// `y > 0` exactly where `x > 0`) and `Tanh` (`1 - y^2`).
+    pub fn grad_from_output_ok(self) -> bool {
+        match self {
+            Unary::LeakyRelu(s) => s > T::ZERO,
+            Unary::Tanh => true,
+            _ => false,
+        }
+    }
+
+    /// `out[i] = g[i] * f'(x[i])` from the outputs `y = f(x)` alone (for the fused
+    /// [`crate::Var::conv2d_act`]).
+    ///
+    /// # Panics
+    /// If the lengths differ or [`Unary::grad_from_output_ok`] is false.
+    #[track_caller]
+    pub fn grad_from_output(self, y: &[T], g: &[T], out: &mut [T]) {
+        assert!(y.len() == out.len() && g.len() == out.len(), "Unary::grad_from_output: lengths differ");
+        match self {
+            // d leaky_relu = 1 where y > 0 (x > 0 for a positive slope), slope elsewhere
+            Unary::LeakyRelu(s) if s > T::ZERO => {
+                for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
+                    *o = if y > T::ZERO { g } else { s * g };
+                }
+            }
+            // d tanh = 1 - y^2
+            Unary::Tanh => {
+                for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
+                    *o = g * (T::ONE - y * y);
+                }
+            }
+            f => panic!("Unary::grad_from_output: {f:?} has no derivative in terms of its output"),
+        }
+    }
+
+    /// `y[i] = f(y[i])` for the activations of [`crate::Var::conv2d_act`] (`LeakyRelu` in
+    /// place; `Tanh` through the SIMD slice kernel and a scratch copy).
+    pub fn apply_in_place(self, y: &mut [T]) {
+        match self {
+            Unary::LeakyRelu(s) => {
+                for v in y.iter_mut() {
+                    if *v <= T::ZERO {
+                        *v = s * *v;
+                    }
+                }
+            }
+            f => {
+                let x = y.to_vec();
+                f.apply(&x, y);
+            }
+        }
+    }
+
     /// Short name for tables.
     pub fn name(self) -> &'static str {
         match self {

@@ -27,7 +27,7 @@ pub(crate) enum Op<T: Float> {
     Concat(Vec<Var<T>>, usize),
     Transpose(Var<T>),
     MatMul(Var<T>, Var<T>),
-    Conv2d(Var<T>, Var<T>, Option<Var<T>>, Conv2dShape),
+    Conv2d(Var<T>, Var<T>, Option<Var<T>>, Conv2dShape, Option<Unary<T>>),
 }
 
 impl<T: Float> Op<T> {
@@ -46,7 +46,7 @@ impl<T: Float> Op<T> {
             | Op::Transpose(a) => vec![a],
             Op::Binary(a, b, _) | Op::AddBias(a, b) | Op::MatMul(a, b) => vec![a, b],
             Op::Concat(v, _) => v.iter().collect(),
-            Op::Conv2d(x, w, b, _) => {
+            Op::Conv2d(x, w, b, _, _) => {
                 let mut v = vec![x, w];
                 v.extend(b.as_ref());
                 v
@@ -157,7 +157,18 @@ pub(crate) fn backward_rule<T: Float>(
             acc(a, matmul::matmul(g, &layout::transpose_last2(b.value())));
             acc(b, matmul::matmul(&layout::transpose_last2(a.value()), g));
         }
-        Op::Conv2d(x, w, b, s) => {
+        Op::Conv2d(x, w, b, s, act) => {
+            // with an activation y = act(z): dz = g act'(z), act' taken from y
+            let gz;
+            let g = match act {
+                Some(a) => {
+                    let mut d = crate::pool::buffer(g.len());
+                    a.grad_from_output(y.data(), g.data(), &mut d);
+                    gz = Tensor::from_vec(g.shape(), d);
+                    &gz
+                }
+                None => g,
+            };
             // dx = correlation of g with the flipped, transposed kernel; dw = sum g x; db = sum g
             if x.requires_grad() {
                 let mut dx = crate::pool::buffer(s.input_len());

@@ -279,6 +279,22 @@ impl<T: Float> Var<T> {
     /// On shape mismatches, even `k`, or `k` wider than the lattice.
     #[track_caller]
     pub fn conv2d(&self, w: &Var<T>, b: Option<&Var<T>>) -> Var<T> {
+        self.conv2d_act(w, b, None)
+    }
+
+    /// `act(conv2d(self, w, b))` as one op: the activation is applied to the conv output
+    /// in place and its derivative is taken from the output (`LeakyRelu` with a positive
+    /// slope: `y > 0` exactly where `x > 0`; `Tanh`: `1 - y^2`), so the pre-activation
+    /// tensor is never kept. Same values as the two ops in sequence; one tape node and one
+    /// buffer fewer.
+    ///
+    /// # Panics
+    /// As [`Var::conv2d`]; and if `act` is not `LeakyRelu(s)` with `s > 0` or `Tanh`.
+    #[track_caller]
+    pub fn conv2d_act(&self, w: &Var<T>, b: Option<&Var<T>>, act: Option<Unary<T>>) -> Var<T> {
+        if let Some(a) = act {
+            assert!(a.grad_from_output_ok(), "conv2d_act: activation {a:?} has no derivative in terms of its output");
+        }
         let (xs, ws) = (self.shape(), w.shape());
         assert!(
             xs.len() == 4 && ws.len() == 4 && ws[1] == xs[1] && ws[2] == ws[3],
@@ -299,8 +315,11 @@ impl<T: Float> Var<T> {
         let s = Conv2dShape { n: xs[0], cin: xs[1], cout: ws[0], h: xs[2], w: xs[3], k: ws[2] };
         let mut y = crate::pool::buffer(s.output_len());
         conv2d::forward(self.value().data(), w.value().data(), b.map(|b| b.value().data()), s, &mut y);
+        if let Some(a) = act {
+            a.apply_in_place(&mut y);
+        }
         let out = Tensor::from_vec(&[s.n, s.cout, s.h, s.w], y);
-        Var::from_op(out, Op::Conv2d(self.clone(), w.clone(), b.cloned(), s))
+        Var::from_op(out, Op::Conv2d(self.clone(), w.clone(), b.cloned(), s, act))
     }
 }
 

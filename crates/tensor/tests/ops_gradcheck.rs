@@ -4,6 +4,7 @@
 //! kinks and jumps (leaky_relu at 0, rem_euclid at multiples of m, log / div / negative
 //! powers near 0, tan near pi/2).
 
+use latflow_tensor::elementwise::Unary;
 use latflow_tensor::layers::Linear;
 use latflow_tensor::{gradcheck, GradcheckConfig, Tensor, Var, GRADCHECK_TOL_F64};
 use proptest::prelude::*;
@@ -289,7 +290,36 @@ proptest! {
         let pre = Var::constant(x.clone()).conv2d(&Var::constant(w1.clone()), Some(&Var::constant(b1.clone())));
         prop_assume!(pre.value().data().iter().all(|p| p.abs() > 1e-3));
         let f = |v: &[Var<f64>]| v[0].conv2d(&v[1], Some(&v[2])).leaky_relu(0.01).conv2d(&v[3], Some(&v[4])).tanh();
-        check(f, &[x, w1, b1, w2, b2], seed)?;
+        check(f, &[x.clone(), w1.clone(), b1.clone(), w2.clone(), b2.clone()], seed)?;
+        // the same net with conv + bias + activation fused into single ops
+        let fused = |v: &[Var<f64>]| {
+            v[0].conv2d_act(&v[1], Some(&v[2]), Some(Unary::LeakyRelu(0.01)))
+                .conv2d_act(&v[3], Some(&v[4]), Some(Unary::Tanh))
+        };
+        check(fused, &[x, w1, b1, w2, b2], seed)?;
+    }
+
+    /// The fused conv + activation gives the same values and gradients as the two ops.
+    #[test]
+    fn conv2d_act_equals_conv_then_activation(n in 1usize..=2, cin in 1usize..=3, cout in 1usize..=3,
+                                              slope in 0.001f64..1.0, tanh: bool, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let x = Var::param(normal(&[n, cin, 5, 4], &mut rng));
+        let w = Var::param(normal(&[cout, cin, 3, 3], &mut rng));
+        let b = Var::param(normal(&[cout], &mut rng));
+        let act = if tanh { Unary::Tanh } else { Unary::LeakyRelu(slope) };
+        let two = x.conv2d(&w, Some(&b)).unary(act);
+        let one = x.conv2d_act(&w, Some(&b), Some(act));
+        prop_assert_eq!(one.value().data(), two.value().data());
+        let gt = normal(&[n, cout, 5, 4], &mut rng);
+        let g2 = two.mul_const(&gt).sum().backward();
+        let g1 = one.mul_const(&gt).sum().backward();
+        for v in [&x, &w, &b] {
+            let (a, c) = (g1.get(v).unwrap(), g2.get(v).unwrap());
+            for (p, q) in a.data().iter().zip(c.data()) {
+                prop_assert!((p - q).abs() <= 1e-12 * (1.0 + q.abs()), "{} vs {}", p, q);
+            }
+        }
     }
 
     #[test]
