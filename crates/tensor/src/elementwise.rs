@@ -242,20 +242,25 @@ impl<T: Float> Unary<T> {
         }
     }
 
-    /// `y[i] = f(y[i])` for the activations of [`crate::Var::conv2d_act`] (`LeakyRelu` in
-    /// place; `Tanh` through the SIMD slice kernel and a scratch copy).
-    pub fn apply_in_place(self, y: &mut [T]) {
+    /// `f` applied to an owned buffer, in place (while it is still in cache): directly for
+    /// `LeakyRelu`, else through a pooled scratch copy ([`crate::pool`]). Used by
+    /// [`crate::Var::conv2d_act`].
+    pub fn apply_owned(self, mut x: Vec<T>) -> Vec<T> {
         match self {
             Unary::LeakyRelu(s) => {
-                for v in y.iter_mut() {
+                for v in x.iter_mut() {
                     if *v <= T::ZERO {
                         *v = s * *v;
                     }
                 }
+                x
             }
             f => {
-                let x = y.to_vec();
-                f.apply(&x, y);
+                let mut scratch = crate::pool::buffer(x.len());
+                scratch.copy_from_slice(&x);
+                f.apply(&scratch, &mut x);
+                crate::pool::recycle(scratch);
+                x
             }
         }
     }

@@ -74,45 +74,38 @@ pub trait Float:
     /// `y[i] = exp(x[i])`; `f32` uses an 8-lane SIMD kernel ([`crate::kernels::vmath`]),
     /// `f64` the scalar libm function (audits want its last bit).
     fn exp_slice(x: &[Self], y: &mut [Self]) {
-        for (o, &v) in y.iter_mut().zip(x) {
-            *o = v.exp();
-        }
+        map_slice(x, y, Self::exp)
     }
     /// `y[i] = tanh(x[i])`; SIMD for `f32` as [`Float::exp_slice`].
     fn tanh_slice(x: &[Self], y: &mut [Self]) {
-        for (o, &v) in y.iter_mut().zip(x) {
-            *o = v.tanh();
-        }
+        map_slice(x, y, Self::tanh)
     }
     /// `y[i] = sin(x[i])`; SIMD for `f32` as [`Float::exp_slice`].
     fn sin_slice(x: &[Self], y: &mut [Self]) {
-        for (o, &v) in y.iter_mut().zip(x) {
-            *o = v.sin();
-        }
+        map_slice(x, y, Self::sin)
     }
     /// `y[i] = cos(x[i])`; SIMD for `f32` as [`Float::exp_slice`].
     fn cos_slice(x: &[Self], y: &mut [Self]) {
-        for (o, &v) in y.iter_mut().zip(x) {
-            *o = v.cos();
-        }
+        map_slice(x, y, Self::cos)
     }
     /// `y[i] = tan(x[i])`; SIMD for `f32` as [`Float::exp_slice`].
     fn tan_slice(x: &[Self], y: &mut [Self]) {
-        for (o, &v) in y.iter_mut().zip(x) {
-            *o = v.tan();
-        }
+        map_slice(x, y, Self::tan)
     }
     /// `y[i] = atan(x[i])`; SIMD for `f32` as [`Float::exp_slice`].
     fn atan_slice(x: &[Self], y: &mut [Self]) {
-        for (o, &v) in y.iter_mut().zip(x) {
-            *o = v.atan();
-        }
+        map_slice(x, y, Self::atan)
     }
     /// `y[i] = ln(x[i])`; SIMD for `f32` as [`Float::exp_slice`].
     fn ln_slice(x: &[Self], y: &mut [Self]) {
-        for (o, &v) in y.iter_mut().zip(x) {
-            *o = v.ln();
-        }
+        map_slice(x, y, Self::ln)
+    }
+}
+
+/// `y[i] = f(x[i])`: the scalar default of the `*_slice` methods.
+fn map_slice<T: Copy>(x: &[T], y: &mut [T], f: impl Fn(T) -> T) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = f(v);
     }
 }
 

@@ -1,10 +1,11 @@
 //! Allocator settings for training loops.
 //!
-//! Every op returns a fresh buffer; at batch 1024 the hidden activations are 2 MiB each.
-//! glibc serves blocks that large with `mmap` and returns them with `munmap`, so every
-//! step page-faults and zeroes hundreds of MiB in the kernel (about a fifth of a step's
-//! time, measured with perf). Raising the mmap and trim thresholds keeps those blocks on
-//! the heap, where the next step reuses them.
+//! Most op outputs come from [`crate::pool`], but buffers of lengths the pool does not
+//! keep, and everything once the pool is full, still go through malloc; at batch 1024 a
+//! hidden activation is 2 MiB. glibc serves blocks that large with `mmap` and returns them
+//! with `munmap`, so every step would page-fault and zero them in the kernel (about a fifth
+//! of a step's time before the pool, measured with perf). Raising the mmap and trim
+//! thresholds keeps those blocks on the heap, where the next step reuses them.
 
 /// Keeps large blocks on the heap (glibc: `M_MMAP_THRESHOLD` 256 MiB, `M_TRIM_THRESHOLD`
 /// 1 GiB). Call once at program start; a no-op on other platforms. Returns whether the

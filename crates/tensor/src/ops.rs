@@ -316,7 +316,7 @@ impl<T: Float> Var<T> {
         let mut y = crate::pool::buffer(s.output_len());
         conv2d::forward(self.value().data(), w.value().data(), b.map(|b| b.value().data()), s, &mut y);
         if let Some(a) = act {
-            a.apply_in_place(&mut y);
+            y = a.apply_owned(y);
         }
         let out = Tensor::from_vec(&[s.n, s.cout, s.h, s.w], y);
         Var::from_op(out, Op::Conv2d(self.clone(), w.clone(), b.cloned(), s, act))

@@ -167,21 +167,21 @@ pub(crate) fn flipped_weights<T: Copy + Default>(w: &[T], s: &Conv2dShape) -> Ve
     wt
 }
 
-/// Runs `f32` AVX-512 kernel `f` when `backend` is an AVX-512 one; `None` otherwise.
+/// `Some(threaded)` when `backend` is an AVX-512 one (the caller then runs the `f32`
+/// AVX-512 kernel), `None` otherwise.
 ///
 /// # Panics
 /// If an AVX-512 backend is asked for where it does not fit ([`Backend::available`]).
 #[cfg(target_arch = "x86_64")]
 #[track_caller]
-fn on_avx512<T: 'static>(backend: Backend, s: &Conv2dShape, f: impl FnOnce(bool)) -> Option<()> {
+fn avx512_threaded<T: 'static>(backend: Backend, s: &Conv2dShape) -> Option<bool> {
     let threaded = match backend {
         Backend::Avx512 => false,
         Backend::Avx512Threaded => true,
         _ => return None,
     };
     assert!(avx512_fits::<T>(s), "conv2d: backend {backend:?} does not run {s:?} here (see Backend::available)");
-    f(threaded);
-    Some(())
+    Some(threaded)
 }
 
 /// Forward pass into `y` (overwritten). `b`, when given, has `cout` entries.
@@ -264,13 +264,9 @@ pub fn forward_with<T: Float>(backend: Backend, x: &[T], w: &[T], b: Option<&[T]
         return reference::forward(x, w, b, s, y);
     }
     #[cfg(target_arch = "x86_64")]
-    if on_avx512::<T>(backend, &s, |threaded| {
+    if let Some(threaded) = avx512_threaded::<T>(backend, &s) {
         let b = b.map(|b| cast::<T, f32>(b).unwrap());
-        super::conv2d_avx512::forward(cast(x).unwrap(), cast(w).unwrap(), b, s, cast_mut(y).unwrap(), threaded)
-    })
-    .is_some()
-    {
-        return;
+        return super::conv2d_avx512::forward(cast(x).unwrap(), cast(w).unwrap(), b, s, cast_mut(y).unwrap(), threaded);
     }
     let threaded = backend == Backend::SimdThreaded;
     with_simd_type!(T, U => {
@@ -292,12 +288,14 @@ pub fn backward_input_with<T: Float>(backend: Backend, dy: &[T], w: &[T], s: Con
         return reference::backward_input(dy, w, s, dx);
     }
     #[cfg(target_arch = "x86_64")]
-    if on_avx512::<T>(backend, &s, |threaded| {
-        super::conv2d_avx512::backward_input(cast(dy).unwrap(), cast(w).unwrap(), s, cast_mut(dx).unwrap(), threaded)
-    })
-    .is_some()
-    {
-        return;
+    if let Some(threaded) = avx512_threaded::<T>(backend, &s) {
+        return super::conv2d_avx512::backward_input(
+            cast(dy).unwrap(),
+            cast(w).unwrap(),
+            s,
+            cast_mut(dx).unwrap(),
+            threaded,
+        );
     }
     let threaded = backend == Backend::SimdThreaded;
     with_simd_type!(T, U => {
@@ -328,9 +326,7 @@ pub fn backward_weight_with<T: Float>(
         return reference::backward_weight(dy, x, s, dw, db);
     }
     #[cfg(target_arch = "x86_64")]
-    if matches!(backend, Backend::Avx512 | Backend::Avx512Threaded) {
-        let threaded = backend == Backend::Avx512Threaded;
-        assert!(avx512_fits::<T>(&s), "conv2d: backend {backend:?} does not run {s:?} here (see Backend::available)");
+    if let Some(threaded) = avx512_threaded::<T>(backend, &s) {
         let db = db.map(|db| cast_mut::<T, f32>(db).unwrap());
         return super::conv2d_avx512::backward_weight(
             cast(dy).unwrap(),
