@@ -15,13 +15,20 @@
 //! (`TRAIN_STEP_SUMMARY_ONLY=1` prints only that; `scripts/compare_pytorch.sh` runs it
 //! between two PyTorch runs). `TRAIN_STEP_CASES=phi4/1024,u1/64` runs only the cases named
 //! (handy under `perf record`).
+//!
+//! On the GPU (feature `cuda`): `TRAIN_STEP_DEVICE=cuda cargo bench --features cuda --bench
+//! train_step` runs the same steps with the flow on the device at batch 64, 1024 and 16384
+//! (`TRAIN_STEP_BATCHES=64,16384` picks others). Each step ends with the device synchronized
+//! (the loss and the batch metrics are read back), so wall time per step is device time
+//! plus host time. PyTorch on the same GPU: `torch_reference.py timing --device cuda
+//! --batches 64 1024 16384`.
 
 use criterion::Criterion;
 use latflow::flow::phi4::Phi4FlowConfig;
 use latflow::flow::train::{TrainConfig, Trainer};
 use latflow::flow::u1::model::{U1FlowConfig, U1GaugeAction};
 use latflow::physics::phi4_action_var;
-use latflow::tensor::{AdamConfig, Var};
+use latflow::tensor::{AdamConfig, Device, Var};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::time::{Duration, Instant};
@@ -30,7 +37,18 @@ fn config(batch: usize) -> TrainConfig {
     TrainConfig { batch, adam: AdamConfig::default(), lr_final: None, steps: usize::MAX, seed: 0 }
 }
 
+/// CUDA kernels launched so far (0 without the `cuda` feature).
+fn launches() -> u64 {
+    #[cfg(feature = "cuda")]
+    return latflow::cuda_kernels::ops::launch_count();
+    #[cfg(not(feature = "cuda"))]
+    0
+}
+
+/// Median over `reps` runs, after 2 warm-up runs.
 fn median_ms(mut f: impl FnMut(), reps: usize) -> f64 {
+    f();
+    f();
     let mut t: Vec<f64> = (0..reps)
         .map(|_| {
             let t0 = Instant::now();
@@ -57,50 +75,74 @@ fn main() {
         None => true,
         Some(list) => list.split(',').any(|c| c.trim() == format!("{model}/{batch}")),
     };
-    for batch in [64usize, 1024] {
-        let reps = if batch == 64 { 50 } else { 10 };
+    let device = match std::env::var("TRAIN_STEP_DEVICE") {
+        Ok(d) => Device::parse(&d).unwrap_or_else(|e| panic!("TRAIN_STEP_DEVICE: {e}")),
+        Err(_) => Device::Cpu,
+    };
+    if let Err(e) = device.check() {
+        panic!("TRAIN_STEP_DEVICE={}: {e}", device.name());
+    }
+    let batches: Vec<usize> = match std::env::var("TRAIN_STEP_BATCHES") {
+        Ok(list) => list.split(',').map(|b| b.trim().parse().expect("TRAIN_STEP_BATCHES: integers")).collect(),
+        Err(_) if device == Device::Cuda => vec![64, 1024, 16384],
+        Err(_) => vec![64, 1024],
+    };
+    for batch in batches {
+        let reps = if batch <= 64 {
+            50
+        } else if batch <= 1024 {
+            20
+        } else {
+            10
+        };
         if wanted("phi4", batch) {
-            let flow = Phi4FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(0));
+            let mut flow = Phi4FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(0));
+            flow.to_device(device).unwrap();
             let mut tr = Trainer::new(flow, config(batch));
             let action = |x: &Var<f32>| phi4_action_var(x, -4.0, 8.0);
             if !summary_only {
                 c.bench_function(&format!("train_step/phi4/b{batch}"), |b| b.iter(|| tr.step(&action).unwrap()));
             }
-            summary.push((
-                "phi4",
-                batch,
-                median_ms(
-                    || {
-                        tr.step(&action).unwrap();
-                    },
-                    reps,
-                ),
-            ));
+            let launches0 = launches();
+            let ms = median_ms(
+                || {
+                    tr.step(&action).unwrap();
+                },
+                reps,
+            );
+            summary.push(("phi4", batch, ms, (launches() - launches0) / (reps as u64 + 2)));
         }
 
         if !wanted("u1", batch) {
             continue;
         }
-        let flow = U1FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(0));
+        let mut flow = U1FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(0));
+        flow.to_device(device).unwrap();
         let mut tr = Trainer::new(flow, config(batch));
         let action = U1GaugeAction { beta: 2.0 };
         if !summary_only {
             c.bench_function(&format!("train_step/u1/b{batch}"), |b| b.iter(|| tr.step(&action).unwrap()));
         }
-        summary.push((
-            "u1",
-            batch,
-            median_ms(
-                || {
-                    tr.step(&action).unwrap();
-                },
-                reps,
-            ),
-        ));
+        let launches0 = launches();
+        let ms = median_ms(
+            || {
+                tr.step(&action).unwrap();
+            },
+            reps,
+        );
+        summary.push(("u1", batch, ms, (launches() - launches0) / (reps as u64 + 2)));
     }
     c.final_summary();
-    println!("\nmodel  batch  median ms/step  (f32, {} rayon threads)", rayon::current_num_threads());
-    for (m, b, ms) in summary {
-        println!("{m:<6} {b:>5}  {ms:>10.2}");
+    let dev = match device {
+        Device::Cpu => format!("cpu, {} rayon threads", rayon::current_num_threads()),
+        Device::Cuda => format!("cuda: {}", latflow::tensor::gpu_name().unwrap_or_default()),
+    };
+    println!("\nmodel  batch  median ms/step  (f32, {dev})");
+    for (m, b, ms, l) in summary {
+        if device == Device::Cuda {
+            println!("{m:<6} {b:>5}  {ms:>10.2}   ({l} kernel launches per step)");
+        } else {
+            println!("{m:<6} {b:>5}  {ms:>10.2}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use latflow::flow::safetensors::SafeTensors;
 use latflow::flow::train::TrainConfig;
 use latflow::flow::train::{Action, StepMetrics, Trainer};
 use latflow::sampler::metropolis::IndependenceMetropolis;
-use latflow::tensor::Tensor;
+use latflow::tensor::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -112,7 +112,7 @@ pub fn save<P, L: Layer<f32>>(
     meta.insert("step".into(), trainer.step.to_string());
     let mut opt = SafeTensors::default();
     let (m, v) = trainer.adam.moments();
-    for ((name, t), (m, v)) in trainer.flow.named_params::<f32>().into_iter().zip(m.iter().zip(v)) {
+    for ((name, t), (m, v)) in trainer.flow.named_params::<f32>().into_iter().zip(m.iter().zip(&v)) {
         opt.insert_f32(format!("exp_avg.{name}"), t.shape(), m);
         opt.insert_f32(format!("exp_avg_sq.{name}"), t.shape(), v);
     }
@@ -183,10 +183,12 @@ pub fn ensemble<P: Prior<f32>, L: Layer<f32>, R: Rng>(
         let per = x.len() / b;
         let first = e.configs.len();
         let mut lw = Vec::with_capacity(b);
-        for (i, c) in x.data().chunks(per).enumerate() {
+        // (copies from the GPU when the flow runs there)
+        let (x, logq) = (x.into_vec(), logq.into_vec());
+        for (i, c) in x.chunks(per).enumerate() {
             let c: Vec<f64> = c.iter().map(|&v| v as f64).collect();
             let s = action(&c);
-            let q = logq.data()[i] as f64;
+            let q = logq[i] as f64;
             lw.push(-s - q);
             e.configs.push(c);
             e.action.push(s);
@@ -199,7 +201,7 @@ pub fn ensemble<P: Prior<f32>, L: Layer<f32>, R: Rng>(
 
 /// Flags every `latflow train THEORY` accepts.
 pub const COMMON_TRAIN_FLAGS: &[&str] =
-    &["batch", "steps", "lr", "lr-final", "seed", "out", "era", "n", "sample-batch", "therm", "resume"];
+    &["batch", "steps", "lr", "lr-final", "seed", "out", "era", "n", "sample-batch", "therm", "resume", "device"];
 
 /// The theory-independent settings of a training run.
 #[derive(Clone, Debug)]
@@ -216,6 +218,8 @@ pub struct TrainArgs {
     pub sample_batch: usize,
     /// Thermalization steps dropped from the Metropolis chain.
     pub therm: usize,
+    /// Where training and sampling run (`--device cpu|cuda`). Default: the CPU.
+    pub device: Device,
 }
 
 impl TrainArgs {
@@ -244,6 +248,7 @@ impl TrainArgs {
         r.n = a.positive("n", d.n)?;
         r.sample_batch = a.positive("sample-batch", d.sample_batch)?;
         r.therm = a.get("therm", d.therm)?;
+        r.device = parse_device(a)?;
         if r.therm >= r.n {
             return Err(CliError(format!("--therm {} must be below the number of proposals --n {}", r.therm, r.n)));
         }
@@ -360,6 +365,32 @@ pub struct SampleArgs {
     pub seed: u64,
     /// Output directory. Default: the checkpoint's directory.
     pub dir: PathBuf,
+    /// Where the flow runs (`--device cpu|cuda`). Default: the CPU.
+    pub device: Device,
+}
+
+/// Reads `--device cpu|cuda` (default cpu) and checks that the device can be used, so a
+/// missing GPU is reported before any work starts.
+pub fn parse_device(a: &Args) -> CliResult<Device> {
+    let d = match a.opt::<String>("device")? {
+        None => Device::Cpu,
+        Some(s) => Device::parse(&s).map_err(|e| CliError(format!("--device: {e}")))?,
+    };
+    d.check().map_err(|e| CliError(format!("--device {}: {e}", d.name())))?;
+    Ok(d)
+}
+
+/// `cpu (2 threads)` or `cuda (NVIDIA H100 ..., sm_90)`, for the run's first line.
+pub fn device_line(d: Device) -> String {
+    match d {
+        Device::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
+        Device::Cuda => format!("cuda ({})", latflow::tensor::gpu_name().unwrap_or_else(|| "?".into())),
+    }
+}
+
+/// Moves a flow to `device`, with the error as a CLI error.
+pub fn move_flow<P, L: Layer<f32>>(flow: &mut Flow<P, L>, device: Device) -> CliResult<()> {
+    flow.to_device(device).map_err(|e| CliError(format!("--device {}: {e}", device.name())))
 }
 
 impl SampleArgs {
@@ -371,6 +402,7 @@ impl SampleArgs {
             batch: a.positive("batch", 1024)?,
             therm: a.get("therm", 512usize)?,
             seed: a.get("seed", 1u64)?,
+            device: parse_device(a)?,
             dir: make_dir(&out)?,
         })
     }

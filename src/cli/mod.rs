@@ -25,9 +25,9 @@ commands:
              latflow train phi4 [--L 8 --m2 -4 --lam 8 --layers 16 --hidden 8,8 --kernel 3]
              latflow train u1   [--L 8 --beta 2 --layers 16 --mix 2 --hidden 8,8 --kernel 3]
              common: [--batch 64 --steps N --lr X --lr-final Y|none --seed 0 --era N --out DIR
-                      --n 8192 --sample-batch 1024 --therm 512 --resume FILE --quiet]
+                      --n 8192 --sample-batch 1024 --therm 512 --resume FILE --device cpu|cuda --quiet]
   sample     exact sampling from a checkpoint: latflow sample --checkpoint FILE [--n 8192
-             --batch 1024 --therm 512 --seed 1 --out DIR]
+             --batch 1024 --therm 512 --seed 1 --out DIR --device cpu|cuda]
   apply      push latent samples through a checkpoint's flow (or back with --reverse):
              latflow apply --checkpoint FILE --input IN.safetensors --output OUT.safetensors [--reverse]
   audit      gradient audit of every op (f64 finite differences); flags: --seed N
@@ -80,7 +80,7 @@ fn train(rest: &[String]) -> CliResult<()> {
 }
 
 fn sample(rest: &[String]) -> CliResult<()> {
-    let a = Args::parse(rest, &["checkpoint", "n", "batch", "therm", "seed", "out"], &[])?;
+    let a = Args::parse(rest, &["checkpoint", "n", "batch", "therm", "seed", "out", "device"], &[])?;
     let path: std::path::PathBuf =
         a.opt("checkpoint")?.ok_or_else(|| CliError("sample: --checkpoint FILE is required".into()))?;
     // Errors of read_metadata name the file already.

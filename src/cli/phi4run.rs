@@ -1,7 +1,7 @@
 //! phi^4 flow runs: `latflow train phi4`, `latflow sample` on a phi^4 checkpoint, and
 //! the default demo. Flags, metadata, analysis and plots.
 
-use super::flowrun::{self, Ensemble, TrainArgs};
+use super::flowrun::{self, device_line, Ensemble, TrainArgs};
 use super::{Args, CliError, CliResult};
 use latflow::flow::checkpoint::{self, meta_get};
 use latflow::flow::phi4::{Phi4Flow, Phi4FlowConfig};
@@ -11,6 +11,7 @@ use latflow::physics::observables::two_point_susceptibility;
 use latflow::physics::{phi4_action_var, Action, Lattice, Phi4};
 use latflow::sampler::reweight::reweight;
 use latflow::sampler::stats::{gamma_method, S_TAU_DEFAULT};
+use latflow::tensor::Device;
 use latflow::tensor::{AdamConfig, Var};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -62,6 +63,7 @@ impl Default for Phi4Run {
                 n: 8192,
                 sample_batch: 1024,
                 therm: 512,
+                device: Device::Cpu,
             },
         }
     }
@@ -142,6 +144,7 @@ pub fn train(a: &Args) -> CliResult<()> {
         }
     };
     let mut trainer = Trainer::new(flow, run.common.train.clone());
+    flowrun::move_flow(&mut trainer.flow, run.common.device)?;
     if let Some(p) = a.opt::<PathBuf>("resume")? {
         let (_, meta) = checkpoint::read_metadata(&p).map_err(|e| CliError(format!("{}: {e}", p.display())))?;
         trainer.step = meta_get(&meta, "step").map_err(|e| CliError(format!("{}: {e}", p.display())))?;
@@ -194,7 +197,7 @@ pub fn execute(
     let (m2, lam) = (run.m2, run.lam);
     let action = move |x: &Var<f32>| phi4_action_var(x, m2, lam);
     eprintln!(
-        "training phi^4 flow: L={} M2={} lam={} | {} layers, hidden {:?}, kernel {} | batch {}, {} steps, {}, seed {}",
+        "training phi^4 flow: L={} M2={} lam={} | {} layers, hidden {:?}, kernel {} | batch {}, {} steps, {}, seed {} | {}",
         run.arch.l,
         m2,
         lam,
@@ -204,7 +207,8 @@ pub fn execute(
         run.common.train.batch,
         run.common.train.steps,
         flowrun::lr_schedule(&run.common.train),
-        run.common.train.seed
+        run.common.train.seed,
+        device_line(trainer.flow.device())
     );
     let t0 = Instant::now();
     flowrun::train_loop(&mut trainer, &action, run.common.era, &dir, &run.metadata(), quiet)?;
@@ -225,8 +229,9 @@ pub fn execute(
 
 /// `latflow sample --checkpoint FILE` for phi^4.
 pub fn sample(path: &Path, a: &Args) -> CliResult<()> {
-    let (flow, phys, _) = load(path)?;
+    let (mut flow, phys, _) = load(path)?;
     let s = flowrun::SampleArgs::parse(path, a)?;
+    flowrun::move_flow(&mut flow, s.device)?;
     evaluate(&flow, &phys, s.n, s.batch, s.therm, s.seed, &s.dir, None)
 }
 

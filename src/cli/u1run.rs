@@ -14,6 +14,7 @@ use latflow::sampler::hmc::{HmcChain, HmcConfig};
 use latflow::sampler::reweight::reweight;
 use latflow::sampler::stats::{gamma_method, tunnelling_rate, S_TAU_DEFAULT};
 use latflow::tensor::AdamConfig;
+use latflow::tensor::Device;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -37,7 +38,15 @@ pub fn defaults() -> (U1FlowConfig, f64, TrainArgs) {
         steps: 5000,
         seed: 0,
     };
-    let common = TrainArgs { train, era: 500, out: PathBuf::from("runs/u1"), n: 8192, sample_batch: 1024, therm: 512 };
+    let common = TrainArgs {
+        train,
+        era: 500,
+        out: PathBuf::from("runs/u1"),
+        n: 8192,
+        sample_batch: 1024,
+        therm: 512,
+        device: Device::Cpu,
+    };
     (U1FlowConfig::default(), 2.0, common)
 }
 
@@ -117,15 +126,16 @@ pub fn train(a: &Args) -> CliResult<()> {
         }
     };
     let mut trainer = Trainer::new(flow, common.train.clone());
+    flowrun::move_flow(&mut trainer.flow, common.device)?;
     trainer.step = step;
     if let Some(p) = a.opt::<PathBuf>("resume")? {
         flowrun::restore_optimizer(&mut trainer, &p)?;
     }
     let dir = flowrun::make_dir(&common.out)?;
     eprintln!(
-        "training U(1) flow: L={} beta={beta} | {} layers, {} mixture components, hidden {:?}, kernel {} | batch {}, {} steps, {}, seed {}",
+        "training U(1) flow: L={} beta={beta} | {} layers, {} mixture components, hidden {:?}, kernel {} | batch {}, {} steps, {}, seed {} | {}",
         arch.l, arch.layers, arch.n_mix, arch.hidden, arch.kernel, common.train.batch, common.train.steps,
-        flowrun::lr_schedule(&common.train), common.train.seed
+        flowrun::lr_schedule(&common.train), common.train.seed, flowrun::device_line(trainer.flow.device())
     );
     let t0 = Instant::now();
     flowrun::train_loop(
@@ -143,8 +153,9 @@ pub fn train(a: &Args) -> CliResult<()> {
 
 /// `latflow sample --checkpoint FILE` for U(1).
 pub fn sample(path: &Path, a: &Args) -> CliResult<()> {
-    let (flow, beta, _) = load(path)?;
+    let (mut flow, beta, _) = load(path)?;
     let s = flowrun::SampleArgs::parse(path, a)?;
+    flowrun::move_flow(&mut flow, s.device)?;
     evaluate(&flow, beta, s.n, s.batch, s.therm, s.seed, &s.dir, None)
 }
 

@@ -46,29 +46,30 @@ impl<T: Float> AffineCoupling<T> {
         &self.mask
     }
 
-    /// `(s, t)` of the net on the frozen part `x_f` (shape `(N, H, W)` each).
-    fn scale_shift(&self, xf: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
-        let out = self.net.forward(&xf.unsqueeze(1), p);
-        (out.select(1, 0), out.select(1, 1))
+    /// The masks, for [`crate::model::Layer::constants_mut`].
+    pub(crate) fn constants_mut(&mut self) -> Vec<&mut Tensor<T>> {
+        vec![&mut self.mask, &mut self.inv_mask]
     }
 
-    /// `x (N, H, W) -> (f(x), log|det J| (N,))`.
+    /// The net's output `st (N, 2, H, W)` on the frozen part of `x (N, H, W)`: the scale
+    /// `s` (channel 0) and shift `t` (channel 1).
+    fn scale_shift(&self, x: &Var<T>, p: &[Var<T>]) -> Var<T> {
+        self.net.forward(&x.mul_const(&self.mask).unsqueeze(1), p)
+    }
+
+    /// `x (N, H, W) -> (f(x), log|det J| (N,))`: `f(x) = m x + (1-m)(x e^s + t)` and
+    /// `log|det J| = sum (1-m) s`, each one fused op ([`Var::affine_couple`],
+    /// [`Var::masked_channel_sum`]).
     pub fn forward(&self, x: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
-        let xf = x.mul_const(&self.mask);
-        let (s, t) = self.scale_shift(&xf, p);
-        let s = s.mul_const(&self.inv_mask);
-        let active = x.mul(&s.exp()).add(&t).mul_const(&self.inv_mask);
-        let logj = s.sum_axes(&[1, 2]);
-        (xf.add(&active), logj)
+        let st = self.scale_shift(x, p);
+        (x.affine_couple(&st, &self.mask, false), st.masked_channel_sum(0, &self.inv_mask))
     }
 
-    /// `y (N, H, W) -> (f^{-1}(y), log|det J_f| at f^{-1}(y) (N,))`.
+    /// `y (N, H, W) -> (f^{-1}(y), log|det J_f| at f^{-1}(y) (N,))`:
+    /// `f^{-1}(y) = m y + (1-m)(y - t) e^{-s}`, `(s, t)` from the frozen sites of `y`
+    /// (which `f` leaves unchanged).
     pub fn reverse(&self, y: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
-        let yf = y.mul_const(&self.mask);
-        let (s, t) = self.scale_shift(&yf, p);
-        let s = s.mul_const(&self.inv_mask);
-        let active = y.sub(&t).mul(&s.neg().exp()).mul_const(&self.inv_mask);
-        let logj = s.sum_axes(&[1, 2]);
-        (yf.add(&active), logj)
+        let st = self.scale_shift(y, p);
+        (y.affine_couple(&st, &self.mask, true), st.masked_channel_sum(0, &self.inv_mask))
     }
 }

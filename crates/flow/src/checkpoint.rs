@@ -37,10 +37,10 @@ pub fn save<T: Float, P, L: Layer<T>>(
 /// The stored form of a tensor, in its own dtype.
 pub fn tensor_data<T: Float>(t: &Tensor<T>) -> TensorData {
     if T::NAME == "f32" {
-        let v: Vec<f32> = t.data().iter().map(|x| x.to_f64() as f32).collect();
+        let v: Vec<f32> = t.to_host_vec().iter().map(|x| x.to_f64() as f32).collect();
         TensorData::from_f32(t.shape(), &v)
     } else {
-        let v: Vec<f64> = t.data().iter().map(|x| x.to_f64()).collect();
+        let v: Vec<f64> = t.to_host_vec().iter().map(|x| x.to_f64()).collect();
         TensorData::from_f64(t.shape(), &v)
     }
 }
@@ -68,7 +68,7 @@ pub fn load_params<T: Float, P, L: Layer<T>>(st: &SafeTensors, flow: &mut Flow<P
     }
     for (name, t) in flow.named_buffers::<T>() {
         let stored = st.check_shape(&name, t.shape())?;
-        let same = stored.to_f64().iter().zip(t.data()).all(|(a, b)| *a == b.to_f64());
+        let same = stored.to_f64().iter().zip(t.to_host_vec()).all(|(a, b)| *a == b.to_f64());
         if !same {
             return Err(CheckpointError::Mismatch(format!(
                 "buffer {name:?} differs from this model's (other mask layout or layer order?)"

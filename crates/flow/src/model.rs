@@ -2,7 +2,7 @@
 //! with density `log q(x) = log r(z) - sum_l log|det J_l|` (arXiv:2101.08176 eq. (9)).
 
 use crate::prior::Prior;
-use latflow_tensor::{Float, Tensor, Var};
+use latflow_tensor::{Device, Float, Tensor, Var};
 use rand::Rng;
 
 /// An invertible layer with a tractable log-Jacobian.
@@ -20,6 +20,9 @@ pub trait Layer<T: Float>: Sync {
     fn named_buffers(&self) -> Vec<(String, &Tensor<T>)> {
         Vec::new()
     }
+    /// Every constant tensor the layer's ops use besides its parameters (masks), so that
+    /// [`Flow::to_device`] can move them with the parameters.
+    fn constants_mut(&mut self) -> Vec<&mut Tensor<T>>;
 }
 
 impl<T: Float> Layer<T> for crate::affine::AffineCoupling<T> {
@@ -37,6 +40,9 @@ impl<T: Float> Layer<T> for crate::affine::AffineCoupling<T> {
     }
     fn named_buffers(&self) -> Vec<(String, &Tensor<T>)> {
         vec![("mask".into(), self.mask())]
+    }
+    fn constants_mut(&mut self) -> Vec<&mut Tensor<T>> {
+        crate::affine::AffineCoupling::constants_mut(self)
     }
 }
 
@@ -92,6 +98,36 @@ impl<P, L> Flow<P, L> {
         self.layers.iter_mut().flat_map(|l| l.params_mut()).collect()
     }
 
+    /// Moves the parameters and the layers' constants to `device` (a no-op for tensors
+    /// already there). Training and sampling then run there; checkpoints are written from
+    /// host copies.
+    ///
+    /// # Errors
+    /// If the device cannot be used ([`Device::check`]).
+    pub fn to_device<T: Float>(&mut self, device: Device) -> Result<(), String>
+    where
+        L: Layer<T>,
+    {
+        device.check()?;
+        for l in &mut self.layers {
+            for t in l.params_mut() {
+                *t = t.to_device(device)?;
+            }
+            for t in l.constants_mut() {
+                *t = t.to_device(device)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the parameters live (the CPU for a flow without parameters).
+    pub fn device<T: Float>(&self) -> Device
+    where
+        L: Layer<T>,
+    {
+        self.named_params().first().map_or(Device::Cpu, |(_, t)| t.device())
+    }
+
     /// The parameters as tape leaves (`Record::Params`) or constants (`Record::Off`).
     pub fn param_vars<T: Float>(&self, record: Record) -> Vec<Var<T>>
     where
@@ -136,8 +172,13 @@ impl<P, L> Flow<P, L> {
         L: Layer<T>,
     {
         let z = self.prior.sample(n, rng);
-        let log_r = Var::constant(self.prior.log_prob(&z));
-        let (x, logq) = self.forward(Var::constant(z.clone()), log_r, params);
+        let log_r = self.prior.log_prob(&z);
+        // the prior is sampled on the host (same numbers on every device), then moved to
+        // the parameters' device
+        let device = params.first().map_or(Device::Cpu, |p| p.value().device());
+        let to = |t: Tensor<T>| t.to_device(device).unwrap_or_else(|e| panic!("{e}"));
+        let (z, log_r) = (to(z), to(log_r));
+        let (x, logq) = self.forward(Var::constant(z.clone()), Var::constant(log_r), params);
         (z, x, logq)
     }
 
@@ -170,12 +211,12 @@ impl<P, L> Flow<P, L> {
         for (l, &o) in self.layers.iter().zip(&offsets).rev() {
             let np = l.named_params().len();
             let (z, logj) = l.reverse(&y, &params[o..o + np]);
-            for (s, v) in sum_logj.data_mut().iter_mut().zip(logj.value().data()) {
-                *s += *v;
+            for (s, v) in sum_logj.data_mut().iter_mut().zip(logj.value().to_host_vec()) {
+                *s += v;
             }
             y = z;
         }
-        let z = y.value().clone();
+        let z = y.value().to_device(Device::Cpu).expect("the CPU is always there");
         let log_r = self.prior.log_prob(&z);
         let logq = log_r.zip_map(&sum_logj, |a, b| a - b);
         (z, logq)

@@ -4,7 +4,8 @@
 
 use crate::model::{Flow, Layer, Record};
 use crate::prior::Prior;
-use latflow_tensor::{Adam, AdamConfig, Float, Tensor, Var};
+use latflow_tensor::tensor::first_nonfinite;
+use latflow_tensor::{Adam, AdamConfig, Device, Float, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -134,6 +135,9 @@ impl<T: Float, P: Prior<T>, L: Layer<T>> Trainer<T, P, L> {
     /// both cores busy through the whole step, and the fixed shard count makes the result
     /// independent of the number of threads.
     pub fn step<A: Action<T> + ?Sized>(&mut self, action: &A) -> Result<StepMetrics, TrainError> {
+        if self.flow.device() == Device::Cuda {
+            return self.step_gpu(action);
+        }
         let k = self.step + 1;
         let n = self.config.batch;
         let shards = shard_count(n);
@@ -172,20 +176,82 @@ impl<T: Float, P: Prior<T>, L: Layer<T>> Trainer<T, P, L> {
                 }
             }
         }
-        if let Some(i) = gs.iter().position(|g| !g.all_finite()) {
+        let s: Vec<f64> = outs.iter().flat_map(|o| o.s.iter().copied()).collect();
+        let logq: Vec<f64> = outs.iter().flat_map(|o| o.logq.iter().copied()).collect();
+        self.finish_step(k, loss_v, gs, &s, &logq)
+    }
+
+    /// The step on the GPU: the same prior samples as on the CPU (shard `i` drawn from the
+    /// RNG of shard `i` on the host, in parallel, then concatenated), pushed through the flow as one batch on
+    /// the device, one backward pass, Adam on the device. The host waits for the device
+    /// three times: the loss, the per-sample `S` and `log q` (metrics), the finiteness of
+    /// the gradients.
+    fn step_gpu<A: Action<T> + ?Sized>(&mut self, action: &A) -> Result<StepMetrics, TrainError> {
+        let k = self.step + 1;
+        let n = self.config.batch;
+        let shards = shard_count(n);
+        let base = step_seed(self.config.seed, k);
+        let prior = &self.flow.prior;
+        let parts: Vec<(Tensor<T>, Tensor<T>)> = (0..shards)
+            .into_par_iter()
+            .map(|i| {
+                let size = n / shards + usize::from(i < n % shards);
+                let mut rng = StdRng::seed_from_u64(step_seed(base, i));
+                let z = prior.sample(size, &mut rng);
+                let log_r = prior.log_prob(&z);
+                (z, log_r)
+            })
+            .collect();
+        let mut shape = parts[0].0.shape().to_vec();
+        shape[0] = n;
+        let mut z = Vec::with_capacity(n * parts[0].0.len() / parts[0].0.shape()[0].max(1));
+        let mut log_r = Vec::with_capacity(n);
+        for (zi, li) in parts {
+            z.extend_from_slice(zi.data());
+            log_r.extend_from_slice(li.data());
+        }
+        let (z, log_r) = (Tensor::from_vec(&shape, z), Tensor::from_vec(&[n], log_r));
+        let to_gpu = |t: Tensor<T>| t.to_device(Device::Cuda).unwrap_or_else(|e| panic!("{e}"));
+        // the tape (and its references to the parameters) is gone at the end of this block,
+        // so Adam updates the parameters in place
+        let (loss_v, gs, s, logq) = {
+            let params = self.flow.param_vars(Record::Params);
+            let (x, logq) = self.flow.forward(Var::constant(to_gpu(z)), Var::constant(to_gpu(log_r)), &params);
+            let s = action.action(&x);
+            let loss = logq.add(&s).sum().mul_scalar(1.0 / n as f64);
+            let loss_v = loss.value().item().to_f64();
+            if !loss_v.is_finite() {
+                return Err(TrainError::NonFinite { step: k, what: "loss".into() });
+            }
+            let grads = loss.backward();
+            let gs: Vec<Tensor<T>> = params.iter().map(|p| grads.get_or_zeros(p)).collect();
+            let host = |v: &Var<T>| v.value().to_host_vec().iter().map(|x| x.to_f64()).collect::<Vec<f64>>();
+            (loss_v, gs, host(&s), host(&logq))
+        };
+        self.finish_step(k, loss_v, gs, &s, &logq)
+    }
+
+    /// The end of a step on either device: gradient check, Adam update, metrics.
+    fn finish_step(
+        &mut self,
+        k: usize,
+        loss_v: f64,
+        gs: Vec<Tensor<T>>,
+        s: &[f64],
+        logq: &[f64],
+    ) -> Result<StepMetrics, TrainError> {
+        let grefs: Vec<&Tensor<T>> = gs.iter().collect();
+        if let Some(i) = first_nonfinite(&grefs) {
             let name = self.flow.named_params()[i].0.clone();
             return Err(TrainError::NonFinite { step: k, what: format!("gradient of {name}") });
         }
         let lr = self.lr_at(k);
         self.adam.config.lr = lr;
-        let grefs: Vec<&Tensor<T>> = gs.iter().collect();
         let mut ps = self.flow.params_mut();
         self.adam.step(&mut ps, &grefs);
         self.step = k;
-        let s: Vec<f64> = outs.iter().flat_map(|o| o.s.iter().copied()).collect();
-        let logq: Vec<f64> = outs.iter().flat_map(|o| o.logq.iter().copied()).collect();
-        let lw: Vec<f64> = s.iter().zip(&logq).map(|(s, q)| -s - q).collect();
-        let nf = n as f64;
+        let lw: Vec<f64> = s.iter().zip(logq).map(|(s, q)| -s - q).collect();
+        let nf = s.len() as f64;
         Ok(StepMetrics {
             step: k,
             loss: loss_v,

@@ -55,12 +55,14 @@ impl AdamConfig {
 
 /// Adam state for a fixed list of parameter tensors.
 #[derive(Clone, Debug)]
-pub struct Adam<T> {
+pub struct Adam<T: Float> {
     /// Hyper-parameters (the learning rate may be changed between steps).
     pub config: AdamConfig,
     step: u64,
-    m: Vec<Vec<T>>,
-    v: Vec<Vec<T>>,
+    /// Moments, one tensor per parameter, on the parameter's device (moved there at the
+    /// first step that sees the parameter on the GPU).
+    m: Vec<Tensor<T>>,
+    v: Vec<Tensor<T>>,
 }
 
 impl<T: Float> Adam<T> {
@@ -77,8 +79,8 @@ impl<T: Float> Adam<T> {
         Adam {
             config,
             step: 0,
-            m: param_lens.iter().map(|&n| vec![T::ZERO; n]).collect(),
-            v: param_lens.iter().map(|&n| vec![T::ZERO; n]).collect(),
+            m: param_lens.iter().map(|&n| Tensor::zeros(&[n])).collect(),
+            v: param_lens.iter().map(|&n| Tensor::zeros(&[n])).collect(),
         }
     }
 
@@ -87,9 +89,11 @@ impl<T: Float> Adam<T> {
         self.step
     }
 
-    /// The moment estimates `(m, v)`, one vector per parameter (for checkpoints).
-    pub fn moments(&self) -> (&[Vec<T>], &[Vec<T>]) {
-        (&self.m, &self.v)
+    /// The moment estimates `(m, v)`, one vector per parameter (for checkpoints; copied
+    /// from the GPU when they live there).
+    pub fn moments(&self) -> (Vec<Vec<T>>, Vec<Vec<T>>) {
+        let host = |x: &[Tensor<T>]| x.iter().map(Tensor::to_host_vec).collect();
+        (host(&self.m), host(&self.v))
     }
 
     /// Restores a saved state: step count and moments.
@@ -99,11 +103,13 @@ impl<T: Float> Adam<T> {
     #[track_caller]
     pub fn restore(&mut self, step: u64, m: Vec<Vec<T>>, v: Vec<Vec<T>>) {
         let lens = |x: &[Vec<T>]| x.iter().map(Vec::len).collect::<Vec<_>>();
-        assert_eq!(lens(&m), lens(&self.m), "Adam::restore: first-moment shapes");
-        assert_eq!(lens(&v), lens(&self.v), "Adam::restore: second-moment shapes");
+        let have: Vec<usize> = self.m.iter().map(Tensor::len).collect();
+        assert_eq!(lens(&m), have, "Adam::restore: first-moment shapes");
+        assert_eq!(lens(&v), have, "Adam::restore: second-moment shapes");
+        let tensors = |x: Vec<Vec<T>>| x.into_iter().map(|x| Tensor::from_vec(&[x.len()], x)).collect();
         self.step = step;
-        self.m = m;
-        self.v = v;
+        self.m = tensors(m);
+        self.v = tensors(v);
     }
 
     /// One update of every parameter with its gradient.
@@ -128,10 +134,32 @@ impl<T: Float> Adam<T> {
         let step_size = T::from_f64(c.lr / bc1);
         let inv_sqrt_bc2 = T::from_f64(1.0 / bc2.sqrt());
         let eps = T::from_f64(c.eps);
-        for (i, (p, g)) in params.iter_mut().zip(grads).enumerate() {
+        for (i, (p, g)) in params.iter().zip(grads).enumerate() {
             assert_eq!(p.len(), g.len(), "Adam::step: shape mismatch, {:?} vs {:?}", p.shape(), g.shape());
             assert_eq!(p.len(), self.m[i].len(), "Adam::step: parameter {i} changed length");
-            let (m, v) = (&mut self.m[i], &mut self.v[i]);
+        }
+        // on the GPU: every parameter in one launch (moments moved there on first use)
+        #[cfg(feature = "cuda")]
+        if params.first().is_some_and(|p| p.is_cuda()) {
+            for t in self.m.iter_mut().chain(self.v.iter_mut()) {
+                if !t.is_cuda() {
+                    *t = t.to_device(crate::Device::Cuda).expect("parameters on the GPU: the GPU works");
+                }
+            }
+            let k = latflow_cuda_kernels::ops::AdamStep {
+                b1: c.beta1 as f32,
+                b2: c.beta2 as f32,
+                ob1: (1.0 - c.beta1) as f32,
+                ob2: (1.0 - c.beta2) as f32,
+                step_size: (c.lr / bc1) as f32,
+                inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
+                eps: c.eps as f32,
+            };
+            crate::cuda::adam_multi(params, grads, &mut self.m, &mut self.v, k);
+            return;
+        }
+        for (i, (p, g)) in params.iter_mut().zip(grads).enumerate() {
+            let (m, v) = (self.m[i].data_mut(), self.v[i].data_mut());
             for (((p, &g), m), v) in p.data_mut().iter_mut().zip(g.data()).zip(m.iter_mut()).zip(v.iter_mut()) {
                 *m = b1 * *m + ob1 * g;
                 *v = b2 * *v + ob2 * g * g;

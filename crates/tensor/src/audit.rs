@@ -357,6 +357,19 @@ fn compositions(a: &mut Audit) {
         Var::concat(&[y.reshape(&[2, 16]), logj.unsqueeze(1)], 1)
     });
 
+    // The same coupling with the fused ops (forward and reverse directions).
+    for (name, reverse) in [("fused affine_couple + masked_channel_sum", false), ("fused affine_couple reverse", true)]
+    {
+        let mask = checkerboard(4, 4);
+        let inputs = vec![a.normal(&[2, 4, 4]), a.normal(&[2, 2, 4, 4]).map(|x| 0.5 * x)];
+        a.check(name, inputs, move |v| {
+            let inv = mask.map(|m| 1.0 - m);
+            let y = v[0].affine_couple(&v[1], &mask, reverse);
+            let logj = v[1].masked_channel_sum(0, &inv);
+            Var::concat(&[y.reshape(&[2, 16]), logj.unsqueeze(1)], 1)
+        });
+    }
+
     // phi^4 action per sample (DESIGN.md), M2 = -4, lam = 8.
     let phi = a.normal(&[2, 1, 4, 5]);
     a.check("phi^4 action", vec![phi], |v| {

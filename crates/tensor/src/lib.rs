@@ -6,6 +6,8 @@
 //! - Backward rules live in one place (`op.rs`), elementwise derivatives in [`elementwise`].
 //! - [`kernels`]: CPU kernels, each with a scalar reference.
 //! - [`Adam`], [`layers`] (PyTorch-default init), [`gradcheck`] (f64 finite-difference audit).
+//! - [`Device`]: tensors live on the CPU or (feature `cuda`) the GPU; ops dispatch on
+//!   where their inputs are (`latflow-cuda-kernels` holds the CUDA kernels).
 //!
 //! ```
 //! use latflow_tensor::{Tensor, Var};
@@ -15,8 +17,29 @@
 //! assert_eq!(g.get(&x).unwrap().data(), &[2.0, 4.0]);
 //! ```
 
+/// `gpu_or_cpu!(t, gpu_expr, cpu_expr)`: the GPU expression when tensor `t` lives on the
+/// GPU (feature `cuda`), else the CPU one. Without the feature only the CPU one is compiled.
+macro_rules! gpu_or_cpu {
+    ($t:expr, $gpu:expr, $cpu:expr) => {{
+        #[cfg(feature = "cuda")]
+        {
+            if $t.is_cuda() {
+                $gpu
+            } else {
+                $cpu
+            }
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            $cpu
+        }
+    }};
+}
+
 mod adam;
 pub mod audit;
+#[cfg(feature = "cuda")]
+mod cuda;
 pub mod elementwise;
 mod float;
 mod gradcheck;
@@ -32,5 +55,5 @@ mod var;
 pub use adam::{Adam, AdamConfig};
 pub use float::Float;
 pub use gradcheck::{gradcheck, GradcheckConfig, GradcheckReport, InputError, GRADCHECK_TOL_F64};
-pub use tensor::Tensor;
+pub use tensor::{gpu_name, Device, Tensor};
 pub use var::{Gradients, Var};

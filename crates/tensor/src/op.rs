@@ -3,7 +3,7 @@
 
 use crate::elementwise::{Binary, Unary};
 use crate::kernels::conv2d::{self, Conv2dShape};
-use crate::kernels::{layout, matmul};
+use crate::kernels::{coupling, layout, matmul};
 use crate::{Float, Tensor, Var};
 
 /// A recorded operation: its inputs and what backward needs besides the output.
@@ -28,6 +28,10 @@ pub(crate) enum Op<T: Float> {
     Transpose(Var<T>),
     MatMul(Var<T>, Var<T>),
     Conv2d(Var<T>, Var<T>, Option<Var<T>>, Conv2dShape, Option<Unary<T>>),
+    /// Affine coupling `y(x, st)` with a constant mask; `true` = reverse direction.
+    AffineCouple(Var<T>, Var<T>, Tensor<T>, bool),
+    /// `sum_p m[p] st[n, channel, p]` with a constant mask.
+    MaskedChannelSum(Var<T>, usize, Tensor<T>),
 }
 
 impl<T: Float> Op<T> {
@@ -43,8 +47,9 @@ impl<T: Float> Op<T> {
             | Op::Reshape(a)
             | Op::BroadcastTo(a)
             | Op::Narrow(a, _, _)
-            | Op::Transpose(a) => vec![a],
-            Op::Binary(a, b, _) | Op::AddBias(a, b) | Op::MatMul(a, b) => vec![a, b],
+            | Op::Transpose(a)
+            | Op::MaskedChannelSum(a, _, _) => vec![a],
+            Op::Binary(a, b, _) | Op::AddBias(a, b) | Op::MatMul(a, b) | Op::AffineCouple(a, b, _, _) => vec![a, b],
             Op::Concat(v, _) => v.iter().collect(),
             Op::Conv2d(x, w, b, _, _) => {
                 let mut v = vec![x, w];
@@ -66,12 +71,27 @@ pub(crate) fn backward_rule<T: Float>(
     match op {
         Op::Unary(a, f) => {
             // d f(a) = f'(a) da
-            let mut ga = crate::pool::buffer(g.len());
-            f.apply_grad(a.value().data(), y.data(), g.data(), &mut ga);
-            acc(a, Tensor::from_vec(a.shape(), ga));
+            let ga = gpu_or_cpu!(g, crate::cuda::unary_grad(a.value(), y, g, *f), {
+                let mut ga = crate::pool::buffer(g.len());
+                f.apply_grad(a.value().data(), y.data(), g.data(), &mut ga);
+                Tensor::from_vec(a.shape(), ga)
+            });
+            acc(a, ga);
         }
         Op::Binary(a, b, f) => {
             // d f(a, b) = f_a da + f_b db
+            #[cfg(feature = "cuda")]
+            if g.is_cuda() {
+                let (ga, gb) =
+                    crate::cuda::binary_grad(a.value(), b.value(), g, *f, a.requires_grad(), b.requires_grad());
+                if let Some(ga) = ga {
+                    acc(a, ga);
+                }
+                if let Some(gb) = gb {
+                    acc(b, gb);
+                }
+                return;
+            }
             let (av, bv) = (a.value().data(), b.value().data());
             if a.requires_grad() {
                 let mut ga = crate::pool::buffer(av.len());
@@ -88,16 +108,16 @@ pub(crate) fn backward_rule<T: Float>(
             // d (x + b[c]) = dx + sum over all but the channel axis of db
             let mut axes: Vec<usize> = (0..x.shape().len()).collect();
             axes.remove(1);
-            acc(b, layout::sum_axes(g, &axes));
+            acc(b, gpu_or_cpu!(g, crate::cuda::sum_axes(g, &axes), layout::sum_axes(g, &axes)));
             acc(x, g.clone());
         }
         Op::MulConst(x, m) => {
             // d (m x) = m dx
-            acc(x, crate::ops::times_mask(g.data(), m.data(), x.shape()));
+            acc(x, gpu_or_cpu!(g, crate::cuda::mul_mask(g, m), crate::ops::times_mask(g.data(), m.data(), x.shape())));
         }
         Op::Sum(x) => {
             // d sum(x) = 1 for every element
-            acc(x, Tensor::full(x.shape(), g.item()));
+            acc(x, gpu_or_cpu!(g, crate::cuda::broadcast_to(g, x.shape()), Tensor::full(x.shape(), g.item())));
         }
         Op::SumAxes(x, axes) => {
             // d sum_axes(x) = broadcast of g back over the summed axes
@@ -105,10 +125,16 @@ pub(crate) fn backward_rule<T: Float>(
             for &a in axes {
                 keep[a] = 1;
             }
-            acc(x, layout::broadcast_to(&g.clone().reshape(&keep), x.shape()));
+            let g = g.clone().reshape(&keep);
+            acc(x, gpu_or_cpu!(g, crate::cuda::broadcast_to(&g, x.shape()), layout::broadcast_to(&g, x.shape())));
         }
         Op::LogSumExp(x, axis) => {
             // d logsumexp(x) = softmax(x) = exp(x - y) along the axis
+            #[cfg(feature = "cuda")]
+            if g.is_cuda() {
+                acc(x, crate::cuda::logsumexp_grad(x.value(), y, g, *axis));
+                return;
+            }
             let (outer, n, inner) = crate::tensor::split_at_axis(x.shape(), *axis);
             let xv = x.value().data();
             let mut gx = crate::pool::buffer(xv.len());
@@ -125,7 +151,7 @@ pub(crate) fn backward_rule<T: Float>(
         }
         Op::Roll(x, axis, shift) => {
             // roll is a permutation: its adjoint rolls back
-            acc(x, layout::roll(g, *axis, -shift));
+            acc(x, gpu_or_cpu!(g, crate::cuda::roll(g, *axis, -shift), layout::roll(g, *axis, -shift)));
         }
         Op::Reshape(x) => {
             // reshape moves no data: reshape the gradient back
@@ -133,32 +159,86 @@ pub(crate) fn backward_rule<T: Float>(
         }
         Op::BroadcastTo(x) => {
             // d broadcast(x) = sum of g over the repeated entries
-            acc(x, layout::sum_to(g, x.shape()));
+            acc(x, gpu_or_cpu!(g, crate::cuda::sum_to(g, x.shape()), layout::sum_to(g, x.shape())));
         }
         Op::Narrow(x, axis, start) => {
             // narrow selects entries: its adjoint scatters g back, zeros elsewhere
-            acc(x, layout::unnarrow(g, *axis, *start, x.shape()[*axis]));
+            let n = x.shape()[*axis];
+            acc(x, gpu_or_cpu!(g, crate::cuda::unnarrow(g, *axis, *start, n), layout::unnarrow(g, *axis, *start, n)));
         }
         Op::Concat(xs, axis) => {
             // concat stacks blocks: each input gets its block of g
             let mut start = 0;
             for x in xs {
                 let n = x.shape()[*axis];
-                acc(x, layout::narrow(g, *axis, start, n));
+                acc(x, gpu_or_cpu!(g, crate::cuda::narrow(g, *axis, start, n), layout::narrow(g, *axis, start, n)));
                 start += n;
             }
         }
         Op::Transpose(x) => {
             // transpose is a permutation: transpose g back
-            acc(x, layout::transpose_last2(g));
+            acc(x, gpu_or_cpu!(g, crate::cuda::transpose_last2(g), layout::transpose_last2(g)));
         }
         Op::MatMul(a, b) => {
             // d (A B) = dA B + A dB  =>  gA = g B^T, gB = A^T g
+            #[cfg(feature = "cuda")]
+            if g.is_cuda() {
+                use crate::cuda::{matmul, transpose_last2};
+                acc(a, matmul(g, &transpose_last2(b.value())));
+                acc(b, matmul(&transpose_last2(a.value()), g));
+                return;
+            }
             acc(a, matmul::matmul(g, &layout::transpose_last2(b.value())));
             acc(b, matmul::matmul(&layout::transpose_last2(a.value()), g));
         }
+        Op::AffineCouple(x, st, m, reverse) => {
+            // forward y = m x + (1-m)(x e^s + t): dx = g (m + (1-m) e^s), ds = g (1-m) x e^s,
+            // dt = g (1-m); reverse y = m x + (1-m)(x - t) e^-s: dx = g (m + (1-m) e^-s),
+            // ds = -g (1-m)(x - t) e^-s, dt = -g (1-m) e^-s
+            let (dx, dst) = gpu_or_cpu!(g, crate::cuda::couple_grad(x.value(), st.value(), m, *reverse, g), {
+                let mut dx = crate::pool::buffer(x.value().len());
+                let mut dst = crate::pool::buffer(st.value().len());
+                coupling::couple_grad(
+                    x.value().data(),
+                    st.value().data(),
+                    m.data(),
+                    *reverse,
+                    g.data(),
+                    &mut dx,
+                    &mut dst,
+                );
+                (Tensor::from_vec(x.shape(), dx), Tensor::from_vec(st.shape(), dst))
+            });
+            acc(x, dx);
+            acc(st, dst);
+        }
+        Op::MaskedChannelSum(st, channel, m) => {
+            // d sum_p m[p] st[n, c, p] = m[p] on channel c, 0 on the others
+            let c = st.shape()[1];
+            let d = gpu_or_cpu!(g, crate::cuda::masked_channel_sum_grad(g, m, st.shape(), *channel), {
+                let mut d = crate::pool::buffer(st.value().len());
+                coupling::masked_channel_sum_grad(g.data(), m.data(), c, *channel, &mut d);
+                Tensor::from_vec(st.shape(), d)
+            });
+            acc(st, d);
+        }
         Op::Conv2d(x, w, b, s, act) => {
             // with an activation y = act(z): dz = g act'(z), act' taken from y
+            // (on the GPU the kernels apply act' to g on the fly)
+            #[cfg(feature = "cuda")]
+            if g.is_cuda() {
+                if x.requires_grad() {
+                    acc(x, crate::cuda::conv2d_grad_input(g, y, *act, w.value(), *s));
+                }
+                if w.requires_grad() || b.as_ref().is_some_and(|b| b.requires_grad()) {
+                    let (dw, db) = crate::cuda::conv2d_grad_weight(g, y, *act, x.value(), *s);
+                    acc(w, dw);
+                    if let Some(b) = b {
+                        acc(b, db);
+                    }
+                }
+                return;
+            }
             let gz;
             let g = match act {
                 Some(a) => {

@@ -10,9 +10,13 @@ use crate::{Float, Tensor, Var};
 impl<T: Float> Var<T> {
     /// Applies an elementwise function (see [`Unary`] for each `f` and `f'`).
     pub fn unary(&self, f: Unary<T>) -> Var<T> {
-        let mut out = crate::pool::buffer(self.value().len());
-        f.apply(self.value().data(), &mut out);
-        Var::from_op(Tensor::from_vec(self.shape(), out), Op::Unary(self.clone(), f))
+        let x = self.value();
+        let y = gpu_or_cpu!(x, crate::cuda::unary(x, f), {
+            let mut out = crate::pool::buffer(x.len());
+            f.apply(x.data(), &mut out);
+            Tensor::from_vec(self.shape(), out)
+        });
+        Var::from_op(y, Op::Unary(self.clone(), f))
     }
 
     /// Elementwise `f(self, other)` on equal shapes.
@@ -22,9 +26,13 @@ impl<T: Float> Var<T> {
     #[track_caller]
     pub fn binary(&self, other: &Var<T>, f: Binary) -> Var<T> {
         assert_same_shape(f.name(), self.shape(), other.shape());
-        let mut out = crate::pool::buffer(self.value().len());
-        f.apply(self.value().data(), other.value().data(), &mut out);
-        Var::from_op(Tensor::from_vec(self.shape(), out), Op::Binary(self.clone(), other.clone(), f))
+        let (a, b) = (self.value(), other.value());
+        let y = gpu_or_cpu!(a, crate::cuda::binary(a, b, f), {
+            let mut out = crate::pool::buffer(a.len());
+            f.apply(a.data(), b.data(), &mut out);
+            Tensor::from_vec(self.shape(), out)
+        });
+        Var::from_op(y, Op::Binary(self.clone(), other.clone(), f))
     }
 
     /// `self + other` (equal shapes). Derivative: (1, 1).
@@ -119,11 +127,14 @@ impl<T: Float> Var<T> {
         assert!(s.len() >= 2 && b.shape() == [s[1]], "add_bias: shape mismatch, {s:?} vs {:?}", b.shape());
         let inner: usize = s[2..].iter().product();
         let c = s[1];
-        let bv = b.value().data();
-        let mut v = self.value().clone();
-        for (i, x) in v.data_mut().iter_mut().enumerate() {
-            *x += bv[(i / inner) % c];
-        }
+        let v = gpu_or_cpu!(self.value(), crate::cuda::add_bias(self.value(), b.value()), {
+            let bv = b.value().data();
+            let mut v = self.value().clone();
+            for (i, x) in v.data_mut().iter_mut().enumerate() {
+                *x += bv[(i / inner) % c];
+            }
+            v
+        });
         Var::from_op(v, Op::AddBias(self.clone(), b.clone()))
     }
 
@@ -136,14 +147,19 @@ impl<T: Float> Var<T> {
     pub fn mul_const(&self, mask: &Tensor<T>) -> Var<T> {
         let (s, m) = (self.shape(), mask.shape());
         assert!(s.len() >= m.len() && s[s.len() - m.len()..] == *m, "mul_const: shape mismatch, {s:?} vs {m:?}");
-        let v = times_mask(self.value().data(), mask.data(), s);
+        let v = gpu_or_cpu!(
+            self.value(),
+            crate::cuda::mul_mask(self.value(), mask),
+            times_mask(self.value().data(), mask.data(), s)
+        );
         Var::from_op(v, Op::MulConst(self.clone(), mask.clone()))
     }
 
     /// Sum of all elements (a scalar, shape `[]`).
     pub fn sum(&self) -> Var<T> {
-        let s = self.value().data().iter().copied().sum();
-        Var::from_op(Tensor::scalar(s), Op::Sum(self.clone()))
+        let x = self.value();
+        let s = gpu_or_cpu!(x, crate::cuda::sum_all(x), Tensor::scalar(x.data().iter().copied().sum()));
+        Var::from_op(s, Op::Sum(self.clone()))
     }
 
     /// Mean of all elements.
@@ -158,7 +174,8 @@ impl<T: Float> Var<T> {
     /// If an axis is out of range.
     #[track_caller]
     pub fn sum_axes(&self, axes: &[usize]) -> Var<T> {
-        let v = layout::sum_axes(self.value(), axes);
+        let x = self.value();
+        let v = gpu_or_cpu!(x, crate::cuda::sum_axes(x, axes), layout::sum_axes(x, axes));
         Var::from_op(v, Op::SumAxes(self.clone(), axes.to_vec()))
     }
 
@@ -175,6 +192,10 @@ impl<T: Float> Var<T> {
     /// `m + log sum exp(x - m)` with `m` the maximum. Derivative: softmax.
     #[track_caller]
     pub fn logsumexp(&self, axis: usize) -> Var<T> {
+        #[cfg(feature = "cuda")]
+        if self.value().is_cuda() {
+            return Var::from_op(crate::cuda::logsumexp(self.value(), axis), Op::LogSumExp(self.clone(), axis));
+        }
         let (outer, n, inner) = split_at_axis(self.shape(), axis);
         let x = self.value().data();
         let mut out = Vec::with_capacity(outer * inner);
@@ -194,7 +215,9 @@ impl<T: Float> Var<T> {
     /// Periodic shift along `axis` (`torch.roll`): `out[i + shift] = self[i]`.
     #[track_caller]
     pub fn roll(&self, axis: usize, shift: isize) -> Var<T> {
-        Var::from_op(layout::roll(self.value(), axis, shift), Op::Roll(self.clone(), axis, shift))
+        let x = self.value();
+        let v = gpu_or_cpu!(x, crate::cuda::roll(x, axis, shift), layout::roll(x, axis, shift));
+        Var::from_op(v, Op::Roll(self.clone(), axis, shift))
     }
 
     /// The same data under another shape.
@@ -228,13 +251,17 @@ impl<T: Float> Var<T> {
     /// Expands to `shape` (numpy rules). Derivative: sum over the repeats.
     #[track_caller]
     pub fn broadcast_to(&self, shape: &[usize]) -> Var<T> {
-        Var::from_op(layout::broadcast_to(self.value(), shape), Op::BroadcastTo(self.clone()))
+        let x = self.value();
+        let v = gpu_or_cpu!(x, crate::cuda::broadcast_to(x, shape), layout::broadcast_to(x, shape));
+        Var::from_op(v, Op::BroadcastTo(self.clone()))
     }
 
     /// Entries `start..start+len` along `axis`.
     #[track_caller]
     pub fn narrow(&self, axis: usize, start: usize, len: usize) -> Var<T> {
-        Var::from_op(layout::narrow(self.value(), axis, start, len), Op::Narrow(self.clone(), axis, start))
+        let x = self.value();
+        let v = gpu_or_cpu!(x, crate::cuda::narrow(x, axis, start, len), layout::narrow(x, axis, start, len));
+        Var::from_op(v, Op::Narrow(self.clone(), axis, start))
     }
 
     /// Entry `index` along `axis`, which is removed.
@@ -250,7 +277,9 @@ impl<T: Float> Var<T> {
     #[track_caller]
     pub fn concat(xs: &[Var<T>], axis: usize) -> Var<T> {
         let vals: Vec<&Tensor<T>> = xs.iter().map(|x| x.value()).collect();
-        Var::from_op(layout::concat(&vals, axis), Op::Concat(xs.to_vec(), axis))
+        assert!(!vals.is_empty(), "concat of no tensors");
+        let v = gpu_or_cpu!(vals[0], crate::cuda::concat(&vals, axis), layout::concat(&vals, axis));
+        Var::from_op(v, Op::Concat(xs.to_vec(), axis))
     }
 
     /// Stacks equal-shaped values along a new axis `axis`.
@@ -263,13 +292,17 @@ impl<T: Float> Var<T> {
     /// Swaps the last two axes.
     #[track_caller]
     pub fn t(&self) -> Var<T> {
-        Var::from_op(layout::transpose_last2(self.value()), Op::Transpose(self.clone()))
+        let x = self.value();
+        let v = gpu_or_cpu!(x, crate::cuda::transpose_last2(x), layout::transpose_last2(x));
+        Var::from_op(v, Op::Transpose(self.clone()))
     }
 
     /// Matrix product `(.., m, k) x (.., k, n)`, equal batch dimensions.
     #[track_caller]
     pub fn matmul(&self, other: &Var<T>) -> Var<T> {
-        Var::from_op(matmul::matmul(self.value(), other.value()), Op::MatMul(self.clone(), other.clone()))
+        let (a, b) = (self.value(), other.value());
+        let v = gpu_or_cpu!(a, crate::cuda::matmul(a, b), matmul::matmul(a, b));
+        Var::from_op(v, Op::MatMul(self.clone(), other.clone()))
     }
 
     /// conv2d with circular padding (see [`crate::kernels::conv2d`]): `self` is
@@ -313,13 +346,73 @@ impl<T: Float> Var<T> {
             xs[3]
         );
         let s = Conv2dShape { n: xs[0], cin: xs[1], cout: ws[0], h: xs[2], w: xs[3], k: ws[2] };
-        let mut y = crate::pool::buffer(s.output_len());
-        conv2d::forward(self.value().data(), w.value().data(), b.map(|b| b.value().data()), s, &mut y);
-        if let Some(a) = act {
-            y = a.apply_owned(y);
-        }
-        let out = Tensor::from_vec(&[s.n, s.cout, s.h, s.w], y);
+        let x = self.value();
+        let out = gpu_or_cpu!(x, crate::cuda::conv2d(x, w.value(), b.map(|b| b.value()), s, act), {
+            let mut y = crate::pool::buffer(s.output_len());
+            conv2d::forward(x.data(), w.value().data(), b.map(|b| b.value().data()), s, &mut y);
+            if let Some(a) = act {
+                y = a.apply_owned(y);
+            }
+            Tensor::from_vec(&[s.n, s.cout, s.h, s.w], y)
+        });
         Var::from_op(out, Op::Conv2d(self.clone(), w.clone(), b.cloned(), s, act))
+    }
+}
+
+impl<T: Float> Var<T> {
+    /// The affine coupling of arXiv:2101.08176 (section IV.B, after Dinh et al.
+    /// arXiv:1605.08803) as one op: `self` is `x (N, S...)`, `st (N, 2, S...)` the net's
+    /// scale (channel 0) and shift (channel 1), `mask (S...)` the frozen sites (1).
+    ///
+    /// Forward: `y = m x + (1 - m)(x e^s + t)`; reverse (`reverse = true`):
+    /// `y = m x + (1 - m)(x - t) e^{-s}`. Derivatives in `op.rs`. The same values as the
+    /// masked elementwise ops it replaces (fewer passes, one tape node); its log-Jacobian is
+    /// `+- st.masked_channel_sum(0, 1 - m)`.
+    ///
+    /// # Panics
+    /// If `st` is not `(N, 2, S...)` or `mask` not `(S...)` for `x (N, S...)`.
+    #[track_caller]
+    pub fn affine_couple(&self, st: &Var<T>, mask: &Tensor<T>, reverse: bool) -> Var<T> {
+        let (xs, ss) = (self.shape(), st.shape());
+        assert!(
+            !xs.is_empty()
+                && ss.len() == xs.len() + 1
+                && ss[0] == xs[0]
+                && ss[1] == 2
+                && ss[2..] == xs[1..]
+                && mask.shape() == &xs[1..],
+            "affine_couple: shape mismatch, x {xs:?}, st {ss:?}, mask {:?}",
+            mask.shape()
+        );
+        let (x, s) = (self.value(), st.value());
+        let y = gpu_or_cpu!(x, crate::cuda::couple(x, s, mask, reverse), {
+            let mut y = crate::pool::buffer(x.len());
+            crate::kernels::coupling::couple(x.data(), s.data(), mask.data(), reverse, &mut y);
+            Tensor::from_vec(xs, y)
+        });
+        Var::from_op(y, Op::AffineCouple(self.clone(), st.clone(), mask.clone(), reverse))
+    }
+
+    /// `out[n] = sum_p m[p] self[n, channel, p]` for `self (N, C, S...)` and a constant
+    /// `mask (S...)`, shape `(N,)`. Derivative: `m` on channel `channel`, 0 elsewhere.
+    ///
+    /// # Panics
+    /// On shape mismatches or `channel >= C`.
+    #[track_caller]
+    pub fn masked_channel_sum(&self, channel: usize, mask: &Tensor<T>) -> Var<T> {
+        let s = self.shape();
+        assert!(
+            s.len() >= 2 && channel < s[1] && mask.shape() == &s[2..],
+            "masked_channel_sum: shape mismatch, {s:?} channel {channel} vs mask {:?}",
+            mask.shape()
+        );
+        let x = self.value();
+        let out = gpu_or_cpu!(x, crate::cuda::masked_channel_sum(x, mask, channel), {
+            let mut out = crate::pool::buffer(s[0]);
+            crate::kernels::coupling::masked_channel_sum(x.data(), mask.data(), s[1], channel, &mut out);
+            Tensor::from_vec(&[s[0]], out)
+        });
+        Var::from_op(out, Op::MaskedChannelSum(self.clone(), channel, mask.clone()))
     }
 }
 

@@ -102,7 +102,7 @@ impl<T: Float> Var<T> {
         if !self.requires_grad() {
             return Gradients { grads: leaves };
         }
-        grads.insert(self.id(), Tensor::full(self.shape(), T::ONE));
+        grads.insert(self.id(), Tensor::full_on(self.shape(), T::ONE, self.value().device()));
         for node in topo_order(self).iter().rev() {
             let Some(g) = grads.remove(&node.id()) else { continue };
             match &node.0.op {
@@ -114,11 +114,11 @@ impl<T: Float> Var<T> {
                         return;
                     }
                     match grads.get_mut(&input.id()) {
-                        Some(acc) => {
+                        Some(acc) => gpu_or_cpu!(acc, crate::cuda::accumulate(acc, &gi), {
                             for (a, b) in acc.data_mut().iter_mut().zip(gi.data()) {
                                 *a += *b;
                             }
-                        }
+                        }),
                         None => {
                             grads.insert(input.id(), gi);
                         }
@@ -170,6 +170,6 @@ impl<T: Float> Gradients<T> {
 
     /// The gradient for `leaf`, zeros if the scalar does not depend on it.
     pub fn get_or_zeros(&self, leaf: &Var<T>) -> Tensor<T> {
-        self.get(leaf).cloned().unwrap_or_else(|| Tensor::zeros(leaf.shape()))
+        self.get(leaf).cloned().unwrap_or_else(|| Tensor::full_on(leaf.shape(), T::ZERO, leaf.value().device()))
     }
 }

@@ -136,4 +136,9 @@ impl<T: Float> Layer<T> for GaugeEquivCoupling<T> {
     fn params_mut(&mut self) -> Vec<&mut Tensor<T>> {
         self.plaq_coupling.net.params_mut()
     }
+    fn constants_mut(&mut self) -> Vec<&mut Tensor<T>> {
+        let mut v = vec![&mut self.active_mask, &mut self.inactive_mask];
+        v.extend(self.plaq_coupling.masks_mut());
+        v
+    }
 }

@@ -202,6 +202,11 @@ impl<T: Float> NcpPlaqCoupling<T> {
         NcpPlaqCoupling { net, n_mix, mu, off, frozen: m.frozen, active: m.active, passive: m.passive }
     }
 
+    /// The masks, mutable (to move them between devices).
+    pub(crate) fn masks_mut(&mut self) -> [&mut Tensor<T>; 3] {
+        [&mut self.frozen, &mut self.active, &mut self.passive]
+    }
+
     /// The masks `(frozen, active, passive)`, shape `(H, W)` each.
     pub fn masks(&self) -> (&Tensor<T>, &Tensor<T>, &Tensor<T>) {
         (&self.frozen, &self.active, &self.passive)
