@@ -20,16 +20,17 @@ pub mod measure;
 pub mod ops;
 
 /// The kernel sources, in the order they are concatenated into one NVRTC program.
-pub const SOURCES: [(&str, &str); 5] = [
+pub const SOURCES: [(&str, &str); 6] = [
     ("common.cuh", include_str!("cu/common.cuh")),
     ("elementwise.cu", include_str!("cu/elementwise.cu")),
     ("layout.cu", include_str!("cu/layout.cu")),
     ("conv2d.cu", include_str!("cu/conv2d.cu")),
     ("ceilings.cu", include_str!("cu/ceilings.cu")),
+    ("ncp.cu", include_str!("cu/ncp.cu")),
 ];
 
 /// Every kernel the module exports (checked at load time).
-pub const KERNELS: [&str; 32] = [
+pub const KERNELS: [&str; 36] = [
     "unary_fwd",
     "unary_bwd",
     "binary_fwd",
@@ -61,6 +62,10 @@ pub const KERNELS: [&str; 32] = [
     "conv2d_bwd_weight_smem",
     "conv2d_bwd_weight_direct",
     "fma_peak",
+    "ncp_mix_fwd",
+    "ncp_mix_bwd",
+    "ncp_logj_fwd",
+    "ncp_logj_bwd",
     "copy_f32",
 ];
 

@@ -215,6 +215,83 @@ pub fn masked_channel_sum_bwd(
     launch(a, cfg_1d(n * channels * sites), "masked_channel_sum_bwd");
 }
 
+/// Most mixture components the NCP kernels take (`NCP_MAX` in ncp.cu).
+pub const NCP_MAX: usize = 16;
+
+fn ncp_check(x: &DeviceBuf, s: &DeviceBuf, n: usize, batch: usize) -> usize {
+    assert!(n >= 1 && n <= NCP_MAX, "NCP kernels: {n} mixture components (1 to {NCP_MAX})");
+    assert!(batch > 0 && x.len().is_multiple_of(batch), "NCP kernels: {} sites vs batch {batch}", x.len());
+    assert_len("ncp s", s, n * x.len());
+    x.len() / batch
+}
+
+/// `y = ((1/n) sum_i mod(2 atan(e^{s_i} tan(x/2)), 2 pi) + t) mod 2 pi`; `x, t, y (batch, S)`,
+/// `s (batch, n, S)`.
+pub fn ncp_mix_fwd(x: &DeviceBuf, s: &DeviceBuf, t: &DeviceBuf, y: &mut DeviceBuf, n: usize, batch: usize) {
+    let sites = ncp_check(x, s, n, batch);
+    assert_len("ncp t", t, x.len());
+    assert_len("ncp y", y, x.len());
+    let (b, ni, si) = (batch as i64, n as i32, sites as i64);
+    let g = g();
+    let mut a = g.stream.launch_builder(g.func("ncp_mix_fwd"));
+    a.arg(&x.slice).arg(&s.slice).arg(&t.slice).arg(&mut y.slice).arg(&b).arg(&ni).arg(&si);
+    launch(a, cfg_1d(x.len()), "ncp_mix_fwd");
+}
+
+/// `dx`, `ds` of [`ncp_mix_fwd`] from `gr`.
+pub fn ncp_mix_bwd(
+    x: &DeviceBuf,
+    s: &DeviceBuf,
+    gr: &DeviceBuf,
+    dx: &mut DeviceBuf,
+    ds: &mut DeviceBuf,
+    n: usize,
+    batch: usize,
+) {
+    let sites = ncp_check(x, s, n, batch);
+    assert_len("ncp g", gr, x.len());
+    assert_len("ncp dx", dx, x.len());
+    assert_len("ncp ds", ds, s.len());
+    let (b, ni, si) = (batch as i64, n as i32, sites as i64);
+    let g = g();
+    let mut a = g.stream.launch_builder(g.func("ncp_mix_bwd"));
+    a.arg(&x.slice).arg(&s.slice).arg(&gr.slice).arg(&mut dx.slice).arg(&mut ds.slice).arg(&b).arg(&ni).arg(&si);
+    launch(a, cfg_1d(x.len()), "ncp_mix_bwd");
+}
+
+/// `log J (batch,)` of the mixture.
+pub fn ncp_logj_fwd(x: &DeviceBuf, s: &DeviceBuf, out: &mut DeviceBuf, n: usize, batch: usize) {
+    let sites = ncp_check(x, s, n, batch);
+    assert_len("ncp out", out, batch);
+    let (b, ni, si) = (batch as i64, n as i32, sites as i64);
+    let g = g();
+    let mut a = g.stream.launch_builder(g.func("ncp_logj_fwd"));
+    a.arg(&x.slice).arg(&s.slice).arg(&mut out.slice).arg(&b).arg(&ni).arg(&si);
+    let blocks = (batch as u64 * 32).div_ceil(BLOCK as u64).max(1) as u32;
+    launch(a, LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }, "ncp_logj_fwd");
+}
+
+/// `dx`, `ds` of [`ncp_logj_fwd`] from `gr (batch,)`.
+pub fn ncp_logj_bwd(
+    x: &DeviceBuf,
+    s: &DeviceBuf,
+    gr: &DeviceBuf,
+    dx: &mut DeviceBuf,
+    ds: &mut DeviceBuf,
+    n: usize,
+    batch: usize,
+) {
+    let sites = ncp_check(x, s, n, batch);
+    assert_len("ncp g", gr, batch);
+    assert_len("ncp dx", dx, x.len());
+    assert_len("ncp ds", ds, s.len());
+    let (b, ni, si) = (batch as i64, n as i32, sites as i64);
+    let g = g();
+    let mut a = g.stream.launch_builder(g.func("ncp_logj_bwd"));
+    a.arg(&x.slice).arg(&s.slice).arg(&gr.slice).arg(&mut dx.slice).arg(&mut ds.slice).arg(&b).arg(&ni).arg(&si);
+    launch(a, cfg_1d(x.len()), "ncp_logj_bwd");
+}
+
 /// `y = x * m` with `m` repeated over `x` (`x.len()` a multiple of `m.len()`).
 pub fn mul_mask(x: &DeviceBuf, m: &DeviceBuf, y: &mut DeviceBuf) {
     let n = x.len();

@@ -370,6 +370,19 @@ fn compositions(a: &mut Audit) {
         });
     }
 
+    // The fused NCP mixture (U(1) flows) and its log-Jacobian, 2 components; angles away
+    // from the jumps of the mod 2 pi (inputs in (0.3, 2.8), small scales and offsets).
+    let inputs = vec![
+        a.uniform(&[2, 3, 4], 0.3, 2.8),
+        a.normal(&[2, 2, 3, 4]).map(|x| 0.3 * x),
+        a.uniform(&[2, 3, 4], 0.1, 0.5),
+    ];
+    a.check("fused ncp_mixture + ncp_log_jacobian", inputs, |v| {
+        let y = v[0].ncp_mixture(&v[1], &v[2]);
+        let logj = v[0].ncp_log_jacobian(&v[1]);
+        Var::concat(&[y.reshape(&[2, 12]), logj.unsqueeze(1)], 1)
+    });
+
     // phi^4 action per sample (DESIGN.md), M2 = -4, lam = 8.
     let phi = a.normal(&[2, 1, 4, 5]);
     a.check("phi^4 action", vec![phi], |v| {

@@ -316,6 +316,45 @@ pub(crate) fn masked_channel_sum_grad<T: Float>(
     out(shape, d)
 }
 
+/// The fused NCP mixture `y` (see `Var::ncp_mixture`).
+pub(crate) fn ncp_mixture<T: Float>(x: &Tensor<T>, s: &Tensor<T>, t: &Tensor<T>, n: usize) -> Tensor<T> {
+    let mut y = DeviceBuf::uninit(x.len());
+    k::ncp_mix_fwd(x.device_buf(), s.device_buf(), t.device_buf(), &mut y, n, x.shape()[0]);
+    out(x.shape(), y)
+}
+
+/// `(dx, ds)` of the NCP mixture.
+pub(crate) fn ncp_mixture_grad<T: Float>(
+    x: &Tensor<T>,
+    s: &Tensor<T>,
+    n: usize,
+    g: &Tensor<T>,
+) -> (Tensor<T>, Tensor<T>) {
+    let (mut dx, mut ds) = (DeviceBuf::uninit(x.len()), DeviceBuf::uninit(s.len()));
+    k::ncp_mix_bwd(x.device_buf(), s.device_buf(), g.device_buf(), &mut dx, &mut ds, n, x.shape()[0]);
+    (out(x.shape(), dx), out(s.shape(), ds))
+}
+
+/// The NCP mixture's log-Jacobian per sample.
+pub(crate) fn ncp_log_jacobian<T: Float>(x: &Tensor<T>, s: &Tensor<T>, n: usize) -> Tensor<T> {
+    let b = x.shape()[0];
+    let mut y = DeviceBuf::uninit(b);
+    k::ncp_logj_fwd(x.device_buf(), s.device_buf(), &mut y, n, b);
+    out(&[b], y)
+}
+
+/// `(dx, ds)` of the log-Jacobian.
+pub(crate) fn ncp_log_jacobian_grad<T: Float>(
+    x: &Tensor<T>,
+    s: &Tensor<T>,
+    n: usize,
+    g: &Tensor<T>,
+) -> (Tensor<T>, Tensor<T>) {
+    let (mut dx, mut ds) = (DeviceBuf::uninit(x.len()), DeviceBuf::uninit(s.len()));
+    k::ncp_logj_bwd(x.device_buf(), s.device_buf(), g.device_buf(), &mut dx, &mut ds, n, x.shape()[0]);
+    (out(x.shape(), dx), out(s.shape(), ds))
+}
+
 fn conv_shape(s: Conv2dShape) -> k::ConvShape {
     k::ConvShape { n: s.n, cin: s.cin, cout: s.cout, h: s.h, w: s.w, k: s.k }
 }

@@ -3,7 +3,7 @@
 
 use crate::elementwise::{Binary, Unary};
 use crate::kernels::conv2d::{self, Conv2dShape};
-use crate::kernels::{coupling, layout, matmul};
+use crate::kernels::{coupling, layout, matmul, ncp};
 use crate::{Float, Tensor, Var};
 
 /// A recorded operation: its inputs and what backward needs besides the output.
@@ -32,6 +32,10 @@ pub(crate) enum Op<T: Float> {
     AffineCouple(Var<T>, Var<T>, Tensor<T>, bool),
     /// `sum_p m[p] st[n, channel, p]` with a constant mask.
     MaskedChannelSum(Var<T>, usize, Tensor<T>),
+    /// NCP mixture `y(x, s, t)` of `n` components.
+    NcpMixture(Var<T>, Var<T>, Var<T>, usize),
+    /// Its log-Jacobian per sample, `logJ(x, s)`.
+    NcpLogJacobian(Var<T>, Var<T>, usize),
 }
 
 impl<T: Float> Op<T> {
@@ -49,7 +53,12 @@ impl<T: Float> Op<T> {
             | Op::Narrow(a, _, _)
             | Op::Transpose(a)
             | Op::MaskedChannelSum(a, _, _) => vec![a],
-            Op::Binary(a, b, _) | Op::AddBias(a, b) | Op::MatMul(a, b) | Op::AffineCouple(a, b, _, _) => vec![a, b],
+            Op::Binary(a, b, _)
+            | Op::AddBias(a, b)
+            | Op::MatMul(a, b)
+            | Op::AffineCouple(a, b, _, _)
+            | Op::NcpLogJacobian(a, b, _) => vec![a, b],
+            Op::NcpMixture(x, s, t, _) => vec![x, s, t],
             Op::Concat(v, _) => v.iter().collect(),
             Op::Conv2d(x, w, b, _, _) => {
                 let mut v = vec![x, w];
@@ -211,6 +220,30 @@ pub(crate) fn backward_rule<T: Float>(
             });
             acc(x, dx);
             acc(st, dst);
+        }
+        Op::NcpMixture(x, s, t, n) => {
+            // dy/dx = (1/n) sum_i e_i / (c^2 + e_i^2 r^2), dy/ds_i = (1/n) 2 e_i r c / (c^2 + e_i^2 r^2),
+            // dy/dt = 1 (kernels::ncp)
+            let b = x.shape()[0];
+            let (dx, ds) = gpu_or_cpu!(g, crate::cuda::ncp_mixture_grad(x.value(), s.value(), *n, g), {
+                let (mut dx, mut ds) = (crate::pool::buffer(x.value().len()), crate::pool::buffer(s.value().len()));
+                ncp::mixture_grad(x.value().data(), s.value().data(), *n, b, g.data(), &mut dx, &mut ds);
+                (Tensor::from_vec(x.shape(), dx), Tensor::from_vec(s.shape(), ds))
+            });
+            acc(x, dx);
+            acc(s, ds);
+            acc(t, g.clone());
+        }
+        Op::NcpLogJacobian(x, s, n) => {
+            // d logJ = sum_i softmax(q)_i dq_i, q_i = -log(e_i^-1 cos^2 h + e_i sin^2 h) (kernels::ncp)
+            let b = x.shape()[0];
+            let (dx, ds) = gpu_or_cpu!(g, crate::cuda::ncp_log_jacobian_grad(x.value(), s.value(), *n, g), {
+                let (mut dx, mut ds) = (crate::pool::buffer(x.value().len()), crate::pool::buffer(s.value().len()));
+                ncp::log_jacobian_grad(x.value().data(), s.value().data(), *n, b, g.data(), &mut dx, &mut ds);
+                (Tensor::from_vec(x.shape(), dx), Tensor::from_vec(s.shape(), ds))
+            });
+            acc(x, dx);
+            acc(s, ds);
         }
         Op::MaskedChannelSum(st, channel, m) => {
             // d sum_p m[p] st[n, c, p] = m[p] on channel c, 0 on the others

@@ -393,6 +393,46 @@ impl<T: Float> Var<T> {
         Var::from_op(y, Op::AffineCouple(self.clone(), st.clone(), mask.clone(), reverse))
     }
 
+    /// The non-compact-projection mixture of the U(1) flows (arXiv:2101.08176 section V.B,
+    /// Rezende et al. arXiv:2002.02428) as one op: `self` is `x (N, S...)`, `s (N, n, S...)`
+    /// the `n` scales, `t (N, S...)` the offset;
+    /// `y = ((1/n) sum_i mod(2 atan(e^{s_i} tan(x/2)), 2 pi) + t) mod 2 pi`. Values are bit
+    /// for bit those of the elementwise ops it replaces (on the CPU); derivatives in
+    /// [`crate::kernels::ncp`].
+    ///
+    /// # Panics
+    /// On shape mismatches.
+    #[track_caller]
+    pub fn ncp_mixture(&self, s: &Var<T>, t: &Var<T>) -> Var<T> {
+        let n = check_ncp(self.shape(), s.shape(), "ncp_mixture");
+        assert!(t.shape() == self.shape(), "ncp_mixture: shape mismatch, x {:?} vs t {:?}", self.shape(), t.shape());
+        let (x, sv, tv) = (self.value(), s.value(), t.value());
+        let y = gpu_or_cpu!(x, crate::cuda::ncp_mixture(x, sv, tv, n), {
+            let mut y = crate::pool::buffer(x.len());
+            crate::kernels::ncp::mixture(x.data(), sv.data(), tv.data(), n, x.shape()[0], &mut y);
+            Tensor::from_vec(x.shape(), y)
+        });
+        Var::from_op(y, Op::NcpMixture(self.clone(), s.clone(), t.clone(), n))
+    }
+
+    /// The NCP mixture's `log|det J|` per sample, shape `(N,)`:
+    /// `sum_sites [logsumexp_i(-log(e^{-s_i} cos^2(x/2) + e^{s_i} sin^2(x/2))) - ln n]`.
+    ///
+    /// # Panics
+    /// On shape mismatches.
+    #[track_caller]
+    pub fn ncp_log_jacobian(&self, s: &Var<T>) -> Var<T> {
+        let n = check_ncp(self.shape(), s.shape(), "ncp_log_jacobian");
+        let (x, sv) = (self.value(), s.value());
+        let b = x.shape()[0];
+        let out = gpu_or_cpu!(x, crate::cuda::ncp_log_jacobian(x, sv, n), {
+            let mut out = crate::pool::buffer(b);
+            crate::kernels::ncp::log_jacobian(x.data(), sv.data(), n, b, &mut out);
+            Tensor::from_vec(&[b], out)
+        });
+        Var::from_op(out, Op::NcpLogJacobian(self.clone(), s.clone(), n))
+    }
+
     /// `out[n] = sum_p m[p] self[n, channel, p]` for `self (N, C, S...)` and a constant
     /// `mask (S...)`, shape `(N,)`. Derivative: `m` on channel `channel`, 0 elsewhere.
     ///
@@ -414,6 +454,16 @@ impl<T: Float> Var<T> {
         });
         Var::from_op(out, Op::MaskedChannelSum(self.clone(), channel, mask.clone()))
     }
+}
+
+/// The number of mixture components for `x (N, S...)`, `s (N, n, S...)`.
+#[track_caller]
+fn check_ncp(xs: &[usize], ss: &[usize], op: &str) -> usize {
+    assert!(
+        !xs.is_empty() && ss.len() == xs.len() + 1 && ss[0] == xs[0] && ss[2..] == xs[1..] && ss[1] >= 1,
+        "{op}: shape mismatch, x {xs:?} vs s {ss:?}"
+    );
+    ss[1]
 }
 
 /// `x * m` with the mask `m` repeated over `x`'s leading axes (`x.len()` a multiple of

@@ -209,6 +209,22 @@ fn fused_coupling_matches_cpu() {
 }
 
 #[test]
+fn fused_ncp_mixture_matches_cpu() {
+    setup();
+    let mut rng = StdRng::seed_from_u64(9);
+    for n_mix in [1, 2, 3] {
+        // angles away from the mod-2pi jumps of y (a jump on one side only is a 2 pi error)
+        let x = rand_t(&[33, 4, 2], 0.2, 3.0, &mut rng);
+        let s = rand_t(&[33, n_mix, 4, 2], -0.5, 0.5, &mut rng);
+        let t = rand_t(&[33, 4, 2], 0.1, 0.6, &mut rng);
+        check_op(&format!("ncp_mixture n={n_mix}"), &[x.clone(), s.clone(), t], TOL_F32_SUM, |v, _| {
+            v[0].ncp_mixture(&v[1], &v[2])
+        });
+        check_op(&format!("ncp_log_jacobian n={n_mix}"), &[x, s], TOL_F32_SUM, |v, _| v[0].ncp_log_jacobian(&v[1]));
+    }
+}
+
+#[test]
 fn conv2d_matches_cpu_on_many_shapes() {
     setup();
     let mut rng = StdRng::seed_from_u64(5);

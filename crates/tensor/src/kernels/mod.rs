@@ -8,5 +8,6 @@ pub mod conv2d_simd;
 pub mod coupling;
 pub mod layout;
 pub mod matmul;
+pub mod ncp;
 pub mod simd;
 pub mod vmath;
