@@ -219,7 +219,7 @@ pub fn masked_channel_sum_bwd(
 pub const NCP_MAX: usize = 16;
 
 fn ncp_check(x: &DeviceBuf, s: &DeviceBuf, n: usize, batch: usize) -> usize {
-    assert!(n >= 1 && n <= NCP_MAX, "NCP kernels: {n} mixture components (1 to {NCP_MAX})");
+    assert!((1..=NCP_MAX).contains(&n), "NCP kernels: {n} mixture components (1 to {NCP_MAX})");
     assert!(batch > 0 && x.len().is_multiple_of(batch), "NCP kernels: {} sites vs batch {batch}", x.len());
     assert_len("ncp s", s, n * x.len());
     x.len() / batch

@@ -33,7 +33,7 @@ pub fn mixture<T: Float>(x: &[T], s: &[T], t: &[T], n: usize, batch: usize, y: &
         for i in 0..n {
             let r = (b * n + i) * sites;
             for p in 0..sites {
-                e[r + p] = e[r + p] * tn[b * sites + p];
+                e[r + p] *= tn[b * sites + p];
             }
         }
     }
