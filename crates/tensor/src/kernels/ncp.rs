@@ -51,47 +51,104 @@ pub fn mixture<T: Float>(x: &[T], s: &[T], t: &[T], n: usize, batch: usize, y: &
     }
 }
 
+/// `(c, r) = (cos h, sin h)` with `h = x/2`, and `(e^s, e^{-s})`, with the slice functions
+/// (SIMD for f32).
+fn trig_exp<T: Float>(x: &[T], s: &[T]) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
+    let half: Vec<T> = x.iter().map(|&v| T::from_f64(0.5) * v).collect();
+    let (mut c, mut r) = (vec![T::ZERO; x.len()], vec![T::ZERO; x.len()]);
+    T::cos_slice(&half, &mut c);
+    T::sin_slice(&half, &mut r);
+    let neg: Vec<T> = s.iter().map(|&v| -v).collect();
+    let (mut e, mut ei) = (vec![T::ZERO; s.len()], vec![T::ZERO; s.len()]);
+    T::exp_slice(s, &mut e);
+    T::exp_slice(&neg, &mut ei);
+    (c, r, e, ei)
+}
+
 /// Gradients of [`mixture`] from `g (N, S)`: `dx (N, S)` and `ds (N, n, S)` (`dy/dt = 1`).
 pub fn mixture_grad<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, g: &[T], dx: &mut [T], ds: &mut [T]) {
     let sites = x.len() / batch.max(1);
     let (two, inv_n) = (T::from_f64(2.0), T::from_f64(1.0 / n as f64));
+    let (c, r, e, _) = trig_exp(x, s);
     for b in 0..batch {
         for p in 0..sites {
-            let h = T::from_f64(0.5) * x[b * sites + p];
-            let (c, r) = (h.cos(), h.sin());
-            let gv = g[b * sites + p];
+            let j = b * sites + p;
+            let (cj, rj, gv) = (c[j], r[j], g[j] * inv_n);
             let mut d = T::ZERO;
             for i in 0..n {
                 let k = (b * n + i) * sites + p;
-                let e = s[k].exp();
-                let den = c * c + e * e * r * r;
-                d += e / den;
-                ds[k] = gv * inv_n * two * e * r * c / den;
+                let den = cj * cj + e[k] * e[k] * rj * rj;
+                d += e[k] / den;
+                ds[k] = gv * two * e[k] * rj * cj / den;
             }
-            dx[b * sites + p] = gv * inv_n * d;
+            dx[j] = gv * d;
         }
     }
 }
 
-/// `q_i = -log(e_i^{-1} c^2 + e_i r^2)` of the `n` components at one site into `q`, and
-/// `(c, r)`; `s_at(i)` is `s_i` there.
-fn components<T: Float>(xv: T, s_at: impl Fn(usize) -> T, q: &mut [T]) -> (T, T) {
-    let h = T::from_f64(0.5) * xv;
-    let (c, r) = (h.cos(), h.sin());
-    for (i, qi) in q.iter_mut().enumerate() {
-        let s = s_at(i);
-        *qi = -((-s).exp() * c * c + s.exp() * r * r).ln();
-    }
-    (c, r)
+/// `q_i = -log(e_i^{-1} c^2 + e_i r^2)` for every component and site (shape of `s`), the
+/// per-site `logsumexp_i q_i` (shape of `x`), and the pieces they came from.
+struct LogJParts<T> {
+    c: Vec<T>,
+    r: Vec<T>,
+    e: Vec<T>,
+    ei: Vec<T>,
+    q: Vec<T>,
+    lse: Vec<T>,
 }
 
-/// `max + ln sum exp(q - max)`.
-fn logsumexp<T: Float>(q: &[T]) -> T {
-    let m = q.iter().copied().fold(T::from_f64(f64::NEG_INFINITY), T::max);
-    if !m.is_finite() {
-        return m;
+fn log_j_parts<T: Float>(x: &[T], s: &[T], n: usize, batch: usize) -> LogJParts<T> {
+    let sites = x.len() / batch.max(1);
+    let (c, r, e, ei) = trig_exp(x, s);
+    let mut d = vec![T::ZERO; s.len()];
+    for b in 0..batch {
+        for i in 0..n {
+            for p in 0..sites {
+                let (k, j) = ((b * n + i) * sites + p, b * sites + p);
+                d[k] = ei[k] * c[j] * c[j] + e[k] * r[j] * r[j];
+            }
+        }
     }
-    m + q.iter().map(|&v| (v - m).exp()).sum::<T>().ln()
+    let mut q = vec![T::ZERO; s.len()];
+    T::ln_slice(&d, &mut q);
+    for v in q.iter_mut() {
+        *v = -*v;
+    }
+    // logsumexp over the components at each site: max, then exp and ln on slices
+    let mut m = vec![T::from_f64(f64::NEG_INFINITY); x.len()];
+    for b in 0..batch {
+        for i in 0..n {
+            for p in 0..sites {
+                let j = b * sites + p;
+                m[j] = m[j].max(q[(b * n + i) * sites + p]);
+            }
+        }
+    }
+    let mut z = vec![T::ZERO; s.len()];
+    for b in 0..batch {
+        for i in 0..n {
+            for p in 0..sites {
+                let k = (b * n + i) * sites + p;
+                z[k] = q[k] - m[b * sites + p];
+            }
+        }
+    }
+    let mut ez = vec![T::ZERO; s.len()];
+    T::exp_slice(&z, &mut ez);
+    let mut sum = vec![T::ZERO; x.len()];
+    for b in 0..batch {
+        for i in 0..n {
+            for p in 0..sites {
+                sum[b * sites + p] += ez[(b * n + i) * sites + p];
+            }
+        }
+    }
+    let mut lse = vec![T::ZERO; x.len()];
+    T::ln_slice(&sum, &mut lse);
+    for (l, &mj) in lse.iter_mut().zip(&m) {
+        *l = if mj.is_finite() { mj + *l } else { mj };
+    }
+    LogJParts { c, r, e, ei, q, lse }
 }
 
 /// `log J (N,)` of the mixture: per sample, the sum over sites of
@@ -99,35 +156,40 @@ fn logsumexp<T: Float>(q: &[T]) -> T {
 pub fn log_jacobian<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, out: &mut [T]) {
     let sites = x.len() / batch.max(1);
     let ln_n = T::from_f64((n as f64).ln());
-    let mut q = vec![T::ZERO; n];
+    let parts = log_j_parts(x, s, n, batch);
     for (b, o) in out.iter_mut().enumerate().take(batch) {
-        let mut acc = T::ZERO;
-        for p in 0..sites {
-            components(x[b * sites + p], |i| s[(b * n + i) * sites + p], &mut q);
-            acc += logsumexp(&q) - ln_n;
-        }
-        *o = acc;
+        *o = parts.lse[b * sites..(b + 1) * sites].iter().map(|&l| l - ln_n).sum();
     }
 }
 
 /// Gradients of [`log_jacobian`] from `g (N,)`: `dx (N, S)`, `ds (N, n, S)`.
 pub fn log_jacobian_grad<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, g: &[T], dx: &mut [T], ds: &mut [T]) {
     let sites = x.len() / batch.max(1);
-    let mut q = vec![T::ZERO; n];
+    let LogJParts { c, r, e, ei, q, lse } = log_j_parts(x, s, n, batch);
+    // softmax weights w_i = exp(q_i - lse)
+    let mut z = vec![T::ZERO; s.len()];
+    for b in 0..batch {
+        for i in 0..n {
+            for p in 0..sites {
+                let k = (b * n + i) * sites + p;
+                z[k] = q[k] - lse[b * sites + p];
+            }
+        }
+    }
+    let mut w = vec![T::ZERO; s.len()];
+    T::exp_slice(&z, &mut w);
     for b in 0..batch {
         for p in 0..sites {
-            let (c, r) = components(x[b * sites + p], |i| s[(b * n + i) * sites + p], &mut q);
-            let l = logsumexp(&q);
+            let j = b * sites + p;
+            let (cj, rj) = (c[j], r[j]);
             let mut d = T::ZERO;
             for i in 0..n {
                 let k = (b * n + i) * sites + p;
-                let (e, ei) = (s[k].exp(), (-s[k]).exp());
-                let den = ei * c * c + e * r * r;
-                let w = (q[i] - l).exp();
-                d += w * (ei - e) * r * c / den;
-                ds[k] = g[b] * w * (ei * c * c - e * r * r) / den;
+                let den = ei[k] * cj * cj + e[k] * rj * rj;
+                d += w[k] * (ei[k] - e[k]) * rj * cj / den;
+                ds[k] = g[b] * w[k] * (ei[k] * cj * cj - e[k] * rj * rj) / den;
             }
-            dx[b * sites + p] = g[b] * d;
+            dx[j] = g[b] * d;
         }
     }
 }
