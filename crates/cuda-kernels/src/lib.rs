@@ -20,17 +20,18 @@ pub mod measure;
 pub mod ops;
 
 /// The kernel sources, in the order they are concatenated into one NVRTC program.
-pub const SOURCES: [(&str, &str); 6] = [
+pub const SOURCES: [(&str, &str); 7] = [
     ("common.cuh", include_str!("cu/common.cuh")),
     ("elementwise.cu", include_str!("cu/elementwise.cu")),
     ("layout.cu", include_str!("cu/layout.cu")),
     ("conv2d.cu", include_str!("cu/conv2d.cu")),
     ("ceilings.cu", include_str!("cu/ceilings.cu")),
     ("ncp.cu", include_str!("cu/ncp.cu")),
+    ("u1.cu", include_str!("cu/u1.cu")),
 ];
 
 /// Every kernel the module exports (checked at load time).
-pub const KERNELS: [&str; 36] = [
+pub const KERNELS: [&str; 40] = [
     "unary_fwd",
     "unary_bwd",
     "binary_fwd",
@@ -62,6 +63,10 @@ pub const KERNELS: [&str; 36] = [
     "conv2d_bwd_weight_smem",
     "conv2d_bwd_weight_direct",
     "fma_peak",
+    "u1_plaq01",
+    "u1_plaq01_bwd",
+    "u1_stripe_update",
+    "u1_stripe_update_bwd",
     "ncp_mix_fwd",
     "ncp_mix_bwd",
     "ncp_logj_fwd",

@@ -215,6 +215,88 @@ pub fn masked_channel_sum_bwd(
     launch(a, cfg_1d(n * channels * sites), "masked_channel_sum_bwd");
 }
 
+fn u1_dims(n: usize, h: usize, w: usize) -> (i64, i32, i32) {
+    (n as i64, i32::try_from(h).expect("lattice fits i32"), i32::try_from(w).expect("lattice fits i32"))
+}
+
+/// The (0, 1) plaquette `p (n, h, w)` of links `(n, 2, h, w)`.
+pub fn u1_plaq01(links: &DeviceBuf, p: &mut DeviceBuf, n: usize, h: usize, w: usize) {
+    assert_len("u1_plaq01 links", links, 2 * n * h * w);
+    assert_len("u1_plaq01 p", p, n * h * w);
+    let (ni, hi, wi) = u1_dims(n, h, w);
+    let g = g();
+    let mut a = g.stream.launch_builder(g.func("u1_plaq01"));
+    a.arg(&links.slice).arg(&mut p.slice).arg(&ni).arg(&hi).arg(&wi);
+    launch(a, cfg_1d(n * h * w), "u1_plaq01");
+}
+
+/// Its adjoint: `dlinks (n, 2, h, w)` from `gr (n, h, w)`.
+pub fn u1_plaq01_bwd(gr: &DeviceBuf, dlinks: &mut DeviceBuf, n: usize, h: usize, w: usize) {
+    assert_len("u1_plaq01_bwd g", gr, n * h * w);
+    assert_len("u1_plaq01_bwd dlinks", dlinks, 2 * n * h * w);
+    let (ni, hi, wi) = u1_dims(n, h, w);
+    let g = g();
+    let mut a = g.stream.launch_builder(g.func("u1_plaq01_bwd"));
+    a.arg(&gr.slice).arg(&mut dlinks.slice).arg(&ni).arg(&hi).arg(&wi);
+    launch(a, cfg_1d(2 * n * h * w), "u1_plaq01_bwd");
+}
+
+/// The coupling's stripe update of links `(n, 2, h, w)` with `ya`, `xa` `(n, A, B)`.
+#[allow(clippy::too_many_arguments)]
+pub fn u1_stripe_update(
+    links: &DeviceBuf,
+    ya: &DeviceBuf,
+    xa: &DeviceBuf,
+    out: &mut DeviceBuf,
+    n: usize,
+    h: usize,
+    w: usize,
+    mu: usize,
+    off: usize,
+) {
+    assert!(
+        mu < 2 && off < 4 && h.is_multiple_of(4) && w.is_multiple_of(4),
+        "u1_stripe_update: mu {mu}, off {off}, {h}x{w}"
+    );
+    assert_len("u1_stripe_update links", links, 2 * n * h * w);
+    assert_len("u1_stripe_update ya", ya, n * h * w / 4);
+    assert_len("u1_stripe_update xa", xa, n * h * w / 4);
+    assert_len("u1_stripe_update out", out, 2 * n * h * w);
+    let (ni, hi, wi) = u1_dims(n, h, w);
+    let (m, o) = (mu as i32, off as i32);
+    let g = g();
+    let mut a = g.stream.launch_builder(g.func("u1_stripe_update"));
+    a.arg(&links.slice).arg(&ya.slice).arg(&xa.slice).arg(&mut out.slice).arg(&ni).arg(&hi).arg(&wi).arg(&m).arg(&o);
+    launch(a, cfg_1d(2 * n * h * w), "u1_stripe_update");
+}
+
+/// Adjoint of [`u1_stripe_update`] for `ya` and `xa` (`dxa = -dya`).
+#[allow(clippy::too_many_arguments)]
+pub fn u1_stripe_update_bwd(
+    gr: &DeviceBuf,
+    dya: &mut DeviceBuf,
+    dxa: &mut DeviceBuf,
+    n: usize,
+    h: usize,
+    w: usize,
+    mu: usize,
+    off: usize,
+) {
+    assert!(
+        mu < 2 && off < 4 && h.is_multiple_of(4) && w.is_multiple_of(4),
+        "u1_stripe_update_bwd: mu {mu}, off {off}, {h}x{w}"
+    );
+    assert_len("u1_stripe_update_bwd g", gr, 2 * n * h * w);
+    assert_len("u1_stripe_update_bwd dya", dya, n * h * w / 4);
+    assert_len("u1_stripe_update_bwd dxa", dxa, n * h * w / 4);
+    let (ni, hi, wi) = u1_dims(n, h, w);
+    let (m, o) = (mu as i32, off as i32);
+    let g = g();
+    let mut a = g.stream.launch_builder(g.func("u1_stripe_update_bwd"));
+    a.arg(&gr.slice).arg(&mut dya.slice).arg(&mut dxa.slice).arg(&ni).arg(&hi).arg(&wi).arg(&m).arg(&o);
+    launch(a, cfg_1d(n * h * w / 4), "u1_stripe_update_bwd");
+}
+
 /// Most mixture components the NCP kernels take (`NCP_MAX` in ncp.cu).
 pub const NCP_MAX: usize = 16;
 

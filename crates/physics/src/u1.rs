@@ -259,6 +259,10 @@ impl Action for U1 {
 pub fn u1_plaquette_var<T: Float>(links: &Var<T>, mu: usize, nu: usize) -> Var<T> {
     let s = links.shape();
     assert!(s.len() >= 3 && mu < s[1] && nu < s[1], "u1_plaquette_var: links {s:?}, plane ({mu}, {nu})");
+    if s.len() == 4 && s[1] == 2 && (mu, nu) == (0, 1) {
+        // 2D: one fused op with the same values (Var::u1_plaquette01)
+        return links.u1_plaquette01();
+    }
     let (lm, ln) = (links.select(1, mu), links.select(1, nu));
     lm.add(&ln.roll(mu + 1, -1)).sub(&lm.roll(nu + 1, -1)).sub(&ln)
 }

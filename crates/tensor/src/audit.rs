@@ -383,6 +383,20 @@ fn compositions(a: &mut Audit) {
         Var::concat(&[y.reshape(&[2, 12]), logj.unsqueeze(1)], 1)
     });
 
+    // The fused U(1) plaquette and stripe update (both directions); link angles away from
+    // the mod-2pi jumps of the update (in (1, 5), small updates).
+    let links = a.uniform(&[2, 2, 4, 4], 0.5, 5.5);
+    a.check("fused u1_plaquette01", vec![links], |v| v[0].u1_plaquette01());
+    for (name, mu) in [("fused u1_stripe_update mu=0", 0), ("fused u1_stripe_update mu=1", 1)] {
+        let (sa, sb) = if mu == 0 { (4, 1) } else { (1, 4) };
+        let inputs = vec![
+            a.uniform(&[2, 2, 4, 4], 1.0, 5.0),
+            a.uniform(&[2, sa, sb], 0.0, 0.3),
+            a.uniform(&[2, sa, sb], 0.0, 0.3),
+        ];
+        a.check(name, inputs, move |v| v[0].u1_stripe_update(&v[1], &v[2], mu, 1));
+    }
+
     // phi^4 action per sample (DESIGN.md), M2 = -4, lam = 8.
     let phi = a.normal(&[2, 1, 4, 5]);
     a.check("phi^4 action", vec![phi], |v| {

@@ -355,6 +355,47 @@ pub(crate) fn ncp_log_jacobian_grad<T: Float>(
     (out(x.shape(), dx), out(s.shape(), ds))
 }
 
+/// The (0, 1) plaquette of links `(N, 2, H, W)`.
+pub(crate) fn u1_plaquette01<T: Float>(links: &Tensor<T>) -> Tensor<T> {
+    let s = links.shape();
+    let mut p = DeviceBuf::uninit(s[0] * s[2] * s[3]);
+    k::u1_plaq01(links.device_buf(), &mut p, s[0], s[2], s[3]);
+    out(&[s[0], s[2], s[3]], p)
+}
+
+pub(crate) fn u1_plaquette01_grad<T: Float>(g: &Tensor<T>, shape: &[usize]) -> Tensor<T> {
+    let mut d = DeviceBuf::uninit(numel(shape));
+    k::u1_plaq01_bwd(g.device_buf(), &mut d, shape[0], shape[2], shape[3]);
+    out(shape, d)
+}
+
+/// The gauge-equivariant coupling's stripe update.
+pub(crate) fn u1_stripe_update<T: Float>(
+    links: &Tensor<T>,
+    ya: &Tensor<T>,
+    xa: &Tensor<T>,
+    mu: usize,
+    off: usize,
+) -> Tensor<T> {
+    let s = links.shape();
+    let mut o = DeviceBuf::uninit(links.len());
+    k::u1_stripe_update(links.device_buf(), ya.device_buf(), xa.device_buf(), &mut o, s[0], s[2], s[3], mu, off);
+    out(s, o)
+}
+
+/// `(dya, dxa)` of the stripe update.
+pub(crate) fn u1_stripe_update_grad<T: Float>(
+    g: &Tensor<T>,
+    ya_shape: &[usize],
+    mu: usize,
+    off: usize,
+) -> (Tensor<T>, Tensor<T>) {
+    let s = g.shape();
+    let (mut dya, mut dxa) = (DeviceBuf::uninit(numel(ya_shape)), DeviceBuf::uninit(numel(ya_shape)));
+    k::u1_stripe_update_bwd(g.device_buf(), &mut dya, &mut dxa, s[0], s[2], s[3], mu, off);
+    (out(ya_shape, dya), out(ya_shape, dxa))
+}
+
 fn conv_shape(s: Conv2dShape) -> k::ConvShape {
     k::ConvShape { n: s.n, cin: s.cin, cout: s.cout, h: s.h, w: s.w, k: s.k }
 }

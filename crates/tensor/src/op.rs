@@ -3,7 +3,7 @@
 
 use crate::elementwise::{Binary, Unary};
 use crate::kernels::conv2d::{self, Conv2dShape};
-use crate::kernels::{coupling, layout, matmul, ncp};
+use crate::kernels::{coupling, layout, matmul, ncp, u1};
 use crate::{Float, Tensor, Var};
 
 /// A recorded operation: its inputs and what backward needs besides the output.
@@ -36,6 +36,10 @@ pub(crate) enum Op<T: Float> {
     NcpMixture(Var<T>, Var<T>, Var<T>, usize),
     /// Its log-Jacobian per sample, `logJ(x, s)`.
     NcpLogJacobian(Var<T>, Var<T>, usize),
+    /// The (0, 1) plaquette of U(1) links `(N, 2, H, W)`.
+    U1Plaquette01(Var<T>),
+    /// The gauge-equivariant coupling's stripe update `(links, y_a, x_a, mu, offset)`.
+    U1StripeUpdate(Var<T>, Var<T>, Var<T>, usize, usize),
 }
 
 impl<T: Float> Op<T> {
@@ -52,13 +56,14 @@ impl<T: Float> Op<T> {
             | Op::BroadcastTo(a)
             | Op::Narrow(a, _, _)
             | Op::Transpose(a)
-            | Op::MaskedChannelSum(a, _, _) => vec![a],
+            | Op::MaskedChannelSum(a, _, _)
+            | Op::U1Plaquette01(a) => vec![a],
             Op::Binary(a, b, _)
             | Op::AddBias(a, b)
             | Op::MatMul(a, b)
             | Op::AffineCouple(a, b, _, _)
             | Op::NcpLogJacobian(a, b, _) => vec![a, b],
-            Op::NcpMixture(x, s, t, _) => vec![x, s, t],
+            Op::NcpMixture(x, s, t, _) | Op::U1StripeUpdate(x, s, t, _, _) => vec![x, s, t],
             Op::Concat(v, _) => v.iter().collect(),
             Op::Conv2d(x, w, b, _, _) => {
                 let mut v = vec![x, w];
@@ -244,6 +249,31 @@ pub(crate) fn backward_rule<T: Float>(
             });
             acc(x, dx);
             acc(s, ds);
+        }
+        Op::U1Plaquette01(links) => {
+            // P = t0(x,y) + t1(x+1,y) - t0(x,y+1) - t1(x,y): dt0 = g(x,y) - g(x,y-1),
+            // dt1 = g(x-1,y) - g(x,y)
+            let s = links.shape();
+            let d = gpu_or_cpu!(g, crate::cuda::u1_plaquette01_grad(g, s), {
+                let mut d = crate::pool::buffer(links.value().len());
+                u1::plaquette01_grad(g.data(), s[0], s[2], s[3], &mut d);
+                Tensor::from_vec(s, d)
+            });
+            acc(links, d);
+        }
+        Op::U1StripeUpdate(links, ya, xa, mu, off) => {
+            // mod 2 pi has derivative 1: the links pass g through; y_a gets +-g at the stripe,
+            // x_a its negative
+            let (s, ys) = (links.shape(), ya.shape());
+            let (dya, dxa) = gpu_or_cpu!(g, crate::cuda::u1_stripe_update_grad(g, ys, *mu, *off), {
+                let mut dya = crate::pool::buffer(ya.value().len());
+                u1::stripe_update_grad_ya(g.data(), s[0], s[2], s[3], *mu, *off, &mut dya);
+                let dxa: Vec<T> = dya.iter().map(|&v| -v).collect();
+                (Tensor::from_vec(ys, dya), Tensor::from_vec(ys, dxa))
+            });
+            acc(links, g.clone());
+            acc(ya, dya);
+            acc(xa, dxa);
         }
         Op::MaskedChannelSum(st, channel, m) => {
             // d sum_p m[p] st[n, c, p] = m[p] on channel c, 0 on the others

@@ -433,6 +433,57 @@ impl<T: Float> Var<T> {
         Var::from_op(out, Op::NcpLogJacobian(self.clone(), s.clone(), n))
     }
 
+    /// The plaquette angle of the (0, 1) plane of U(1) links `self (N, 2, H, W)`:
+    /// `P(x, y) = t0(x, y) + t1(x+1, y) - t0(x, y+1) - t1(x, y)` (periodic), shape
+    /// `(N, H, W)`, as one op (the same values as the select/roll/add ops it replaces).
+    ///
+    /// # Panics
+    /// If `self` is not `(N, 2, H, W)`.
+    #[track_caller]
+    pub fn u1_plaquette01(&self) -> Var<T> {
+        let s = self.shape();
+        assert!(s.len() == 4 && s[1] == 2, "u1_plaquette01: links must be (N, 2, H, W), got {s:?}");
+        let x = self.value();
+        let p = gpu_or_cpu!(x, crate::cuda::u1_plaquette01(x), {
+            let mut p = crate::pool::buffer(s[0] * s[2] * s[3]);
+            crate::kernels::u1::plaquette01(x.data(), s[0], s[2], s[3], &mut p);
+            Tensor::from_vec(&[s[0], s[2], s[3]], p)
+        });
+        Var::from_op(p, Op::U1Plaquette01(self.clone()))
+    }
+
+    /// The gauge-equivariant coupling's link update (arXiv:2101.08176 section V.A) as one
+    /// op: `self` is links `(N, 2, H, W)`; on the links of direction `mu` at the stripe of
+    /// offset `off` (every 4th column for `mu = 0`, row for `mu = 1`; `(N, A, B)` in the
+    /// order of `gather_stripe`), `theta -> (theta + s (y_a - x_a)) mod 2 pi` with `s = +1`
+    /// for `mu = 0` and `-1` for `mu = 1`; the other links unchanged.
+    ///
+    /// # Panics
+    /// On shape mismatches, `mu > 1`, `off > 3`, or extents not divisible by 4.
+    #[track_caller]
+    pub fn u1_stripe_update(&self, ya: &Var<T>, xa: &Var<T>, mu: usize, off: usize) -> Var<T> {
+        let s = self.shape();
+        assert!(
+            s.len() == 4 && s[1] == 2 && mu < 2 && off < 4 && s[2].is_multiple_of(4) && s[3].is_multiple_of(4),
+            "u1_stripe_update: links {s:?}, mu {mu}, offset {off}"
+        );
+        let (a, b) = crate::kernels::u1::stripe_shape(mu, s[2], s[3]);
+        assert!(
+            ya.shape() == [s[0], a, b] && xa.shape() == [s[0], a, b],
+            "u1_stripe_update: shape mismatch, y_a {:?}, x_a {:?} vs stripe ({}, {a}, {b})",
+            ya.shape(),
+            xa.shape(),
+            s[0]
+        );
+        let (l, y, x) = (self.value(), ya.value(), xa.value());
+        let out = gpu_or_cpu!(l, crate::cuda::u1_stripe_update(l, y, x, mu, off), {
+            let mut o = crate::pool::buffer(l.len());
+            crate::kernels::u1::stripe_update(l.data(), y.data(), x.data(), s[0], s[2], s[3], mu, off, &mut o);
+            Tensor::from_vec(s, o)
+        });
+        Var::from_op(out, Op::U1StripeUpdate(self.clone(), ya.clone(), xa.clone(), mu, off))
+    }
+
     /// `out[n] = sum_p m[p] self[n, channel, p]` for `self (N, C, S...)` and a constant
     /// `mask (S...)`, shape `(N,)`. Derivative: `m` on channel `channel`, 0 elsewhere.
     ///

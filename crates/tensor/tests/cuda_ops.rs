@@ -225,6 +225,26 @@ fn fused_ncp_mixture_matches_cpu() {
 }
 
 #[test]
+fn fused_u1_ops_match_cpu() {
+    setup();
+    let mut rng = StdRng::seed_from_u64(10);
+    let links = rand_t(&[9, 2, 8, 12], 0.0, 6.2, &mut rng);
+    check_op("u1_plaquette01", std::slice::from_ref(&links), TOL_F32_ELEMENTWISE, |v, _| v[0].u1_plaquette01());
+    for mu in 0..2 {
+        for off in [0, 3] {
+            let (sa, sb) = if mu == 0 { (8, 3) } else { (2, 12) };
+            // links and updates away from the mod-2pi jumps (one side jumping is a 2 pi error)
+            let l = rand_t(&[9, 2, 8, 12], 1.0, 5.0, &mut rng);
+            let ya = rand_t(&[9, sa, sb], 0.0, 0.4, &mut rng);
+            let xa = rand_t(&[9, sa, sb], 0.0, 0.4, &mut rng);
+            check_op(&format!("u1_stripe_update mu={mu} off={off}"), &[l, ya, xa], TOL_F32_ELEMENTWISE, |v, _| {
+                v[0].u1_stripe_update(&v[1], &v[2], mu, off)
+            });
+        }
+    }
+}
+
+#[test]
 fn conv2d_matches_cpu_on_many_shapes() {
     setup();
     let mut rng = StdRng::seed_from_u64(5);

@@ -8,7 +8,7 @@
 //! the link map is that of the plaquette map (the active links and active plaquettes are
 //! in one-to-one correspondence; the others are unchanged or determined).
 
-use super::masks::{gather_stripe, link_active_stripes, scatter_stripe};
+use super::masks::link_active_stripes;
 use super::ncp::NcpPlaqCoupling;
 use crate::model::Layer;
 use latflow_physics::u1_plaquette_var;
@@ -81,15 +81,9 @@ impl<T: Float> GaugeEquivCoupling<T> {
     pub fn forward(&self, links: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
         let plaq = u1_plaquette_var(links, 0, 1);
         let (xa, ya, logj) = self.plaq_coupling.forward_active(&plaq, p);
-        let d = ya.sub(&xa);
-        let lm = links.select(1, self.mu);
-        let la = gather_stripe(&lm, self.mu, self.off);
-        // the tutorial adds dl = (d, -d) to the links: dl + x
-        let dl = if self.mu == 0 { d } else { d.neg() };
-        let lm = scatter_stripe(&lm, &dl.add(&la).rem_euclid(2.0 * PI), self.mu, self.off);
-        let other = links.select(1, 1 - self.mu);
-        let planes = if self.mu == 0 { [lm, other] } else { [other, lm] };
-        (Var::stack(&planes, 1), logj)
+        // the tutorial adds dl = (d, -d), d = f(P) - P, to the links (mod 2 pi): one fused
+        // op on the active stripe (Var::u1_stripe_update)
+        (links.u1_stripe_update(&ya, &xa, self.mu, self.off), logj)
     }
 
     /// The tutorial's `GaugeEquivCoupling.forward` op for op (mask multiplications on

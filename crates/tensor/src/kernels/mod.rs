@@ -10,4 +10,5 @@ pub mod layout;
 pub mod matmul;
 pub mod ncp;
 pub mod simd;
+pub mod u1;
 pub mod vmath;
