@@ -369,6 +369,19 @@ impl<T: Float> Var<T> {
     /// masked elementwise ops it replaces (fewer passes, one tape node); its log-Jacobian is
     /// `+- st.masked_channel_sum(0, 1 - m)`.
     ///
+    /// ```
+    /// use latflow_tensor::{Tensor, Var};
+    /// // one sample, two sites: site 0 frozen, site 1 active with s = ln 2, t = 1
+    /// let x = Var::constant(Tensor::from_vec(&[1, 2], vec![3.0f64, 5.0]));
+    /// let st = Var::constant(Tensor::from_vec(&[1, 2, 2], vec![0.0, 2f64.ln(), 0.0, 1.0]));
+    /// let mask = Tensor::from_vec(&[2], vec![1.0, 0.0]);
+    /// let y = x.affine_couple(&st, &mask, false);
+    /// assert!((y.value().data()[1] - 11.0).abs() < 1e-12); // 5 * 2 + 1
+    /// assert_eq!(y.value().data()[0], 3.0); // frozen
+    /// let back = y.affine_couple(&st, &mask, true); // (11 - 1) / 2
+    /// assert!((back.value().data()[1] - 5.0).abs() < 1e-12);
+    /// ```
+    ///
     /// # Panics
     /// If `st` is not `(N, 2, S...)` or `mask` not `(S...)` for `x (N, S...)`.
     #[track_caller]
@@ -436,6 +449,18 @@ impl<T: Float> Var<T> {
     /// The plaquette angle of the (0, 1) plane of U(1) links `self (N, 2, H, W)`:
     /// `P(x, y) = t0(x, y) + t1(x+1, y) - t0(x, y+1) - t1(x, y)` (periodic), shape
     /// `(N, H, W)`, as one op (the same values as the select/roll/add ops it replaces).
+    ///
+    /// ```
+    /// use latflow_tensor::{Tensor, Var};
+    /// // 4x4 lattice, t0 = 0, t1(x, y) = x: P = t1(x+1, y) - t1(x, y) = 1 (and -3 at x = 3)
+    /// let mut v = vec![0.0f64; 32];
+    /// for i in 0..16 {
+    ///     v[16 + i] = (i / 4) as f64;
+    /// }
+    /// let p = Var::constant(Tensor::from_vec(&[1, 2, 4, 4], v)).u1_plaquette01();
+    /// assert_eq!(p.value().data()[0], 1.0);
+    /// assert_eq!(p.value().data()[12], -3.0);
+    /// ```
     ///
     /// # Panics
     /// If `self` is not `(N, 2, H, W)`.
