@@ -185,6 +185,22 @@ pub fn program_source() -> String {
     SOURCES.iter().map(|(name, src)| format!("// ---- {name}\n{src}\n")).collect()
 }
 
+/// The embedded source named `name` (one of [`SOURCES`]).
+fn source(name: &str) -> &'static str {
+    SOURCES.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no kernel source {name}")).1
+}
+
+/// The conv2d kernels' program specialized for `[cin, cout, h, w, k]`: the dimensions as
+/// `#define`s (which also enables the tiled kernels), then common.cuh and conv2d.cu.
+pub fn conv_source(dims: [usize; 5]) -> String {
+    let [cin, cout, h, w, k] = dims;
+    format!(
+        "// ---- common.cuh\n{}\n#define CONV_SPECIALIZED\n#define CONV_CIN {cin}\n#define CONV_COUT {cout}\n#define CONV_H {h}\n#define CONV_W {w}\n#define CONV_K {k}\n// ---- conv2d.cu\n{}",
+        source("common.cuh"),
+        source("conv2d.cu")
+    )
+}
+
 /// Compiles the kernels to PTX with NVRTC for `arch` (no GPU needed, only libnvrtc).
 pub fn compile_ptx(arch: &str) -> Result<cudarc::nvrtc::Ptx, GpuError> {
     // SAFETY: only probes whether the shared library can be loaded.
@@ -269,14 +285,10 @@ impl Gpu {
         }
         let mut cache = self.conv_modules.lock().unwrap_or_else(|e| e.into_inner());
         let funcs = cache.entry(dims).or_insert_with(|| {
-            let [cin, cout, h, w, k] = dims;
-            let src = format!(
-                "// ---- common.cuh\n{}\n#define CONV_SPECIALIZED\n#define CONV_CIN {cin}\n#define CONV_COUT {cout}\n#define CONV_H {h}\n#define CONV_W {w}\n#define CONV_K {k}\n// ---- conv2d.cu\n{}",
-                SOURCES[0].1, SOURCES[3].1
-            );
-            let ptx = cudarc::nvrtc::compile_ptx_with_opts(src, nvrtc_options(&self.arch))
+            let ptx = cudarc::nvrtc::compile_ptx_with_opts(conv_source(dims), nvrtc_options(&self.arch))
                 .unwrap_or_else(|e| panic!("NVRTC could not compile the conv2d kernels for {dims:?}: {e:?}"));
-            let module = self.ctx.load_module(ptx).unwrap_or_else(|e| panic!("loading conv2d kernels for {dims:?}: {e:?}"));
+            let module =
+                self.ctx.load_module(ptx).unwrap_or_else(|e| panic!("loading conv2d kernels for {dims:?}: {e:?}"));
             Arc::new(
                 CONV_KERNELS
                     .iter()
@@ -399,13 +411,9 @@ mod tests {
             assert!(src.contains(&format!(".entry {k}(")), "kernel {k} missing from the PTX");
         }
         // the conv kernels specialized for a shape (what Gpu::conv_func compiles)
-        let spec = format!(
-            "{}\n#define CONV_SPECIALIZED\n#define CONV_CIN 8\n#define CONV_COUT 2\n#define CONV_H 8\n#define CONV_W 8\n#define CONV_K 3\n{}",
-            super::SOURCES[0].1,
-            super::SOURCES[3].1
-        );
-        let ptx = cudarc::nvrtc::compile_ptx_with_opts(spec, super::nvrtc_options("sm_90"))
-            .expect("specialized conv compiles");
+        let ptx =
+            cudarc::nvrtc::compile_ptx_with_opts(super::conv_source([8, 2, 8, 8, 3]), super::nvrtc_options("sm_90"))
+                .expect("specialized conv compiles");
         for k in super::CONV_KERNELS.iter().chain(&super::TILED_CONV_KERNELS) {
             assert!(ptx.to_src().contains(&format!(".entry {k}(")), "specialized kernel {k} missing");
         }

@@ -2,7 +2,7 @@
 //! against: the FP32 FMA rate of a tight register-only loop and the bandwidth of a large
 //! device-to-device copy (bytes read + bytes written).
 
-use crate::ops::launch_cfg;
+use crate::ops::launch;
 use crate::{check, gpu, DeviceBuf};
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{LaunchConfig, PushKernelArg};
@@ -40,7 +40,7 @@ pub fn fma_peak_gflops() -> f64 {
     let ms = median_ms(9, || {
         let mut l = g.stream().launch_builder(g.func("fma_peak"));
         l.arg(&mut out.slice).arg(&iters).arg(&a).arg(&b);
-        launch_cfg(
+        launch(
             l,
             LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 },
             "fma_peak",
@@ -60,7 +60,7 @@ pub fn copy_gbps(bytes: usize) -> f64 {
     let ms = median_ms(9, || {
         let mut l = g.stream().launch_builder(g.func("copy_f32"));
         l.arg(&x.slice).arg(&mut y.slice).arg(&n4);
-        launch_cfg(l, LaunchConfig { grid_dim: (4096, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }, "copy_f32");
+        launch(l, LaunchConfig { grid_dim: (4096, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }, "copy_f32");
     });
     2.0 * (n * 4) as f64 / (ms * 1e-3) / 1e9
 }

@@ -27,10 +27,6 @@ fn cfg_1d(n: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
 }
 
-pub(crate) fn launch_cfg(args: LaunchArgs<'_>, cfg: LaunchConfig, what: &str) {
-    launch(args, cfg, what)
-}
-
 static LAUNCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Kernels launched so far by this process (the benches report launches per step).
@@ -38,7 +34,7 @@ pub fn launch_count() -> u64 {
     LAUNCHES.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-fn launch(mut args: LaunchArgs<'_>, cfg: LaunchConfig, what: &str) {
+pub(crate) fn launch(mut args: LaunchArgs<'_>, cfg: LaunchConfig, what: &str) {
     LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: every launcher below pushes exactly the arguments of its kernel's signature
     // in order (pointers to live device buffers, scalars of the kernel's types), and sizes

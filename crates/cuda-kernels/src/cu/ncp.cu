@@ -44,6 +44,20 @@ extern "C" __global__ void ncp_mix_bwd(const float* __restrict__ x, const float*
 // q_i = -log(e_i^{-1} c^2 + e_i r^2) for at most NCP_MAX components
 #define NCP_MAX 16
 
+// q_i of the n components at site p of sample b into q; returns logsumexp_i q_i
+__device__ __forceinline__ float ncp_q(const float* __restrict__ s, i64 b, int n, i64 sites, i64 p, float c, float r,
+                                       float* q) {
+    float m = __int_as_float(0xff800000);  // -inf
+    for (int i = 0; i < n; i++) {
+        float si = s[(b * n + i) * sites + p];
+        q[i] = -logf(expf(-si) * c * c + expf(si) * r * r);
+        m = fmaxf(m, q[i]);
+    }
+    float z = 0.0f;
+    for (int i = 0; i < n; i++) z += expf(q[i] - m);
+    return m + logf(z);
+}
+
 // log J[b] = sum_sites (logsumexp_i q_i - ln n): one warp per sample
 extern "C" __global__ void ncp_logj_fwd(const float* __restrict__ x, const float* __restrict__ s,
                                         float* __restrict__ out, i64 batch, int n, i64 sites) {
@@ -54,15 +68,8 @@ extern "C" __global__ void ncp_logj_fwd(const float* __restrict__ x, const float
     for (i64 p = lane; p < sites; p += 32) {
         float c, r;
         sincosf(0.5f * x[b * sites + p], &r, &c);
-        float q[NCP_MAX], m = __int_as_float(0xff800000);
-        for (int i = 0; i < n; i++) {
-            float si = s[(b * n + i) * sites + p];
-            q[i] = -logf(expf(-si) * c * c + expf(si) * r * r);
-            m = fmaxf(m, q[i]);
-        }
-        float z = 0.0f;
-        for (int i = 0; i < n; i++) z += expf(q[i] - m);
-        acc += m + logf(z) - logf((float)n);
+        float q[NCP_MAX];
+        acc += ncp_q(s, b, n, sites, p, c, r, q) - logf((float)n);
     }
     acc = warp_sum(acc);
     if (lane == 0) out[b] = acc;
@@ -76,15 +83,8 @@ extern "C" __global__ void ncp_logj_bwd(const float* __restrict__ x, const float
         i64 b = j / sites, p = j % sites;
         float c, r;
         sincosf(0.5f * x[j], &r, &c);
-        float q[NCP_MAX], m = __int_as_float(0xff800000);
-        for (int i = 0; i < n; i++) {
-            float si = s[(b * n + i) * sites + p];
-            q[i] = -logf(expf(-si) * c * c + expf(si) * r * r);
-            m = fmaxf(m, q[i]);
-        }
-        float z = 0.0f;
-        for (int i = 0; i < n; i++) z += expf(q[i] - m);
-        float l = m + logf(z), gb = g[b], d = 0.0f;
+        float q[NCP_MAX];
+        float l = ncp_q(s, b, n, sites, p, c, r, q), gb = g[b], d = 0.0f;
         for (int i = 0; i < n; i++) {
             i64 k = (b * n + i) * sites + p;
             float e = expf(s[k]), ei = expf(-s[k]);
