@@ -174,6 +174,13 @@ macro_rules! impl_float {
             }
             #[inline(always)]
             fn rem_euclid(self, m: Self) -> Self {
+                // Fast path for -m < x < 2m with the values of the general one bit for bit:
+                // fmod(x, m) is x for |x| < m (then + m when negative, rounded) and x - m,
+                // exact (Sterbenz), for m <= x < 2m. Selects, no unpredictable branches.
+                if m > 0.0 && self > -m && self < m + m {
+                    let a = if self < 0.0 { self + m } else { self };
+                    return if a >= m { a - m } else { a };
+                }
                 let r = $t::rem_euclid(self, m);
                 // rem_euclid can round up to exactly m for tiny negative inputs.
                 if r >= m {
@@ -215,3 +222,51 @@ impl_float!(
     }
 );
 impl_float!(f64);
+
+#[cfg(test)]
+mod tests {
+    use super::Float;
+
+    /// The definition the fast paths of `Float::rem_euclid` must reproduce bit for bit.
+    fn slow<T: Float + std::ops::Rem<Output = T>>(x: T, m: T) -> T {
+        let r = x % m;
+        let r = if r < T::ZERO { r + m.abs() } else { r };
+        if r >= m {
+            r - m
+        } else {
+            r
+        }
+    }
+
+    fn check<T: Float + std::ops::Rem<Output = T>>(xs: &[f64], m: f64) {
+        let m = T::from_f64(m);
+        for &x in xs {
+            let x = T::from_f64(x);
+            let (fast, want) = (x.rem_euclid(m), slow(x, m));
+            assert!(
+                fast.to_f64().to_bits() == want.to_f64().to_bits()
+                    || (fast.to_f64().is_nan() && want.to_f64().is_nan()),
+                "rem_euclid({x}, {m}): {fast} vs {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn rem_euclid_fast_paths_match_fmod_bit_for_bit() {
+        let tau = std::f64::consts::TAU;
+        let mut xs = vec![0.0, -0.0, 1e-30, -1e-30, -1e-8, f64::NAN, f64::INFINITY, -f64::INFINITY, 1e30, -1e30];
+        for k in -40..=40 {
+            let base = k as f64 * tau / 4.0;
+            for d in [-1e-6, -1e-12, 0.0, 1e-12, 1e-6, 0.3] {
+                xs.push(base + d);
+            }
+        }
+        for i in 0..4000 {
+            xs.push((i as f64 * 0.618_033_988_749_9).fract() * 6.0 * tau - 2.0 * tau);
+        }
+        for m in [tau, 1.5, 1.0, 0.1] {
+            check::<f32>(&xs, m);
+            check::<f64>(&xs, m);
+        }
+    }
+}

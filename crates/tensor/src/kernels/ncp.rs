@@ -6,8 +6,11 @@
 //! `y = ((1/n) sum_i mod(2 atan(e_i tan h), 2 pi) + t) mod 2 pi`,
 //! `log J = sum_sites [logsumexp_i(-log(e_i^{-1} cos^2 h + e_i sin^2 h)) - ln n]`.
 //!
-//! The forward value is computed in the order of the elementwise ops it replaces, with the
-//! same slice functions (SIMD for f32), so it is bit for bit theirs. Derivatives, in the
+//! The forward value `y` is computed in the order of the elementwise ops it replaces, with
+//! the same slice functions (SIMD for f32), so it is bit for bit theirs. `log J` uses
+//! `logsumexp_i(-log D_i) = log sum_i 1/D_i` (each `1/D_i` lies in `[e^{-|s_i|}, e^{|s_i|}]`,
+//! no max shift needed): one `ln` per site instead of the elementwise ops' `ln`, `exp`, `ln`
+//! per component (equal to rounding). Derivatives, in the
 //! forms that stay finite at `h = pi/2` (multiply `1 + tan^2` through by `cos^2`), with
 //! `D_i = e_i^{-1} cos^2 h + e_i sin^2 h`, `c = cos h`, `r = sin h`:
 //! `dy/dx = (1/n) sum_i e_i / (c^2 + e_i^2 r^2)`, `dy/ds_i = (1/n) 2 e_i r c / (c^2 + e_i^2 r^2)`,
@@ -29,167 +32,135 @@ pub fn mixture<T: Float>(x: &[T], s: &[T], t: &[T], n: usize, batch: usize, y: &
     T::tan_slice(&half, &mut tn);
     let mut e = vec![T::ZERO; s.len()];
     T::exp_slice(s, &mut e);
-    for b in 0..batch {
-        for i in 0..n {
-            let r = (b * n + i) * sites;
-            for p in 0..sites {
-                e[r + p] *= tn[b * sites + p];
+    for (eb, tb) in e.chunks_exact_mut(n * sites).zip(tn.chunks_exact(sites)) {
+        for ei in eb.chunks_exact_mut(sites) {
+            for (a, &tv) in ei.iter_mut().zip(tb) {
+                *a *= tv;
             }
         }
     }
     let mut at = vec![T::ZERO; s.len()];
     T::atan_slice(&e, &mut at);
     let (two, tp, inv_n) = (T::from_f64(2.0), two_pi::<T>(), T::from_f64(1.0 / n as f64));
-    for b in 0..batch {
-        for p in 0..sites {
-            let mut acc = T::ZERO;
-            for i in 0..n {
-                acc += (two * at[(b * n + i) * sites + p]).rem_euclid(tp);
+    let mut acc = vec![T::ZERO; sites];
+    for ((ab, yb), tb) in at.chunks_exact(n * sites).zip(y.chunks_exact_mut(sites)).zip(t.chunks_exact(sites)) {
+        acc.fill(T::ZERO);
+        for ai in ab.chunks_exact(sites) {
+            for (a, &v) in acc.iter_mut().zip(ai) {
+                *a += (two * v).rem_euclid(tp);
             }
-            y[b * sites + p] = (inv_n * acc + t[b * sites + p]).rem_euclid(tp);
+        }
+        for ((yv, &a), &tv) in yb.iter_mut().zip(&acc).zip(tb) {
+            *yv = (inv_n * a + tv).rem_euclid(tp);
         }
     }
 }
 
-/// `(c, r) = (cos h, sin h)` with `h = x/2`, and `(e^s, e^{-s})`, with the slice functions
-/// (SIMD for f32).
-fn trig_exp<T: Float>(x: &[T], s: &[T]) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
+/// Per-site `(c, r) = (cos h, sin h)`, `h = x/2`, and per component `e = e^s` and
+/// `e^{-s}` as `1 / e` (the log-Jacobian and the gradients, which are not tied to the
+/// elementwise ops' values), with the slice functions (SIMD for f32).
+struct TrigExp<T> {
+    c: Vec<T>,
+    r: Vec<T>,
+    e: Vec<T>,
+    ei: Vec<T>,
+}
+
+fn trig_exp<T: Float>(x: &[T], s: &[T]) -> TrigExp<T> {
     let half: Vec<T> = x.iter().map(|&v| T::from_f64(0.5) * v).collect();
     let (mut c, mut r) = (vec![T::ZERO; x.len()], vec![T::ZERO; x.len()]);
     T::cos_slice(&half, &mut c);
     T::sin_slice(&half, &mut r);
-    let neg: Vec<T> = s.iter().map(|&v| -v).collect();
-    let (mut e, mut ei) = (vec![T::ZERO; s.len()], vec![T::ZERO; s.len()]);
+    let mut e = vec![T::ZERO; s.len()];
     T::exp_slice(s, &mut e);
-    T::exp_slice(&neg, &mut ei);
-    (c, r, e, ei)
+    let ei = e.iter().map(|&v| T::ONE / v).collect();
+    TrigExp { c, r, e, ei }
 }
 
 /// Gradients of [`mixture`] from `g (N, S)`: `dx (N, S)` and `ds (N, n, S)` (`dy/dt = 1`).
 pub fn mixture_grad<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, g: &[T], dx: &mut [T], ds: &mut [T]) {
     let sites = x.len() / batch.max(1);
     let (two, inv_n) = (T::from_f64(2.0), T::from_f64(1.0 / n as f64));
-    let (c, r, e, _) = trig_exp(x, s);
+    let TrigExp { c, r, e, .. } = trig_exp(x, s);
     for b in 0..batch {
-        for p in 0..sites {
-            let j = b * sites + p;
-            let (cj, rj, gv) = (c[j], r[j], g[j] * inv_n);
-            let mut d = T::ZERO;
-            for i in 0..n {
-                let k = (b * n + i) * sites + p;
-                let den = cj * cj + e[k] * e[k] * rj * rj;
-                d += e[k] / den;
-                ds[k] = gv * two * e[k] * rj * cj / den;
-            }
-            dx[j] = gv * d;
-        }
-    }
-}
-
-/// `q_i = -log(e_i^{-1} c^2 + e_i r^2)` for every component and site (shape of `s`), the
-/// per-site `logsumexp_i q_i` (shape of `x`), and the pieces they came from.
-struct LogJParts<T> {
-    c: Vec<T>,
-    r: Vec<T>,
-    e: Vec<T>,
-    ei: Vec<T>,
-    q: Vec<T>,
-    lse: Vec<T>,
-}
-
-fn log_j_parts<T: Float>(x: &[T], s: &[T], n: usize, batch: usize) -> LogJParts<T> {
-    let sites = x.len() / batch.max(1);
-    let (c, r, e, ei) = trig_exp(x, s);
-    let mut d = vec![T::ZERO; s.len()];
-    for b in 0..batch {
+        let j0 = b * sites;
+        let (cb, rb, gb) = (&c[j0..j0 + sites], &r[j0..j0 + sites], &g[j0..j0 + sites]);
+        let dxb = &mut dx[j0..j0 + sites];
+        dxb.fill(T::ZERO);
         for i in 0..n {
+            let k0 = (b * n + i) * sites;
+            let (eb, dsb) = (&e[k0..k0 + sites], &mut ds[k0..k0 + sites]);
             for p in 0..sites {
-                let (k, j) = ((b * n + i) * sites + p, b * sites + p);
-                d[k] = ei[k] * c[j] * c[j] + e[k] * r[j] * r[j];
+                let (cj, rj, ek, gv) = (cb[p], rb[p], eb[p], gb[p] * inv_n);
+                let den = cj * cj + ek * ek * rj * rj;
+                dxb[p] += gv * (ek / den);
+                dsb[p] = gv * two * ek * rj * cj / den;
             }
         }
     }
-    let mut q = vec![T::ZERO; s.len()];
-    T::ln_slice(&d, &mut q);
-    for v in q.iter_mut() {
-        *v = -*v;
-    }
-    // logsumexp over the components at each site: max, then exp and ln on slices
-    let mut m = vec![T::from_f64(f64::NEG_INFINITY); x.len()];
-    for b in 0..batch {
-        for i in 0..n {
-            for p in 0..sites {
-                let j = b * sites + p;
-                m[j] = m[j].max(q[(b * n + i) * sites + p]);
-            }
-        }
-    }
-    let mut z = vec![T::ZERO; s.len()];
-    for b in 0..batch {
-        for i in 0..n {
-            for p in 0..sites {
-                let k = (b * n + i) * sites + p;
-                z[k] = q[k] - m[b * sites + p];
-            }
-        }
-    }
-    let mut ez = vec![T::ZERO; s.len()];
-    T::exp_slice(&z, &mut ez);
-    let mut sum = vec![T::ZERO; x.len()];
-    for b in 0..batch {
-        for i in 0..n {
-            for p in 0..sites {
-                sum[b * sites + p] += ez[(b * n + i) * sites + p];
-            }
-        }
-    }
-    let mut lse = vec![T::ZERO; x.len()];
-    T::ln_slice(&sum, &mut lse);
-    for (l, &mj) in lse.iter_mut().zip(&m) {
-        *l = if mj.is_finite() { mj + *l } else { mj };
-    }
-    LogJParts { c, r, e, ei, q, lse }
 }
 
 /// `log J (N,)` of the mixture: per sample, the sum over sites of
-/// `logsumexp_i q_i - ln n`.
+/// `logsumexp_i q_i - ln n = ln((1/n) sum_i 1/D_i)` (`q_i = -ln D_i`; `1/D_i` lies in
+/// `[e^{-|s_i|}, e^{|s_i|}]`, so the sum needs no max shift).
 pub fn log_jacobian<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, out: &mut [T]) {
     let sites = x.len() / batch.max(1);
-    let ln_n = T::from_f64((n as f64).ln());
-    let parts = log_j_parts(x, s, n, batch);
-    for (b, o) in out.iter_mut().enumerate().take(batch) {
-        *o = parts.lse[b * sites..(b + 1) * sites].iter().map(|&l| l - ln_n).sum();
+    let inv_n = T::from_f64(1.0 / n as f64);
+    let TrigExp { c, r, e, ei } = trig_exp(x, s);
+    let mut m = vec![T::ZERO; x.len()];
+    for b in 0..batch {
+        let j0 = b * sites;
+        let (cb, rb, mb) = (&c[j0..j0 + sites], &r[j0..j0 + sites], &mut m[j0..j0 + sites]);
+        for i in 0..n {
+            let k0 = (b * n + i) * sites;
+            let (eb, eib) = (&e[k0..k0 + sites], &ei[k0..k0 + sites]);
+            for p in 0..sites {
+                mb[p] += T::ONE / (eib[p] * cb[p] * cb[p] + eb[p] * rb[p] * rb[p]);
+            }
+        }
+        for v in mb.iter_mut() {
+            *v = *v * inv_n;
+        }
+    }
+    let mut l = vec![T::ZERO; x.len()];
+    T::ln_slice(&m, &mut l);
+    for (o, lb) in out.iter_mut().zip(l.chunks_exact(sites.max(1))).take(batch) {
+        *o = lb.iter().copied().sum();
     }
 }
 
-/// Gradients of [`log_jacobian`] from `g (N,)`: `dx (N, S)`, `ds (N, n, S)`.
+/// Gradients of [`log_jacobian`] from `g (N,)`: `dx (N, S)`, `ds (N, n, S)`. With
+/// `u_i = 1/D_i` and `w_i = u_i / sum_j u_j` (= softmax(q)_i).
 pub fn log_jacobian_grad<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, g: &[T], dx: &mut [T], ds: &mut [T]) {
     let sites = x.len() / batch.max(1);
-    let LogJParts { c, r, e, ei, q, lse } = log_j_parts(x, s, n, batch);
-    // softmax weights w_i = exp(q_i - lse)
-    let mut z = vec![T::ZERO; s.len()];
+    let TrigExp { c, r, e, ei } = trig_exp(x, s);
+    let mut u = vec![T::ZERO; s.len()];
+    let mut sum = vec![T::ZERO; sites];
     for b in 0..batch {
+        let j0 = b * sites;
+        let (cb, rb) = (&c[j0..j0 + sites], &r[j0..j0 + sites]);
+        sum.fill(T::ZERO);
         for i in 0..n {
+            let k0 = (b * n + i) * sites;
+            let (eb, eib, ub) = (&e[k0..k0 + sites], &ei[k0..k0 + sites], &mut u[k0..k0 + sites]);
             for p in 0..sites {
-                let k = (b * n + i) * sites + p;
-                z[k] = q[k] - lse[b * sites + p];
+                ub[p] = T::ONE / (eib[p] * cb[p] * cb[p] + eb[p] * rb[p] * rb[p]);
+                sum[p] += ub[p];
             }
         }
-    }
-    let mut w = vec![T::ZERO; s.len()];
-    T::exp_slice(&z, &mut w);
-    for b in 0..batch {
-        for p in 0..sites {
-            let j = b * sites + p;
-            let (cj, rj) = (c[j], r[j]);
-            let mut d = T::ZERO;
-            for i in 0..n {
-                let k = (b * n + i) * sites + p;
-                let den = ei[k] * cj * cj + e[k] * rj * rj;
-                d += w[k] * (ei[k] - e[k]) * rj * cj / den;
-                ds[k] = g[b] * w[k] * (ei[k] * cj * cj - e[k] * rj * rj) / den;
+        let dxb = &mut dx[j0..j0 + sites];
+        dxb.fill(T::ZERO);
+        for i in 0..n {
+            let k0 = (b * n + i) * sites;
+            let (eb, eib, ub) = (&e[k0..k0 + sites], &ei[k0..k0 + sites], &u[k0..k0 + sites]);
+            let dsb = &mut ds[k0..k0 + sites];
+            for p in 0..sites {
+                let (cj, rj) = (cb[p], rb[p]);
+                // g w_i / D_i = g u_i^2 / sum
+                let wd = g[b] * ub[p] * ub[p] / sum[p];
+                dxb[p] += wd * (eib[p] - eb[p]) * rj * cj;
+                dsb[p] = wd * (eib[p] * cj * cj - eb[p] * rj * rj);
             }
-            dx[j] = g[b] * d;
         }
     }
 }

@@ -19,8 +19,9 @@ pub fn plaquette01<T: Float>(links: &[T], n: usize, h: usize, w: usize, p: &mut 
         let (t0, t1) = (&links[2 * b * hw..(2 * b + 1) * hw], &links[(2 * b + 1) * hw..(2 * b + 2) * hw]);
         let out = &mut p[b * hw..(b + 1) * hw];
         for x in 0..h {
+            let xp = if x + 1 == h { 0 } else { x + 1 };
             for y in 0..w {
-                let (xp, yp) = ((x + 1) % h, (y + 1) % w);
+                let yp = if y + 1 == w { 0 } else { y + 1 };
                 out[x * w + y] = t0[x * w + y] + t1[xp * w + y] - t0[x * w + yp] - t1[x * w + y];
             }
         }
@@ -34,8 +35,9 @@ pub fn plaquette01_grad<T: Float>(g: &[T], n: usize, h: usize, w: usize, dlinks:
         let gb = &g[b * hw..(b + 1) * hw];
         let (d0, d1) = dlinks[2 * b * hw..(2 * b + 2) * hw].split_at_mut(hw);
         for x in 0..h {
+            let xm = if x == 0 { h - 1 } else { x - 1 };
             for y in 0..w {
-                let (xm, ym) = ((x + h - 1) % h, (y + w - 1) % w);
+                let ym = if y == 0 { w - 1 } else { y - 1 };
                 d0[x * w + y] = gb[x * w + y] - gb[x * w + ym];
                 d1[x * w + y] = gb[xm * w + y] - gb[x * w + y];
             }

@@ -27,8 +27,14 @@ pub const VMATH_F32_TRIG_ABS_TOL: f32 = 1.2e-7;
 #[inline(always)]
 fn exp8(x: f32x8) -> f32x8 {
     let z = x.exp();
-    let half = (x * f32x8::splat(0.5)).exp();
-    let z = x.cmp_gt(f32x8::splat(87.0)).blend(half * half, z);
+    // above 87 (rare): exp(x/2)^2, computed only when a lane needs it
+    let big = x.cmp_gt(f32x8::splat(87.0));
+    let z = if big.any() {
+        let half = (x * f32x8::splat(0.5)).exp();
+        big.blend(half * half, z)
+    } else {
+        z
+    };
     let z = x.cmp_eq(f32x8::splat(f32::INFINITY)).blend(x, z);
     x.is_nan().blend(x, z)
 }
