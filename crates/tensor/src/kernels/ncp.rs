@@ -119,7 +119,7 @@ pub fn log_jacobian<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, out: &mu
             }
         }
         for v in mb.iter_mut() {
-            *v = *v * inv_n;
+            *v *= inv_n;
         }
     }
     let mut l = vec![T::ZERO; x.len()];
