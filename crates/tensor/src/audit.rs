@@ -387,6 +387,8 @@ fn compositions(a: &mut Audit) {
     // the mod-2pi jumps of the update (in (1, 5), small updates).
     let links = a.uniform(&[2, 2, 4, 4], 0.5, 5.5);
     a.check("fused u1_plaquette01", vec![links], |v| v[0].u1_plaquette01());
+    let x = a.uniform(&[3, 4, 4], -7.0, 7.0);
+    a.check("fused cos_sin", vec![x], |v| v[0].cos_sin());
     for (name, mu) in [("fused u1_stripe_update mu=0", 0), ("fused u1_stripe_update mu=1", 1)] {
         let (sa, sb) = if mu == 0 { (4, 1) } else { (1, 4) };
         let inputs = vec![

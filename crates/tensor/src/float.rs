@@ -100,6 +100,12 @@ pub trait Float:
     fn ln_slice(x: &[Self], y: &mut [Self]) {
         map_slice(x, y, Self::ln)
     }
+    /// `s[i] = sin(x[i])`, `c[i] = cos(x[i])`: the values of [`Float::sin_slice`] and
+    /// [`Float::cos_slice`], for `f32` from one SIMD range reduction.
+    fn sin_cos_slice(x: &[Self], s: &mut [Self], c: &mut [Self]) {
+        Self::sin_slice(x, s);
+        Self::cos_slice(x, c);
+    }
 }
 
 /// `y[i] = f(x[i])`: the scalar default of the `*_slice` methods.
@@ -219,6 +225,9 @@ impl_float!(
     },
     fn ln_slice(x: &[f32], y: &mut [f32]) {
         crate::kernels::vmath::ln_f32(x, y)
+    },
+    fn sin_cos_slice(x: &[f32], s: &mut [f32], c: &mut [f32]) {
+        crate::kernels::vmath::sin_cos_f32(x, s, c)
     }
 );
 impl_float!(f64);

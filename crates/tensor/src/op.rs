@@ -38,6 +38,8 @@ pub(crate) enum Op<T: Float> {
     NcpLogJacobian(Var<T>, Var<T>, usize),
     /// The (0, 1) plaquette of U(1) links `(N, 2, H, W)`.
     U1Plaquette01(Var<T>),
+    /// `(cos x, sin x)` stacked on a new axis 1 (`Var::cos_sin`).
+    CosSin(Var<T>),
     /// The gauge-equivariant coupling's stripe update `(links, y_a, x_a, mu, offset)`.
     U1StripeUpdate(Var<T>, Var<T>, Var<T>, usize, usize),
 }
@@ -57,7 +59,8 @@ impl<T: Float> Op<T> {
             | Op::Narrow(a, _, _)
             | Op::Transpose(a)
             | Op::MaskedChannelSum(a, _, _)
-            | Op::U1Plaquette01(a) => vec![a],
+            | Op::U1Plaquette01(a)
+            | Op::CosSin(a) => vec![a],
             Op::Binary(a, b, _)
             | Op::AddBias(a, b)
             | Op::MatMul(a, b)
@@ -249,6 +252,21 @@ pub(crate) fn backward_rule<T: Float>(
             });
             acc(x, dx);
             acc(s, ds);
+        }
+        Op::CosSin(x) => {
+            // y = (cos x, sin x): dx = -g_0 sin x + g_1 cos x = -g_0 y_1 + g_1 y_0
+            let (yd, gd) = (y.data(), g.data());
+            let n = x.shape()[0];
+            let per = x.value().len() / n.max(1);
+            let mut dx = crate::pool::buffer(x.value().len());
+            for b in 0..n {
+                let (c, s) = (&yd[2 * b * per..(2 * b + 1) * per], &yd[(2 * b + 1) * per..(2 * b + 2) * per]);
+                let (g0, g1) = (&gd[2 * b * per..(2 * b + 1) * per], &gd[(2 * b + 1) * per..(2 * b + 2) * per]);
+                for (i, d) in dx[b * per..(b + 1) * per].iter_mut().enumerate() {
+                    *d = g1[i] * c[i] - g0[i] * s[i];
+                }
+            }
+            acc(x, Tensor::from_vec(x.shape(), dx));
         }
         Op::U1Plaquette01(links) => {
             // P = t0(x,y) + t1(x+1,y) - t0(x,y+1) - t1(x,y): dt0 = g(x,y) - g(x,y-1),

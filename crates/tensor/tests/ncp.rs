@@ -59,3 +59,24 @@ fn fused_ncp_equals_the_composed_ops() {
         assert_eq!(x.ncp_mixture(&s, &t).value(), composed(&x, &s, &t).0.value(), "n_mix {n_mix}: f32 y differs");
     }
 }
+
+/// The U(1) nets' input `x.cos_sin()` against `stack([cos x, sin x], 1)`: values bit for
+/// bit (f32: SIMD on both sides; f64), gradients to rounding.
+#[test]
+fn fused_cos_sin_equals_stack_of_cos_and_sin() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let x0 = Tensor::<f64>::uniform(&[3, 5, 4], -9.0, 9.0, &mut rng);
+    let r = Var::constant(Tensor::<f64>::randn(&[3, 2, 5, 4], &mut rng));
+    let run = |fused: bool| {
+        let x = Var::param(x0.clone());
+        let y = if fused { x.cos_sin() } else { Var::stack(&[x.cos(), x.sin()], 1) };
+        let g = y.mul(&r).sum().backward();
+        (y.value().clone(), g.get(&x).unwrap().clone())
+    };
+    let (a, b) = (run(true), run(false));
+    assert_eq!(a.0, b.0, "f64 values differ");
+    let e = max_rel(&a.1, &b.1);
+    assert!(e <= TOL_F64, "gradient differs by {e:e}");
+    let x = Var::constant(x0.cast::<f32>());
+    assert_eq!(x.cos_sin().value(), Var::stack(&[x.cos(), x.sin()], 1).value(), "f32 values differ");
+}

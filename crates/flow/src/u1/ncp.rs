@@ -216,7 +216,7 @@ impl<T: Float> NcpPlaqCoupling<T> {
     /// (the tutorial feeds `cos`/`sin` of `frozen * x`, i.e. `(1, 0)` on the other sites).
     fn net_out(&self, x: &Var<T>, p: &[Var<T>]) -> Var<T> {
         let xf = x.mul_const(&self.frozen);
-        self.net.forward(&Var::stack(&[xf.cos(), xf.sin()], 1), p)
+        self.net.forward(&xf.cos_sin(), p)
     }
 
     /// Scales `s (N, n_mix, H, W)` and offset `t (N, H, W)`.

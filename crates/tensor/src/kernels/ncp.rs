@@ -69,8 +69,7 @@ struct TrigExp<T> {
 fn trig_exp<T: Float>(x: &[T], s: &[T]) -> TrigExp<T> {
     let half: Vec<T> = x.iter().map(|&v| T::from_f64(0.5) * v).collect();
     let (mut c, mut r) = (vec![T::ZERO; x.len()], vec![T::ZERO; x.len()]);
-    T::cos_slice(&half, &mut c);
-    T::sin_slice(&half, &mut r);
+    T::sin_cos_slice(&half, &mut r, &mut c);
     let mut e = vec![T::ZERO; s.len()];
     T::exp_slice(s, &mut e);
     let ei = e.iter().map(|&v| T::ONE / v).collect();

@@ -107,6 +107,22 @@ pub fn cos_f32(x: &[f32], y: &mut [f32]) {
     map8(x, y, |v| v.cos())
 }
 
+/// `s[i] = sin(x[i])` and `c[i] = cos(x[i])` from one range reduction (`wide`'s
+/// `sin` and `cos` are the two halves of its `sin_cos`, so the values are theirs).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn sin_cos_f32(x: &[f32], s: &mut [f32], c: &mut [f32]) {
+    assert!(x.len() == s.len() && x.len() == c.len(), "vmath: sin_cos lengths {} {} {}", x.len(), s.len(), c.len());
+    for ((xs, ss), cs) in x.chunks(8).zip(s.chunks_mut(8)).zip(c.chunks_mut(8)) {
+        let mut buf = [0.0f32; 8];
+        buf[..xs.len()].copy_from_slice(xs);
+        let (sv, cv) = f32x8::from(buf).sin_cos();
+        ss.copy_from_slice(&sv.to_array()[..xs.len()]);
+        cs.copy_from_slice(&cv.to_array()[..xs.len()]);
+    }
+}
+
 /// `y[i] = tan(x[i])` (as `sin / cos`).
 ///
 /// # Panics
@@ -170,6 +186,16 @@ mod tests {
 
     fn grid(lo: f32, hi: f32, n: usize) -> Vec<f32> {
         (0..=n).map(|i| lo + (hi - lo) * i as f32 / n as f32).collect()
+    }
+
+    #[test]
+    fn sin_cos_equals_sin_and_cos() {
+        let x: Vec<f32> = (0..1003).map(|i| (i as f32 - 500.0) * 0.173).collect();
+        let (mut s, mut c, mut s1, mut c1) = (vec![0.0; 1003], vec![0.0; 1003], vec![0.0; 1003], vec![0.0; 1003]);
+        sin_cos_f32(&x, &mut s, &mut c);
+        sin_f32(&x, &mut s1);
+        cos_f32(&x, &mut c1);
+        assert_eq!((s, c), (s1, c1));
     }
 
     #[test]
