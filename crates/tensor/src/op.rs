@@ -45,8 +45,9 @@ pub(crate) enum Op<T: Float> {
 }
 
 impl<T: Float> Op<T> {
-    /// The op's input values, in order.
-    pub(crate) fn inputs(&self) -> Vec<&Var<T>> {
+    /// Calls `f` on each of the op's inputs, in order (no allocation: the tape asks on
+    /// every op).
+    pub(crate) fn for_each_input(&self, mut f: impl FnMut(&Var<T>)) {
         match self {
             Op::Unary(a, _)
             | Op::MulConst(a, _)
@@ -60,18 +61,27 @@ impl<T: Float> Op<T> {
             | Op::Transpose(a)
             | Op::MaskedChannelSum(a, _, _)
             | Op::U1Plaquette01(a)
-            | Op::CosSin(a) => vec![a],
+            | Op::CosSin(a) => f(a),
             Op::Binary(a, b, _)
             | Op::AddBias(a, b)
             | Op::MatMul(a, b)
             | Op::AffineCouple(a, b, _, _)
-            | Op::NcpLogJacobian(a, b, _) => vec![a, b],
-            Op::NcpMixture(x, s, t, _) | Op::U1StripeUpdate(x, s, t, _, _) => vec![x, s, t],
-            Op::Concat(v, _) => v.iter().collect(),
+            | Op::NcpLogJacobian(a, b, _) => {
+                f(a);
+                f(b);
+            }
+            Op::NcpMixture(x, s, t, _) | Op::U1StripeUpdate(x, s, t, _, _) => {
+                f(x);
+                f(s);
+                f(t);
+            }
+            Op::Concat(v, _) => v.iter().for_each(f),
             Op::Conv2d(x, w, b, _, _) => {
-                let mut v = vec![x, w];
-                v.extend(b.as_ref());
-                v
+                f(x);
+                f(w);
+                if let Some(b) = b {
+                    f(b);
+                }
             }
         }
     }

@@ -63,18 +63,54 @@ pub(crate) enum Storage<T> {
     Cuda(Arc<latflow_cuda_kernels::DeviceBuf>),
 }
 
+/// Most dimensions a [`Shape`] holds inline.
+const INLINE_DIMS: usize = 6;
+
+/// A tensor's extents: inline up to [`INLINE_DIMS`] axes (every tensor of the flows), on
+/// the heap beyond. A step creates tens of thousands of tensors; an allocation for each
+/// shape was a visible share of its time.
+#[derive(Clone)]
+enum Shape {
+    Inline(u8, [usize; INLINE_DIMS]),
+    Heap(Vec<usize>),
+}
+
+impl Shape {
+    fn new(dims: &[usize]) -> Self {
+        if dims.len() <= INLINE_DIMS {
+            let mut a = [0; INLINE_DIMS];
+            a[..dims.len()].copy_from_slice(dims);
+            Shape::Inline(dims.len() as u8, a)
+        } else {
+            Shape::Heap(dims.to_vec())
+        }
+    }
+    fn as_slice(&self) -> &[usize] {
+        match self {
+            Shape::Inline(n, a) => &a[..*n as usize],
+            Shape::Heap(v) => v,
+        }
+    }
+}
+
+impl std::fmt::Debug for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_slice().fmt(f)
+    }
+}
+
 /// A dense row-major array. Layout conventions: NCHW for fields, (batch, mu, x, y) for
 /// U(1) links (DESIGN.md).
 #[derive(Clone, Debug)]
 pub struct Tensor<T: Float> {
-    shape: Vec<usize>,
+    shape: Shape,
     data: Storage<T>,
 }
 
 /// Equal shapes and elements (a GPU tensor is copied to the host to compare).
 impl<T: Float> PartialEq for Tensor<T> {
     fn eq(&self, other: &Self) -> bool {
-        self.shape == other.shape && self.to_host_vec() == other.to_host_vec()
+        self.shape() == other.shape() && self.to_host_vec() == other.to_host_vec()
     }
 }
 
@@ -109,12 +145,12 @@ impl<T: Float> Tensor<T> {
             numel(shape),
             data.len()
         );
-        Tensor { shape: shape.to_vec(), data: Storage::Host(Arc::new(data)) }
+        Tensor { shape: Shape::new(shape), data: Storage::Host(Arc::new(data)) }
     }
 
     /// A tensor filled with `value`.
     pub fn full(shape: &[usize], value: T) -> Self {
-        Tensor { shape: shape.to_vec(), data: Storage::Host(Arc::new(vec![value; numel(shape)])) }
+        Tensor { shape: Shape::new(shape), data: Storage::Host(Arc::new(vec![value; numel(shape)])) }
     }
 
     /// A tensor of zeros.
@@ -129,24 +165,24 @@ impl<T: Float> Tensor<T> {
 
     /// A 0-dimensional tensor holding one value.
     pub fn scalar(value: T) -> Self {
-        Tensor { shape: vec![], data: Storage::Host(Arc::new(vec![value])) }
+        Tensor { shape: Shape::new(&[]), data: Storage::Host(Arc::new(vec![value])) }
     }
 
     /// Standard normal entries from `rng`.
     pub fn randn<R: Rng + ?Sized>(shape: &[usize], rng: &mut R) -> Self {
         let data = (0..numel(shape)).map(|_| T::from_f64(StandardNormal.sample(rng))).collect();
-        Tensor { shape: shape.to_vec(), data: Storage::Host(Arc::new(data)) }
+        Tensor { shape: Shape::new(shape), data: Storage::Host(Arc::new(data)) }
     }
 
     /// Entries uniform in `[lo, hi)` from `rng`.
     pub fn uniform<R: Rng + ?Sized>(shape: &[usize], lo: f64, hi: f64, rng: &mut R) -> Self {
         let data = (0..numel(shape)).map(|_| T::from_f64(rng.gen_range(lo..hi))).collect();
-        Tensor { shape: shape.to_vec(), data: Storage::Host(Arc::new(data)) }
+        Tensor { shape: Shape::new(shape), data: Storage::Host(Arc::new(data)) }
     }
 
     /// The shape.
     pub fn shape(&self) -> &[usize] {
-        &self.shape
+        self.shape.as_slice()
     }
 
     /// Number of elements.
@@ -240,14 +276,14 @@ impl<T: Float> Tensor<T> {
         }
         device.check()?;
         match device {
-            Device::Cpu => Ok(Tensor::from_vec(&self.shape, self.to_host_vec())),
+            Device::Cpu => Ok(Tensor::from_vec(self.shape(), self.to_host_vec())),
             #[cfg(feature = "cuda")]
             Device::Cuda => {
                 if T::NAME != "f32" {
                     return Err(format!("CUDA tensors are f32; this tensor is {}", T::NAME));
                 }
                 let host: Vec<f32> = self.data().iter().map(|x| x.to_f64() as f32).collect();
-                Ok(Tensor::from_device_buf(&self.shape, latflow_cuda_kernels::DeviceBuf::from_host(&host)))
+                Ok(Tensor::from_device_buf(self.shape(), latflow_cuda_kernels::DeviceBuf::from_host(&host)))
             }
             #[cfg(not(feature = "cuda"))]
             Device::Cuda => unreachable!("Device::check fails for CUDA without the cuda feature"),
@@ -290,13 +326,13 @@ impl<T: Float> Tensor<T> {
     #[track_caller]
     pub fn reshape(mut self, shape: &[usize]) -> Self {
         assert_eq!(numel(shape), self.len(), "reshape: cannot view shape {:?} as {shape:?}", self.shape);
-        self.shape = shape.to_vec();
+        self.shape = Shape::new(shape);
         self
     }
 
     /// Elementwise map into a new tensor (host tensors).
     pub fn map(&self, f: impl Fn(T) -> T) -> Self {
-        Tensor::from_vec(&self.shape, self.data().iter().map(|&x| f(x)).collect())
+        Tensor::from_vec(self.shape(), self.data().iter().map(|&x| f(x)).collect())
     }
 
     /// Elementwise combination of two host tensors of the same shape.
@@ -305,14 +341,14 @@ impl<T: Float> Tensor<T> {
     /// If the shapes differ.
     #[track_caller]
     pub fn zip_map(&self, other: &Self, f: impl Fn(T, T) -> T) -> Self {
-        assert_same_shape("zip_map", &self.shape, &other.shape);
+        assert_same_shape("zip_map", self.shape(), other.shape());
         let data = self.data().iter().zip(other.data().iter()).map(|(&a, &b)| f(a, b)).collect();
-        Tensor::from_vec(&self.shape, data)
+        Tensor::from_vec(self.shape(), data)
     }
 
     /// Converts the element type (through f64), on the host.
     pub fn cast<U: Float>(&self) -> Tensor<U> {
-        Tensor::from_vec(&self.shape, self.to_host_vec().iter().map(|x| U::from_f64(x.to_f64())).collect())
+        Tensor::from_vec(self.shape(), self.to_host_vec().iter().map(|x| U::from_f64(x.to_f64())).collect())
     }
 
     /// Whether every element is finite.
@@ -331,7 +367,7 @@ impl<T: Float> Tensor<T> {
     /// ever moved to the GPU).
     pub(crate) fn from_device_buf(shape: &[usize], buf: latflow_cuda_kernels::DeviceBuf) -> Self {
         assert_eq!(numel(shape), buf.len(), "from_device_buf: shape {shape:?} vs {} floats", buf.len());
-        Tensor { shape: shape.to_vec(), data: Storage::Cuda(Arc::new(buf)) }
+        Tensor { shape: Shape::new(shape), data: Storage::Cuda(Arc::new(buf)) }
     }
 
     /// The device buffer.
@@ -352,7 +388,7 @@ impl<T: Float> Tensor<T> {
     /// The device buffer, mutable (copied first if shared).
     #[track_caller]
     pub(crate) fn device_buf_mut(&mut self) -> &mut latflow_cuda_kernels::DeviceBuf {
-        let shape = self.shape.clone();
+        let shape = self.shape().to_vec();
         match &mut self.data {
             Storage::Cuda(b) => {
                 if Arc::get_mut(b).is_none() {
