@@ -15,15 +15,23 @@ use crate::Float;
 /// `P (N, H, W)` of links `(N, 2, H, W)`.
 pub fn plaquette01<T: Float>(links: &[T], n: usize, h: usize, w: usize, p: &mut [T]) {
     let hw = h * w;
+    if hw == 0 {
+        return;
+    }
     for b in 0..n {
         let (t0, t1) = (&links[2 * b * hw..(2 * b + 1) * hw], &links[(2 * b + 1) * hw..(2 * b + 2) * hw]);
         let out = &mut p[b * hw..(b + 1) * hw];
         for x in 0..h {
             let xp = if x + 1 == h { 0 } else { x + 1 };
-            for y in 0..w {
-                let yp = if y + 1 == w { 0 } else { y + 1 };
-                out[x * w + y] = t0[x * w + y] + t1[xp * w + y] - t0[x * w + yp] - t1[x * w + y];
+            let (r0, r1, r1p) = (&t0[x * w..(x + 1) * w], &t1[x * w..(x + 1) * w], &t1[xp * w..(xp + 1) * w]);
+            let o = &mut out[x * w..(x + 1) * w];
+            // y + 1 < w: contiguous rows (vectorizes); y = w - 1 wraps to column 0
+            for (((o, (&a, &c)), &b), &d) in
+                o[..w - 1].iter_mut().zip(r0.iter().zip(&r0[1..])).zip(&r1p[..w - 1]).zip(&r1[..w - 1])
+            {
+                *o = a + b - c - d;
             }
+            o[w - 1] = r0[w - 1] + r1p[w - 1] - r0[0] - r1[w - 1];
         }
     }
 }
@@ -31,15 +39,23 @@ pub fn plaquette01<T: Float>(links: &[T], n: usize, h: usize, w: usize, p: &mut 
 /// Its adjoint: `dlinks (N, 2, H, W)` from `g (N, H, W)`.
 pub fn plaquette01_grad<T: Float>(g: &[T], n: usize, h: usize, w: usize, dlinks: &mut [T]) {
     let hw = h * w;
+    if hw == 0 {
+        return;
+    }
     for b in 0..n {
         let gb = &g[b * hw..(b + 1) * hw];
         let (d0, d1) = dlinks[2 * b * hw..(2 * b + 2) * hw].split_at_mut(hw);
         for x in 0..h {
             let xm = if x == 0 { h - 1 } else { x - 1 };
-            for y in 0..w {
-                let ym = if y == 0 { w - 1 } else { y - 1 };
-                d0[x * w + y] = gb[x * w + y] - gb[x * w + ym];
-                d1[x * w + y] = gb[xm * w + y] - gb[x * w + y];
+            let (gr, grm) = (&gb[x * w..(x + 1) * w], &gb[xm * w..(xm + 1) * w]);
+            let (o0, o1) = (&mut d0[x * w..(x + 1) * w], &mut d1[x * w..(x + 1) * w]);
+            // dt0(x, y) = g(x, y) - g(x, y - 1): y = 0 wraps to column w - 1
+            o0[0] = gr[0] - gr[w - 1];
+            for ((o, &a), &b) in o0[1..].iter_mut().zip(&gr[1..]).zip(&gr[..w - 1]) {
+                *o = a - b;
+            }
+            for ((o, &a), &b) in o1.iter_mut().zip(grm).zip(gr) {
+                *o = a - b;
             }
         }
     }
