@@ -187,6 +187,22 @@ macro_rules! impl_float {
                     let a = if self < 0.0 { self + m } else { self };
                     return if a >= m { a - m } else { a };
                 }
+                // |x| < 16m: fmod by long division, subtracting 8m, 4m, 2m, m where they fit;
+                // each difference is exact (Sterbenz), so this is fmod's exact remainder
+                // (libm's loops bit by bit and is slow)
+                if m > 0.0 && self.abs() < 16.0 * m {
+                    let mut r = self.abs();
+                    let mut j = 8.0 * m;
+                    while j >= m {
+                        if r >= j {
+                            r -= j;
+                        }
+                        j *= 0.5;
+                    }
+                    let r = if self < 0.0 { -r } else { r };
+                    let r = if r < 0.0 { r + m } else { r };
+                    return if r >= m { r - m } else { r };
+                }
                 let r = $t::rem_euclid(self, m);
                 // rem_euclid can round up to exactly m for tiny negative inputs.
                 if r >= m {
@@ -272,6 +288,13 @@ mod tests {
         }
         for i in 0..4000 {
             xs.push((i as f64 * 0.618_033_988_749_9).fract() * 6.0 * tau - 2.0 * tau);
+            xs.push((i as f64 * 0.754_877_666_246_7).fract() * 40.0 * tau - 20.0 * tau);
+        }
+        for k in -17..=17 {
+            for d in [-1e-6, 0.0, 1e-6] {
+                xs.push(k as f64 * tau + d);
+                xs.push(k as f64 * 1.5 + d);
+            }
         }
         for m in [tau, 1.5, 1.0, 0.1] {
             check::<f32>(&xs, m);

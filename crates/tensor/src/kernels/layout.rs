@@ -33,11 +33,24 @@ pub fn narrow<T: Float>(t: &Tensor<T>, axis: usize, start: usize, len: usize) ->
     assert!(start + len <= n, "narrow: {start}..{} out of range for axis {axis} of {:?}", start + len, t.shape());
     let mut out = crate::pool::buffer(outer * len * inner);
     for (o, dst) in out.chunks_exact_mut((len * inner).max(1)).enumerate().take(outer) {
-        dst.copy_from_slice(&t.data()[(o * n + start) * inner..(o * n + start + len) * inner]);
+        copy_run(dst, &t.data()[(o * n + start) * inner..(o * n + start + len) * inner]);
     }
     let mut shape = t.shape().to_vec();
     shape[axis] = len;
     Tensor::from_vec(&shape, out)
+}
+
+/// `dst.copy_from_slice(src)`, with short runs copied by a plain loop: a `memcpy` call per
+/// element dominated gathers along the last axis (the U(1) stripes select one column in 4).
+#[inline]
+fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
+    if src.len() <= 16 {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s;
+        }
+    } else {
+        dst.copy_from_slice(src);
+    }
 }
 
 /// Adjoint of [`narrow`]: places `t` at `start` along `axis` of a zero tensor whose
@@ -49,8 +62,10 @@ pub fn unnarrow<T: Float>(t: &Tensor<T>, axis: usize, start: usize, n: usize) ->
     let mut out = crate::pool::buffer(numel(&shape));
     out.fill(T::ZERO);
     for o in 0..outer {
-        out[(o * n + start) * inner..(o * n + start + len) * inner]
-            .copy_from_slice(&t.data()[o * len * inner..(o + 1) * len * inner]);
+        copy_run(
+            &mut out[(o * n + start) * inner..(o * n + start + len) * inner],
+            &t.data()[o * len * inner..(o + 1) * len * inner],
+        );
     }
     Tensor::from_vec(&shape, out)
 }
@@ -72,7 +87,7 @@ pub fn concat<T: Float>(ts: &[&Tensor<T>], axis: usize) -> Tensor<T> {
     for o in 0..outer {
         for t in ts {
             let m = t.shape()[axis] * inner;
-            out[at..at + m].copy_from_slice(&t.data()[o * m..(o + 1) * m]);
+            copy_run(&mut out[at..at + m], &t.data()[o * m..(o + 1) * m]);
             at += m;
         }
     }

@@ -114,12 +114,20 @@ pub fn cos_f32(x: &[f32], y: &mut [f32]) {
 /// If the lengths differ.
 pub fn sin_cos_f32(x: &[f32], s: &mut [f32], c: &mut [f32]) {
     assert!(x.len() == s.len() && x.len() == c.len(), "vmath: sin_cos lengths {} {} {}", x.len(), s.len(), c.len());
-    for ((xs, ss), cs) in x.chunks(8).zip(s.chunks_mut(8)).zip(c.chunks_mut(8)) {
+    let mut xc = x.chunks_exact(8);
+    let (mut sc, mut cc) = (s.chunks_exact_mut(8), c.chunks_exact_mut(8));
+    for ((xs, ss), cs) in (&mut xc).zip(&mut sc).zip(&mut cc) {
+        let (sv, cv) = f32x8::from(<[f32; 8]>::try_from(xs).expect("chunk of 8")).sin_cos();
+        ss.copy_from_slice(&sv.to_array());
+        cs.copy_from_slice(&cv.to_array());
+    }
+    let (xr, sr, cr) = (xc.remainder(), sc.into_remainder(), cc.into_remainder());
+    if !xr.is_empty() {
         let mut buf = [0.0f32; 8];
-        buf[..xs.len()].copy_from_slice(xs);
+        buf[..xr.len()].copy_from_slice(xr);
         let (sv, cv) = f32x8::from(buf).sin_cos();
-        ss.copy_from_slice(&sv.to_array()[..xs.len()]);
-        cs.copy_from_slice(&cv.to_array()[..xs.len()]);
+        sr.copy_from_slice(&sv.to_array()[..xr.len()]);
+        cr.copy_from_slice(&cv.to_array()[..xr.len()]);
     }
 }
 
