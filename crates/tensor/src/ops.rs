@@ -349,9 +349,15 @@ impl<T: Float> Var<T> {
         let x = self.value();
         let out = gpu_or_cpu!(x, crate::cuda::conv2d(x, w.value(), b.map(|b| b.value()), s, act), {
             let mut y = crate::pool::buffer(s.output_len());
-            conv2d::forward(x.data(), w.value().data(), b.map(|b| b.value().data()), s, &mut y);
-            if let Some(a) = act {
-                y = a.apply_owned(y);
+            let (xd, wd, bd) = (x.data(), w.value().data(), b.map(|b| b.value().data()));
+            match act {
+                // the activation applied per sample while the outputs are in cache
+                Some(Unary::LeakyRelu(slope)) => conv2d::forward_leaky(xd, wd, bd, s, &mut y, slope),
+                Some(a) => {
+                    conv2d::forward(xd, wd, bd, s, &mut y);
+                    y = a.apply_owned(y);
+                }
+                None => conv2d::forward(xd, wd, bd, s, &mut y),
             }
             Tensor::from_vec(&[s.n, s.cout, s.h, s.w], y)
         });

@@ -338,3 +338,20 @@ proptest! {
         check(|v| v[0].mul(&v[0]).add(&v[0].sin()).mul(&v[0].tanh()).sub(&v[0]), &[x], seed)?;
     }
 }
+
+/// f32 on the tutorial's 8x8 lattice (the AVX-512 kernels where the CPU has them, which
+/// apply LeakyReLU per sample inside the conv): the fused op's values are the two ops'
+/// bit for bit, on one thread (batch 3) and threaded (batch 200).
+#[test]
+fn conv2d_act_leaky_f32_on_8x8_equals_conv_then_activation() {
+    let mut rng = StdRng::seed_from_u64(3);
+    for (n, cin, cout) in [(3, 1, 8), (200, 8, 8), (200, 2, 8), (3, 8, 3)] {
+        let x = Var::constant(Tensor::<f32>::randn(&[n, cin, 8, 8], &mut rng));
+        let w = Var::constant(Tensor::<f32>::randn(&[cout, cin, 3, 3], &mut rng));
+        let b = Var::constant(Tensor::<f32>::randn(&[cout], &mut rng));
+        let act = Unary::LeakyRelu(0.01f32);
+        let two = x.conv2d(&w, Some(&b)).unary(act);
+        let one = x.conv2d_act(&w, Some(&b), Some(act));
+        assert_eq!(one.value(), two.value(), "n {n}, {cin} -> {cout}");
+    }
+}

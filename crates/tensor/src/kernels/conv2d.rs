@@ -193,6 +193,41 @@ pub fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, s: Conv2dShape, y: &
     forward_with(auto_backend::<T>(&s), x, w, b, s, y);
 }
 
+/// [`forward`] followed by LeakyReLU, `y > 0 ? y : slope y` (the values of
+/// `Unary::LeakyRelu`): on the AVX-512 kernels applied to each sample's outputs while they
+/// are in L1, elsewhere as a pass over `y` afterwards.
+///
+/// # Panics
+/// As [`forward`].
+#[track_caller]
+pub fn forward_leaky<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, s: Conv2dShape, y: &mut [T], slope: T) {
+    let backend = auto_backend::<T>(&s);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(threaded) = avx512_threaded::<T>(backend, &s) {
+        s.check(x.len(), w.len(), y.len());
+        if let Some(b) = b {
+            assert_eq!(b.len(), s.cout, "conv2d: bias length for {s:?}");
+        }
+        let b = b.map(|b| cast::<T, f32>(b).unwrap());
+        let slope = *cast::<T, f32>(std::slice::from_ref(&slope)).unwrap().first().unwrap();
+        return super::conv2d_avx512::forward(
+            cast(x).unwrap(),
+            cast(w).unwrap(),
+            b,
+            s,
+            cast_mut(y).unwrap(),
+            threaded,
+            Some(slope),
+        );
+    }
+    forward_with(backend, x, w, b, s, y);
+    for v in y.iter_mut() {
+        if *v <= T::ZERO {
+            *v = slope * *v;
+        }
+    }
+}
+
 /// Gradient with respect to the input, into `dx` (overwritten).
 ///
 /// # Panics
@@ -266,7 +301,15 @@ pub fn forward_with<T: Float>(backend: Backend, x: &[T], w: &[T], b: Option<&[T]
     #[cfg(target_arch = "x86_64")]
     if let Some(threaded) = avx512_threaded::<T>(backend, &s) {
         let b = b.map(|b| cast::<T, f32>(b).unwrap());
-        return super::conv2d_avx512::forward(cast(x).unwrap(), cast(w).unwrap(), b, s, cast_mut(y).unwrap(), threaded);
+        return super::conv2d_avx512::forward(
+            cast(x).unwrap(),
+            cast(w).unwrap(),
+            b,
+            s,
+            cast_mut(y).unwrap(),
+            threaded,
+            None,
+        );
     }
     let threaded = backend == Backend::SimdThreaded;
     with_simd_type!(T, U => {

@@ -180,7 +180,18 @@ fn block(left: usize, vleft: usize) -> (usize, usize) {
 /// # Panics
 /// If [`available`] or [`fits`] is false (the dispatcher checks both), or slice lengths
 /// do not match `s`.
-pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, s: Conv2dShape, y: &mut [f32], threaded: bool) {
+///
+/// `leaky = Some(slope)` applies LeakyReLU (`y > 0 ? y : slope y`) to each sample's outputs
+/// while they are in L1, instead of a pass over the whole output afterwards.
+pub fn forward(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    s: Conv2dShape,
+    y: &mut [f32],
+    threaded: bool,
+    leaky: Option<f32>,
+) {
     assert!(available() && fits(&s), "conv2d_avx512: shape {s:?} or CPU not supported");
     s.check(x.len(), w.len(), y.len());
     if let Some(b) = b {
@@ -195,16 +206,25 @@ pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, s: Conv2dShape, y: &mut 
         let chunk = chunk_len(s.n, 4 * rayon::current_num_threads());
         x.par_chunks(chunk * xin).zip(y.par_chunks_mut(chunk * yout)).for_each(|(xc, yc)| {
             // SAFETY: available() was asserted; lengths match the chunk's shape.
-            unsafe { forward_chunk(xc, w, b, Conv2dShape { n: xc.len() / xin, ..s }, &taps, yc) }
+            unsafe { forward_chunk(xc, w, b, Conv2dShape { n: xc.len() / xin, ..s }, &taps, yc, leaky) }
         });
     } else {
         // SAFETY: as above.
-        unsafe { forward_chunk(x, w, b, s, &taps, y) }
+        unsafe { forward_chunk(x, w, b, s, &taps, y, leaky) }
     }
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn forward_chunk(x: &[f32], w: &[f32], b: Option<&[f32]>, s: Conv2dShape, taps: &Taps, y: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn forward_chunk(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    s: Conv2dShape,
+    taps: &Taps,
+    y: &mut [f32],
+    leaky: Option<f32>,
+) {
     let (hw, nv) = (s.h * s.w, s.h / 2);
     assert!(x.len() == s.n * s.cin * hw && y.len() == s.n * s.cout * hw);
     // Fewer outputs than inputs: roll the outputs (cout * k * k * nv permutations per
@@ -214,63 +234,105 @@ unsafe fn forward_chunk(x: &[f32], w: &[f32], b: Option<&[f32]>, s: Conv2dShape,
     for n in 0..s.n {
         let xn = &x[n * s.cin * hw..][..s.cin * hw];
         let yn = &mut y[n * s.cout * hw..][..s.cout * hw];
-        if roll_outputs && s.k == 3 && nv == 4 {
-            let mut o0 = 0;
-            while o0 < s.cout {
-                let ob = (s.cout - o0).min(2);
-                // SAFETY: o0 + ob <= cout; slices hold one sample; k = 3, h = 8.
-                unsafe {
-                    if ob == 2 {
-                        forward_roll_rows::<2>(xn, w, b, s, taps, o0, yn)
-                    } else {
-                        forward_roll_rows::<1>(xn, w, b, s, taps, o0, yn)
-                    }
-                }
-                o0 += ob;
-            }
-            continue;
+        // SAFETY: the slices hold one sample of the chunk's shape; zbuf holds 4 * nv vectors.
+        unsafe { forward_sample(xn, w, b, s, taps, roll_outputs, &mut zbuf, yn) };
+        if let Some(slope) = leaky {
+            leaky_relu_in_place(yn, slope);
         }
-        if roll_outputs {
-            let mut o0 = 0;
-            while o0 < s.cout {
-                let ob = (s.cout - o0).min(4);
-                // SAFETY: o0 + ob <= cout; slices hold one sample; zbuf holds 4 * nv vectors.
-                unsafe {
-                    match ob {
-                        4 => forward_roll_outputs::<4>(xn, w, b, s, taps, o0, &mut zbuf, yn),
-                        3 => forward_roll_outputs::<3>(xn, w, b, s, taps, o0, &mut zbuf, yn),
-                        2 => forward_roll_outputs::<2>(xn, w, b, s, taps, o0, &mut zbuf, yn),
-                        _ => forward_roll_outputs::<1>(xn, w, b, s, taps, o0, &mut zbuf, yn),
-                    }
-                }
-                o0 += ob;
-            }
-            continue;
+    }
+}
+
+/// `y = max-like LeakyReLU(y)`: `y > 0 ? y : slope y` (NaN stays NaN), the values of
+/// `Unary::LeakyRelu`.
+#[target_feature(enable = "avx512f")]
+fn leaky_relu_in_place(y: &mut [f32], slope: f32) {
+    let sl = _mm512_set1_ps(slope);
+    let mut chunks = y.chunks_exact_mut(L);
+    for c in &mut chunks {
+        // SAFETY: c holds 16 floats.
+        unsafe {
+            let v = _mm512_loadu_ps(c.as_ptr());
+            let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, _mm512_setzero_ps());
+            _mm512_storeu_ps(c.as_mut_ptr(), _mm512_mask_blend_ps(pos, _mm512_mul_ps(v, sl), v));
         }
-        if s.k == 3 && nv == 4 {
-            let mut o0 = 0;
-            while o0 < s.cout {
-                let ob = (s.cout - o0).min(8);
-                for v0 in [0, 2] {
-                    // SAFETY: o0 + ob <= cout, v0 + 2 <= nv = 4; slices hold one sample; k = 3.
-                    unsafe { rows!(forward_rows_tile, ob, (xn, w, b, s, taps, o0, v0, yn)) };
-                }
-                o0 += ob;
-            }
-            continue;
+    }
+    for v in chunks.into_remainder() {
+        if *v <= 0.0 {
+            *v *= slope;
         }
+    }
+}
+
+/// One sample's outputs (every tile of its output channels).
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn forward_sample(
+    xn: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    s: Conv2dShape,
+    taps: &Taps,
+    roll_outputs: bool,
+    zbuf: &mut [__m512],
+    yn: &mut [f32],
+) {
+    let nv = s.h / 2;
+    if roll_outputs && s.k == 3 && nv == 4 {
         let mut o0 = 0;
         while o0 < s.cout {
-            let mut v0 = 0;
-            let ob = block(s.cout - o0, nv).0;
-            while v0 < nv {
-                let (ob, rb) = block(s.cout - o0, nv - v0);
-                // SAFETY: o0 + ob <= cout, v0 + rb <= nv; slices hold one sample.
-                unsafe { blocks!(forward_tile, ob, rb, (xn, w, b, s, taps, o0, v0, yn)) };
-                v0 += rb;
+            let ob = (s.cout - o0).min(2);
+            // SAFETY: o0 + ob <= cout; slices hold one sample; k = 3, h = 8.
+            unsafe {
+                if ob == 2 {
+                    forward_roll_rows::<2>(xn, w, b, s, taps, o0, yn)
+                } else {
+                    forward_roll_rows::<1>(xn, w, b, s, taps, o0, yn)
+                }
             }
             o0 += ob;
         }
+        return;
+    }
+    if roll_outputs {
+        let mut o0 = 0;
+        while o0 < s.cout {
+            let ob = (s.cout - o0).min(4);
+            // SAFETY: o0 + ob <= cout; slices hold one sample; zbuf holds 4 * nv vectors.
+            unsafe {
+                match ob {
+                    4 => forward_roll_outputs::<4>(xn, w, b, s, taps, o0, zbuf, yn),
+                    3 => forward_roll_outputs::<3>(xn, w, b, s, taps, o0, zbuf, yn),
+                    2 => forward_roll_outputs::<2>(xn, w, b, s, taps, o0, zbuf, yn),
+                    _ => forward_roll_outputs::<1>(xn, w, b, s, taps, o0, zbuf, yn),
+                }
+            }
+            o0 += ob;
+        }
+        return;
+    }
+    if s.k == 3 && nv == 4 {
+        let mut o0 = 0;
+        while o0 < s.cout {
+            let ob = (s.cout - o0).min(8);
+            for v0 in [0, 2] {
+                // SAFETY: o0 + ob <= cout, v0 + 2 <= nv = 4; slices hold one sample; k = 3.
+                unsafe { rows!(forward_rows_tile, ob, (xn, w, b, s, taps, o0, v0, yn)) };
+            }
+            o0 += ob;
+        }
+        return;
+    }
+    let mut o0 = 0;
+    while o0 < s.cout {
+        let mut v0 = 0;
+        let ob = block(s.cout - o0, nv).0;
+        while v0 < nv {
+            let (ob, rb) = block(s.cout - o0, nv - v0);
+            // SAFETY: o0 + ob <= cout, v0 + rb <= nv; slices hold one sample.
+            unsafe { blocks!(forward_tile, ob, rb, (xn, w, b, s, taps, o0, v0, yn)) };
+            v0 += rb;
+        }
+        o0 += ob;
     }
 }
 
@@ -564,7 +626,7 @@ unsafe fn channel_sums<const O: usize, const R: usize>(
 pub fn backward_input(dy: &[f32], w: &[f32], s: Conv2dShape, dx: &mut [f32], threaded: bool) {
     let wt = super::conv2d::flipped_weights(w, &s);
     let st = Conv2dShape { cin: s.cout, cout: s.cin, ..s };
-    forward(dy, &wt, None, st, dx, threaded);
+    forward(dy, &wt, None, st, dx, threaded, None);
 }
 
 // ---------------------------------------------------------------------------------
