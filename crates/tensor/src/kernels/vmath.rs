@@ -331,7 +331,7 @@ mod tests {
         let mut x: Vec<f32> = (0..200_000).map(|i| (i as f32 - 100_000.0) * 1e-3).collect();
         x.extend([0.0, -0.0, 1e-30, -1e-30, 87.0, 87.2, 87.4, 88.5, 89.0, -87.4, -104.0, 0.625, -0.625]);
         x.extend([f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MAX, f32::MIN, f32::MIN_POSITIVE]);
-        while x.len() % 16 != 0 {
+        while !x.len().is_multiple_of(16) {
             x.push(0.5);
         }
         for (name, wide16, lanes8) in [
