@@ -32,8 +32,16 @@ pub fn narrow<T: Float>(t: &Tensor<T>, axis: usize, start: usize, len: usize) ->
     let (outer, n, inner) = split_at_axis(t.shape(), axis);
     assert!(start + len <= n, "narrow: {start}..{} out of range for axis {axis} of {:?}", start + len, t.shape());
     let mut out = crate::pool::buffer(outer * len * inner);
-    for (o, dst) in out.chunks_exact_mut((len * inner).max(1)).enumerate().take(outer) {
-        copy_run(dst, &t.data()[(o * n + start) * inner..(o * n + start + len) * inner]);
+    if len * inner == 1 {
+        // one element per outer index (a select on the last axis): a strided gather
+        let td = t.data();
+        for (o, d) in out.iter_mut().enumerate() {
+            *d = td[o * n + start];
+        }
+    } else {
+        for (o, dst) in out.chunks_exact_mut((len * inner).max(1)).enumerate().take(outer) {
+            copy_run(dst, &t.data()[(o * n + start) * inner..(o * n + start + len) * inner]);
+        }
     }
     let mut shape = t.shape().to_vec();
     shape[axis] = len;
@@ -61,6 +69,13 @@ pub fn unnarrow<T: Float>(t: &Tensor<T>, axis: usize, start: usize, n: usize) ->
     shape[axis] = n;
     let mut out = crate::pool::buffer(numel(&shape));
     out.fill(T::ZERO);
+    if len * inner == 1 {
+        // a strided scatter (the adjoint of a select on the last axis)
+        for (o, &v) in t.data().iter().enumerate() {
+            out[o * n + start] = v;
+        }
+        return Tensor::from_vec(&shape, out);
+    }
     for o in 0..outer {
         copy_run(
             &mut out[(o * n + start) * inner..(o * n + start + len) * inner],

@@ -23,14 +23,30 @@ fn two_pi<T: Float>() -> T {
     T::from_f64(2.0 * std::f64::consts::PI)
 }
 
+/// `x / 2` into a pooled buffer.
+fn halves<T: Float>(x: &[T]) -> Vec<T> {
+    let mut h = crate::pool::buffer(x.len());
+    for (d, &v) in h.iter_mut().zip(x) {
+        *d = T::from_f64(0.5) * v;
+    }
+    h
+}
+
+/// Returns temporaries to the buffer pool ([`crate::pool`]).
+fn give_back<T: Float, const K: usize>(vs: [Vec<T>; K]) {
+    for v in vs {
+        crate::pool::recycle(v);
+    }
+}
+
 /// `y (N, S)` of the mixture for `batch = N` samples and `n` components.
 pub fn mixture<T: Float>(x: &[T], s: &[T], t: &[T], n: usize, batch: usize, y: &mut [T]) {
     let sites = x.len() / batch.max(1);
     // the elementwise ops' order: half = 0.5 x; tan; e = exp(s); a = e * tan; atan; 2 *; mod
-    let half: Vec<T> = x.iter().map(|&v| T::from_f64(0.5) * v).collect();
-    let mut tn = vec![T::ZERO; half.len()];
+    let half = halves(x);
+    let mut tn = crate::pool::buffer(half.len());
     T::tan_slice(&half, &mut tn);
-    let mut e = vec![T::ZERO; s.len()];
+    let mut e = crate::pool::buffer(s.len());
     T::exp_slice(s, &mut e);
     for (eb, tb) in e.chunks_exact_mut(n * sites).zip(tn.chunks_exact(sites)) {
         for ei in eb.chunks_exact_mut(sites) {
@@ -39,7 +55,7 @@ pub fn mixture<T: Float>(x: &[T], s: &[T], t: &[T], n: usize, batch: usize, y: &
             }
         }
     }
-    let mut at = vec![T::ZERO; s.len()];
+    let mut at = crate::pool::buffer(s.len());
     T::atan_slice(&e, &mut at);
     let (two, tp, inv_n) = (T::from_f64(2.0), two_pi::<T>(), T::from_f64(1.0 / n as f64));
     let mut acc = vec![T::ZERO; sites];
@@ -54,6 +70,7 @@ pub fn mixture<T: Float>(x: &[T], s: &[T], t: &[T], n: usize, batch: usize, y: &
             *yv = (inv_n * a + tv).rem_euclid(tp);
         }
     }
+    give_back([half, tn, e, at]);
 }
 
 /// Per-site `(c, r) = (cos h, sin h)`, `h = x/2`, and per component `e = e^s` and
@@ -67,12 +84,16 @@ struct TrigExp<T> {
 }
 
 fn trig_exp<T: Float>(x: &[T], s: &[T]) -> TrigExp<T> {
-    let half: Vec<T> = x.iter().map(|&v| T::from_f64(0.5) * v).collect();
-    let (mut c, mut r) = (vec![T::ZERO; x.len()], vec![T::ZERO; x.len()]);
+    let half = halves(x);
+    let (mut c, mut r) = (crate::pool::buffer(x.len()), crate::pool::buffer(x.len()));
     T::sin_cos_slice(&half, &mut r, &mut c);
-    let mut e = vec![T::ZERO; s.len()];
+    let mut e = crate::pool::buffer(s.len());
     T::exp_slice(s, &mut e);
-    let ei = e.iter().map(|&v| T::ONE / v).collect();
+    let mut ei = crate::pool::buffer(s.len());
+    for (d, &v) in ei.iter_mut().zip(&e) {
+        *d = T::ONE / v;
+    }
+    crate::pool::recycle(half);
     TrigExp { c, r, e, ei }
 }
 
@@ -80,7 +101,8 @@ fn trig_exp<T: Float>(x: &[T], s: &[T]) -> TrigExp<T> {
 pub fn mixture_grad<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, g: &[T], dx: &mut [T], ds: &mut [T]) {
     let sites = x.len() / batch.max(1);
     let (two, inv_n) = (T::from_f64(2.0), T::from_f64(1.0 / n as f64));
-    let TrigExp { c, r, e, .. } = trig_exp(x, s);
+    let TrigExp { c, r, e, ei } = trig_exp(x, s);
+    crate::pool::recycle(ei);
     for b in 0..batch {
         let j0 = b * sites;
         let (cb, rb, gb) = (&c[j0..j0 + sites], &r[j0..j0 + sites], &g[j0..j0 + sites]);
@@ -97,6 +119,7 @@ pub fn mixture_grad<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, g: &[T],
             }
         }
     }
+    give_back([c, r, e]);
 }
 
 /// `log J (N,)` of the mixture: per sample, the sum over sites of
@@ -106,7 +129,8 @@ pub fn log_jacobian<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, out: &mu
     let sites = x.len() / batch.max(1);
     let inv_n = T::from_f64(1.0 / n as f64);
     let TrigExp { c, r, e, ei } = trig_exp(x, s);
-    let mut m = vec![T::ZERO; x.len()];
+    let mut m = crate::pool::buffer(x.len());
+    m.fill(T::ZERO);
     for b in 0..batch {
         let j0 = b * sites;
         let (cb, rb, mb) = (&c[j0..j0 + sites], &r[j0..j0 + sites], &mut m[j0..j0 + sites]);
@@ -121,11 +145,12 @@ pub fn log_jacobian<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, out: &mu
             *v *= inv_n;
         }
     }
-    let mut l = vec![T::ZERO; x.len()];
+    let mut l = crate::pool::buffer(x.len());
     T::ln_slice(&m, &mut l);
     for (o, lb) in out.iter_mut().zip(l.chunks_exact(sites.max(1))).take(batch) {
         *o = lb.iter().copied().sum();
     }
+    give_back([c, r, e, ei, m, l]);
 }
 
 /// Gradients of [`log_jacobian`] from `g (N,)`: `dx (N, S)`, `ds (N, n, S)`. With
@@ -133,7 +158,7 @@ pub fn log_jacobian<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, out: &mu
 pub fn log_jacobian_grad<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, g: &[T], dx: &mut [T], ds: &mut [T]) {
     let sites = x.len() / batch.max(1);
     let TrigExp { c, r, e, ei } = trig_exp(x, s);
-    let mut u = vec![T::ZERO; s.len()];
+    let mut u = crate::pool::buffer(s.len());
     let mut sum = vec![T::ZERO; sites];
     for b in 0..batch {
         let j0 = b * sites;
@@ -162,4 +187,5 @@ pub fn log_jacobian_grad<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, g: 
             }
         }
     }
+    give_back([c, r, e, ei, u]);
 }
