@@ -57,6 +57,14 @@ fn fused_ncp_equals_the_composed_ops() {
         let (x, s, t) =
             (Var::constant(x0.cast::<f32>()), Var::constant(s0.cast::<f32>()), Var::constant(t0.cast::<f32>()));
         assert_eq!(x.ncp_mixture(&s, &t).value(), composed(&x, &s, &t).0.value(), "n_mix {n_mix}: f32 y differs");
+        // offsets far outside (-2 pi, 4 pi) and a NaN: the kernel's slow path
+        let mut tf = Tensor::<f64>::uniform(&[3, 4, 2], -40.0, 40.0, &mut rng).cast::<f32>();
+        tf.data_mut()[5] = f32::NAN;
+        let t = Var::constant(tf);
+        let (a, b) = (x.ncp_mixture(&s, &t), composed(&x, &s, &t).0);
+        for (p, q) in a.value().data().iter().zip(b.value().data()) {
+            assert!(p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()), "n_mix {n_mix}: {p} vs {q}");
+        }
     }
 }
 
