@@ -70,6 +70,23 @@ struct Taps {
 }
 
 impl Taps {
+    /// The taps of `(h, k)`, built once per thread and shape (every conv call needs them).
+    fn cached(h: usize, k: usize) -> std::sync::Arc<Taps> {
+        thread_local! {
+            static CACHE: std::cell::RefCell<Vec<((usize, usize), std::sync::Arc<Taps>)>> =
+                const { std::cell::RefCell::new(Vec::new()) };
+        }
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if let Some((_, t)) = c.iter().find(|(key, _)| *key == (h, k)) {
+                return t.clone();
+            }
+            let t = std::sync::Arc::new(Taps::new(h, k));
+            c.push(((h, k), t.clone()));
+            t
+        })
+    }
+
     fn new(h: usize, k: usize) -> Self {
         let (p, nv) = (k / 2, h / 2);
         let mut idx = Vec::with_capacity(k * k);
@@ -201,7 +218,7 @@ pub fn forward(
     if s.n == 0 {
         return;
     }
-    let taps = Taps::new(s.h, s.k);
+    let taps = Taps::cached(s.h, s.k);
     if threaded && s.n > 1 {
         let chunk = chunk_len(s.n, 4 * rayon::current_num_threads());
         x.par_chunks(chunk * xin).zip(y.par_chunks_mut(chunk * yout)).for_each(|(xc, yc)| {
@@ -644,7 +661,7 @@ pub fn backward_weight(dy: &[f32], x: &[f32], s: Conv2dShape, dw: &mut [f32], db
     assert!(available() && fits(&s), "conv2d_avx512: shape {s:?} or CPU not supported");
     s.check(x.len(), dw.len(), dy.len());
     let (xin, yout) = (s.cin * s.h * s.w, s.cout * s.h * s.w);
-    let taps = Taps::new(s.h, s.k);
+    let taps = Taps::cached(s.h, s.k);
     // SAFETY (both calls): available() was asserted; lengths match each chunk's shape.
     let parts: Vec<(Vec<__m512>, Vec<__m512>)> = if s.n == 0 {
         Vec::new()

@@ -200,6 +200,10 @@ pub fn log_jacobian_grad<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, g: 
                 sum[p] += ub[p];
             }
         }
+        // g / sum per site: one division per site, not per component
+        for v in sum.iter_mut() {
+            *v = g[b] / *v;
+        }
         let dxb = &mut dx[j0..j0 + sites];
         dxb.fill(T::ZERO);
         for i in 0..n {
@@ -209,7 +213,7 @@ pub fn log_jacobian_grad<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, g: 
             for p in 0..sites {
                 let (cj, rj) = (cb[p], rb[p]);
                 // g w_i / D_i = g u_i^2 / sum
-                let wd = g[b] * ub[p] * ub[p] / sum[p];
+                let wd = sum[p] * ub[p] * ub[p];
                 dxb[p] += wd * (eib[p] - eb[p]) * rj * cj;
                 dsb[p] = wd * (eib[p] * cj * cj - eb[p] * rj * rj);
             }

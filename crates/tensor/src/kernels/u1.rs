@@ -18,20 +18,23 @@ pub fn plaquette01<T: Float>(links: &[T], n: usize, h: usize, w: usize, p: &mut 
     if hw == 0 {
         return;
     }
+    // t0 shifted by one column (y + 1, wrapping in each row), per sample
+    let mut t0s = vec![T::ZERO; hw];
     for b in 0..n {
         let (t0, t1) = (&links[2 * b * hw..(2 * b + 1) * hw], &links[(2 * b + 1) * hw..(2 * b + 2) * hw]);
+        for (d, r) in t0s.chunks_exact_mut(w).zip(t0.chunks_exact(w)) {
+            d[..w - 1].copy_from_slice(&r[1..]);
+            d[w - 1] = r[0];
+        }
         let out = &mut p[b * hw..(b + 1) * hw];
-        for x in 0..h {
-            let xp = if x + 1 == h { 0 } else { x + 1 };
-            let (r0, r1, r1p) = (&t0[x * w..(x + 1) * w], &t1[x * w..(x + 1) * w], &t1[xp * w..(xp + 1) * w]);
-            let o = &mut out[x * w..(x + 1) * w];
-            // y + 1 < w: contiguous rows (vectorizes); y = w - 1 wraps to column 0
-            for (((o, (&a, &c)), &b), &d) in
-                o[..w - 1].iter_mut().zip(r0.iter().zip(&r0[1..])).zip(&r1p[..w - 1]).zip(&r1[..w - 1])
-            {
-                *o = a + b - c - d;
+        // t1 shifted by one row (x + 1) is t1[w..] followed by t1[..w]; flat loops vectorize
+        let split = hw - w;
+        let parts = [(0..split, w), (split..hw, 0)];
+        for (range, from) in parts {
+            let (o, a, c, d) = (&mut out[range.clone()], &t0[range.clone()], &t0s[range.clone()], &t1[range.clone()]);
+            for (i, o) in o.iter_mut().enumerate() {
+                *o = a[i] + t1[from + i] - c[i] - d[i];
             }
-            o[w - 1] = r0[w - 1] + r1p[w - 1] - r0[0] - r1[w - 1];
         }
     }
 }
@@ -45,18 +48,20 @@ pub fn plaquette01_grad<T: Float>(g: &[T], n: usize, h: usize, w: usize, dlinks:
     for b in 0..n {
         let gb = &g[b * hw..(b + 1) * hw];
         let (d0, d1) = dlinks[2 * b * hw..(2 * b + 2) * hw].split_at_mut(hw);
-        for x in 0..h {
-            let xm = if x == 0 { h - 1 } else { x - 1 };
-            let (gr, grm) = (&gb[x * w..(x + 1) * w], &gb[xm * w..(xm + 1) * w]);
-            let (o0, o1) = (&mut d0[x * w..(x + 1) * w], &mut d1[x * w..(x + 1) * w]);
-            // dt0(x, y) = g(x, y) - g(x, y - 1): y = 0 wraps to column w - 1
-            o0[0] = gr[0] - gr[w - 1];
-            for ((o, &a), &b) in o0[1..].iter_mut().zip(&gr[1..]).zip(&gr[..w - 1]) {
-                *o = a - b;
+        // dt0(x, y) = g(x, y) - g(x, y - 1): rows apart (the column wraps)
+        for (o, gr) in d0.chunks_exact_mut(w).zip(gb.chunks_exact(w)) {
+            o[0] = gr[0] - gr[w - 1];
+            for ((o, &a), &c) in o[1..].iter_mut().zip(&gr[1..]).zip(&gr[..w - 1]) {
+                *o = a - c;
             }
-            for ((o, &a), &b) in o1.iter_mut().zip(grm).zip(gr) {
-                *o = a - b;
-            }
+        }
+        // dt1(x, y) = g(x - 1, y) - g(x, y): g shifted by one row is g[hw - w..] then g[..hw - w]
+        let split = w;
+        for ((o, &a), &c) in d1[..split].iter_mut().zip(&gb[hw - w..]).zip(&gb[..split]) {
+            *o = a - c;
+        }
+        for ((o, &a), &c) in d1[split..].iter_mut().zip(&gb[..hw - w]).zip(&gb[split..]) {
+            *o = a - c;
         }
     }
 }
@@ -96,16 +101,20 @@ pub fn stripe_update<T: Float>(
     out.copy_from_slice(links);
     let (sa, sb) = stripe_shape(mu, h, w);
     let tp = T::from_f64(2.0 * std::f64::consts::PI);
+    let hw = h * w;
+    // stripe element (i, j) of sample b sits at `base + i * step_i + j * step_j` of its plane
+    let (step_i, step_j, first) = if mu == 0 { (w, 4, off) } else { (4 * w, 1, off * w) };
     for b in 0..n {
+        let plane = &mut out[(b * 2 + mu) * hw..(b * 2 + mu + 1) * hw];
+        let (yb, xb) = (&ya[b * sa * sb..(b + 1) * sa * sb], &xa[b * sa * sb..(b + 1) * sa * sb]);
         for i in 0..sa {
             for j in 0..sb {
-                let (x, y) = stripe_site(mu, off, i, j);
-                let k = (b * 2 + mu) * h * w + x * w + y;
-                let s = b * sa * sb + i * sb + j;
+                let k = first + i * step_i + j * step_j;
+                let s = i * sb + j;
                 // the elementwise ops' order: d = ya - xa; dl = d or -d; (dl + la) mod 2 pi
-                let d = ya[s] - xa[s];
+                let d = yb[s] - xb[s];
                 let dl = if mu == 0 { d } else { -d };
-                out[k] = (dl + links[k]).rem_euclid(tp);
+                plane[k] = (dl + plane[k]).rem_euclid(tp);
             }
         }
     }
