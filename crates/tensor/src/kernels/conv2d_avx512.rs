@@ -69,12 +69,14 @@ struct Taps {
     src: Vec<(usize, usize)>,
 }
 
+/// A cached [`Taps`] and its `(h, k)`.
+type TapsEntry = ((usize, usize), std::sync::Arc<Taps>);
+
 impl Taps {
     /// The taps of `(h, k)`, built once per thread and shape (every conv call needs them).
     fn cached(h: usize, k: usize) -> std::sync::Arc<Taps> {
         thread_local! {
-            static CACHE: std::cell::RefCell<Vec<((usize, usize), std::sync::Arc<Taps>)>> =
-                const { std::cell::RefCell::new(Vec::new()) };
+            static CACHE: std::cell::RefCell<Vec<TapsEntry>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         CACHE.with(|c| {
             let mut c = c.borrow_mut();
