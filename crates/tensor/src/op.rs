@@ -330,6 +330,45 @@ pub(crate) fn backward_rule<T: Float>(
                 }
                 return;
             }
+            let need_w = w.requires_grad() || b.as_ref().is_some_and(|b| b.requires_grad());
+            if need_w {
+                // both gradients block by block with act' on the fly (AVX-512, one thread)
+                let fused_act = match act {
+                    None => Some(None),
+                    Some(Unary::LeakyRelu(sl)) => Some(Some(conv2d::ActGrad::Leaky(*sl))),
+                    Some(Unary::Tanh) => Some(Some(conv2d::ActGrad::Tanh)),
+                    Some(_) => None,
+                };
+                if let Some(fa) = fused_act {
+                    let mut dx = x.requires_grad().then(|| crate::pool::buffer(s.input_len()));
+                    let mut dw = vec![T::ZERO; s.weight_len()];
+                    let mut db = vec![T::ZERO; s.cout];
+                    let xd = x.value().data();
+                    if conv2d::backward_act(
+                        g.data(),
+                        y.data(),
+                        fa,
+                        xd,
+                        w.value().data(),
+                        *s,
+                        dx.as_deref_mut(),
+                        &mut dw,
+                        Some(&mut db),
+                    ) {
+                        if let Some(dx) = dx {
+                            acc(x, Tensor::from_vec(x.shape(), dx));
+                        }
+                        acc(w, Tensor::from_vec(w.shape(), dw));
+                        if let Some(b) = b {
+                            acc(b, Tensor::from_vec(b.shape(), db));
+                        }
+                        return;
+                    }
+                    if let Some(dx) = dx {
+                        crate::pool::recycle(dx);
+                    }
+                }
+            }
             let gz;
             let g = match act {
                 Some(a) => {
@@ -346,7 +385,6 @@ pub(crate) fn backward_rule<T: Float>(
                 conv2d::backward_input(g.data(), w.value().data(), *s, &mut dx);
                 acc(x, Tensor::from_vec(x.shape(), dx));
             }
-            let need_w = w.requires_grad() || b.as_ref().is_some_and(|b| b.requires_grad());
             if need_w {
                 let mut dw = vec![T::ZERO; s.weight_len()];
                 let mut db = vec![T::ZERO; s.cout];

@@ -215,3 +215,47 @@ fn avx512_backend_is_offered_where_the_cpu_has_it() {
     assert!(!Backend::available::<f64>(&s).contains(&Backend::Avx512));
     assert!(!Backend::available::<f32>(&Conv2dShape { w: 16, ..s }).contains(&Backend::Avx512));
 }
+
+/// `conv2d::backward_act` (AVX-512, one thread: both gradients block by block with the
+/// activation derivative applied on the fly) gives bit for bit what the separate steps
+/// give: `gz = g act'(y)`, then `backward_input` and `backward_weight` on one thread.
+#[test]
+fn fused_backward_equals_the_separate_kernels() {
+    use conv2d::ActGrad;
+    let mut any = false;
+    for (n, cin, cout) in [(1, 1, 8), (3, 8, 8), (13, 8, 2), (5, 2, 8), (7, 8, 3), (2, 3, 1)] {
+        let s = Conv2dShape { n, cin, cout, h: 8, w: 8, k: 3 };
+        let c = Case::<f32>::new(s, (n * 100 + cin * 10 + cout) as u64);
+        // the activation's output: any values, of both signs and |y| < 1
+        let y: Vec<f32> = c.dy.iter().map(|v| (v * 1.7).sin() * 0.9).collect();
+        for act in [None, Some(ActGrad::Leaky(0.01f32)), Some(ActGrad::Tanh)] {
+            let mut dx = vec![f32::NAN; s.input_len()];
+            let mut dw = vec![f32::NAN; s.weight_len()];
+            let mut db = vec![f32::NAN; cout];
+            if !conv2d::backward_act(&c.dy, &y, act, &c.x, &c.w, s, Some(&mut dx), &mut dw, Some(&mut db)) {
+                continue;
+            }
+            any = true;
+            let gz: Vec<f32> = match act {
+                None => c.dy.clone(),
+                Some(ActGrad::Leaky(sl)) => {
+                    c.dy.iter().zip(&y).map(|(&g, &y)| if y > 0.0 { g } else { sl * g }).collect()
+                }
+                Some(ActGrad::Tanh) => c.dy.iter().zip(&y).map(|(&g, &y)| g * (1.0 - y * y)).collect(),
+            };
+            let mut dx0 = vec![f32::NAN; s.input_len()];
+            let mut dw0 = vec![f32::NAN; s.weight_len()];
+            let mut db0 = vec![f32::NAN; cout];
+            conv2d::backward_input_with(Backend::Avx512, &gz, &c.w, s, &mut dx0);
+            conv2d::backward_weight_with(Backend::Avx512, &gz, &c.x, s, &mut dw0, Some(&mut db0));
+            assert_eq!(dx, dx0, "{s:?} {act:?}: dx");
+            assert_eq!(dw, dw0, "{s:?} {act:?}: dw");
+            assert_eq!(db, db0, "{s:?} {act:?}: db");
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    let has = std::arch::is_x86_feature_detected!("avx512f") && std::env::var_os("LATFLOW_NO_AVX512").is_none();
+    #[cfg(not(target_arch = "x86_64"))]
+    let has = false;
+    assert_eq!(any, has, "the fused path runs exactly where AVX-512 does");
+}

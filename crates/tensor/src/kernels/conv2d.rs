@@ -228,6 +228,61 @@ pub fn forward_leaky<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, s: Conv2dShape
     }
 }
 
+/// The activation derivative [`backward_act`] applies to the output gradient (from the
+/// activation's output).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ActGrad<T> {
+    /// LeakyReLU with this (positive) slope: `y > 0 ? g : slope g`.
+    Leaky(T),
+    /// tanh: `g (1 - y^2)`.
+    Tanh,
+}
+
+/// Both gradients of `y = act(conv(x))` from `g = dL/dy` in one call where the AVX-512
+/// kernels run on one thread (a shard of a training step): block by block, with
+/// `act'` applied on the fly ([`super::conv2d_avx512::backward_fused`]). Returns `false`
+/// (and writes nothing) elsewhere; the caller then forms `g act'(y)` and calls
+/// [`backward_input`] and [`backward_weight`], which give the same values.
+///
+/// # Panics
+/// As [`backward_weight`].
+#[allow(clippy::too_many_arguments)]
+pub fn backward_act<T: Float>(
+    g: &[T],
+    y: &[T],
+    act: Option<ActGrad<T>>,
+    x: &[T],
+    w: &[T],
+    s: Conv2dShape,
+    dx: Option<&mut [T]>,
+    dw: &mut [T],
+    db: Option<&mut [T]>,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if auto_backend::<T>(&s) == Backend::Avx512 {
+        use super::conv2d_avx512::{backward_fused, ActGrad as A};
+        let one = |v: T| *cast::<T, f32>(std::slice::from_ref(&v)).unwrap().first().unwrap();
+        let act = act.map(|a| match a {
+            ActGrad::Leaky(slope) => A::Leaky(one(slope)),
+            ActGrad::Tanh => A::Tanh,
+        });
+        backward_fused(
+            cast(g).unwrap(),
+            cast(y).unwrap(),
+            act,
+            cast(x).unwrap(),
+            cast(w).unwrap(),
+            s,
+            dx.map(|d| cast_mut(d).unwrap()),
+            cast_mut(dw).unwrap(),
+            db.map(|d| cast_mut(d).unwrap()),
+        );
+        return true;
+    }
+    let _ = (g, y, act, x, w, s, dx, dw, db);
+    false
+}
+
 /// Gradient with respect to the input, into `dx` (overwritten).
 ///
 /// # Panics
