@@ -942,12 +942,15 @@ unsafe fn fused_impl(
         };
         for n in 0..n1 - n0 {
             for (o, d) in dbp.iter_mut().enumerate() {
+                // in a register across the vectors (the same additions in the same order)
+                let mut acc = *d;
                 for v in 0..nv {
                     // SAFETY: ((n * cout + o) * nv + v) * 16 + 16 <= gzb.len().
-                    *d = _mm512_add_ps(*d, unsafe {
+                    acc = _mm512_add_ps(acc, unsafe {
                         _mm512_loadu_ps(gzb.as_ptr().add(((n * s.cout + o) * nv + v) * L))
                     });
                 }
+                *d = acc;
             }
             if let Some(dx) = dx.as_deref_mut() {
                 let dxn = &mut dx[(n0 + n) * xin..(n0 + n + 1) * xin];
