@@ -139,11 +139,13 @@ pub fn mixture_grad<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, g: &[T],
         for i in 0..n {
             let k0 = (b * n + i) * sites;
             let (eb, dsb) = (&e[k0..k0 + sites], &mut ds[k0..k0 + sites]);
-            for p in 0..sites {
-                let (cj, rj, ek, gv) = (cb[p], rb[p], eb[p], gb[p] * inv_n);
+            for (((((d, dsv), &cj), &rj), &ek), &g) in
+                dxb.iter_mut().zip(dsb.iter_mut()).zip(cb).zip(rb).zip(eb).zip(gb)
+            {
+                let gv = g * inv_n;
                 let den = cj * cj + ek * ek * rj * rj;
-                dxb[p] += gv * (ek / den);
-                dsb[p] = gv * two * ek * rj * cj / den;
+                *d += gv * (ek / den);
+                *dsv = gv * two * ek * rj * cj / den;
             }
         }
     }
@@ -165,8 +167,8 @@ pub fn log_jacobian<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, out: &mu
         for i in 0..n {
             let k0 = (b * n + i) * sites;
             let (eb, eib) = (&e[k0..k0 + sites], &ei[k0..k0 + sites]);
-            for p in 0..sites {
-                mb[p] += T::ONE / (eib[p] * cb[p] * cb[p] + eb[p] * rb[p] * rb[p]);
+            for ((((m, &cj), &rj), &ek), &eik) in mb.iter_mut().zip(cb).zip(rb).zip(eb).zip(eib) {
+                *m += T::ONE / (eik * cj * cj + ek * rj * rj);
             }
         }
         for v in mb.iter_mut() {
@@ -195,9 +197,11 @@ pub fn log_jacobian_grad<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, g: 
         for i in 0..n {
             let k0 = (b * n + i) * sites;
             let (eb, eib, ub) = (&e[k0..k0 + sites], &ei[k0..k0 + sites], &mut u[k0..k0 + sites]);
-            for p in 0..sites {
-                ub[p] = T::ONE / (eib[p] * cb[p] * cb[p] + eb[p] * rb[p] * rb[p]);
-                sum[p] += ub[p];
+            for (((((uv, sv), &cj), &rj), &ek), &eik) in
+                ub.iter_mut().zip(sum.iter_mut()).zip(cb).zip(rb).zip(eb).zip(eib)
+            {
+                *uv = T::ONE / (eik * cj * cj + ek * rj * rj);
+                *sv += *uv;
             }
         }
         // g / sum per site: one division per site, not per component
@@ -210,12 +214,12 @@ pub fn log_jacobian_grad<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, g: 
             let k0 = (b * n + i) * sites;
             let (eb, eib, ub) = (&e[k0..k0 + sites], &ei[k0..k0 + sites], &u[k0..k0 + sites]);
             let dsb = &mut ds[k0..k0 + sites];
-            for p in 0..sites {
-                let (cj, rj) = (cb[p], rb[p]);
+            let terms = dxb.iter_mut().zip(dsb.iter_mut()).zip(cb).zip(rb).zip(eb).zip(eib).zip(ub).zip(&sum);
+            for (((((((d, dsv), &cj), &rj), &ek), &eik), &uk), &gs) in terms {
                 // g w_i / D_i = g u_i^2 / sum
-                let wd = sum[p] * ub[p] * ub[p];
-                dxb[p] += wd * (eib[p] - eb[p]) * rj * cj;
-                dsb[p] = wd * (eib[p] * cj * cj - eb[p] * rj * rj);
+                let wd = gs * uk * uk;
+                *d += wd * (eik - ek) * rj * cj;
+                *dsv = wd * (eik * cj * cj - ek * rj * rj);
             }
         }
     }
