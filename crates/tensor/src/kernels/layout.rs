@@ -15,13 +15,12 @@ pub fn roll<T: Float>(t: &Tensor<T>, axis: usize, shift: isize) -> Tensor<T> {
     let s = shift.rem_euclid(n as isize) as usize;
     let src = t.data();
     let mut out = crate::pool::buffer(src.len());
-    for o in 0..outer {
-        let base = o * n * inner;
-        for i in 0..n {
-            let d = (i + s) % n;
-            out[base + d * inner..base + (d + 1) * inner]
-                .copy_from_slice(&src[base + i * inner..base + (i + 1) * inner]);
-        }
+    // each outer block rotates by s * inner elements: two contiguous copies
+    let (block, cut) = (n * inner, (n - s) * inner);
+    for (o, dst) in out.chunks_exact_mut(block.max(1)).enumerate().take(outer) {
+        let src = &src[o * block..(o + 1) * block];
+        copy_run(&mut dst[s * inner..], &src[..cut]);
+        copy_run(&mut dst[..s * inner], &src[cut..]);
     }
     Tensor::from_vec(t.shape(), out)
 }
@@ -241,4 +240,33 @@ pub fn transpose_last2<T: Float>(t: &Tensor<T>) -> Tensor<T> {
     let mut shape = t.shape().to_vec();
     shape.swap(r - 2, r - 1);
     Tensor::from_vec(&shape, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `roll` against its definition `out[.., (i + s) mod n, ..] = t[.., i, ..]`, every axis
+    /// and shift (negative, zero, beyond n) of a 3-axis tensor.
+    #[test]
+    fn roll_matches_its_index_formula() {
+        let shape = [3, 4, 5];
+        let t = Tensor::from_vec(&shape, (0..60).map(|v| v as f64).collect());
+        for axis in 0..3 {
+            let n = shape[axis] as isize;
+            for shift in -7..=7 {
+                let r = roll(&t, axis, shift);
+                for a in 0..3 {
+                    for b in 0..4 {
+                        for c in 0..5 {
+                            let mut idx = [a, b, c];
+                            let src = t.data()[(a * 4 + b) * 5 + c];
+                            idx[axis] = ((idx[axis] as isize + shift).rem_euclid(n)) as usize;
+                            assert_eq!(r.data()[(idx[0] * 4 + idx[1]) * 5 + idx[2]], src, "axis {axis} shift {shift}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
