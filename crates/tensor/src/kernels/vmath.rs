@@ -14,6 +14,10 @@
 //! - `sin`, `cos`, `tan`, `atan`, `ln`: `wide`'s implementations (Agner Fog's vector class
 //!   library / Cephes: a three-part Cody-Waite reduction by pi/2 and minimax polynomials;
 //!   `tan = sin / cos`).
+//!
+//! Where the CPU has AVX-512F, `exp`, `tanh`, `sin`, `cos` and `sin_cos` run on 16 lanes
+//! with the same operations in the same order, so the values do not depend on the path
+//! (tested bit for bit; `LATFLOW_NO_AVX512=1` turns it off).
 
 use wide::{f32x8, CmpEq, CmpGt, CmpLt};
 
@@ -108,7 +112,7 @@ pub fn tanh_f32(x: &[f32], y: &mut [f32]) {
     map8(x, y, tanh8)
 }
 
-/// `exp` and `tanh` on 16-lane AVX-512 registers: `wide`'s f32x8 algorithms (and
+/// `exp`, `tanh`, `sin` and `cos` on 16-lane AVX-512 registers: `wide`'s f32x8 algorithms (and
 /// [`exp8`] / [`tanh8`] around them) operation for operation — the same roundings, FMAs
 /// and constants — so every lane gets the 8-lane value bit for bit, at about half the
 /// instructions per element. Chosen at run time like the AVX-512 conv kernels
@@ -186,6 +190,63 @@ mod avx512 {
         _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), r, x)
     }
 
+    /// `wide::f32x8::sin_cos` on 16 lanes (Agner Fog's vector class library: quadrant by
+    /// rounding `|x| 2/pi`, three-part Cody-Waite reduction, minimax polynomials, signs from
+    /// the quadrant bits), operation for operation.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn sin_cos16(x: __m512) -> (__m512, __m512) {
+        let s = _mm512_set1_ps;
+        let i = _mm512_set1_epi32;
+        let xa = _mm512_abs_ps(x);
+        let y = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
+            xa,
+            s(2.0 / std::f32::consts::PI),
+        ));
+        // wide's round_int: NaN lanes converted as 0, lanes >= 2^31 flipped to i32::MAX
+        let non_nan = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(y, y), y);
+        let big = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(y, s(2_147_483_648.0));
+        let q = _mm512_mask_xor_epi32(_mm512_cvtps_epi32(non_nan), big, _mm512_cvtps_epi32(non_nan), i(-1));
+        let r = _mm512_fnmadd_ps(y, s(0.785_156_25f32 * 2.0), xa);
+        let r = _mm512_fnmadd_ps(y, s(2.418_756_5e-4f32 * 2.0), r);
+        let r = _mm512_fnmadd_ps(y, s(3.774_895e-8f32 * 2.0), r);
+        let r2 = _mm512_mul_ps(r, r);
+        let r4 = _mm512_mul_ps(r2, r2);
+        let ps = _mm512_fmadd_ps(r4, s(-1.951_529_6e-4), _mm512_fmadd_ps(r2, s(8.332_161e-3), s(-1.666_665_5e-1)));
+        let sn = _mm512_add_ps(_mm512_mul_ps(ps, _mm512_mul_ps(r, r2)), r);
+        let pc = _mm512_fmadd_ps(r4, s(2.443_315_7e-5), _mm512_fmadd_ps(r2, s(-1.388_731_6e-3), s(4.166_664_6e-2)));
+        let cs = _mm512_add_ps(_mm512_mul_ps(pc, _mm512_mul_ps(r2, r2)), _mm512_fnmadd_ps(s(0.5), r2, s(1.0)));
+        let swap = _mm512_test_epi32_mask(q, i(1));
+        let overflow =
+            _mm512_cmpgt_epi32_mask(q, i(0x200_0000)) & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(xa, s(f32::INFINITY));
+        let sn = _mm512_mask_blend_ps(overflow, sn, s(0.0));
+        let cs = _mm512_mask_blend_ps(overflow, cs, s(1.0));
+        let sin1 = _mm512_mask_blend_ps(swap, sn, cs);
+        let sign_sin = _mm512_xor_si512(_mm512_slli_epi32::<30>(q), _mm512_castps_si512(x));
+        let sin1 =
+            _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(sin1), _mm512_and_si512(sign_sin, i(i32::MIN))));
+        let cos1 = _mm512_mask_blend_ps(swap, cs, sn);
+        let sign_cos = _mm512_slli_epi32::<30>(_mm512_and_si512(_mm512_add_epi32(q, i(1)), i(2)));
+        let cos1 = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(cos1), sign_cos));
+        (sin1, cos1)
+    }
+
+    /// `s[i], c[i] = sin_cos(x[i])` over whole vectors of 16.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; the three lengths equal, a multiple of 16.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn sin_cos_slice(x: &[f32], sn: &mut [f32], cs: &mut [f32]) {
+        for ((xs, ss), cc) in x.chunks_exact(16).zip(sn.chunks_exact_mut(16)).zip(cs.chunks_exact_mut(16)) {
+            // SAFETY: 16 floats each.
+            unsafe {
+                let (a, b) = sin_cos16(_mm512_loadu_ps(xs.as_ptr()));
+                _mm512_storeu_ps(ss.as_mut_ptr(), a);
+                _mm512_storeu_ps(cc.as_mut_ptr(), b);
+            }
+        }
+    }
+
     /// `$name(x, y)`: `y[i] = $f(x[i])` over whole vectors of 16 (one function per `$f`, so
     /// that it inlines).
     macro_rules! map16 {
@@ -203,6 +264,22 @@ mod avx512 {
     }
     map16!(exp_slice, exp16);
     map16!(tanh_slice, tanh16);
+    map16!(sin_slice, sin16);
+    map16!(cos_slice, cos16);
+
+    /// The sine half of [`sin_cos16`] (wide's `sin`).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn sin16(x: __m512) -> __m512 {
+        sin_cos16(x).0
+    }
+
+    /// The cosine half of [`sin_cos16`] (wide's `cos`).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn cos16(x: __m512) -> __m512 {
+        sin_cos16(x).1
+    }
 }
 
 /// `y[i] = sin(x[i])`.
@@ -210,6 +287,14 @@ mod avx512 {
 /// # Panics
 /// If the lengths differ.
 pub fn sin_f32(x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() {
+        assert_eq!(x.len(), y.len(), "vmath: input {} vs output {}", x.len(), y.len());
+        let n = x.len() / 16 * 16;
+        // SAFETY: AVX-512F is available; both slices hold n elements.
+        unsafe { avx512::sin_slice(&x[..n], &mut y[..n]) };
+        return map8(&x[n..], &mut y[n..], |v| v.sin());
+    }
     map8(x, y, |v| v.sin())
 }
 
@@ -218,6 +303,14 @@ pub fn sin_f32(x: &[f32], y: &mut [f32]) {
 /// # Panics
 /// If the lengths differ.
 pub fn cos_f32(x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() {
+        assert_eq!(x.len(), y.len(), "vmath: input {} vs output {}", x.len(), y.len());
+        let n = x.len() / 16 * 16;
+        // SAFETY: AVX-512F is available; both slices hold n elements.
+        unsafe { avx512::cos_slice(&x[..n], &mut y[..n]) };
+        return map8(&x[n..], &mut y[n..], |v| v.cos());
+    }
     map8(x, y, |v| v.cos())
 }
 
@@ -228,6 +321,21 @@ pub fn cos_f32(x: &[f32], y: &mut [f32]) {
 /// If the lengths differ.
 pub fn sin_cos_f32(x: &[f32], s: &mut [f32], c: &mut [f32]) {
     assert!(x.len() == s.len() && x.len() == c.len(), "vmath: sin_cos lengths {} {} {}", x.len(), s.len(), c.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() {
+        let n = x.len() / 16 * 16;
+        // SAFETY: AVX-512F is available; the three slices hold n elements.
+        unsafe { avx512::sin_cos_slice(&x[..n], &mut s[..n], &mut c[..n]) };
+        let (x, s, c) = (&x[n..], &mut s[n..], &mut c[n..]);
+        let mut buf = [0.0f32; 8];
+        for ((xs, ss), cs) in x.chunks(8).zip(s.chunks_mut(8)).zip(c.chunks_mut(8)) {
+            buf[..xs.len()].copy_from_slice(xs);
+            let (sv, cv) = f32x8::from(buf).sin_cos();
+            ss.copy_from_slice(&sv.to_array()[..xs.len()]);
+            cs.copy_from_slice(&cv.to_array()[..xs.len()]);
+        }
+        return;
+    }
     let mut xc = x.chunks_exact(8);
     let (mut sc, mut cc) = (s.chunks_exact_mut(8), c.chunks_exact_mut(8));
     for ((xs, ss), cs) in (&mut xc).zip(&mut sc).zip(&mut cc) {
@@ -320,11 +428,11 @@ mod tests {
         assert_eq!((s, c), (s1, c1));
     }
 
-    /// The 16-lane AVX-512 exp and tanh give the 8-lane values bit for bit (dense grid,
+    /// The 16-lane AVX-512 exp, tanh and sin_cos give the 8-lane values bit for bit (dense grid,
     /// both branches of each, the x > 87 path, specials).
     #[test]
     #[cfg(target_arch = "x86_64")]
-    fn avx512_exp_and_tanh_equal_the_8_lane_values() {
+    fn avx512_exp_tanh_and_sin_cos_equal_the_8_lane_values() {
         if !avx512::available() {
             return;
         }
@@ -333,6 +441,23 @@ mod tests {
         x.extend([f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MAX, f32::MIN, f32::MIN_POSITIVE]);
         while !x.len().is_multiple_of(16) {
             x.push(0.5);
+        }
+        // sin_cos: against the 8-lane path (x beyond 2^31 and the overflow branch too)
+        let mut xt = x.clone();
+        xt.extend([1e8, -3e9, 5.4e7, 1.7e38, -2.1e9, 123_456.79, 1e-40]);
+        while !xt.len().is_multiple_of(16) {
+            xt.push(-0.3);
+        }
+        let (mut s16, mut c16) = (vec![0.0f32; xt.len()], vec![0.0f32; xt.len()]);
+        // SAFETY: AVX-512F is available (checked); lengths are a multiple of 16.
+        unsafe { avx512::sin_cos_slice(&xt, &mut s16, &mut c16) };
+        for (i, chunk) in xt.chunks(8).enumerate() {
+            let (sv, cv) = f32x8::from(<[f32; 8]>::try_from(chunk).unwrap()).sin_cos();
+            for l in 0..8 {
+                let (a, b, p, q) = (s16[8 * i + l], sv.to_array()[l], c16[8 * i + l], cv.to_array()[l]);
+                let same = |u: f32, v: f32| u.to_bits() == v.to_bits() || (u.is_nan() && v.is_nan());
+                assert!(same(a, b) && same(p, q), "sin_cos({}): ({a}, {p}) vs ({b}, {q})", chunk[l]);
+            }
         }
         for (name, wide16, lanes8) in [
             ("exp", avx512::exp_slice as unsafe fn(&[f32], &mut [f32]), exp8 as fn(f32x8) -> f32x8),
