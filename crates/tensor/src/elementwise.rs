@@ -1,5 +1,5 @@
 //! Elementwise functions and their derivatives: each op is a function and its
-//! derivative, nothing else. The tape stores which one ran; [`crate::op`] applies
+//! derivative, nothing else. The tape stores which one ran; `crate::op` applies
 //! the chain rule.
 
 use crate::Float;

@@ -9,7 +9,7 @@
 //! `dw[o,c,a,e] = sum_{n,i,j} dy[n,o,i,j] x[n,c,(i+a-p) mod H,(j+e-p) mod W]`,
 //! `db[o] = sum_{n,i,j} dy[n,o,i,j]`.
 //!
-//! The entry points dispatch to the fastest kernel for the shape; [`reference`] holds
+//! The entry points dispatch to the fastest kernel for the shape; [`reference`](mod@reference) holds
 //! the plain scalar loops every other kernel is tested against.
 
 use std::any::TypeId;
@@ -75,7 +75,7 @@ impl Conv2dShape {
 /// points [`forward`], [`backward_input`] and [`backward_weight`] pick for you).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
-    /// The plain scalar loops of [`reference`].
+    /// The plain scalar loops of [`reference`](mod@reference).
     Scalar,
     /// `wide` SIMD kernels ([`crate::kernels::conv2d_simd`]), one thread.
     Simd,
