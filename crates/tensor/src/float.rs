@@ -69,6 +69,15 @@ pub trait Float:
     fn min(self, other: Self) -> Self;
     /// Euclidean remainder, in [0, m) for m > 0.
     fn rem_euclid(self, m: Self) -> Self;
+    /// `(self.rem_euclid(m), true)` for `-m < self < 2m` (then `m > 0`), by selects alone
+    /// so that loops over it vectorize; `(_, false)` otherwise (NaN included), where the
+    /// caller takes [`Float::rem_euclid`]. Bit for bit: `fmod(x, m)` is `x` for `|x| < m`
+    /// (plus `m`, rounded, when negative) and `x - m`, exact (Sterbenz), for `m <= x < 2m`.
+    #[inline(always)]
+    fn wrap_near(self, m: Self) -> (Self, bool) {
+        let a = if self < Self::ZERO { self + m } else { self };
+        (if a >= m { a - m } else { a }, self > -m && self < m + m)
+    }
     /// Whether the value is neither NaN nor infinite.
     fn is_finite(self) -> bool;
     /// `y[i] = exp(x[i])`; `f32` uses an 8-lane SIMD kernel ([`crate::kernels::vmath`]),
@@ -180,12 +189,9 @@ macro_rules! impl_float {
             }
             #[inline(always)]
             fn rem_euclid(self, m: Self) -> Self {
-                // Fast path for -m < x < 2m with the values of the general one bit for bit:
-                // fmod(x, m) is x for |x| < m (then + m when negative, rounded) and x - m,
-                // exact (Sterbenz), for m <= x < 2m. Selects, no unpredictable branches.
-                if m > 0.0 && self > -m && self < m + m {
-                    let a = if self < 0.0 { self + m } else { self };
-                    return if a >= m { a - m } else { a };
+                let (r, near) = self.wrap_near(m);
+                if near {
+                    return r;
                 }
                 // |x| < 16m: fmod by long division, subtracting 8m, 4m, 2m, m where they fit;
                 // each difference is exact (Sterbenz), so this is fmod's exact remainder

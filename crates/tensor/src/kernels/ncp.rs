@@ -23,14 +23,6 @@ fn two_pi<T: Float>() -> T {
     T::from_f64(2.0 * std::f64::consts::PI)
 }
 
-/// `(x.rem_euclid(m), true)` for `-m < x < 2m` by selects alone (the values of
-/// `Float::rem_euclid`'s fast path, bit for bit), `(_, false)` otherwise (NaN included).
-#[inline(always)]
-fn wrap_near<T: Float>(x: T, m: T) -> (T, bool) {
-    let a = if x < T::ZERO { x + m } else { x };
-    (if a >= m { a - m } else { a }, x > -m && x < m + m)
-}
-
 /// `x / 2` into a pooled buffer.
 fn halves<T: Float>(x: &[T]) -> Vec<T> {
     let mut h = crate::pool::buffer(x.len());
@@ -68,12 +60,12 @@ pub fn mixture<T: Float>(x: &[T], s: &[T], t: &[T], n: usize, batch: usize, y: &
     let (two, tp, inv_n) = (T::from_f64(2.0), two_pi::<T>(), T::from_f64(1.0 / n as f64));
     let mut acc = vec![T::ZERO; sites];
     for ((ab, yb), tb) in at.chunks_exact(n * sites).zip(y.chunks_exact_mut(sites)).zip(t.chunks_exact(sites)) {
-        // 2 atan lies in (-pi, pi): the selects of wrap_near (vectorize); NaN falls back
+        // 2 atan lies in (-pi, pi): the selects of Float::wrap_near (vectorize); NaN falls back
         acc.fill(T::ZERO);
         let mut ok = true;
         for ai in ab.chunks_exact(sites) {
             for (a, &v) in acc.iter_mut().zip(ai) {
-                let (r, in_range) = wrap_near(two * v, tp);
+                let (r, in_range) = (two * v).wrap_near(tp);
                 *a += r;
                 ok &= in_range;
             }
@@ -88,7 +80,7 @@ pub fn mixture<T: Float>(x: &[T], s: &[T], t: &[T], n: usize, batch: usize, y: &
         }
         let mut ok = true;
         for ((yv, &a), &tv) in yb.iter_mut().zip(&acc).zip(tb) {
-            let (r, in_range) = wrap_near(inv_n * a + tv, tp);
+            let (r, in_range) = (inv_n * a + tv).wrap_near(tp);
             *yv = r;
             ok &= in_range;
         }

@@ -112,20 +112,9 @@ pub fn stripe_update<T: Float>(
                 let k = first + i * step_i + j * step_j;
                 let s = i * sb + j;
                 // the elementwise ops' order: d = ya - xa; dl = d or -d; (dl + la) mod 2 pi
-                // (in range for angles in [0, 2 pi): selects; rem_euclid otherwise)
                 let d = yb[s] - xb[s];
                 let dl = if mu == 0 { d } else { -d };
-                let v = dl + plane[k];
-                let a = if v < T::ZERO { v + tp } else { v };
-                plane[k] = if v > -tp && v < tp + tp {
-                    if a >= tp {
-                        a - tp
-                    } else {
-                        a
-                    }
-                } else {
-                    v.rem_euclid(tp)
-                };
+                plane[k] = (dl + plane[k]).rem_euclid(tp);
             }
         }
     }

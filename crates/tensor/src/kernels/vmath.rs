@@ -79,21 +79,40 @@ fn map8(x: &[f32], y: &mut [f32], f: impl Fn(f32x8) -> f32x8) {
     }
 }
 
+/// How many leading elements of a slice of `len` the 16-lane AVX-512 functions take: the
+/// whole vectors of 16 where the CPU has AVX-512F, else none.
+fn avx512_prefix(len: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() {
+        return len / 16 * 16;
+    }
+    let _ = len;
+    0
+}
+
+/// `y[i] = f(x[i])`: the whole vectors of 16 on AVX-512 (`avx512::$wide16`, the same
+/// values) where the CPU has it, the rest on 8 lanes (`$lanes8`).
+macro_rules! map_lanes {
+    ($x:expr, $y:expr, $wide16:ident, $lanes8:expr) => {{
+        let (x, y): (&[f32], &mut [f32]) = ($x, $y);
+        assert_eq!(x.len(), y.len(), "vmath: input {} vs output {}", x.len(), y.len());
+        let n = avx512_prefix(x.len());
+        #[cfg(target_arch = "x86_64")]
+        if n > 0 {
+            // SAFETY: n > 0 only where AVX-512F is available; both slices hold n elements.
+            unsafe { avx512::$wide16(&x[..n], &mut y[..n]) };
+        }
+        map8(&x[n..], &mut y[n..], $lanes8)
+    }};
+}
+
 /// `y[i] = exp(x[i])`. Where the CPU has AVX-512F, 16 lanes at a time with the same
 /// operations (bit for bit the 8-lane values, tested).
 ///
 /// # Panics
 /// If the lengths differ.
 pub fn exp_f32(x: &[f32], y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
-        assert_eq!(x.len(), y.len(), "vmath: input {} vs output {}", x.len(), y.len());
-        let n = x.len() / 16 * 16;
-        // SAFETY: AVX-512F is available; both slices hold n elements.
-        unsafe { avx512::exp_slice(&x[..n], &mut y[..n]) };
-        return map8(&x[n..], &mut y[n..], exp8);
-    }
-    map8(x, y, exp8)
+    map_lanes!(x, y, exp_slice, exp8)
 }
 
 /// `y[i] = tanh(x[i])`, 16 lanes at a time where the CPU has AVX-512F (as [`exp_f32`]).
@@ -101,15 +120,7 @@ pub fn exp_f32(x: &[f32], y: &mut [f32]) {
 /// # Panics
 /// If the lengths differ.
 pub fn tanh_f32(x: &[f32], y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
-        assert_eq!(x.len(), y.len(), "vmath: input {} vs output {}", x.len(), y.len());
-        let n = x.len() / 16 * 16;
-        // SAFETY: AVX-512F is available; both slices hold n elements.
-        unsafe { avx512::tanh_slice(&x[..n], &mut y[..n]) };
-        return map8(&x[n..], &mut y[n..], tanh8);
-    }
-    map8(x, y, tanh8)
+    map_lanes!(x, y, tanh_slice, tanh8)
 }
 
 /// `exp`, `tanh`, `sin` and `cos` on 16-lane AVX-512 registers: `wide`'s f32x8 algorithms (and
@@ -287,15 +298,7 @@ mod avx512 {
 /// # Panics
 /// If the lengths differ.
 pub fn sin_f32(x: &[f32], y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
-        assert_eq!(x.len(), y.len(), "vmath: input {} vs output {}", x.len(), y.len());
-        let n = x.len() / 16 * 16;
-        // SAFETY: AVX-512F is available; both slices hold n elements.
-        unsafe { avx512::sin_slice(&x[..n], &mut y[..n]) };
-        return map8(&x[n..], &mut y[n..], |v| v.sin());
-    }
-    map8(x, y, |v| v.sin())
+    map_lanes!(x, y, sin_slice, |v| v.sin())
 }
 
 /// `y[i] = cos(x[i])`.
@@ -303,15 +306,7 @@ pub fn sin_f32(x: &[f32], y: &mut [f32]) {
 /// # Panics
 /// If the lengths differ.
 pub fn cos_f32(x: &[f32], y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
-        assert_eq!(x.len(), y.len(), "vmath: input {} vs output {}", x.len(), y.len());
-        let n = x.len() / 16 * 16;
-        // SAFETY: AVX-512F is available; both slices hold n elements.
-        unsafe { avx512::cos_slice(&x[..n], &mut y[..n]) };
-        return map8(&x[n..], &mut y[n..], |v| v.cos());
-    }
-    map8(x, y, |v| v.cos())
+    map_lanes!(x, y, cos_slice, |v| v.cos())
 }
 
 /// `s[i] = sin(x[i])` and `c[i] = cos(x[i])` from one range reduction (`wide`'s
@@ -321,21 +316,13 @@ pub fn cos_f32(x: &[f32], y: &mut [f32]) {
 /// If the lengths differ.
 pub fn sin_cos_f32(x: &[f32], s: &mut [f32], c: &mut [f32]) {
     assert!(x.len() == s.len() && x.len() == c.len(), "vmath: sin_cos lengths {} {} {}", x.len(), s.len(), c.len());
+    let n = avx512_prefix(x.len());
     #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
-        let n = x.len() / 16 * 16;
-        // SAFETY: AVX-512F is available; the three slices hold n elements.
+    if n > 0 {
+        // SAFETY: n > 0 only where AVX-512F is available; the three slices hold n elements.
         unsafe { avx512::sin_cos_slice(&x[..n], &mut s[..n], &mut c[..n]) };
-        let (x, s, c) = (&x[n..], &mut s[n..], &mut c[n..]);
-        let mut buf = [0.0f32; 8];
-        for ((xs, ss), cs) in x.chunks(8).zip(s.chunks_mut(8)).zip(c.chunks_mut(8)) {
-            buf[..xs.len()].copy_from_slice(xs);
-            let (sv, cv) = f32x8::from(buf).sin_cos();
-            ss.copy_from_slice(&sv.to_array()[..xs.len()]);
-            cs.copy_from_slice(&cv.to_array()[..xs.len()]);
-        }
-        return;
     }
+    let (x, s, c) = (&x[n..], &mut s[n..], &mut c[n..]);
     let mut xc = x.chunks_exact(8);
     let (mut sc, mut cc) = (s.chunks_exact_mut(8), c.chunks_exact_mut(8));
     for ((xs, ss), cs) in (&mut xc).zip(&mut sc).zip(&mut cc) {
