@@ -339,34 +339,26 @@ pub(crate) fn backward_rule<T: Float>(
                     Some(Unary::Tanh) => Some(Some(conv2d::ActGrad::Tanh)),
                     Some(_) => None,
                 };
-                if let Some(fa) = fused_act {
-                    let mut dx = x.requires_grad().then(|| crate::pool::buffer(s.input_len()));
-                    let mut dw = vec![T::ZERO; s.weight_len()];
-                    let mut db = vec![T::ZERO; s.cout];
-                    let xd = x.value().data();
-                    if conv2d::backward_act(
+                let fused = fused_act.and_then(|fa| {
+                    conv2d::backward_act(
                         g.data(),
                         y.data(),
                         fa,
-                        xd,
+                        x.value().data(),
                         w.value().data(),
                         *s,
-                        dx.as_deref_mut(),
-                        &mut dw,
-                        Some(&mut db),
-                    ) {
-                        if let Some(dx) = dx {
-                            acc(x, Tensor::from_vec(x.shape(), dx));
-                        }
-                        acc(w, Tensor::from_vec(w.shape(), dw));
-                        if let Some(b) = b {
-                            acc(b, Tensor::from_vec(b.shape(), db));
-                        }
-                        return;
-                    }
+                        x.requires_grad(),
+                    )
+                });
+                if let Some((dx, dw, db)) = fused {
                     if let Some(dx) = dx {
-                        crate::pool::recycle(dx);
+                        acc(x, Tensor::from_vec(x.shape(), dx));
                     }
+                    acc(w, Tensor::from_vec(w.shape(), dw));
+                    if let Some(b) = b {
+                        acc(b, Tensor::from_vec(b.shape(), db));
+                    }
+                    return;
                 }
             }
             let gz;

@@ -201,31 +201,7 @@ pub fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, s: Conv2dShape, y: &
 /// As [`forward`].
 #[track_caller]
 pub fn forward_leaky<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, s: Conv2dShape, y: &mut [T], slope: T) {
-    let backend = auto_backend::<T>(&s);
-    #[cfg(target_arch = "x86_64")]
-    if let Some(threaded) = avx512_threaded::<T>(backend, &s) {
-        s.check(x.len(), w.len(), y.len());
-        if let Some(b) = b {
-            assert_eq!(b.len(), s.cout, "conv2d: bias length for {s:?}");
-        }
-        let b = b.map(|b| cast::<T, f32>(b).unwrap());
-        let slope = *cast::<T, f32>(std::slice::from_ref(&slope)).unwrap().first().unwrap();
-        return super::conv2d_avx512::forward(
-            cast(x).unwrap(),
-            cast(w).unwrap(),
-            b,
-            s,
-            cast_mut(y).unwrap(),
-            threaded,
-            Some(slope),
-        );
-    }
-    forward_with(backend, x, w, b, s, y);
-    for v in y.iter_mut() {
-        if *v <= T::ZERO {
-            *v = slope * *v;
-        }
-    }
+    forward_act(auto_backend::<T>(&s), x, w, b, s, y, Some(slope));
 }
 
 /// The activation derivative [`backward_act`] applies to the output gradient (from the
@@ -238,11 +214,15 @@ pub enum ActGrad<T> {
     Tanh,
 }
 
+/// The gradients [`backward_act`] returns: `dx` (when asked for), `dw`, `db`.
+pub type ConvGrads<T> = (Option<Vec<T>>, Vec<T>, Vec<T>);
+
 /// Both gradients of `y = act(conv(x))` from `g = dL/dy` in one call where the AVX-512
 /// kernels run on one thread (a shard of a training step): block by block, with
-/// `act'` applied on the fly ([`super::conv2d_avx512::backward_fused`]). Returns `false`
-/// (and writes nothing) elsewhere; the caller then forms `g act'(y)` and calls
-/// [`backward_input`] and [`backward_weight`], which give the same values.
+/// `act'` applied on the fly ([`super::conv2d_avx512::backward_fused`]); `dx` only when
+/// `want_dx`. `None` (nothing allocated or computed) elsewhere; the caller then forms
+/// `g act'(y)` and calls [`backward_input`] and [`backward_weight`], which give the same
+/// values.
 ///
 /// # Panics
 /// As [`backward_weight`].
@@ -254,18 +234,17 @@ pub fn backward_act<T: Float>(
     x: &[T],
     w: &[T],
     s: Conv2dShape,
-    dx: Option<&mut [T]>,
-    dw: &mut [T],
-    db: Option<&mut [T]>,
-) -> bool {
+    want_dx: bool,
+) -> Option<ConvGrads<T>> {
     #[cfg(target_arch = "x86_64")]
     if auto_backend::<T>(&s) == Backend::Avx512 {
         use super::conv2d_avx512::{backward_fused, ActGrad as A};
-        let one = |v: T| *cast::<T, f32>(std::slice::from_ref(&v)).unwrap().first().unwrap();
         let act = act.map(|a| match a {
-            ActGrad::Leaky(slope) => A::Leaky(one(slope)),
+            ActGrad::Leaky(slope) => A::Leaky(slope.to_f64() as f32), // exact: T is f32 here
             ActGrad::Tanh => A::Tanh,
         });
+        let mut dx = want_dx.then(|| crate::pool::buffer(s.input_len()));
+        let (mut dw, mut db) = (vec![T::ZERO; s.weight_len()], vec![T::ZERO; s.cout]);
         backward_fused(
             cast(g).unwrap(),
             cast(y).unwrap(),
@@ -273,14 +252,14 @@ pub fn backward_act<T: Float>(
             cast(x).unwrap(),
             cast(w).unwrap(),
             s,
-            dx.map(|d| cast_mut(d).unwrap()),
-            cast_mut(dw).unwrap(),
-            db.map(|d| cast_mut(d).unwrap()),
+            dx.as_deref_mut().map(|d| cast_mut(d).unwrap()),
+            cast_mut(&mut dw).unwrap(),
+            Some(cast_mut(&mut db).unwrap()),
         );
-        return true;
+        return Some((dx, dw, db));
     }
-    let _ = (g, y, act, x, w, s, dx, dw, db);
-    false
+    let _ = (g, y, act, x, w, s, want_dx);
+    None
 }
 
 /// Gradient with respect to the input, into `dx` (overwritten).
@@ -346,16 +325,29 @@ macro_rules! with_simd_type {
 /// As [`forward`].
 #[track_caller]
 pub fn forward_with<T: Float>(backend: Backend, x: &[T], w: &[T], b: Option<&[T]>, s: Conv2dShape, y: &mut [T]) {
+    forward_act(backend, x, w, b, s, y, None);
+}
+
+/// [`forward_with`], then LeakyReLU with `leaky = Some(slope)`: inside the AVX-512 kernels
+/// (per sample, in L1), as a pass over `y` on the other backends.
+#[track_caller]
+fn forward_act<T: Float>(
+    backend: Backend,
+    x: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    s: Conv2dShape,
+    y: &mut [T],
+    leaky: Option<T>,
+) {
     s.check(x.len(), w.len(), y.len());
     if let Some(b) = b {
         assert_eq!(b.len(), s.cout, "conv2d: bias length for {s:?}");
     }
-    if backend == Backend::Scalar {
-        return reference::forward(x, w, b, s, y);
-    }
     #[cfg(target_arch = "x86_64")]
     if let Some(threaded) = avx512_threaded::<T>(backend, &s) {
         let b = b.map(|b| cast::<T, f32>(b).unwrap());
+        let leaky = leaky.map(|sl| sl.to_f64() as f32); // exact: T is f32 here
         return super::conv2d_avx512::forward(
             cast(x).unwrap(),
             cast(w).unwrap(),
@@ -363,16 +355,27 @@ pub fn forward_with<T: Float>(backend: Backend, x: &[T], w: &[T], b: Option<&[T]
             s,
             cast_mut(y).unwrap(),
             threaded,
-            None,
+            leaky,
         );
     }
-    let threaded = backend == Backend::SimdThreaded;
-    with_simd_type!(T, U => {
-        let b = b.map(|b| cast::<T, U>(b).unwrap());
-        simd::forward::<U>(cast(x).unwrap(), cast(w).unwrap(), b, s, cast_mut(y).unwrap(), threaded);
-    } else {
+    if backend == Backend::Scalar {
         reference::forward(x, w, b, s, y);
-    })
+    } else {
+        let threaded = backend == Backend::SimdThreaded;
+        with_simd_type!(T, U => {
+            let b = b.map(|b| cast::<T, U>(b).unwrap());
+            simd::forward::<U>(cast(x).unwrap(), cast(w).unwrap(), b, s, cast_mut(y).unwrap(), threaded);
+        } else {
+            reference::forward(x, w, b, s, y);
+        })
+    }
+    if let Some(slope) = leaky {
+        for v in y.iter_mut() {
+            if *v <= T::ZERO {
+                *v = slope * *v;
+            }
+        }
+    }
 }
 
 /// [`backward_input`] on a chosen backend.

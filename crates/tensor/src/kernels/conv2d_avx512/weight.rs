@@ -61,14 +61,7 @@ unsafe fn weight_row_tile<const O: usize>(
     let (hw, kk, nv) = (s.h * s.w, K * K, s.h / 2);
     assert!(s.k == K && a < K && sc < g.ns && u0 + O <= g.no && dw.len() == s.cout * s.cin * kk);
     assert!(g.shifted.len() >= s.n * g.ns * hw && g.other.len() >= s.n * g.no * hw && taps.src.len() == kk * nv);
-    let at = |u: usize, t: usize| {
-        if g.flip {
-            (sc * s.cin + u) * kk + t
-        } else {
-            (u * s.cin + sc) * kk + t
-        }
-    };
-    let tap = |t: usize| if g.flip { kk - 1 - t } else { t };
+    let (at, tap) = (|u, t| g.dw_index(s, sc, u, t), |t| g.tap(kk, t));
     let mut acc = [[_mm512_setzero_ps(); K]; O];
     let mut idx = [_mm512_setzero_si512(); K];
     for e in 0..K {
@@ -170,6 +163,30 @@ struct WeightGeom<'a> {
     flip: bool,
 }
 
+impl WeightGeom<'_> {
+    /// The `dw` index of (shifted plane `sc`, other plane `u`, tap `t`).
+    #[inline]
+    fn dw_index(&self, s: Conv2dShape, sc: usize, u: usize, t: usize) -> usize {
+        let kk = s.k * s.k;
+        if self.flip {
+            (sc * s.cin + u) * kk + t
+        } else {
+            (u * s.cin + sc) * kk + t
+        }
+    }
+
+    /// The tap whose shift rolls the `shifted` side for weight tap `t`: `t` itself, or,
+    /// when `shifted` is `dy` (rolled back), the flipped tap.
+    #[inline]
+    fn tap(&self, kk: usize, t: usize) -> usize {
+        if self.flip {
+            kk - 1 - t
+        } else {
+            t
+        }
+    }
+}
+
 /// Adds `sum_{n, v} other[n][u][v] * shifted[n][sc](tap t)[v]` to the lane sums of the
 /// weight entries of planes `u in u0..u0+O` and taps `t in t0..t0+T`, accumulating in
 /// registers over all samples of the chunk.
@@ -186,16 +203,7 @@ unsafe fn weight_tile<const O: usize, const T: usize>(
     let (hw, kk, nv) = (s.h * s.w, s.k * s.k, s.h / 2);
     assert!(sc < g.ns && u0 + O <= g.no && t0 + T <= kk && dw.len() == s.cout * s.cin * kk);
     assert!(g.shifted.len() >= s.n * g.ns * hw && g.other.len() >= s.n * g.no * hw);
-    // dw index of (shifted plane sc, other plane u, tap t)
-    let at = |u: usize, t: usize| {
-        if g.flip {
-            (sc * s.cin + u) * kk + t
-        } else {
-            (u * s.cin + sc) * kk + t
-        }
-    };
-    // dy rolled back by tap t is the shift of the flipped tap
-    let tap = |t: usize| if g.flip { kk - 1 - t } else { t };
+    let (at, tap) = (|u, t| g.dw_index(s, sc, u, t), |t| g.tap(kk, t));
     let mut acc = [[_mm512_setzero_ps(); T]; O];
     for u in 0..O {
         for j in 0..T {
