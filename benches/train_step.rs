@@ -96,7 +96,7 @@ fn main() {
             10
         };
         if wanted("phi4", batch) {
-            let mut flow = Phi4FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(0));
+            let mut flow = Phi4FlowConfig::default().build::<f32>(&mut StdRng::seed_from_u64(0));
             flow.to_device(device).unwrap();
             let mut tr = Trainer::new(flow, config(batch));
             let action = |x: &Var<f32>| phi4_action_var(x, -4.0, 8.0);
@@ -116,7 +116,7 @@ fn main() {
         if !wanted("u1", batch) {
             continue;
         }
-        let mut flow = U1FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(0));
+        let mut flow = U1FlowConfig::default().build::<f32>(&mut StdRng::seed_from_u64(0));
         flow.to_device(device).unwrap();
         let mut tr = Trainer::new(flow, config(batch));
         let action = U1GaugeAction { beta: 2.0 };

@@ -24,7 +24,7 @@ fn main() {
     let (m2, lam) = (-4.0, 8.0);
     // 1. the model and the training loop: swap in your prior, layers and action here
     let config = Phi4FlowConfig::default();
-    let flow = config.build::<f32, _>(&mut StdRng::seed_from_u64(0));
+    let flow = config.build::<f32>(&mut StdRng::seed_from_u64(0));
     let adam = AdamConfig { lr: 3e-3, ..AdamConfig::default() };
     let mut trainer = Trainer::new(flow, TrainConfig { batch: 64, adam, lr_final: Some(1e-4), steps, seed: 0 });
     let action = |x: &Var<f32>| phi4_action_var(x, m2, lam);
@@ -41,7 +41,7 @@ fn main() {
     let mut chain = IndependenceMetropolis::new();
     let (mut chi, mut lw) = (Vec::new(), Vec::new());
     while chi.len() < n {
-        let (x, logq) = trainer.flow.sample::<f32, _>(batch, &mut rng);
+        let (x, logq) = trainer.flow.sample(batch, &mut rng);
         let first = chi.len();
         let w: Vec<f64> = x
             .data()

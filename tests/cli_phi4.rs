@@ -3,9 +3,9 @@
 //! checkpoint's flow and back, and user errors exit non-zero with a message, never a panic.
 
 use latflow::flow::checkpoint::{load_params, meta_get};
-use latflow::flow::phi4::{Phi4Flow, Phi4FlowConfig};
-use latflow::flow::prior::Prior;
-use latflow::flow::safetensors::SafeTensors;
+use latflow::flow::model::Flow;
+use latflow::flow::phi4::Phi4FlowConfig;
+use latflow::io::safetensors::SafeTensors;
 use latflow::tensor::{Float, Tensor};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -145,7 +145,7 @@ fn bad_flags_and_files_are_user_errors_not_panics() {
 }
 
 /// The phi^4 flow a checkpoint describes, in `T`, read with the library alone.
-fn load_flow<T: Float>(path: &Path) -> Phi4Flow<T> {
+fn load_flow<T: Float>(path: &Path) -> Flow<T> {
     let st = SafeTensors::read(path).unwrap();
     let m = &st.metadata;
     let config = Phi4FlowConfig {
@@ -155,7 +155,7 @@ fn load_flow<T: Float>(path: &Path) -> Phi4Flow<T> {
         kernel: meta_get(m, "kernel").unwrap(),
         final_tanh: meta_get(m, "final_tanh").unwrap(),
     };
-    let mut flow = config.build::<T, _>(&mut StdRng::seed_from_u64(0));
+    let mut flow = config.build::<T>(&mut StdRng::seed_from_u64(0));
     load_params(&st, &mut flow).unwrap();
     flow
 }
@@ -178,8 +178,8 @@ fn apply_matches_flow_sampling_and_reverse_round_trips() {
 
     // f32: apply's x and log q are bit-identical to Flow::sample with the same seed
     let flow = load_flow::<f32>(&ckpt);
-    let z: Tensor<f32> = Prior::<f32>::sample(&flow.prior, n, &mut StdRng::seed_from_u64(seed));
-    let (x_ref, logq_ref) = flow.sample::<f32, _>(n, &mut StdRng::seed_from_u64(seed));
+    let z: Tensor<f32> = flow.prior.sample(n, &mut StdRng::seed_from_u64(seed));
+    let (x_ref, logq_ref) = flow.sample(n, &mut StdRng::seed_from_u64(seed));
     let mut st = SafeTensors::default();
     st.insert_f32("z", &[n, 6, 6], z.data());
     st.write(&input).unwrap();
@@ -199,14 +199,14 @@ fn apply_matches_flow_sampling_and_reverse_round_trips() {
 
     // f64 input: the flow runs in f64 with the checkpoint's parameters widened
     let flow64 = load_flow::<f64>(&ckpt);
-    let z64: Tensor<f64> = Prior::<f64>::sample(&flow64.prior, n, &mut StdRng::seed_from_u64(seed));
-    let (x64, logq64) = flow64.sample::<f64, _>(n, &mut StdRng::seed_from_u64(seed));
+    let z64: Tensor<f64> = flow64.prior.sample(n, &mut StdRng::seed_from_u64(seed));
+    let (x64, logq64) = flow64.sample(n, &mut StdRng::seed_from_u64(seed));
     let mut st = SafeTensors::default();
     st.insert_f64("z", &[n, 6, 6], z64.data());
     st.write(&input).unwrap();
     assert_ok(&latflow(&["apply", "--checkpoint", s(&ckpt), "--input", s(&input), "--output", s(&fwd)]));
     let out = SafeTensors::read(&fwd).unwrap();
-    assert_eq!(out.tensor("x").unwrap().dtype, latflow::flow::safetensors::Dtype::F64);
+    assert_eq!(out.tensor("x").unwrap().dtype, latflow::io::safetensors::Dtype::F64);
     assert_eq!(out.get_f64_shaped("x", &[n, 6, 6]).unwrap(), x64.data());
     assert_eq!(out.get_f64_shaped("logq", &[n]).unwrap(), logq64.data());
     assert_ok(&latflow(&["apply", "--checkpoint", s(&ckpt), "--input", s(&fwd), "--output", s(&back), "--reverse"]));

@@ -59,13 +59,13 @@ where
 
 #[test]
 fn phi4_steps_on_gpu_match_cpu() {
-    let flow = Phi4FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(3));
+    let flow = Phi4FlowConfig::default().build::<f32>(&mut StdRng::seed_from_u64(3));
     compare_steps(flow, &|x: &Var<f32>| phi4_action_var(x, -4.0, 8.0), 256, 3);
 }
 
 #[test]
 fn u1_steps_on_gpu_match_cpu() {
-    let flow = U1FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(3));
+    let flow = U1FlowConfig::default().build::<f32>(&mut StdRng::seed_from_u64(3));
     compare_steps(flow, &U1GaugeAction { beta: 2.0 }, 128, 2);
 }
 
@@ -74,7 +74,7 @@ fn short_gpu_training_lowers_the_loss() {
     if let Err(e) = Device::Cuda.check() {
         panic!("GPU tests need a GPU: {e}");
     }
-    let mut flow = Phi4FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(0));
+    let mut flow = Phi4FlowConfig::default().build::<f32>(&mut StdRng::seed_from_u64(0));
     flow.to_device(Device::Cuda).unwrap();
     let mut tr = Trainer::new(flow, config(256, 300));
     let action = |x: &Var<f32>| phi4_action_var(x, -4.0, 8.0);
@@ -84,7 +84,7 @@ fn short_gpu_training_lowers_the_loss() {
     // the tutorial's loss starts near 100 and falls below 10 within a few hundred steps
     assert!(last < first - 20.0, "loss did not fall: first 20 steps {first:.2}, last 20 {last:.2}");
     // sampling on the GPU gives host-readable samples of the right shape
-    let (x, logq) = tr.flow.sample::<f32, _>(100, &mut StdRng::seed_from_u64(1));
+    let (x, logq) = tr.flow.sample(100, &mut StdRng::seed_from_u64(1));
     assert_eq!(x.shape(), [100, 8, 8]);
     assert!(x.is_cuda() && logq.all_finite());
 }

@@ -1,33 +1,30 @@
-//! `latflow apply`: pushes given latent samples through a trained phi^4 flow, or pulls
-//! given field configurations back to the latent space.
+//! `latflow apply`: pushes given latent samples through a trained flow of any theory, or
+//! pulls given configurations back to the latent space.
 //!
 //! ```text
 //! latflow apply --checkpoint FILE --input IN.safetensors --output OUT.safetensors [--reverse]
 //! ```
 //!
-//! Forward (default): reads `z` of shape `(N, L, L)` (F32 or F64) and writes `x = f(z)`,
-//! `z` and `logq = log q(x) = log r(z) - sum_layers log|det J|` (shape `(N,)`).
-//! Reverse: reads `x` and writes `z = f^{-1}(x)`, `x` and `logq` through `Flow::reverse`.
-//! The computation and the output use the input's dtype (an F64 input runs the flow in
-//! f64 with the checkpoint's parameters widened exactly).
+//! Forward (default): reads `z` of shape `(N, S...)` with `S` the prior's per-sample shape
+//! (`(L, L)` for phi^4, `(2, L, L)` for U(1)), F32 or F64, and writes `x = f(z)`, `z` and
+//! `logq = log q(x) = log r(z) - sum_layers log|det J|` (shape `(N,)`). Reverse: reads `x`
+//! and writes `z = f^{-1}(x)`, `x` and `logq` through `Flow::reverse`. The computation and
+//! the output use the input's dtype (an F64 input runs the flow in f64 with the
+//! checkpoint's parameters widened exactly).
 
-use super::phi4run;
-use super::{Args, CliError, CliResult};
-use latflow::flow::checkpoint::{load_params, tensor_data};
-use latflow::flow::model::Record;
-use latflow::flow::phi4::{Phi4Flow, Phi4FlowConfig};
-use latflow::flow::prior::Prior;
-use latflow::flow::safetensors::{Dtype, SafeTensors, TensorData};
-use latflow::tensor::{Float, Tensor, Var};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
+use super::{checkpoints, Args, CliError, CliResult};
+use crate::flow::checkpoint::tensor_data;
+use crate::flow::model::{Flow, Record};
+use crate::io::safetensors::{CheckpointError, Dtype, SafeTensors, TensorData};
+use crate::tensor::{Float, Tensor, Var};
+use crate::theory::Theory;
 use std::path::{Path, PathBuf};
 
 /// Usage line of `latflow apply`.
 pub const USAGE: &str = "latflow apply --checkpoint FILE --input IN.safetensors --output OUT.safetensors [--reverse]";
 
 /// `latflow apply ...`.
-pub fn run(args: &[String]) -> CliResult<()> {
+pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
     let a = Args::parse(args, &["checkpoint", "input", "output"], &["reverse"])?;
     if let Some(p) = a.positional.first() {
         return Err(CliError(format!("apply: unexpected argument {p:?}\nusage: {USAGE}")));
@@ -37,21 +34,23 @@ pub fn run(args: &[String]) -> CliResult<()> {
     };
     let (ckpt, input, output) = (required("checkpoint")?, required("input")?, required("output")?);
     let reverse = a.has("reverse");
-    let (flow32, _, _) = phi4run::load(&ckpt)?;
+    let theory = checkpoints::theory_of(theories, &ckpt)?;
+    let ck = checkpoints::open(theory, &ckpt)?;
+    let flow32 = ck.flow_f32()?;
     let (name_in, names_out) = if reverse { ("x", ["z", "x"]) } else { ("z", ["x", "z"]) };
-    let file_err = |p: &Path, e: latflow::flow::safetensors::CheckpointError| CliError(format!("{}: {e}", p.display()));
+    let file_err = |p: &Path, e: CheckpointError| CliError(format!("{}: {e}", p.display()));
     let st_in = SafeTensors::read(&input).map_err(|e| file_err(&input, e))?;
     let t = st_in.tensor(name_in).map_err(|e| file_err(&input, e))?;
-    let l = Prior::<f32>::shape(&flow32.prior).to_vec();
-    if t.shape.len() != 3 || t.shape[1..] != l[..] || t.shape[0] == 0 {
+    let per = flow32.prior.shape().to_vec();
+    if t.shape.len() != per.len() + 1 || t.shape[1..] != per[..] || t.shape[0] == 0 {
+        let dims: Vec<String> = per.iter().map(|d| d.to_string()).collect();
+        let lattice: Vec<String> = per[per.len().saturating_sub(2)..].iter().map(|d| d.to_string()).collect();
         return Err(CliError(format!(
-            "{}: tensor '{name_in}' has shape {:?}, expected (N, {}, {}) with N >= 1 for the checkpoint's {}x{} lattice",
+            "{}: tensor '{name_in}' has shape {:?}, expected (N, {}) with N >= 1 for the checkpoint's {} lattice",
             input.display(),
             t.shape,
-            l[0],
-            l[1],
-            l[0],
-            l[1]
+            dims.join(", "),
+            lattice.join("x")
         )));
     }
     let values = t.to_f64();
@@ -64,13 +63,8 @@ pub fn run(args: &[String]) -> CliResult<()> {
     let shape = t.shape.clone();
     let [a_out, b_out, logq] = match t.dtype {
         Dtype::F32 => transform(&flow32, &shape, &values, reverse),
-        Dtype::F64 => {
-            // the same model in f64: the checkpoint's parameters, widened exactly
-            let st = SafeTensors::read(&ckpt).map_err(|e| file_err(&ckpt, e))?;
-            let mut flow64 = config_of(&flow32).build::<f64, _>(&mut StdRng::seed_from_u64(0));
-            load_params(&st, &mut flow64).map_err(|e| file_err(&ckpt, e))?;
-            transform(&flow64, &shape, &values, reverse)
-        }
+        // the same model in f64: the checkpoint's parameters, widened exactly
+        Dtype::F64 => transform(&ck.flow_f64()?, &shape, &values, reverse),
     };
     let mut out = SafeTensors::default();
     out.insert(names_out[0].into(), a_out);
@@ -80,31 +74,18 @@ pub fn run(args: &[String]) -> CliResult<()> {
     out.metadata.insert("checkpoint".into(), ckpt.display().to_string());
     out.write(&output).map_err(|e| file_err(&output, e))?;
     eprintln!(
-        "apply: {} {} configurations of {}x{} ({}) -> {}",
+        "apply: {} {} configurations of shape {:?} ({}) -> {}",
         if reverse { "pulled back" } else { "pushed forward" },
         shape[0],
-        l[0],
-        l[1],
+        per,
         t.dtype,
         output.display()
     );
     Ok(())
 }
 
-/// The architecture of a built phi^4 flow.
-fn config_of(flow: &Phi4Flow<f32>) -> Phi4FlowConfig {
-    let net = &flow.layers[0].net.config;
-    Phi4FlowConfig {
-        l: Prior::<f32>::shape(&flow.prior)[0],
-        layers: flow.layers.len(),
-        hidden: net.hidden.clone(),
-        kernel: net.kernel,
-        final_tanh: net.final_tanh,
-    }
-}
-
 /// Forward: `z -> [x, z, logq]`; reverse: `x -> [z, x, logq]`, in `T`.
-fn transform<T: Float>(flow: &Phi4Flow<T>, shape: &[usize], values: &[f64], reverse: bool) -> [TensorData; 3] {
+fn transform<T: Float>(flow: &Flow<T>, shape: &[usize], values: &[f64], reverse: bool) -> [TensorData; 3] {
     let input: Tensor<T> = Tensor::from_vec(shape, values.iter().map(|&v| T::from_f64(v)).collect());
     if reverse {
         let (z, logq) = flow.reverse(&input);

@@ -1,82 +1,77 @@
-//! `latflow hmc phi4|u1 [FLAGS]`: the HMC baseline. Runs independent seeded chains in
-//! parallel, prints progress on stderr, a summary of every observable as
-//! `value +- error` with its integrated autocorrelation time (Gamma method, Wolff 2004)
-//! on stdout, and writes the per-configuration observables as CSV.
+//! `latflow hmc THEORY [FLAGS]`: the HMC baseline for every theory of the registry. Runs
+//! independent seeded chains in parallel, prints progress on stderr, a summary of every
+//! observable of the theory as `value +- error` with its integrated autocorrelation time
+//! (Gamma method, Wolff 2004) on stdout, next to the theory's reference values at these
+//! couplings, and writes the per-configuration observables as `observables.csv` into the
+//! run directory (`--out`, default `runs/hmc_THEORY`).
 
 use super::{Args, CliError, CliResult};
-use latflow::physics::observables::{magnetization, two_point_susceptibility};
-use latflow::physics::u1::exact_q2_2d;
-use latflow::physics::{Action, Lattice, Phi4, U1};
-use latflow::sampler::hmc::{run_chains, ChainRecord, HmcConfig, RunConfig};
-use latflow::sampler::stats::{gamma_method_replicas, tunnelling_rate, GammaEstimate, S_TAU_DEFAULT};
-use rand::Rng;
-use std::io::{IsTerminal, Write};
+use crate::io::csv::Table;
+use crate::physics::Action;
+use crate::sampler::hmc::{run_chains, ChainRecord, HmcConfig, RunConfig};
+use crate::sampler::stats::{gamma_method_replicas, tunnelling_rate, GammaEstimate, S_TAU_DEFAULT};
+use crate::theory::{Params, Setup, Theory};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Flags every theory accepts.
-const COMMON: &[&str] = &["L", "nd", "n-traj", "n-therm", "chains", "steps", "tau", "seed", "out"];
+const COMMON: &[&str] = &["n-traj", "n-therm", "chains", "steps", "tau", "seed", "out"];
 const SWITCHES: &[&str] = &["quiet", "no-csv"];
 
+/// The file of per-configuration observables in the run directory.
+pub const OBSERVABLES_FILE: &str = "observables.csv";
+
 /// Usage of `latflow hmc`, printed on `latflow hmc --help` and with errors.
-pub const HMC_USAGE: &str = "\
-usage: latflow hmc phi4 [--m2 -4 --lam 8] [COMMON]
-       latflow hmc u1   [--beta 2]         [COMMON]
-COMMON: --L 8 --nd 2 --n-traj 10000 (per chain) --n-therm 500 --chains 4 --steps 10 --tau 1.0
-        --seed 0 --out hmc_<theory>.csv --no-csv --quiet";
+pub fn usage(theories: &[&dyn Theory]) -> String {
+    let mut s = String::new();
+    for t in theories {
+        let flags: Vec<String> =
+            t.params().iter().filter(|p| p.for_hmc()).map(|p| format!("--{} {}", p.flag, p.default)).collect();
+        s += &format!("usage: latflow hmc {} [{}] [COMMON]\n", t.name(), flags.join(" "));
+    }
+    s + "COMMON: --n-traj 10000 (per chain) --n-therm 500 --chains 4 --steps 10 --tau 1.0\n        \
+         --seed 0 --out runs/hmc_THEORY (observables.csv there) --no-csv --quiet"
+}
 
 struct Common {
-    l: usize,
-    nd: usize,
     run: RunConfig,
     out: Option<PathBuf>,
     quiet: bool,
 }
 
 /// Entry point of `latflow hmc`.
-pub fn run(args: &[String]) -> CliResult<()> {
+pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{HMC_USAGE}");
+        println!("{}", usage(theories));
         return Ok(());
     }
-    let theory = args.first().map(String::as_str).filter(|t| !t.starts_with("--"));
-    let extra: &[&str] = match theory {
-        Some("phi4") => &["m2", "lam"],
-        Some("u1") => &["beta"],
-        Some(t) => return Err(CliError(format!("hmc: unknown theory {t:?} (expected phi4 or u1)\n{HMC_USAGE}"))),
-        None => return Err(CliError(format!("hmc: which theory? (phi4 or u1)\n{HMC_USAGE}"))),
-    };
-    let valued: Vec<&str> = COMMON.iter().chain(extra).copied().collect();
+    let theory =
+        super::pick_theory(theories, args.first(), "hmc").map_err(|e| CliError(format!("{e}\n{}", usage(theories))))?;
+    let params: Vec<_> = theory.params().into_iter().filter(|p| p.for_hmc()).collect();
+    let valued: Vec<&str> = COMMON.iter().copied().chain(params.iter().map(|p| p.flag)).collect();
     let a = Args::parse(&args[1..], &valued, SWITCHES).map_err(|e| {
-        let hint = if e.0.contains("--beta") || e.0.contains("--m2") || e.0.contains("--lam") {
-            " (--m2 and --lam are phi4 flags, --beta is a u1 flag)"
-        } else {
-            ""
-        };
+        // a flag of another theory: say whose it is
+        let unknown = args[1..].iter().filter_map(|w| w.strip_prefix("--")).map(|w| w.split('=').next().unwrap_or(w));
+        let unknown: Vec<&str> = unknown.filter(|f| !valued.contains(f) && !SWITCHES.contains(f)).collect();
+        let other = theories.iter().filter(|t| t.name() != theory.name()).find_map(|t| {
+            t.params().into_iter().find(|p| p.for_hmc() && unknown.contains(&p.flag)).map(|p| (t.name(), p.flag))
+        });
+        let hint = other.map_or(String::new(), |(t, f)| format!(" (--{f} is a {t} flag)"));
         CliError(format!("hmc: {e}{hint}"))
     })?;
     if let Some(p) = a.positional.first() {
-        return Err(CliError(format!("hmc: unexpected argument {p:?}\n{HMC_USAGE}")));
+        return Err(CliError(format!("hmc: unexpected argument {p:?}\n{}", usage(theories))));
     }
-    let theory = theory.expect("checked above");
+    let given = super::train::given_params(&a, &params)?;
+    let setup =
+        theory.setup(&Params::from_flags(&theory.params(), &given)).map_err(|e| CliError(format!("hmc: {e}")))?;
     let c = common(&a, theory)?;
-    match theory {
-        "phi4" => phi4(&a, c),
-        _ => u1(&a, c),
-    }
+    sample(theory, setup.as_ref(), &c)
 }
 
-fn common(a: &Args, theory: &str) -> CliResult<Common> {
-    let l = a.positive("L", 8)?;
-    let nd = a.positive("nd", 2)?;
-    let min_nd = if theory == "u1" { 2 } else { 1 };
-    if nd < min_nd || nd > 4 {
-        return Err(CliError(format!("hmc: --nd must be in {min_nd}..=4 for {theory}, got {nd}")));
-    }
-    if l.checked_pow(nd as u32).filter(|&v| v <= 1 << 24).is_none() {
-        return Err(CliError(format!("hmc: lattice {l}^{nd} is too large")));
-    }
+fn common(a: &Args, theory: &dyn Theory) -> CliResult<Common> {
     let tau = a.finite("tau", 1.0)?;
     if tau <= 0.0 {
         return Err(CliError(format!("hmc: --tau must be positive, got {tau}")));
@@ -95,9 +90,9 @@ fn common(a: &Args, theory: &str) -> CliResult<Common> {
         }
         None
     } else {
-        Some(a.opt::<PathBuf>("out")?.unwrap_or_else(|| PathBuf::from(format!("hmc_{theory}.csv"))))
+        Some(a.opt::<PathBuf>("out")?.unwrap_or_else(|| PathBuf::from(format!("runs/hmc_{}", theory.name()))))
     };
-    Ok(Common { l, nd, run, out, quiet: a.has("quiet") })
+    Ok(Common { run, out, quiet: a.has("quiet") })
 }
 
 fn non_negative(a: &Args, name: &str, default: usize) -> CliResult<usize> {
@@ -105,56 +100,51 @@ fn non_negative(a: &Args, name: &str, default: usize) -> CliResult<usize> {
     usize::try_from(v).map_err(|_| CliError(format!("hmc: --{name} must be >= 0, got {v}")))
 }
 
-fn phi4(a: &Args, c: Common) -> CliResult<()> {
-    let (m2, lam) = (a.finite("m2", -4.0)?, a.finite("lam", 8.0)?);
-    if lam < 0.0 {
-        return Err(CliError(format!("hmc: --lam must be >= 0 (the action is unbounded below otherwise), got {lam}")));
-    }
-    let action = Phi4::new(Lattice::hypercubic(c.l, c.nd), m2, lam);
-    let header = format!("latflow hmc phi4: L={} Nd={} M2={m2} lam={lam}", c.l, c.nd);
-    let names = ["chi2", "M", "absM", "S"];
-    let init = |_c: usize, r: &mut rand::rngs::StdRng| (0..action.dof()).map(|_| r.gen_range(-0.1..0.1)).collect();
+/// Runs the chains, prints the summary with the references, writes the CSV.
+fn sample(theory: &dyn Theory, setup: &dyn Setup, c: &Common) -> CliResult<()> {
+    let obs = setup.observables();
+    let action = setup.action();
+    let dof = action.dof() as f64;
+    let init = |_c: usize, r: &mut rand::rngs::StdRng| setup.hmc_start(r);
     let measure = |x: &[f64], o: &mut [f64]| {
-        let m = magnetization(x);
-        o.copy_from_slice(&[two_point_susceptibility(x), m, m.abs(), action.action(x)]);
+        for (v, ob) in o.iter_mut().zip(&obs) {
+            *v = (ob.f)(x);
+        }
+        o[obs.len()] = action.action(x);
     };
-    let (recs, secs) = sample(&action, &c, names.len(), init, measure)?;
-    let mut out = summary_head(&header, &c, &recs, secs);
-    out += &line("chi_2 = <(sum phi)^2 / V>", &gamma(&recs, 0, |v| v));
-    out += &line("M = <(1/V) sum phi>", &gamma(&recs, 1, |v| v));
-    out += &line("<|M|>", &gamma(&recs, 2, |v| v));
-    out += &line("<S> / V", &gamma(&recs, 3, |v| v / action.dof() as f64));
-    finish(out, &c, &names, &recs)
-}
-
-fn u1(a: &Args, c: Common) -> CliResult<()> {
-    let beta = a.finite("beta", 2.0)?;
-    let action = U1::new(Lattice::hypercubic(c.l, c.nd), beta);
-    let header = format!("latflow hmc u1: L={} Nd={} beta={beta}", c.l, c.nd);
-    let names = ["Q", "Q2", "plaq", "S"];
-    let init = |_c: usize, r: &mut rand::rngs::StdRng| {
-        (0..action.dof()).map(|_| r.gen_range(0.0..std::f64::consts::TAU)).collect()
-    };
-    let measure = |x: &[f64], o: &mut [f64]| {
-        let q = action.topological_charge(x);
-        o.copy_from_slice(&[q, q * q, action.average_plaquette(x), action.action(x)]);
-    };
-    let (recs, secs) = sample(&action, &c, names.len(), init, measure)?;
-    let mut out = summary_head(&header, &c, &recs, secs);
-    let q = gamma(&recs, 0, |v| v);
-    out += &line("Q", &q);
-    out += &line("<Q^2>", &gamma(&recs, 1, |v| v));
-    if c.nd == 2 {
-        out += &format!("  {:<28} {:.4}  (2D exact, finite volume)\n", "<Q^2> exact", exact_q2_2d(beta, c.l * c.l));
+    let (recs, secs) = run_with_progress(action, c, obs.len() + 1, init, measure)?;
+    let header = format!("latflow hmc {}: {}", theory.name(), setup.describe());
+    let mut out = summary_head(&header, c, &recs, secs);
+    let refs = setup.references();
+    for (k, o) in obs.iter().enumerate() {
+        let g = gamma(&recs, k, |v| v);
+        out += &line(o.label, &g);
+        for r in refs.iter().filter(|r| r.key == o.key) {
+            let rd = r.digits.max(o.digits);
+            let v = if r.error > 0.0 {
+                format!("{:.rd$} +- {:.rd$}", r.value, r.error)
+            } else {
+                format!("{:.rd$}", r.value)
+            };
+            out += &format!(
+                "  {:<28} {v}   ({:+.2} sigma)\n",
+                format!("{} ({})", o.label, r.label),
+                r.pull(g.mean, g.error)
+            );
+        }
+        if o.tunnelling.is_some() {
+            let rate = recs.iter().map(|r| tunnelling_rate(&r.observables[k])).sum::<f64>() / recs.len() as f64;
+            out += &format!("  {:<28} {rate:.4} per trajectory (tau_int = {:.1})\n", "tunnelling rate", g.tau_int);
+        }
     }
-    out += &line("<plaquette>", &gamma(&recs, 2, |v| v));
-    let rate = recs.iter().map(|r| tunnelling_rate(&r.observables[0])).sum::<f64>() / recs.len() as f64;
-    out += &format!("  {:<28} {rate:.4} per trajectory (tau_int(Q) = {:.1})\n", "tunnelling rate", q.tau_int);
-    finish(out, &c, &names, &recs)
+    out += &line("<S> / V", &gamma(&recs, obs.len(), |v| v / dof));
+    let mut names: Vec<&str> = obs.iter().map(|o| o.key).collect();
+    names.push("S");
+    finish(out, c, &names, &recs)
 }
 
 /// Runs the chains with a progress line on stderr; returns the records and the wall time.
-fn sample<A: Action>(
+fn run_with_progress<A: Action + ?Sized>(
     action: &A,
     c: &Common,
     n_obs: usize,
@@ -257,8 +247,10 @@ fn summary_head(header: &str, c: &Common, recs: &[ChainRecord], secs: f64) -> St
 }
 
 fn finish(mut out: String, c: &Common, names: &[&str], recs: &[ChainRecord]) -> CliResult<()> {
-    if let Some(path) = &c.out {
-        write_csv(path, names, recs).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    if let Some(dir) = &c.out {
+        let dir = super::make_dir(dir)?;
+        let path = dir.join(OBSERVABLES_FILE);
+        table(names, recs).write(&path).map_err(CliError)?;
         let rows: usize = recs.iter().map(|r| r.delta_h.len()).sum();
         out += &format!("  per-configuration observables: {} ({rows} rows)\n", path.display());
     }
@@ -266,23 +258,20 @@ fn finish(mut out: String, c: &Common, names: &[&str], recs: &[ChainRecord]) -> 
     Ok(())
 }
 
-/// CSV with one row per recorded trajectory: `chain,traj,accepted,dH,<observables>`.
-fn write_csv(path: &PathBuf, names: &[&str], recs: &[ChainRecord]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
-    writeln!(w, "chain,traj,accepted,dH,{}", names.join(","))?;
+/// One row per recorded trajectory: `chain,traj,accepted,dH,<observables>`.
+fn table(names: &[&str], recs: &[ChainRecord]) -> Table {
+    let mut header = vec!["chain", "traj", "accepted", "dH"];
+    header.extend_from_slice(names);
+    let mut t = Table::new(&header);
     for (c, r) in recs.iter().enumerate() {
-        for t in 0..r.delta_h.len() {
-            write!(w, "{c},{t},{},{:e}", r.accepted[t] as u8, r.delta_h[t])?;
-            for o in &r.observables {
-                write!(w, ",{}", o[t])?;
-            }
-            writeln!(w)?;
+        for k in 0..r.delta_h.len() {
+            let mut row =
+                vec![c.to_string(), k.to_string(), (r.accepted[k] as u8).to_string(), format!("{:e}", r.delta_h[k])];
+            row.extend(r.observables.iter().map(|o| o[k].to_string()));
+            t.row(&row);
         }
     }
-    w.flush()
+    t
 }
 
 #[cfg(test)]
@@ -295,12 +284,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_input_with_clear_errors() {
-        let err = |v: &[&str]| run(&s(v)).unwrap_err().0;
+        let theories = latflow_theory::builtin();
+        let err = |v: &[&str]| run(&theories, &s(v)).unwrap_err().0;
         assert!(err(&["su3"]).contains("unknown theory \"su3\""));
         assert!(err(&[]).contains("which theory"));
         assert!(err(&["phi4", "--L", "-8"]).contains("--L must be positive"));
         assert!(err(&["phi4", "--beta", "2"]).contains("--beta is a u1 flag"));
-        assert!(err(&["u1", "--lam", "2"]).contains("phi4 flags"));
+        assert!(err(&["u1", "--lam", "2"]).contains("--lam is a phi4 flag"));
         assert!(err(&["u1", "--nd", "1"]).contains("--nd must be in 2..=4"));
         assert!(err(&["phi4", "--tau", "0"]).contains("--tau must be positive"));
         assert!(err(&["phi4", "--n-therm", "-1"]).contains("--n-therm must be >= 0"));
@@ -313,18 +303,18 @@ mod tests {
 
     #[test]
     fn small_runs_succeed_and_write_csv() {
+        let theories = latflow_theory::builtin();
         let dir = std::env::temp_dir().join(format!("latflow-hmc-test-{}", std::process::id()));
-        let csv = dir.join("phi4.csv");
         let common = ["--L", "4", "--n-traj", "50", "--n-therm", "10", "--chains", "2", "--quiet"];
-        let mut args = s(&["phi4", "--out", csv.to_str().unwrap()]);
+        let mut args = s(&["phi4", "--out", dir.to_str().unwrap()]);
         args.extend(s(&common));
-        run(&args).unwrap();
-        let text = std::fs::read_to_string(&csv).unwrap();
+        run(&theories, &args).unwrap();
+        let text = std::fs::read_to_string(dir.join(OBSERVABLES_FILE)).unwrap();
         assert_eq!(text.lines().next().unwrap(), "chain,traj,accepted,dH,chi2,M,absM,S");
         assert_eq!(text.lines().count(), 1 + 2 * 50);
         let mut args = s(&["u1", "--beta", "1.0", "--no-csv"]);
         args.extend(s(&common));
-        run(&args).unwrap();
+        run(&theories, &args).unwrap();
         std::fs::remove_dir_all(dir).ok();
     }
 

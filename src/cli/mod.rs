@@ -1,94 +1,128 @@
-//! Subcommands of the `latflow` binary: `apply`, `audit` and `hmc` live in their own
-//! modules (`run(args)`); `train` and `sample` dispatch on the theory to `phi4run` and
-//! `u1run`, which share `flowrun` (training loop, checkpoints, ensembles, plots).
+//! The `latflow` command line, for every theory of the registry
+//! ([`latflow_theory::builtin`]): `train`, `sample`, `apply` and `hmc` are generic over
+//! [`Theory`]; `audit` checks the engine's gradients.
+//!
+//! - [`args`]: the flag parser.
+//! - [`train`]: `latflow train THEORY` and the demo (training loop, history, `--resume`).
+//! - [`checkpoints`]: model and optimizer files of a run directory.
+//! - [`report`]: the evaluation ensemble of a flow (summary, references, plots).
+//! - [`sample`], [`apply`], [`hmc`], [`audit`]: the other commands.
+//!
+//! [`run`] takes the list of theories, so a program (or a test) can add its own theory to
+//! the built-in ones and use every command on it.
 
 pub mod apply;
 pub mod args;
 pub mod audit;
-pub mod flowrun;
+pub mod checkpoints;
 pub mod hmc;
-pub mod phi4run;
-pub mod u1run;
+pub mod report;
+pub mod sample;
+pub mod train;
 
 pub use args::{Args, CliError, CliResult};
 
-/// One line per subcommand, for `latflow --help`.
-pub const USAGE: &str = "\
-latflow: normalizing flows for lattice field theory (arXiv:2101.08176)
+use latflow_flow::model::Flow;
+use latflow_tensor::Device;
+use latflow_theory::Theory;
+use std::path::{Path, PathBuf};
+
+/// The usage text for `latflow --help`, listing the theories and their parameters.
+pub fn usage(theories: &[&dyn Theory]) -> String {
+    let mut s = String::from(
+        "latflow: normalizing flows for lattice field theory (arXiv:2101.08176)
 
 usage: latflow [COMMAND] [FLAGS]
 
 commands:
-  (none)     the tutorial demo (see README)
+  (none)     the tutorial demo: latflow train phi4 with its defaults (see README)
   help       this text
-  train      train a flow, then sample it exactly and compare with HMC:
-             latflow train phi4 [--L 8 --m2 -4 --lam 8 --layers 16 --hidden 8,8 --kernel 3]
-             latflow train u1   [--L 8 --beta 2 --layers 16 --mix 2 --hidden 8,8 --kernel 3]
-             common: [--batch 64 --steps N --lr X --lr-final Y|none --seed 0 --era N --out DIR
-                      --n 8192 --sample-batch 1024 --therm 512 --resume FILE --device cpu|cuda --quiet]
+  train      train a flow, then sample it exactly and compare with the references:
+             latflow train THEORY [THEORY FLAGS] [--batch 64 --steps N --lr X --lr-final Y|none
+               --seed 0 --era N --out DIR --n 8192 --sample-batch 1024 --therm 512
+               --resume FILE --device cpu|cuda --quiet]
   sample     exact sampling from a checkpoint: latflow sample --checkpoint FILE [--n 8192
              --batch 1024 --therm 512 --seed 1 --out DIR --device cpu|cuda]
   apply      push latent samples through a checkpoint's flow (or back with --reverse):
              latflow apply --checkpoint FILE --input IN.safetensors --output OUT.safetensors [--reverse]
   audit      gradient audit of every op (f64 finite differences); flags: --seed N
-  hmc        HMC baseline: latflow hmc phi4 [--L 8 --m2 -4 --lam 8] | latflow hmc u1 [--L 8 --beta 2]
-             [--n-traj 10000 --n-therm 500 --chains 4 --steps 10 --tau 1.0 --seed 0 --out FILE.csv]
-";
+  hmc        HMC baseline: latflow hmc THEORY [THEORY FLAGS] [--n-traj 10000 --n-therm 500
+             --chains 4 --steps 10 --tau 1.0 --seed 0 --out DIR --no-csv --quiet]
 
-/// Dispatches `argv[1..]` to a subcommand.
-pub fn dispatch(argv: &[String]) -> CliResult<()> {
+theories (flags with defaults; [hmc] = hmc only, [flow] = train only):
+",
+    );
+    for t in theories {
+        s += &format!("  {} ({})\n", t.name(), t.title());
+        for p in t.params() {
+            let tag = match p.group {
+                latflow_theory::Group::HmcOnly => " [hmc]",
+                latflow_theory::Group::Flow => " [flow]",
+                _ => "",
+            };
+            s += &format!("    --{:<12} {:<8} {}{tag}\n", p.flag, p.default, p.help);
+        }
+    }
+    s
+}
+
+/// Runs the command line `argv` (without the program name) over `theories`.
+pub fn run(theories: &[&dyn Theory], argv: &[String]) -> CliResult<()> {
     let (cmd, rest) = match argv.split_first() {
-        None => return demo(),
+        None => return train::run(theories, &["phi4".to_string()]),
         Some((c, r)) => (c.as_str(), r),
     };
     match cmd {
         "help" | "--help" | "-h" => {
-            print!("{USAGE}");
+            print!("{}", usage(theories));
             Ok(())
         }
-        "apply" => apply::run(rest),
+        "apply" => apply::run(theories, rest),
         "audit" => audit::run(rest),
-        "hmc" => hmc::run(rest),
-        "train" => train(rest),
-        "sample" => sample(rest),
-        other => Err(CliError(format!("unknown command {other:?}\n\n{USAGE}"))),
+        "hmc" => hmc::run(theories, rest),
+        "train" => train::run(theories, rest),
+        "sample" => sample::run(theories, rest),
+        other => Err(CliError(format!("unknown command {other:?}\n\n{}", usage(theories)))),
     }
 }
 
-/// `cargo run --release` with no arguments: the tutorial's phi^4 demo with the defaults.
-fn demo() -> CliResult<()> {
-    let run = phi4run::Phi4Run::default();
-    let flow =
-        run.arch.build::<f32, _>(&mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(run.common.train.seed));
-    let trainer = latflow::flow::train::Trainer::new(flow, run.common.train.clone());
-    phi4run::execute(run, trainer, false)
+/// The theory named by `word` (the first argument of `command`).
+pub fn pick_theory<'a>(theories: &[&'a dyn Theory], word: Option<&String>, command: &str) -> CliResult<&'a dyn Theory> {
+    let names: Vec<&str> = theories.iter().map(|t| t.name()).collect();
+    match word.map(String::as_str).filter(|w| !w.starts_with("--")) {
+        None => Err(CliError(format!("{command}: which theory? (latflow {command} {} ...)", names[0]))),
+        Some(w) => latflow_theory::find(theories, w)
+            .ok_or_else(|| CliError(format!("{command}: unknown theory {w:?} (expected {})", names.join(" or ")))),
+    }
 }
 
-fn train(rest: &[String]) -> CliResult<()> {
-    let theory_flags = match rest.first().map(String::as_str) {
-        Some("u1") => u1run::TRAIN_FLAGS,
-        _ => phi4run::TRAIN_FLAGS,
+/// Creates the run directory (and parents).
+pub fn make_dir(dir: &Path) -> CliResult<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError(format!("cannot create run directory {}: {e}", dir.display())))?;
+    Ok(dir.to_path_buf())
+}
+
+/// Reads `--device cpu|cuda` (default cpu) and checks that the device can be used, so a
+/// missing GPU is reported before any work starts.
+pub fn parse_device(a: &Args) -> CliResult<Device> {
+    let d = match a.opt::<String>("device")? {
+        None => Device::Cpu,
+        Some(s) => Device::parse(&s).map_err(|e| CliError(format!("--device: {e}")))?,
     };
-    let flags: Vec<&str> = flowrun::COMMON_TRAIN_FLAGS.iter().chain(theory_flags).copied().collect();
-    let a = Args::parse(rest, &flags, &["quiet"])?;
-    match a.positional.first().map(String::as_str) {
-        Some("phi4") => phi4run::train(&a),
-        Some("u1") => u1run::train(&a),
-        Some(t) => Err(CliError(format!("unknown theory {t:?} (expected phi4 or u1)"))),
-        None => Err(CliError("train: which theory? (latflow train phi4 ...)".into())),
+    d.check().map_err(|e| CliError(format!("--device {}: {e}", d.name())))?;
+    Ok(d)
+}
+
+/// `cpu (2 threads)` or `cuda (NVIDIA H100 ..., sm_90)`, for the run's first line.
+pub fn device_line(d: Device) -> String {
+    match d {
+        Device::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
+        Device::Cuda => format!("cuda ({})", latflow_tensor::gpu_name().unwrap_or_else(|| "?".into())),
     }
 }
 
-fn sample(rest: &[String]) -> CliResult<()> {
-    let a = Args::parse(rest, &["checkpoint", "n", "batch", "therm", "seed", "out", "device"], &[])?;
-    let path: std::path::PathBuf =
-        a.opt("checkpoint")?.ok_or_else(|| CliError("sample: --checkpoint FILE is required".into()))?;
-    // Errors of read_metadata name the file already.
-    let (_, meta) = latflow::flow::checkpoint::read_metadata(&path).map_err(|e| CliError(e.to_string()))?;
-    match meta.get("theory").map(String::as_str) {
-        Some("phi4") => phi4run::sample(&path, &a),
-        Some("u1") => u1run::sample(&path, &a),
-        Some(t) => Err(CliError(format!("{}: unknown theory {t:?} in checkpoint", path.display()))),
-        None => Err(CliError(format!("{}: checkpoint metadata has no theory", path.display()))),
-    }
+/// Moves a flow to `device`, with the error as a CLI error.
+pub fn move_flow(flow: &mut Flow<f32>, device: Device) -> CliResult<()> {
+    flow.to_device(device).map_err(|e| CliError(format!("--device {}: {e}", device.name())))
 }

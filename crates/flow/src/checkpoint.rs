@@ -5,27 +5,25 @@
 //! constant buffers (masks) are stored too, as in the reference's `state_dict`, and
 //! checked on load.
 
-use crate::model::{Flow, Layer};
-use crate::safetensors::{CheckpointError, Dtype, SafeTensors, TensorData};
+use crate::model::Flow;
+use latflow_io::safetensors::{CheckpointError, Dtype, SafeTensors, TensorData};
 use latflow_tensor::{Float, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Metadata key naming the checkpoint format version.
 pub const FORMAT_KEY: &str = "latflow_format";
-/// Current format version.
-pub const FORMAT_VERSION: &str = "1";
+/// Current format version. Version 2 (2026-11-30) stores the mask buffers of every layer
+/// kind; version 1 files of U(1) flows lack them and still load (the masks are determined
+/// by the architecture in the metadata).
+pub const FORMAT_VERSION: &str = "2";
 
 /// Writes the flow's parameters (in their own dtype) and `metadata` to `path`
 /// atomically (temp file + rename: an interrupted write never destroys the last good
 /// checkpoint).
-pub fn save<T: Float, P, L: Layer<T>>(
-    path: &Path,
-    flow: &Flow<P, L>,
-    metadata: &BTreeMap<String, String>,
-) -> Result<(), CheckpointError> {
+pub fn save<T: Float>(path: &Path, flow: &Flow<T>, metadata: &BTreeMap<String, String>) -> Result<(), CheckpointError> {
     let mut st = SafeTensors::default();
-    for (name, t) in flow.named_params::<T>().into_iter().chain(flow.named_buffers::<T>()) {
+    for (name, t) in flow.named_params().into_iter().chain(flow.named_buffers()) {
         st.insert(name, tensor_data(t));
     }
     st.metadata = metadata.clone();
@@ -56,9 +54,9 @@ pub fn read_metadata(path: &Path) -> Result<(SafeTensors, BTreeMap<String, Strin
 /// Copies the parameters stored in `st` into `flow`, checking that the names are
 /// exactly the model's (no missing, no extra) and that every shape matches. On error
 /// the flow is left unchanged.
-pub fn load_params<T: Float, P, L: Layer<T>>(st: &SafeTensors, flow: &mut Flow<P, L>) -> Result<(), CheckpointError> {
+pub fn load_params<T: Float>(st: &SafeTensors, flow: &mut Flow<T>) -> Result<(), CheckpointError> {
     let mut values = Vec::new();
-    for (name, t) in flow.named_params::<T>() {
+    for (name, t) in flow.named_params() {
         let stored = st.check_shape(&name, t.shape())?;
         let data: Vec<T> = match stored.dtype {
             Dtype::F32 => stored.to_f32().into_iter().map(|v| T::from_f64(v as f64)).collect(),
@@ -66,7 +64,17 @@ pub fn load_params<T: Float, P, L: Layer<T>>(st: &SafeTensors, flow: &mut Flow<P
         };
         values.push(data);
     }
-    for (name, t) in flow.named_buffers::<T>() {
+    let format = st.metadata.get(FORMAT_KEY).map_or("1", String::as_str);
+    if format != "1" && format != FORMAT_VERSION {
+        return Err(CheckpointError::Format(format!(
+            "checkpoint format version {format:?}; this latflow reads versions \"1\" and {FORMAT_VERSION:?}"
+        )));
+    }
+    let v1 = format == "1";
+    for (name, t) in flow.named_buffers() {
+        if v1 && !st.tensors.contains_key(&name) {
+            continue;
+        }
         let stored = st.check_shape(&name, t.shape())?;
         let same = stored.to_f64().iter().zip(t.to_host_vec()).all(|(a, b)| *a == b.to_f64());
         if !same {
@@ -76,7 +84,7 @@ pub fn load_params<T: Float, P, L: Layer<T>>(st: &SafeTensors, flow: &mut Flow<P
         }
     }
     let expected: std::collections::BTreeSet<String> =
-        flow.named_params::<T>().into_iter().chain(flow.named_buffers::<T>()).map(|(n, _)| n).collect();
+        flow.named_params().into_iter().chain(flow.named_buffers()).map(|(n, _)| n).collect();
     if let Some(extra) = st.tensors.keys().find(|k| !expected.contains(*k)) {
         return Err(CheckpointError::Mismatch(format!(
             "tensor {extra:?} is not a parameter of this model (other architecture?)"

@@ -1,20 +1,21 @@
 //! Normalizing flows for lattice fields (arXiv:2101.08176, Albergo et al.).
 //!
-//! - [`prior`]: the base distributions r(z) (normal for phi^4, uniform/Haar for U(1)).
-//! - [`masks`]: checkerboard masks for affine couplings.
+//! - [`prior`]: the base distributions r(z) ([`prior::Prior`], the standard normal).
+//! - [`model`]: a flow = prior + layers of any kinds ([`model::Layer`]), sampling and density.
 //! - [`net`]: circular conv nets (Conv2d, LeakyReLU, ..., optional final tanh).
-//! - [`affine`]: the affine coupling layer of the tutorial (section IV).
-//! - [`model`]: a flow = prior + stack of coupling layers, sampling and density.
+//! - [`phi4`]: the phi^4 flow: checkerboard masks, the affine coupling, its architecture.
+//! - [`u1`]: the U(1) flow: Haar prior, stripe masks, NCP mixtures, gauge-equivariant couplings.
 //! - [`train`]: reverse-KL self-training with Adam, metrics, ESS.
+//! - [`checkpoint`]: models to and from safetensors files (PyTorch `state_dict` names).
+//! - [`proposals`]: a flow as the proposal source of the sampler crate's ensembles.
+//!
+//! How the crates fit together: `docs/architecture.md`.
 
-pub mod affine;
 pub mod checkpoint;
-pub mod masks;
 pub mod model;
 pub mod net;
 pub mod phi4;
-pub mod plot;
 pub mod prior;
-pub mod safetensors;
+pub mod proposals;
 pub mod train;
 pub mod u1;

@@ -1,20 +1,33 @@
 //! A flow model: a prior r(z) and a stack of invertible layers f = f_L o ... o f_1,
 //! with density `log q(x) = log r(z) - sum_l log|det J_l|` (arXiv:2101.08176 eq. (9)).
+//!
+//! The layers are trait objects ([`Layer`]), so one flow can mix layer kinds (a fixed
+//! layer first, couplings of different kinds after it); each layer says how many
+//! parameter tensors it has ([`Layer::n_params`]), and the flow keeps the offsets of every
+//! layer's parameters in one list computed when it is built.
 
 use crate::prior::Prior;
 use latflow_tensor::{Device, Float, Tensor, Var};
-use rand::Rng;
+use rand::RngCore;
+use std::any::Any;
+use std::fmt;
 
 /// An invertible layer with a tractable log-Jacobian.
-pub trait Layer<T: Float>: Sync {
-    /// `x -> (f(x), log|det J_f(x)|)` per sample.
+pub trait Layer<T: Float>: Send + Sync {
+    /// `x -> (f(x), log|det J_f(x)|)` per sample; `p` are the layer's parameters in
+    /// [`Layer::params`] order.
     fn forward(&self, x: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>);
     /// `y -> (f^{-1}(y), log|det J_f(f^{-1}(y))|)` per sample.
     fn reverse(&self, y: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>);
-    /// Parameters with their names inside the layer (PyTorch `state_dict` names).
-    fn named_params(&self) -> Vec<(String, &Tensor<T>)>;
-    /// Mutable parameters, same order as [`Layer::named_params`].
+    /// Number of parameter tensors (the length of [`Layer::params`]).
+    fn n_params(&self) -> usize;
+    /// The parameter tensors, in the order [`Layer::forward`] takes them.
+    fn params(&self) -> Vec<&Tensor<T>>;
+    /// Mutable parameters, same order as [`Layer::params`].
     fn params_mut(&mut self) -> Vec<&mut Tensor<T>>;
+    /// The names of the parameters inside the layer (PyTorch `state_dict` names, e.g.
+    /// `net.0.weight`), same order as [`Layer::params`]. Only checkpoints need them.
+    fn param_names(&self) -> Vec<String>;
     /// Constant buffers (masks) under their PyTorch `state_dict` names; checkpoints
     /// carry them so the file loads into the reference model with `strict=True`.
     fn named_buffers(&self) -> Vec<(String, &Tensor<T>)> {
@@ -23,36 +36,19 @@ pub trait Layer<T: Float>: Sync {
     /// Every constant tensor the layer's ops use besides its parameters (masks), so that
     /// [`Flow::to_device`] can move them with the parameters.
     fn constants_mut(&mut self) -> Vec<&mut Tensor<T>>;
-}
-
-impl<T: Float> Layer<T> for crate::affine::AffineCoupling<T> {
-    fn forward(&self, x: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
-        crate::affine::AffineCoupling::forward(self, x, p)
-    }
-    fn reverse(&self, y: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
-        crate::affine::AffineCoupling::reverse(self, y, p)
-    }
-    fn named_params(&self) -> Vec<(String, &Tensor<T>)> {
-        self.net.named_params()
-    }
-    fn params_mut(&mut self) -> Vec<&mut Tensor<T>> {
-        self.net.params_mut()
-    }
-    fn named_buffers(&self) -> Vec<(String, &Tensor<T>)> {
-        vec![("mask".into(), self.mask())]
-    }
-    fn constants_mut(&mut self) -> Vec<&mut Tensor<T>> {
-        crate::affine::AffineCoupling::constants_mut(self)
-    }
+    /// A boxed copy (flows are cloned by tests and by the GPU comparison runs).
+    fn box_clone(&self) -> Box<dyn Layer<T>>;
+    /// The layer as `Any`, for tests and tools that need the concrete layer type.
+    fn as_any(&self) -> &dyn Any;
 }
 
 /// Prior plus layers.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Flow<P, L> {
+pub struct Flow<T: Float> {
     /// The base distribution.
-    pub prior: P,
-    /// The layers, applied in order to prior samples.
-    pub layers: Vec<L>,
+    pub prior: Box<dyn Prior<T>>,
+    layers: Vec<Box<dyn Layer<T>>>,
+    /// `offsets[i]..offsets[i + 1]` are layer `i`'s parameters in [`Flow::params`].
+    offsets: Vec<usize>,
 }
 
 /// How parameters enter the tape.
@@ -64,25 +60,88 @@ pub enum Record {
     Off,
 }
 
-impl<P, L> Flow<P, L> {
+impl<T: Float> Clone for Flow<T> {
+    fn clone(&self) -> Self {
+        Flow {
+            prior: self.prior.box_clone(),
+            layers: self.layers.iter().map(|l| l.box_clone()).collect(),
+            offsets: self.offsets.clone(),
+        }
+    }
+}
+
+impl<T: Float> fmt::Debug for Flow<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Flow")
+            .field("prior_shape", &self.prior.shape())
+            .field("layers", &self.layers.len())
+            .field("param_tensors", &self.n_params())
+            .finish()
+    }
+}
+
+/// Two flows are equal when their prior shapes, parameter and buffer names and values are.
+impl<T: Float> PartialEq for Flow<T> {
+    fn eq(&self, other: &Self) -> bool {
+        let same = |a: Vec<(String, &Tensor<T>)>, b: Vec<(String, &Tensor<T>)>| {
+            a.len() == b.len()
+                && a.iter().zip(&b).all(|((na, ta), (nb, tb))| {
+                    na == nb && ta.shape() == tb.shape() && ta.to_host_vec() == tb.to_host_vec()
+                })
+        };
+        self.prior.shape() == other.prior.shape()
+            && same(self.named_params(), other.named_params())
+            && same(self.named_buffers(), other.named_buffers())
+    }
+}
+
+impl<T: Float> Flow<T> {
+    /// A flow of `layers` applied in order to samples of `prior`.
+    pub fn new(prior: Box<dyn Prior<T>>, layers: Vec<Box<dyn Layer<T>>>) -> Self {
+        let mut offsets = vec![0];
+        for l in &layers {
+            offsets.push(offsets.last().expect("starts with 0") + l.n_params());
+        }
+        Flow { prior, layers, offsets }
+    }
+
+    /// The layers, in the order they are applied to prior samples.
+    pub fn layers(&self) -> &[Box<dyn Layer<T>>] {
+        &self.layers
+    }
+
+    /// Mutable layers (the parameter count of a layer must not change).
+    pub fn layers_mut(&mut self) -> &mut [Box<dyn Layer<T>>] {
+        &mut self.layers
+    }
+
+    /// Number of parameter tensors of all layers.
+    pub fn n_params(&self) -> usize {
+        *self.offsets.last().expect("starts with 0")
+    }
+
+    /// Layer `i`'s parameters within a list of all of them ([`Flow::params`] order).
+    pub fn layer_params<'a, V>(&self, i: usize, all: &'a [V]) -> &'a [V] {
+        &all[self.offsets[i]..self.offsets[i + 1]]
+    }
+
+    /// All parameters, layer by layer.
+    pub fn params(&self) -> Vec<&Tensor<T>> {
+        self.layers.iter().flat_map(|l| l.params()).collect()
+    }
+
     /// All parameters with their checkpoint names `{layer}.{name}` (the tutorial's
     /// `model['layers'].state_dict()` keys).
-    pub fn named_params<T: Float>(&self) -> Vec<(String, &Tensor<T>)>
-    where
-        L: Layer<T>,
-    {
+    pub fn named_params(&self) -> Vec<(String, &Tensor<T>)> {
         self.layers
             .iter()
             .enumerate()
-            .flat_map(|(i, l)| l.named_params().into_iter().map(move |(n, t)| (format!("{i}.{n}"), t)))
+            .flat_map(|(i, l)| l.param_names().into_iter().zip(l.params()).map(move |(n, t)| (format!("{i}.{n}"), t)))
             .collect()
     }
 
     /// All constant buffers with their checkpoint names `{layer}.{name}`.
-    pub fn named_buffers<T: Float>(&self) -> Vec<(String, &Tensor<T>)>
-    where
-        L: Layer<T>,
-    {
+    pub fn named_buffers(&self) -> Vec<(String, &Tensor<T>)> {
         self.layers
             .iter()
             .enumerate()
@@ -90,11 +149,8 @@ impl<P, L> Flow<P, L> {
             .collect()
     }
 
-    /// Mutable parameters in [`Flow::named_params`] order.
-    pub fn params_mut<T: Float>(&mut self) -> Vec<&mut Tensor<T>>
-    where
-        L: Layer<T>,
-    {
+    /// Mutable parameters in [`Flow::params`] order.
+    pub fn params_mut(&mut self) -> Vec<&mut Tensor<T>> {
         self.layers.iter_mut().flat_map(|l| l.params_mut()).collect()
     }
 
@@ -104,10 +160,7 @@ impl<P, L> Flow<P, L> {
     ///
     /// # Errors
     /// If the device cannot be used ([`Device::check`]).
-    pub fn to_device<T: Float>(&mut self, device: Device) -> Result<(), String>
-    where
-        L: Layer<T>,
-    {
+    pub fn to_device(&mut self, device: Device) -> Result<(), String> {
         device.check()?;
         for l in &mut self.layers {
             for t in l.params_mut() {
@@ -121,21 +174,15 @@ impl<P, L> Flow<P, L> {
     }
 
     /// Where the parameters live (the CPU for a flow without parameters).
-    pub fn device<T: Float>(&self) -> Device
-    where
-        L: Layer<T>,
-    {
-        self.named_params().first().map_or(Device::Cpu, |(_, t)| t.device())
+    pub fn device(&self) -> Device {
+        self.layers.iter().find_map(|l| l.params().first().map(|t| t.device())).unwrap_or(Device::Cpu)
     }
 
     /// The parameters as tape leaves (`Record::Params`) or constants (`Record::Off`).
-    pub fn param_vars<T: Float>(&self, record: Record) -> Vec<Var<T>>
-    where
-        L: Layer<T>,
-    {
-        self.named_params()
+    pub fn param_vars(&self, record: Record) -> Vec<Var<T>> {
+        self.params()
             .into_iter()
-            .map(|(_, t)| match record {
+            .map(|t| match record {
                 Record::Params => Var::param(t.clone()),
                 Record::Off => Var::constant(t.clone()),
             })
@@ -143,34 +190,19 @@ impl<P, L> Flow<P, L> {
     }
 
     /// Pushes `z` through every layer: `(x, log q(x))` given `log r(z)`.
-    pub fn forward<T: Float>(&self, z: Var<T>, log_r: Var<T>, params: &[Var<T>]) -> (Var<T>, Var<T>)
-    where
-        L: Layer<T>,
-    {
+    pub fn forward(&self, z: Var<T>, log_r: Var<T>, params: &[Var<T>]) -> (Var<T>, Var<T>) {
         let mut x = z;
         let mut logq = log_r;
-        let mut at = 0;
-        for l in &self.layers {
-            let np = l.named_params().len();
-            let (y, logj) = l.forward(&x, &params[at..at + np]);
-            at += np;
+        for (i, l) in self.layers.iter().enumerate() {
+            let (y, logj) = l.forward(&x, self.layer_params(i, params));
             x = y;
             logq = logq.sub(&logj);
         }
         (x, logq)
     }
 
-    /// Draws `n` samples: `(z, x, log q(x))`, parameters entering the tape per `record`.
-    pub fn sample_vars<T: Float, R: Rng + ?Sized>(
-        &self,
-        n: usize,
-        rng: &mut R,
-        params: &[Var<T>],
-    ) -> (Tensor<T>, Var<T>, Var<T>)
-    where
-        P: Prior<T>,
-        L: Layer<T>,
-    {
+    /// Draws `n` samples: `(z, x, log q(x))`, parameters entering the tape per `params`.
+    pub fn sample_vars(&self, n: usize, rng: &mut dyn RngCore, params: &[Var<T>]) -> (Tensor<T>, Var<T>, Var<T>) {
         let z = self.prior.sample(n, rng);
         let log_r = self.prior.log_prob(&z);
         // the prior is sampled on the host (same numbers on every device), then moved to
@@ -183,34 +215,19 @@ impl<P, L> Flow<P, L> {
     }
 
     /// Draws `n` samples without recording: `(x, log q(x))`.
-    pub fn sample<T: Float, R: Rng + ?Sized>(&self, n: usize, rng: &mut R) -> (Tensor<T>, Tensor<T>)
-    where
-        P: Prior<T>,
-        L: Layer<T>,
-    {
+    pub fn sample(&self, n: usize, rng: &mut dyn RngCore) -> (Tensor<T>, Tensor<T>) {
         let params = self.param_vars(Record::Off);
         let (_, x, logq) = self.sample_vars(n, rng, &params);
         (x.value().clone(), logq.value().clone())
     }
 
     /// Inverts the flow: `(z = f^{-1}(x), log q(x))`.
-    pub fn reverse<T: Float>(&self, x: &Tensor<T>) -> (Tensor<T>, Tensor<T>)
-    where
-        P: Prior<T>,
-        L: Layer<T>,
-    {
+    pub fn reverse(&self, x: &Tensor<T>) -> (Tensor<T>, Tensor<T>) {
         let params: Vec<Var<T>> = self.param_vars(Record::Off);
-        let mut offsets = Vec::with_capacity(self.layers.len());
-        let mut at = 0;
-        for l in &self.layers {
-            offsets.push(at);
-            at += l.named_params().len();
-        }
         let mut y = Var::constant(x.clone());
         let mut sum_logj = Tensor::zeros(&[x.shape()[0]]);
-        for (l, &o) in self.layers.iter().zip(&offsets).rev() {
-            let np = l.named_params().len();
-            let (z, logj) = l.reverse(&y, &params[o..o + np]);
+        for (i, l) in self.layers.iter().enumerate().rev() {
+            let (z, logj) = l.reverse(&y, self.layer_params(i, &params));
             for (s, v) in sum_logj.data_mut().iter_mut().zip(logj.value().to_host_vec()) {
                 *s += v;
             }
@@ -223,11 +240,7 @@ impl<P, L> Flow<P, L> {
     }
 
     /// `log q(x)` per sample, through the reverse pass.
-    pub fn log_prob<T: Float>(&self, x: &Tensor<T>) -> Tensor<T>
-    where
-        P: Prior<T>,
-        L: Layer<T>,
-    {
+    pub fn log_prob(&self, x: &Tensor<T>) -> Tensor<T> {
         self.reverse(x).1
     }
 }

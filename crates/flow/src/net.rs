@@ -47,17 +47,18 @@ impl<T: Float> ConvNet<T> {
         ConvNet { config, convs }
     }
 
-    /// Parameters with their names inside the net (`net.0.weight`, `net.0.bias`, ...).
-    pub fn named_params(&self) -> Vec<(String, &Tensor<T>)> {
-        let mut v = Vec::new();
-        for (i, c) in self.convs.iter().enumerate() {
-            v.push((format!("net.{}.weight", 2 * i), &c.weight));
-            v.push((format!("net.{}.bias", 2 * i), &c.bias));
-        }
-        v
+    /// The parameters in forward order: weight and bias of each convolution.
+    pub fn params(&self) -> Vec<&Tensor<T>> {
+        self.convs.iter().flat_map(|c| [&c.weight, &c.bias]).collect()
     }
 
-    /// Mutable parameters, in the order of [`ConvNet::named_params`].
+    /// The parameters' names inside the net (`net.0.weight`, `net.0.bias`, `net.2.weight`,
+    /// ...: the convolutions of the PyTorch `Sequential` sit at even indices).
+    pub fn param_names(&self) -> Vec<String> {
+        (0..self.convs.len()).flat_map(|i| [format!("net.{}.weight", 2 * i), format!("net.{}.bias", 2 * i)]).collect()
+    }
+
+    /// Mutable parameters, in the order of [`ConvNet::params`].
     pub fn params_mut(&mut self) -> Vec<&mut Tensor<T>> {
         self.convs.iter_mut().flat_map(|c| [&mut c.weight, &mut c.bias]).collect()
     }
@@ -68,7 +69,7 @@ impl<T: Float> ConvNet<T> {
     }
 
     /// Forward pass `x (N, Cin, H, W) -> (N, Cout, H, W)` with the parameters given as
-    /// vars (in [`ConvNet::named_params`] order).
+    /// vars (in [`ConvNet::params`] order).
     pub fn forward(&self, x: &Var<T>, p: &[Var<T>]) -> Var<T> {
         let n = self.convs.len();
         let mut h = x.clone();

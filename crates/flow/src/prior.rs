@@ -1,16 +1,18 @@
 //! Base distributions r(z) of the flows.
 
 use latflow_tensor::{Float, Tensor};
-use rand::Rng;
+use rand::RngCore;
 
 /// A distribution over lattice configurations of a fixed per-sample shape.
-pub trait Prior<T: Float>: Sync {
+pub trait Prior<T: Float>: Send + Sync {
     /// Shape of one sample (without the batch axis).
     fn shape(&self) -> &[usize];
     /// `n` samples, shape `(n, shape...)`.
-    fn sample<R: Rng + ?Sized>(&self, n: usize, rng: &mut R) -> Tensor<T>;
+    fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Tensor<T>;
     /// `log r(z)` per sample, shape `(n,)`.
     fn log_prob(&self, z: &Tensor<T>) -> Tensor<T>;
+    /// A boxed copy.
+    fn box_clone(&self) -> Box<dyn Prior<T>>;
 }
 
 /// Independent standard normals on every site: `log r(z) = -sum z^2/2 - V log(2 pi)/2`
@@ -32,10 +34,14 @@ impl<T: Float> Prior<T> for NormalPrior {
         &self.shape
     }
 
-    fn sample<R: Rng + ?Sized>(&self, n: usize, rng: &mut R) -> Tensor<T> {
+    fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Tensor<T> {
         let mut s = vec![n];
         s.extend(&self.shape);
         Tensor::randn(&s, rng)
+    }
+
+    fn box_clone(&self) -> Box<dyn Prior<T>> {
+        Box::new(self.clone())
     }
 
     fn log_prob(&self, z: &Tensor<T>) -> Tensor<T> {

@@ -2,8 +2,7 @@
 //! `KL(q || p) = E_{x~q}[log q(x) - log p(x)]` up to `log Z`, estimated on each batch
 //! of flow samples as `loss = mean(log q - log p)`, `log p = -S`.
 
-use crate::model::{Flow, Layer, Record};
-use crate::prior::Prior;
+use crate::model::{Flow, Record};
 use latflow_tensor::tensor::first_nonfinite;
 use latflow_tensor::{Adam, AdamConfig, Device, Float, Tensor, Var};
 use rand::rngs::StdRng;
@@ -11,13 +10,15 @@ use rand::SeedableRng;
 use rayon::prelude::*;
 use std::fmt;
 
-/// An action `S(x)` on a batch, differentiable through the tape: `(N, ...) -> (N,)`.
-pub trait Action<T: Float>: Sync {
+/// An action `S(x)` on a batch, differentiable through the tape: `(N, ...) -> (N,)` (the
+/// training loss's `log p = -S`). The slice form with its analytic force, for HMC, is
+/// `latflow_physics::Action`.
+pub trait TapeAction<T: Float>: Sync {
     /// `S(x)` per sample.
     fn action(&self, x: &Var<T>) -> Var<T>;
 }
 
-impl<T: Float, F: Fn(&Var<T>) -> Var<T> + Sync> Action<T> for F {
+impl<T: Float, F: Fn(&Var<T>) -> Var<T> + Sync> TapeAction<T> for F {
     fn action(&self, x: &Var<T>) -> Var<T> {
         self(x)
     }
@@ -95,9 +96,9 @@ pub fn ess(lw: &[f64]) -> f64 {
 }
 
 /// A flow with its optimizer state.
-pub struct Trainer<T: Float, P, L> {
+pub struct Trainer<T: Float> {
     /// The model being trained.
-    pub flow: Flow<P, L>,
+    pub flow: Flow<T>,
     /// Adam state.
     pub adam: Adam<T>,
     /// Hyper-parameters.
@@ -106,10 +107,10 @@ pub struct Trainer<T: Float, P, L> {
     pub step: usize,
 }
 
-impl<T: Float, P: Prior<T>, L: Layer<T>> Trainer<T, P, L> {
+impl<T: Float> Trainer<T> {
     /// A trainer at step 0 with fresh Adam state.
-    pub fn new(flow: Flow<P, L>, config: TrainConfig) -> Self {
-        let lens: Vec<usize> = flow.named_params().iter().map(|(_, t)| t.len()).collect();
+    pub fn new(flow: Flow<T>, config: TrainConfig) -> Self {
+        let lens: Vec<usize> = flow.params().iter().map(|t| t.len()).collect();
         let adam = Adam::new(config.adam, &lens);
         Trainer { flow, adam, config, step: 0 }
     }
@@ -134,7 +135,7 @@ impl<T: Float, P: Prior<T>, L: Layer<T>> Trainer<T, P, L> {
     /// as one rayon task; their gradients are added in shard order. Data parallelism keeps
     /// both cores busy through the whole step, and the fixed shard count makes the result
     /// independent of the number of threads.
-    pub fn step<A: Action<T> + ?Sized>(&mut self, action: &A) -> Result<StepMetrics, TrainError> {
+    pub fn step<A: TapeAction<T> + ?Sized>(&mut self, action: &A) -> Result<StepMetrics, TrainError> {
         if self.flow.device() == Device::Cuda {
             return self.step_gpu(action);
         }
@@ -186,7 +187,7 @@ impl<T: Float, P: Prior<T>, L: Layer<T>> Trainer<T, P, L> {
     /// the device, one backward pass, Adam on the device. The host waits for the device
     /// three times: the loss, the per-sample `S` and `log q` (metrics), the finiteness of
     /// the gradients.
-    fn step_gpu<A: Action<T> + ?Sized>(&mut self, action: &A) -> Result<StepMetrics, TrainError> {
+    fn step_gpu<A: TapeAction<T> + ?Sized>(&mut self, action: &A) -> Result<StepMetrics, TrainError> {
         let k = self.step + 1;
         let n = self.config.batch;
         let shards = shard_count(n);

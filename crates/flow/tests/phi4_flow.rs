@@ -4,10 +4,10 @@
 //! round trips and failures.
 
 use latflow_flow::checkpoint::{self, load_params, save};
-use latflow_flow::model::{Layer, Record};
-use latflow_flow::phi4::{Phi4Flow, Phi4FlowConfig};
-use latflow_flow::prior::Prior;
-use latflow_flow::safetensors::{CheckpointError, SafeTensors};
+use latflow_flow::model::Flow;
+use latflow_flow::model::Record;
+use latflow_flow::phi4::{AffineCoupling, Phi4FlowConfig};
+use latflow_io::safetensors::{CheckpointError, SafeTensors};
 use latflow_physics::phi4_action_var;
 use latflow_tensor::{gradcheck, Float, GradcheckConfig, Tensor, Var};
 use rand::rngs::StdRng;
@@ -39,9 +39,9 @@ const LAM: f64 = 8.0;
 /// A flow whose parameters are the PyTorch init plus N(0, sigma^2) noise, so that the
 /// scale and shift of every coupling are O(1) (a fresh flow is close to the identity,
 /// which would make the audits weak).
-fn perturbed_flow(config: &Phi4FlowConfig, seed: u64, sigma: f64) -> Phi4Flow<f64> {
+fn perturbed_flow(config: &Phi4FlowConfig, seed: u64, sigma: f64) -> Flow<f64> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut flow = config.build::<f64, _>(&mut rng);
+    let mut flow = config.build::<f64>(&mut rng);
     for p in flow.params_mut() {
         let noise = Tensor::<f64>::randn(p.shape(), &mut rng);
         for (v, e) in p.data_mut().iter_mut().zip(noise.data()) {
@@ -52,14 +52,14 @@ fn perturbed_flow(config: &Phi4FlowConfig, seed: u64, sigma: f64) -> Phi4Flow<f6
 }
 
 /// Prior samples `z` (n, l, l) and `log r(z)`.
-fn latent(flow: &Phi4Flow<f64>, n: usize, seed: u64) -> (Tensor<f64>, Tensor<f64>) {
-    let z: Tensor<f64> = Prior::<f64>::sample(&flow.prior, n, &mut StdRng::seed_from_u64(seed));
-    let log_r = Prior::<f64>::log_prob(&flow.prior, &z);
+fn latent(flow: &Flow<f64>, n: usize, seed: u64) -> (Tensor<f64>, Tensor<f64>) {
+    let z: Tensor<f64> = flow.prior.sample(n, &mut StdRng::seed_from_u64(seed));
+    let log_r = flow.prior.log_prob(&z);
     (z, log_r)
 }
 
 /// `(f(z), log q)` with the parameters as constants.
-fn push(flow: &Phi4Flow<f64>, z: &Tensor<f64>, log_r: &Tensor<f64>) -> (Tensor<f64>, Tensor<f64>) {
+fn push(flow: &Flow<f64>, z: &Tensor<f64>, log_r: &Tensor<f64>) -> (Tensor<f64>, Tensor<f64>) {
     let params = flow.param_vars(Record::Off);
     let (x, logq) = flow.forward(Var::constant(z.clone()), Var::constant(log_r.clone()), &params);
     (x.value().clone(), logq.value().clone())
@@ -92,12 +92,12 @@ fn reverse_inverts_forward_and_log_jacobians_cancel() {
     let params = flow.param_vars(Record::Off);
     let mut at = 0;
     let mut h = Var::constant(z.clone());
-    for (i, layer) in flow.layers.iter().enumerate() {
-        let np = layer.named_params().len();
+    for (i, layer) in flow.layers().iter().enumerate() {
+        let np = layer.n_params();
         let p = &params[at..at + np];
         at += np;
-        let (y, lj) = Layer::forward(layer, &h, p);
-        let (back, lj_back) = Layer::reverse(layer, &y, p);
+        let (y, lj) = layer.forward(&h, p);
+        let (back, lj_back) = layer.reverse(&y, p);
         let dx = max_abs_diff(back.value().data(), h.value().data());
         let net: Vec<f64> = lj.value().data().iter().zip(lj_back.value().data()).map(|(a, b)| a - b).collect();
         let dl = net.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -168,7 +168,7 @@ fn translation_by_two_sites_commutes_with_the_flow() {
 /// The training loss `mean(log q + S)` less `mean(log r(z))`, a constant of the
 /// parameters (z is fixed): same gradient, and dropping it keeps the rounding noise of the
 /// central differences (~1e-16 |loss| / h) small.
-fn loss(flow: &Phi4Flow<f64>, z: &Tensor<f64>, params: &[Var<f64>]) -> Var<f64> {
+fn loss(flow: &Flow<f64>, z: &Tensor<f64>, params: &[Var<f64>]) -> Var<f64> {
     let log_r = Var::constant(Tensor::zeros(&[z.shape()[0]]));
     let (x, logq) = flow.forward(Var::constant(z.clone()), log_r, params);
     logq.add(&phi4_action_var(&x, M2, LAM)).mean()
@@ -176,23 +176,25 @@ fn loss(flow: &Phi4Flow<f64>, z: &Tensor<f64>, params: &[Var<f64>]) -> Var<f64> 
 
 /// Smallest |input| of any LeakyReLU of the flow on `z`: central differences with step
 /// `h` are only valid where no such input lies within ~`2h |d input / d theta|` of the kink.
-fn kink_margin(flow: &Phi4Flow<f64>, z: &Tensor<f64>) -> f64 {
+fn kink_margin(flow: &Flow<f64>, z: &Tensor<f64>) -> f64 {
     let params = flow.param_vars(Record::Off);
     let l = z.shape()[1];
     let mut x = Var::constant(z.clone());
     let mut at = 0;
     let mut margin = f64::INFINITY;
-    for layer in &flow.layers {
-        let np = layer.named_params().len();
+    for layer in flow.layers() {
+        let np = layer.n_params();
         let p = &params[at..at + np];
-        let mask = std::rc::Rc::new(latflow_flow::masks::checkerboard::<f64>(l, l, layer.parity));
+        let full = layer;
+        let layer = layer.as_any().downcast_ref::<AffineCoupling<f64>>().expect("phi^4 flows hold affine couplings");
+        let mask = std::rc::Rc::new(latflow_flow::phi4::masks::checkerboard::<f64>(l, l, layer.parity));
         let mut h = x.mul_const(&mask).unsqueeze(1);
         for c in 0..layer.net.convs.len() - 1 {
             h = h.conv2d(&p[2 * c], Some(&p[2 * c + 1]));
             margin = h.value().data().iter().fold(margin, |m, v| m.min(v.abs()));
             h = h.leaky_relu(layer.net.config.slope);
         }
-        x = Layer::forward(layer, &x, p).0;
+        x = full.forward(&x, p).0;
         at += np;
     }
     margin
@@ -214,10 +216,10 @@ fn gradcheck_loss_wrt_a_sample_of_every_layer() {
     let gc = GradcheckConfig::default();
     println!("loss {:.4}, kink margin {margin:.2e}", loss(&flow, &z, &flow.param_vars(Record::Off)).value().item());
     assert!(margin > 10.0 * gc.step, "a LeakyReLU input lies {margin:e} from the kink: pick another seed");
-    let named = flow.named_params::<f64>();
+    let named = flow.named_params();
     let all: Vec<Tensor<f64>> = named.iter().map(|(_, t)| (*t).clone()).collect();
     let per_layer = 6;
-    let nl = flow.layers.len();
+    let nl = flow.layers().len();
     let mut audited: Vec<usize> = (0..per_layer).chain((nl - 1) * per_layer..nl * per_layer).collect();
     for i in 1..nl - 1 {
         audited.push(i * per_layer + (i - 1) % per_layer);
@@ -254,7 +256,7 @@ fn metadata(config: &Phi4FlowConfig) -> BTreeMap<String, String> {
 /// Saves `flow`, reads it back into a fresh flow of the same architecture, and checks
 /// that both draw bit-identical samples from the same seed.
 fn checkpoint_round_trip<T: Float>(config: &Phi4FlowConfig, name: &str) {
-    let mut trained = config.build::<T, _>(&mut StdRng::seed_from_u64(41));
+    let mut trained = config.build::<T>(&mut StdRng::seed_from_u64(41));
     // move the parameters off their init so that a silently skipped load would show
     for p in trained.params_mut() {
         for (k, v) in p.data_mut().iter_mut().enumerate() {
@@ -266,12 +268,12 @@ fn checkpoint_round_trip<T: Float>(config: &Phi4FlowConfig, name: &str) {
     let st = SafeTensors::read(&path).unwrap();
     assert_eq!(st.metadata.get("L").map(String::as_str), Some("8"));
     assert_eq!(st.metadata.get(checkpoint::FORMAT_KEY).map(String::as_str), Some(checkpoint::FORMAT_VERSION));
-    let mut loaded = config.build::<T, _>(&mut StdRng::seed_from_u64(999));
+    let mut loaded = config.build::<T>(&mut StdRng::seed_from_u64(999));
     assert_ne!(loaded, trained);
     load_params(&st, &mut loaded).unwrap();
     assert_eq!(loaded, trained);
-    let (xa, qa) = trained.sample::<T, _>(16, &mut StdRng::seed_from_u64(7));
-    let (xb, qb) = loaded.sample::<T, _>(16, &mut StdRng::seed_from_u64(7));
+    let (xa, qa) = trained.sample(16, &mut StdRng::seed_from_u64(7));
+    let (xb, qb) = loaded.sample(16, &mut StdRng::seed_from_u64(7));
     let bits = |t: &Tensor<T>| t.data().iter().map(|v| v.to_f64().to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&xa), bits(&xb), "samples differ after the checkpoint round trip ({})", T::NAME);
     assert_eq!(bits(&qa), bits(&qb), "log q differs after the checkpoint round trip ({})", T::NAME);
@@ -286,9 +288,9 @@ fn checkpoint_round_trip_gives_bit_identical_samples() {
 }
 
 /// Loads `path` into a flow of `config` the way the CLI does (read, then load_params).
-fn try_load(path: &std::path::Path, config: &Phi4FlowConfig) -> Result<Phi4Flow<f64>, CheckpointError> {
+fn try_load(path: &std::path::Path, config: &Phi4FlowConfig) -> Result<Flow<f64>, CheckpointError> {
     let st = SafeTensors::read(path)?;
-    let mut flow = config.build::<f64, _>(&mut StdRng::seed_from_u64(0));
+    let mut flow = config.build::<f64>(&mut StdRng::seed_from_u64(0));
     let before = flow.clone();
     let r = load_params(&st, &mut flow);
     if r.is_err() {
@@ -300,7 +302,7 @@ fn try_load(path: &std::path::Path, config: &Phi4FlowConfig) -> Result<Phi4Flow<
 #[test]
 fn bad_checkpoints_give_clear_errors_not_panics() {
     let config = Phi4FlowConfig { layers: 4, ..Phi4FlowConfig::default() };
-    let flow = config.build::<f64, _>(&mut StdRng::seed_from_u64(51));
+    let flow = config.build::<f64>(&mut StdRng::seed_from_u64(51));
     let path = temp_path("bad", "good.safetensors");
     save(&path, &flow, &metadata(&config)).unwrap();
     let bytes = std::fs::read(&path).unwrap();

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 fn train_in_pool(threads: usize) -> Vec<Tensor<f32>> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
-        let flow = Phi4FlowConfig { layers: 4, ..Default::default() }.build::<f32, _>(&mut StdRng::seed_from_u64(7));
+        let flow = Phi4FlowConfig { layers: 4, ..Default::default() }.build::<f32>(&mut StdRng::seed_from_u64(7));
         // batch 256 puts the 8->8 convolutions above the threading threshold
         let cfg = TrainConfig { batch: 256, adam: AdamConfig::default(), lr_final: None, steps: 5, seed: 3 };
         let mut tr = Trainer::new(flow, cfg);
@@ -19,7 +19,7 @@ fn train_in_pool(threads: usize) -> Vec<Tensor<f32>> {
         for _ in 0..5 {
             tr.step(&action).unwrap();
         }
-        tr.flow.named_params::<f32>().into_iter().map(|(_, t)| t.clone()).collect()
+        tr.flow.named_params().into_iter().map(|(_, t)| t.clone()).collect()
     })
 }
 

@@ -6,9 +6,8 @@ mod u1_common;
 
 use common::log_abs_det;
 use latflow_flow::model::{Layer, Record};
-use latflow_flow::prior::Prior;
-use latflow_flow::train::Action;
-use latflow_flow::u1::{topological_charges, U1FlowConfig, U1GaugeAction};
+use latflow_flow::train::TapeAction;
+use latflow_flow::u1::{topological_charges, GaugeEquivCoupling, U1FlowConfig, U1GaugeAction};
 use latflow_physics::u1::wrap_angle;
 use latflow_physics::{Lattice, U1};
 use latflow_tensor::{gradcheck, GradcheckConfig, Tensor, Var};
@@ -81,8 +80,8 @@ fn flow_is_gauge_equivariant_and_density_gauge_invariant() {
 fn reverse_inverts_forward_and_log_jacobians_cancel() {
     let l = 8;
     let flow = strong_flow(&U1FlowConfig::default(), 21, 4.0);
-    let z: Tensor<f64> = Prior::<f64>::sample(&flow.prior, 8, &mut StdRng::seed_from_u64(22));
-    let log_r = Prior::<f64>::log_prob(&flow.prior, &z);
+    let z: Tensor<f64> = flow.prior.sample(8, &mut StdRng::seed_from_u64(22));
+    let log_r = flow.prior.log_prob(&z);
     let params = flow.param_vars(Record::Off);
     let (x, logq) = flow.forward(Var::constant(z.clone()), Var::constant(log_r), &params);
     let (z_back, logq_back) = flow.reverse(x.value());
@@ -93,11 +92,11 @@ fn reverse_inverts_forward_and_log_jacobians_cancel() {
     assert!(dq < ROUNDTRIP_TOL, "log q forward vs reverse differ by {dq:e}");
     assert!(z_back.data().iter().all(|v| (0.0..2.0 * PI).contains(v)));
     // per layer: the reverse's log-Jacobian is the forward's at the preimage
-    let layer = &flow.layers[5];
+    let layer = &flow.layers()[5];
     let p: Vec<Var<f64>> = flow.param_vars(Record::Off)[5 * 6..6 * 6].to_vec();
     let u = random_links(3, l, 23);
-    let (y, lj) = Layer::forward(layer, &Var::constant(u.clone()), &p);
-    let (u_back, lj_back) = Layer::reverse(layer, &y, &p);
+    let (y, lj) = layer.forward(&Var::constant(u.clone()), &p);
+    let (u_back, lj_back) = layer.reverse(&y, &p);
     assert!(wrapped_max_diff(u_back.value().data(), u.data()) < ROUNDTRIP_TOL);
     for (a, b) in lj.value().data().iter().zip(lj_back.value().data()) {
         assert!((a - b).abs() < ROUNDTRIP_TOL, "layer log J {a} vs {b}");
@@ -144,7 +143,7 @@ fn log_jacobian_equals_finite_difference_log_det_on_4x4() {
 /// The training loss `mean(log q + S)` less the constant `log r = -V_links ln 2 pi`
 /// (same gradient; dropping the constant of size ~60 per sample keeps the rounding noise
 /// of the central differences, ~1e-16 |loss| / h, well below the tolerance).
-fn loss(flow: &latflow_flow::u1::U1Flow<f64>, z: &Tensor<f64>, params: &[Var<f64>], beta: f64) -> Var<f64> {
+fn loss(flow: &latflow_flow::model::Flow<f64>, z: &Tensor<f64>, params: &[Var<f64>], beta: f64) -> Var<f64> {
     let log_r = Var::constant(Tensor::zeros(&[z.shape()[0]]));
     let (x, logq) = flow.forward(Var::constant(z.clone()), log_r, params);
     logq.add(&U1GaugeAction { beta }.action(&x)).mean()
@@ -189,15 +188,15 @@ fn gradcheck_loss_wrt_a_sample_of_every_layer_of_the_default_flow() {
 #[test]
 fn fast_forward_equals_the_tutorials_masked_forward_bit_for_bit() {
     let flow = strong_flow(&U1FlowConfig::default(), 61, 3.0);
-    let params = flow.param_vars::<f64>(Record::Params);
+    let params = flow.param_vars(Record::Params);
     let u = random_links(3, 8, 62);
     let mut at = 0;
-    for (i, layer) in flow.layers.iter().enumerate() {
+    for (i, layer) in flow.layers().iter().enumerate() {
         let p = &params[at..at + 6];
         at += 6;
         let x = Var::constant(u.clone());
         let (y, lj) = layer.forward(&x, p);
-        let (ym, ljm) = layer.forward_masked(&x, p);
+        let (ym, ljm) = as_gauge(layer.as_ref()).forward_masked(&x, p);
         assert_eq!(y.value(), ym.value(), "layer {i}: links differ");
         for (a, b) in lj.value().data().iter().zip(ljm.value().data()) {
             assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "layer {i}: log J {a} vs {b}");
@@ -215,13 +214,18 @@ fn fast_forward_equals_the_tutorials_masked_forward_bit_for_bit() {
         }
     }
     // f32 too: the values the training path computes
-    let flow32 = U1FlowConfig::default().build::<f32, _>(&mut StdRng::seed_from_u64(63));
-    let p32 = flow32.param_vars::<f32>(Record::Off);
+    let flow32 = U1FlowConfig::default().build::<f32>(&mut StdRng::seed_from_u64(63));
+    let p32 = flow32.param_vars(Record::Off);
     let u32_: Tensor<f32> = u.cast();
-    for (i, layer) in flow32.layers.iter().enumerate() {
+    for (i, layer) in flow32.layers().iter().enumerate() {
         let x = Var::constant(u32_.clone());
         let (y, _) = layer.forward(&x, &p32[6 * i..6 * i + 6]);
-        let (ym, _) = layer.forward_masked(&x, &p32[6 * i..6 * i + 6]);
+        let (ym, _) = as_gauge(layer.as_ref()).forward_masked(&x, &p32[6 * i..6 * i + 6]);
         assert_eq!(y.value(), ym.value(), "f32 layer {i}");
     }
+}
+
+/// The concrete gauge-equivariant coupling behind a layer of a U(1) flow.
+fn as_gauge<T: latflow_tensor::Float>(layer: &dyn Layer<T>) -> &GaugeEquivCoupling<T> {
+    layer.as_any().downcast_ref().expect("U(1) flows hold gauge-equivariant couplings")
 }

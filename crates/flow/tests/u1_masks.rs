@@ -92,8 +92,9 @@ fn masks_partition_the_lattice_and_the_updated_links_touch_only_active_and_passi
 
 #[test]
 fn layer_i_has_mu_i_mod_2_and_offset_i_div_2_mod_4() {
-    let flow = U1FlowConfig::default().build::<f64, _>(&mut rand::rngs::StdRng::seed_from_u64(0));
-    for (i, l) in flow.layers.iter().enumerate() {
+    let flow = U1FlowConfig::default().build::<f64>(&mut rand::rngs::StdRng::seed_from_u64(0));
+    for (i, l) in flow.layers().iter().enumerate() {
+        let l = l.as_any().downcast_ref::<latflow_flow::u1::GaugeEquivCoupling<f64>>().expect("gauge coupling");
         assert_eq!((l.mu, l.off), (i % 2, (i / 2) % 4), "layer {i}");
         assert_eq!(l.active_mask(), &link_active_stripes(8, 8, i % 2, (i / 2) % 4));
         let names: Vec<String> = l.named_buffers().into_iter().map(|(n, _)| n).collect();

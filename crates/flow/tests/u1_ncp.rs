@@ -108,7 +108,7 @@ fn tape_forward_matches_scalar_mixture_including_the_pole_at_pi() {
     let (l, n_mix) = (8, 3);
     let mut rng = StdRng::seed_from_u64(5);
     let c = NcpPlaqCoupling::<f64>::new(l, l, 1, 2, n_mix, &[8, 8], 3, &mut rng);
-    let params: Vec<Var<f64>> = c.net.named_params().into_iter().map(|(_, t)| Var::constant(t.clone())).collect();
+    let params: Vec<Var<f64>> = c.net.params().into_iter().map(|t| Var::constant(t.clone())).collect();
     // raw plaquettes range over (-4 pi, 4 pi); put some exactly on the pole x = pi (mod 2 pi)
     let mut x = Tensor::<f64>::uniform(&[2, l, l], -4.0 * PI, 4.0 * PI, &mut rng);
     for (k, v) in x.data_mut().iter_mut().enumerate().step_by(7) {

@@ -177,7 +177,7 @@ impl HmcChain {
         rng: &mut R,
     ) -> TrajectoryInfo {
         for pi in self.p.iter_mut() {
-            *pi = rng.sample(StandardNormal);
+            *pi = rng.sample::<f64, _>(StandardNormal);
         }
         let h0 = self.s + kinetic(&self.p);
         self.x_new.copy_from_slice(&self.x);
@@ -322,7 +322,7 @@ mod tests {
 
     fn check_reversible<A: Action>(action: &A, x0: Vec<f64>, rng: &mut StdRng) {
         let n = x0.len();
-        let p0: Vec<f64> = (0..n).map(|_| rng.sample(StandardNormal)).collect();
+        let p0: Vec<f64> = (0..n).map(|_| rng.sample::<f64, _>(StandardNormal)).collect();
         let (mut x, mut p, mut f) = (x0.clone(), p0.clone(), vec![0.0; n]);
         action.force(&x, &mut f);
         let h0 = hamiltonian(action, &x, &p);
@@ -360,7 +360,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(2);
         let a = Phi4::new(Lattice::new(&[4, 4]), -4.0, 8.0);
         let x0: Vec<f64> = (0..16).map(|_| 0.3 * rng.sample::<f64, _>(StandardNormal)).collect();
-        let p0: Vec<f64> = (0..16).map(|_| rng.sample(StandardNormal)).collect();
+        let p0: Vec<f64> = (0..16).map(|_| rng.sample::<f64, _>(StandardNormal)).collect();
         let dh = |n: usize| {
             let (mut x, mut p, mut f) = (x0.clone(), p0.clone(), vec![0.0; 16]);
             a.force(&x, &mut f);

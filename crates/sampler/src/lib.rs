@@ -1,6 +1,8 @@
 //! latflow-sampler: Markov-chain samplers for the lattice actions of `latflow-physics`
 //! and the statistics every result is judged with.
 //!
+//! - [`ensemble`]: what every sampler returns ([`ensemble::Ensemble`]: configurations, action,
+//!   log q, the chain) and the flow-proposal sampler ([`ensemble::IndependenceSampler`]).
 //! - [`hmc`]: Hybrid Monte Carlo with a leapfrog integrator, one chain or many chains in
 //!   parallel (rayon).
 //! - [`metropolis`]: independence Metropolis fed by flow proposals (exact sampling).
@@ -8,6 +10,7 @@
 //! - [`stats`]: binning, bootstrap, jackknife, the Gamma method (Wolff 2004) for
 //!   `tau_int`, tunnelling rate.
 
+pub mod ensemble;
 pub mod hmc;
 pub mod metropolis;
 pub mod reweight;

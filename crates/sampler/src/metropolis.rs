@@ -61,6 +61,11 @@ impl IndependenceMetropolis {
         }
     }
 
+    /// Number of proposals accepted.
+    pub fn accepted(&self) -> usize {
+        self.accepted
+    }
+
     /// Number of proposals offered after the first.
     pub fn proposed(&self) -> usize {
         self.proposed

@@ -124,15 +124,30 @@ impl<T: Float> Layer<T> for GaugeEquivCoupling<T> {
     fn reverse(&self, y: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
         GaugeEquivCoupling::reverse(self, y, p)
     }
-    fn named_params(&self) -> Vec<(String, &Tensor<T>)> {
-        self.plaq_coupling.net.named_params().into_iter().map(|(n, t)| (format!("plaq_coupling.{n}"), t)).collect()
+    fn n_params(&self) -> usize {
+        self.plaq_coupling.net.n_params()
+    }
+    fn params(&self) -> Vec<&Tensor<T>> {
+        self.plaq_coupling.net.params()
     }
     fn params_mut(&mut self) -> Vec<&mut Tensor<T>> {
         self.plaq_coupling.net.params_mut()
+    }
+    fn param_names(&self) -> Vec<String> {
+        self.plaq_coupling.net.param_names().into_iter().map(|n| format!("plaq_coupling.{n}")).collect()
+    }
+    fn named_buffers(&self) -> Vec<(String, &Tensor<T>)> {
+        GaugeEquivCoupling::named_buffers(self)
     }
     fn constants_mut(&mut self) -> Vec<&mut Tensor<T>> {
         let mut v = vec![&mut self.active_mask, &mut self.inactive_mask];
         v.extend(self.plaq_coupling.masks_mut());
         v
+    }
+    fn box_clone(&self) -> Box<dyn Layer<T>> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

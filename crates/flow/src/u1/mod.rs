@@ -20,6 +20,6 @@ pub mod ncp;
 pub mod prior;
 
 pub use coupling::GaugeEquivCoupling;
-pub use model::{topological_charges, U1Flow, U1FlowConfig, U1GaugeAction};
+pub use model::{topological_charges, U1FlowConfig, U1GaugeAction};
 pub use ncp::NcpPlaqCoupling;
 pub use prior::HaarPrior;

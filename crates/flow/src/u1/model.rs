@@ -4,11 +4,11 @@
 
 use super::coupling::GaugeEquivCoupling;
 use super::prior::HaarPrior;
-use crate::model::Flow;
-use crate::train::Action;
+use crate::model::{Flow, Layer};
+use crate::train::TapeAction;
 use latflow_physics::{u1_action_var, Lattice, U1};
 use latflow_tensor::{Float, Tensor, Var};
-use rand::Rng;
+use rand::RngCore;
 
 /// Architecture of the U(1) flow. Defaults are the tutorial's.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,9 +33,6 @@ impl Default for U1FlowConfig {
     }
 }
 
-/// The U(1) flow model type.
-pub type U1Flow<T> = Flow<HaarPrior, GaugeEquivCoupling<T>>;
-
 impl U1FlowConfig {
     /// Checks the architecture, with a message naming the bad value.
     pub fn validate(&self) -> Result<(), String> {
@@ -57,21 +54,24 @@ impl U1FlowConfig {
     /// ```
     /// use latflow_flow::u1::U1FlowConfig;
     /// use rand::SeedableRng;
-    /// let flow = U1FlowConfig::default().build::<f32, _>(&mut rand::rngs::StdRng::seed_from_u64(0));
-    /// assert_eq!(flow.layers.len(), 16);
-    /// assert_eq!(flow.named_params::<f32>()[0].0, "0.plaq_coupling.net.0.weight");
+    /// let flow = U1FlowConfig::default().build::<f32>(&mut rand::rngs::StdRng::seed_from_u64(0));
+    /// assert_eq!(flow.layers().len(), 16);
+    /// assert_eq!(flow.named_params()[0].0, "0.plaq_coupling.net.0.weight");
     /// ```
     ///
     /// # Panics
     /// If [`U1FlowConfig::validate`] fails.
-    pub fn build<T: Float, R: Rng + ?Sized>(&self, rng: &mut R) -> U1Flow<T> {
+    pub fn build<T: Float>(&self, rng: &mut dyn RngCore) -> Flow<T> {
         if let Err(e) = self.validate() {
             panic!("U1FlowConfig: {e}");
         }
         let layers = (0..self.layers)
-            .map(|i| GaugeEquivCoupling::new(self.l, i % 2, (i / 2) % 4, self.n_mix, &self.hidden, self.kernel, rng))
+            .map(|i| {
+                let c = GaugeEquivCoupling::new(self.l, i % 2, (i / 2) % 4, self.n_mix, &self.hidden, self.kernel, rng);
+                Box::new(c) as Box<dyn Layer<T>>
+            })
             .collect();
-        Flow { prior: HaarPrior::new(self.l), layers }
+        Flow::new(Box::new(HaarPrior::new(self.l)), layers)
     }
 }
 
@@ -84,7 +84,7 @@ pub struct U1GaugeAction {
     pub beta: f64,
 }
 
-impl<T: Float> Action<T> for U1GaugeAction {
+impl<T: Float> TapeAction<T> for U1GaugeAction {
     fn action(&self, x: &Var<T>) -> Var<T> {
         u1_action_var(x, self.beta)
     }

@@ -2,7 +2,7 @@
 
 use crate::prior::Prior;
 use latflow_tensor::{Float, Tensor};
-use rand::Rng;
+use rand::RngCore;
 use std::f64::consts::PI;
 
 /// Haar measure on U(1) for every link: angles uniform in `[0, 2 pi)`, per-sample shape
@@ -15,7 +15,7 @@ use std::f64::consts::PI;
 /// use latflow_flow::u1::HaarPrior;
 /// use rand::SeedableRng;
 /// let prior = HaarPrior::new(4);
-/// let z = Prior::<f64>::sample(&prior, 3, &mut rand::rngs::StdRng::seed_from_u64(0));
+/// let z: latflow_tensor::Tensor<f64> = prior.sample(3, &mut rand::rngs::StdRng::seed_from_u64(0));
 /// assert_eq!(z.shape(), &[3, 2, 4, 4]);
 /// let lr = prior.log_prob(&z);
 /// assert!((lr.data()[0] + 32.0 * (2.0 * std::f64::consts::PI).ln()).abs() < 1e-12);
@@ -37,7 +37,11 @@ impl<T: Float> Prior<T> for HaarPrior {
         &self.shape
     }
 
-    fn sample<R: Rng + ?Sized>(&self, n: usize, rng: &mut R) -> Tensor<T> {
+    fn box_clone(&self) -> Box<dyn Prior<T>> {
+        Box::new(self.clone())
+    }
+
+    fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Tensor<T> {
         let mut s = vec![n];
         s.extend(&self.shape);
         let mut z = Tensor::<T>::uniform(&s, 0.0, 2.0 * PI, rng);

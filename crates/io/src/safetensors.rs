@@ -14,7 +14,7 @@
 //! pad the header with trailing spaces so the data section starts at a multiple of 8 bytes.
 //!
 //! Checkpoints of latflow use this format with the tensor names of the tutorial's
-//! `model['layers'].state_dict()` (see DESIGN.md), so a model trained here loads into the
+//! `model['layers'].state_dict()` (see docs/architecture.md, "Checkpoints"), so a model trained here loads into the
 //! PyTorch reference with `safetensors.torch.load_file` and back.
 //!
 //! Only the dtypes `F32` and `F64` are supported (everything latflow and the tutorial store);
@@ -29,7 +29,7 @@
 //! # Example
 //!
 //! ```
-//! use latflow_flow::safetensors::SafeTensors;
+//! use latflow_io::safetensors::SafeTensors;
 //!
 //! let mut st = SafeTensors::default();
 //! st.insert_f32("0.net.0.bias", &[2], &[0.5, -1.25]);

@@ -1,11 +1,11 @@
-//! The tutorial's phi^4 flow (arXiv:2101.08176 section IV): a standard normal prior and
-//! affine coupling layers with alternating checkerboard masks.
+//! The phi^4 flow's architecture: a standard normal prior and affine coupling layers with
+//! alternating checkerboard masks (arXiv:2101.08176 section IV).
 
-use crate::affine::AffineCoupling;
-use crate::model::Flow;
+use super::affine::AffineCoupling;
+use crate::model::{Flow, Layer};
 use crate::prior::NormalPrior;
 use latflow_tensor::Float;
-use rand::Rng;
+use rand::RngCore;
 
 /// Architecture of the phi^4 flow. Defaults are the tutorial's.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,9 +28,6 @@ impl Default for Phi4FlowConfig {
     }
 }
 
-/// The phi^4 flow model type.
-pub type Phi4Flow<T> = Flow<NormalPrior, AffineCoupling<T>>;
-
 impl Phi4FlowConfig {
     /// Checks the architecture, with a message naming the bad value.
     pub fn validate(&self) -> Result<(), String> {
@@ -45,13 +42,16 @@ impl Phi4FlowConfig {
     ///
     /// # Panics
     /// If [`Phi4FlowConfig::validate`] fails.
-    pub fn build<T: Float, R: Rng + ?Sized>(&self, rng: &mut R) -> Phi4Flow<T> {
+    pub fn build<T: Float>(&self, rng: &mut dyn RngCore) -> Flow<T> {
         if let Err(e) = self.validate() {
             panic!("Phi4FlowConfig: {e}");
         }
         let layers = (0..self.layers)
-            .map(|i| AffineCoupling::new(self.l, self.l, i % 2, &self.hidden, self.kernel, self.final_tanh, rng))
+            .map(|i| {
+                let c = AffineCoupling::new(self.l, self.l, i % 2, &self.hidden, self.kernel, self.final_tanh, rng);
+                Box::new(c) as Box<dyn Layer<T>>
+            })
             .collect();
-        Flow { prior: NormalPrior::new(&[self.l, self.l]), layers }
+        Flow::new(Box::new(NormalPrior::new(&[self.l, self.l])), layers)
     }
 }

@@ -17,13 +17,13 @@
 //! # Example
 //!
 //! ```
-//! use latflow_flow::plot::{line_plot, LinePlot, Series};
+//! use latflow_io::plot::{line_plot, LinePlot, Series};
 //!
 //! let loss: Vec<(f64, f64)> = (0..100).map(|i| (i as f64, 10.0 / (1.0 + i as f64))).collect();
 //! let plot = LinePlot::new("Training", "step", "loss").with_series(Series::line("loss", loss));
 //! let svg = line_plot(&plot);
 //! assert!(svg.starts_with("<svg") && svg.contains("Training"));
-//! // latflow_flow::plot::write_svg(std::path::Path::new("loss.svg"), &svg)?;
+//! // latflow_io::plot::write_svg(std::path::Path::new("loss.svg"), &svg)?;
 //! ```
 
 use std::fmt::Write as _;
@@ -342,7 +342,7 @@ pub fn write_svg(path: &Path, svg: &str) -> std::io::Result<()> {
 /// the ticks of `[0, 1]`.
 ///
 /// ```
-/// use latflow_flow::plot::nice_ticks;
+/// use latflow_io::plot::nice_ticks;
 /// assert_eq!(nice_ticks(0.0, 4800.0, 5), vec![0.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0]);
 /// assert_eq!(nice_ticks(-0.3, 0.7, 5), vec![-0.4, -0.2, 0.0, 0.2, 0.4, 0.6, 0.8]);
 /// ```

@@ -7,6 +7,7 @@
 //! The reverse pass recomputes `(s, t)` from the frozen sites (unchanged by `f`) and
 //! solves `x_a = (y_a - t) e^{-s}`.
 
+use crate::model::Layer;
 use crate::net::{ConvNet, ConvNetConfig};
 use latflow_tensor::{Float, Tensor, Var};
 use rand::Rng;
@@ -16,7 +17,7 @@ use rand::Rng;
 pub struct AffineCoupling<T: Float> {
     /// The conv net `(N, 1, H, W) -> (N, 2, H, W)` giving s (channel 0) and t (channel 1).
     pub net: ConvNet<T>,
-    /// Mask parity (0 or 1) of [`crate::masks::checkerboard`].
+    /// Mask parity (0 or 1) of [`super::masks::checkerboard`].
     pub parity: usize,
     mask: Tensor<T>,
     inv_mask: Tensor<T>,
@@ -36,7 +37,7 @@ impl<T: Float> AffineCoupling<T> {
         let config =
             ConvNetConfig { in_channels: 1, hidden: hidden.to_vec(), out_channels: 2, kernel, final_tanh, slope: 0.01 };
         let net = ConvNet::new(config, rng);
-        let mask = crate::masks::checkerboard::<T>(h, w, parity);
+        let mask = super::masks::checkerboard::<T>(h, w, parity);
         let inv_mask = mask.map(|m| T::ONE - m);
         AffineCoupling { net, parity, mask, inv_mask }
     }
@@ -44,11 +45,6 @@ impl<T: Float> AffineCoupling<T> {
     /// The checkerboard mask `(H, W)` (1 = frozen), the tutorial's `mask` buffer.
     pub fn mask(&self) -> &Tensor<T> {
         &self.mask
-    }
-
-    /// The masks, for [`crate::model::Layer::constants_mut`].
-    pub(crate) fn constants_mut(&mut self) -> Vec<&mut Tensor<T>> {
-        vec![&mut self.mask, &mut self.inv_mask]
     }
 
     /// The net's output `st (N, 2, H, W)` on the frozen part of `x (N, H, W)`: the scale
@@ -71,5 +67,38 @@ impl<T: Float> AffineCoupling<T> {
     pub fn reverse(&self, y: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
         let st = self.scale_shift(y, p);
         (y.affine_couple(&st, &self.mask, true), st.masked_channel_sum(0, &self.inv_mask))
+    }
+}
+
+impl<T: Float> Layer<T> for AffineCoupling<T> {
+    fn forward(&self, x: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
+        AffineCoupling::forward(self, x, p)
+    }
+    fn reverse(&self, y: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
+        AffineCoupling::reverse(self, y, p)
+    }
+    fn n_params(&self) -> usize {
+        self.net.n_params()
+    }
+    fn params(&self) -> Vec<&Tensor<T>> {
+        self.net.params()
+    }
+    fn params_mut(&mut self) -> Vec<&mut Tensor<T>> {
+        self.net.params_mut()
+    }
+    fn param_names(&self) -> Vec<String> {
+        self.net.param_names()
+    }
+    fn named_buffers(&self) -> Vec<(String, &Tensor<T>)> {
+        vec![("mask".into(), &self.mask)]
+    }
+    fn constants_mut(&mut self) -> Vec<&mut Tensor<T>> {
+        vec![&mut self.mask, &mut self.inv_mask]
+    }
+    fn box_clone(&self) -> Box<dyn Layer<T>> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

@@ -1,0 +1,246 @@
+//! Ensembles and the samplers that produce them.
+//!
+//! An [`Ensemble`] is what every sampler returns: the configurations it drew, their action,
+//! their log density under the proposal (when there is one), and the Markov chain over them
+//! (for each chain step, the index of the configuration the chain sits on). Observables are
+//! measured once per configuration and read along the chain ([`Ensemble::chain_of`]) or
+//! reweighted over the independent proposals ([`Ensemble::reweight`]).
+//!
+//! Samplers implement [`Sampler`]. [`IndependenceSampler`] draws proposals from any
+//! [`ProposalSource`] (a flow: `latflow_flow::proposals`) in batches and runs independence
+//! Metropolis over them in order (arXiv:2101.08176 section III.C); later samplers (flow-HMC,
+//! mixtures of flows and HMC) return the same [`Ensemble`].
+//!
+//! ```
+//! use latflow_sampler::ensemble::{IndependenceSampler, ProposalSource, Sampler};
+//! use rand::{Rng, RngCore, SeedableRng};
+//!
+//! /// q = N(0, 1) in one variable, proposed exactly.
+//! struct Normal;
+//! impl ProposalSource for Normal {
+//!     fn dof(&self) -> usize { 1 }
+//!     fn propose(&self, n: usize, rng: &mut dyn RngCore) -> (Vec<f64>, Vec<f64>) {
+//!         let x: Vec<f64> = (0..n).map(|_| rng.sample(rand_distr::StandardNormal)).collect();
+//!         let logq = x.iter().map(|x| -0.5 * x * x).collect();
+//!         (x, logq)
+//!     }
+//! }
+//! // p = q: every proposal is accepted
+//! let action = |x: &[f64]| 0.5 * x[0] * x[0];
+//! let e = IndependenceSampler::new(&Normal, &action, 100).sample(1000, &mut rand::rngs::StdRng::seed_from_u64(0));
+//! assert_eq!(e.acceptance(), 1.0);
+//! assert_eq!(e.len(), 1000);
+//! ```
+
+use crate::metropolis::IndependenceMetropolis;
+use crate::reweight::{reweight, Reweighted};
+use rand::RngCore;
+
+/// Independent proposals with a known (normalized or not) log density: a flow, a mixture.
+pub trait ProposalSource: Sync {
+    /// Real values per configuration.
+    fn dof(&self) -> usize;
+    /// Draws `n` proposals: the configurations, `n * dof()` values row-major, and
+    /// `log q` of each.
+    fn propose(&self, n: usize, rng: &mut dyn RngCore) -> (Vec<f64>, Vec<f64>);
+}
+
+/// Configurations with their action and the Markov chain over them.
+#[derive(Clone, Debug, Default)]
+pub struct Ensemble {
+    /// The configurations, `len() * dof` values row-major.
+    configs: Vec<f64>,
+    dof: usize,
+    /// `S(x)` of each configuration.
+    pub action: Vec<f64>,
+    /// `log q(x)` of each configuration under the proposal density (flow samplers).
+    pub logq: Option<Vec<f64>>,
+    /// For each Markov-chain step, the index of the configuration the chain sits on.
+    pub history: Vec<usize>,
+    /// Proposals accepted and offered (the first state is not a proposal).
+    pub accepted: usize,
+    /// Proposals offered.
+    pub proposed: usize,
+}
+
+impl Ensemble {
+    /// An empty ensemble of configurations with `dof` values each.
+    pub fn new(dof: usize) -> Self {
+        Ensemble { dof, ..Default::default() }
+    }
+
+    /// Number of configurations.
+    pub fn len(&self) -> usize {
+        self.action.len()
+    }
+
+    /// Whether the ensemble holds no configuration.
+    pub fn is_empty(&self) -> bool {
+        self.action.is_empty()
+    }
+
+    /// Real values per configuration.
+    pub fn dof(&self) -> usize {
+        self.dof
+    }
+
+    /// Configuration `i`.
+    pub fn config(&self, i: usize) -> &[f64] {
+        &self.configs[i * self.dof..(i + 1) * self.dof]
+    }
+
+    /// The configurations in order.
+    pub fn configs(&self) -> impl Iterator<Item = &[f64]> {
+        self.configs.chunks_exact(self.dof.max(1))
+    }
+
+    /// Appends a configuration with its action and, for flow samplers, `log q`.
+    ///
+    /// # Panics
+    /// If the length is not `dof`, or `logq` is given for some configurations only.
+    #[track_caller]
+    pub fn push(&mut self, config: &[f64], action: f64, logq: Option<f64>) {
+        assert_eq!(config.len(), self.dof, "ensemble of {} values per configuration", self.dof);
+        match (&mut self.logq, logq) {
+            (Some(v), Some(q)) => v.push(q),
+            (None, Some(q)) if self.action.is_empty() => self.logq = Some(vec![q]),
+            (None, None) => {}
+            _ => panic!("ensemble: log q given for some configurations only"),
+        }
+        self.configs.extend_from_slice(config);
+        self.action.push(action);
+    }
+
+    /// Fraction of proposals accepted (0 when nothing was proposed).
+    pub fn acceptance(&self) -> f64 {
+        if self.proposed == 0 {
+            0.0
+        } else {
+            self.accepted as f64 / self.proposed as f64
+        }
+    }
+
+    /// Log weights `log p - log q = -S - log q` of flow proposals (`None` without `log q`).
+    pub fn log_weights(&self) -> Option<Vec<f64>> {
+        self.logq.as_ref().map(|q| self.action.iter().zip(q).map(|(s, q)| -s - q).collect())
+    }
+
+    /// An observable on every configuration.
+    pub fn measure(&self, f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+        self.configs().map(f).collect()
+    }
+
+    /// The chain's values of an observable measured on every configuration, after
+    /// dropping the first `thermalize` steps.
+    pub fn chain_of(&self, per_config: &[f64], thermalize: usize) -> Vec<f64> {
+        self.history.iter().skip(thermalize).map(|&i| per_config[i]).collect()
+    }
+
+    /// Self-normalized reweighting of an observable over the (independent) proposals
+    /// (`None` without `log q`).
+    pub fn reweight(&self, per_config: &[f64]) -> Option<Reweighted> {
+        self.log_weights().map(|lw| reweight(per_config, &lw))
+    }
+}
+
+/// Something that draws an ensemble of `n` chain steps.
+pub trait Sampler {
+    /// Draws the ensemble, all randomness from `rng`.
+    fn sample(&mut self, n: usize, rng: &mut dyn RngCore) -> Ensemble;
+}
+
+/// Independence Metropolis over proposals drawn in batches from a [`ProposalSource`]:
+/// batch after batch, each proposal is offered to the chain in order with log weight
+/// `-S(x) - log q(x)` (exact sampling of `exp(-S)` for any `q` with full support).
+pub struct IndependenceSampler<'a, P: ProposalSource + ?Sized> {
+    source: &'a P,
+    action: &'a (dyn Fn(&[f64]) -> f64 + Sync),
+    batch: usize,
+}
+
+impl<'a, P: ProposalSource + ?Sized> IndependenceSampler<'a, P> {
+    /// Proposals from `source` in batches of `batch`, `action` = `S` on one configuration.
+    ///
+    /// # Panics
+    /// If `batch` is zero.
+    #[track_caller]
+    pub fn new(source: &'a P, action: &'a (dyn Fn(&[f64]) -> f64 + Sync), batch: usize) -> Self {
+        assert!(batch > 0, "IndependenceSampler: batch must be positive");
+        IndependenceSampler { source, action, batch }
+    }
+}
+
+impl<P: ProposalSource + ?Sized> Sampler for IndependenceSampler<'_, P> {
+    fn sample(&mut self, n: usize, rng: &mut dyn RngCore) -> Ensemble {
+        let dof = self.source.dof();
+        let mut e = Ensemble::new(dof);
+        let mut chain = IndependenceMetropolis::new();
+        while e.len() < n {
+            let b = self.batch.min(n - e.len());
+            let (x, logq) = self.source.propose(b, rng);
+            assert_eq!((x.len(), logq.len()), (b * dof, b), "proposal source returned the wrong sizes");
+            let first = e.len();
+            let mut lw = Vec::with_capacity(b);
+            for (c, &q) in x.chunks_exact(dof.max(1)).zip(&logq) {
+                let s = (self.action)(c);
+                lw.push(-s - q);
+                e.push(c, s, Some(q));
+            }
+            chain.offer_batch(first, &lw, rng);
+        }
+        e.history = chain.history().to_vec();
+        e.proposed = chain.proposed();
+        e.accepted = chain.accepted();
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// q uniform on {0, 1, 2} (as one real value), p proportional to (1, 2, 3).
+    struct Three;
+    impl ProposalSource for Three {
+        fn dof(&self) -> usize {
+            1
+        }
+        fn propose(&self, n: usize, rng: &mut dyn RngCore) -> (Vec<f64>, Vec<f64>) {
+            let x: Vec<f64> = (0..n).map(|_| rng.gen_range(0..3) as f64).collect();
+            (x, vec![(1.0f64 / 3.0).ln(); n])
+        }
+    }
+
+    /// The sampler's chain is the independence-Metropolis chain of its proposals: state
+    /// frequencies match p within 4 sigma (binomial errors inflated by sqrt(2 tau), tau <= 3),
+    /// and the batch size does not change the ensemble.
+    #[test]
+    fn samples_p_and_does_not_depend_on_the_batch() {
+        let action = |x: &[f64]| -((x[0] + 1.0) / 6.0).ln();
+        let n = 60_000;
+        let e = IndependenceSampler::new(&Three, &action, 1000).sample(n, &mut StdRng::seed_from_u64(5));
+        assert_eq!((e.len(), e.history.len()), (n, n));
+        let x = e.measure(|c| c[0]);
+        for s in 0..3 {
+            let f = e.chain_of(&x, 0).iter().filter(|&&v| v == s as f64).count() as f64 / n as f64;
+            let p = (s + 1) as f64 / 6.0;
+            let sigma = (p * (1.0 - p) / n as f64).sqrt() * 6f64.sqrt();
+            assert!((f - p).abs() < 4.0 * sigma, "state {s}: {f} vs {p}");
+        }
+        let rw = e.reweight(&x).unwrap();
+        assert!((rw.estimate.value - 14.0 / 6.0 + 1.0).abs() < 4.0 * rw.estimate.error, "{rw:?}");
+        assert!(e.acceptance() > 0.5 && e.acceptance() < 1.0);
+    }
+
+    #[test]
+    fn push_checks_lengths_and_log_q() {
+        let mut e = Ensemble::new(2);
+        e.push(&[1.0, 2.0], 0.5, None);
+        assert_eq!(e.config(0), &[1.0, 2.0]);
+        assert!(e.log_weights().is_none() && e.reweight(&[1.0]).is_none());
+        let r = std::panic::catch_unwind(move || e.push(&[1.0, 2.0], 0.5, Some(0.0)));
+        assert!(r.is_err(), "log q for some configurations only must panic");
+    }
+}

@@ -1,0 +1,199 @@
+//! latflow-theory: one module per lattice theory, behind one interface that every tool
+//! (`latflow train`, `sample`, `apply`, `hmc`) uses.
+//!
+//! A [`Theory`] is an entry of the registry ([`builtin`]): its name, its parameters
+//! (couplings, lattice, flow architecture, with defaults: [`Param`]) and its training
+//! defaults. Given parameter values (from flags or from a checkpoint's metadata, both
+//! validated by the same code) it makes a [`Setup`]: the theory at those couplings, which
+//! holds everything the tools need:
+//! - the action on `f64` slices with its force (HMC, evaluation) and on the tape (training);
+//! - the flow architectures it offers, built in f32 or f64;
+//! - the observables it reports (name, per-configuration function);
+//! - its reference values *for these couplings* ([`Reference`]): exact results where
+//!   known, latflow's own cached HMC values, a published number only at its own couplings
+//!   (the tools run latflow's HMC on demand for observables without a reference);
+//! - what its sample plots show.
+//!
+//! Files: [`params`] (parameters and their parsing), [`phi4`], [`u1`] (the two theories),
+//! this file (the traits and the registry). Adding a theory: `docs/architecture.md`,
+//! "Add a theory".
+
+pub mod params;
+pub mod phi4;
+pub mod u1;
+
+pub use params::{Group, Param, Params, Source};
+
+use latflow_flow::model::Flow;
+use latflow_flow::train::TrainConfig;
+use latflow_physics::Action;
+use latflow_tensor::{AdamConfig, Var};
+use rand::RngCore;
+use std::collections::BTreeMap;
+
+/// A lattice theory: a registry entry that parses and validates its parameters.
+pub trait Theory: Sync {
+    /// The name on the command line and in checkpoints (`phi4`).
+    fn name(&self) -> &'static str;
+    /// The name in printed text (`phi^4`).
+    fn title(&self) -> &'static str;
+    /// Its parameters with defaults, in the order of the help text.
+    fn params(&self) -> Vec<Param>;
+    /// Training defaults (schedule, run directory).
+    fn train_defaults(&self) -> TrainDefaults;
+    /// The theory at the given parameter values.
+    ///
+    /// # Errors
+    /// A message naming the bad value (a flag or a metadata entry, see [`Params::error`]).
+    fn setup(&self, p: &Params) -> Result<Box<dyn Setup>, String>;
+}
+
+/// A theory at given couplings, lattice and architecture.
+pub trait Setup: Sync {
+    /// The values it was made from, canonical (what checkpoints store), by metadata key.
+    fn params(&self) -> BTreeMap<String, String>;
+    /// The couplings and lattice in a few words (`L=8 M2=-4 lam=8`).
+    fn describe(&self) -> String;
+    /// The flow architecture in a few words (`16 layers, hidden [8, 8], kernel 3`).
+    fn describe_flow(&self) -> String;
+    /// The action on `f64` slices with its force (HMC, ensembles).
+    fn action(&self) -> &dyn Action;
+    /// `S(x)` of a batch on the tape (training; `log p = -S`).
+    fn tape_action(&self, x: &Var<f32>) -> Var<f32>;
+    /// A freshly initialized flow in f32, all randomness from `rng`.
+    ///
+    /// # Errors
+    /// If the setup cannot carry a flow (e.g. a lattice of another dimension).
+    fn flow_f32(&self, rng: &mut dyn RngCore) -> Result<Flow<f32>, String>;
+    /// The same flow in f64 (`apply` on f64 inputs, audits).
+    ///
+    /// # Errors
+    /// As [`Setup::flow_f32`].
+    fn flow_f64(&self, rng: &mut dyn RngCore) -> Result<Flow<f64>, String>;
+    /// A starting configuration for HMC.
+    fn hmc_start(&self, rng: &mut dyn RngCore) -> Vec<f64>;
+    /// The observables it reports; the first is the primary one.
+    fn observables(&self) -> Vec<Observable>;
+    /// Reference values known for exactly these couplings and lattice.
+    fn references(&self) -> Vec<Reference>;
+    /// What a sample plot shows of one configuration: values on a `(rows, cols)` grid,
+    /// and the plot's title for 16 flow samples.
+    fn sample_image(&self, config: &[f64]) -> (Vec<f64>, usize, usize);
+    /// The title of the grid of sample images.
+    fn sample_title(&self) -> String;
+}
+
+/// Settings of a training run that depend on the theory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainDefaults {
+    /// Optimizer, schedule, batch and steps.
+    pub train: TrainConfig,
+    /// Steps between progress lines and checkpoints.
+    pub era: usize,
+    /// The run directory.
+    pub out: &'static str,
+}
+
+impl TrainDefaults {
+    /// Batch 64, Adam from `lr` along a cosine to 1e-4, seed 0.
+    pub fn cosine(lr: f64, steps: usize, era: usize, out: &'static str) -> Self {
+        let train = TrainConfig {
+            batch: 64,
+            adam: AdamConfig { lr, ..AdamConfig::default() },
+            lr_final: Some(1e-4),
+            steps,
+            seed: 0,
+        };
+        TrainDefaults { train, era, out }
+    }
+}
+
+/// A function of one configuration.
+pub type ConfigFn = Box<dyn Fn(&[f64]) -> f64 + Sync>;
+
+/// An observable measured on every configuration.
+pub struct Observable {
+    /// Short name for files (`chi2`, `q2`).
+    pub key: &'static str,
+    /// Name in printed text (`chi_2`, `<Q^2>`).
+    pub label: &'static str,
+    /// Decimals printed.
+    pub digits: usize,
+    /// Its value on one configuration.
+    pub f: ConfigFn,
+    /// Whether ensembles are compared with a reference for it (latflow's HMC runs on
+    /// demand when the theory knows none).
+    pub compare: bool,
+    /// An integer-valued charge whose tunnelling between sectors is reported and plotted
+    /// against a plain HMC chain: the plot's file stem (`topology`).
+    pub tunnelling: Option<&'static str>,
+}
+
+impl Observable {
+    /// An observable compared with references, not a charge.
+    pub fn new(
+        key: &'static str,
+        label: &'static str,
+        digits: usize,
+        f: impl Fn(&[f64]) -> f64 + Sync + 'static,
+    ) -> Self {
+        Observable { key, label, digits, f: Box::new(f), compare: true, tunnelling: None }
+    }
+
+    /// The same, reported without a reference.
+    pub fn without_reference(mut self) -> Self {
+        self.compare = false;
+        self
+    }
+
+    /// The same, marked as a charge whose history is plotted in `{stem}.svg`.
+    pub fn charge(mut self, stem: &'static str) -> Self {
+        self.tunnelling = Some(stem);
+        self
+    }
+}
+
+/// A reference value of one observable at a setup's couplings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reference {
+    /// The observable's key.
+    pub key: &'static str,
+    /// Where it comes from (`exact, 2D`, `HMC, tutorial`, `HMC, latflow`).
+    pub label: String,
+    /// The value.
+    pub value: f64,
+    /// Its error; zero for exact values.
+    pub error: f64,
+    /// Decimals printed.
+    pub digits: usize,
+    /// A remark printed after it (`9.6M trajectories`).
+    pub note: String,
+}
+
+impl Reference {
+    /// An exact value.
+    pub fn exact(key: &'static str, label: &str, value: f64, digits: usize) -> Self {
+        Reference { key, label: label.into(), value, error: 0.0, digits, note: String::new() }
+    }
+
+    /// A measured value with its error.
+    pub fn measured(key: &'static str, label: &str, value: f64, error: f64, digits: usize, note: &str) -> Self {
+        Reference { key, label: label.into(), value, error, digits, note: note.into() }
+    }
+
+    /// `(estimate - value) / sqrt(error^2 + self.error^2)`: the deviation in sigma.
+    pub fn pull(&self, estimate: f64, error: f64) -> f64 {
+        (estimate - self.value) / (error * error + self.error * self.error).sqrt()
+    }
+}
+
+/// The theories latflow ships, in the order of the help text. Adding a theory adds one
+/// line here.
+pub fn builtin() -> Vec<&'static dyn Theory> {
+    vec![&phi4::Phi4Theory, &u1::U1Theory]
+}
+
+/// The theory called `name` in `theories`.
+pub fn find<'a>(theories: &[&'a dyn Theory], name: &str) -> Option<&'a dyn Theory> {
+    theories.iter().copied().find(|t| t.name() == name)
+}

@@ -1,0 +1,194 @@
+//! phi^4 theory (arXiv:2101.08176 section IV): the action of [`latflow_physics::Phi4`],
+//! the tutorial's flow of affine couplings ([`latflow_flow::phi4`]), the observables
+//! chi_2, M and |M|, and the reference values known at the run's couplings:
+//! - the tutorial's couplings (8x8, M2 = -4, lam = 8): its published HMC value
+//!   chi_2 = 0.75 +- 0.01 and latflow's own, 20 times more precise;
+//! - the free field (lam = 0, M2 > 0): exactly `chi_2 = 1 / (2 M2)` and `<M> = 0` on any
+//!   lattice (the covariance is `(1/2)(-Laplacian + M2)^{-1}`, and the constant mode is an
+//!   eigenvector of the Laplacian with eigenvalue 0);
+//! - anywhere else: none (the tools run latflow's HMC on demand).
+
+use crate::params::join_list;
+use crate::{Group, Observable, Param, Params, Reference, Setup, Theory, TrainDefaults};
+use latflow_flow::model::Flow;
+use latflow_flow::phi4::Phi4FlowConfig;
+use latflow_physics::observables::{magnetization, two_point_susceptibility};
+use latflow_physics::{phi4_action_var, Action, Lattice, Phi4};
+use latflow_tensor::{Float, Var};
+use rand::{Rng, RngCore};
+use std::collections::BTreeMap;
+
+/// The tutorial's HMC value of chi_2 on 8x8, M2 = -4, lam = 8 (arXiv:2101.08176 section IV).
+pub const CHI2_HMC_TUTORIAL: (f64, f64) = (0.75, 0.01);
+
+/// latflow's own HMC value at the tutorial's couplings, 20x more precise:
+/// `latflow hmc phi4 --n-traj 1200000 --chains 8` (9.6M trajectories, seed 0, 8 s on the
+/// 2-core dev box, 2026-11-22) gives chi_2 = 0.74439 +- 0.00048 (tau_int 1.12).
+pub const CHI2_HMC_LATFLOW: (f64, f64) = (0.7444, 0.0005);
+
+/// Largest lattice volume accepted (sites), before anything is allocated.
+pub const MAX_VOLUME: usize = 1 << 24;
+
+/// The phi^4 registry entry.
+pub struct Phi4Theory;
+
+impl Theory for Phi4Theory {
+    fn name(&self) -> &'static str {
+        "phi4"
+    }
+
+    fn title(&self) -> &'static str {
+        "phi^4"
+    }
+
+    fn params(&self) -> Vec<Param> {
+        vec![
+            Param::new("L", "8", "lattice extent (L^nd sites)", Group::Lattice),
+            Param::new("nd", "2", "dimensions (HMC; flows are 2D)", Group::HmcOnly),
+            Param::new("m2", "-4", "bare mass squared M2", Group::Coupling),
+            Param::new("lam", "8", "quartic coupling lam >= 0", Group::Coupling),
+            Param::new("layers", "16", "affine coupling layers", Group::Flow),
+            Param::new("hidden", "8,8", "hidden channels of each coupling's conv net", Group::Flow),
+            Param::new("kernel", "3", "odd conv kernel size", Group::Flow),
+            Param::new("final-tanh", "true", "tanh after each net's last convolution", Group::Flow)
+                .stored_as("final_tanh"),
+        ]
+    }
+
+    /// The demo's schedule (README, "Why these defaults"): Adam lr 3e-3 cosine to 1e-4,
+    /// 12000 steps of batch 64.
+    fn train_defaults(&self) -> TrainDefaults {
+        TrainDefaults::cosine(3e-3, 12000, 1000, "runs/phi4")
+    }
+
+    fn setup(&self, p: &Params) -> Result<Box<dyn Setup>, String> {
+        let l = p.positive("L")?;
+        let nd = p.positive("nd")?;
+        if !(1..=4).contains(&nd) {
+            return Err(p.error("nd", format!("must be in 1..=4 for phi4, got {nd}")));
+        }
+        if l.checked_pow(nd as u32).filter(|&v| v <= MAX_VOLUME).is_none() {
+            return Err(format!("lattice {l}^{nd} is too large (at most {MAX_VOLUME} sites)"));
+        }
+        let (m2, lam) = (p.finite("m2")?, p.finite("lam")?);
+        if lam < 0.0 {
+            return Err(p.error("lam", format!("must be >= 0 (the action is unbounded below otherwise), got {lam}")));
+        }
+        if lam == 0.0 && m2 <= 0.0 {
+            return Err(p.error("m2", format!("must be positive when lam = 0 (the free field needs a mass), got {m2}")));
+        }
+        let arch = Phi4FlowConfig {
+            l,
+            layers: p.positive("layers")?,
+            hidden: p.positive_list("hidden")?,
+            kernel: p.positive("kernel")?,
+            final_tanh: p.get("final_tanh")?,
+        };
+        let action = Phi4::new(Lattice::hypercubic(l, nd), m2, lam);
+        Ok(Box::new(Phi4Setup { arch, nd, m2, lam, action }))
+    }
+}
+
+/// phi^4 at given couplings, lattice and architecture.
+pub struct Phi4Setup {
+    /// The flow architecture.
+    pub arch: Phi4FlowConfig,
+    /// Dimensions of the lattice.
+    pub nd: usize,
+    /// Bare mass squared.
+    pub m2: f64,
+    /// Quartic coupling.
+    pub lam: f64,
+    action: Phi4,
+}
+
+impl Phi4Setup {
+    /// The flow; the architecture is checked here (HMC needs none).
+    fn flow<T: Float>(&self, rng: &mut dyn RngCore) -> Result<Flow<T>, String> {
+        if self.nd != 2 {
+            return Err(format!("the phi^4 flows are two-dimensional; this lattice has nd = {}", self.nd));
+        }
+        self.arch.validate()?;
+        Ok(self.arch.build(rng))
+    }
+
+    /// Whether these are the tutorial's couplings (8x8, M2 = -4, lam = 8).
+    pub fn is_tutorial(&self) -> bool {
+        self.arch.l == 8 && self.nd == 2 && self.m2 == -4.0 && self.lam == 8.0
+    }
+}
+
+impl Setup for Phi4Setup {
+    fn params(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("L".to_string(), self.arch.l.to_string()),
+            ("m2".into(), self.m2.to_string()),
+            ("lam".into(), self.lam.to_string()),
+            ("layers".into(), self.arch.layers.to_string()),
+            ("hidden".into(), join_list(&self.arch.hidden)),
+            ("kernel".into(), self.arch.kernel.to_string()),
+            ("final_tanh".into(), self.arch.final_tanh.to_string()),
+        ])
+    }
+
+    fn describe(&self) -> String {
+        let nd = if self.nd == 2 { String::new() } else { format!(" Nd={}", self.nd) };
+        format!("L={}{nd} M2={} lam={}", self.arch.l, self.m2, self.lam)
+    }
+
+    fn describe_flow(&self) -> String {
+        format!("{} layers, hidden {:?}, kernel {}", self.arch.layers, self.arch.hidden, self.arch.kernel)
+    }
+
+    fn action(&self) -> &dyn Action {
+        &self.action
+    }
+
+    fn tape_action(&self, x: &Var<f32>) -> Var<f32> {
+        phi4_action_var(x, self.m2, self.lam)
+    }
+
+    fn flow_f32(&self, rng: &mut dyn RngCore) -> Result<Flow<f32>, String> {
+        self.flow(rng)
+    }
+
+    fn flow_f64(&self, rng: &mut dyn RngCore) -> Result<Flow<f64>, String> {
+        self.flow(rng)
+    }
+
+    fn hmc_start(&self, rng: &mut dyn RngCore) -> Vec<f64> {
+        (0..self.action.dof()).map(|_| rng.gen_range(-0.1..0.1)).collect()
+    }
+
+    fn observables(&self) -> Vec<Observable> {
+        vec![
+            Observable::new("chi2", "chi_2", 4, two_point_susceptibility),
+            Observable::new("M", "<M>", 4, magnetization),
+            Observable::new("absM", "<|M|>", 4, |x| magnetization(x).abs()),
+        ]
+    }
+
+    fn references(&self) -> Vec<Reference> {
+        let mut r = Vec::new();
+        if self.is_tutorial() {
+            let (t, l) = (CHI2_HMC_TUTORIAL, CHI2_HMC_LATFLOW);
+            r.push(Reference::measured("chi2", "HMC, tutorial", t.0, t.1, 2, ""));
+            r.push(Reference::measured("chi2", "HMC, latflow", l.0, l.1, 4, "9.6M trajectories"));
+        }
+        if self.lam == 0.0 {
+            r.push(Reference::exact("chi2", "exact, free field", 1.0 / (2.0 * self.m2), 4));
+            r.push(Reference::exact("M", "exact, free field", 0.0, 4));
+        }
+        r
+    }
+
+    fn sample_image(&self, config: &[f64]) -> (Vec<f64>, usize, usize) {
+        let s = self.action.lattice().shape();
+        let cols = s[s.len() - 1];
+        (config.to_vec(), config.len() / cols, cols)
+    }
+
+    fn sample_title(&self) -> String {
+        "16 flow samples of phi".into()
+    }
+}

@@ -1,0 +1,134 @@
+//! Checkpoints as the tools use them: a run directory's `model.safetensors` (the flow's
+//! parameters and buffers, the run's theory and parameters in the metadata) and
+//! `optimizer.safetensors` (Adam's moments, for `--resume`), for any theory of the registry.
+
+use super::{CliError, CliResult};
+use crate::flow::checkpoint;
+use crate::flow::model::Flow;
+use crate::flow::train::Trainer;
+use crate::io::safetensors::{CheckpointError, SafeTensors};
+use crate::tensor::Float;
+use crate::theory::{Params, Setup, Theory};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The model file inside a run directory.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// Adam state next to the model (kept out of the model file so that it stays a plain
+/// PyTorch `state_dict`).
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+
+/// A checkpoint read and validated against its theory.
+pub struct Loaded {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// Its tensors.
+    pub st: SafeTensors,
+    /// Its metadata.
+    pub meta: BTreeMap<String, String>,
+    /// The theory's parameters from the metadata.
+    pub params: Params,
+    /// The theory at those parameters.
+    pub setup: Box<dyn Setup>,
+}
+
+impl Loaded {
+    /// The flow the checkpoint describes, in `T`, with its parameters (widened exactly to
+    /// f64 when `T` is f64).
+    pub fn flow<T: Float>(&self, build: impl FnOnce(&dyn Setup) -> Result<Flow<T>, String>) -> CliResult<Flow<T>> {
+        let mut flow = build(self.setup.as_ref()).map_err(|e| self.err(e))?;
+        checkpoint::load_params(&self.st, &mut flow).map_err(|e| self.err(e))?;
+        Ok(flow)
+    }
+
+    /// The f32 flow (training, sampling).
+    pub fn flow_f32(&self) -> CliResult<Flow<f32>> {
+        self.flow(|s| s.flow_f32(&mut StdRng::seed_from_u64(0)))
+    }
+
+    /// The f64 flow (`apply` on f64 inputs).
+    pub fn flow_f64(&self) -> CliResult<Flow<f64>> {
+        self.flow(|s| s.flow_f64(&mut StdRng::seed_from_u64(0)))
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> CliError {
+        CliError(format!("{}: {e}", self.path.display()))
+    }
+}
+
+/// The theory named in a checkpoint's metadata.
+pub fn theory_of<'a>(theories: &[&'a dyn Theory], path: &Path) -> CliResult<&'a dyn Theory> {
+    let st = SafeTensors::read(path).map_err(|e| CliError(e.to_string()))?;
+    let name: String = meta_value(path, &st.metadata, "theory")?;
+    crate::theory::find(theories, &name)
+        .ok_or_else(|| CliError(format!("{}: unknown theory {name:?} in checkpoint", path.display())))
+}
+
+/// Reads a checkpoint that must be of `theory`, with its parameters validated.
+pub fn open(theory: &dyn Theory, path: &Path) -> CliResult<Loaded> {
+    // SafeTensors::read names the file in its errors.
+    let st = SafeTensors::read(path).map_err(|e| CliError(e.to_string()))?;
+    let meta = st.metadata.clone();
+    let found: String = meta_value(path, &meta, "theory")?;
+    if found != theory.name() {
+        return Err(CliError(format!("{}: a {found} checkpoint, expected {}", path.display(), theory.name())));
+    }
+    let file = path.display().to_string();
+    let params = Params::from_metadata(&theory.params(), &meta, &file).map_err(CliError)?;
+    let setup = theory.setup(&params).map_err(|e| {
+        if e.starts_with(&file) {
+            CliError(e)
+        } else {
+            CliError(format!("{file}: {e}"))
+        }
+    })?;
+    Ok(Loaded { path: path.to_path_buf(), st, meta, params, setup })
+}
+
+/// A checkpoint metadata entry parsed as `V`; the error names the file and the key.
+pub fn meta_value<V: std::str::FromStr>(path: &Path, meta: &BTreeMap<String, String>, key: &str) -> CliResult<V> {
+    checkpoint::meta_get(meta, key).map_err(|e| CliError(format!("{}: {e}", path.display())))
+}
+
+/// Writes the model checkpoint with the run's metadata and current step, and Adam's state.
+pub fn save(trainer: &Trainer<f32>, dir: &Path, meta: &BTreeMap<String, String>) -> CliResult<()> {
+    let mut meta = meta.clone();
+    meta.insert("step".into(), trainer.step.to_string());
+    let mut opt = SafeTensors::default();
+    let (m, v) = trainer.adam.moments();
+    for ((name, t), (m, v)) in trainer.flow.named_params().into_iter().zip(m.iter().zip(&v)) {
+        opt.insert_f32(format!("exp_avg.{name}"), t.shape(), m);
+        opt.insert_f32(format!("exp_avg_sq.{name}"), t.shape(), v);
+    }
+    opt.metadata.insert("adam_step".into(), trainer.adam.steps().to_string());
+    opt.metadata.insert("step".into(), trainer.step.to_string());
+    // Optimizer first: a model file always has a matching (or newer) optimizer next to it.
+    opt.write(&dir.join(OPTIMIZER_FILE)).map_err(|e| CliError(e.to_string()))?;
+    checkpoint::save(&dir.join(MODEL_FILE), &trainer.flow, &meta).map_err(|e| CliError(e.to_string()))
+}
+
+/// Restores Adam's moments from the `optimizer.safetensors` next to the checkpoint
+/// `model`, if there is one written at the same step (otherwise Adam restarts, with a
+/// note on stderr).
+pub fn restore_optimizer(trainer: &mut Trainer<f32>, model: &Path) -> CliResult<()> {
+    let path = model.with_file_name(OPTIMIZER_FILE);
+    let Ok(opt) = SafeTensors::read(&path) else {
+        eprintln!("note: no readable {} next to the checkpoint; Adam restarts from zero moments", path.display());
+        return Ok(());
+    };
+    if opt.metadata.get("step") != Some(&trainer.step.to_string()) {
+        eprintln!("note: {} is not from step {}; Adam restarts from zero moments", path.display(), trainer.step);
+        return Ok(());
+    }
+    let err = |e: CheckpointError| CliError(format!("{}: {e}", path.display()));
+    let (mut m, mut v) = (Vec::new(), Vec::new());
+    for (name, t) in trainer.flow.named_params() {
+        m.push(opt.get_f32_shaped(&format!("exp_avg.{name}"), t.shape()).map_err(err)?);
+        v.push(opt.get_f32_shaped(&format!("exp_avg_sq.{name}"), t.shape()).map_err(err)?);
+    }
+    let adam_step: u64 = checkpoint::meta_get(&opt.metadata, "adam_step").map_err(err)?;
+    trainer.adam.restore(adam_step, m, v);
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! `latflow sample --checkpoint FILE`: exact sampling from any theory's checkpoint (the
+//! theory, couplings and architecture are in its metadata), reported like `train`'s
+//! evaluation ensemble.
+
+use super::report::{self, EnsembleArgs};
+use super::{checkpoints, Args, CliError, CliResult};
+use latflow_theory::Theory;
+use std::path::{Path, PathBuf};
+
+/// `latflow sample ...`.
+pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
+    let a = Args::parse(rest, &["checkpoint", "n", "batch", "therm", "seed", "out", "device"], &[])?;
+    if let Some(p) = a.positional.first() {
+        return Err(CliError(format!("sample: unexpected argument {p:?}")));
+    }
+    let path: PathBuf = a.opt("checkpoint")?.ok_or_else(|| CliError("sample: --checkpoint FILE is required".into()))?;
+    let theory = checkpoints::theory_of(theories, &path)?;
+    let ck = checkpoints::open(theory, &path)?;
+    let mut flow = ck.flow_f32()?;
+    let out: PathBuf = a.get("out", path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf))?;
+    let s = EnsembleArgs {
+        n: a.positive("n", 8192)?,
+        batch: a.positive("batch", 1024)?,
+        therm: a.get("therm", 512usize)?,
+        seed: a.get("seed", 1u64)?,
+        dir: PathBuf::new(),
+    };
+    let device = super::parse_device(&a)?;
+    super::move_flow(&mut flow, device)?;
+    let s = EnsembleArgs { dir: super::make_dir(&out)?, ..s };
+    report::evaluate(theory, ck.setup.as_ref(), &flow, &s, None)
+}

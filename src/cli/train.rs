@@ -1,0 +1,310 @@
+//! `latflow train THEORY [FLAGS]` for every theory of the registry, and the default demo:
+//! the training loop with progress, `history.csv` and checkpoints, `--resume`, then the
+//! evaluation ensemble of [`super::report`].
+
+use super::checkpoints::{self, MODEL_FILE, OPTIMIZER_FILE};
+use super::{report, Args, CliError, CliResult};
+use crate::flow::train::{StepMetrics, TapeAction, TrainConfig, Trainer};
+use crate::io::plot;
+use crate::tensor::{Device, Var};
+use crate::theory::{Param, Params, Setup, Theory};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Training history, one row per step.
+pub const HISTORY_FILE: &str = "history.csv";
+
+/// Flags every `latflow train THEORY` accepts besides the theory's parameters.
+pub const COMMON_TRAIN_FLAGS: &[&str] =
+    &["batch", "steps", "lr", "lr-final", "seed", "out", "era", "n", "sample-batch", "therm", "resume", "device"];
+
+/// The theory-independent settings of a training run.
+#[derive(Clone, Debug)]
+pub struct TrainArgs {
+    /// Optimizer and schedule.
+    pub train: TrainConfig,
+    /// Steps between progress lines and checkpoints.
+    pub era: usize,
+    /// Run directory.
+    pub out: PathBuf,
+    /// Proposals for the evaluation ensemble. Default 8192.
+    pub n: usize,
+    /// Batch for sampling. Default 1024.
+    pub sample_batch: usize,
+    /// Thermalization steps dropped from the Metropolis chain. Default 512.
+    pub therm: usize,
+    /// Where training and sampling run (`--device cpu|cuda`). Default: the CPU.
+    pub device: Device,
+}
+
+impl TrainArgs {
+    /// Reads the common flags over the theory's defaults.
+    pub fn parse(a: &Args, theory: &dyn Theory) -> CliResult<TrainArgs> {
+        let d = theory.train_defaults();
+        let mut r = TrainArgs {
+            train: d.train.clone(),
+            era: d.era,
+            out: PathBuf::from(d.out),
+            n: 8192,
+            sample_batch: 1024,
+            therm: 512,
+            device: Device::Cpu,
+        };
+        r.train.batch = a.positive("batch", d.train.batch)?;
+        r.train.steps = a.positive("steps", d.train.steps)?;
+        r.train.adam.lr = a.finite("lr", d.train.adam.lr)?;
+        if r.train.adam.lr <= 0.0 {
+            return Err(CliError(format!("--lr must be positive, got {}", r.train.adam.lr)));
+        }
+        r.train.lr_final = match a.opt::<String>("lr-final")?.as_deref() {
+            None => d.train.lr_final,
+            Some("none") => None,
+            Some(v) => Some(
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|x| *x > 0.0 && x.is_finite())
+                    .ok_or_else(|| CliError(format!("--lr-final: expected a positive number or 'none', got {v:?}")))?,
+            ),
+        };
+        r.train.seed = a.get("seed", d.train.seed)?;
+        r.era = a.positive("era", d.era)?;
+        r.out = a.get("out", r.out.clone())?;
+        r.n = a.positive("n", r.n)?;
+        r.sample_batch = a.positive("sample-batch", r.sample_batch)?;
+        r.therm = a.get("therm", r.therm)?;
+        r.device = super::parse_device(a)?;
+        if r.therm >= r.n {
+            return Err(CliError(format!("--therm {} must be below the number of proposals --n {}", r.therm, r.n)));
+        }
+        Ok(r)
+    }
+}
+
+/// The flags a theory's parameters add to `train`.
+pub fn theory_flags(theory: &dyn Theory) -> Vec<Param> {
+    theory.params().into_iter().filter(Param::in_checkpoint).collect()
+}
+
+/// The parameter flags given on the command line, by flag name.
+pub fn given_params(a: &Args, params: &[Param]) -> CliResult<BTreeMap<String, String>> {
+    let mut given = BTreeMap::new();
+    for p in params {
+        if let Some(v) = a.opt::<String>(p.flag)? {
+            given.insert(p.flag.to_string(), v);
+        }
+    }
+    Ok(given)
+}
+
+/// `latflow train THEORY ...` (`rest` starts with the theory's name).
+pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
+    let theory = super::pick_theory(theories, rest.first(), "train")?;
+    let params = theory_flags(theory);
+    let flags: Vec<&str> = COMMON_TRAIN_FLAGS.iter().copied().chain(params.iter().map(|p| p.flag)).collect();
+    let a = Args::parse(&rest[1..], &flags, &["quiet"])?;
+    if let Some(p) = a.positional.first() {
+        return Err(CliError(format!("train: unexpected argument {p:?}")));
+    }
+    let common = TrainArgs::parse(&a, theory)?;
+    let given = given_params(&a, &params)?;
+    let (setup, trainer) = match a.opt::<PathBuf>("resume")? {
+        None => {
+            let setup = theory.setup(&Params::from_flags(&theory.params(), &given)).map_err(CliError)?;
+            let flow = setup.flow_f32(&mut StdRng::seed_from_u64(common.train.seed)).map_err(CliError)?;
+            (setup, Trainer::new(flow, common.train.clone()))
+        }
+        Some(p) => resume(theory, &p, &given, &common)?,
+    };
+    execute(theory, setup.as_ref(), &common, trainer, a.has("quiet"))
+}
+
+/// The model, optimizer state and step of the checkpoint `path` being resumed. The run
+/// continues the checkpoint's theory, couplings and architecture: a parameter flag that
+/// contradicts them is an error (otherwise the run would train on another action and save
+/// metadata that no longer describes the tensors).
+fn resume(
+    theory: &dyn Theory,
+    path: &Path,
+    given: &BTreeMap<String, String>,
+    common: &TrainArgs,
+) -> CliResult<(Box<dyn Setup>, Trainer<f32>)> {
+    let ck = checkpoints::open(theory, path)?;
+    for p in theory.params().iter().filter(|p| given.contains_key(p.flag)) {
+        let mut changed = ck.params.clone();
+        changed.set(p.key, &given[p.flag]);
+        let other = theory.setup(&changed).map_err(CliError)?;
+        let stored = ck.setup.params().get(p.key).cloned().unwrap_or_default();
+        if other.params().get(p.key) != Some(&stored) {
+            return Err(CliError(format!(
+                "--{} contradicts the checkpoint {} being resumed ({} = {stored}); drop the flag",
+                p.flag,
+                path.display(),
+                p.flag
+            )));
+        }
+    }
+    let step: usize = checkpoints::meta_value(path, &ck.meta, "step")?;
+    if step >= common.train.steps {
+        return Err(CliError(format!(
+            "{} is at step {step}, nothing to do for --steps {}",
+            path.display(),
+            common.train.steps
+        )));
+    }
+    let flow = ck.flow_f32()?;
+    let mut trainer = Trainer::new(flow, common.train.clone());
+    trainer.step = step;
+    checkpoints::restore_optimizer(&mut trainer, path)?;
+    Ok((ck.setup, trainer))
+}
+
+/// Trains (from `trainer.step`), writes the run directory, then draws and reports the
+/// evaluation ensemble. The demo enters here.
+pub fn execute(
+    theory: &dyn Theory,
+    setup: &dyn Setup,
+    common: &TrainArgs,
+    mut trainer: Trainer<f32>,
+    quiet: bool,
+) -> CliResult<()> {
+    super::move_flow(&mut trainer.flow, common.device)?;
+    let dir = super::make_dir(&common.out)?;
+    eprintln!(
+        "training {} flow: {} | {} | batch {}, {} steps, {}, seed {} | {}",
+        theory.title(),
+        setup.describe(),
+        setup.describe_flow(),
+        common.train.batch,
+        common.train.steps,
+        lr_schedule(&common.train),
+        common.train.seed,
+        super::device_line(trainer.flow.device())
+    );
+    let mut meta = setup.params();
+    meta.insert("theory".into(), theory.name().into());
+    meta.insert("seed".into(), common.train.seed.to_string());
+    meta.insert("batch".into(), common.train.batch.to_string());
+    meta.insert("lr".into(), common.train.adam.lr.to_string());
+    let action = |x: &Var<f32>| setup.tape_action(x);
+    let t0 = Instant::now();
+    train_loop(&mut trainer, &action, common.era, &dir, &meta, quiet)?;
+    let train_s = t0.elapsed().as_secs_f64();
+    plot_history(&dir)?;
+    let s = report::EnsembleArgs {
+        n: common.n,
+        batch: common.sample_batch,
+        therm: common.therm,
+        seed: common.train.seed,
+        dir,
+    };
+    report::evaluate(theory, setup, &trainer.flow, &s, Some(train_s))
+}
+
+/// Trains for the remaining steps up to `trainer.config.steps`, printing one progress
+/// line per era on stderr, appending to `history.csv`, and writing the checkpoint at
+/// the end of every era. A non-finite loss stops with an error after saving the last
+/// good parameters.
+pub fn train_loop<A: TapeAction<f32>>(
+    trainer: &mut Trainer<f32>,
+    action: &A,
+    era: usize,
+    dir: &Path,
+    meta: &BTreeMap<String, String>,
+    quiet: bool,
+) -> CliResult<Vec<StepMetrics>> {
+    let total = trainer.config.steps;
+    let hist_path = dir.join(HISTORY_FILE);
+    let fresh = trainer.step == 0 || !hist_path.exists();
+    let mut hist = std::fs::OpenOptions::new()
+        .create(true)
+        .append(!fresh)
+        .write(true)
+        .truncate(fresh)
+        .open(&hist_path)
+        .map_err(|e| CliError(format!("cannot write {}: {e}", hist_path.display())))?;
+    if fresh {
+        writeln!(hist, "step,loss,ess,logp,logq,lr,seconds")?;
+    }
+    let t0 = Instant::now();
+    let start = trainer.step;
+    let mut out = Vec::new();
+    let (mut era_loss, mut era_ess, mut era_n) = (0.0, 0.0, 0usize);
+    while trainer.step < total {
+        let m = match trainer.step(action) {
+            Ok(m) => m,
+            Err(e) => {
+                checkpoints::save(trainer, dir, meta)?;
+                return Err(CliError(format!(
+                    "training stopped: {e}; last good checkpoint: {}",
+                    dir.join(MODEL_FILE).display()
+                )));
+            }
+        };
+        let secs = t0.elapsed().as_secs_f64();
+        writeln!(hist, "{},{},{},{},{},{},{:.3}", m.step, m.loss, m.ess, m.logp, m.logq, m.lr, secs)?;
+        era_loss += m.loss;
+        era_ess += m.ess;
+        era_n += 1;
+        out.push(m);
+        if m.step % era == 0 || m.step == total {
+            checkpoints::save(trainer, dir, meta)?;
+            if !quiet {
+                let done = m.step - start;
+                let rate = done as f64 / secs.max(1e-9);
+                let left = (total - m.step) as f64 / rate.max(1e-9);
+                eprintln!(
+                    "era {:>3}/{}  step {:>6}/{}  loss {:>8.4}  ess {:.3}  {:>7.1} steps/s  {:>5.1}s left",
+                    m.step.div_ceil(era),
+                    total.div_ceil(era),
+                    m.step,
+                    total,
+                    era_loss / era_n as f64,
+                    era_ess / era_n as f64,
+                    rate,
+                    left
+                );
+            }
+            (era_loss, era_ess, era_n) = (0.0, 0.0, 0);
+        }
+    }
+    Ok(out)
+}
+
+/// Loss and ESS against step, from `history.csv`.
+pub fn plot_history(dir: &Path) -> CliResult<()> {
+    let text = std::fs::read_to_string(dir.join(HISTORY_FILE))?;
+    let (mut loss, mut ess) = (Vec::new(), Vec::new());
+    for line in text.lines().skip(1) {
+        let f: Vec<f64> = line.split(',').filter_map(|v| v.parse().ok()).collect();
+        if f.len() >= 3 {
+            loss.push((f[0], f[1]));
+            ess.push((f[0], f[2]));
+        }
+    }
+    let smooth = |v: &[(f64, f64)]| -> Vec<(f64, f64)> {
+        let w = (v.len() / 100).max(1);
+        v.chunks(w).map(|c| (c[c.len() - 1].0, c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64)).collect()
+    };
+    // The first 5% of steps (where the loss falls from its initial O(100)) would squash the
+    // rest of the curve; the CSV has them.
+    let skip = loss.len() / 20;
+    let p1 = plot::LinePlot::new("Training loss (after the first 5% of steps)", "step", "mean(log q + S) = KL - log Z")
+        .with_series(plot::Series::line("loss", smooth(&loss[skip..])));
+    let p2 = plot::LinePlot::new("Effective sample size of each batch", "step", "ESS / N")
+        .with_series(plot::Series::line("ESS", smooth(&ess)));
+    plot::write_svg(&dir.join("training.svg"), &plot::panels(&[p1, p2], 2))?;
+    println!("wrote {}/{{{MODEL_FILE}, {OPTIMIZER_FILE}, {HISTORY_FILE}, training.svg}}", dir.display());
+    Ok(())
+}
+
+/// The learning-rate schedule in words: `lr 0.003, cosine to 0.0001` or `lr 0.001, constant`.
+pub fn lr_schedule(t: &TrainConfig) -> String {
+    match t.lr_final {
+        Some(f) => format!("lr {}, cosine to {f}", t.adam.lr),
+        None => format!("lr {}, constant", t.adam.lr),
+    }
+}
