@@ -306,7 +306,14 @@ fn gamma_on_deviations(devs: &[&[f64]], s_tau: f64) -> GammaEstimate {
         let tau =
             if tau_w <= 0.5 { f64::MIN_POSITIVE } else { s_tau / ((2.0 * tau_w + 1.0) / (2.0 * tau_w - 1.0)).ln() };
         let gw = (-(w as f64) / tau).exp() - tau / ((w * n) as f64).sqrt();
-        if gw < 0.0 {
+        // An anticorrelated series (tau_int(W) <= 1/2, e.g. the period-2 oscillation of an
+        // observable under HMC with a trajectory near half its period) meets the criterion at
+        // once; stopping there would cut the alternating sum of Gamma after a negative term
+        // (C_F can even come out negative, error 0). Such a window grows by pairs
+        // Gamma(W-1) + Gamma(W) while a pair is significantly negative (beyond 2 g0 / sqrt N).
+        let anti = tau_w <= 0.5;
+        let pair_done = w % 2 == 0 && gammas[w - 1] + gammas[w] >= -2.0 * g0 / (n as f64).sqrt();
+        if gw < 0.0 && (!anti || pair_done || w == w_max) {
             window = w;
             window_found = true;
             break;
@@ -393,6 +400,27 @@ mod tests {
             let exact = (2.0 * tau / x.len() as f64).sqrt();
             assert!((g.error - exact).abs() < SIGMA * g.error_error, "rho {rho}: error {} vs {exact}", g.error);
             assert!(g.mean.abs() < SIGMA * g.error, "rho {rho}: mean {g}");
+        }
+    }
+
+    /// An anticorrelated series (AR(1) with rho < 0, tau_int = (1 + rho) / (2 (1 - rho)) < 1/2,
+    /// like an observable that oscillates under HMC) used to get error 0: the window closed
+    /// at W = 1 after a negative Gamma(1). The window now grows by pairs of lags while they
+    /// are significantly negative: the error is positive and close to the exact one.
+    #[test]
+    fn anticorrelated_series_get_a_positive_error_close_to_the_exact_one() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for &rho in &[-0.3, -0.6, -0.9] {
+            let x = ar1_series(100_000, rho, &mut rng);
+            let g = gamma_method(&x, S_TAU_DEFAULT);
+            let tau = (1.0 + rho) / (2.0 * (1.0 - rho));
+            let exact = (2.0 * tau / x.len() as f64).sqrt();
+            assert!(
+                g.error > 0.95 * exact && g.error < 1.6 * exact,
+                "rho {rho}: error {} vs exact {exact}: {g}",
+                g.error
+            );
+            assert!(g.mean.abs() < SIGMA * exact, "rho {rho}: {g}");
         }
     }
 
