@@ -2,7 +2,7 @@
 //! derivative, nothing else. The tape stores which one ran; `crate::op` applies
 //! the chain rule.
 
-use crate::Float;
+use crate::{Float, Tensor};
 use rayon::prelude::*;
 
 /// Elementwise loops are split across rayon's threads from this many elements on.
@@ -382,4 +382,23 @@ impl Binary {
             Binary::Div => "div",
         }
     }
+}
+
+/// `x * m` with the mask `m` repeated over `x`'s leading axes (`x.len()` a multiple of
+/// `m.len()`), host tensors; parallel over repeats when large.
+pub(crate) fn times_mask<T: Float>(x: &Tensor<T>, m: &Tensor<T>) -> Tensor<T> {
+    let (xd, md) = (x.data(), m.data());
+    let mut out = crate::pool::buffer(xd.len());
+    let k = md.len().max(1);
+    let body = |(o, xs): (&mut [T], &[T])| {
+        for ((o, &x), &m) in o.iter_mut().zip(xs).zip(md) {
+            *o = x * m;
+        }
+    };
+    if xd.len() >= PAR_MIN_ELEMS {
+        out.par_chunks_mut(k).zip(xd.par_chunks(k)).for_each(body);
+    } else {
+        out.chunks_mut(k).zip(xd.chunks(k)).for_each(body);
+    }
+    Tensor::from_vec(x.shape(), out)
 }

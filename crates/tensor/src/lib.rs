@@ -38,22 +38,26 @@ macro_rules! gpu_or_cpu {
 
 mod adam;
 pub mod audit;
+mod backward;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod custom;
 pub mod elementwise;
 mod float;
+mod forward;
 mod gradcheck;
+pub mod id_hash;
 pub mod kernels;
 pub mod layers;
 pub mod malloc;
-mod op;
-mod ops;
 pub mod pool;
 pub mod tensor;
 mod var;
 
 pub use adam::{Adam, AdamConfig};
+pub use backward::Gradients;
+pub use custom::CustomOp;
 pub use float::Float;
 pub use gradcheck::{gradcheck, GradcheckConfig, GradcheckReport, InputError, GRADCHECK_TOL_F64};
 pub use tensor::{gpu_name, Device, Tensor};
-pub use var::{Gradients, Var};
+pub use var::Var;

@@ -27,7 +27,7 @@ pub const MAX_BYTES: usize = 128 << 20;
 /// Free buffers by exact length; a length has an entry once [`buffer`] was asked for it.
 #[derive(Default)]
 pub struct Pool<T> {
-    free: HashMap<usize, Vec<Vec<T>>, crate::var::IdBuild>,
+    free: HashMap<usize, Vec<Vec<T>>, crate::id_hash::IdBuild>,
     bytes: usize,
 }
 
