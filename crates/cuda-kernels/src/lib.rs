@@ -406,11 +406,15 @@ impl DeviceBuf {
 #[cfg(test)]
 mod tests {
     /// Compiles the kernels with NVRTC for the H100 (sm_90). Needs only libnvrtc, no GPU;
-    /// ignored by default because CI has no CUDA libraries:
-    /// `LD_LIBRARY_PATH=/path/to/nvrtc cargo test -p latflow-cuda-kernels -- --ignored`.
+    /// ignored by default (`.ci/run` runs it with a pip-installed libnvrtc:
+    /// `LD_LIBRARY_PATH=/path/to/nvrtc cargo test -p latflow-cuda-kernels -- --ignored`).
+    /// The fused ops' modules and the flows' conv shapes: `latflow-flow`'s test of the
+    /// same name.
     #[test]
     #[ignore = "needs libnvrtc"]
     fn kernels_compile_with_nvrtc() {
+        let (major, minor) = super::nvrtc_version().unwrap_or_else(|e| panic!("{e}"));
+        println!("NVRTC {major}.{minor}");
         let ptx = super::compile_ptx("sm_90").unwrap_or_else(|e| panic!("{e}"));
         let src = ptx.to_src();
         for k in super::KERNELS {

@@ -9,48 +9,19 @@ use crate::tensor::{numel, split_at_axis};
 use crate::{Float, Tensor};
 use latflow_cuda_kernels::{ops as k, DeviceBuf};
 
-/// Kernel code and parameter of a unary op (`common.cuh`'s `U_*`).
-pub(crate) fn unary_code<T: Float>(f: Unary<T>) -> (i32, f32) {
-    let p = |c: T| c.to_f64() as f32;
-    match f {
-        Unary::Neg => (0, 0.0),
-        Unary::AddScalar(c) => (1, p(c)),
-        Unary::MulScalar(c) => (2, p(c)),
-        Unary::Exp => (3, 0.0),
-        Unary::Log => (4, 0.0),
-        Unary::Tanh => (5, 0.0),
-        Unary::LeakyRelu(s) => (6, p(s)),
-        Unary::Sin => (7, 0.0),
-        Unary::Cos => (8, 0.0),
-        Unary::Tan => (9, 0.0),
-        Unary::Atan => (10, 0.0),
-        Unary::Powi(n) => (11, n as f32),
-        Unary::RemEuclid(m) => (12, p(m)),
-    }
-}
-
-fn binary_code(f: Binary) -> i32 {
-    match f {
-        Binary::Add => 0,
-        Binary::Sub => 1,
-        Binary::Mul => 2,
-        Binary::Div => 3,
-    }
-}
-
 fn out<T: Float>(shape: &[usize], buf: DeviceBuf) -> Tensor<T> {
     Tensor::from_device_buf(shape, buf)
 }
 
 pub(crate) fn unary<T: Float>(x: &Tensor<T>, f: Unary<T>) -> Tensor<T> {
-    let (op, p) = unary_code(f);
+    let (op, p) = f.kernel_code();
     let mut y = DeviceBuf::uninit(x.len());
     k::unary_fwd(x.device_buf(), &mut y, op, p);
     out(x.shape(), y)
 }
 
 pub(crate) fn unary_grad<T: Float>(x: &Tensor<T>, y: &Tensor<T>, g: &Tensor<T>, f: Unary<T>) -> Tensor<T> {
-    let (op, p) = unary_code(f);
+    let (op, p) = f.kernel_code();
     let mut dx = DeviceBuf::uninit(x.len());
     k::unary_bwd(x.device_buf(), y.device_buf(), g.device_buf(), &mut dx, op, p);
     out(x.shape(), dx)
@@ -58,7 +29,7 @@ pub(crate) fn unary_grad<T: Float>(x: &Tensor<T>, y: &Tensor<T>, g: &Tensor<T>, 
 
 pub(crate) fn binary<T: Float>(a: &Tensor<T>, b: &Tensor<T>, f: Binary) -> Tensor<T> {
     let mut y = DeviceBuf::uninit(a.len());
-    k::binary_fwd(a.device_buf(), b.device_buf(), &mut y, binary_code(f));
+    k::binary_fwd(a.device_buf(), b.device_buf(), &mut y, f.kernel_code());
     out(a.shape(), y)
 }
 
@@ -72,7 +43,7 @@ pub(crate) fn binary_grad<T: Float>(
 ) -> (Option<Tensor<T>>, Option<Tensor<T>>) {
     let mut da = need_a.then(|| DeviceBuf::uninit(a.len()));
     let mut db = need_b.then(|| DeviceBuf::uninit(a.len()));
-    k::binary_bwd(a.device_buf(), b.device_buf(), g.device_buf(), da.as_mut(), db.as_mut(), binary_code(f));
+    k::binary_bwd(a.device_buf(), b.device_buf(), g.device_buf(), da.as_mut(), db.as_mut(), f.kernel_code());
     (da.map(|d| out(a.shape(), d)), db.map(|d| out(b.shape(), d)))
 }
 
@@ -282,7 +253,7 @@ pub(crate) fn conv2d<T: Float>(
     s: Conv2dShape,
     act: Option<Unary<T>>,
 ) -> Tensor<T> {
-    let (code, slope) = act.map(unary_code).unwrap_or((0, 0.0));
+    let (code, slope) = act.map(Unary::kernel_code).unwrap_or((0, 0.0));
     let mut y = DeviceBuf::uninit(s.output_len());
     k::conv2d_fwd(x.device_buf(), w.device_buf(), b.map(|b| b.device_buf()), &mut y, conv_shape(s), code, slope);
     out(&[s.n, s.cout, s.h, s.w], y)
@@ -292,7 +263,7 @@ pub(crate) fn conv2d<T: Float>(
 /// conv's output (the derivative is taken from it).
 fn act_grad<'a, T: Float>(act: Option<Unary<T>>, y: &'a Tensor<T>) -> k::ActGrad<'a> {
     act.map(|a| {
-        let (code, slope) = unary_code(a);
+        let (code, slope) = a.kernel_code();
         (code, slope, y.device_buf())
     })
 }

@@ -4,7 +4,9 @@
 pub mod conv2d;
 #[cfg(target_arch = "x86_64")]
 pub mod conv2d_avx512;
+pub mod conv2d_shape;
 pub mod conv2d_simd;
+pub mod cpu_features;
 pub mod layout;
 pub mod matmul;
 pub mod simd;
