@@ -86,7 +86,7 @@ impl<T: Float> Var<T> {
         self.0.requires_grad
     }
 
-    /// A unique id (the key of [`Gradients`]).
+    /// A unique id (the key of [`Gradients`](crate::Gradients)).
     pub fn id(&self) -> usize {
         self.0.id
     }

@@ -36,7 +36,7 @@
 //!    (compiled by NVRTC once per process, on first use), one launcher per kernel that
 //!    asserts the buffer lengths and launches with a `// SAFETY:` comment naming the
 //!    kernel's signature, and `pub(crate) fn module()`.
-//! 5. Here: `pub mod foo;`, a method on [`LatticeOps`], the module in [`cuda_modules`]
+//! 5. Here: `pub mod foo;`, a method on [`LatticeOps`], the module in `cuda_modules()`
 //!    (the NVRTC compile test in CI), and a case in [`audit`].
 //! 6. `tests/cuda_ops.rs`: the op on the GPU against the CPU (runs with `--features cuda`
 //!    on a machine with a GPU; fails without one).
