@@ -3,9 +3,8 @@
 //! and a short GPU run lowers the loss.
 #![cfg(feature = "cuda")]
 
-use latflow::flow::model::Layer;
 use latflow::flow::phi4::Phi4FlowConfig;
-use latflow::flow::train::{Action, TrainConfig, Trainer};
+use latflow::flow::train::{TapeAction, TrainConfig, Trainer};
 use latflow::flow::u1::model::{U1FlowConfig, U1GaugeAction};
 use latflow::physics::phi4_action_var;
 use latflow::tensor::{AdamConfig, Device, Var};
@@ -25,12 +24,7 @@ fn rel(a: f64, b: f64) -> f64 {
 }
 
 /// Steps the same flow on both devices and compares metrics and parameters after each step.
-fn compare_steps<P, L, A>(flow: latflow::flow::model::Flow<P, L>, action: &A, batch: usize, steps: usize)
-where
-    P: latflow::flow::prior::Prior<f32> + Clone,
-    L: Layer<f32> + Clone,
-    A: Action<f32>,
-{
+fn compare_steps<A: TapeAction<f32>>(flow: latflow::flow::model::Flow<f32>, action: &A, batch: usize, steps: usize) {
     if let Err(e) = Device::Cuda.check() {
         panic!("GPU tests need a GPU: {e}");
     }

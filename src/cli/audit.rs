@@ -13,7 +13,10 @@ pub fn run(args: &[String]) -> CliResult<()> {
         return Err(CliError(format!("audit takes no positional arguments, got {p:?}")));
     }
     let seed: u64 = a.get("seed", 0)?;
-    let cases = run_audit(seed);
+    // the engine's ops, then the ops defined outside it (physics, flows)
+    let mut cases = run_audit(seed);
+    cases.extend(latflow_physics::ops::audit::run_audit(seed));
+    cases.extend(latflow_flow::ops::audit::run_audit(seed));
     print!("{}", table(&cases, seed));
     let failed: Vec<&str> = cases.iter().filter(|c| !c.passed()).map(|c| c.op).collect();
     if failed.is_empty() {

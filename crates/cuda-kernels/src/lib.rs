@@ -17,21 +17,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub mod measure;
+pub mod module;
 pub mod ops;
 
 /// The kernel sources, in the order they are concatenated into one NVRTC program.
-pub const SOURCES: [(&str, &str); 7] = [
+pub const SOURCES: [(&str, &str); 5] = [
     ("common.cuh", include_str!("cu/common.cuh")),
     ("elementwise.cu", include_str!("cu/elementwise.cu")),
     ("layout.cu", include_str!("cu/layout.cu")),
     ("conv2d.cu", include_str!("cu/conv2d.cu")),
     ("ceilings.cu", include_str!("cu/ceilings.cu")),
-    ("ncp.cu", include_str!("cu/ncp.cu")),
-    ("u1.cu", include_str!("cu/u1.cu")),
 ];
 
 /// Every kernel the module exports (checked at load time).
-pub const KERNELS: [&str; 40] = [
+pub const KERNELS: [&str; 28] = [
     "unary_fwd",
     "unary_bwd",
     "binary_fwd",
@@ -42,10 +41,6 @@ pub const KERNELS: [&str; 40] = [
     "fill",
     "any_nonfinite",
     "adam_multi",
-    "affine_couple",
-    "affine_couple_bwd",
-    "masked_channel_sum",
-    "masked_channel_sum_bwd",
     "nonfinite_multi",
     "unnarrow",
     "reduce_rows_split",
@@ -63,14 +58,6 @@ pub const KERNELS: [&str; 40] = [
     "conv2d_bwd_weight_smem",
     "conv2d_bwd_weight_direct",
     "fma_peak",
-    "u1_plaq01",
-    "u1_plaq01_bwd",
-    "u1_stripe_update",
-    "u1_stripe_update_bwd",
-    "ncp_mix_fwd",
-    "ncp_mix_bwd",
-    "ncp_logj_fwd",
-    "ncp_logj_bwd",
     "copy_f32",
 ];
 
@@ -186,7 +173,7 @@ pub fn program_source() -> String {
 }
 
 /// The embedded source named `name` (one of [`SOURCES`]).
-fn source(name: &str) -> &'static str {
+pub(crate) fn source(name: &str) -> &'static str {
     SOURCES.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no kernel source {name}")).1
 }
 
@@ -203,12 +190,31 @@ pub fn conv_source(dims: [usize; 5]) -> String {
 
 /// Compiles the kernels to PTX with NVRTC for `arch` (no GPU needed, only libnvrtc).
 pub fn compile_ptx(arch: &str) -> Result<cudarc::nvrtc::Ptx, GpuError> {
+    compile_source(program_source(), arch)
+}
+
+/// Compiles one program to PTX with latflow's options ([`nvrtc_options`]) for `arch`.
+pub fn compile_source(src: String, arch: &str) -> Result<cudarc::nvrtc::Ptx, GpuError> {
     // SAFETY: only probes whether the shared library can be loaded.
     if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
         return Err(GpuError::NoNvrtc);
     }
-    cudarc::nvrtc::compile_ptx_with_opts(program_source(), nvrtc_options(arch))
-        .map_err(|e| GpuError::Compile(format!("{e:?}")))
+    cudarc::nvrtc::compile_ptx_with_opts(src, nvrtc_options(arch)).map_err(|e| GpuError::Compile(format!("{e:?}")))
+}
+
+/// The NVRTC version (major, minor) of the loaded libnvrtc.
+pub fn nvrtc_version() -> Result<(i32, i32), GpuError> {
+    // SAFETY: only probes whether the shared library can be loaded.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(GpuError::NoNvrtc);
+    }
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: the library is present; nvrtcVersion writes two ints.
+    let r = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+    if r != cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS {
+        return Err(GpuError::Compile(format!("nvrtcVersion: {r:?}")));
+    }
+    Ok((major, minor))
 }
 
 impl Gpu {
@@ -400,11 +406,15 @@ impl DeviceBuf {
 #[cfg(test)]
 mod tests {
     /// Compiles the kernels with NVRTC for the H100 (sm_90). Needs only libnvrtc, no GPU;
-    /// ignored by default because CI has no CUDA libraries:
-    /// `LD_LIBRARY_PATH=/path/to/nvrtc cargo test -p latflow-cuda-kernels -- --ignored`.
+    /// ignored by default (`.ci/run` runs it with a pip-installed libnvrtc:
+    /// `LD_LIBRARY_PATH=/path/to/nvrtc cargo test -p latflow-cuda-kernels -- --ignored`).
+    /// The fused ops' modules and the flows' conv shapes: `latflow-flow`'s test of the
+    /// same name.
     #[test]
     #[ignore = "needs libnvrtc"]
     fn kernels_compile_with_nvrtc() {
+        let (major, minor) = super::nvrtc_version().unwrap_or_else(|e| panic!("{e}"));
+        println!("NVRTC {major}.{minor}");
         let ptx = super::compile_ptx("sm_90").unwrap_or_else(|e| panic!("{e}"));
         let src = ptx.to_src();
         for k in super::KERNELS {

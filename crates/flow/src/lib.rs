@@ -6,6 +6,8 @@
 //! - [`phi4`]: the phi^4 flow: checkerboard masks, the affine coupling, its architecture.
 //! - [`u1`]: the U(1) flow: Haar prior, stripe masks, NCP mixtures, gauge-equivariant couplings.
 //! - [`train`]: reverse-KL self-training with Adam, metrics, ESS.
+//! - [`ops`]: the flows' fused ops (affine coupling, NCP mixture, stripe update), one
+//!   folder per op, defined outside the engine.
 //! - [`checkpoint`]: models to and from safetensors files (PyTorch `state_dict` names).
 //! - [`proposals`]: a flow as the proposal source of the sampler crate's ensembles.
 //!
@@ -14,6 +16,7 @@
 pub mod checkpoint;
 pub mod model;
 pub mod net;
+pub mod ops;
 pub mod phi4;
 pub mod prior;
 pub mod proposals;

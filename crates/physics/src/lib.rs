@@ -24,6 +24,7 @@
 mod action;
 pub mod lattice;
 pub mod observables;
+pub mod ops;
 pub mod phi4;
 pub mod u1;
 

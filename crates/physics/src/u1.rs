@@ -7,6 +7,7 @@
 //! A configuration is a flat slice laid out `(mu, x_0, ..., x_{Nd-1})`: link
 //! `theta_mu(n)` is element `mu * V + n`, the layout of a `(N, Nd, L_0, ...)` tensor.
 
+use crate::ops::GaugeOps;
 use crate::{Action, Lattice};
 use latflow_tensor::{Float, Var};
 use std::f64::consts::PI;

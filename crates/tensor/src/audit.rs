@@ -47,7 +47,9 @@ pub fn format_shapes(shapes: &[&[usize]]) -> String {
     shapes.iter().map(|s| one(s)).collect::<Vec<_>>().join(" ")
 }
 
-struct Audit {
+/// Builds a list of [`AuditCase`]s on seeded random inputs: the engine's catalogue
+/// ([`run_audit`]) and those of crates with their own ops (the flows' fused ops) use it.
+pub struct Audit {
     rng: StdRng,
     config: GradcheckConfig,
     cases: Vec<AuditCase>,
@@ -56,7 +58,20 @@ struct Audit {
 type F = fn(&[Var<f64>]) -> Var<f64>;
 
 impl Audit {
-    fn check(&mut self, op: &'static str, inputs: Vec<Tensor<f64>>, f: impl Fn(&[Var<f64>]) -> Var<f64>) {
+    /// An empty audit drawing inputs from `seed`, each case checked with
+    /// [`GradcheckConfig::default`] and the projection seed `seed`.
+    pub fn new(seed: u64) -> Self {
+        let config = GradcheckConfig { seed, ..GradcheckConfig::default() };
+        Audit { rng: StdRng::seed_from_u64(seed), config, cases: Vec::new() }
+    }
+
+    /// The cases checked so far.
+    pub fn into_cases(self) -> Vec<AuditCase> {
+        self.cases
+    }
+
+    /// Checks `f` at `inputs` with [`gradcheck`] and records the case as `op`.
+    pub fn check(&mut self, op: &'static str, inputs: Vec<Tensor<f64>>, f: impl Fn(&[Var<f64>]) -> Var<f64>) {
         let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
         let shapes = format_shapes(&shapes);
         let report = gradcheck(f, &inputs, self.config);
@@ -64,17 +79,17 @@ impl Audit {
     }
 
     /// Standard normal entries.
-    fn normal(&mut self, shape: &[usize]) -> Tensor<f64> {
+    pub fn normal(&mut self, shape: &[usize]) -> Tensor<f64> {
         Tensor::randn(shape, &mut self.rng)
     }
 
     /// Uniform entries in `[lo, hi)`.
-    fn uniform(&mut self, shape: &[usize], lo: f64, hi: f64) -> Tensor<f64> {
+    pub fn uniform(&mut self, shape: &[usize], lo: f64, hi: f64) -> Tensor<f64> {
         Tensor::uniform(shape, lo, hi, &mut self.rng)
     }
 
     /// Entries with magnitude uniform in `[lo, hi)` and a random sign.
-    fn signed(&mut self, shape: &[usize], lo: f64, hi: f64) -> Tensor<f64> {
+    pub fn signed(&mut self, shape: &[usize], lo: f64, hi: f64) -> Tensor<f64> {
         let mut t = self.uniform(shape, lo, hi);
         for x in t.data_mut() {
             if self.rng.gen::<bool>() {
@@ -86,7 +101,7 @@ impl Audit {
 
     /// Entries `k m + u` with integer `k` in `[-2, 2]` and `u` in `[0.05 m, 0.95 m)`:
     /// away from the jumps of `rem_euclid(m)`.
-    fn off_multiples(&mut self, shape: &[usize], m: f64) -> Tensor<f64> {
+    pub fn off_multiples(&mut self, shape: &[usize], m: f64) -> Tensor<f64> {
         let mut t = self.uniform(shape, 0.05 * m, 0.95 * m);
         for x in t.data_mut() {
             *x += m * self.rng.gen_range(-2i32..=2) as f64;
@@ -99,8 +114,7 @@ impl Audit {
 /// docs for how they avoid kinks). Each case uses [`GradcheckConfig::default`] with
 /// the projection seed derived from `seed`.
 pub fn run_audit(seed: u64) -> Vec<AuditCase> {
-    let config = GradcheckConfig { seed, ..GradcheckConfig::default() };
-    let mut a = Audit { rng: StdRng::seed_from_u64(seed), config, cases: Vec::new() };
+    let mut a = Audit::new(seed);
     elementwise_binary(&mut a);
     elementwise_unary(&mut a);
     reductions(&mut a);
@@ -357,47 +371,8 @@ fn compositions(a: &mut Audit) {
         Var::concat(&[y.reshape(&[2, 16]), logj.unsqueeze(1)], 1)
     });
 
-    // The same coupling with the fused ops (forward and reverse directions).
-    for (name, reverse) in [("fused affine_couple + masked_channel_sum", false), ("fused affine_couple reverse", true)]
-    {
-        let mask = checkerboard(4, 4);
-        let inputs = vec![a.normal(&[2, 4, 4]), a.normal(&[2, 2, 4, 4]).map(|x| 0.5 * x)];
-        a.check(name, inputs, move |v| {
-            let inv = mask.map(|m| 1.0 - m);
-            let y = v[0].affine_couple(&v[1], &mask, reverse);
-            let logj = v[1].masked_channel_sum(0, &inv);
-            Var::concat(&[y.reshape(&[2, 16]), logj.unsqueeze(1)], 1)
-        });
-    }
-
-    // The fused NCP mixture (U(1) flows) and its log-Jacobian, 2 components; angles away
-    // from the jumps of the mod 2 pi (inputs in (0.3, 2.8), small scales and offsets).
-    let inputs = vec![
-        a.uniform(&[2, 3, 4], 0.3, 2.8),
-        a.normal(&[2, 2, 3, 4]).map(|x| 0.3 * x),
-        a.uniform(&[2, 3, 4], 0.1, 0.5),
-    ];
-    a.check("fused ncp_mixture + ncp_log_jacobian", inputs, |v| {
-        let y = v[0].ncp_mixture(&v[1], &v[2]);
-        let logj = v[0].ncp_log_jacobian(&v[1]);
-        Var::concat(&[y.reshape(&[2, 12]), logj.unsqueeze(1)], 1)
-    });
-
-    // The fused U(1) plaquette and stripe update (both directions); link angles away from
-    // the mod-2pi jumps of the update (in (1, 5), small updates).
-    let links = a.uniform(&[2, 2, 4, 4], 0.5, 5.5);
-    a.check("fused u1_plaquette01", vec![links], |v| v[0].u1_plaquette01());
     let x = a.uniform(&[3, 4, 4], -7.0, 7.0);
     a.check("fused cos_sin", vec![x], |v| v[0].cos_sin());
-    for (name, mu) in [("fused u1_stripe_update mu=0", 0), ("fused u1_stripe_update mu=1", 1)] {
-        let (sa, sb) = if mu == 0 { (4, 1) } else { (1, 4) };
-        let inputs = vec![
-            a.uniform(&[2, 2, 4, 4], 1.0, 5.0),
-            a.uniform(&[2, sa, sb], 0.0, 0.3),
-            a.uniform(&[2, sa, sb], 0.0, 0.3),
-        ];
-        a.check(name, inputs, move |v| v[0].u1_stripe_update(&v[1], &v[2], mu, 1));
-    }
 
     // phi^4 action per sample (DESIGN.md), M2 = -4, lam = 8.
     let phi = a.normal(&[2, 1, 4, 5]);

@@ -1,7 +1,7 @@
-//! The GPU side of every op (feature `cuda`): the same functions as the CPU kernels, on
-//! f32 device buffers, through the launchers of `latflow-cuda-kernels`. [`crate::ops`]
-//! and [`crate::op`] call these when their inputs live on the GPU; shapes were checked
-//! there already.
+//! The GPU side of every engine op (feature `cuda`): the same functions as the CPU
+//! kernels, on f32 device buffers, through the launchers of `latflow-cuda-kernels`.
+//! [`crate::forward`] and [`crate::backward`] call these when their inputs live on the
+//! GPU; shapes were checked there already.
 
 use crate::elementwise::{Binary, Unary};
 use crate::kernels::conv2d::Conv2dShape;
@@ -9,55 +9,19 @@ use crate::tensor::{numel, split_at_axis};
 use crate::{Float, Tensor};
 use latflow_cuda_kernels::{ops as k, DeviceBuf};
 
-/// Kernel code and parameter of a unary op (`common.cuh`'s `U_*`).
-pub(crate) fn unary_code<T: Float>(f: Unary<T>) -> (i32, f32) {
-    let p = |c: T| c.to_f64() as f32;
-    match f {
-        Unary::Neg => (0, 0.0),
-        Unary::AddScalar(c) => (1, p(c)),
-        Unary::MulScalar(c) => (2, p(c)),
-        Unary::Exp => (3, 0.0),
-        Unary::Log => (4, 0.0),
-        Unary::Tanh => (5, 0.0),
-        Unary::LeakyRelu(s) => (6, p(s)),
-        Unary::Sin => (7, 0.0),
-        Unary::Cos => (8, 0.0),
-        Unary::Tan => (9, 0.0),
-        Unary::Atan => (10, 0.0),
-        Unary::Powi(n) => (11, n as f32),
-        Unary::RemEuclid(m) => (12, p(m)),
-    }
-}
-
-fn binary_code(f: Binary) -> i32 {
-    match f {
-        Binary::Add => 0,
-        Binary::Sub => 1,
-        Binary::Mul => 2,
-        Binary::Div => 3,
-    }
-}
-
 fn out<T: Float>(shape: &[usize], buf: DeviceBuf) -> Tensor<T> {
     Tensor::from_device_buf(shape, buf)
 }
 
-/// A tensor filled with `v`.
-pub(crate) fn full<T: Float>(shape: &[usize], v: T) -> Tensor<T> {
-    let mut b = DeviceBuf::uninit(numel(shape));
-    k::fill(&mut b, v.to_f64() as f32);
-    out(shape, b)
-}
-
 pub(crate) fn unary<T: Float>(x: &Tensor<T>, f: Unary<T>) -> Tensor<T> {
-    let (op, p) = unary_code(f);
+    let (op, p) = f.kernel_code();
     let mut y = DeviceBuf::uninit(x.len());
     k::unary_fwd(x.device_buf(), &mut y, op, p);
     out(x.shape(), y)
 }
 
 pub(crate) fn unary_grad<T: Float>(x: &Tensor<T>, y: &Tensor<T>, g: &Tensor<T>, f: Unary<T>) -> Tensor<T> {
-    let (op, p) = unary_code(f);
+    let (op, p) = f.kernel_code();
     let mut dx = DeviceBuf::uninit(x.len());
     k::unary_bwd(x.device_buf(), y.device_buf(), g.device_buf(), &mut dx, op, p);
     out(x.shape(), dx)
@@ -65,7 +29,7 @@ pub(crate) fn unary_grad<T: Float>(x: &Tensor<T>, y: &Tensor<T>, g: &Tensor<T>, 
 
 pub(crate) fn binary<T: Float>(a: &Tensor<T>, b: &Tensor<T>, f: Binary) -> Tensor<T> {
     let mut y = DeviceBuf::uninit(a.len());
-    k::binary_fwd(a.device_buf(), b.device_buf(), &mut y, binary_code(f));
+    k::binary_fwd(a.device_buf(), b.device_buf(), &mut y, f.kernel_code());
     out(a.shape(), y)
 }
 
@@ -79,7 +43,7 @@ pub(crate) fn binary_grad<T: Float>(
 ) -> (Option<Tensor<T>>, Option<Tensor<T>>) {
     let mut da = need_a.then(|| DeviceBuf::uninit(a.len()));
     let mut db = need_b.then(|| DeviceBuf::uninit(a.len()));
-    k::binary_bwd(a.device_buf(), b.device_buf(), g.device_buf(), da.as_mut(), db.as_mut(), binary_code(f));
+    k::binary_bwd(a.device_buf(), b.device_buf(), g.device_buf(), da.as_mut(), db.as_mut(), f.kernel_code());
     (da.map(|d| out(a.shape(), d)), db.map(|d| out(b.shape(), d)))
 }
 
@@ -277,125 +241,6 @@ pub(crate) fn matmul<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
     out(&shape, y)
 }
 
-/// The fused affine coupling `y(x, st)` (see `Var::affine_couple`).
-pub(crate) fn couple<T: Float>(x: &Tensor<T>, st: &Tensor<T>, m: &Tensor<T>, reverse: bool) -> Tensor<T> {
-    let mut y = DeviceBuf::uninit(x.len());
-    k::affine_couple(x.device_buf(), st.device_buf(), m.device_buf(), &mut y, reverse);
-    out(x.shape(), y)
-}
-
-/// `(dx, dst)` of the fused affine coupling.
-pub(crate) fn couple_grad<T: Float>(
-    x: &Tensor<T>,
-    st: &Tensor<T>,
-    m: &Tensor<T>,
-    reverse: bool,
-    g: &Tensor<T>,
-) -> (Tensor<T>, Tensor<T>) {
-    let mut dx = DeviceBuf::uninit(x.len());
-    let mut dst = DeviceBuf::uninit(st.len());
-    k::affine_couple_bwd(x.device_buf(), st.device_buf(), m.device_buf(), g.device_buf(), &mut dx, &mut dst, reverse);
-    (out(x.shape(), dx), out(st.shape(), dst))
-}
-
-pub(crate) fn masked_channel_sum<T: Float>(st: &Tensor<T>, m: &Tensor<T>, channel: usize) -> Tensor<T> {
-    let n = st.shape()[0];
-    let mut y = DeviceBuf::uninit(n);
-    k::masked_channel_sum(st.device_buf(), m.device_buf(), &mut y, n, st.shape()[1], channel);
-    out(&[n], y)
-}
-
-pub(crate) fn masked_channel_sum_grad<T: Float>(
-    g: &Tensor<T>,
-    m: &Tensor<T>,
-    shape: &[usize],
-    channel: usize,
-) -> Tensor<T> {
-    let mut d = DeviceBuf::uninit(numel(shape));
-    k::masked_channel_sum_bwd(g.device_buf(), m.device_buf(), &mut d, shape[0], shape[1], channel);
-    out(shape, d)
-}
-
-/// The fused NCP mixture `y` (see `Var::ncp_mixture`).
-pub(crate) fn ncp_mixture<T: Float>(x: &Tensor<T>, s: &Tensor<T>, t: &Tensor<T>, n: usize) -> Tensor<T> {
-    let mut y = DeviceBuf::uninit(x.len());
-    k::ncp_mix_fwd(x.device_buf(), s.device_buf(), t.device_buf(), &mut y, n, x.shape()[0]);
-    out(x.shape(), y)
-}
-
-/// `(dx, ds)` of the NCP mixture.
-pub(crate) fn ncp_mixture_grad<T: Float>(
-    x: &Tensor<T>,
-    s: &Tensor<T>,
-    n: usize,
-    g: &Tensor<T>,
-) -> (Tensor<T>, Tensor<T>) {
-    let (mut dx, mut ds) = (DeviceBuf::uninit(x.len()), DeviceBuf::uninit(s.len()));
-    k::ncp_mix_bwd(x.device_buf(), s.device_buf(), g.device_buf(), &mut dx, &mut ds, n, x.shape()[0]);
-    (out(x.shape(), dx), out(s.shape(), ds))
-}
-
-/// The NCP mixture's log-Jacobian per sample.
-pub(crate) fn ncp_log_jacobian<T: Float>(x: &Tensor<T>, s: &Tensor<T>, n: usize) -> Tensor<T> {
-    let b = x.shape()[0];
-    let mut y = DeviceBuf::uninit(b);
-    k::ncp_logj_fwd(x.device_buf(), s.device_buf(), &mut y, n, b);
-    out(&[b], y)
-}
-
-/// `(dx, ds)` of the log-Jacobian.
-pub(crate) fn ncp_log_jacobian_grad<T: Float>(
-    x: &Tensor<T>,
-    s: &Tensor<T>,
-    n: usize,
-    g: &Tensor<T>,
-) -> (Tensor<T>, Tensor<T>) {
-    let (mut dx, mut ds) = (DeviceBuf::uninit(x.len()), DeviceBuf::uninit(s.len()));
-    k::ncp_logj_bwd(x.device_buf(), s.device_buf(), g.device_buf(), &mut dx, &mut ds, n, x.shape()[0]);
-    (out(x.shape(), dx), out(s.shape(), ds))
-}
-
-/// The (0, 1) plaquette of links `(N, 2, H, W)`.
-pub(crate) fn u1_plaquette01<T: Float>(links: &Tensor<T>) -> Tensor<T> {
-    let s = links.shape();
-    let mut p = DeviceBuf::uninit(s[0] * s[2] * s[3]);
-    k::u1_plaq01(links.device_buf(), &mut p, s[0], s[2], s[3]);
-    out(&[s[0], s[2], s[3]], p)
-}
-
-pub(crate) fn u1_plaquette01_grad<T: Float>(g: &Tensor<T>, shape: &[usize]) -> Tensor<T> {
-    let mut d = DeviceBuf::uninit(numel(shape));
-    k::u1_plaq01_bwd(g.device_buf(), &mut d, shape[0], shape[2], shape[3]);
-    out(shape, d)
-}
-
-/// The gauge-equivariant coupling's stripe update.
-pub(crate) fn u1_stripe_update<T: Float>(
-    links: &Tensor<T>,
-    ya: &Tensor<T>,
-    xa: &Tensor<T>,
-    mu: usize,
-    off: usize,
-) -> Tensor<T> {
-    let s = links.shape();
-    let mut o = DeviceBuf::uninit(links.len());
-    k::u1_stripe_update(links.device_buf(), ya.device_buf(), xa.device_buf(), &mut o, s[0], s[2], s[3], mu, off);
-    out(s, o)
-}
-
-/// `(dya, dxa)` of the stripe update.
-pub(crate) fn u1_stripe_update_grad<T: Float>(
-    g: &Tensor<T>,
-    ya_shape: &[usize],
-    mu: usize,
-    off: usize,
-) -> (Tensor<T>, Tensor<T>) {
-    let s = g.shape();
-    let (mut dya, mut dxa) = (DeviceBuf::uninit(numel(ya_shape)), DeviceBuf::uninit(numel(ya_shape)));
-    k::u1_stripe_update_bwd(g.device_buf(), &mut dya, &mut dxa, s[0], s[2], s[3], mu, off);
-    (out(ya_shape, dya), out(ya_shape, dxa))
-}
-
 fn conv_shape(s: Conv2dShape) -> k::ConvShape {
     k::ConvShape { n: s.n, cin: s.cin, cout: s.cout, h: s.h, w: s.w, k: s.k }
 }
@@ -408,7 +253,7 @@ pub(crate) fn conv2d<T: Float>(
     s: Conv2dShape,
     act: Option<Unary<T>>,
 ) -> Tensor<T> {
-    let (code, slope) = act.map(unary_code).unwrap_or((0, 0.0));
+    let (code, slope) = act.map(Unary::kernel_code).unwrap_or((0, 0.0));
     let mut y = DeviceBuf::uninit(s.output_len());
     k::conv2d_fwd(x.device_buf(), w.device_buf(), b.map(|b| b.device_buf()), &mut y, conv_shape(s), code, slope);
     out(&[s.n, s.cout, s.h, s.w], y)
@@ -418,7 +263,7 @@ pub(crate) fn conv2d<T: Float>(
 /// conv's output (the derivative is taken from it).
 fn act_grad<'a, T: Float>(act: Option<Unary<T>>, y: &'a Tensor<T>) -> k::ActGrad<'a> {
     act.map(|a| {
-        let (code, slope) = unary_code(a);
+        let (code, slope) = a.kernel_code();
         (code, slope, y.device_buf())
     })
 }

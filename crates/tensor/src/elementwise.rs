@@ -2,7 +2,7 @@
 //! derivative, nothing else. The tape stores which one ran; `crate::op` applies
 //! the chain rule.
 
-use crate::Float;
+use crate::{Float, Tensor};
 use rayon::prelude::*;
 
 /// Elementwise loops are split across rayon's threads from this many elements on.
@@ -63,6 +63,27 @@ pub enum Unary<T> {
 }
 
 impl<T: Float> Unary<T> {
+    /// The op's code in the CUDA kernels (`common.cuh`'s `#define U_*`, checked against it
+    /// by a test) and its parameter as f32 (0 when it has none).
+    pub fn kernel_code(self) -> (i32, f32) {
+        let p = |c: T| c.to_f64() as f32;
+        match self {
+            Unary::Neg => (0, 0.0),
+            Unary::AddScalar(c) => (1, p(c)),
+            Unary::MulScalar(c) => (2, p(c)),
+            Unary::Exp => (3, 0.0),
+            Unary::Log => (4, 0.0),
+            Unary::Tanh => (5, 0.0),
+            Unary::LeakyRelu(s) => (6, p(s)),
+            Unary::Sin => (7, 0.0),
+            Unary::Cos => (8, 0.0),
+            Unary::Tan => (9, 0.0),
+            Unary::Atan => (10, 0.0),
+            Unary::Powi(n) => (11, n as f32),
+            Unary::RemEuclid(m) => (12, p(m)),
+        }
+    }
+
     /// The function.
     #[inline(always)]
     pub fn f(self, x: T) -> T {
@@ -299,6 +320,17 @@ pub enum Binary {
 }
 
 impl Binary {
+    /// The op's code in the CUDA kernels (`elementwise.cu`'s `#define B_*`, checked
+    /// against it by a test).
+    pub fn kernel_code(self) -> i32 {
+        match self {
+            Binary::Add => 0,
+            Binary::Sub => 1,
+            Binary::Mul => 2,
+            Binary::Div => 3,
+        }
+    }
+
     /// The function.
     #[inline(always)]
     pub fn f<T: Float>(self, a: T, b: T) -> T {
@@ -380,6 +412,102 @@ impl Binary {
             Binary::Sub => "sub",
             Binary::Mul => "mul",
             Binary::Div => "div",
+        }
+    }
+}
+
+/// `x * m` with the mask `m` repeated over `x`'s leading axes (`x.len()` a multiple of
+/// `m.len()`), host tensors; parallel over repeats when large.
+pub(crate) fn times_mask<T: Float>(x: &Tensor<T>, m: &Tensor<T>) -> Tensor<T> {
+    let (xd, md) = (x.data(), m.data());
+    let mut out = crate::pool::buffer(xd.len());
+    let k = md.len().max(1);
+    let body = |(o, xs): (&mut [T], &[T])| {
+        for ((o, &x), &m) in o.iter_mut().zip(xs).zip(md) {
+            *o = x * m;
+        }
+    };
+    if xd.len() >= PAR_MIN_ELEMS {
+        out.par_chunks_mut(k).zip(xd.par_chunks(k)).for_each(body);
+    } else {
+        out.chunks_mut(k).zip(xd.chunks(k)).for_each(body);
+    }
+    Tensor::from_vec(x.shape(), out)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The op codes are written twice, here and in the CUDA sources: the `#define`s must
+    //! match [`Unary::kernel_code`] and [`Binary::kernel_code`] (no GPU needed).
+    use super::*;
+    use std::collections::HashMap;
+
+    /// `name -> value` of every `#define {prefix}NAME value` with an integer value.
+    fn defines(src: &str, prefix: &str) -> HashMap<String, i32> {
+        src.lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                match (w.next(), w.next(), w.next()) {
+                    (Some("#define"), Some(name), Some(v)) if name.starts_with(prefix) => {
+                        Some((name.to_string(), v.parse().ok()?))
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// The CUDA name of each unary op (a new variant fails to compile here until named).
+    fn unary_name(u: Unary<f64>) -> &'static str {
+        match u {
+            Unary::Neg => "U_NEG",
+            Unary::AddScalar(_) => "U_ADD_SCALAR",
+            Unary::MulScalar(_) => "U_MUL_SCALAR",
+            Unary::Exp => "U_EXP",
+            Unary::Log => "U_LOG",
+            Unary::Tanh => "U_TANH",
+            Unary::LeakyRelu(_) => "U_LEAKY",
+            Unary::Sin => "U_SIN",
+            Unary::Cos => "U_COS",
+            Unary::Tan => "U_TAN",
+            Unary::Atan => "U_ATAN",
+            Unary::Powi(_) => "U_POWI",
+            Unary::RemEuclid(_) => "U_REM_EUCLID",
+        }
+    }
+
+    #[test]
+    fn unary_codes_match_common_cuh() {
+        let cuda = defines(include_str!("../../cuda-kernels/src/cu/common.cuh"), "U_");
+        let all = [
+            Unary::Neg,
+            Unary::AddScalar(0.5),
+            Unary::MulScalar(2.0),
+            Unary::Exp,
+            Unary::Log,
+            Unary::Tanh,
+            Unary::LeakyRelu(0.01),
+            Unary::Sin,
+            Unary::Cos,
+            Unary::Tan,
+            Unary::Atan,
+            Unary::Powi(3),
+            Unary::RemEuclid(1.0),
+        ];
+        assert_eq!(cuda.len(), all.len(), "common.cuh defines {cuda:?}, Rust has {} unary ops", all.len());
+        for u in all {
+            let name = unary_name(u);
+            assert_eq!(cuda.get(name), Some(&u.kernel_code().0), "{u:?}: {name} in common.cuh");
+        }
+    }
+
+    #[test]
+    fn binary_codes_match_elementwise_cu() {
+        let cuda = defines(include_str!("../../cuda-kernels/src/cu/elementwise.cu"), "B_");
+        let all = [(Binary::Add, "B_ADD"), (Binary::Sub, "B_SUB"), (Binary::Mul, "B_MUL"), (Binary::Div, "B_DIV")];
+        assert_eq!(cuda.len(), all.len(), "elementwise.cu defines {cuda:?}");
+        for (b, name) in all {
+            assert_eq!(cuda.get(name), Some(&b.kernel_code()), "{b:?}: {name} in elementwise.cu");
         }
     }
 }

@@ -1,13 +1,31 @@
-//! latflow's reverse-mode autodiff engine.
+//! latflow's reverse-mode autodiff engine. It knows tensors and generic ops, not lattices:
+//! fused ops of a theory (couplings, plaquettes) live with the crate that uses them and
+//! plug in through [`CustomOp`].
 //!
 //! - [`Tensor`]: dense row-major data (NCHW for fields).
 //! - [`Var`]: a value on the tape; ops are methods (`x.conv2d(&w, Some(&b)).leaky_relu(0.01)`),
 //!   [`Var::backward`] returns [`Gradients`] of the parameter leaves.
-//! - Backward rules live in one place (`op.rs`), elementwise derivatives in [`elementwise`].
 //! - [`kernels`]: CPU kernels, each with a scalar reference.
 //! - [`Adam`], [`layers`] (PyTorch-default init), [`gradcheck`] (f64 finite-difference audit).
 //! - [`Device`]: tensors live on the CPU or (feature `cuda`) the GPU; ops dispatch on
 //!   where their inputs are (`latflow-cuda-kernels` holds the CUDA kernels).
+//!
+//! Files, from the bottom of the dependency order up (no module uses one that uses it):
+//!
+//! | file | holds |
+//! |---|---|
+//! | `float.rs` | [`Float`] (f32, f64) and its slice functions |
+//! | `id_hash.rs` | the hasher of node ids and buffer lengths |
+//! | `pool.rs` | recycled tensor buffers |
+//! | `tensor.rs` | [`Tensor`], [`Device`], shape helpers |
+//! | `elementwise.rs` | [`elementwise::Unary`], [`elementwise::Binary`]: each `f`, `f'` and CUDA op code |
+//! | `kernels/` | CPU kernels (conv2d and its SIMD/AVX-512 paths, layout, matmul, vector math) |
+//! | `custom.rs` | [`CustomOp`]: the extension point for ops defined outside the engine |
+//! | `var.rs` | [`Var`] and the tape's op set (`Op`): what a node records |
+//! | `forward.rs` | every op's forward method on [`Var`], and [`Var::apply_custom`] |
+//! | `backward.rs` | the reverse sweep ([`Var::backward`], [`Gradients`]) and every backward rule, each starting with its derivative |
+//! | `cuda.rs` | (feature `cuda`) the GPU side of every engine op |
+//! | `adam.rs`, `layers.rs`, `gradcheck.rs`, `audit.rs`, `malloc.rs` | optimizer, layers, gradient checks, the audit catalogue, allocator settings |
 //!
 //! ```
 //! use latflow_tensor::{Tensor, Var};
@@ -38,22 +56,26 @@ macro_rules! gpu_or_cpu {
 
 mod adam;
 pub mod audit;
+mod backward;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod custom;
 pub mod elementwise;
 mod float;
+mod forward;
 mod gradcheck;
+pub mod id_hash;
 pub mod kernels;
 pub mod layers;
 pub mod malloc;
-mod op;
-mod ops;
 pub mod pool;
 pub mod tensor;
 mod var;
 
 pub use adam::{Adam, AdamConfig};
+pub use backward::Gradients;
+pub use custom::CustomOp;
 pub use float::Float;
 pub use gradcheck::{gradcheck, GradcheckConfig, GradcheckReport, InputError, GRADCHECK_TOL_F64};
 pub use tensor::{gpu_name, Device, Tensor};
-pub use var::{Gradients, Var};
+pub use var::Var;

@@ -17,8 +17,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use crate::Float;
-
 /// Buffers shorter than this are not pooled (small allocations are cheap).
 pub const MIN_LEN: usize = 1024;
 /// Bytes a thread's pool (per element type) keeps at most.
@@ -27,7 +25,7 @@ pub const MAX_BYTES: usize = 128 << 20;
 /// Free buffers by exact length; a length has an entry once [`buffer`] was asked for it.
 #[derive(Default)]
 pub struct Pool<T> {
-    free: HashMap<usize, Vec<Vec<T>>, crate::var::IdBuild>,
+    free: HashMap<usize, Vec<Vec<T>>, crate::id_hash::IdBuild>,
     bytes: usize,
 }
 
@@ -51,18 +49,18 @@ impl<T> Pool<T> {
 /// A buffer of `n` elements with unspecified (initialized) contents: a recycled one
 /// when the pool has one of that length, else a zeroed allocation. The caller must
 /// write every element.
-pub fn buffer<T: Float>(n: usize) -> Vec<T> {
+pub fn buffer<T: PoolAccess + Copy + Default>(n: usize) -> Vec<T> {
     if n >= MIN_LEN {
         if let Some(v) = T::with_pool(|p| p.take(n)).flatten() {
             return v;
         }
     }
-    vec![T::ZERO; n]
+    vec![T::default(); n]
 }
 
 /// Hands a no longer used buffer to this thread's pool (dropped if it is small or the
 /// pool is full, or while the thread shuts down).
-pub fn recycle<T: Float>(v: Vec<T>) {
+pub fn recycle<T: PoolAccess>(v: Vec<T>) {
     if v.len() >= MIN_LEN {
         let _ = T::with_pool(move |p| p.give(v));
     }
@@ -75,7 +73,7 @@ pub fn clear() {
 }
 
 /// Bytes held by this thread's pool of `T` buffers.
-pub fn held_bytes<T: Float>() -> usize {
+pub fn held_bytes<T: PoolAccess>() -> usize {
     T::with_pool(|p| p.bytes).unwrap_or(0)
 }
 

@@ -299,7 +299,11 @@ impl<T: Float> Tensor<T> {
         match device {
             Device::Cpu => Self::full(shape, value),
             #[cfg(feature = "cuda")]
-            Device::Cuda => crate::cuda::full(shape, value),
+            Device::Cuda => {
+                let mut b = latflow_cuda_kernels::DeviceBuf::uninit(numel(shape));
+                latflow_cuda_kernels::ops::fill(&mut b, value.to_f64() as f32);
+                Tensor::from_device_buf(shape, b)
+            }
             #[cfg(not(feature = "cuda"))]
             Device::Cuda => panic!("{}", Device::Cuda.check().unwrap_err()),
         }
@@ -364,18 +368,22 @@ impl<T: Float> Tensor<T> {
 #[cfg(feature = "cuda")]
 impl<T: Float> Tensor<T> {
     /// A tensor over a device buffer (f32 data, whatever `T` says: only f32 tensors are
-    /// ever moved to the GPU).
-    pub(crate) fn from_device_buf(shape: &[usize], buf: latflow_cuda_kernels::DeviceBuf) -> Self {
+    /// ever moved to the GPU). The output of a custom op's CUDA half.
+    ///
+    /// # Panics
+    /// If the buffer does not hold exactly the shape's element count.
+    #[track_caller]
+    pub fn from_device_buf(shape: &[usize], buf: latflow_cuda_kernels::DeviceBuf) -> Self {
         assert_eq!(numel(shape), buf.len(), "from_device_buf: shape {shape:?} vs {} floats", buf.len());
         Tensor { shape: Shape::new(shape), data: Storage::Cuda(Arc::new(buf)) }
     }
 
-    /// The device buffer.
+    /// The device buffer (a custom op's CUDA half passes it to its kernels).
     ///
     /// # Panics
     /// If the tensor lives on the host (mixed devices in one op).
     #[track_caller]
-    pub(crate) fn device_buf(&self) -> &latflow_cuda_kernels::DeviceBuf {
+    pub fn device_buf(&self) -> &latflow_cuda_kernels::DeviceBuf {
         match &self.data {
             Storage::Cuda(b) => b,
             Storage::Host(_) => panic!(

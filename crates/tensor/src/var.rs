@@ -7,9 +7,10 @@
 //! parameters are registered as constants — nothing is kept, intermediates are freed
 //! as soon as they go out of scope.
 
-use crate::op::{backward_rule, Op};
+use crate::custom::CustomOp;
+use crate::elementwise::{Binary, Unary};
+use crate::kernels::conv2d::Conv2dShape;
 use crate::{Float, Tensor};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -65,6 +66,11 @@ impl<T: Float> Var<T> {
         Self::new(value, if rg { Some(op) } else { None }, rg)
     }
 
+    /// The op that produced this value, if it was recorded.
+    pub(crate) fn op(&self) -> Option<&Op<T>> {
+        self.0.op.as_ref()
+    }
+
     /// The value.
     pub fn value(&self) -> &Tensor<T> {
         &self.0.value
@@ -80,7 +86,7 @@ impl<T: Float> Var<T> {
         self.0.requires_grad
     }
 
-    /// A unique id (the key of [`Gradients`]).
+    /// A unique id (the key of [`Gradients`](crate::Gradients)).
     pub fn id(&self) -> usize {
         self.0.id
     }
@@ -89,110 +95,64 @@ impl<T: Float> Var<T> {
     pub fn detach(&self) -> Self {
         Self::constant(self.0.value.clone())
     }
+}
 
-    /// Reverse-mode sweep from this one-element value: d self / d leaf for every
-    /// [`Var::param`] leaf it depends on. Gradients of values used more than once add up.
-    ///
-    /// # Panics
-    /// If the value has more than one element.
-    #[track_caller]
-    pub fn backward(&self) -> Gradients<T> {
-        assert_eq!(self.value().len(), 1, "backward() needs a scalar, got shape {:?}", self.shape());
-        let mut grads: HashMap<usize, Tensor<T>, IdBuild> = HashMap::default();
-        let mut leaves = HashMap::default();
-        if !self.requires_grad() {
-            return Gradients { grads: leaves };
-        }
-        grads.insert(self.id(), Tensor::full_on(self.shape(), T::ONE, self.value().device()));
-        for node in topo_order(self).iter().rev() {
-            let Some(g) = grads.remove(&node.id()) else { continue };
-            match &node.0.op {
-                None => {
-                    leaves.insert(node.id(), g);
+/// A recorded operation: its inputs and what backward needs besides the output.
+pub(crate) enum Op<T: Float> {
+    Unary(Var<T>, Unary<T>),
+    Binary(Var<T>, Var<T>, Binary),
+    /// x (N, C, ...) + b (C)
+    AddBias(Var<T>, Var<T>),
+    /// x * m with a constant `m` broadcast over x's leading dimensions.
+    MulConst(Var<T>, Tensor<T>),
+    /// Sum of all elements.
+    Sum(Var<T>),
+    /// Sum over axes (removed).
+    SumAxes(Var<T>, Vec<usize>),
+    /// Numerically stable log sum exp over one axis (removed).
+    LogSumExp(Var<T>, usize),
+    Roll(Var<T>, usize, isize),
+    Reshape(Var<T>),
+    BroadcastTo(Var<T>),
+    Narrow(Var<T>, usize, usize),
+    Concat(Vec<Var<T>>, usize),
+    Transpose(Var<T>),
+    MatMul(Var<T>, Var<T>),
+    Conv2d(Var<T>, Var<T>, Option<Var<T>>, Conv2dShape, Option<Unary<T>>),
+    /// `(cos x, sin x)` stacked on a new axis 1 (`Var::cos_sin`).
+    CosSin(Var<T>),
+    /// An op defined outside the engine ([`CustomOp`]), on its inputs.
+    Custom(Vec<Var<T>>, Rc<dyn CustomOp<T>>),
+}
+
+impl<T: Float> Op<T> {
+    /// Calls `f` on each of the op's inputs, in order (no allocation: the tape asks on
+    /// every op).
+    pub(crate) fn for_each_input(&self, mut f: impl FnMut(&Var<T>)) {
+        match self {
+            Op::Unary(a, _)
+            | Op::MulConst(a, _)
+            | Op::Sum(a)
+            | Op::SumAxes(a, _)
+            | Op::LogSumExp(a, _)
+            | Op::Roll(a, _, _)
+            | Op::Reshape(a)
+            | Op::BroadcastTo(a)
+            | Op::Narrow(a, _, _)
+            | Op::Transpose(a)
+            | Op::CosSin(a) => f(a),
+            Op::Binary(a, b, _) | Op::AddBias(a, b) | Op::MatMul(a, b) => {
+                f(a);
+                f(b);
+            }
+            Op::Concat(v, _) | Op::Custom(v, _) => v.iter().for_each(f),
+            Op::Conv2d(x, w, b, _, _) => {
+                f(x);
+                f(w);
+                if let Some(b) = b {
+                    f(b);
                 }
-                Some(op) => backward_rule(op, node.value(), &g, &mut |input: &Var<T>, gi: Tensor<T>| {
-                    if !input.requires_grad() {
-                        return;
-                    }
-                    match grads.get_mut(&input.id()) {
-                        Some(acc) => gpu_or_cpu!(acc, crate::cuda::accumulate(acc, &gi), {
-                            for (a, b) in acc.data_mut().iter_mut().zip(gi.data()) {
-                                *a += *b;
-                            }
-                        }),
-                        None => {
-                            grads.insert(input.id(), gi);
-                        }
-                    }
-                }),
             }
         }
-        Gradients { grads: leaves }
-    }
-}
-
-/// Recorded nodes reachable from `root`, inputs before outputs (iterative DFS, so deep
-/// flows do not overflow the stack).
-/// Hashes integer keys (the tape's node ids, the pool's buffer lengths) with one multiply: SipHash's
-/// protection against chosen keys buys nothing here and costs a visible share of a step.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.0 = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-/// Maps and sets keyed by node id.
-pub(crate) type IdBuild = std::hash::BuildHasherDefault<IdHasher>;
-
-fn topo_order<T: Float>(root: &Var<T>) -> Vec<Var<T>> {
-    let mut order = Vec::new();
-    let mut seen = std::collections::HashSet::with_hasher(IdBuild::default());
-    let mut stack = vec![(root.clone(), false)];
-    while let Some((v, expanded)) = stack.pop() {
-        if expanded {
-            order.push(v);
-            continue;
-        }
-        if !seen.insert(v.id()) {
-            continue;
-        }
-        stack.push((v.clone(), true));
-        if let Some(op) = &v.0.op {
-            op.for_each_input(|i| {
-                if i.requires_grad() && !seen.contains(&i.id()) {
-                    stack.push((i.clone(), false));
-                }
-            });
-        }
-    }
-    order
-}
-
-/// Gradients of a scalar with respect to the parameter leaves it depends on.
-#[derive(Debug, Default)]
-pub struct Gradients<T: Float> {
-    grads: HashMap<usize, Tensor<T>, IdBuild>,
-}
-
-impl<T: Float> Gradients<T> {
-    /// The gradient for `leaf`, or `None` if the scalar does not depend on it.
-    pub fn get(&self, leaf: &Var<T>) -> Option<&Tensor<T>> {
-        self.grads.get(&leaf.id())
-    }
-
-    /// The gradient for `leaf`, zeros if the scalar does not depend on it.
-    pub fn get_or_zeros(&self, leaf: &Var<T>) -> Tensor<T> {
-        self.get(leaf).cloned().unwrap_or_else(|| Tensor::full_on(leaf.shape(), T::ZERO, leaf.value().device()))
     }
 }

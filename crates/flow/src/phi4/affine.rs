@@ -9,6 +9,7 @@
 
 use crate::model::Layer;
 use crate::net::{ConvNet, ConvNetConfig};
+use crate::ops::LatticeOps;
 use latflow_tensor::{Float, Tensor, Var};
 use rand::Rng;
 
@@ -54,8 +55,8 @@ impl<T: Float> AffineCoupling<T> {
     }
 
     /// `x (N, H, W) -> (f(x), log|det J| (N,))`: `f(x) = m x + (1-m)(x e^s + t)` and
-    /// `log|det J| = sum (1-m) s`, each one fused op ([`Var::affine_couple`],
-    /// [`Var::masked_channel_sum`]).
+    /// `log|det J| = sum (1-m) s`, each one fused op ([`LatticeOps::affine_couple`],
+    /// [`LatticeOps::masked_channel_sum`]).
     pub fn forward(&self, x: &Var<T>, p: &[Var<T>]) -> (Var<T>, Var<T>) {
         let st = self.scale_shift(x, p);
         (x.affine_couple(&st, &self.mask, false), st.masked_channel_sum(0, &self.inv_mask))

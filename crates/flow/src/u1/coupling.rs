@@ -11,6 +11,7 @@
 use super::masks::link_active_stripes;
 use super::ncp::NcpPlaqCoupling;
 use crate::model::Layer;
+use crate::ops::LatticeOps;
 use latflow_physics::u1_plaquette_var;
 use latflow_tensor::{Float, Tensor, Var};
 use rand::Rng;

@@ -19,6 +19,7 @@
 
 use super::masks::{gather_stripe, scatter_stripe, PlaqMasks};
 use crate::net::{ConvNet, ConvNetConfig};
+use crate::ops::LatticeOps;
 use latflow_tensor::{Float, Tensor, Var};
 use rand::Rng;
 use std::f64::consts::PI;
@@ -230,7 +231,7 @@ impl<T: Float> NcpPlaqCoupling<T> {
     /// numerics: `g` is the mean of `mod(2 atan(e^s tan(x/2)), 2 pi)`, `log g'` the
     /// logsumexp of `-log(e^{-s} cos^2(x/2) + e^s sin^2(x/2))` less `ln n_mix`.
     ///
-    /// Each is one fused op ([`Var::ncp_mixture`], [`Var::ncp_log_jacobian`]): two kernels
+    /// Each is one fused op ([`LatticeOps::ncp_mixture`], [`LatticeOps::ncp_log_jacobian`]): two kernels
     /// forward instead of about 35 elementwise passes; the values are those of the
     /// elementwise formulation that [`NcpPlaqCoupling::forward_masked`] keeps.
     fn transform(&self, x: &Var<T>, s: &Var<T>, t: &Var<T>) -> (Var<T>, Var<T>) {

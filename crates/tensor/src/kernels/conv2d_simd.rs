@@ -21,7 +21,7 @@
 
 use rayon::prelude::*;
 
-use super::conv2d::Conv2dShape;
+use super::conv2d_shape::{flipped_weights, Conv2dShape};
 use super::simd::SimdFloat;
 
 /// Geometry of the padded planes for one shape.
@@ -305,7 +305,7 @@ fn forward_tile<T: SimdFloat, const O: usize, const R: usize>(
 
 /// Input gradient: the forward kernel on `dy` with `w[o,c,a,e] -> w'[c,o,k-1-a,k-1-e]`.
 pub(crate) fn backward_input<T: SimdFloat>(dy: &[T], w: &[T], s: Conv2dShape, dx: &mut [T], threaded: bool) {
-    let wt = super::conv2d::flipped_weights(w, &s);
+    let wt = flipped_weights(w, &s);
     let st = Conv2dShape { cin: s.cout, cout: s.cin, ..s };
     forward(dy, &wt, None, st, dx, threaded);
 }

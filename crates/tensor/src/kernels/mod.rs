@@ -4,11 +4,10 @@
 pub mod conv2d;
 #[cfg(target_arch = "x86_64")]
 pub mod conv2d_avx512;
+pub mod conv2d_shape;
 pub mod conv2d_simd;
-pub mod coupling;
+pub mod cpu_features;
 pub mod layout;
 pub mod matmul;
-pub mod ncp;
 pub mod simd;
-pub mod u1;
 pub mod vmath;

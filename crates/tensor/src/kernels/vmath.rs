@@ -133,7 +133,7 @@ pub fn tanh_f32(x: &[f32], y: &mut [f32]) {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    pub(super) use crate::kernels::conv2d_avx512::available;
+    pub(super) use crate::kernels::cpu_features::avx512_available as available;
 
     /// `wide::f32x8::exp`: Cody-Waite reduction by ln 2, degree-5 polynomial (Estrin
     /// form), scale by `2^r` through the exponent bits; 0 outside `|x| < 87.3` or for

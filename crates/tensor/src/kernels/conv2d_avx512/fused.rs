@@ -70,7 +70,7 @@ unsafe fn fused_impl(
     let (hw, kk, nv) = (s.h * s.w, s.k * s.k, s.h / 2);
     let (xin, yout) = (s.cin * hw, s.cout * hw);
     let taps = Taps::cached(s.h, s.k);
-    let wt = crate::kernels::conv2d::flipped_weights(w, &s);
+    let wt = crate::kernels::conv2d_shape::flipped_weights(w, &s);
     let st = Conv2dShape { cin: s.cout, cout: s.cin, ..s };
     let roll_in = st.cout < st.cin;
     let mut zbuf = zeroed(if roll_in { 4 * nv } else { 0 });

@@ -47,11 +47,10 @@
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
-use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::conv2d::Conv2dShape;
+use super::conv2d_shape::{flipped_weights, Conv2dShape};
 use super::conv2d_simd::chunk_len;
 
 /// Lanes of one `__m512` of `f32`.
@@ -59,13 +58,7 @@ const L: usize = 16;
 /// The lattice width this path handles: two rows per vector.
 const WIDTH: usize = 8;
 
-/// Whether the CPU has AVX-512F and `LATFLOW_NO_AVX512` is unset (checked once).
-pub fn available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        std::env::var_os("LATFLOW_NO_AVX512").is_none() && std::arch::is_x86_feature_detected!("avx512f")
-    })
-}
+pub use super::cpu_features::avx512_available as available;
 
 /// Whether this path computes shape `s`: width 8, even height, at least one channel in
 /// and out (the kernel is odd and fits the lattice, checked by the caller).
@@ -278,7 +271,7 @@ pub fn forward(
 /// # Panics
 /// As [`forward`].
 pub fn backward_input(dy: &[f32], w: &[f32], s: Conv2dShape, dx: &mut [f32], threaded: bool) {
-    let wt = super::conv2d::flipped_weights(w, &s);
+    let wt = flipped_weights(w, &s);
     let st = Conv2dShape { cin: s.cout, cout: s.cin, ..s };
     forward(dy, &wt, None, st, dx, threaded, None);
 }

@@ -17,7 +17,7 @@
 //! `dy/dt = 1`; with `q_i = -log D_i` and `w = softmax(q)`:
 //! `dlogJ/dx = sum_i w_i (e_i^{-1} - e_i) r c / D_i`, `dlogJ/ds_i = w_i (e_i^{-1} c^2 - e_i r^2) / D_i`.
 
-use crate::Float;
+use latflow_tensor::Float;
 
 fn two_pi<T: Float>() -> T {
     T::from_f64(2.0 * std::f64::consts::PI)
@@ -25,17 +25,17 @@ fn two_pi<T: Float>() -> T {
 
 /// `x / 2` into a pooled buffer.
 fn halves<T: Float>(x: &[T]) -> Vec<T> {
-    let mut h = crate::pool::buffer(x.len());
+    let mut h = latflow_tensor::pool::buffer(x.len());
     for (d, &v) in h.iter_mut().zip(x) {
         *d = T::from_f64(0.5) * v;
     }
     h
 }
 
-/// Returns temporaries to the buffer pool ([`crate::pool`]).
+/// Returns temporaries to the buffer pool ([`latflow_tensor::pool`]).
 fn give_back<T: Float, const K: usize>(vs: [Vec<T>; K]) {
     for v in vs {
-        crate::pool::recycle(v);
+        latflow_tensor::pool::recycle(v);
     }
 }
 
@@ -44,9 +44,9 @@ pub fn mixture<T: Float>(x: &[T], s: &[T], t: &[T], n: usize, batch: usize, y: &
     let sites = x.len() / batch.max(1);
     // the elementwise ops' order: half = 0.5 x; tan; e = exp(s); a = e * tan; atan; 2 *; mod
     let half = halves(x);
-    let mut tn = crate::pool::buffer(half.len());
+    let mut tn = latflow_tensor::pool::buffer(half.len());
     T::tan_slice(&half, &mut tn);
-    let mut e = crate::pool::buffer(s.len());
+    let mut e = latflow_tensor::pool::buffer(s.len());
     T::exp_slice(s, &mut e);
     for (eb, tb) in e.chunks_exact_mut(n * sites).zip(tn.chunks_exact(sites)) {
         for ei in eb.chunks_exact_mut(sites) {
@@ -55,7 +55,7 @@ pub fn mixture<T: Float>(x: &[T], s: &[T], t: &[T], n: usize, batch: usize, y: &
             }
         }
     }
-    let mut at = crate::pool::buffer(s.len());
+    let mut at = latflow_tensor::pool::buffer(s.len());
     T::atan_slice(&e, &mut at);
     let (two, tp, inv_n) = (T::from_f64(2.0), two_pi::<T>(), T::from_f64(1.0 / n as f64));
     let mut acc = vec![T::ZERO; sites];
@@ -105,15 +105,15 @@ struct TrigExp<T> {
 
 fn trig_exp<T: Float>(x: &[T], s: &[T]) -> TrigExp<T> {
     let half = halves(x);
-    let (mut c, mut r) = (crate::pool::buffer(x.len()), crate::pool::buffer(x.len()));
+    let (mut c, mut r) = (latflow_tensor::pool::buffer(x.len()), latflow_tensor::pool::buffer(x.len()));
     T::sin_cos_slice(&half, &mut r, &mut c);
-    let mut e = crate::pool::buffer(s.len());
+    let mut e = latflow_tensor::pool::buffer(s.len());
     T::exp_slice(s, &mut e);
-    let mut ei = crate::pool::buffer(s.len());
+    let mut ei = latflow_tensor::pool::buffer(s.len());
     for (d, &v) in ei.iter_mut().zip(&e) {
         *d = T::ONE / v;
     }
-    crate::pool::recycle(half);
+    latflow_tensor::pool::recycle(half);
     TrigExp { c, r, e, ei }
 }
 
@@ -122,7 +122,7 @@ pub fn mixture_grad<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, g: &[T],
     let sites = x.len() / batch.max(1);
     let (two, inv_n) = (T::from_f64(2.0), T::from_f64(1.0 / n as f64));
     let TrigExp { c, r, e, ei } = trig_exp(x, s);
-    crate::pool::recycle(ei);
+    latflow_tensor::pool::recycle(ei);
     for b in 0..batch {
         let j0 = b * sites;
         let (cb, rb, gb) = (&c[j0..j0 + sites], &r[j0..j0 + sites], &g[j0..j0 + sites]);
@@ -151,7 +151,7 @@ pub fn log_jacobian<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, out: &mu
     let sites = x.len() / batch.max(1);
     let inv_n = T::from_f64(1.0 / n as f64);
     let TrigExp { c, r, e, ei } = trig_exp(x, s);
-    let mut m = crate::pool::buffer(x.len());
+    let mut m = latflow_tensor::pool::buffer(x.len());
     m.fill(T::ZERO);
     for b in 0..batch {
         let j0 = b * sites;
@@ -167,7 +167,7 @@ pub fn log_jacobian<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, out: &mu
             *v *= inv_n;
         }
     }
-    let mut l = crate::pool::buffer(x.len());
+    let mut l = latflow_tensor::pool::buffer(x.len());
     T::ln_slice(&m, &mut l);
     for (o, lb) in out.iter_mut().zip(l.chunks_exact(sites.max(1))).take(batch) {
         *o = lb.iter().copied().sum();
@@ -180,7 +180,7 @@ pub fn log_jacobian<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, out: &mu
 pub fn log_jacobian_grad<T: Float>(x: &[T], s: &[T], n: usize, batch: usize, g: &[T], dx: &mut [T], ds: &mut [T]) {
     let sites = x.len() / batch.max(1);
     let TrigExp { c, r, e, ei } = trig_exp(x, s);
-    let mut u = crate::pool::buffer(s.len());
+    let mut u = latflow_tensor::pool::buffer(s.len());
     let mut sum = vec![T::ZERO; sites];
     for b in 0..batch {
         let j0 = b * sites;

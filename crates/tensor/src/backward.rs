@@ -1,100 +1,20 @@
-//! The tape's op set and the one place where backward rules live. Each rule starts with
-//! its derivative as a comment. Elementwise derivatives are in [`crate::elementwise`].
+//! The reverse sweep ([`Var::backward`], [`Gradients`]) and the one place where the
+//! backward rules of the engine's ops ([`Op`]) live. Each rule starts with its derivative
+//! as a comment. Elementwise derivatives are in [`crate::elementwise`]; ops defined outside
+//! the engine bring their own rule ([`crate::CustomOp::backward`]).
 
-use crate::elementwise::{Binary, Unary};
-use crate::kernels::conv2d::{self, Conv2dShape};
-use crate::kernels::{coupling, layout, matmul, ncp, u1};
+use crate::custom::CustomOp;
+use crate::elementwise::Unary;
+use crate::id_hash::IdBuild;
+use crate::kernels::conv2d;
+use crate::kernels::{layout, matmul};
+use crate::var::Op;
 use crate::{Float, Tensor, Var};
-
-/// A recorded operation: its inputs and what backward needs besides the output.
-pub(crate) enum Op<T: Float> {
-    Unary(Var<T>, Unary<T>),
-    Binary(Var<T>, Var<T>, Binary),
-    /// x (N, C, ...) + b (C)
-    AddBias(Var<T>, Var<T>),
-    /// x * m with a constant `m` broadcast over x's leading dimensions.
-    MulConst(Var<T>, Tensor<T>),
-    /// Sum of all elements.
-    Sum(Var<T>),
-    /// Sum over axes (removed).
-    SumAxes(Var<T>, Vec<usize>),
-    /// Numerically stable log sum exp over one axis (removed).
-    LogSumExp(Var<T>, usize),
-    Roll(Var<T>, usize, isize),
-    Reshape(Var<T>),
-    BroadcastTo(Var<T>),
-    Narrow(Var<T>, usize, usize),
-    Concat(Vec<Var<T>>, usize),
-    Transpose(Var<T>),
-    MatMul(Var<T>, Var<T>),
-    Conv2d(Var<T>, Var<T>, Option<Var<T>>, Conv2dShape, Option<Unary<T>>),
-    /// Affine coupling `y(x, st)` with a constant mask; `true` = reverse direction.
-    AffineCouple(Var<T>, Var<T>, Tensor<T>, bool),
-    /// `sum_p m[p] st[n, channel, p]` with a constant mask.
-    MaskedChannelSum(Var<T>, usize, Tensor<T>),
-    /// NCP mixture `y(x, s, t)` of `n` components.
-    NcpMixture(Var<T>, Var<T>, Var<T>, usize),
-    /// Its log-Jacobian per sample, `logJ(x, s)`.
-    NcpLogJacobian(Var<T>, Var<T>, usize),
-    /// The (0, 1) plaquette of U(1) links `(N, 2, H, W)`.
-    U1Plaquette01(Var<T>),
-    /// `(cos x, sin x)` stacked on a new axis 1 (`Var::cos_sin`).
-    CosSin(Var<T>),
-    /// The gauge-equivariant coupling's stripe update `(links, y_a, x_a, mu, offset)`.
-    U1StripeUpdate(Var<T>, Var<T>, Var<T>, usize, usize),
-}
-
-impl<T: Float> Op<T> {
-    /// Calls `f` on each of the op's inputs, in order (no allocation: the tape asks on
-    /// every op).
-    pub(crate) fn for_each_input(&self, mut f: impl FnMut(&Var<T>)) {
-        match self {
-            Op::Unary(a, _)
-            | Op::MulConst(a, _)
-            | Op::Sum(a)
-            | Op::SumAxes(a, _)
-            | Op::LogSumExp(a, _)
-            | Op::Roll(a, _, _)
-            | Op::Reshape(a)
-            | Op::BroadcastTo(a)
-            | Op::Narrow(a, _, _)
-            | Op::Transpose(a)
-            | Op::MaskedChannelSum(a, _, _)
-            | Op::U1Plaquette01(a)
-            | Op::CosSin(a) => f(a),
-            Op::Binary(a, b, _)
-            | Op::AddBias(a, b)
-            | Op::MatMul(a, b)
-            | Op::AffineCouple(a, b, _, _)
-            | Op::NcpLogJacobian(a, b, _) => {
-                f(a);
-                f(b);
-            }
-            Op::NcpMixture(x, s, t, _) | Op::U1StripeUpdate(x, s, t, _, _) => {
-                f(x);
-                f(s);
-                f(t);
-            }
-            Op::Concat(v, _) => v.iter().for_each(f),
-            Op::Conv2d(x, w, b, _, _) => {
-                f(x);
-                f(w);
-                if let Some(b) = b {
-                    f(b);
-                }
-            }
-        }
-    }
-}
+use std::collections::HashMap;
 
 /// Applies the chain rule for `op` whose output `y` received gradient `g`: calls
 /// `acc(input, d loss / d input)` for each input.
-pub(crate) fn backward_rule<T: Float>(
-    op: &Op<T>,
-    y: &Tensor<T>,
-    g: &Tensor<T>,
-    acc: &mut dyn FnMut(&Var<T>, Tensor<T>),
-) {
+fn backward_rule<T: Float>(op: &Op<T>, y: &Tensor<T>, g: &Tensor<T>, acc: &mut dyn FnMut(&Var<T>, Tensor<T>)) {
     match op {
         Op::Unary(a, f) => {
             // d f(a) = f'(a) da
@@ -140,7 +60,7 @@ pub(crate) fn backward_rule<T: Float>(
         }
         Op::MulConst(x, m) => {
             // d (m x) = m dx
-            acc(x, gpu_or_cpu!(g, crate::cuda::mul_mask(g, m), crate::ops::times_mask(g.data(), m.data(), x.shape())));
+            acc(x, gpu_or_cpu!(g, crate::cuda::mul_mask(g, m), crate::elementwise::times_mask(g, m)));
         }
         Op::Sum(x) => {
             // d sum(x) = 1 for every element
@@ -218,51 +138,6 @@ pub(crate) fn backward_rule<T: Float>(
             acc(a, matmul::matmul(g, &layout::transpose_last2(b.value())));
             acc(b, matmul::matmul(&layout::transpose_last2(a.value()), g));
         }
-        Op::AffineCouple(x, st, m, reverse) => {
-            // forward y = m x + (1-m)(x e^s + t): dx = g (m + (1-m) e^s), ds = g (1-m) x e^s,
-            // dt = g (1-m); reverse y = m x + (1-m)(x - t) e^-s: dx = g (m + (1-m) e^-s),
-            // ds = -g (1-m)(x - t) e^-s, dt = -g (1-m) e^-s
-            let (dx, dst) = gpu_or_cpu!(g, crate::cuda::couple_grad(x.value(), st.value(), m, *reverse, g), {
-                let mut dx = crate::pool::buffer(x.value().len());
-                let mut dst = crate::pool::buffer(st.value().len());
-                coupling::couple_grad(
-                    x.value().data(),
-                    st.value().data(),
-                    m.data(),
-                    *reverse,
-                    g.data(),
-                    &mut dx,
-                    &mut dst,
-                );
-                (Tensor::from_vec(x.shape(), dx), Tensor::from_vec(st.shape(), dst))
-            });
-            acc(x, dx);
-            acc(st, dst);
-        }
-        Op::NcpMixture(x, s, t, n) => {
-            // dy/dx = (1/n) sum_i e_i / (c^2 + e_i^2 r^2), dy/ds_i = (1/n) 2 e_i r c / (c^2 + e_i^2 r^2),
-            // dy/dt = 1 (kernels::ncp)
-            let b = x.shape()[0];
-            let (dx, ds) = gpu_or_cpu!(g, crate::cuda::ncp_mixture_grad(x.value(), s.value(), *n, g), {
-                let (mut dx, mut ds) = (crate::pool::buffer(x.value().len()), crate::pool::buffer(s.value().len()));
-                ncp::mixture_grad(x.value().data(), s.value().data(), *n, b, g.data(), &mut dx, &mut ds);
-                (Tensor::from_vec(x.shape(), dx), Tensor::from_vec(s.shape(), ds))
-            });
-            acc(x, dx);
-            acc(s, ds);
-            acc(t, g.clone());
-        }
-        Op::NcpLogJacobian(x, s, n) => {
-            // d logJ = sum_i softmax(q)_i dq_i, q_i = -log(e_i^-1 cos^2 h + e_i sin^2 h) (kernels::ncp)
-            let b = x.shape()[0];
-            let (dx, ds) = gpu_or_cpu!(g, crate::cuda::ncp_log_jacobian_grad(x.value(), s.value(), *n, g), {
-                let (mut dx, mut ds) = (crate::pool::buffer(x.value().len()), crate::pool::buffer(s.value().len()));
-                ncp::log_jacobian_grad(x.value().data(), s.value().data(), *n, b, g.data(), &mut dx, &mut ds);
-                (Tensor::from_vec(x.shape(), dx), Tensor::from_vec(s.shape(), ds))
-            });
-            acc(x, dx);
-            acc(s, ds);
-        }
         Op::CosSin(x) => {
             // y = (cos x, sin x): dx = -g_0 sin x + g_1 cos x = -g_0 y_1 + g_1 y_0
             let (yd, gd) = (y.data(), g.data());
@@ -278,40 +153,9 @@ pub(crate) fn backward_rule<T: Float>(
             }
             acc(x, Tensor::from_vec(x.shape(), dx));
         }
-        Op::U1Plaquette01(links) => {
-            // P = t0(x,y) + t1(x+1,y) - t0(x,y+1) - t1(x,y): dt0 = g(x,y) - g(x,y-1),
-            // dt1 = g(x-1,y) - g(x,y)
-            let s = links.shape();
-            let d = gpu_or_cpu!(g, crate::cuda::u1_plaquette01_grad(g, s), {
-                let mut d = crate::pool::buffer(links.value().len());
-                u1::plaquette01_grad(g.data(), s[0], s[2], s[3], &mut d);
-                Tensor::from_vec(s, d)
-            });
-            acc(links, d);
-        }
-        Op::U1StripeUpdate(links, ya, xa, mu, off) => {
-            // mod 2 pi has derivative 1: the links pass g through; y_a gets +-g at the stripe,
-            // x_a its negative
-            let (s, ys) = (links.shape(), ya.shape());
-            let (dya, dxa) = gpu_or_cpu!(g, crate::cuda::u1_stripe_update_grad(g, ys, *mu, *off), {
-                let mut dya = crate::pool::buffer(ya.value().len());
-                u1::stripe_update_grad_ya(g.data(), s[0], s[2], s[3], *mu, *off, &mut dya);
-                let dxa: Vec<T> = dya.iter().map(|&v| -v).collect();
-                (Tensor::from_vec(ys, dya), Tensor::from_vec(ys, dxa))
-            });
-            acc(links, g.clone());
-            acc(ya, dya);
-            acc(xa, dxa);
-        }
-        Op::MaskedChannelSum(st, channel, m) => {
-            // d sum_p m[p] st[n, c, p] = m[p] on channel c, 0 on the others
-            let c = st.shape()[1];
-            let d = gpu_or_cpu!(g, crate::cuda::masked_channel_sum_grad(g, m, st.shape(), *channel), {
-                let mut d = crate::pool::buffer(st.value().len());
-                coupling::masked_channel_sum_grad(g.data(), m.data(), c, *channel, &mut d);
-                Tensor::from_vec(st.shape(), d)
-            });
-            acc(st, d);
+        Op::Custom(inputs, op) => {
+            // the op's own rule (CustomOp::backward starts with its derivative)
+            custom_backward(inputs, op.as_ref(), y, g, acc);
         }
         Op::Conv2d(x, w, b, s, act) => {
             // with an activation y = act(z): dz = g act'(z), act' taken from y
@@ -386,6 +230,120 @@ pub(crate) fn backward_rule<T: Float>(
                     acc(b, Tensor::from_vec(b.shape(), db));
                 }
             }
+        }
+    }
+}
+
+impl<T: Float> Var<T> {
+    /// Reverse-mode sweep from this one-element value: d self / d leaf for every
+    /// [`Var::param`] leaf it depends on. Gradients of values used more than once add up.
+    ///
+    /// # Panics
+    /// If the value has more than one element.
+    #[track_caller]
+    pub fn backward(&self) -> Gradients<T> {
+        assert_eq!(self.value().len(), 1, "backward() needs a scalar, got shape {:?}", self.shape());
+        let mut grads: HashMap<usize, Tensor<T>, IdBuild> = HashMap::default();
+        let mut leaves = HashMap::default();
+        if !self.requires_grad() {
+            return Gradients { grads: leaves };
+        }
+        grads.insert(self.id(), Tensor::full_on(self.shape(), T::ONE, self.value().device()));
+        for node in topo_order(self).iter().rev() {
+            let Some(g) = grads.remove(&node.id()) else { continue };
+            match node.op() {
+                None => {
+                    leaves.insert(node.id(), g);
+                }
+                Some(op) => backward_rule(op, node.value(), &g, &mut |input: &Var<T>, gi: Tensor<T>| {
+                    if !input.requires_grad() {
+                        return;
+                    }
+                    match grads.get_mut(&input.id()) {
+                        Some(acc) => gpu_or_cpu!(acc, crate::cuda::accumulate(acc, &gi), {
+                            for (a, b) in acc.data_mut().iter_mut().zip(gi.data()) {
+                                *a += *b;
+                            }
+                        }),
+                        None => {
+                            grads.insert(input.id(), gi);
+                        }
+                    }
+                }),
+            }
+        }
+        Gradients { grads: leaves }
+    }
+}
+
+/// Recorded nodes reachable from `root`, inputs before outputs (iterative DFS, so deep
+/// flows do not overflow the stack).
+fn topo_order<T: Float>(root: &Var<T>) -> Vec<Var<T>> {
+    let mut order = Vec::new();
+    let mut seen = std::collections::HashSet::with_hasher(IdBuild::default());
+    let mut stack = vec![(root.clone(), false)];
+    while let Some((v, expanded)) = stack.pop() {
+        if expanded {
+            order.push(v);
+            continue;
+        }
+        if !seen.insert(v.id()) {
+            continue;
+        }
+        stack.push((v.clone(), true));
+        if let Some(op) = v.op() {
+            op.for_each_input(|i| {
+                if i.requires_grad() && !seen.contains(&i.id()) {
+                    stack.push((i.clone(), false));
+                }
+            });
+        }
+    }
+    order
+}
+
+/// Gradients of a scalar with respect to the parameter leaves it depends on.
+#[derive(Debug, Default)]
+pub struct Gradients<T: Float> {
+    grads: HashMap<usize, Tensor<T>, IdBuild>,
+}
+
+impl<T: Float> Gradients<T> {
+    /// The gradient for `leaf`, or `None` if the scalar does not depend on it.
+    pub fn get(&self, leaf: &Var<T>) -> Option<&Tensor<T>> {
+        self.grads.get(&leaf.id())
+    }
+
+    /// The gradient for `leaf`, zeros if the scalar does not depend on it.
+    pub fn get_or_zeros(&self, leaf: &Var<T>) -> Tensor<T> {
+        self.get(leaf).cloned().unwrap_or_else(|| Tensor::full_on(leaf.shape(), T::ZERO, leaf.value().device()))
+    }
+}
+
+/// Calls `acc(input, gradient)` for each input of a custom op whose output `y` received
+/// gradient `g` (the rule is the op's [`CustomOp::backward`]).
+fn custom_backward<T: Float>(
+    inputs: &[Var<T>],
+    op: &dyn CustomOp<T>,
+    y: &Tensor<T>,
+    g: &Tensor<T>,
+    acc: &mut dyn FnMut(&Var<T>, Tensor<T>),
+) {
+    let needs: Vec<bool> = inputs.iter().map(|v| v.requires_grad()).collect();
+    let values: Vec<&Tensor<T>> = inputs.iter().map(|v| v.value()).collect();
+    let grads = op.backward(&values, y, g, &needs);
+    assert_eq!(
+        grads.len(),
+        inputs.len(),
+        "custom op {}: backward returned {} gradients for {} inputs",
+        op.name(),
+        grads.len(),
+        inputs.len()
+    );
+    for (v, gi) in inputs.iter().zip(grads) {
+        if let Some(gi) = gi {
+            assert_eq!(gi.shape(), v.shape(), "custom op {}: gradient shape vs input shape", op.name());
+            acc(v, gi);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! Forward: `y = m x + (1 - m)(x e^s + t)`; reverse: `y = m x + (1 - m)(x - t) e^{-s}`.
 //! Their log-Jacobians are `+- sum_sites (1 - m) s`, [`masked_channel_sum`].
 
-use crate::Float;
+use latflow_tensor::Float;
 
 /// `e^s` (forward) or `e^{-s}` (reverse) of one sample's scale row, with the SIMD exp.
 fn exp_row<T: Float>(s: &[T], reverse: bool, e: &mut [T]) {

@@ -1,5 +1,6 @@
-// The fused NCP mixture of the U(1) flows (see latflow_tensor::kernels::ncp for the
-// formulas): x (N, S), s (N, n, S), t (N, S); one thread per (sample, site).
+// The fused NCP mixture of the U(1) flows and its log-Jacobian (see cpu.rs for the
+// formulas): x (N, S), s (N, n, S), t (N, S); one thread per (sample, site). Compiled by
+// NVRTC after latflow-cuda-kernels' common.cuh (i64, GID, GSTRIDE, warp_sum).
 
 #define TWO_PI_F 6.283185307179586f
 

@@ -1,11 +1,14 @@
-//! Forward methods of every op on [`Var`]. Backward rules are in [`crate::op`].
+//! Forward methods of every op on [`Var`] (and [`Var::apply_custom`] for ops defined
+//! outside the engine). Backward rules are in [`crate::backward`].
 
+use crate::custom::CustomOp;
 use crate::elementwise::{Binary, Unary};
 use crate::kernels::conv2d::{self, Conv2dShape};
 use crate::kernels::{layout, matmul};
-use crate::op::Op;
 use crate::tensor::{assert_same_shape, numel, split_at_axis};
+use crate::var::Op;
 use crate::{Float, Tensor, Var};
+use std::rc::Rc;
 
 impl<T: Float> Var<T> {
     /// Applies an elementwise function (see [`Unary`] for each `f` and `f'`).
@@ -150,7 +153,7 @@ impl<T: Float> Var<T> {
         let v = gpu_or_cpu!(
             self.value(),
             crate::cuda::mul_mask(self.value(), mask),
-            times_mask(self.value().data(), mask.data(), s)
+            crate::elementwise::times_mask(self.value(), mask)
         );
         Var::from_op(v, Op::MulConst(self.clone(), mask.clone()))
     }
@@ -366,92 +369,6 @@ impl<T: Float> Var<T> {
 }
 
 impl<T: Float> Var<T> {
-    /// The affine coupling of arXiv:2101.08176 (section IV.B, after Dinh et al.
-    /// arXiv:1605.08803) as one op: `self` is `x (N, S...)`, `st (N, 2, S...)` the net's
-    /// scale (channel 0) and shift (channel 1), `mask (S...)` the frozen sites (1).
-    ///
-    /// Forward: `y = m x + (1 - m)(x e^s + t)`; reverse (`reverse = true`):
-    /// `y = m x + (1 - m)(x - t) e^{-s}`. Derivatives in `op.rs`. The same values as the
-    /// masked elementwise ops it replaces (fewer passes, one tape node); its log-Jacobian is
-    /// `+- st.masked_channel_sum(0, 1 - m)`.
-    ///
-    /// ```
-    /// use latflow_tensor::{Tensor, Var};
-    /// // one sample, two sites: site 0 frozen, site 1 active with s = ln 2, t = 1
-    /// let x = Var::constant(Tensor::from_vec(&[1, 2], vec![3.0f64, 5.0]));
-    /// let st = Var::constant(Tensor::from_vec(&[1, 2, 2], vec![0.0, 2f64.ln(), 0.0, 1.0]));
-    /// let mask = Tensor::from_vec(&[2], vec![1.0, 0.0]);
-    /// let y = x.affine_couple(&st, &mask, false);
-    /// assert!((y.value().data()[1] - 11.0).abs() < 1e-12); // 5 * 2 + 1
-    /// assert_eq!(y.value().data()[0], 3.0); // frozen
-    /// let back = y.affine_couple(&st, &mask, true); // (11 - 1) / 2
-    /// assert!((back.value().data()[1] - 5.0).abs() < 1e-12);
-    /// ```
-    ///
-    /// # Panics
-    /// If `st` is not `(N, 2, S...)` or `mask` not `(S...)` for `x (N, S...)`.
-    #[track_caller]
-    pub fn affine_couple(&self, st: &Var<T>, mask: &Tensor<T>, reverse: bool) -> Var<T> {
-        let (xs, ss) = (self.shape(), st.shape());
-        assert!(
-            !xs.is_empty()
-                && ss.len() == xs.len() + 1
-                && ss[0] == xs[0]
-                && ss[1] == 2
-                && ss[2..] == xs[1..]
-                && mask.shape() == &xs[1..],
-            "affine_couple: shape mismatch, x {xs:?}, st {ss:?}, mask {:?}",
-            mask.shape()
-        );
-        let (x, s) = (self.value(), st.value());
-        let y = gpu_or_cpu!(x, crate::cuda::couple(x, s, mask, reverse), {
-            let mut y = crate::pool::buffer(x.len());
-            crate::kernels::coupling::couple(x.data(), s.data(), mask.data(), reverse, &mut y);
-            Tensor::from_vec(xs, y)
-        });
-        Var::from_op(y, Op::AffineCouple(self.clone(), st.clone(), mask.clone(), reverse))
-    }
-
-    /// The non-compact-projection mixture of the U(1) flows (arXiv:2101.08176 section V.B,
-    /// Rezende et al. arXiv:2002.02428) as one op: `self` is `x (N, S...)`, `s (N, n, S...)`
-    /// the `n` scales, `t (N, S...)` the offset;
-    /// `y = ((1/n) sum_i mod(2 atan(e^{s_i} tan(x/2)), 2 pi) + t) mod 2 pi`. Values are bit
-    /// for bit those of the elementwise ops it replaces (on the CPU); derivatives in
-    /// [`crate::kernels::ncp`].
-    ///
-    /// # Panics
-    /// On shape mismatches.
-    #[track_caller]
-    pub fn ncp_mixture(&self, s: &Var<T>, t: &Var<T>) -> Var<T> {
-        let n = check_ncp(self.shape(), s.shape(), "ncp_mixture");
-        assert!(t.shape() == self.shape(), "ncp_mixture: shape mismatch, x {:?} vs t {:?}", self.shape(), t.shape());
-        let (x, sv, tv) = (self.value(), s.value(), t.value());
-        let y = gpu_or_cpu!(x, crate::cuda::ncp_mixture(x, sv, tv, n), {
-            let mut y = crate::pool::buffer(x.len());
-            crate::kernels::ncp::mixture(x.data(), sv.data(), tv.data(), n, x.shape()[0], &mut y);
-            Tensor::from_vec(x.shape(), y)
-        });
-        Var::from_op(y, Op::NcpMixture(self.clone(), s.clone(), t.clone(), n))
-    }
-
-    /// The NCP mixture's `log|det J|` per sample, shape `(N,)`:
-    /// `sum_sites [logsumexp_i(-log(e^{-s_i} cos^2(x/2) + e^{s_i} sin^2(x/2))) - ln n]`.
-    ///
-    /// # Panics
-    /// On shape mismatches.
-    #[track_caller]
-    pub fn ncp_log_jacobian(&self, s: &Var<T>) -> Var<T> {
-        let n = check_ncp(self.shape(), s.shape(), "ncp_log_jacobian");
-        let (x, sv) = (self.value(), s.value());
-        let b = x.shape()[0];
-        let out = gpu_or_cpu!(x, crate::cuda::ncp_log_jacobian(x, sv, n), {
-            let mut out = crate::pool::buffer(b);
-            crate::kernels::ncp::log_jacobian(x.data(), sv.data(), n, b, &mut out);
-            Tensor::from_vec(&[b], out)
-        });
-        Var::from_op(out, Op::NcpLogJacobian(self.clone(), s.clone(), n))
-    }
-
     /// `(cos x, sin x)` stacked on a new axis 1: `self (N, S...) -> (N, 2, S...)`, the input
     /// of the U(1) flows' coupling nets (arXiv:2101.08176 section V.B). The values of
     /// `Var::stack(&[x.cos(), x.sin()], 1)`; on the CPU one op with one SIMD range
@@ -488,117 +405,11 @@ impl<T: Float> Var<T> {
         Var::from_op(Tensor::from_vec(&oshape, out), Op::CosSin(self.clone()))
     }
 
-    /// The plaquette angle of the (0, 1) plane of U(1) links `self (N, 2, H, W)`:
-    /// `P(x, y) = t0(x, y) + t1(x+1, y) - t0(x, y+1) - t1(x, y)` (periodic), shape
-    /// `(N, H, W)`, as one op (the same values as the select/roll/add ops it replaces).
-    ///
-    /// ```
-    /// use latflow_tensor::{Tensor, Var};
-    /// // 4x4 lattice, t0 = 0, t1(x, y) = x: P = t1(x+1, y) - t1(x, y) = 1 (and -3 at x = 3)
-    /// let mut v = vec![0.0f64; 32];
-    /// for i in 0..16 {
-    ///     v[16 + i] = (i / 4) as f64;
-    /// }
-    /// let p = Var::constant(Tensor::from_vec(&[1, 2, 4, 4], v)).u1_plaquette01();
-    /// assert_eq!(p.value().data()[0], 1.0);
-    /// assert_eq!(p.value().data()[12], -3.0);
-    /// ```
-    ///
-    /// # Panics
-    /// If `self` is not `(N, 2, H, W)`.
-    #[track_caller]
-    pub fn u1_plaquette01(&self) -> Var<T> {
-        let s = self.shape();
-        assert!(s.len() == 4 && s[1] == 2, "u1_plaquette01: links must be (N, 2, H, W), got {s:?}");
-        let x = self.value();
-        let p = gpu_or_cpu!(x, crate::cuda::u1_plaquette01(x), {
-            let mut p = crate::pool::buffer(s[0] * s[2] * s[3]);
-            crate::kernels::u1::plaquette01(x.data(), s[0], s[2], s[3], &mut p);
-            Tensor::from_vec(&[s[0], s[2], s[3]], p)
-        });
-        Var::from_op(p, Op::U1Plaquette01(self.clone()))
+    /// Runs a [`CustomOp`] on `inputs` and records it on the tape as one node (only when
+    /// an input requires a gradient, like every op).
+    pub fn apply_custom<O: CustomOp<T> + 'static>(inputs: &[&Var<T>], op: O) -> Var<T> {
+        let values: Vec<&Tensor<T>> = inputs.iter().map(|v| v.value()).collect();
+        let y = op.forward(&values);
+        Var::from_op(y, Op::Custom(inputs.iter().map(|&v| v.clone()).collect(), Rc::new(op)))
     }
-
-    /// The gauge-equivariant coupling's link update (arXiv:2101.08176 section V.A) as one
-    /// op: `self` is links `(N, 2, H, W)`; on the links of direction `mu` at the stripe of
-    /// offset `off` (every 4th column for `mu = 0`, row for `mu = 1`; `(N, A, B)` in the
-    /// order of `gather_stripe`), `theta -> (theta + s (y_a - x_a)) mod 2 pi` with `s = +1`
-    /// for `mu = 0` and `-1` for `mu = 1`; the other links unchanged.
-    ///
-    /// # Panics
-    /// On shape mismatches, `mu > 1`, `off > 3`, or extents not divisible by 4.
-    #[track_caller]
-    pub fn u1_stripe_update(&self, ya: &Var<T>, xa: &Var<T>, mu: usize, off: usize) -> Var<T> {
-        let s = self.shape();
-        assert!(
-            s.len() == 4 && s[1] == 2 && mu < 2 && off < 4 && s[2].is_multiple_of(4) && s[3].is_multiple_of(4),
-            "u1_stripe_update: links {s:?}, mu {mu}, offset {off}"
-        );
-        let (a, b) = crate::kernels::u1::stripe_shape(mu, s[2], s[3]);
-        assert!(
-            ya.shape() == [s[0], a, b] && xa.shape() == [s[0], a, b],
-            "u1_stripe_update: shape mismatch, y_a {:?}, x_a {:?} vs stripe ({}, {a}, {b})",
-            ya.shape(),
-            xa.shape(),
-            s[0]
-        );
-        let (l, y, x) = (self.value(), ya.value(), xa.value());
-        let out = gpu_or_cpu!(l, crate::cuda::u1_stripe_update(l, y, x, mu, off), {
-            let mut o = crate::pool::buffer(l.len());
-            crate::kernels::u1::stripe_update(l.data(), y.data(), x.data(), s[0], s[2], s[3], mu, off, &mut o);
-            Tensor::from_vec(s, o)
-        });
-        Var::from_op(out, Op::U1StripeUpdate(self.clone(), ya.clone(), xa.clone(), mu, off))
-    }
-
-    /// `out[n] = sum_p m[p] self[n, channel, p]` for `self (N, C, S...)` and a constant
-    /// `mask (S...)`, shape `(N,)`. Derivative: `m` on channel `channel`, 0 elsewhere.
-    ///
-    /// # Panics
-    /// On shape mismatches or `channel >= C`.
-    #[track_caller]
-    pub fn masked_channel_sum(&self, channel: usize, mask: &Tensor<T>) -> Var<T> {
-        let s = self.shape();
-        assert!(
-            s.len() >= 2 && channel < s[1] && mask.shape() == &s[2..],
-            "masked_channel_sum: shape mismatch, {s:?} channel {channel} vs mask {:?}",
-            mask.shape()
-        );
-        let x = self.value();
-        let out = gpu_or_cpu!(x, crate::cuda::masked_channel_sum(x, mask, channel), {
-            let mut out = crate::pool::buffer(s[0]);
-            crate::kernels::coupling::masked_channel_sum(x.data(), mask.data(), s[1], channel, &mut out);
-            Tensor::from_vec(&[s[0]], out)
-        });
-        Var::from_op(out, Op::MaskedChannelSum(self.clone(), channel, mask.clone()))
-    }
-}
-
-/// The number of mixture components for `x (N, S...)`, `s (N, n, S...)`.
-#[track_caller]
-fn check_ncp(xs: &[usize], ss: &[usize], op: &str) -> usize {
-    assert!(
-        !xs.is_empty() && ss.len() == xs.len() + 1 && ss[0] == xs[0] && ss[2..] == xs[1..] && ss[1] >= 1,
-        "{op}: shape mismatch, x {xs:?} vs s {ss:?}"
-    );
-    ss[1]
-}
-
-/// `x * m` with the mask `m` repeated over `x`'s leading axes (`x.len()` a multiple of
-/// `m.len()`), as a tensor of `shape`; parallel over repeats when large.
-pub(crate) fn times_mask<T: Float>(x: &[T], m: &[T], shape: &[usize]) -> Tensor<T> {
-    use rayon::prelude::*;
-    let mut out = crate::pool::buffer(x.len());
-    let k = m.len().max(1);
-    let body = |(o, xs): (&mut [T], &[T])| {
-        for ((o, &x), &m) in o.iter_mut().zip(xs).zip(m) {
-            *o = x * m;
-        }
-    };
-    if x.len() >= crate::elementwise::PAR_MIN_ELEMS {
-        out.par_chunks_mut(k).zip(x.par_chunks(k)).for_each(body);
-    } else {
-        out.chunks_mut(k).zip(x.chunks(k)).for_each(body);
-    }
-    Tensor::from_vec(shape, out)
 }
