@@ -225,10 +225,9 @@ fn charge_history(
         g.error
     );
     let show = flow_q.len().min(1000);
-    let enumerate = |v: &[f64]| -> Vec<(f64, f64)> { v.iter().enumerate().map(|(i, &q)| (i as f64, q)).collect() };
     let panel = |title: String, q: &[f64], color: &str| {
         plot::LinePlot::new(title, "Markov-chain step", "Q")
-            .with_series(plot::Series::step("Q", enumerate(&q[..show.min(q.len())])).with_color(color))
+            .with_series(plot::Series::from_values("Q", &q[..show.min(q.len())], plot::Style::Step).with_color(color))
             .with_size(900.0, 260.0)
     };
     let qp = [

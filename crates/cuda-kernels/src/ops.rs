@@ -395,11 +395,6 @@ fn tiled_smem(s: ConvShape, cin: usize, cout: usize) -> Option<usize> {
     (crate::conv_specialization() && r4(cout) <= 32 && cin <= 32 && bytes <= SMEM_LIMIT).then_some(bytes)
 }
 
-/// Which kernels run a conv of shape `s`: `(forward tiled, input gradient tiled)`.
-pub fn conv_tiled(s: ConvShape) -> (bool, bool) {
-    (tiled_smem(s, s.cin, s.cout).is_some(), tiled_smem(s, s.cout, s.cin).is_some())
-}
-
 fn tiled_cfg(s: ConvShape, smem: usize) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (s.n.div_ceil(tiled_spb(s)) as u32, 1, 1),

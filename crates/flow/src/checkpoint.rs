@@ -43,14 +43,6 @@ pub fn tensor_data<T: Float>(t: &Tensor<T>) -> TensorData {
     }
 }
 
-/// Reads a checkpoint's metadata (without touching any model), for building the model
-/// it describes before [`load_params`].
-pub fn read_metadata(path: &Path) -> Result<(SafeTensors, BTreeMap<String, String>), CheckpointError> {
-    let st = SafeTensors::read(path)?;
-    let meta = st.metadata.clone();
-    Ok((st, meta))
-}
-
 /// Copies the parameters stored in `st` into `flow`, checking that the names are
 /// exactly the model's (no missing, no extra) and that every shape matches. On error
 /// the flow is left unchanged.

@@ -148,16 +148,6 @@ impl HmcChain {
         &self.x
     }
 
-    /// The action of the current configuration.
-    pub fn current_action(&self) -> f64 {
-        self.s
-    }
-
-    /// Trajectories run so far.
-    pub fn n_trajectories(&self) -> usize {
-        self.n_traj
-    }
-
     /// Fraction of trajectories accepted so far (0 before the first).
     pub fn acceptance_rate(&self) -> f64 {
         if self.n_traj == 0 {

@@ -374,7 +374,7 @@ fn compositions(a: &mut Audit) {
     let x = a.uniform(&[3, 4, 4], -7.0, 7.0);
     a.check("fused cos_sin", vec![x], |v| v[0].cos_sin());
 
-    // phi^4 action per sample (DESIGN.md), M2 = -4, lam = 8.
+    // phi^4 action per sample (docs/architecture.md, "Conventions"), M2 = -4, lam = 8.
     let phi = a.normal(&[2, 1, 4, 5]);
     a.check("phi^4 action", vec![phi], |v| {
         let p = &v[0];

@@ -100,7 +100,7 @@ impl std::fmt::Debug for Shape {
 }
 
 /// A dense row-major array. Layout conventions: NCHW for fields, (batch, mu, x, y) for
-/// U(1) links (DESIGN.md).
+/// U(1) links (docs/architecture.md, "Conventions").
 #[derive(Clone, Debug)]
 pub struct Tensor<T: Float> {
     shape: Shape,
