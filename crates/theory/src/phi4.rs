@@ -3,9 +3,10 @@
 //! chi_2, M and |M|, and the reference values known at the run's couplings:
 //! - the tutorial's couplings (8x8, M2 = -4, lam = 8): its published HMC value
 //!   chi_2 = 0.75 +- 0.01 and latflow's own, 20 times more precise;
-//! - the free field (lam = 0, M2 > 0): exactly `chi_2 = 1 / (2 M2)` and `<M> = 0` on any
-//!   lattice (the covariance is `(1/2)(-Laplacian + M2)^{-1}`, and the constant mode is an
-//!   eigenvector of the Laplacian with eigenvalue 0);
+//! - the free field (lam = 0, M2 > 0): exactly `chi_2 = 1 / (2 M2)`, `<M> = 0` and
+//!   `<|M|> = sqrt(2 chi_2 / (pi V))` on any lattice (the covariance is
+//!   `(1/2)(-Laplacian + M2)^{-1}`, the constant mode is an eigenvector of the Laplacian with
+//!   eigenvalue 0, and M is Gaussian with variance `chi_2 / V`);
 //! - anywhere else: none (the tools run latflow's HMC on demand).
 
 use crate::params::join_list;
@@ -176,8 +177,12 @@ impl Setup for Phi4Setup {
             r.push(Reference::measured("chi2", "HMC, latflow", l.0, l.1, 4, "9.6M trajectories"));
         }
         if self.lam == 0.0 {
-            r.push(Reference::exact("chi2", "exact, free field", 1.0 / (2.0 * self.m2), 4));
+            // M is Gaussian with variance chi_2 / V, so <|M|> = sqrt(2 chi_2 / (pi V))
+            let v = self.action.lattice().volume() as f64;
+            let chi2 = 1.0 / (2.0 * self.m2);
+            r.push(Reference::exact("chi2", "exact, free field", chi2, 4));
             r.push(Reference::exact("M", "exact, free field", 0.0, 4));
+            r.push(Reference::exact("absM", "exact, free field", (2.0 * chi2 / (std::f64::consts::PI * v)).sqrt(), 4));
         }
         r
     }
