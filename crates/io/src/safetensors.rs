@@ -228,9 +228,49 @@ impl SafeTensors {
     /// [`CheckpointError::Io`] if it cannot be read, [`CheckpointError::Format`] (prefixed
     /// with the path) if it is not a valid safetensors file of `F32`/`F64` tensors.
     pub fn read(path: &Path) -> Result<Self, CheckpointError> {
-        let bytes = fs::read(path)
-            .map_err(|e| CheckpointError::Io(format!("cannot read checkpoint {}: {e}", path.display())))?;
+        let io = |e: std::io::Error| CheckpointError::Io(format!("cannot read checkpoint {}: {e}", path.display()));
+        // The 8-byte prefix is checked against the file's size before anything else is read,
+        // so a large file that is not a safetensors file costs nothing.
+        let mut f = fs::File::open(path).map_err(io)?;
+        let size = f.metadata().map_err(io)?.len();
+        let mut prefix = [0u8; 8];
+        if size >= 8 {
+            std::io::Read::read_exact(&mut f, &mut prefix).map_err(io)?;
+            let header_len = u64::from_le_bytes(prefix);
+            if header_len > MAX_HEADER_LEN || header_len > size - 8 {
+                // from_bytes words the error; it needs only the prefix and the size
+                let probe = Self::check_prefix(header_len, size - 8);
+                return Err(probe.expect_err("an invalid prefix").context(&path.display().to_string()));
+            }
+        }
+        let mut bytes = Vec::new();
+        if size >= 8 {
+            bytes.extend_from_slice(&prefix);
+            // the header next: it must be a JSON object before the data section is read
+            let header_len = u64::from_le_bytes(prefix) as usize;
+            bytes.resize(8 + header_len, 0);
+            std::io::Read::read_exact(&mut f, &mut bytes[8..]).map_err(io)?;
+            let header = std::str::from_utf8(&bytes[8..]).ok().filter(|h| h.starts_with('{'));
+            if header.is_none_or(|h| !matches!(json::parse(h), Ok(json::Value::Object(_)))) {
+                return Self::from_bytes(&bytes).map_err(|e| e.context(&path.display().to_string()));
+            }
+            bytes.reserve_exact((size as usize).saturating_sub(bytes.len()));
+        }
+        std::io::Read::read_to_end(&mut f, &mut bytes).map_err(io)?;
         Self::from_bytes(&bytes).map_err(|e| e.context(&path.display().to_string()))
+    }
+
+    /// Checks a header length against the limit and the bytes that follow the prefix.
+    fn check_prefix(header_len: u64, rest: u64) -> Result<(), CheckpointError> {
+        if header_len > MAX_HEADER_LEN {
+            return format_err(format!("header length {header_len} exceeds the limit of {MAX_HEADER_LEN} bytes"));
+        }
+        if header_len > rest {
+            return format_err(format!(
+                "header length {header_len} is larger than the {rest} bytes that follow the prefix (truncated file?)"
+            ));
+        }
+        Ok(())
     }
 
     /// Parses and validates a whole file held in memory.
@@ -247,15 +287,7 @@ impl SafeTensors {
         let mut prefix = [0u8; 8];
         prefix.copy_from_slice(&bytes[..8]);
         let header_len = u64::from_le_bytes(prefix);
-        if header_len > MAX_HEADER_LEN {
-            return format_err(format!("header length {header_len} exceeds the limit of {MAX_HEADER_LEN} bytes"));
-        }
-        let rest = (bytes.len() - 8) as u64;
-        if header_len > rest {
-            return format_err(format!(
-                "header length {header_len} is larger than the {rest} bytes that follow the prefix (truncated file?)"
-            ));
-        }
+        Self::check_prefix(header_len, (bytes.len() - 8) as u64)?;
         let header_len = header_len as usize;
         let header = std::str::from_utf8(&bytes[8..8 + header_len])
             .map_err(|e| CheckpointError::Format(format!("header is not valid UTF-8: {e}")))?;
@@ -700,6 +732,8 @@ mod json {
         fn object(&mut self, depth: usize) -> Result<Value, String> {
             self.pos += 1; // '{'
             let mut fields: Vec<(String, Value)> = Vec::new();
+            // keys seen, for the duplicate check in O(1) (a header may hold many entries)
+            let mut seen = std::collections::HashSet::new();
             self.skip_ws();
             if self.eat(b'}') {
                 return Ok(Value::Object(fields));
@@ -711,7 +745,7 @@ mod json {
                 }
                 let key_pos = self.pos;
                 let key = self.string()?;
-                if fields.iter().any(|(k, _)| *k == key) {
+                if !seen.insert(key.clone()) {
                     return Err(format!("duplicate key {key:?} at byte {key_pos}"));
                 }
                 self.skip_ws();
@@ -975,6 +1009,34 @@ mod tests {
         st.metadata.insert("format".into(), "pt".into());
         st.metadata.insert("note \"quoted\"\n".into(), "é\u{1}".into());
         st
+    }
+
+    #[test]
+    fn many_entries_parse_in_linear_time_and_big_non_files_are_not_read() {
+        // 200k zero-size tensors: the duplicate-key check was quadratic (100k entries took 41 s)
+        let mut header = String::from("{");
+        for i in 0..200_000 {
+            header += &format!("\"t{i}\":{{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}},");
+        }
+        header.pop();
+        header.push('}');
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        assert_eq!(SafeTensors::from_bytes(&bytes).unwrap().tensors.len(), 200_000);
+        // a 4 GiB file (sparse) whose prefix is not a safetensors prefix: rejected from its
+        // first bytes, the rest never read
+        let dir = std::env::temp_dir().join(format!("latflow-st-big-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("big.bin");
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(4 << 30).unwrap();
+        drop(f);
+        let e = SafeTensors::read(&p).unwrap_err().to_string();
+        assert!(e.contains("header does not start with"), "{e}");
+        std::fs::write(&p, [0xffu8; 16]).unwrap();
+        let e = SafeTensors::read(&p).unwrap_err().to_string();
+        assert!(e.contains("exceeds the limit"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
