@@ -113,8 +113,9 @@ fn resume_keeps_the_checkpoints_architecture_and_couplings() {
         assert_eq!(meta.get(k).map(String::as_str), Some(v), "metadata {k}");
     }
     // a flag that contradicts the checkpoint is refused
-    let mut bad = args.clone();
-    bad.extend(["--L", "8"]);
+    let other = dir.join("more2");
+    let mut bad = base.to_vec();
+    bad.extend(["--out", s(&other), "--quiet", "--L", "8"]);
     assert_user_error(&bad, "--L contradicts the checkpoint");
     std::fs::remove_dir_all(&dir).ok();
 }

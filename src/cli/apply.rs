@@ -33,6 +33,14 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
         a.opt(name)?.ok_or_else(|| CliError(format!("apply: --{name} FILE is required\nusage: {USAGE}")))
     };
     let (ckpt, input, output) = (required("checkpoint")?, required("input")?, required("output")?);
+    for (what, p) in [("checkpoint", &ckpt), ("input", &input)] {
+        if same_file(p, &output) {
+            return Err(CliError(format!(
+                "apply: --output {} is the {what}; apply never writes over its inputs",
+                output.display()
+            )));
+        }
+    }
     let reverse = a.has("reverse");
     let theory = checkpoints::theory_of(theories, &ckpt)?;
     let ck = checkpoints::open(theory, &ckpt)?;
@@ -66,6 +74,17 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
         // the same model in f64: the checkpoint's parameters, widened exactly
         Dtype::F64 => transform(&ck.flow_f64()?, &shape, &values, reverse),
     };
+    for (name, t) in names_out.iter().zip([&a_out, &b_out]).chain([(&"logq", &logq)]) {
+        if let Some(i) = t.to_f64().iter().position(|v| !v.is_finite()) {
+            let per = t.numel() / shape[0];
+            return Err(CliError(format!(
+                "apply: the flow gives a non-finite {name} for configuration {} of {} (inputs far outside the \
+                 range the flow was trained on?); nothing written",
+                i / per.max(1),
+                input.display()
+            )));
+        }
+    }
     let mut out = SafeTensors::default();
     out.insert(names_out[0].into(), a_out);
     out.insert(names_out[1].into(), b_out);
@@ -82,6 +101,11 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
         output.display()
     );
     Ok(())
+}
+
+/// Whether two paths name one existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }
 
 /// Forward: `z -> [x, z, logq]`; reverse: `x -> [z, x, logq]`, in `T`.

@@ -48,7 +48,13 @@ impl Args {
                     Some((n, v)) => (n, Some(v.to_string())),
                     None => (name, None),
                 };
+                if a.switches.iter().any(|s| s == name) || a.values.contains_key(name) {
+                    return Err(CliError(format!("flag --{name} given twice")));
+                }
                 if switches.contains(&name) {
+                    if inline.is_some() {
+                        return Err(CliError(format!("flag --{name} takes no value")));
+                    }
                     a.switches.push(name.to_string());
                 } else if valued.contains(&name) {
                     let v = match inline {
@@ -57,9 +63,16 @@ impl Args {
                     };
                     a.values.insert(name.to_string(), v);
                 } else {
-                    let mut known: Vec<String> = valued.iter().chain(switches).map(|s| format!("--{s}")).collect();
+                    let mut known: Vec<&str> = valued.iter().chain(switches).copied().collect();
                     known.sort();
-                    return Err(CliError(format!("unknown flag --{name} (accepted: {})", known.join(" "))));
+                    let hint = known
+                        .iter()
+                        .map(|k| (edit_distance(k, name), k))
+                        .filter(|(d, _)| *d <= 2)
+                        .min()
+                        .map_or(String::new(), |(_, k)| format!("; did you mean --{k}?"));
+                    let list: Vec<String> = known.iter().map(|k| format!("--{k}")).collect();
+                    return Err(CliError(format!("unknown flag --{name}{hint} (accepted: {})", list.join(" "))));
                 }
             } else {
                 a.positional.push(w.clone());
@@ -102,10 +115,49 @@ impl Args {
         Ok(v)
     }
 
+    /// An error for a stray word after `cmd`'s flags (a single-dash flag gets a hint).
+    pub fn reject_positional(&self, cmd: &str) -> CliResult<()> {
+        match self.positional.first() {
+            None => Ok(()),
+            Some(p) => {
+                let hint = match p.strip_prefix('-') {
+                    Some(f) if !f.starts_with('-') && !f.is_empty() && f.parse::<f64>().is_err() => {
+                        format!(" (flags start with two dashes: --{f}?)")
+                    }
+                    _ => String::new(),
+                };
+                Err(CliError(format!("{cmd}: unexpected argument {p:?}{hint}")))
+            }
+        }
+    }
+
+    /// A path flag that must not be empty (`--out ''` would mean the current directory).
+    pub fn path(&self, name: &str) -> CliResult<Option<std::path::PathBuf>> {
+        match self.values.get(name) {
+            None => Ok(None),
+            Some(v) if v.trim().is_empty() => Err(CliError(format!("--{name} must not be empty"))),
+            Some(v) => Ok(Some(std::path::PathBuf::from(v))),
+        }
+    }
+
     /// Whether the switch `--name` was given.
     pub fn has(&self, name: &str) -> bool {
         self.switches.iter().any(|s| s == name)
     }
+}
+
+/// Levenshtein distance (case-insensitive), for suggestions of near-miss flags.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.to_lowercase().chars().collect(), b.to_lowercase().chars().collect());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -123,6 +175,20 @@ mod tests {
         assert_eq!(a.positive("L", 4).unwrap(), 8);
         assert_eq!(a.finite("m2", 0.0).unwrap(), -4.0);
         assert!(a.has("quiet"));
+    }
+
+    #[test]
+    fn rejects_repeated_flags_and_suggests_near_misses() {
+        let e = Args::parse(&s(&["--L", "8", "--L", "16"]), &["L"], &[]).unwrap_err().0;
+        assert_eq!(e, "flag --L given twice");
+        let e = Args::parse(&s(&["--quiet", "--quiet"]), &[], &["quiet"]).unwrap_err().0;
+        assert_eq!(e, "flag --quiet given twice");
+        let e = Args::parse(&s(&["--step", "3"]), &["steps", "seed"], &[]).unwrap_err().0;
+        assert!(e.starts_with("unknown flag --step; did you mean --steps?"), "{e}");
+        let e = Args::parse(&s(&["--l", "3"]), &["L", "lam"], &[]).unwrap_err().0;
+        assert!(e.contains("did you mean --L?"), "{e}");
+        assert!(!Args::parse(&s(&["--bogus"]), &["L"], &[]).unwrap_err().0.contains("did you mean"));
+        assert!(Args::parse(&s(&["--quiet=1"]), &[], &["quiet"]).unwrap_err().0.contains("takes no value"));
     }
 
     #[test]

@@ -16,9 +16,17 @@ use std::path::Path;
 
 /// The model file inside a run directory.
 pub const MODEL_FILE: &str = "model.safetensors";
-/// Adam state next to the model (kept out of the model file so that it stays a plain
-/// PyTorch `state_dict`).
-pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// Adam state of checkpoints written before 2026-11-30 (one file, overwritten each era).
+pub const LEGACY_OPTIMIZER_FILE: &str = "optimizer.safetensors";
+
+/// Metadata key of the model file naming its optimizer file.
+pub const OPTIMIZER_KEY: &str = "optimizer";
+
+/// Adam state next to the model, one file per saved step (kept out of the model file so
+/// that it stays a plain PyTorch `state_dict`).
+pub fn optimizer_file(step: usize) -> String {
+    format!("optimizer-step{step}.safetensors")
+}
 
 /// A checkpoint read and validated against its theory.
 pub struct Loaded {
@@ -92,10 +100,15 @@ pub fn meta_value<V: std::str::FromStr>(path: &Path, meta: &BTreeMap<String, Str
     checkpoint::meta_get(meta, key).map_err(|e| CliError(format!("{}: {e}", path.display())))
 }
 
-/// Writes the model checkpoint with the run's metadata and current step, and Adam's state.
+/// Writes Adam's state, then the model checkpoint with the run's metadata, its step and the
+/// name of that optimizer file, then removes older optimizer files. Both writes are atomic
+/// (temp file + rename) and the model's rename is the commit point: a kill at any moment
+/// leaves a model whose optimizer file exists and is of the same step.
 pub fn save(trainer: &Trainer<f32>, dir: &Path, meta: &BTreeMap<String, String>) -> CliResult<()> {
+    let opt_name = optimizer_file(trainer.step);
     let mut meta = meta.clone();
     meta.insert("step".into(), trainer.step.to_string());
+    meta.insert(OPTIMIZER_KEY.into(), opt_name.clone());
     let mut opt = SafeTensors::default();
     let (m, v) = trainer.adam.moments();
     for ((name, t), (m, v)) in trainer.flow.named_params().into_iter().zip(m.iter().zip(&v)) {
@@ -104,16 +117,46 @@ pub fn save(trainer: &Trainer<f32>, dir: &Path, meta: &BTreeMap<String, String>)
     }
     opt.metadata.insert("adam_step".into(), trainer.adam.steps().to_string());
     opt.metadata.insert("step".into(), trainer.step.to_string());
-    // Optimizer first: a model file always has a matching (or newer) optimizer next to it.
-    opt.write(&dir.join(OPTIMIZER_FILE)).map_err(|e| CliError(e.to_string()))?;
-    checkpoint::save(&dir.join(MODEL_FILE), &trainer.flow, &meta).map_err(|e| CliError(e.to_string()))
+    opt.write(&dir.join(&opt_name)).map_err(|e| CliError(e.to_string()))?;
+    checkpoint::save(&dir.join(MODEL_FILE), &trainer.flow, &meta).map_err(|e| CliError(e.to_string()))?;
+    // the model now points at opt_name: older optimizer files are no longer needed
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let old =
+            name == LEGACY_OPTIMIZER_FILE || (name.starts_with("optimizer-step") && name.ends_with(".safetensors"));
+        if old && name != opt_name {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    Ok(())
 }
 
-/// Restores Adam's moments from the `optimizer.safetensors` next to the checkpoint
-/// `model`, if there is one written at the same step (otherwise Adam restarts, with a
-/// note on stderr).
-pub fn restore_optimizer(trainer: &mut Trainer<f32>, model: &Path) -> CliResult<()> {
-    let path = model.with_file_name(OPTIMIZER_FILE);
+/// Removes temporary files that an interrupted write left in `dir` (`.NAME.tmpPID`).
+pub fn clean_temp_files(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let tmp = name.starts_with('.')
+            && name
+                .rsplit_once(".tmp")
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+        if tmp {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Restores Adam's moments from the optimizer file the checkpoint `model` names (or, for
+/// older checkpoints, `optimizer.safetensors` next to it), if it was written at the same
+/// step (otherwise Adam restarts, with a note on stderr).
+pub fn restore_optimizer(trainer: &mut Trainer<f32>, model: &Path, meta: &BTreeMap<String, String>) -> CliResult<()> {
+    let name = meta.get(OPTIMIZER_KEY).map_or(LEGACY_OPTIMIZER_FILE, String::as_str);
+    if name.contains('/') || name.contains('\\') || name.starts_with('.') {
+        return Err(CliError(format!(
+            "{}: metadata entry \"optimizer\" = {name:?} is not a file name",
+            model.display()
+        )));
+    }
+    let path = model.with_file_name(name);
     let Ok(opt) = SafeTensors::read(&path) else {
         eprintln!("note: no readable {} next to the checkpoint; Adam restarts from zero moments", path.display());
         return Ok(());

@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 
 /// Flags every theory accepts.
 const COMMON: &[&str] = &["n-traj", "n-therm", "chains", "steps", "tau", "seed", "out"];
-const SWITCHES: &[&str] = &["quiet", "no-csv"];
+const SWITCHES: &[&str] = &["quiet", "no-csv", "force"];
+
+/// Most chains of one run.
+pub const MAX_CHAINS: usize = 4096;
 
 /// The file of per-configuration observables in the run directory.
 pub const OBSERVABLES_FILE: &str = "observables.csv";
@@ -61,9 +64,7 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
         let hint = other.map_or(String::new(), |(t, f)| format!(" (--{f} is a {t} flag)"));
         CliError(format!("hmc: {e}{hint}"))
     })?;
-    if let Some(p) = a.positional.first() {
-        return Err(CliError(format!("hmc: unexpected argument {p:?}\n{}", usage(theories))));
-    }
+    a.reject_positional("hmc").map_err(|e| CliError(format!("{e}\n{}", usage(theories))))?;
     let given = super::train::given_params(&a, &params)?;
     let setup =
         theory.setup(&Params::from_flags(&theory.params(), &given)).map_err(|e| CliError(format!("hmc: {e}")))?;
@@ -84,13 +85,33 @@ fn common(a: &Args, theory: &dyn Theory) -> CliResult<Common> {
         n_traj: a.positive("n-traj", 10_000)?,
         seed,
     };
+    if run.n_chains * run.n_traj < 2 {
+        return Err(CliError(
+            "hmc: the error analysis needs at least 2 recorded trajectories (--n-traj x --chains)".into(),
+        ));
+    }
+    if run.n_chains > MAX_CHAINS {
+        return Err(CliError(format!("hmc: --chains {} is above the limit of {MAX_CHAINS}", run.n_chains)));
+    }
+    // every recorded trajectory keeps its observables, dH and acceptance in memory
+    let values = run.n_chains as f64 * run.n_traj as f64 * (theory.params().len() + 8) as f64 * 8.0;
+    if values > super::MEMORY_LIMIT_BYTES || run.n_chains.checked_mul(run.n_traj + run.n_therm).is_none() {
+        return Err(CliError(format!(
+            "hmc: {} chains x {} trajectories would keep about {:.1} GiB of measurements (limit {:.0} GiB)",
+            run.n_chains,
+            run.n_traj,
+            values / (1u64 << 30) as f64,
+            super::MEMORY_LIMIT_BYTES / (1u64 << 30) as f64
+        )));
+    }
     let out = if a.has("no-csv") {
         if a.opt::<String>("out")?.is_some() {
             return Err(CliError("hmc: --out and --no-csv contradict each other".into()));
         }
         None
     } else {
-        Some(a.opt::<PathBuf>("out")?.unwrap_or_else(|| PathBuf::from(format!("runs/hmc_{}", theory.name()))))
+        let default = PathBuf::from(format!("runs/hmc_{}", theory.name()));
+        Some(super::output_dir(a.path("out")?, &default, a.has("force"), "choose another --out")?)
     };
     Ok(Common { run, out, quiet: a.has("quiet") })
 }

@@ -66,15 +66,39 @@ theories (flags with defaults; [hmc] = hmc only, [flow] = train only):
     s
 }
 
+/// The usage of one command, for `latflow COMMAND --help`.
+pub fn command_usage(theories: &[&dyn Theory], cmd: &str) -> Option<String> {
+    let all = usage(theories);
+    let lines: Vec<&str> = all.lines().collect();
+    let start = lines.iter().position(|l| l.trim_start().starts_with(&format!("{cmd} ")))?;
+    let mut out: Vec<&str> = vec![lines[start]];
+    out.extend(lines[start + 1..].iter().take_while(|l| l.starts_with("             ")));
+    let mut s = format!("usage (latflow {cmd}):\n{}\n", out.join("\n"));
+    if matches!(cmd, "train" | "hmc") {
+        s += &all[all.find("theories (").unwrap_or(all.len())..];
+    }
+    Some(s)
+}
+
 /// Runs the command line `argv` (without the program name) over `theories`.
 pub fn run(theories: &[&dyn Theory], argv: &[String]) -> CliResult<()> {
     let (cmd, rest) = match argv.split_first() {
         None => return train::run(theories, &["phi4".to_string()]),
         Some((c, r)) => (c.as_str(), r),
     };
+    if rest.iter().any(|a| a == "--help" || a == "-h") {
+        if let Some(u) = command_usage(theories, cmd) {
+            print!("{u}");
+            return Ok(());
+        }
+    }
     match cmd {
         "help" | "--help" | "-h" => {
             print!("{}", usage(theories));
+            Ok(())
+        }
+        "version" | "--version" | "-V" => {
+            println!("latflow {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
         "apply" => apply::run(theories, rest),
@@ -94,6 +118,58 @@ pub fn pick_theory<'a>(theories: &[&'a dyn Theory], word: Option<&String>, comma
         Some(w) => latflow_theory::find(theories, w)
             .ok_or_else(|| CliError(format!("{command}: unknown theory {w:?} (expected {})", names.join(" or ")))),
     }
+}
+
+/// Files the commands write into a run directory; a directory holding one of them holds a
+/// run, which no command overwrites without `--force`.
+pub const RUN_FILES: &[&str] = &["model.safetensors", "history.csv", "summary.csv", hmc::OBSERVABLES_FILE];
+
+/// The first of [`RUN_FILES`] in `dir`, if any.
+pub fn holds_run(dir: &Path) -> Option<&'static str> {
+    RUN_FILES.iter().copied().find(|f| dir.join(f).exists())
+}
+
+/// Where a command writes: `explicit` (`--out`), which must not hold a run unless `force`;
+/// else the first of `default`, `default-2`, `default-3`, ... that holds none (so the demo,
+/// run twice, keeps both runs). `what` completes the error's advice.
+pub fn output_dir(explicit: Option<PathBuf>, default: &Path, force: bool, what: &str) -> CliResult<PathBuf> {
+    if let Some(dir) = explicit {
+        if let (Some(f), false) = (holds_run(&dir), force) {
+            return Err(CliError(format!(
+                "{} already holds a run ({f}); {what}, or pass --force to overwrite it",
+                dir.display()
+            )));
+        }
+        return Ok(dir);
+    }
+    let name = default.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().to_string());
+    (1..10_000)
+        .map(|k| if k == 1 { default.to_path_buf() } else { default.with_file_name(format!("{name}-{k}")) })
+        .find(|d| holds_run(d).is_none())
+        .ok_or_else(|| CliError(format!("no free run directory next to {}", default.display())))
+}
+
+/// Memory a flow may take for its activations (training: a shard's tape per thread; sampling:
+/// one batch without a tape), checked before any of it is allocated.
+pub const MEMORY_LIMIT_BYTES: f64 = 8.0 * (1u64 << 30) as f64;
+
+/// Estimates the activation memory of `flow` on `batch` samples at a time, `copies` values per
+/// activation (tape: value, gradient, temporaries), and refuses sizes over
+/// [`MEMORY_LIMIT_BYTES`].
+pub fn check_memory(flow: &Flow<f32>, batch: usize, copies: f64, what: &str) -> CliResult<()> {
+    let sites: usize = flow.prior.shape().iter().product();
+    // every conv output (N, cout, H, W) is an activation; weights are the 4-d parameters
+    let channels: usize = flow.params().iter().filter(|t| t.shape().len() == 4).map(|t| t.shape()[0]).sum();
+    let bytes = batch as f64 * sites as f64 * (channels + 2 * flow.layers().len()) as f64 * 4.0 * copies;
+    if bytes > MEMORY_LIMIT_BYTES {
+        return Err(CliError(format!(
+            "{what} would need about {:.1} GiB for activations (limit {:.0} GiB): lower the batch, --L, \
+             --hidden or --layers",
+            bytes / (1u64 << 30) as f64,
+            MEMORY_LIMIT_BYTES / (1u64 << 30) as f64
+        )));
+    }
+    Ok(())
 }
 
 /// Creates the run directory (and parents).

@@ -55,8 +55,11 @@ pub fn evaluate(
     s: &EnsembleArgs,
     train_s: Option<f64>,
 ) -> CliResult<()> {
-    if s.therm >= s.n {
-        return Err(CliError(format!("--therm {} must be below the number of proposals {}", s.therm, s.n)));
+    if s.therm + 2 > s.n {
+        return Err(CliError(format!(
+            "--therm {} must leave at least 2 chain steps of the {} proposals (--n)",
+            s.therm, s.n
+        )));
     }
     let t0 = Instant::now();
     let mut rng = StdRng::seed_from_u64(s.seed ^ 0x5eed);
@@ -92,6 +95,13 @@ pub fn evaluate(
     for (o, v) in obs.iter().zip(&values) {
         report_observable(o, v, &e, s.therm, &refs, &mut table);
     }
+    if e.accepted == 0 {
+        println!(
+            "warning: the chain accepted none of the {} proposals: its estimates are one configuration, \
+             not an ensemble, and their errors mean nothing",
+            e.proposed
+        );
+    }
     let mut files = vec!["summary.csv", "action.svg", "samples.svg"];
     for (o, v) in obs.iter().zip(&values) {
         if let Some(stem) = o.tunnelling {
@@ -108,6 +118,15 @@ pub fn evaluate(
     let names: Vec<String> =
         files.iter().map(|f| if f.contains('.') { f.to_string() } else { format!("{f}.svg") }).collect();
     println!("wrote {}/{{{}}}", s.dir.display(), names.join(", "));
+    // a flow that outputs NaN or infinities (diverged training, corrupt weights) gives no
+    // ensemble: say so with an error, not exit 0
+    let bad = e.action.iter().chain(e.logq.iter().flatten()).filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        return Err(CliError(format!(
+            "{bad} proposals have a non-finite action or log q: the flow is broken (diverged training?); \
+             the estimates above are not valid"
+        )));
+    }
     Ok(())
 }
 
@@ -147,7 +166,7 @@ fn report_observable(o: &Observable, v: &[f64], e: &Ensemble, therm: usize, refs
         let slug: String = r.label.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         t.row(&[format!("{}_ref_{slug}", o.key), r.value.to_string(), r.error.to_string()]);
     }
-    if !mine.is_empty() {
+    if !mine.is_empty() && g.error > 0.0 {
         let pulls: Vec<String> =
             mine.iter().map(|r| format!("{:+.2} sigma ({})", r.pull(g.mean, g.error), r.label)).collect();
         println!("{}{}", col(&format!("deviation of {}", o.label)), pulls.join(", "));

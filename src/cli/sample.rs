@@ -1,6 +1,7 @@
 //! `latflow sample --checkpoint FILE`: exact sampling from any theory's checkpoint (the
 //! theory, couplings and architecture are in its metadata), reported like `train`'s
-//! evaluation ensemble.
+//! evaluation ensemble, into `--out` or a new `sample-seed{S}` directory next to the
+//! checkpoint (never over the run's own summary and plots).
 
 use super::report::{self, EnsembleArgs};
 use super::{checkpoints, Args, CliError, CliResult};
@@ -17,7 +18,6 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
     let theory = checkpoints::theory_of(theories, &path)?;
     let ck = checkpoints::open(theory, &path)?;
     let mut flow = ck.flow_f32()?;
-    let out: PathBuf = a.get("out", path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf))?;
     let s = EnsembleArgs {
         n: a.positive("n", 8192)?,
         batch: a.positive("batch", 1024)?,
@@ -25,6 +25,23 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
         seed: a.get("seed", 1u64)?,
         dir: PathBuf::new(),
     };
+    // next to the checkpoint, never into its run directory: sample-seed{S}, -2, -3, ...
+    let parent = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let parent = if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent };
+    let out = super::output_dir(
+        a.path("out")?,
+        &parent.join(format!("sample-seed{}", s.seed)),
+        a.has("force"),
+        "choose another --out",
+    )?;
+    if s.batch > super::train::MAX_BATCH || s.n > super::train::MAX_PROPOSALS {
+        return Err(CliError(format!(
+            "sample: --batch at most {} and --n at most {}",
+            super::train::MAX_BATCH,
+            super::train::MAX_PROPOSALS
+        )));
+    }
+    super::check_memory(&flow, s.batch, 2.0, "sampling with this --batch")?;
     let device = super::parse_device(&a)?;
     super::move_flow(&mut flow, device)?;
     let s = EnsembleArgs { dir: super::make_dir(&out)?, ..s };

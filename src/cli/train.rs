@@ -2,9 +2,9 @@
 //! the training loop with progress, `history.csv` and checkpoints, `--resume`, then the
 //! evaluation ensemble of [`super::report`].
 
-use super::checkpoints::{self, MODEL_FILE, OPTIMIZER_FILE};
+use super::checkpoints::{self, MODEL_FILE};
 use super::{report, Args, CliError, CliResult};
-use crate::flow::train::{StepMetrics, TapeAction, TrainConfig, Trainer};
+use crate::flow::train::{StepMetrics, TapeAction, TrainConfig, TrainError, Trainer};
 use crate::io::plot;
 use crate::tensor::{Device, Var};
 use crate::theory::{Param, Params, Setup, Theory};
@@ -17,6 +17,13 @@ use std::time::Instant;
 
 /// Training history, one row per step.
 pub const HISTORY_FILE: &str = "history.csv";
+
+/// Largest `--batch` and `--sample-batch`.
+pub const MAX_BATCH: usize = 1 << 16;
+/// Largest `--n` (proposals of the evaluation ensemble, kept in memory).
+pub const MAX_PROPOSALS: usize = 1 << 24;
+/// Largest `--steps`.
+pub const MAX_STEPS: usize = 1 << 32;
 
 /// Flags every `latflow train THEORY` accepts besides the theory's parameters.
 pub const COMMON_TRAIN_FLAGS: &[&str] =
@@ -70,15 +77,33 @@ impl TrainArgs {
                     .ok_or_else(|| CliError(format!("--lr-final: expected a positive number or 'none', got {v:?}")))?,
             ),
         };
+        if let Some(f) = r.train.lr_final.filter(|&f| f > r.train.adam.lr) {
+            return Err(CliError(format!(
+                "--lr-final {f} is above the starting learning rate --lr {}: the schedule decays",
+                r.train.adam.lr
+            )));
+        }
         r.train.seed = a.get("seed", d.train.seed)?;
         r.era = a.positive("era", d.era)?;
-        r.out = a.get("out", r.out.clone())?;
         r.n = a.positive("n", r.n)?;
         r.sample_batch = a.positive("sample-batch", r.sample_batch)?;
         r.therm = a.get("therm", r.therm)?;
         r.device = super::parse_device(a)?;
-        if r.therm >= r.n {
-            return Err(CliError(format!("--therm {} must be below the number of proposals --n {}", r.therm, r.n)));
+        for (flag, v, max) in [
+            ("batch", r.train.batch, MAX_BATCH),
+            ("sample-batch", r.sample_batch, MAX_BATCH),
+            ("n", r.n, MAX_PROPOSALS),
+            ("steps", r.train.steps, MAX_STEPS),
+        ] {
+            if v > max {
+                return Err(CliError(format!("--{flag} {v} is above the limit of {max}")));
+            }
+        }
+        if r.therm + 2 > r.n {
+            return Err(CliError(format!(
+                "--therm {} must leave at least 2 chain steps of the --n {} proposals",
+                r.therm, r.n
+            )));
         }
         Ok(r)
     }
@@ -105,21 +130,93 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
     let theory = super::pick_theory(theories, rest.first(), "train")?;
     let params = theory_flags(theory);
     let flags: Vec<&str> = COMMON_TRAIN_FLAGS.iter().copied().chain(params.iter().map(|p| p.flag)).collect();
-    let a = Args::parse(&rest[1..], &flags, &["quiet"])?;
-    if let Some(p) = a.positional.first() {
-        return Err(CliError(format!("train: unexpected argument {p:?}")));
-    }
-    let common = TrainArgs::parse(&a, theory)?;
+    let a = Args::parse(&rest[1..], &flags, &["quiet", "force"])?;
+    a.reject_positional("train")?;
+    let mut common = TrainArgs::parse(&a, theory)?;
     let given = given_params(&a, &params)?;
-    let (setup, trainer) = match a.opt::<PathBuf>("resume")? {
+    let (setup, trainer) = match a.path("resume")? {
         None => {
             let setup = theory.setup(&Params::from_flags(&theory.params(), &given)).map_err(CliError)?;
             let flow = setup.flow_f32(&mut StdRng::seed_from_u64(common.train.seed)).map_err(CliError)?;
+            common.out = super::output_dir(
+                a.path("out")?,
+                &common.out,
+                a.has("force"),
+                "choose another --out, or continue it with --resume DIR/model.safetensors",
+            )?;
             (setup, Trainer::new(flow, common.train.clone()))
         }
-        Some(p) => resume(theory, &p, &given, &common)?,
+        Some(p) => {
+            // a resumed run continues in the checkpoint's directory unless --out says otherwise
+            let own = p.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            let own = if own.as_os_str().is_empty() { PathBuf::from(".") } else { own };
+            common.out = match a.path("out")? {
+                Some(o) if !same_dir(&o, &own) => {
+                    super::output_dir(Some(o), &own, a.has("force"), "choose another --out")?
+                }
+                _ => own,
+            };
+            adopt_schedule(&a, &p, &mut common)?;
+            resume(theory, &p, &given, &common)?
+        }
     };
     execute(theory, setup.as_ref(), &common, trainer, a.has("quiet"))
+}
+
+/// A resumed run continues the checkpoint's seed (the per-step RNG), batch and learning-rate
+/// schedule unless the command line sets them.
+fn adopt_schedule(a: &Args, path: &Path, common: &mut TrainArgs) -> CliResult<()> {
+    let st = latflow_io::safetensors::SafeTensors::read(path).map_err(|e| CliError(e.to_string()))?;
+    let m = &st.metadata;
+    if a.opt::<String>("seed")?.is_none() {
+        if let Some(v) = m.get("seed") {
+            common.train.seed = checkpoints::meta_value(path, m, "seed").map_err(|_| bad(path, "seed", v))?;
+        }
+    }
+    if a.opt::<String>("batch")?.is_none() {
+        if let Some(v) = m.get("batch") {
+            let b: usize = checkpoints::meta_value(path, m, "batch").map_err(|_| bad(path, "batch", v))?;
+            if b == 0 || b > MAX_BATCH {
+                return Err(bad(path, "batch", v));
+            }
+            common.train.batch = b;
+        }
+    }
+    if a.opt::<String>("lr")?.is_none() {
+        if let Some(v) = m.get("lr") {
+            let lr: f64 = checkpoints::meta_value(path, m, "lr").map_err(|_| bad(path, "lr", v))?;
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(bad(path, "lr", v));
+            }
+            common.train.adam.lr = lr;
+        }
+    }
+    if a.opt::<String>("lr-final")?.is_none() {
+        match m.get("lr_final").map(String::as_str) {
+            Some("none") => common.train.lr_final = None,
+            Some(v) => {
+                let f: f64 = v.parse().map_err(|_| bad(path, "lr_final", v))?;
+                if !(f.is_finite() && f > 0.0) {
+                    return Err(bad(path, "lr_final", v));
+                }
+                common.train.lr_final = Some(f);
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+fn bad(path: &Path, key: &str, v: &str) -> CliError {
+    CliError(format!("{}: metadata entry {key:?} = {v:?} is not valid", path.display()))
+}
+
+/// Whether two paths name the same directory (both may not exist yet).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
 }
 
 /// The model, optimizer state and step of the checkpoint `path` being resumed. The run
@@ -158,7 +255,7 @@ fn resume(
     let flow = ck.flow_f32()?;
     let mut trainer = Trainer::new(flow, common.train.clone());
     trainer.step = step;
-    checkpoints::restore_optimizer(&mut trainer, path)?;
+    checkpoints::restore_optimizer(&mut trainer, path, &ck.meta)?;
     Ok((ck.setup, trainer))
 }
 
@@ -171,6 +268,9 @@ pub fn execute(
     mut trainer: Trainer<f32>,
     quiet: bool,
 ) -> CliResult<()> {
+    let shard = common.train.batch.min(crate::flow::train::SHARD_SIZE) * rayon::current_num_threads();
+    super::check_memory(&trainer.flow, shard, 4.0, "training")?;
+    super::check_memory(&trainer.flow, common.sample_batch, 2.0, "sampling with this --sample-batch")?;
     super::move_flow(&mut trainer.flow, common.device)?;
     let dir = super::make_dir(&common.out)?;
     eprintln!(
@@ -189,6 +289,7 @@ pub fn execute(
     meta.insert("seed".into(), common.train.seed.to_string());
     meta.insert("batch".into(), common.train.batch.to_string());
     meta.insert("lr".into(), common.train.adam.lr.to_string());
+    meta.insert("lr_final".into(), common.train.lr_final.map_or_else(|| "none".to_string(), |f| f.to_string()));
     let action = |x: &Var<f32>| setup.tape_action(x);
     let t0 = Instant::now();
     train_loop(&mut trainer, &action, common.era, &dir, &meta, quiet)?;
@@ -218,7 +319,11 @@ pub fn train_loop<A: TapeAction<f32>>(
 ) -> CliResult<Vec<StepMetrics>> {
     let total = trainer.config.steps;
     let hist_path = dir.join(HISTORY_FILE);
+    checkpoints::clean_temp_files(dir);
     let fresh = trainer.step == 0 || !hist_path.exists();
+    if !fresh {
+        truncate_history(&hist_path, trainer.step)?;
+    }
     let mut hist = std::fs::OpenOptions::new()
         .create(true)
         .append(!fresh)
@@ -237,11 +342,20 @@ pub fn train_loop<A: TapeAction<f32>>(
         let m = match trainer.step(action) {
             Ok(m) => m,
             Err(e) => {
-                checkpoints::save(trainer, dir, meta)?;
-                return Err(CliError(format!(
-                    "training stopped: {e}; last good checkpoint: {}",
-                    dir.join(MODEL_FILE).display()
-                )));
+                // NonFinite: the trainer holds the last good step's state; Diverged: it does
+                // not, and the last era's checkpoint stays
+                let saved = if matches!(e, TrainError::NonFinite { .. }) && trainer.step > 0 {
+                    checkpoints::save(trainer, dir, meta)?;
+                    true
+                } else {
+                    dir.join(MODEL_FILE).exists()
+                };
+                let kept = if saved {
+                    format!("last good checkpoint: {}", dir.join(MODEL_FILE).display())
+                } else {
+                    "no checkpoint was written".to_string()
+                };
+                return Err(CliError(format!("training stopped: {e}; {kept}")));
             }
         };
         let secs = t0.elapsed().as_secs_f64();
@@ -274,6 +388,24 @@ pub fn train_loop<A: TapeAction<f32>>(
     Ok(out)
 }
 
+/// Keeps the header and the rows of steps up to `step` (a resumed run continues from its
+/// checkpoint's step: rows written after it, before an interruption, are dropped).
+fn truncate_history(path: &Path, step: usize) -> CliResult<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))?;
+    let mut keep = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let row_step = line.split(',').next().and_then(|v| v.parse::<usize>().ok());
+        if i == 0 || row_step.is_some_and(|k| k <= step) {
+            keep += line;
+            keep.push('\n');
+        }
+    }
+    if keep.len() != text.len() {
+        latflow_io::csv::write_atomic(path, keep.as_bytes()).map_err(CliError)?;
+    }
+    Ok(())
+}
+
 /// Loss and ESS against step, from `history.csv`.
 pub fn plot_history(dir: &Path) -> CliResult<()> {
     let text = std::fs::read_to_string(dir.join(HISTORY_FILE))?;
@@ -297,7 +429,7 @@ pub fn plot_history(dir: &Path) -> CliResult<()> {
     let p2 = plot::LinePlot::new("Effective sample size of each batch", "step", "ESS / N")
         .with_series(plot::Series::line("ESS", smooth(&ess)));
     plot::write_svg(&dir.join("training.svg"), &plot::panels(&[p1, p2], 2))?;
-    println!("wrote {}/{{{MODEL_FILE}, {OPTIMIZER_FILE}, {HISTORY_FILE}, training.svg}}", dir.display());
+    println!("wrote {}/{{{MODEL_FILE}, optimizer-step*.safetensors, {HISTORY_FILE}, training.svg}}", dir.display());
     Ok(())
 }
 

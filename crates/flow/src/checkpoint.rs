@@ -54,6 +54,11 @@ pub fn load_params<T: Float>(st: &SafeTensors, flow: &mut Flow<T>) -> Result<(),
             Dtype::F32 => stored.to_f32().into_iter().map(|v| T::from_f64(v as f64)).collect(),
             Dtype::F64 => stored.to_f64().into_iter().map(T::from_f64).collect(),
         };
+        if let Some(i) = data.iter().position(|v| !v.to_f64().is_finite()) {
+            return Err(CheckpointError::Format(format!(
+                "parameter {name:?} has a non-finite value at flat index {i} (a diverged run?)"
+            )));
+        }
         values.push(data);
     }
     let format = st.metadata.get(FORMAT_KEY).map_or("1", String::as_str);

@@ -92,10 +92,28 @@ impl<T: Float> ConvNet<T> {
     }
 }
 
+/// Largest lattice extent of a flow (its masks alone take `layers x 3 x L^2` values).
+pub const MAX_FLOW_L: usize = 512;
+/// Most coupling layers, and most convolutions in one net.
+pub const MAX_LAYERS: usize = 1024;
+/// Most channels of one hidden convolution.
+pub const MAX_CHANNELS: usize = 1024;
+
 /// Checks what every flow of conv-net couplings needs on an `l x l` lattice: an odd
 /// kernel no wider than the lattice, at least one layer, positive hidden channel counts.
 /// The error names the bad value.
 pub fn check_stack(l: usize, kernel: usize, layers: usize, hidden: &[usize]) -> Result<(), String> {
+    if l > MAX_FLOW_L {
+        return Err(format!("lattice size L = {l} is above the flows' limit of {MAX_FLOW_L}"));
+    }
+    if layers > MAX_LAYERS {
+        return Err(format!("{layers} layers is above the limit of {MAX_LAYERS}"));
+    }
+    if hidden.len() > MAX_LAYERS || hidden.iter().any(|&h| h > MAX_CHANNELS) {
+        return Err(format!(
+            "hidden channels {hidden:?}: at most {MAX_LAYERS} convolutions of at most {MAX_CHANNELS} channels"
+        ));
+    }
     if kernel.is_multiple_of(2) {
         return Err(format!("kernel size {kernel} must be odd"));
     }

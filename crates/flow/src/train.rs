@@ -61,8 +61,20 @@ pub struct StepMetrics {
 /// Why training stopped early.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TrainError {
-    /// The loss or a gradient was NaN or infinite at this step; parameters were not updated.
+    /// The loss, a gradient, or (on the CPU) a parameter after the update was NaN or
+    /// infinite at this step; the trainer holds the parameters and Adam's state of step
+    /// `kept`, the last whose loss and parameters were finite.
     NonFinite {
+        /// Step at which it happened.
+        step: usize,
+        /// What was non-finite.
+        what: String,
+        /// The step whose parameters the trainer now holds.
+        kept: usize,
+    },
+    /// A parameter on the GPU was non-finite after this step's update; it cannot be undone
+    /// there, so the flow must not be saved.
+    Diverged {
         /// Step at which it happened.
         step: usize,
         /// What was non-finite.
@@ -73,9 +85,14 @@ pub enum TrainError {
 impl fmt::Display for TrainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TrainError::NonFinite { step, what } => {
-                write!(f, "non-finite {what} at step {step}; parameters of step {} kept", step - 1)
+            TrainError::NonFinite { step, what, kept } => {
+                write!(f, "non-finite {what} at step {step}; parameters of step {kept} kept")
             }
+            TrainError::Diverged { step, what } => write!(
+                f,
+                "non-finite {what} at step {step}; the parameters on the GPU cannot be restored, \
+                 so the checkpoint of the last era is kept"
+            ),
         }
     }
 }
@@ -105,6 +122,10 @@ pub struct Trainer<T: Float> {
     pub config: TrainConfig,
     /// Steps taken.
     pub step: usize,
+    /// (CPU) the parameters and Adam's state before the last update, with their step: when
+    /// the next loss is non-finite, the last update made the flow produce it, and these are
+    /// the last parameters whose loss was finite.
+    previous: Option<(Vec<Tensor<T>>, Adam<T>, usize)>,
 }
 
 impl<T: Float> Trainer<T> {
@@ -112,7 +133,7 @@ impl<T: Float> Trainer<T> {
     pub fn new(flow: Flow<T>, config: TrainConfig) -> Self {
         let lens: Vec<usize> = flow.params().iter().map(|t| t.len()).collect();
         let adam = Adam::new(config.adam, &lens);
-        Trainer { flow, adam, config, step: 0 }
+        Trainer { flow, adam, config, step: 0, previous: None }
     }
 
     /// Learning rate of step `k` (from 1) under the cosine schedule.
@@ -166,7 +187,7 @@ impl<T: Float> Trainer<T> {
             .collect();
         let loss_v: f64 = outs.iter().map(|o| o.loss).sum();
         if !loss_v.is_finite() {
-            return Err(TrainError::NonFinite { step: k, what: "loss".into() });
+            return Err(self.roll_back(k, "loss".into()));
         }
         let mut shards_grads = outs.iter().map(|o| o.grads.as_ref().expect("finite loss has gradients"));
         let mut gs: Vec<Tensor<T>> = shards_grads.next().expect("at least one shard").clone();
@@ -222,7 +243,7 @@ impl<T: Float> Trainer<T> {
             let loss = logq.add(&s).sum().mul_scalar(1.0 / n as f64);
             let loss_v = loss.value().item().to_f64();
             if !loss_v.is_finite() {
-                return Err(TrainError::NonFinite { step: k, what: "loss".into() });
+                return Err(self.roll_back(k, "loss".into()));
             }
             let grads = loss.backward();
             let gs: Vec<Tensor<T>> = params.iter().map(|p| grads.get_or_zeros(p)).collect();
@@ -230,6 +251,27 @@ impl<T: Float> Trainer<T> {
             (loss_v, gs, host(&s), host(&logq))
         };
         self.finish_step(k, loss_v, gs, &s, &logq)
+    }
+
+    /// A non-finite loss or gradient at step `k`: the parameters of step `k - 1` produced it,
+    /// so (on the CPU) the state goes back to the one before the last update, the last whose
+    /// loss was finite. On the GPU, or before any update, the state stays.
+    fn roll_back(&mut self, k: usize, what: String) -> TrainError {
+        match self.previous.take() {
+            Some((params, adam, step)) => {
+                self.restore(params, adam, step);
+                TrainError::NonFinite { step: k, what, kept: step }
+            }
+            None => TrainError::NonFinite { step: k, what, kept: self.step },
+        }
+    }
+
+    fn restore(&mut self, params: Vec<Tensor<T>>, adam: Adam<T>, step: usize) {
+        for (p, old) in self.flow.params_mut().into_iter().zip(params) {
+            *p = old;
+        }
+        self.adam = adam;
+        self.step = step;
     }
 
     /// The end of a step on either device: gradient check, Adam update, metrics.
@@ -244,12 +286,30 @@ impl<T: Float> Trainer<T> {
         let grefs: Vec<&Tensor<T>> = gs.iter().collect();
         if let Some(i) = first_nonfinite(&grefs) {
             let name = self.flow.named_params()[i].0.clone();
-            return Err(TrainError::NonFinite { step: k, what: format!("gradient of {name}") });
+            return Err(self.roll_back(k, format!("gradient of {name}")));
         }
         let lr = self.lr_at(k);
         self.adam.config.lr = lr;
+        // On the CPU the update is undone if it leaves a non-finite parameter (a huge learning
+        // rate): the snapshot shares the buffers until Adam writes (copy on write).
+        let on_cpu = self.flow.device() == Device::Cpu;
+        let snapshot = on_cpu.then(|| (self.flow.params().into_iter().cloned().collect::<Vec<_>>(), self.adam.clone()));
+        let before = self.step;
         let mut ps = self.flow.params_mut();
         self.adam.step(&mut ps, &grefs);
+        let after: Vec<&Tensor<T>> = self.flow.params();
+        if let Some(i) = first_nonfinite(&after) {
+            let name = self.flow.named_params()[i].0.clone();
+            let what = format!("parameter {name} after the update (learning rate {lr})");
+            return match snapshot {
+                Some((params, adam)) => {
+                    self.restore(params, adam, before);
+                    Err(TrainError::NonFinite { step: k, what, kept: before })
+                }
+                None => Err(TrainError::Diverged { step: k, what }),
+            };
+        }
+        self.previous = snapshot.map(|(p, a)| (p, a, before));
         self.step = k;
         let lw: Vec<f64> = s.iter().zip(logq).map(|(s, q)| -s - q).collect();
         let nf = s.len() as f64;
