@@ -10,6 +10,7 @@ use crate::io::csv::Table;
 use crate::io::plot;
 use crate::sampler::ensemble::{Ensemble, IndependenceSampler, Sampler};
 use crate::sampler::hmc::{run_chains, HmcChain, HmcConfig, RunConfig};
+use crate::sampler::reweight::pareto_k_hat;
 use crate::sampler::stats::{gamma_method, gamma_method_replicas, tunnelling_rate, GammaEstimate, S_TAU_DEFAULT};
 use crate::theory::{Observable, Reference, Setup, Theory};
 use rand::rngs::StdRng;
@@ -85,6 +86,17 @@ pub fn evaluate(
     println!("{:<COL$}{sample_s:.1} s", "sampling time");
     println!("{:<COL$}{:.3}", "Metropolis acceptance", e.acceptance());
     println!("{:<COL$}{ess:.3}", "ESS / N");
+    let k_hat = e.log_weights().and_then(|lw| pareto_k_hat(&lw));
+    if let Some(k) = k_hat {
+        let verdict = if k < 0.5 {
+            "finite weight variance"
+        } else if k < 0.7 {
+            "heavy weight tail: errors may be small"
+        } else {
+            "very heavy weight tail: estimates and errors unreliable"
+        };
+        println!("{:<COL$}{k:.2}   ({verdict}; Vehtari et al. arXiv:1507.02646)", "Pareto k-hat of weights");
+    }
     let missing: Vec<&Observable> = obs.iter().filter(|o| o.compare && !refs.iter().any(|r| r.key == o.key)).collect();
     if !missing.is_empty() {
         refs.extend(hmc_references(setup, &missing, s.seed));
@@ -92,6 +104,7 @@ pub fn evaluate(
     let mut table = Table::new(&["quantity", "value", "error"]);
     table.row(&["acceptance", &e.acceptance().to_string(), ""]);
     table.row(&["ess", &ess.to_string(), ""]);
+    table.row(&["pareto_k", &k_hat.map_or_else(String::new, |k| k.to_string()), ""]);
     for (o, v) in obs.iter().zip(&values) {
         report_observable(o, v, &e, s.therm, &refs, &mut table);
     }

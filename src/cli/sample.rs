@@ -10,11 +10,10 @@ use std::path::{Path, PathBuf};
 
 /// `latflow sample ...`.
 pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
-    let a = Args::parse(rest, &["checkpoint", "n", "batch", "therm", "seed", "out", "device"], &[])?;
-    if let Some(p) = a.positional.first() {
-        return Err(CliError(format!("sample: unexpected argument {p:?}")));
-    }
-    let path: PathBuf = a.opt("checkpoint")?.ok_or_else(|| CliError("sample: --checkpoint FILE is required".into()))?;
+    let a = Args::parse(rest, &["checkpoint", "n", "batch", "therm", "seed", "out", "device"], &["force"])?;
+    a.reject_positional("sample")?;
+    let path: PathBuf =
+        a.path("checkpoint")?.ok_or_else(|| CliError("sample: --checkpoint FILE is required".into()))?;
     let theory = checkpoints::theory_of(theories, &path)?;
     let ck = checkpoints::open(theory, &path)?;
     let mut flow = ck.flow_f32()?;
