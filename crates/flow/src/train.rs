@@ -4,7 +4,7 @@
 
 use crate::model::{Flow, Record};
 use latflow_tensor::tensor::first_nonfinite;
-use latflow_tensor::{Adam, AdamConfig, Device, Float, Tensor, Var};
+use latflow_tensor::{Adam, AdamConfig, AdamSnapshot, Device, Float, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -122,10 +122,15 @@ pub struct Trainer<T: Float> {
     pub config: TrainConfig,
     /// Steps taken.
     pub step: usize,
-    /// (CPU) the parameters and Adam's state before the last update, with their step: when
-    /// the next loss is non-finite, the last update made the flow produce it, and these are
-    /// the last parameters whose loss was finite.
-    previous: Option<(Vec<Tensor<T>>, Adam<T>, usize)>,
+    /// (CPU) the parameters and Adam's state before the last update (`Some(step)` when they
+    /// hold a state): when the next loss is non-finite, the last update made the flow produce
+    /// it, and these are the last parameters whose loss was finite. Buffers reused each step.
+    previous: Option<usize>,
+    prev_params: Vec<Vec<T>>,
+    prev_adam: AdamSnapshot<T>,
+    /// The state before the current update (swapped with the `prev_` buffers on success).
+    cur_params: Vec<Vec<T>>,
+    cur_adam: AdamSnapshot<T>,
 }
 
 impl<T: Float> Trainer<T> {
@@ -133,7 +138,17 @@ impl<T: Float> Trainer<T> {
     pub fn new(flow: Flow<T>, config: TrainConfig) -> Self {
         let lens: Vec<usize> = flow.params().iter().map(|t| t.len()).collect();
         let adam = Adam::new(config.adam, &lens);
-        Trainer { flow, adam, config, step: 0, previous: None }
+        Trainer {
+            flow,
+            adam,
+            config,
+            step: 0,
+            previous: None,
+            prev_params: Vec::new(),
+            prev_adam: AdamSnapshot::default(),
+            cur_params: Vec::new(),
+            cur_adam: AdamSnapshot::default(),
+        }
     }
 
     /// Learning rate of step `k` (from 1) under the cosine schedule.
@@ -258,20 +273,22 @@ impl<T: Float> Trainer<T> {
     /// loss was finite. On the GPU, or before any update, the state stays.
     fn roll_back(&mut self, k: usize, what: String) -> TrainError {
         match self.previous.take() {
-            Some((params, adam, step)) => {
-                self.restore(params, adam, step);
+            Some(step) => {
+                self.restore_previous(step);
                 TrainError::NonFinite { step: k, what, kept: step }
             }
             None => TrainError::NonFinite { step: k, what, kept: self.step },
         }
     }
 
-    fn restore(&mut self, params: Vec<Tensor<T>>, adam: Adam<T>, step: usize) {
-        for (p, old) in self.flow.params_mut().into_iter().zip(params) {
-            *p = old;
+    /// Puts the `prev_` state back, as the state of `step`.
+    fn restore_previous(&mut self, step: usize) {
+        for (p, old) in self.flow.params_mut().into_iter().zip(&self.prev_params) {
+            p.data_mut().copy_from_slice(old);
         }
-        self.adam = adam;
+        self.adam.restore_from(&self.prev_adam);
         self.step = step;
+        self.previous = None;
     }
 
     /// The end of a step on either device: gradient check, Adam update, metrics.
@@ -293,23 +310,30 @@ impl<T: Float> Trainer<T> {
         // On the CPU the update is undone if it leaves a non-finite parameter (a huge learning
         // rate): the snapshot shares the buffers until Adam writes (copy on write).
         let on_cpu = self.flow.device() == Device::Cpu;
-        let snapshot = on_cpu.then(|| (self.flow.params().into_iter().cloned().collect::<Vec<_>>(), self.adam.clone()));
         let before = self.step;
+        if on_cpu {
+            copy_params(&self.flow, &mut self.cur_params);
+            self.adam.snapshot_into(&mut self.cur_adam);
+        }
         let mut ps = self.flow.params_mut();
         self.adam.step(&mut ps, &grefs);
         let after: Vec<&Tensor<T>> = self.flow.params();
         if let Some(i) = first_nonfinite(&after) {
             let name = self.flow.named_params()[i].0.clone();
             let what = format!("parameter {name} after the update (learning rate {lr})");
-            return match snapshot {
-                Some((params, adam)) => {
-                    self.restore(params, adam, before);
-                    Err(TrainError::NonFinite { step: k, what, kept: before })
-                }
-                None => Err(TrainError::Diverged { step: k, what }),
-            };
+            if !on_cpu {
+                return Err(TrainError::Diverged { step: k, what });
+            }
+            std::mem::swap(&mut self.cur_params, &mut self.prev_params);
+            std::mem::swap(&mut self.cur_adam, &mut self.prev_adam);
+            self.restore_previous(before);
+            return Err(TrainError::NonFinite { step: k, what, kept: before });
         }
-        self.previous = snapshot.map(|(p, a)| (p, a, before));
+        if on_cpu {
+            std::mem::swap(&mut self.cur_params, &mut self.prev_params);
+            std::mem::swap(&mut self.cur_adam, &mut self.prev_adam);
+            self.previous = Some(before);
+        }
         self.step = k;
         let lw: Vec<f64> = s.iter().zip(logq).map(|(s, q)| -s - q).collect();
         let nf = s.len() as f64;
@@ -321,6 +345,16 @@ impl<T: Float> Trainer<T> {
             logq: logq.iter().sum::<f64>() / nf,
             lr,
         })
+    }
+}
+
+/// Copies the flow's (host) parameters into `buf`, reusing its buffers.
+fn copy_params<T: Float>(flow: &Flow<T>, buf: &mut Vec<Vec<T>>) {
+    let ps = flow.params();
+    buf.resize_with(ps.len(), Vec::new);
+    for (b, p) in buf.iter_mut().zip(ps) {
+        b.clear();
+        b.extend_from_slice(p.data());
     }
 }
 

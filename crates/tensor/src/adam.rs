@@ -53,6 +53,14 @@ impl AdamConfig {
     }
 }
 
+/// A copy of [`Adam`]'s state on the host, see [`Adam::snapshot_into`].
+#[derive(Clone, Debug, Default)]
+pub struct AdamSnapshot<T> {
+    step: u64,
+    m: Vec<Vec<T>>,
+    v: Vec<Vec<T>>,
+}
+
 /// Adam state for a fixed list of parameter tensors.
 #[derive(Clone, Debug)]
 pub struct Adam<T: Float> {
@@ -94,6 +102,36 @@ impl<T: Float> Adam<T> {
     pub fn moments(&self) -> (Vec<Vec<T>>, Vec<Vec<T>>) {
         let host = |x: &[Tensor<T>]| x.iter().map(Tensor::to_host_vec).collect();
         (host(&self.m), host(&self.v))
+    }
+
+    /// Copies the step count and the moments into `snap` (host tensors only), reusing its
+    /// buffers: a cheap snapshot taken before every update, for [`Adam::restore_from`].
+    ///
+    /// # Panics
+    /// If a moment lives on the GPU.
+    pub fn snapshot_into(&self, snap: &mut AdamSnapshot<T>) {
+        snap.step = self.step;
+        for (dst, src) in [(&mut snap.m, &self.m), (&mut snap.v, &self.v)] {
+            dst.resize_with(src.len(), Vec::new);
+            for (d, t) in dst.iter_mut().zip(src) {
+                d.clear();
+                d.extend_from_slice(t.data());
+            }
+        }
+    }
+
+    /// Goes back to a state saved by [`Adam::snapshot_into`] (host tensors only).
+    ///
+    /// # Panics
+    /// If the snapshot does not fit this optimizer or a moment lives on the GPU.
+    pub fn restore_from(&mut self, snap: &AdamSnapshot<T>) {
+        self.step = snap.step;
+        for (dst, src) in [(&mut self.m, &snap.m), (&mut self.v, &snap.v)] {
+            assert_eq!(dst.len(), src.len(), "Adam::restore_from: snapshot of another optimizer");
+            for (t, s) in dst.iter_mut().zip(src) {
+                t.data_mut().copy_from_slice(s);
+            }
+        }
     }
 
     /// Restores a saved state: step count and moments.

@@ -72,7 +72,7 @@ pub mod pool;
 pub mod tensor;
 mod var;
 
-pub use adam::{Adam, AdamConfig};
+pub use adam::{Adam, AdamConfig, AdamSnapshot};
 pub use backward::Gradients;
 pub use custom::CustomOp;
 pub use float::Float;
