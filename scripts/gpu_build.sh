@@ -15,7 +15,7 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable"):
         print(m["target"]["name"], m["executable"])'; }
 cargo test --release --features cuda --workspace --no-run --message-format=json 2>/dev/null | exes \
-  | while read -r name exe; do case "$name" in cuda_ops|cuda_train) cp "$exe" ".gpu/test-$name";; esac; done
+  | while read -r name exe; do case "$name" in cuda_ops|cuda_fused_ops|cuda_train) cp "$exe" ".gpu/test-$name";; esac; done
 cargo bench --features cuda --no-run --message-format=json 2>/dev/null | exes \
   | while read -r name exe; do case "$name" in gpu_ops|train_step) cp "$exe" ".gpu/bench-$name";; esac; done
 cargo build --release --features cuda --bin latflow

@@ -9,7 +9,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.g
 for w in $what; do
   case $w in
     tests)
-      for t in .gpu/test-cuda_ops .gpu/test-cuda_train; do
+      for t in .gpu/test-cuda_ops .gpu/test-cuda_fused_ops .gpu/test-cuda_train; do
         echo "== $t"; timeout 300 "$t" --test-threads 1 2>&1 | tee -a "$out/tests.log" | grep -E "^test |test result|panicked|error" ; done ;;
     ops)
       echo "== gpu_ops"; GPU_OPS_SUMMARY_ONLY=1 timeout 300 .gpu/bench-gpu_ops --bench 2>&1 | tee "$out/gpu_ops.log" | tail -30 ;;

@@ -1,7 +1,9 @@
-//! `latflow audit [--seed N]`: the gradient audit. Runs
+//! `latflow audit [--seed N]`: the gradient audit. Runs the engine's
 //! [`latflow_tensor::audit::run_audit`] (f64 central differences against the tape for
-//! every op, whole-model compositions, and Adam against PyTorch's formula), prints one
-//! row per case and fails (exit status 2) if any case is over the tolerance.
+//! every op, whole-model compositions, and Adam against PyTorch's formula), then the audits
+//! of the fused ops defined outside the engine (`latflow_flow::ops::audit`,
+//! `latflow_physics::ops::audit`), prints one row per case and fails (exit status 2) if any
+//! case is over the tolerance.
 
 use super::{Args, CliError, CliResult};
 use latflow_tensor::audit::{run_audit, AuditCase};

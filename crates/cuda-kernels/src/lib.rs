@@ -8,7 +8,9 @@
 //! would panic: its loader is probed first with `is_culib_present`).
 //!
 //! The tensor crate (`latflow-tensor`, feature `cuda`) builds its device tensors on
-//! [`DeviceBuf`] and dispatches its ops to the launchers in [`ops`].
+//! [`DeviceBuf`] and dispatches its ops to the launchers in [`ops`]. Fused ops defined in
+//! other crates (the flows' couplings, the U(1) plaquette) keep their `.cu` source next to
+//! their Rust code and compile and launch it through [`module`].
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream};
 use std::collections::HashMap;

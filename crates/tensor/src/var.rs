@@ -6,6 +6,10 @@
 //! [`Var::constant`] do not, so the same layer code runs "with the tape off" when its
 //! parameters are registered as constants — nothing is kept, intermediates are freed
 //! as soon as they go out of scope.
+//!
+//! The tape's op set ([`Op`]: what a node records) lives here with `Var`, since a node holds
+//! its op and an op its input nodes; the reverse sweep and every backward rule are in
+//! `backward.rs`, the forward methods in `forward.rs`.
 
 use crate::custom::CustomOp;
 use crate::elementwise::{Binary, Unary};

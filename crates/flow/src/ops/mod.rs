@@ -38,7 +38,7 @@
 //!    kernel's signature, and `pub(crate) fn module()`.
 //! 5. Here: `pub mod foo;`, a method on [`LatticeOps`], the module in `cuda_modules()`
 //!    (the NVRTC compile test in CI), and a case in [`audit`].
-//! 6. `tests/cuda_ops.rs`: the op on the GPU against the CPU (runs with `--features cuda`
+//! 6. `tests/cuda_fused_ops.rs`: the op on the GPU against the CPU (runs with `--features cuda`
 //!    on a machine with a GPU; fails without one).
 
 pub mod affine_couple;

@@ -1,9 +1,10 @@
 //! The flows' fused ops (and the physics crate's U(1) plaquette) on the GPU against the
-//! CPU reference (feature `cuda`; needs a GPU and fails, not skips, without one). The same
-//! harness as the engine's `crates/tensor/tests/cuda_ops.rs`. Inputs are fresh random numbers (never zeros); every GPU
-//! output buffer is poisoned with NaN before its kernel runs, so an element a kernel does
-//! not write fails. Each check runs the op forward, then backward from
-//! `sum(op(x) * r)` with a random `r`, and compares values and all input gradients.
+//! CPU reference (feature `cuda`; needs a GPU and fails, not skips, without one), with the
+//! harness of the engine's `crates/tensor/tests/cuda_ops.rs`. Inputs are fresh random
+//! numbers (never zeros); every GPU output buffer is poisoned with NaN before its kernel
+//! runs, so an element a kernel does not write fails. Each check runs the op forward, then
+//! backward from `sum(op(x) * r)` with a random `r`, and compares values and all input
+//! gradients.
 #![cfg(feature = "cuda")]
 
 use latflow_flow::ops::{GaugeOps, LatticeOps};
