@@ -18,10 +18,11 @@ trap 'rm -rf "$out"' EXIT
 for s in $(seq 1 "$n"); do
   "$bin" sample --checkpoint "$ckpt" --n 8192 --seed "$s" --out "$out/s$s" > "$out/s$s.log"
 done
-# lines like "chi_2 (Metropolis)       0.7049 +- 0.0214 ..." or "<Q^2> (Metropolis) ..."
+# lines like "chi_2 (Metropolis)       0.7049 +- 0.0214 ..." or "<Q^2> (Metropolis) ..." (the
+# primary observable; the other observables' lines are left out)
 cat "$out"/s*.log | awk -v ref="${3:-}" '
   /Metropolis acceptance/ { acc += $3; na++ }
-  /\(Metropolis\)/ && /\+-/ {
+  /\(Metropolis\)/ && /\+-/ && ($1 == "chi_2" || $1 == "<Q^2>") {
     if ($1 == "chi_2") { r = (ref == "" ? 0.7444 : ref); name = "chi_2" } else { r = (ref == "" ? 1.2393 : ref); name = $1 }
     v = $3; e = $5; p = (v - r) / e
     n++; sv += v; svv += v * v; se += e; sp += p; spp += p * p; if (p > 2 || p < -2) out2++
