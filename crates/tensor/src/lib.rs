@@ -59,6 +59,8 @@ pub mod audit;
 mod backward;
 #[cfg(feature = "cuda")]
 mod cuda;
+#[cfg(feature = "cuda")]
+pub mod gpu_check;
 mod custom;
 pub mod elementwise;
 mod float;
