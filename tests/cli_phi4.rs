@@ -184,13 +184,23 @@ fn apply_matches_flow_sampling_and_reverse_round_trips() {
     let mut st = SafeTensors::default();
     st.insert_f32("z", &[n, 6, 6], z.data());
     st.write(&input).unwrap();
-    assert_ok(&latflow(&["apply", "--checkpoint", s(&ckpt), "--input", s(&input), "--output", s(&fwd)]));
+    assert_ok(&latflow(&["apply", "--checkpoint", s(&ckpt), "--input", s(&input), "--output", s(&fwd), "--force"]));
     let out = SafeTensors::read(&fwd).unwrap();
     assert_eq!(out.get_f32_shaped("x", &[n, 6, 6]).unwrap(), x_ref.data());
     assert_eq!(out.get_f32_shaped("logq", &[n]).unwrap(), logq_ref.data());
     assert_eq!(out.get_f32_shaped("z", &[n, 6, 6]).unwrap(), z.data());
     // reverse: reads x, gives z back and the same log q
-    assert_ok(&latflow(&["apply", "--checkpoint", s(&ckpt), "--input", s(&fwd), "--output", s(&back), "--reverse"]));
+    assert_ok(&latflow(&[
+        "apply",
+        "--checkpoint",
+        s(&ckpt),
+        "--input",
+        s(&fwd),
+        "--output",
+        s(&back),
+        "--reverse",
+        "--force",
+    ]));
     let rev = SafeTensors::read(&back).unwrap();
     let dz = max_abs_diff(&rev.get_f64_shaped("z", &[n, 6, 6]).unwrap(), &to_f64(&z));
     let dq = max_abs_diff(&rev.get_f64_shaped("logq", &[n]).unwrap(), &to_f64(&logq_ref));
@@ -205,12 +215,22 @@ fn apply_matches_flow_sampling_and_reverse_round_trips() {
     let mut st = SafeTensors::default();
     st.insert_f64("z", &[n, 6, 6], z64.data());
     st.write(&input).unwrap();
-    assert_ok(&latflow(&["apply", "--checkpoint", s(&ckpt), "--input", s(&input), "--output", s(&fwd)]));
+    assert_ok(&latflow(&["apply", "--checkpoint", s(&ckpt), "--input", s(&input), "--output", s(&fwd), "--force"]));
     let out = SafeTensors::read(&fwd).unwrap();
     assert_eq!(out.tensor("x").unwrap().dtype, latflow::io::safetensors::Dtype::F64);
     assert_eq!(out.get_f64_shaped("x", &[n, 6, 6]).unwrap(), x64.data());
     assert_eq!(out.get_f64_shaped("logq", &[n]).unwrap(), logq64.data());
-    assert_ok(&latflow(&["apply", "--checkpoint", s(&ckpt), "--input", s(&fwd), "--output", s(&back), "--reverse"]));
+    assert_ok(&latflow(&[
+        "apply",
+        "--checkpoint",
+        s(&ckpt),
+        "--input",
+        s(&fwd),
+        "--output",
+        s(&back),
+        "--reverse",
+        "--force",
+    ]));
     let rev = SafeTensors::read(&back).unwrap();
     let dz = max_abs_diff(&rev.get_f64("z").unwrap(), z64.data());
     let dq = max_abs_diff(&rev.get_f64("logq").unwrap(), logq64.data());
@@ -220,7 +240,7 @@ fn apply_matches_flow_sampling_and_reverse_round_trips() {
     // user errors: missing tensor, wrong rank, wrong lattice, no input file
     let bad = dir.join("bad.safetensors");
     let apply = |input: &Path, extra: &[&str]| {
-        let mut a = vec!["apply", "--checkpoint", s(&ckpt), "--input", s(input), "--output", s(&back)];
+        let mut a = vec!["apply", "--checkpoint", s(&ckpt), "--input", s(input), "--output", s(&back), "--force"];
         a.extend_from_slice(extra);
         a.into_iter().map(String::from).collect::<Vec<_>>()
     };

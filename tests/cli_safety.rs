@@ -96,6 +96,13 @@ fn runs_never_overwrite_earlier_work() {
         "is the input",
     );
     assert_eq!(std::fs::read(&model).unwrap(), before);
+    // an existing output needs --force, and a non-file is never replaced
+    std::fs::write(cwd.join("taken.safetensors"), b"keep").unwrap();
+    let ap = ["apply", "--checkpoint", m, "--input", "z.safetensors", "--output"];
+    user_error(&cwd, &[&ap[..], &["taken.safetensors"]].concat(), "exists; choose another name");
+    assert_eq!(std::fs::read(cwd.join("taken.safetensors")).unwrap(), b"keep");
+    std::fs::create_dir_all(cwd.join("a-dir")).unwrap();
+    user_error(&cwd, &[&ap[..], &["a-dir", "--force"]].concat(), "not a regular file");
     // huge but finite inputs give non-finite outputs: an error, nothing written
     let mut z = SafeTensors::default();
     z.insert_f32("z", &[1, 4, 4], &[3.4e38; 16]);
@@ -184,10 +191,18 @@ fn bad_sizes_couplings_and_flags_are_errors_not_crashes() {
     e(&["hmc", "phi4", "--n-traj", "9223372036854775807"], "GiB of measurements");
     e(&["hmc", "phi4", "--chains", "100000000"], "--chains 100000000 is above the limit");
     e(&["train", "phi4", "--L", "100000"], "too large");
-    e(&["train", "phi4", "--L", "3000"], "above the flows' limit");
+    e(&["train", "phi4", "--L", "3000"], "too large");
+    e(&["train", "phi4", "--L", "1024"], "above the flows' limit");
     e(&["train", "phi4", "--hidden", "8,100000000"], "at most");
     e(&["train", "phi4", "--layers", "100000000"], "above the limit");
     e(&["train", "phi4", "--L", "256", "--hidden", "512,512"], "GiB for activations");
+    // red-team cases of 2026-11-30: products of limits, huge couplings and trajectories
+    e(&["train", "u1", "--mix", "100000000"], "components");
+    e(&["train", "phi4", "--hidden", "1024,1024", "--layers", "1024"], "parameters");
+    e(&["hmc", "phi4", "--tau", "1e300"], "--tau must be in");
+    e(&["hmc", "phi4", "--m2", "1e300"], "at most");
+    e(&["hmc", "u1", "--L", "1"], "at least 2");
+    e(&["train", "phi4", "--lam", "1e-320"], "must be 0 or at least");
     // couplings that make the action unbounded or meaningless
     e(&["train", "phi4", "--lam", "0", "--m2", "-4"], "--m2 must be positive when lam = 0");
     e(&["hmc", "phi4", "--lam", "-1"], "--lam must be >= 0");

@@ -21,11 +21,12 @@ use crate::theory::Theory;
 use std::path::{Path, PathBuf};
 
 /// Usage line of `latflow apply`.
-pub const USAGE: &str = "latflow apply --checkpoint FILE --input IN.safetensors --output OUT.safetensors [--reverse]";
+pub const USAGE: &str =
+    "latflow apply --checkpoint FILE --input IN.safetensors --output OUT.safetensors [--reverse] [--force]";
 
 /// `latflow apply ...`.
 pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
-    let a = Args::parse(args, &["checkpoint", "input", "output"], &["reverse"])?;
+    let a = Args::parse(args, &["checkpoint", "input", "output"], &["reverse", "force"])?;
     if let Some(p) = a.positional.first() {
         return Err(CliError(format!("apply: unexpected argument {p:?}\nusage: {USAGE}")));
     }
@@ -37,6 +38,17 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
         if same_file(p, &output) {
             return Err(CliError(format!(
                 "apply: --output {} is the {what}; apply never writes over its inputs",
+                output.display()
+            )));
+        }
+    }
+    if let Ok(m) = std::fs::symlink_metadata(&output) {
+        if !m.file_type().is_file() {
+            return Err(CliError(format!("apply: --output {} exists and is not a regular file", output.display())));
+        }
+        if !a.has("force") {
+            return Err(CliError(format!(
+                "apply: --output {} exists; choose another name, or pass --force to replace it",
                 output.display()
             )));
         }

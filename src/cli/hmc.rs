@@ -22,6 +22,12 @@ const SWITCHES: &[&str] = &["quiet", "no-csv", "force"];
 
 /// Most chains of one run.
 pub const MAX_CHAINS: usize = 4096;
+/// Longest trajectory (molecular-dynamics time).
+pub const MAX_TAU: f64 = 100.0;
+/// Most leapfrog steps per trajectory.
+pub const MAX_STEPS: usize = 100_000;
+/// Most thermalization trajectories per chain.
+pub const MAX_THERM: usize = 1_000_000_000;
 
 /// The file of per-configuration observables in the run directory.
 pub const OBSERVABLES_FILE: &str = "observables.csv";
@@ -74,8 +80,14 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
 
 fn common(a: &Args, theory: &dyn Theory) -> CliResult<Common> {
     let tau = a.finite("tau", 1.0)?;
-    if tau <= 0.0 {
-        return Err(CliError(format!("hmc: --tau must be positive, got {tau}")));
+    if tau <= 0.0 || tau > MAX_TAU {
+        return Err(CliError(format!("hmc: --tau must be in (0, {MAX_TAU}], got {tau:e}")));
+    }
+    for (flag, max) in [("steps", MAX_STEPS), ("n-therm", MAX_THERM)] {
+        let v: i64 = a.get(flag, 0)?;
+        if v > max as i64 {
+            return Err(CliError(format!("hmc: --{flag} {v} is above the limit of {max}")));
+        }
     }
     let seed: u64 = a.get("seed", 0u64)?;
     let run = RunConfig {
@@ -126,6 +138,17 @@ fn sample(theory: &dyn Theory, setup: &dyn Setup, c: &Common) -> CliResult<()> {
     let obs = setup.observables();
     let action = setup.action();
     let dof = action.dof() as f64;
+    // the chains running at once each hold a configuration, a momentum, a force and copies
+    let running = c.run.n_chains.min(rayon::current_num_threads()) as f64;
+    let bytes = running * dof * 8.0 * 8.0;
+    if bytes > super::MEMORY_LIMIT_BYTES {
+        return Err(CliError(format!(
+            "hmc: {running} chains running at once on {dof} degrees of freedom would need about {:.1} GiB \
+             (limit {:.0} GiB): a smaller lattice",
+            bytes / (1u64 << 30) as f64,
+            super::MEMORY_LIMIT_BYTES / (1u64 << 30) as f64
+        )));
+    }
     let init = |_c: usize, r: &mut rand::rngs::StdRng| setup.hmc_start(r);
     let measure = |x: &[f64], o: &mut [f64]| {
         for (v, ob) in o.iter_mut().zip(&obs) {
@@ -137,31 +160,55 @@ fn sample(theory: &dyn Theory, setup: &dyn Setup, c: &Common) -> CliResult<()> {
     let header = format!("latflow hmc {}: {}", theory.name(), setup.describe());
     let mut out = summary_head(&header, c, &recs, secs);
     let refs = setup.references();
+    let mut non_finite = Vec::new();
     for (k, o) in obs.iter().enumerate() {
         let g = gamma(&recs, k, |v| v);
+        if !(g.mean.is_finite() && g.error.is_finite()) {
+            non_finite.push(o.label);
+        }
         out += &line(o.label, &g);
-        for r in refs.iter().filter(|r| r.key == o.key) {
+        for r in refs.iter().filter(|r| r.key == o.key && r.value.is_finite()) {
             let rd = r.digits.max(o.digits);
             let v = if r.error > 0.0 {
                 format!("{:.rd$} +- {:.rd$}", r.value, r.error)
             } else {
                 format!("{:.rd$}", r.value)
             };
-            out += &format!(
-                "  {:<28} {v}   ({:+.2} sigma)\n",
-                format!("{} ({})", o.label, r.label),
-                r.pull(g.mean, g.error)
-            );
+            let pull = if g.error > 0.0 || r.error > 0.0 {
+                format!("   ({:+.2} sigma)", r.pull(g.mean, g.error))
+            } else {
+                String::new()
+            };
+            out += &format!("  {:<28} {v}{pull}\n", format!("{} ({})", o.label, r.label));
         }
         if o.tunnelling.is_some() {
             let rate = recs.iter().map(|r| tunnelling_rate(&r.observables[k])).sum::<f64>() / recs.len() as f64;
             out += &format!("  {:<28} {rate:.4} per trajectory (tau_int = {:.1})\n", "tunnelling rate", g.tau_int);
         }
     }
-    out += &line("<S> / V", &gamma(&recs, obs.len(), |v| v / dof));
+    let s_per_dof = gamma(&recs, obs.len(), |v| v / dof);
+    if !(s_per_dof.mean.is_finite() && s_per_dof.error.is_finite()) {
+        non_finite.push("<S> / V");
+    }
+    out += &line("<S> / V", &s_per_dof);
+    let acc = recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / recs.len() as f64;
+    if !(0.05..=0.999).contains(&acc) {
+        out += &format!(
+            "  warning: acceptance {acc:.4}: the chains barely move (change --tau or --steps); the errors above \
+             mean little\n"
+        );
+    }
     let mut names: Vec<&str> = obs.iter().map(|o| o.key).collect();
     names.push("S");
-    finish(out, c, &names, &recs)
+    finish(out, c, &names, &recs)?;
+    if non_finite.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError(format!(
+            "hmc: non-finite results for {} (the trajectories diverged: lower --tau or raise --steps)",
+            non_finite.join(", ")
+        )))
+    }
 }
 
 /// Runs the chains with a progress line on stderr; returns the records and the wall time.

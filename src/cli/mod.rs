@@ -145,7 +145,7 @@ pub fn output_dir(explicit: Option<PathBuf>, default: &Path, force: bool, what: 
     let name = default.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().to_string());
     (1..10_000)
         .map(|k| if k == 1 { default.to_path_buf() } else { default.with_file_name(format!("{name}-{k}")) })
-        .find(|d| holds_run(d).is_none())
+        .find(|d| holds_run(d).is_none() && (d.is_dir() || !d.exists()))
         .ok_or_else(|| CliError(format!("no free run directory next to {}", default.display())))
 }
 

@@ -133,7 +133,8 @@ pub fn evaluate(
     println!("wrote {}/{{{}}}", s.dir.display(), names.join(", "));
     // a flow that outputs NaN or infinities (diverged training, corrupt weights) gives no
     // ensemble: say so with an error, not exit 0
-    let bad = e.action.iter().chain(e.logq.iter().flatten()).filter(|v| !v.is_finite()).count();
+    let logq = e.logq.as_deref().unwrap_or(&[]);
+    let bad = (0..e.len()).filter(|&i| !e.action[i].is_finite() || logq.get(i).is_some_and(|q| !q.is_finite())).count();
     if bad > 0 {
         return Err(CliError(format!(
             "{bad} proposals have a non-finite action or log q: the flow is broken (diverged training?); \
@@ -169,7 +170,7 @@ fn report_observable(o: &Observable, v: &[f64], e: &Ensemble, therm: usize, refs
         );
         t.row(&[format!("{}_reweighted", o.key), rw.estimate.value.to_string(), rw.estimate.error.to_string()]);
     }
-    let mine: Vec<&Reference> = refs.iter().filter(|r| r.key == o.key).collect();
+    let mine: Vec<&Reference> = refs.iter().filter(|r| r.key == o.key && r.value.is_finite()).collect();
     for r in &mine {
         let rd = r.digits;
         let value =

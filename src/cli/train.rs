@@ -138,12 +138,14 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
         None => {
             let setup = theory.setup(&Params::from_flags(&theory.params(), &given)).map_err(CliError)?;
             let flow = setup.flow_f32(&mut StdRng::seed_from_u64(common.train.seed)).map_err(CliError)?;
-            common.out = super::output_dir(
-                a.path("out")?,
-                &common.out,
-                a.has("force"),
-                "choose another --out, or continue it with --resume DIR/model.safetensors",
-            )?;
+            let explicit = a.path("out")?;
+            let advice = match &explicit {
+                Some(d) if d.join(MODEL_FILE).exists() => {
+                    format!("choose another --out, or continue it with --resume {}", d.join(MODEL_FILE).display())
+                }
+                _ => "choose another --out".to_string(),
+            };
+            common.out = super::output_dir(explicit, &common.out, a.has("force"), &advice)?;
             (setup, Trainer::new(flow, common.train.clone()))
         }
         Some(p) => {

@@ -95,6 +95,6 @@ pub fn load_params<T: Float>(st: &SafeTensors, flow: &mut Flow<T>) -> Result<(),
 
 /// A metadata value parsed as `V`, with an error naming the key.
 pub fn meta_get<V: std::str::FromStr>(meta: &BTreeMap<String, String>, key: &str) -> Result<V, CheckpointError> {
-    let s = meta.get(key).ok_or_else(|| CheckpointError::Missing(format!("metadata entry {key:?}")))?;
+    let s = meta.get(key).ok_or_else(|| CheckpointError::Format(format!("missing metadata entry {key:?}")))?;
     s.parse().map_err(|_| CheckpointError::Format(format!("metadata entry {key:?} = {s:?} cannot be parsed")))
 }

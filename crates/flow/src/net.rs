@@ -98,6 +98,8 @@ pub const MAX_FLOW_L: usize = 512;
 pub const MAX_LAYERS: usize = 1024;
 /// Most channels of one hidden convolution.
 pub const MAX_CHANNELS: usize = 1024;
+/// Most parameters of a flow's nets (400 MB in f32).
+pub const MAX_PARAMS: f64 = 1e8;
 
 /// Checks what every flow of conv-net couplings needs on an `l x l` lattice: an odd
 /// kernel no wider than the lattice, at least one layer, positive hidden channel counts.
@@ -116,6 +118,18 @@ pub fn check_stack(l: usize, kernel: usize, layers: usize, hidden: &[usize]) -> 
     }
     if kernel.is_multiple_of(2) {
         return Err(format!("kernel size {kernel} must be odd"));
+    }
+    // parameters of the coupling nets (input and output channels are few), before any is allocated
+    let mut chans = vec![4usize];
+    chans.extend(hidden);
+    chans.push(4);
+    let per_layer: f64 = chans.windows(2).map(|w| (w[0] * w[1]) as f64).sum::<f64>() * (kernel * kernel) as f64;
+    if per_layer * layers as f64 > MAX_PARAMS {
+        return Err(format!(
+            "{layers} layers of nets with hidden channels {hidden:?} and kernel {kernel} would hold about {:.1e} \
+             parameters (limit {MAX_PARAMS:.0e})",
+            per_layer * layers as f64
+        ));
     }
     if kernel > l {
         return Err(format!("kernel size {kernel} is wider than the {l}x{l} lattice"));

@@ -81,4 +81,3 @@ pub fn check_op(name: &str, inputs: &[Tensor<f32>], tol: f64, f: impl Fn(&[Var<f
         assert_close(&format!("{name} gradient of input {i}"), a, b, tol);
     }
 }
-

@@ -59,12 +59,12 @@ pub mod audit;
 mod backward;
 #[cfg(feature = "cuda")]
 mod cuda;
-#[cfg(feature = "cuda")]
-pub mod gpu_check;
 mod custom;
 pub mod elementwise;
 mod float;
 mod forward;
+#[cfg(feature = "cuda")]
+pub mod gpu_check;
 mod gradcheck;
 pub mod id_hash;
 pub mod kernels;

@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+/// Largest magnitude of a coupling ([`Params::coupling`]).
+pub const MAX_COUPLING: f64 = 1e6;
+
 /// What a parameter describes, which decides where it is accepted and stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Group {
@@ -173,6 +176,19 @@ impl Params {
         let v: f64 = self.get(key)?;
         if !v.is_finite() {
             return Err(self.error(key, format!("must be finite, got {v}")));
+        }
+        Ok(v)
+    }
+
+    /// A coupling: finite and at most [`MAX_COUPLING`] in magnitude (lattice couplings are
+    /// O(1); a huge one overflows the action in f32 and f64 alike).
+    ///
+    /// # Errors
+    /// If it is not finite or too large.
+    pub fn coupling(&self, key: &str) -> Result<f64, String> {
+        let v = self.finite(key)?;
+        if v.abs() > MAX_COUPLING {
+            return Err(self.error(key, format!("must be at most {MAX_COUPLING:e} in magnitude, got {v:e}")));
         }
         Ok(v)
     }

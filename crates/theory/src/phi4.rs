@@ -27,8 +27,13 @@ pub const CHI2_HMC_TUTORIAL: (f64, f64) = (0.75, 0.01);
 /// 2-core dev box, 2026-11-22) gives chi_2 = 0.74439 +- 0.00048 (tau_int 1.12).
 pub const CHI2_HMC_LATFLOW: (f64, f64) = (0.7444, 0.0005);
 
-/// Largest lattice volume accepted (sites), before anything is allocated.
-pub const MAX_VOLUME: usize = 1 << 24;
+/// Largest lattice volume accepted (sites), before anything is allocated (the neighbour
+/// tables of 4M sites in 4D take 256 MB).
+pub const MAX_VOLUME: usize = 1 << 22;
+
+/// Smallest non-zero quartic coupling (and free-field mass squared): below it the f32 action
+/// of training sees 0.
+pub const MIN_LAM: f64 = 1e-8;
 
 /// The phi^4 registry entry.
 pub struct Phi4Theory;
@@ -71,12 +76,17 @@ impl Theory for Phi4Theory {
         if l.checked_pow(nd as u32).filter(|&v| v <= MAX_VOLUME).is_none() {
             return Err(format!("lattice {l}^{nd} is too large (at most {MAX_VOLUME} sites)"));
         }
-        let (m2, lam) = (p.finite("m2")?, p.finite("lam")?);
+        let (m2, lam) = (p.coupling("m2")?, p.coupling("lam")?);
         if lam < 0.0 {
             return Err(p.error("lam", format!("must be >= 0 (the action is unbounded below otherwise), got {lam}")));
         }
-        if lam == 0.0 && m2 <= 0.0 {
-            return Err(p.error("m2", format!("must be positive when lam = 0 (the free field needs a mass), got {m2}")));
+        if lam > 0.0 && lam < MIN_LAM {
+            return Err(p.error("lam", format!("must be 0 or at least {MIN_LAM:e} (it is 0 in f32), got {lam:e}")));
+        }
+        if lam == 0.0 && m2 < MIN_LAM {
+            return Err(
+                p.error("m2", format!("must be positive when lam = 0 (the free field needs a mass), got {m2:e}"))
+            );
         }
         let arch = Phi4FlowConfig {
             l,

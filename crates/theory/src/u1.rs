@@ -19,8 +19,9 @@ use std::collections::BTreeMap;
 /// The tutorial's HMC value of <Q^2> on 8x8 at beta = 2 (arXiv:2101.08176 section V).
 pub const Q2_HMC_TUTORIAL: (f64, f64) = (1.23, 0.02);
 
-/// Largest lattice volume accepted (sites), before anything is allocated.
-pub const MAX_VOLUME: usize = 1 << 24;
+/// Largest lattice volume accepted (sites), before anything is allocated (the neighbour
+/// tables of 4M sites in 4D take 256 MB).
+pub const MAX_VOLUME: usize = 1 << 22;
 
 /// The U(1) registry entry.
 pub struct U1Theory;
@@ -60,7 +61,12 @@ impl Theory for U1Theory {
         if l.checked_pow(nd as u32).filter(|&v| v <= MAX_VOLUME).is_none() {
             return Err(format!("lattice {l}^{nd} is too large (at most {MAX_VOLUME} sites)"));
         }
-        let beta = p.finite("beta")?;
+        let beta = p.coupling("beta")?;
+        if l < 2 {
+            return Err(
+                p.error("L", format!("must be at least 2 (a plaquette needs two sites per direction), got {l}"))
+            );
+        }
         let arch = U1FlowConfig {
             l,
             layers: p.positive("layers")?,

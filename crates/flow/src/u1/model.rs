@@ -10,6 +10,9 @@ use latflow_physics::{u1_action_var, Lattice, U1};
 use latflow_tensor::{Float, Tensor, Var};
 use rand::RngCore;
 
+/// Most components of an NCP mixture.
+pub const MAX_MIX: usize = 64;
+
 /// Architecture of the U(1) flow. Defaults are the tutorial's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct U1FlowConfig {
@@ -43,8 +46,8 @@ impl U1FlowConfig {
             ));
         }
         crate::net::check_stack(self.l, self.kernel, self.layers, &self.hidden)?;
-        if self.n_mix == 0 {
-            return Err("the NCP mixture needs at least one component (n_mix >= 1)".into());
+        if self.n_mix == 0 || self.n_mix > MAX_MIX {
+            return Err(format!("the NCP mixture needs 1 to {MAX_MIX} components, got n_mix = {}", self.n_mix));
         }
         Ok(())
     }
