@@ -360,7 +360,7 @@ mod tests {
         assert!(err(&["phi4", "--beta", "2"]).contains("--beta is a u1 flag"));
         assert!(err(&["u1", "--lam", "2"]).contains("--lam is a phi4 flag"));
         assert!(err(&["u1", "--nd", "1"]).contains("--nd must be in 2..=4"));
-        assert!(err(&["phi4", "--tau", "0"]).contains("--tau must be positive"));
+        assert!(err(&["phi4", "--tau", "0"]).contains("--tau must be in (0, 100]"));
         assert!(err(&["phi4", "--n-therm", "-1"]).contains("--n-therm must be >= 0"));
         assert!(err(&["phi4", "--steps", "x"]).contains("cannot parse"));
         assert!(err(&["phi4", "extra"]).contains("unexpected argument"));
