@@ -176,6 +176,14 @@ fn apply_matches_flow_sampling_and_reverse_round_trips() {
     let ckpt = train_small(&dir, &["--L", "6", "--layers", "4", "--quiet"]);
     let (n, seed) = (32, 5);
     let (input, fwd, back) = (dir.join("z.safetensors"), dir.join("x.safetensors"), dir.join("zz.safetensors"));
+    // apply the checkpoint's flow to `from`, writing `to` (replaced: the test reuses names)
+    let apply_to = |from: &Path, to: &Path, reverse: bool| {
+        let mut a = vec!["apply", "--checkpoint", s(&ckpt), "--input", s(from), "--output", s(to), "--force"];
+        if reverse {
+            a.push("--reverse");
+        }
+        latflow(&a)
+    };
 
     // f32: apply's x and log q are bit-identical to Flow::sample with the same seed
     let flow = load_flow::<f32>(&ckpt);
@@ -184,23 +192,13 @@ fn apply_matches_flow_sampling_and_reverse_round_trips() {
     let mut st = SafeTensors::default();
     st.insert_f32("z", &[n, 6, 6], z.data());
     st.write(&input).unwrap();
-    assert_ok(&latflow(&["apply", "--checkpoint", s(&ckpt), "--input", s(&input), "--output", s(&fwd), "--force"]));
+    assert_ok(&apply_to(&input, &fwd, false));
     let out = SafeTensors::read(&fwd).unwrap();
     assert_eq!(out.get_f32_shaped("x", &[n, 6, 6]).unwrap(), x_ref.data());
     assert_eq!(out.get_f32_shaped("logq", &[n]).unwrap(), logq_ref.data());
     assert_eq!(out.get_f32_shaped("z", &[n, 6, 6]).unwrap(), z.data());
     // reverse: reads x, gives z back and the same log q
-    assert_ok(&latflow(&[
-        "apply",
-        "--checkpoint",
-        s(&ckpt),
-        "--input",
-        s(&fwd),
-        "--output",
-        s(&back),
-        "--reverse",
-        "--force",
-    ]));
+    assert_ok(&apply_to(&fwd, &back, true));
     let rev = SafeTensors::read(&back).unwrap();
     let dz = max_abs_diff(&rev.get_f64_shaped("z", &[n, 6, 6]).unwrap(), &to_f64(&z));
     let dq = max_abs_diff(&rev.get_f64_shaped("logq", &[n]).unwrap(), &to_f64(&logq_ref));
@@ -215,22 +213,12 @@ fn apply_matches_flow_sampling_and_reverse_round_trips() {
     let mut st = SafeTensors::default();
     st.insert_f64("z", &[n, 6, 6], z64.data());
     st.write(&input).unwrap();
-    assert_ok(&latflow(&["apply", "--checkpoint", s(&ckpt), "--input", s(&input), "--output", s(&fwd), "--force"]));
+    assert_ok(&apply_to(&input, &fwd, false));
     let out = SafeTensors::read(&fwd).unwrap();
     assert_eq!(out.tensor("x").unwrap().dtype, latflow::io::safetensors::Dtype::F64);
     assert_eq!(out.get_f64_shaped("x", &[n, 6, 6]).unwrap(), x64.data());
     assert_eq!(out.get_f64_shaped("logq", &[n]).unwrap(), logq64.data());
-    assert_ok(&latflow(&[
-        "apply",
-        "--checkpoint",
-        s(&ckpt),
-        "--input",
-        s(&fwd),
-        "--output",
-        s(&back),
-        "--reverse",
-        "--force",
-    ]));
+    assert_ok(&apply_to(&fwd, &back, true));
     let rev = SafeTensors::read(&back).unwrap();
     let dz = max_abs_diff(&rev.get_f64("z").unwrap(), z64.data());
     let dq = max_abs_diff(&rev.get_f64("logq").unwrap(), logq64.data());
