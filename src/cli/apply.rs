@@ -61,6 +61,13 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
     let file_err = |p: &Path, e: CheckpointError| CliError(format!("{}: {e}", p.display()));
     let st_in = SafeTensors::read(&input).map_err(|e| file_err(&input, e))?;
     let t = st_in.tensor(name_in).map_err(|e| file_err(&input, e))?;
+    if !t.is_float() {
+        return Err(CliError(format!(
+            "{}: tensor '{name_in}' is {}; apply reads F32 or F64 configurations",
+            input.display(),
+            t.dtype
+        )));
+    }
     let per = flow32.prior.shape().to_vec();
     if t.shape.len() != per.len() + 1 || t.shape[1..] != per[..] || t.shape[0] == 0 {
         let dims: Vec<String> = per.iter().map(|d| d.to_string()).collect();
@@ -85,6 +92,7 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
         Dtype::F32 => transform(&flow32, &shape, &values, reverse),
         // the same model in f64: the checkpoint's parameters, widened exactly
         Dtype::F64 => transform(&ck.flow_f64()?, &shape, &values, reverse),
+        Dtype::I64 => unreachable!("integer inputs are refused above"),
     };
     for (name, t) in names_out.iter().zip([&a_out, &b_out]).chain([(&"logq", &logq)]) {
         if let Some(i) = t.to_f64().iter().position(|v| !v.is_finite()) {

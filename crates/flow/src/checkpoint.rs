@@ -53,6 +53,9 @@ pub fn load_params<T: Float>(st: &SafeTensors, flow: &mut Flow<T>) -> Result<(),
         let data: Vec<T> = match stored.dtype {
             Dtype::F32 => stored.to_f32().into_iter().map(|v| T::from_f64(v as f64)).collect(),
             Dtype::F64 => stored.to_f64().into_iter().map(T::from_f64).collect(),
+            Dtype::I64 => {
+                return Err(CheckpointError::Format(format!("parameter {name:?} is I64; parameters are F32 or F64")))
+            }
         };
         if let Some(i) = data.iter().position(|v| !v.to_f64().is_finite()) {
             return Err(CheckpointError::Format(format!(

@@ -4,10 +4,12 @@
 //!   (checkpoints, `apply` inputs and outputs).
 //! - [`csv`]: small CSV tables (training history, summaries, HMC observables).
 //! - [`plot`]: SVG line, scatter and heat-map plots.
+//! - [`digest`]: SHA-256 of files (the checkpoint an ensemble came from).
 //!
 //! Nothing here knows lattices or flows: the flow crate maps models to tensors, the theories
 //! choose what to plot.
 
 pub mod csv;
+pub mod digest;
 pub mod plot;
 pub mod safetensors;

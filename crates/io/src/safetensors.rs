@@ -107,6 +107,9 @@ pub enum Dtype {
     F32,
     /// IEEE 754 binary64, safetensors name `"F64"` (`torch.float64`).
     F64,
+    /// Signed 64-bit integer, safetensors name `"I64"` (`torch.int64`, `numpy.int64`): indices
+    /// and counts in ensembles (checkpoint parameters are never integers).
+    I64,
 }
 
 impl Dtype {
@@ -115,6 +118,7 @@ impl Dtype {
         match self {
             Dtype::F32 => "F32",
             Dtype::F64 => "F64",
+            Dtype::I64 => "I64",
         }
     }
 
@@ -122,15 +126,16 @@ impl Dtype {
     pub fn size(self) -> usize {
         match self {
             Dtype::F32 => 4,
-            Dtype::F64 => 8,
+            Dtype::F64 | Dtype::I64 => 8,
         }
     }
 
-    /// Parses a header dtype name; `None` for any name other than `"F32"` and `"F64"`.
+    /// Parses a header dtype name; `None` for any name other than `"F32"`, `"F64"` and `"I64"`.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "F32" => Some(Dtype::F32),
             "F64" => Some(Dtype::F64),
+            "I64" => Some(Dtype::I64),
             _ => None,
         }
     }
@@ -177,6 +182,32 @@ impl TensorData {
         TensorData { dtype: Dtype::F64, shape: shape.to_vec(), bytes }
     }
 
+    /// An `I64` tensor holding `data` with the given shape.
+    ///
+    /// # Panics
+    /// If `data.len()` is not the product of `shape`.
+    #[track_caller]
+    pub fn from_i64(shape: &[usize], data: &[i64]) -> Self {
+        check_len(shape, data.len());
+        let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        TensorData { dtype: Dtype::I64, shape: shape.to_vec(), bytes }
+    }
+
+    /// Whether the elements are floating point (`F32`, `F64`).
+    pub fn is_float(&self) -> bool {
+        matches!(self.dtype, Dtype::F32 | Dtype::F64)
+    }
+
+    /// The values of an `I64` tensor (`None` for floating-point dtypes).
+    pub fn to_i64(&self) -> Option<Vec<i64>> {
+        (self.dtype == Dtype::I64).then(|| {
+            self.bytes
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect()
+        })
+    }
+
     /// Number of elements (product of the shape; 1 for a scalar).
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
@@ -186,11 +217,12 @@ impl TensorData {
     pub fn to_f32(&self) -> Vec<f32> {
         match self.dtype {
             Dtype::F32 => self.bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F64 => self.to_f64().into_iter().map(|v| v as f32).collect(),
+            Dtype::F64 | Dtype::I64 => self.to_f64().into_iter().map(|v| v as f32).collect(),
         }
     }
 
-    /// The values as `f64`: exact for both dtypes (`F32` is widened).
+    /// The values as `f64`: exact for `F32` (widened) and `F64`; `I64` rounded to nearest
+    /// (exact up to 2^53).
     pub fn to_f64(&self) -> Vec<f64> {
         match self.dtype {
             Dtype::F32 => self.to_f32().into_iter().map(f64::from).collect(),
@@ -199,6 +231,7 @@ impl TensorData {
                 .chunks_exact(8)
                 .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
                 .collect(),
+            Dtype::I64 => self.to_i64().unwrap_or_default().into_iter().map(|v| v as f64).collect(),
         }
     }
 }
@@ -566,7 +599,7 @@ fn parse_tensor_info(name: &str, value: json::Value) -> Result<(Dtype, Vec<usize
                     return format_err(format!("tensor '{name}': dtype must be a string, found {}", v.kind()));
                 };
                 dtype = Some(Dtype::from_name(&s).ok_or_else(|| {
-                    CheckpointError::Format(format!("tensor '{name}': unsupported dtype \"{s}\" (expected F32 or F64)"))
+                    CheckpointError::Format(format!("tensor '{name}': unsupported dtype \"{s}\" (expected F32, F64 or I64)"))
                 })?);
             }
             "shape" => shape = Some(usize_array(name, "shape", v)?),
@@ -1072,6 +1105,19 @@ mod tests {
         assert_eq!(back.get_f32("nan").unwrap()[0].to_bits(), 0x7fa0_0001);
         assert_eq!(back.get_f64("nan64").unwrap()[0].to_bits(), 0x7ff0_0000_0000_0001);
         assert_eq!(back.to_bytes(), bytes);
+    }
+
+    #[test]
+    fn i64_tensors_round_trip() {
+        let mut st = SafeTensors::default();
+        st.insert("chain".into(), TensorData::from_i64(&[3], &[0, -5, i64::MAX]));
+        st.insert_f32("x", &[1], &[1.5]);
+        let back = SafeTensors::from_bytes(&st.to_bytes()).unwrap();
+        let t = back.tensor("chain").unwrap();
+        assert_eq!((t.dtype, t.is_float()), (Dtype::I64, false));
+        assert_eq!(t.to_i64().unwrap(), vec![0, -5, i64::MAX]);
+        assert_eq!(back.get_f64("chain").unwrap()[..2], [0.0, -5.0]);
+        assert!(back.tensor("x").unwrap().to_i64().is_none());
     }
 
     #[test]
