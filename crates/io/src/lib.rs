@@ -4,6 +4,7 @@
 //!   (checkpoints, `apply` inputs and outputs).
 //! - [`csv`]: small CSV tables (training history, summaries, HMC observables).
 //! - [`plot`]: SVG line, scatter and heat-map plots.
+//! - [`ensemble`]: ensembles of configurations in chunked safetensors files.
 //! - [`digest`]: SHA-256 of files (the checkpoint an ensemble came from).
 //!
 //! Nothing here knows lattices or flows: the flow crate maps models to tensors, the theories
@@ -11,5 +12,6 @@
 
 pub mod csv;
 pub mod digest;
+pub mod ensemble;
 pub mod plot;
 pub mod safetensors;

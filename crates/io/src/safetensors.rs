@@ -599,7 +599,9 @@ fn parse_tensor_info(name: &str, value: json::Value) -> Result<(Dtype, Vec<usize
                     return format_err(format!("tensor '{name}': dtype must be a string, found {}", v.kind()));
                 };
                 dtype = Some(Dtype::from_name(&s).ok_or_else(|| {
-                    CheckpointError::Format(format!("tensor '{name}': unsupported dtype \"{s}\" (expected F32, F64 or I64)"))
+                    CheckpointError::Format(format!(
+                        "tensor '{name}': unsupported dtype \"{s}\" (expected F32, F64 or I64)"
+                    ))
                 })?);
             }
             "shape" => shape = Some(usize_array(name, "shape", v)?),
