@@ -46,11 +46,16 @@ pub trait ProposalSource: Sync {
 }
 
 /// Configurations with their action and the Markov chain over them.
-#[derive(Clone, Debug, Default)]
+///
+/// An ensemble may keep only its first configurations ([`Ensemble::keeping`]): the
+/// samplers' streaming mode hands every batch to a sink (which measures and saves it) and
+/// keeps a few for plots, so memory does not grow with the configurations.
+#[derive(Clone, Debug)]
 pub struct Ensemble {
-    /// The configurations, `len() * dof` values row-major.
+    /// The first `keep` configurations, row-major.
     configs: Vec<f64>,
     dof: usize,
+    keep: usize,
     /// `S(x)` of each configuration.
     pub action: Vec<f64>,
     /// `log q(x)` of each configuration under the proposal density (flow samplers).
@@ -63,10 +68,37 @@ pub struct Ensemble {
     pub proposed: usize,
 }
 
+impl Default for Ensemble {
+    /// An empty ensemble of zero-size configurations, keeping all.
+    fn default() -> Self {
+        Ensemble::new(0)
+    }
+}
+
 impl Ensemble {
-    /// An empty ensemble of configurations with `dof` values each.
+    /// An empty ensemble of configurations with `dof` values each, keeping all of them.
     pub fn new(dof: usize) -> Self {
-        Ensemble { dof, ..Default::default() }
+        Self::keeping(dof, usize::MAX)
+    }
+
+    /// The same, keeping only the first `keep` configurations (their action, `log q` and
+    /// the chain are kept for all).
+    pub fn keeping(dof: usize, keep: usize) -> Self {
+        Ensemble {
+            configs: Vec::new(),
+            dof,
+            keep,
+            action: Vec::new(),
+            logq: None,
+            history: Vec::new(),
+            accepted: 0,
+            proposed: 0,
+        }
+    }
+
+    /// Number of configurations kept (all unless made by [`Ensemble::keeping`]).
+    pub fn kept(&self) -> usize {
+        self.configs.len() / self.dof.max(1)
     }
 
     /// Number of configurations.
@@ -85,11 +117,16 @@ impl Ensemble {
     }
 
     /// Configuration `i`.
+    ///
+    /// # Panics
+    /// If it was not kept.
+    #[track_caller]
     pub fn config(&self, i: usize) -> &[f64] {
+        assert!(i < self.kept(), "configuration {i} of {} was not kept (the first {} were)", self.len(), self.kept());
         &self.configs[i * self.dof..(i + 1) * self.dof]
     }
 
-    /// The configurations in order.
+    /// The kept configurations in order.
     pub fn configs(&self) -> impl Iterator<Item = &[f64]> {
         self.configs.chunks_exact(self.dof.max(1))
     }
@@ -107,7 +144,9 @@ impl Ensemble {
             (None, None) => {}
             _ => panic!("ensemble: log q given for some configurations only"),
         }
-        self.configs.extend_from_slice(config);
+        if self.kept() < self.keep {
+            self.configs.extend_from_slice(config);
+        }
         self.action.push(action);
     }
 
@@ -126,7 +165,12 @@ impl Ensemble {
     }
 
     /// An observable on every configuration.
+    ///
+    /// # Panics
+    /// If not every configuration was kept.
+    #[track_caller]
     pub fn measure(&self, f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+        assert_eq!(self.kept(), self.len(), "measure needs every configuration; a streaming sampler's sink measures");
         self.configs().map(f).collect()
     }
 
@@ -140,6 +184,41 @@ impl Ensemble {
     /// (`None` without `log q`).
     pub fn reweight(&self, per_config: &[f64]) -> Option<Reweighted> {
         self.log_weights().map(|lw| reweight(per_config, &lw))
+    }
+}
+
+/// One batch of proposals as an [`IndependenceSampler`] drew and offered them.
+#[derive(Clone, Copy, Debug)]
+pub struct ProposalBatch<'a> {
+    /// Index of the batch's first proposal in the ensemble.
+    pub first: usize,
+    /// Values per configuration.
+    pub dof: usize,
+    /// The configurations, `len() * dof` values.
+    pub configs: &'a [f64],
+    /// `S(x)` of each.
+    pub action: &'a [f64],
+    /// `log q(x)` of each.
+    pub logq: &'a [f64],
+    /// For the chain step of each proposal, the index of the configuration the chain sits
+    /// on after it was offered (itself if accepted, an earlier one otherwise).
+    pub chain: &'a [usize],
+}
+
+impl ProposalBatch<'_> {
+    /// Proposals in the batch.
+    pub fn len(&self) -> usize {
+        self.action.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.action.is_empty()
+    }
+
+    /// Configuration `i` of the batch.
+    pub fn config(&self, i: usize) -> &[f64] {
+        &self.configs[i * self.dof..(i + 1) * self.dof]
     }
 }
 
@@ -170,10 +249,23 @@ impl<'a, P: ProposalSource + ?Sized> IndependenceSampler<'a, P> {
     }
 }
 
-impl<P: ProposalSource + ?Sized> Sampler for IndependenceSampler<'_, P> {
-    fn sample(&mut self, n: usize, rng: &mut dyn RngCore) -> Ensemble {
+impl<P: ProposalSource + ?Sized> IndependenceSampler<'_, P> {
+    /// Draws `n` proposals like [`Sampler::sample`] (the same ensemble for the same `rng`),
+    /// handing each batch to `sink` after the chain has seen it, and keeps only the first
+    /// `keep` configurations: memory stays at one batch of configurations (plus the
+    /// per-configuration action, `log q` and chain) whatever `n`.
+    ///
+    /// # Errors
+    /// The first error `sink` returns; sampling stops there.
+    pub fn sample_streaming(
+        &mut self,
+        n: usize,
+        rng: &mut dyn RngCore,
+        keep: usize,
+        sink: &mut dyn FnMut(&ProposalBatch) -> Result<(), String>,
+    ) -> Result<Ensemble, String> {
         let dof = self.source.dof();
-        let mut e = Ensemble::new(dof);
+        let mut e = Ensemble::keeping(dof, keep);
         let mut chain = IndependenceMetropolis::new();
         while e.len() < n {
             let b = self.batch.min(n - e.len());
@@ -181,17 +273,27 @@ impl<P: ProposalSource + ?Sized> Sampler for IndependenceSampler<'_, P> {
             assert_eq!((x.len(), logq.len()), (b * dof, b), "proposal source returned the wrong sizes");
             let first = e.len();
             let mut lw = Vec::with_capacity(b);
+            let mut action = Vec::with_capacity(b);
             for (c, &q) in x.chunks_exact(dof.max(1)).zip(&logq) {
                 let s = (self.action)(c);
                 lw.push(-s - q);
+                action.push(s);
                 e.push(c, s, Some(q));
             }
             chain.offer_batch(first, &lw, rng);
+            let steps = &chain.history()[first..];
+            sink(&ProposalBatch { first, dof, configs: &x, action: &action, logq: &logq, chain: steps })?;
         }
         e.history = chain.history().to_vec();
         e.proposed = chain.proposed();
         e.accepted = chain.accepted();
-        e
+        Ok(e)
+    }
+}
+
+impl<P: ProposalSource + ?Sized> Sampler for IndependenceSampler<'_, P> {
+    fn sample(&mut self, n: usize, rng: &mut dyn RngCore) -> Ensemble {
+        self.sample_streaming(n, rng, usize::MAX, &mut |_| Ok(())).expect("a sink that never fails")
     }
 }
 
@@ -232,6 +334,35 @@ mod tests {
         let rw = e.reweight(&x).unwrap();
         assert!((rw.estimate.value - 14.0 / 6.0 + 1.0).abs() < 4.0 * rw.estimate.error, "{rw:?}");
         assert!(e.acceptance() > 0.5 && e.acceptance() < 1.0);
+    }
+
+    /// Streaming gives the same ensemble, hands every proposal to the sink once in order
+    /// with the chain's state, keeps only what it was asked to, and stops at a sink error.
+    #[test]
+    fn streaming_matches_sampling_and_stops_on_errors() {
+        let action = |x: &[f64]| -((x[0] + 1.0) / 6.0).ln();
+        let all = IndependenceSampler::new(&Three, &action, 100).sample(1000, &mut StdRng::seed_from_u64(3));
+        let mut seen = Vec::new();
+        let mut sink = |b: &ProposalBatch| {
+            assert_eq!(b.first, seen.len());
+            for i in 0..b.len() {
+                seen.push((b.config(i)[0], b.action[i], b.logq[i], b.chain[i]));
+            }
+            Ok(())
+        };
+        let mut sampler = IndependenceSampler::new(&Three, &action, 100);
+        let e = sampler.sample_streaming(1000, &mut StdRng::seed_from_u64(3), 5, &mut sink).unwrap();
+        assert_eq!((e.len(), e.kept()), (1000, 5));
+        assert_eq!((&e.history, &e.action, e.accepted), (&all.history, &all.action, all.accepted));
+        for (i, s) in seen.iter().enumerate() {
+            assert_eq!(*s, (all.config(i)[0], all.action[i], all.logq.as_ref().unwrap()[i], all.history[i]));
+        }
+        let mut calls = 0;
+        let r = sampler.sample_streaming(1000, &mut StdRng::seed_from_u64(3), 0, &mut |_| {
+            calls += 1;
+            Err("disk full".into())
+        });
+        assert_eq!((r.unwrap_err(), calls), ("disk full".to_string(), 1));
     }
 
     #[test]
