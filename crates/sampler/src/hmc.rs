@@ -25,7 +25,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Settings of one HMC trajectory.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -239,6 +239,21 @@ impl ChainRecord {
 /// How often (in trajectories) a chain adds to the progress counter.
 const PROGRESS_EVERY: usize = 256;
 
+/// Receives every recorded configuration of one chain of [`run_chains_saving`], in order
+/// (an ensemble writer).
+pub trait ChainSink: Send {
+    /// Recorded trajectory `t` ended at `x` (after `info`), with the measured observables.
+    ///
+    /// # Errors
+    /// A message (e.g. a write error); all chains stop.
+    fn record(&mut self, t: usize, x: &[f64], info: &TrajectoryInfo, obs: &[f64]) -> Result<(), String>;
+    /// The chain ended.
+    ///
+    /// # Errors
+    /// As [`ChainSink::record`].
+    fn finish(self: Box<Self>) -> Result<(), String>;
+}
+
 /// Runs `config.n_chains` independent HMC chains in parallel (rayon), each seeded with
 /// [`chain_seed`], started from `init(chain, rng)`, thermalized for `n_therm`
 /// trajectories and then recorded for `n_traj`. After each recorded trajectory
@@ -263,9 +278,37 @@ where
     I: Fn(usize, &mut StdRng) -> Vec<f64> + Sync,
     M: Fn(&[f64], &mut [f64]) + Sync,
 {
-    (0..config.n_chains)
+    run_chains_saving(action, config, n_obs, init, measure, progress, None).expect("no sink, no error")
+}
+
+/// [`run_chains`] that also hands every recorded configuration of chain `c` to the sink
+/// `sinks(c)` (made when the chain starts; memory stays at what the sinks buffer).
+///
+/// # Errors
+/// The first error of a sink; every chain stops at its next trajectory.
+///
+/// # Panics
+/// As [`run_chains`].
+#[allow(clippy::type_complexity)]
+pub fn run_chains_saving<A, I, M>(
+    action: &A,
+    config: &RunConfig,
+    n_obs: usize,
+    init: I,
+    measure: M,
+    progress: Option<&AtomicUsize>,
+    sinks: Option<&(dyn Fn(usize) -> Box<dyn ChainSink> + Sync)>,
+) -> Result<Vec<ChainRecord>, String>
+where
+    A: Action + ?Sized,
+    I: Fn(usize, &mut StdRng) -> Vec<f64> + Sync,
+    M: Fn(&[f64], &mut [f64]) + Sync,
+{
+    let stop = AtomicBool::new(false);
+    let results: Vec<Result<ChainRecord, String>> = (0..config.n_chains)
         .into_par_iter()
         .map(|c| {
+            let mut sink = sinks.map(|f| f(c));
             let mut rng = StdRng::seed_from_u64(chain_seed(config.seed, c));
             let mut chain = HmcChain::new(action, init(c, &mut rng));
             let mut rec = ChainRecord {
@@ -277,6 +320,9 @@ where
             let mut obs = vec![0.0; n_obs];
             let total = config.n_therm + config.n_traj;
             for t in 0..total {
+                if sink.is_some() && stop.load(Ordering::Relaxed) {
+                    return Err(String::new());
+                }
                 let info = chain.trajectory(action, &config.hmc, &mut rng);
                 if t >= config.n_therm {
                     measure(chain.config(), &mut obs);
@@ -285,6 +331,11 @@ where
                     }
                     rec.delta_h.push(info.delta_h);
                     rec.accepted.push(info.accepted);
+                    if let Some(s) = sink.as_mut() {
+                        s.record(t - config.n_therm, chain.config(), &info, &obs).inspect_err(|_| {
+                            stop.store(true, Ordering::Relaxed);
+                        })?;
+                    }
                 }
                 if let Some(p) = progress {
                     if (t + 1) % PROGRESS_EVERY == 0 {
@@ -294,10 +345,18 @@ where
                     }
                 }
             }
+            if let Some(s) = sink {
+                s.finish().inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+            }
             rec.last = chain.config().to_vec();
-            rec
+            Ok(rec)
         })
-        .collect()
+        .collect();
+    // the first real error (chains stopped by another's error carry an empty one)
+    if let Some(e) = results.iter().filter_map(|r| r.as_ref().err()).find(|e| !e.is_empty()) {
+        return Err(e.clone());
+    }
+    results.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -389,5 +448,50 @@ mod tests {
         assert_eq!(counter.load(Ordering::Relaxed), 3 * 310);
         assert_ne!(r1[0].observables, r1[1].observables, "chains must not share a stream");
         assert_eq!(r1[0].observables[0].len(), 300);
+    }
+
+    /// Records every recorded configuration's first value; fails after `fail_after`.
+    struct Probe {
+        seen: std::sync::Arc<std::sync::Mutex<Vec<(usize, usize, f64)>>>,
+        chain: usize,
+        fail_after: usize,
+    }
+    impl ChainSink for Probe {
+        fn record(&mut self, t: usize, x: &[f64], _: &TrajectoryInfo, _: &[f64]) -> Result<(), String> {
+            if t == self.fail_after {
+                return Err(format!("chain {} cannot write", self.chain));
+            }
+            self.seen.lock().unwrap().push((self.chain, t, x[0]));
+            Ok(())
+        }
+        fn finish(self: Box<Self>) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// The sinks see every recorded configuration of their chain in order, the records
+    /// are those of `run_chains`, and a sink's error stops the run with that error.
+    #[test]
+    fn sinks_see_every_recorded_configuration_and_errors_stop() {
+        let a = Phi4::new(Lattice::new(&[4, 4]), -4.0, 8.0);
+        let cfg = RunConfig { n_chains: 3, n_therm: 10, n_traj: 50, seed: 4, ..Default::default() };
+        let init = |_c: usize, _rng: &mut StdRng| vec![0.1; 16];
+        let measure = |x: &[f64], o: &mut [f64]| o[0] = x[0];
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sinks = |fail_after: usize| {
+            let seen = seen.clone();
+            move |c: usize| Box::new(Probe { seen: seen.clone(), chain: c, fail_after }) as Box<dyn ChainSink>
+        };
+        let ok = sinks(usize::MAX);
+        let recs = run_chains_saving(&a, &cfg, 1, init, measure, None, Some(&ok)).unwrap();
+        assert_eq!(recs, run_chains(&a, &cfg, 1, init, measure, None));
+        let mut got = seen.lock().unwrap().clone();
+        got.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let want: Vec<(usize, usize, f64)> =
+            (0..3).flat_map(|c| (0..50).map(move |t| (c, t))).map(|(c, t)| (c, t, recs[c].observables[0][t])).collect();
+        assert_eq!(got, want);
+        let failing = sinks(20);
+        let err = run_chains_saving(&a, &cfg, 1, init, measure, None, Some(&failing)).unwrap_err();
+        assert!(err.contains("cannot write"), "{err}");
     }
 }
