@@ -5,12 +5,12 @@
 //! couplings, and writes the per-configuration observables as `observables.csv` into the
 //! run directory (`--out`, default `runs/hmc_THEORY`).
 
-use super::{Args, CliError, CliResult};
+use super::{save, Args, CliError, CliResult};
 use crate::io::csv::Table;
 use crate::physics::Action;
-use crate::sampler::hmc::{run_chains, ChainRecord, HmcConfig, RunConfig};
+use crate::sampler::hmc::{run_chains_saving, ChainRecord, ChainSink, HmcConfig, RunConfig};
 use crate::sampler::stats::{gamma_method_replicas, tunnelling_rate, GammaEstimate, S_TAU_DEFAULT};
-use crate::theory::{Params, Setup, Theory};
+use crate::theory::{Observable, Params, Setup, Theory};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 /// Flags every theory accepts.
 const COMMON: &[&str] = &["n-traj", "n-therm", "chains", "steps", "tau", "seed", "out"];
-const SWITCHES: &[&str] = &["quiet", "no-csv", "force"];
+const SWITCHES: &[&str] = &["quiet", "no-csv", "force", "save"];
 
 /// Most chains of one run.
 pub const MAX_CHAINS: usize = 4096;
@@ -28,6 +28,9 @@ pub const MAX_TAU: f64 = 100.0;
 pub const MAX_STEPS: usize = 100_000;
 /// Most thermalization trajectories per chain.
 pub const MAX_THERM: usize = 1_000_000_000;
+
+/// Memory all chains' ensemble writers buffer together with `--save`.
+const SAVE_BUFFER_BYTES: usize = 256 << 20;
 
 /// The file of per-configuration observables in the run directory.
 pub const OBSERVABLES_FILE: &str = "observables.csv";
@@ -41,13 +44,16 @@ pub fn usage(theories: &[&dyn Theory]) -> String {
         s += &format!("usage: latflow hmc {} [{}] [COMMON]\n", t.name(), flags.join(" "));
     }
     s + "COMMON: --n-traj 10000 (per chain) --n-therm 500 --chains 4 --steps 10 --tau 1.0\n        \
-         --seed 0 --out runs/hmc_THEORY (observables.csv there) --no-csv --quiet"
+         --seed 0 --out runs/hmc_THEORY (observables.csv there) --no-csv --quiet\n        \
+         --save (every recorded configuration into OUT/ensemble, per chain; see latflow measure)"
 }
 
-struct Common {
+/// The run's settings from the command line.
+pub struct Common {
     run: RunConfig,
     out: Option<PathBuf>,
     quiet: bool,
+    save: Option<save::Target>,
 }
 
 /// Entry point of `latflow hmc`.
@@ -72,9 +78,16 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
     })?;
     a.reject_positional("hmc").map_err(|e| CliError(format!("{e}\n{}", usage(theories))))?;
     let given = super::train::given_params(&a, &params)?;
-    let setup =
-        theory.setup(&Params::from_flags(&theory.params(), &given)).map_err(|e| CliError(format!("hmc: {e}")))?;
-    let c = common(&a, theory)?;
+    let params = Params::from_flags(&theory.params(), &given);
+    let setup = theory.setup(&params).map_err(|e| CliError(format!("hmc: {e}")))?;
+    let mut c = common(&a, theory)?;
+    if a.has("save") {
+        let Some(out) = &c.out else {
+            return Err(CliError("hmc: --save writes into the run directory; it contradicts --no-csv".into()));
+        };
+        let dir = super::make_dir(out)?;
+        c.save = Some(save::Target::create(&dir, save::hmc_metadata(theory, params.values(), &c.run))?);
+    }
     sample(theory, setup.as_ref(), &c)
 }
 
@@ -125,7 +138,7 @@ fn common(a: &Args, theory: &dyn Theory) -> CliResult<Common> {
         let default = PathBuf::from(format!("runs/hmc_{}", theory.name()));
         Some(super::output_dir(a.path("out")?, &default, a.has("force"), "choose another --out")?)
     };
-    Ok(Common { run, out, quiet: a.has("quiet") })
+    Ok(Common { run, out, quiet: a.has("quiet"), save: None })
 }
 
 fn non_negative(a: &Args, name: &str, default: usize) -> CliResult<usize> {
@@ -156,13 +169,37 @@ fn sample(theory: &dyn Theory, setup: &dyn Setup, c: &Common) -> CliResult<()> {
         }
         o[obs.len()] = action.action(x);
     };
-    let (recs, secs) = run_with_progress(action, c, obs.len() + 1, init, measure)?;
+    let shape = setup.config_shape();
+    let (recs, secs) = run_with_progress(action, c, obs.len() + 1, init, measure, &shape)?;
+    let n = c.run.n_chains * (c.run.n_therm + c.run.n_traj);
+    let timing = format!(
+        "{n} trajectories in {secs:.2} s ({:.0}/s on {} threads)",
+        n as f64 / secs,
+        rayon::current_num_threads()
+    );
+    summarize(theory, setup, &obs, &c.run, &recs, &timing, Some(c))
+}
+
+/// The summary of HMC chains (`hmc`, and `measure` on a saved HMC ensemble):
+/// acceptance, `<exp(-dH)>`, each of `obs` (measured into `recs[c].observables[k]`, the
+/// action last) with references and tunnelling, `<S>/V`; with `c`, the CSV and the
+/// ensemble's line. Non-finite results are an error.
+pub fn summarize(
+    theory: &dyn Theory,
+    setup: &dyn Setup,
+    obs: &[Observable],
+    run: &RunConfig,
+    recs: &[ChainRecord],
+    timing: &str,
+    c: Option<&Common>,
+) -> CliResult<()> {
+    let dof = setup.action().dof() as f64;
     let header = format!("latflow hmc {}: {}", theory.name(), setup.describe());
-    let mut out = summary_head(&header, c, &recs, secs);
+    let mut out = summary_head(&header, run, recs, timing);
     let refs = setup.references();
     let mut non_finite = Vec::new();
     for (k, o) in obs.iter().enumerate() {
-        let g = gamma(&recs, k, |v| v);
+        let g = gamma(recs, k, |v| v);
         if !(g.mean.is_finite() && g.error.is_finite()) {
             non_finite.push(o.label);
         }
@@ -186,7 +223,7 @@ fn sample(theory: &dyn Theory, setup: &dyn Setup, c: &Common) -> CliResult<()> {
             out += &format!("  {:<28} {rate:.4} per trajectory (tau_int = {:.1})\n", "tunnelling rate", g.tau_int);
         }
     }
-    let s_per_dof = gamma(&recs, obs.len(), |v| v / dof);
+    let s_per_dof = gamma(recs, obs.len(), |v| v / dof);
     if !(s_per_dof.mean.is_finite() && s_per_dof.error.is_finite()) {
         non_finite.push("<S> / V");
     }
@@ -200,7 +237,10 @@ fn sample(theory: &dyn Theory, setup: &dyn Setup, c: &Common) -> CliResult<()> {
     }
     let mut names: Vec<&str> = obs.iter().map(|o| o.key).collect();
     names.push("S");
-    finish(out, c, &names, &recs)?;
+    match c {
+        Some(c) => finish(out, c, &names, recs)?,
+        None => print!("{out}"),
+    }
     if non_finite.is_empty() {
         Ok(())
     } else {
@@ -218,7 +258,15 @@ fn run_with_progress<A: Action + ?Sized>(
     n_obs: usize,
     init: impl Fn(usize, &mut rand::rngs::StdRng) -> Vec<f64> + Sync,
     measure: impl Fn(&[f64], &mut [f64]) + Sync,
+    shape: &[usize],
 ) -> CliResult<(Vec<ChainRecord>, f64)> {
+    // every chain buffers one chunk: 256 MiB in all at most
+    let budget = (SAVE_BUFFER_BYTES / c.run.n_chains).max(1);
+    let make = |chain: usize| -> Box<dyn ChainSink> {
+        let t = c.save.as_ref().expect("sinks only when saving");
+        Box::new(save::HmcSink(t.writer_within(chain, save::hmc_layout(shape), budget)))
+    };
+    let sinks: Option<&(dyn Fn(usize) -> Box<dyn ChainSink> + Sync)> = c.save.as_ref().map(|_| &make as _);
     let total = c.run.n_chains * (c.run.n_therm + c.run.n_traj);
     let done = AtomicUsize::new(0);
     let finished = AtomicBool::new(false);
@@ -227,10 +275,11 @@ fn run_with_progress<A: Action + ?Sized>(
         if !c.quiet {
             s.spawn(|| progress(&done, &finished, total, t0));
         }
-        let r = run_chains(action, &c.run, n_obs, init, measure, Some(&done));
+        let r = run_chains_saving(action, &c.run, n_obs, init, measure, Some(&done), sinks);
         finished.store(true, Ordering::Relaxed);
         r
     });
+    let recs = recs.map_err(|e| CliError(format!("hmc: {e}; the chunks written before it are complete")))?;
     let secs = t0.elapsed().as_secs_f64();
     if recs.iter().any(|r| r.delta_h.iter().any(|d| !d.is_finite())) {
         eprintln!("warning: some trajectories diverged (non-finite dH); lower --tau or raise --steps");
@@ -291,24 +340,20 @@ fn line(name: &str, g: &GammaEstimate) -> String {
     )
 }
 
-fn summary_head(header: &str, c: &Common, recs: &[ChainRecord], secs: f64) -> String {
-    let r = &c.run;
-    let n = r.n_chains * (r.n_therm + r.n_traj);
+fn summary_head(header: &str, r: &RunConfig, recs: &[ChainRecord], timing: &str) -> String {
     let acc = recs.iter().map(|x| x.acceptance_rate()).sum::<f64>() / recs.len() as f64;
     let s: Vec<Vec<f64>> = recs.iter().map(|x| x.delta_h.iter().map(|d| (-d).exp()).collect()).collect();
     let refs: Vec<&[f64]> = s.iter().map(Vec::as_slice).collect();
     let edh = gamma_method_replicas(&refs, S_TAU_DEFAULT);
     format!(
         "{header}\n  {} chains x {} trajectories (+{} thermalization), {} leapfrog steps, tau {}, seed {}\n  \
-         {n} trajectories in {secs:.2} s ({:.0}/s on {} threads)\n  {:<28} {acc:.4}\n{}",
+         {timing}\n  {:<28} {acc:.4}\n{}",
         r.n_chains,
         r.n_traj,
         r.n_therm,
         r.hmc.n_steps,
         r.hmc.trajectory_length,
         r.seed,
-        n as f64 / secs,
-        rayon::current_num_threads(),
         "acceptance",
         line("<exp(-dH)>", &edh),
     )
@@ -321,6 +366,10 @@ fn finish(mut out: String, c: &Common, names: &[&str], recs: &[ChainRecord]) -> 
         table(names, recs).write(&path).map_err(CliError)?;
         let rows: usize = recs.iter().map(|r| r.delta_h.len()).sum();
         out += &format!("  per-configuration observables: {} ({rows} rows)\n", path.display());
+    }
+    if let Some(t) = &c.save {
+        let rows: usize = recs.iter().map(|r| r.delta_h.len()).sum();
+        out += &format!("  ensemble: {rows} configurations in {} (latflow measure {0})\n", t.dir.display());
     }
     print!("{out}");
     Ok(())

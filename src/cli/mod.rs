@@ -6,7 +6,8 @@
 //! - [`train`]: `latflow train THEORY` and the demo (training loop, history, `--resume`).
 //! - [`checkpoints`]: model and optimizer files of a run directory.
 //! - [`report`]: the evaluation ensemble of a flow (summary, references, plots).
-//! - [`sample`], [`apply`], [`hmc`], [`audit`]: the other commands.
+//! - [`save`]: where and with which metadata `--save` writes ensembles.
+//! - [`sample`], [`apply`], [`hmc`], [`measure`], [`audit`]: the other commands.
 //!
 //! [`run`] takes the list of theories, so a program (or a test) can add its own theory to
 //! the built-in ones and use every command on it.
@@ -16,8 +17,10 @@ pub mod args;
 pub mod audit;
 pub mod checkpoints;
 pub mod hmc;
+pub mod measure;
 pub mod report;
 pub mod sample;
+pub mod save;
 pub mod train;
 
 pub use args::{Args, CliError, CliResult};
@@ -40,14 +43,17 @@ commands:
   train      train a flow, then sample it exactly and compare with the references:
              latflow train THEORY [THEORY FLAGS] [--batch 64 --steps N --lr X --lr-final Y|none
                --seed 0 --era N --out DIR --n 8192 --sample-batch 1024 --therm 512
-               --resume FILE --device cpu|cuda --quiet]
+               --resume FILE --device cpu|cuda --quiet --save]
   sample     exact sampling from a checkpoint: latflow sample --checkpoint FILE [--n 8192
-             --batch 1024 --therm 512 --seed 1 --out DIR --device cpu|cuda]
+             --batch 1024 --therm 512 --seed 1 --out DIR --device cpu|cuda --save]
+             (--save: the ensemble into OUT/ensemble as chunked safetensors files)
+  measure    every observable from a saved ensemble: latflow measure DIR [--obs KEY,KEY
+             --therm N]
   apply      push latent samples through a checkpoint's flow (or back with --reverse):
              latflow apply --checkpoint FILE --input IN.safetensors --output OUT.safetensors [--reverse]
   audit      gradient audit of every op (f64 finite differences); flags: --seed N
   hmc        HMC baseline: latflow hmc THEORY [THEORY FLAGS] [--n-traj 10000 --n-therm 500
-             --chains 4 --steps 10 --tau 1.0 --seed 0 --out DIR --no-csv --quiet]
+             --chains 4 --steps 10 --tau 1.0 --seed 0 --out DIR --no-csv --quiet --save]
 
 theories (flags with defaults; [hmc] = hmc only, [flow] = train only):
 ",
@@ -104,6 +110,7 @@ pub fn run(theories: &[&dyn Theory], argv: &[String]) -> CliResult<()> {
         "apply" => apply::run(theories, rest),
         "audit" => audit::run(rest),
         "hmc" => hmc::run(theories, rest),
+        "measure" => measure::run(theories, rest),
         "train" => train::run(theories, rest),
         "sample" => sample::run(theories, rest),
         other => Err(CliError(format!("unknown command {other:?}\n\n{}", usage(theories)))),
@@ -122,7 +129,8 @@ pub fn pick_theory<'a>(theories: &[&'a dyn Theory], word: Option<&String>, comma
 
 /// Files the commands write into a run directory; a directory holding one of them holds a
 /// run, which no command overwrites without `--force`.
-pub const RUN_FILES: &[&str] = &["model.safetensors", "history.csv", "summary.csv", hmc::OBSERVABLES_FILE];
+pub const RUN_FILES: &[&str] =
+    &["model.safetensors", "history.csv", "summary.csv", hmc::OBSERVABLES_FILE, save::ENSEMBLE_DIR];
 
 /// The first of [`RUN_FILES`] in `dir`, if any.
 pub fn holds_run(dir: &Path) -> Option<&'static str> {

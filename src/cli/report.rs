@@ -4,11 +4,11 @@
 //! theory's reference values at the run's couplings (or latflow's HMC run on demand), and
 //! write the summary and the plots.
 
-use super::{CliError, CliResult};
+use super::{save, CliError, CliResult};
 use crate::flow::model::Flow;
 use crate::io::csv::Table;
 use crate::io::plot;
-use crate::sampler::ensemble::{Ensemble, IndependenceSampler, Sampler};
+use crate::sampler::ensemble::{Ensemble, IndependenceSampler, ProposalBatch};
 use crate::sampler::hmc::{run_chains, HmcChain, HmcConfig, RunConfig};
 use crate::sampler::reweight::pareto_k_hat;
 use crate::sampler::stats::{gamma_method, gamma_method_replicas, tunnelling_rate, GammaEstimate, S_TAU_DEFAULT};
@@ -46,9 +46,16 @@ pub struct EnsembleArgs {
     pub seed: u64,
     /// Where the summary and plots go.
     pub dir: PathBuf,
+    /// Where the ensemble is saved (`--save`), with its metadata.
+    pub save: Option<save::Target>,
 }
 
-/// Draws the ensemble, prints the summary, writes `summary.csv` and the plots.
+/// Configurations an evaluation keeps in memory (for the sample plot); the rest streams
+/// through the measurements (and to disk with `--save`).
+pub const KEPT_CONFIGS: usize = 16;
+
+/// Draws the ensemble (saving it with `--save`), prints the summary, writes `summary.csv`
+/// and the plots.
 pub fn evaluate(
     theory: &dyn Theory,
     setup: &dyn Setup,
@@ -65,25 +72,82 @@ pub fn evaluate(
     let t0 = Instant::now();
     let mut rng = StdRng::seed_from_u64(s.seed ^ 0x5eed);
     let action = |c: &[f64]| setup.action().action(c);
-    let e = IndependenceSampler::new(flow, &action, s.batch).sample(s.n, &mut rng);
-    let sample_s = t0.elapsed().as_secs_f64();
     let obs = setup.observables();
-    let values: Vec<Vec<f64>> = obs.iter().map(|o| e.measure(&o.f)).collect();
+    let mut values: Vec<Vec<f64>> = obs.iter().map(|_| Vec::with_capacity(s.n)).collect();
+    let layout = save::flow_layout(flow.prior.shape());
+    let mut writer = s.save.as_ref().map(|t| t.writer(0, layout));
+    let mut sink = |b: &ProposalBatch| {
+        for i in 0..b.len() {
+            let c = b.config(i);
+            for (o, v) in obs.iter().zip(values.iter_mut()) {
+                v.push((o.f)(c));
+            }
+            if let Some(w) = writer.as_mut() {
+                w.push(c, &[b.action[i], b.logq[i]], &[b.chain[i] as i64])?;
+            }
+        }
+        Ok(())
+    };
+    let e = IndependenceSampler::new(flow, &action, s.batch)
+        .sample_streaming(s.n, &mut rng, KEPT_CONFIGS, &mut sink)
+        .map_err(|e| CliError(format!("{e}; the chunks written before it are complete")))?;
+    let saved = match (writer, &s.save) {
+        (Some(w), Some(t)) => Some((w.finish().map_err(CliError)?, t.dir.clone())),
+        _ => None,
+    };
+    let sample_s = t0.elapsed().as_secs_f64();
+    let head = Heading { n: s.n, batch: s.batch, therm: s.therm, seed: s.seed };
+    let mut times = vec![("sampling time", sample_s)];
+    if let Some(t) = train_s {
+        times.insert(0, ("training time", t));
+    }
+    report(theory, setup, &e, &obs, &values, &head, &times, Some(&s.dir))?;
+    if let Some((count, dir)) = saved {
+        println!("ensemble: {count} configurations in {} (latflow measure {0})", dir.display());
+    }
+    Ok(())
+}
+
+/// What the first line of a flow ensemble's summary says and its thermalization.
+pub struct Heading {
+    /// Proposals.
+    pub n: usize,
+    /// Sampling batch.
+    pub batch: usize,
+    /// Thermalization steps dropped from the chain.
+    pub therm: usize,
+    /// The sampling seed (also seeds the on-demand HMC references).
+    pub seed: u64,
+}
+
+/// The summary of a flow ensemble (`train`, `sample`, `measure`): acceptance, ESS, weight
+/// tail, each of `obs` (`values[k]` per configuration) along the chain and reweighted,
+/// against the references; with `dir`, also `summary.csv` and the plots.
+#[allow(clippy::too_many_arguments)]
+pub fn report(
+    theory: &dyn Theory,
+    setup: &dyn Setup,
+    e: &Ensemble,
+    obs: &[Observable],
+    values: &[Vec<f64>],
+    h: &Heading,
+    times: &[(&str, f64)],
+    dir: Option<&std::path::Path>,
+) -> CliResult<()> {
     let mut refs = setup.references();
     let ess = e.reweight(&values[0]).map_or(f64::NAN, |r| r.ess);
 
     println!(
         "== {} flow ensemble: {} proposals (batch {}), {}, seed {}",
         theory.title(),
-        s.n,
-        s.batch,
+        h.n,
+        h.batch,
         setup.describe(),
-        s.seed
+        h.seed
     );
-    if let Some(t) = train_s {
-        println!("{:<COL$}{t:.1} s", "training time");
+    for (label, t) in times {
+        println!("{label:<COL$}{t:.1} s");
     }
-    println!("{:<COL$}{sample_s:.1} s", "sampling time");
     println!("{:<COL$}{:.3}", "Metropolis acceptance", e.acceptance());
     println!("{:<COL$}{ess:.3}", "ESS / N");
     let k_hat = e.log_weights().and_then(|lw| pareto_k_hat(&lw));
@@ -99,14 +163,14 @@ pub fn evaluate(
     }
     let missing: Vec<&Observable> = obs.iter().filter(|o| o.compare && !refs.iter().any(|r| r.key == o.key)).collect();
     if !missing.is_empty() {
-        refs.extend(hmc_references(setup, &missing, s.seed));
+        refs.extend(hmc_references(setup, &missing, h.seed));
     }
     let mut table = Table::new(&["quantity", "value", "error"]);
     table.row(&["acceptance", &e.acceptance().to_string(), ""]);
     table.row(&["ess", &ess.to_string(), ""]);
     table.row(&["pareto_k", &k_hat.map_or_else(String::new, |k| k.to_string()), ""]);
-    for (o, v) in obs.iter().zip(&values) {
-        report_observable(o, v, &e, s.therm, &refs, &mut table);
+    for (o, v) in obs.iter().zip(values) {
+        report_observable(o, v, e, h.therm, &refs, &mut table);
     }
     if e.accepted == 0 {
         println!(
@@ -116,21 +180,23 @@ pub fn evaluate(
         );
     }
     let mut files = vec!["summary.csv", "action.svg", "samples.svg"];
-    for (o, v) in obs.iter().zip(&values) {
+    for (o, v) in obs.iter().zip(values) {
         if let Some(stem) = o.tunnelling {
-            charge_history(setup, &obs, o, &e.chain_of(v, s.therm), s, stem)?;
+            charge_history(setup, obs, o, &e.chain_of(v, h.therm), h, stem, dir)?;
             files.push(stem);
         }
     }
-    table.write(&s.dir.join("summary.csv")).map_err(CliError)?;
-    write_action_plot(&e, s)?;
-    let fields: Vec<Vec<f64>> = e.configs().take(16).map(|c| setup.sample_image(c).0).collect();
-    let (_, rows, cols) = setup.sample_image(e.config(0));
-    let svg = plot::heatmap_grid(&setup.sample_title(), &fields, rows, cols, 4, 4);
-    plot::write_svg(&s.dir.join("samples.svg"), &svg)?;
-    let names: Vec<String> =
-        files.iter().map(|f| if f.contains('.') { f.to_string() } else { format!("{f}.svg") }).collect();
-    println!("wrote {}/{{{}}}", s.dir.display(), names.join(", "));
+    if let Some(dir) = dir {
+        table.write(&dir.join("summary.csv")).map_err(CliError)?;
+        write_action_plot(e, dir)?;
+        let fields: Vec<Vec<f64>> = e.configs().take(16).map(|c| setup.sample_image(c).0).collect();
+        let (_, rows, cols) = setup.sample_image(e.config(0));
+        let svg = plot::heatmap_grid(&setup.sample_title(), &fields, rows, cols, 4, 4);
+        plot::write_svg(&dir.join("samples.svg"), &svg)?;
+        let names: Vec<String> =
+            files.iter().map(|f| if f.contains('.') { f.to_string() } else { format!("{f}.svg") }).collect();
+        println!("wrote {}/{{{}}}", dir.display(), names.join(", "));
+    }
     // a flow that outputs NaN or infinities (diverged training, corrupt weights) gives no
     // ensemble: say so with an error, not exit 0
     let logq = e.logq.as_deref().unwrap_or(&[]);
@@ -228,8 +294,9 @@ fn charge_history(
     obs: &[Observable],
     charge: &Observable,
     flow_q: &[f64],
-    s: &EnsembleArgs,
+    s: &Heading,
     stem: &str,
+    dir: Option<&std::path::Path>,
 ) -> CliResult<()> {
     let t1 = Instant::now();
     let mut rng = StdRng::seed_from_u64(s.seed ^ 0x4a3c);
@@ -267,18 +334,20 @@ fn charge_history(
         panel(format!("Flow + independence Metropolis, {}", setup.describe()), flow_q, plot::PALETTE[0]),
         panel(format!("HMC (10 leapfrog steps per trajectory), {}", setup.describe()), &hmc_q, plot::PALETTE[1]),
     ];
-    plot::write_svg(&s.dir.join(format!("{stem}.svg")), &plot::panels(&qp, 1))?;
+    if let Some(dir) = dir {
+        plot::write_svg(&dir.join(format!("{stem}.svg")), &plot::panels(&qp, 1))?;
+    }
     Ok(())
 }
 
 /// `action.svg`: S_eff = -log q against S for up to 1024 proposals, with the slope-1 line
 /// (arXiv:2101.08176 Fig. 4; on the line the flow is exact up to log Z).
-fn write_action_plot(e: &Ensemble, s: &EnsembleArgs) -> CliResult<()> {
+fn write_action_plot(e: &Ensemble, dir: &std::path::Path) -> CliResult<()> {
     let k = e.len().min(1024);
     let logq = e.logq.as_ref().expect("flow ensembles carry log q");
     let pts: Vec<(f64, f64)> = (0..k).map(|i| (e.action[i], -logq[i])).collect();
     let title = format!("S_eff = -log q against S ({k} flow samples)");
     let svg = plot::scatter_plot(&title, "S(x)", "S_eff(x) = -log q(x)", &pts, true);
-    plot::write_svg(&s.dir.join("action.svg"), &svg)?;
+    plot::write_svg(&dir.join("action.svg"), &svg)?;
     Ok(())
 }

@@ -1,16 +1,17 @@
 //! `latflow sample --checkpoint FILE`: exact sampling from any theory's checkpoint (the
 //! theory, couplings and architecture are in its metadata), reported like `train`'s
 //! evaluation ensemble, into `--out` or a new `sample-seed{S}` directory next to the
-//! checkpoint (never over the run's own summary and plots).
+//! checkpoint (never over the run's own summary and plots); `--save` also writes the
+//! ensemble (configurations, action, log q, the chain) into `OUT/ensemble/`.
 
 use super::report::{self, EnsembleArgs};
-use super::{checkpoints, Args, CliError, CliResult};
+use super::{checkpoints, save, Args, CliError, CliResult};
 use latflow_theory::Theory;
 use std::path::{Path, PathBuf};
 
 /// `latflow sample ...`.
 pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
-    let a = Args::parse(rest, &["checkpoint", "n", "batch", "therm", "seed", "out", "device"], &["force"])?;
+    let a = Args::parse(rest, &["checkpoint", "n", "batch", "therm", "seed", "out", "device"], &["force", "save"])?;
     a.reject_positional("sample")?;
     let path: PathBuf =
         a.path("checkpoint")?.ok_or_else(|| CliError("sample: --checkpoint FILE is required".into()))?;
@@ -23,6 +24,7 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
         therm: a.get("therm", 512usize)?,
         seed: a.get("seed", 1u64)?,
         dir: PathBuf::new(),
+        save: None,
     };
     // next to the checkpoint, never into its run directory: sample-seed{S}, -2, -3, ...
     let parent = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
@@ -43,6 +45,13 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
     super::check_memory(&flow, s.batch, 2.0, "sampling with this --batch")?;
     let device = super::parse_device(&a)?;
     super::move_flow(&mut flow, device)?;
-    let s = EnsembleArgs { dir: super::make_dir(&out)?, ..s };
+    let dir = super::make_dir(&out)?;
+    let save = if a.has("save") {
+        let meta = save::flow_metadata(theory, ck.setup.as_ref(), &path, s.n, s.batch, s.therm, s.seed)?;
+        Some(save::Target::create(&dir, meta)?)
+    } else {
+        None
+    };
+    let s = EnsembleArgs { dir, save, ..s };
     report::evaluate(theory, ck.setup.as_ref(), &flow, &s, None)
 }

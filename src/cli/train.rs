@@ -46,6 +46,8 @@ pub struct TrainArgs {
     pub therm: usize,
     /// Where training and sampling run (`--device cpu|cuda`). Default: the CPU.
     pub device: Device,
+    /// Whether the evaluation ensemble is saved (`--save`, into `OUT/ensemble`).
+    pub save: bool,
 }
 
 impl TrainArgs {
@@ -60,6 +62,7 @@ impl TrainArgs {
             sample_batch: 1024,
             therm: 512,
             device: Device::Cpu,
+            save: a.has("save"),
         };
         r.train.batch = a.positive("batch", d.train.batch)?;
         r.train.steps = a.positive("steps", d.train.steps)?;
@@ -130,7 +133,7 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
     let theory = super::pick_theory(theories, rest.first(), "train")?;
     let params = theory_flags(theory);
     let flags: Vec<&str> = COMMON_TRAIN_FLAGS.iter().copied().chain(params.iter().map(|p| p.flag)).collect();
-    let a = Args::parse(&rest[1..], &flags, &["quiet", "force"])?;
+    let a = Args::parse(&rest[1..], &flags, &["quiet", "force", "save"])?;
     a.reject_positional("train")?;
     let mut common = TrainArgs::parse(&a, theory)?;
     let given = given_params(&a, &params)?;
@@ -297,12 +300,20 @@ pub fn execute(
     train_loop(&mut trainer, &action, common.era, &dir, &meta, quiet)?;
     let train_s = t0.elapsed().as_secs_f64();
     plot_history(&dir)?;
+    let save = if common.save {
+        let (n, b, t, seed) = (common.n, common.sample_batch, common.therm, common.train.seed);
+        let meta = super::save::flow_metadata(theory, setup, &dir.join(MODEL_FILE), n, b, t, seed)?;
+        Some(super::save::Target::create(&dir, meta)?)
+    } else {
+        None
+    };
     let s = report::EnsembleArgs {
         n: common.n,
         batch: common.sample_batch,
         therm: common.therm,
         seed: common.train.seed,
         dir,
+        save,
     };
     report::evaluate(theory, setup, &trainer.flow, &s, Some(train_s))
 }

@@ -70,6 +70,11 @@ pub trait Setup: Sync {
     /// # Errors
     /// As [`Setup::flow_f32`].
     fn flow_f64(&self, rng: &mut dyn RngCore) -> Result<Flow<f64>, String>;
+    /// The shape of one configuration as saved ensembles store it (`(L, L)` for a 2D
+    /// scalar field, `(2, L, L)` for 2D links); flat by default.
+    fn config_shape(&self) -> Vec<usize> {
+        vec![self.action().dof()]
+    }
     /// A starting configuration for HMC.
     fn hmc_start(&self, rng: &mut dyn RngCore) -> Vec<f64>;
     /// The observables it reports; the first is the primary one.

@@ -167,6 +167,10 @@ impl Setup for Phi4Setup {
         self.flow(rng)
     }
 
+    fn config_shape(&self) -> Vec<usize> {
+        self.action.lattice().shape().to_vec()
+    }
+
     fn hmc_start(&self, rng: &mut dyn RngCore) -> Vec<f64> {
         (0..self.action.dof()).map(|_| rng.gen_range(-0.1..0.1)).collect()
     }

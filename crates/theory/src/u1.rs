@@ -144,6 +144,13 @@ impl Setup for U1Setup {
         self.flow(rng)
     }
 
+    fn config_shape(&self) -> Vec<usize> {
+        // links mu-major: (nd, L, ..., L)
+        let mut s = vec![self.nd];
+        s.extend_from_slice(self.action.lattice().shape());
+        s
+    }
+
     fn hmc_start(&self, rng: &mut dyn RngCore) -> Vec<f64> {
         (0..self.action.dof()).map(|_| rng.gen_range(0.0..std::f64::consts::TAU)).collect()
     }
