@@ -486,7 +486,7 @@ mod tests {
         let recs = run_chains_saving(&a, &cfg, 1, init, measure, None, Some(&ok)).unwrap();
         assert_eq!(recs, run_chains(&a, &cfg, 1, init, measure, None));
         let mut got = seen.lock().unwrap().clone();
-        got.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        got.sort_by_key(|v| (v.0, v.1));
         let want: Vec<(usize, usize, f64)> =
             (0..3).flat_map(|c| (0..50).map(move |t| (c, t))).map(|(c, t)| (c, t, recs[c].observables[0][t])).collect();
         assert_eq!(got, want);
