@@ -144,9 +144,14 @@ fn an_interrupted_run_resumes_exactly_in_its_own_directory() {
     std::fs::write(part.join("history.csv"), hist).unwrap();
     std::fs::copy(part.join("optimizer-step20.safetensors"), part.join("optimizer-step30.safetensors")).unwrap();
     std::fs::write(part.join(".model.safetensors.tmp99999"), b"partial").unwrap();
-    // resume without --out: continues in part/, not in ./runs/phi4
+    // resume with --out elsewhere: the new directory holds the whole run's history
     let mut a = vec!["train", "phi4", "--resume", "part/model.safetensors", "--steps", "30", "--lr-final", "none"];
     a.extend_from_slice(&SMALL[6..13]);
+    ok(&cwd, &[&a[..], &["--out", "moved"]].concat());
+    assert_eq!(history_steps(&cwd.join("moved")), (1..=30).collect::<Vec<_>>(), "moved run's history");
+    assert_eq!(history_steps(&part)[..20], (1..=20).collect::<Vec<_>>()[..], "the original run is left as it was");
+    assert_eq!(tensors(&cwd.join("moved/model.safetensors")), tensors(&cwd.join("full/model.safetensors")));
+    // resume without --out: continues in part/, not in ./runs/phi4
     ok(&cwd, &a);
     assert!(!cwd.join("runs").exists(), "--resume wrote outside the checkpoint's directory");
     assert_eq!(history_steps(&part), (1..=30).collect::<Vec<_>>(), "history rows after the checkpoint are dropped");

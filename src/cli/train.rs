@@ -159,10 +159,19 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
                 Some(o) if !same_dir(&o, &own) => {
                     super::output_dir(Some(o), &own, a.has("force"), "choose another --out")?
                 }
-                _ => own,
+                _ => own.clone(),
             };
             adopt_schedule(&a, &p, &mut common)?;
-            resume(theory, &p, &given, &common)?
+            let resumed = resume(theory, &p, &given, &common)?;
+            // a run continued elsewhere starts with the history that led to its checkpoint
+            // (train_loop drops the rows after the checkpoint's step)
+            let history = own.join(HISTORY_FILE);
+            if !same_dir(&common.out, &own) && history.exists() {
+                let to = super::make_dir(&common.out)?.join(HISTORY_FILE);
+                std::fs::copy(&history, &to)
+                    .map_err(|e| CliError(format!("cannot copy {} to {}: {e}", history.display(), to.display())))?;
+            }
+            resumed
         }
     };
     execute(theory, setup.as_ref(), &common, trainer, a.has("quiet"))
