@@ -250,3 +250,20 @@ fn bad_sizes_couplings_and_flags_are_errors_not_crashes() {
     assert!(ok(&cwd, &["--version"]).starts_with("latflow 0."));
     std::fs::remove_dir_all(&cwd).ok();
 }
+
+/// Chains that do not move give no deviations in sigma (the red-team pass found a stuck
+/// HMC run quoting "-281.92 sigma"): stuck chains (acceptance 0), trajectories too short to
+/// move (acceptance 1, tau_int undetermined).
+#[test]
+fn chains_that_do_not_move_quote_no_deviations() {
+    let cwd = temp_dir("stuck");
+    for (tau, steps) in [("3", "3"), ("0.001", "1")] {
+        let out = ok(&cwd, &["hmc", "phi4", "--tau", tau, "--steps", steps, "--n-traj", "2000", "--no-csv", "--quiet"]);
+        assert!(!out.contains("sigma)"), "{out}");
+        assert!(out.contains("no deviation quoted: the chains barely move"), "{out}");
+    }
+    // a moving chain still quotes them
+    let out = ok(&cwd, &["hmc", "phi4", "--n-traj", "2000", "--no-csv", "--quiet"]);
+    assert!(out.contains("sigma)") && !out.contains("no deviation quoted"), "{out}");
+    std::fs::remove_dir_all(&cwd).ok();
+}

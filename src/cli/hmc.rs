@@ -29,6 +29,11 @@ pub const MAX_STEPS: usize = 100_000;
 /// Most thermalization trajectories per chain.
 pub const MAX_THERM: usize = 1_000_000_000;
 
+/// Acceptance below which the chains are reported as stuck (no deviations quoted).
+const MIN_ACCEPTANCE: f64 = 0.05;
+/// Acceptance above which the trajectories are so short that the chains barely move.
+const MAX_ACCEPTANCE: f64 = 0.999;
+
 /// Memory all chains' ensemble writers buffer together with `--save`.
 const SAVE_BUFFER_BYTES: usize = 256 << 20;
 
@@ -198,6 +203,8 @@ pub fn summarize(
     let mut out = summary_head(&header, run, recs, timing);
     let refs = setup.references();
     let mut non_finite = Vec::new();
+    let acc = recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / recs.len() as f64;
+    let moving = (MIN_ACCEPTANCE..=MAX_ACCEPTANCE).contains(&acc);
     for (k, o) in obs.iter().enumerate() {
         let g = gamma(recs, k, |v| v);
         if !(g.mean.is_finite() && g.error.is_finite()) {
@@ -211,7 +218,11 @@ pub fn summarize(
             } else {
                 format!("{:.rd$}", r.value)
             };
-            let pull = if g.error > 0.0 || r.error > 0.0 {
+            let pull = if !moving {
+                "   (no deviation quoted: the chains barely move)".to_string()
+            } else if !g.window_found {
+                "   (no deviation quoted: tau_int undetermined, the error is a lower bound)".to_string()
+            } else if g.error > 0.0 || r.error > 0.0 {
                 format!("   ({:+.2} sigma)", r.pull(g.mean, g.error))
             } else {
                 String::new()
@@ -228,8 +239,7 @@ pub fn summarize(
         non_finite.push("<S> / V");
     }
     out += &line("<S> / V", &s_per_dof);
-    let acc = recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / recs.len() as f64;
-    if !(0.05..=0.999).contains(&acc) {
+    if !moving {
         out += &format!(
             "  warning: acceptance {acc:.4}: the chains barely move (change --tau or --steps); the errors above \
              mean little\n"

@@ -247,9 +247,17 @@ fn report_observable(o: &Observable, v: &[f64], e: &Ensemble, therm: usize, refs
         t.row(&[format!("{}_ref_{slug}", o.key), r.value.to_string(), r.error.to_string()]);
     }
     if !mine.is_empty() && g.error > 0.0 {
+        let why = if e.accepted == 0 {
+            "the chain never moved"
+        } else if !g.window_found {
+            "tau_int undetermined, the chain is too short: the error is a lower bound"
+        } else {
+            ""
+        };
         let pulls: Vec<String> =
             mine.iter().map(|r| format!("{:+.2} sigma ({})", r.pull(g.mean, g.error), r.label)).collect();
-        println!("{}{}", col(&format!("deviation of {}", o.label)), pulls.join(", "));
+        let text = if why.is_empty() { pulls.join(", ") } else { format!("not quoted ({why})") };
+        println!("{}{text}", col(&format!("deviation of {}", o.label)));
     }
 }
 
