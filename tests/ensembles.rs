@@ -261,3 +261,28 @@ fn readme_python_snippet_reads_ensembles() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A sampling run killed while it writes leaves only complete chunks, which `measure`
+/// reads (saying how much of the planned ensemble it found).
+#[test]
+fn a_killed_sampling_run_leaves_complete_chunks() {
+    let dir = temp_dir("kill");
+    let ck = fixture("phi4_L4.safetensors");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latflow"))
+        .args(["sample", "--checkpoint", s(&ck), "--n", "4000000", "--out", s(&dir), "--save"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ens = dir.join("ensemble");
+    let t0 = std::time::Instant::now();
+    while !ens.join(chunk_name(0, 2)).exists() && t0.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run finished before it was killed: use a larger --n");
+    let out = ok(&["measure", s(&ens)]);
+    let complete = Ensemble::open(&ens).unwrap().n_chunks() * 65536;
+    assert!(out.contains(&format!("warning: the ensemble holds {complete} of the run's 4000000")), "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}

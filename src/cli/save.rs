@@ -34,8 +34,9 @@ pub struct Target {
 }
 
 impl Target {
-    /// Creates `run_dir/ensemble` and removes the chunks of an earlier ensemble there (the
-    /// caller has checked that the run directory may be overwritten).
+    /// Creates `run_dir/ensemble` and removes the chunks (and temporary chunk files) of an
+    /// earlier ensemble there (the caller has checked that the run directory may be
+    /// overwritten).
     pub fn create(run_dir: &Path, metadata: BTreeMap<String, String>) -> CliResult<Target> {
         let dir = run_dir.join(ENSEMBLE_DIR);
         std::fs::create_dir_all(&dir)
@@ -43,7 +44,8 @@ impl Target {
         let entries = std::fs::read_dir(&dir).map_err(|e| CliError(format!("cannot read {}: {e}", dir.display())))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with("chunk-s") && name.ends_with(".safetensors") {
+            // chunks, and the temporary files of chunks a killed run was writing
+            if name.starts_with("chunk-s") && name.ends_with(".safetensors") || name.starts_with(".chunk-s") {
                 std::fs::remove_file(entry.path())
                     .map_err(|e| CliError(format!("cannot remove old chunk {}: {e}", entry.path().display())))?;
             }
