@@ -8,10 +8,12 @@
 //! - [`metropolis`]: independence Metropolis fed by flow proposals (exact sampling).
 //! - [`reweight`]: self-normalized reweighting estimator with its error.
 //! - [`stats`]: binning, bootstrap, jackknife, the Gamma method (Wolff 2004) for
-//!   `tau_int`, tunnelling rate.
+//!   `tau_int` (also over series read again from disk), tunnelling rate.
+//! - [`spool`]: per-configuration numbers in memory or a scratch file, read in order.
 
 pub mod ensemble;
 pub mod hmc;
 pub mod metropolis;
 pub mod reweight;
+pub mod spool;
 pub mod stats;

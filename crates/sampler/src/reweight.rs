@@ -45,16 +45,30 @@ pub fn reweight(obs: &[f64], lw: &[f64]) -> Reweighted {
 /// tail, or when they are all equal.
 pub fn pareto_k_hat(lw: &[f64]) -> Option<f64> {
     let mut v: Vec<f64> = lw.iter().copied().filter(|x| x.is_finite()).collect();
+    v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    let m = ((n as f64 / 5.0).min(3.0 * (n as f64).sqrt())).floor() as usize;
-    if m < 5 || n < m + 1 {
+    let keep = tail_len(n) + 1;
+    pareto_k_hat_of_top(n, &v[n.saturating_sub(keep)..])
+}
+
+/// Weights in the tail fit of [`pareto_k_hat`] for `n` finite weights:
+/// `M = min(N/5, 3 sqrt(N))`.
+pub fn tail_len(n: usize) -> usize {
+    ((n as f64 / 5.0).min(3.0 * (n as f64).sqrt())).floor() as usize
+}
+
+/// [`pareto_k_hat`] from the `M + 1` largest of `n` finite log weights ([`tail_len`]),
+/// ascending: an ensemble streamed past keeps only those ([`TopLogWeights`]).
+pub fn pareto_k_hat_of_top(n: usize, top: &[f64]) -> Option<f64> {
+    let m = tail_len(n);
+    if m < 5 || n < m + 1 || top.len() != m + 1 {
         return None;
     }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let top = v[n - 1];
-    let u = (v[n - m - 1] - top).exp();
+    let v = top;
+    let top = v[m];
+    let u = (v[0] - top).exp();
     // excesses over the threshold, ascending, scaled so the largest weight is 1
-    let x: Vec<f64> = v[n - m..].iter().map(|&l| (l - top).exp() - u).collect();
+    let x: Vec<f64> = v[1..].iter().map(|&l| (l - top).exp() - u).collect();
     if x[m - 1] <= 0.0 {
         return None;
     }
@@ -80,6 +94,96 @@ pub fn pareto_k_hat(lw: &[f64]) -> Option<f64> {
     let k_post = k_of(b_post);
     let k = (m as f64 * k_post + prior_k * 0.5) / (m as f64 + prior_k);
     k.is_finite().then_some(k)
+}
+
+/// The largest finite log weights of a stream, as many as [`pareto_k_hat`] fits for the
+/// stream's length (at most `3 sqrt(N) + 1`: constant memory in practice).
+#[derive(Clone, Debug)]
+pub struct TopLogWeights {
+    cap: usize,
+    finite: usize,
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<TotalF64>>,
+}
+
+/// `f64` ordered by `total_cmp`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct TotalF64(f64);
+impl Eq for TotalF64 {}
+impl PartialOrd for TotalF64 {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TotalF64 {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl TopLogWeights {
+    /// For a stream of at most `n` log weights.
+    pub fn new(n: usize) -> Self {
+        TopLogWeights { cap: tail_len(n) + 1, finite: 0, heap: Default::default() }
+    }
+
+    /// Offers one log weight (non-finite ones are left out, as in [`pareto_k_hat`]).
+    pub fn push(&mut self, lw: f64) {
+        if !lw.is_finite() {
+            return;
+        }
+        self.finite += 1;
+        if self.heap.len() < self.cap {
+            self.heap.push(std::cmp::Reverse(TotalF64(lw)));
+        } else if self.heap.peek().is_some_and(|m| TotalF64(lw) > m.0) {
+            self.heap.pop();
+            self.heap.push(std::cmp::Reverse(TotalF64(lw)));
+        }
+    }
+
+    /// [`pareto_k_hat`] of the log weights pushed.
+    pub fn k_hat(&self) -> Option<f64> {
+        let mut v: Vec<f64> = self.heap.iter().map(|r| r.0 .0).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        let keep = tail_len(self.finite) + 1;
+        pareto_k_hat_of_top(self.finite, &v[v.len().saturating_sub(keep)..])
+    }
+}
+
+/// [`reweight`] over pairs `(log weight, observable)` read by `replay` (three passes,
+/// constant memory): the same numbers bit for bit.
+///
+/// # Errors
+/// The first error of `replay`.
+///
+/// # Panics
+/// If there are no pairs.
+pub fn reweight_replay(
+    replay: &mut dyn FnMut(&mut dyn FnMut(f64, f64)) -> Result<(), String>,
+) -> Result<Reweighted, String> {
+    let (mut m, mut n) = (f64::NEG_INFINITY, 0usize);
+    replay(&mut |lw, _| {
+        if lw.is_finite() {
+            m = m.max(lw);
+        }
+        n += 1;
+    })?;
+    assert!(n > 0, "reweight: no samples");
+    let w = |lw: f64| if lw.is_finite() { (lw - m).exp() } else { 0.0 };
+    let (mut sw, mut sw2, mut swo) = (-0.0f64, -0.0f64, -0.0f64);
+    replay(&mut |lw, o| {
+        let w = w(lw);
+        sw += w;
+        sw2 += w * w;
+        swo += w * o;
+    })?;
+    let mean = swo / sw;
+    let mut var = -0.0f64;
+    replay(&mut |lw, o| {
+        let w = w(lw);
+        var += w * w * (o - mean) * (o - mean);
+    })?;
+    let var = var / (sw * sw);
+    Ok(Reweighted { estimate: Estimate { value: mean, error: var.sqrt() }, ess: sw * sw / (n as f64 * sw2) })
 }
 
 #[cfg(test)]
@@ -118,5 +222,26 @@ mod tests {
         let lw: Vec<f64> = (0..100_000).map(|_| 0.3 * Normal::new(0.0, 1.0).unwrap().sample(&mut rng)).collect();
         assert!(pareto_k_hat(&lw).unwrap() < 0.3);
         assert_eq!(pareto_k_hat(&[0.0; 10]), None);
+    }
+
+    /// The streamed versions give the in-memory numbers bit for bit.
+    #[test]
+    fn streamed_reweighting_and_k_hat_match_in_memory() {
+        let mut rng = StdRng::seed_from_u64(4);
+        for n in [3usize, 40, 1000, 30_000] {
+            let mut lw: Vec<f64> = (0..n).map(|_| -rng.gen::<f64>().ln() / 2.5).collect();
+            lw[n / 2] = f64::NEG_INFINITY;
+            let o: Vec<f64> = (0..n).map(|_| rng.gen::<f64>()).collect();
+            let a = reweight(&o, &lw);
+            let b = reweight_replay(&mut |f| {
+                lw.iter().zip(&o).for_each(|(&l, &v)| f(l, v));
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+            let mut top = TopLogWeights::new(n);
+            lw.iter().for_each(|&l| top.push(l));
+            assert_eq!(pareto_k_hat(&lw).map(f64::to_bits), top.k_hat().map(f64::to_bits), "n = {n}");
+        }
     }
 }

@@ -273,14 +273,136 @@ pub fn gamma_method_derived(columns: &[&[f64]], f: impl Fn(&[f64]) -> f64, s_tau
     est
 }
 
+/// Autocovariances `Gamma(t)` of deviations from the mean, computed as the windowing asks
+/// for them (in ascending `t`).
+trait Autocov {
+    /// Values in all replicas.
+    fn n(&self) -> usize;
+    /// Non-empty replicas.
+    fn replicas(&self) -> usize;
+    /// The largest window: half the longest replica.
+    fn w_max(&self) -> usize;
+    /// `Gamma(t)`.
+    fn gamma(&mut self, t: usize) -> Result<f64, String>;
+}
+
+/// Replicas of deviations held in memory.
+struct InMemory<'a>(&'a [&'a [f64]]);
+
+impl Autocov for InMemory<'_> {
+    fn n(&self) -> usize {
+        self.0.iter().map(|d| d.len()).sum()
+    }
+    fn replicas(&self) -> usize {
+        self.0.iter().filter(|d| !d.is_empty()).count().max(1)
+    }
+    fn w_max(&self) -> usize {
+        self.0.iter().map(|d| d.len()).max().unwrap_or(0) / 2
+    }
+    fn gamma(&mut self, t: usize) -> Result<f64, String> {
+        Ok(gamma_at(self.0, t))
+    }
+}
+
+/// Lags of `Gamma(t)` computed per pass over a replayed series.
+const REPLAY_LAGS: usize = 128;
+
+/// A series that is read again from the start for every [`REPLAY_LAGS`] lags: the same
+/// sums in the same order as [`gamma_at`], so the same bits, in constant memory.
+struct Replayed<'a> {
+    replay: &'a mut Replay<'a>,
+    n: usize,
+    mean: f64,
+    cache: Vec<f64>,
+}
+
+/// Reads a series from the start, handing each value to the visitor.
+pub type Replay<'a> = dyn FnMut(&mut dyn FnMut(f64)) -> Result<(), String> + 'a;
+
+impl Autocov for Replayed<'_> {
+    fn n(&self) -> usize {
+        self.n
+    }
+    fn replicas(&self) -> usize {
+        1
+    }
+    fn w_max(&self) -> usize {
+        self.n / 2
+    }
+    fn gamma(&mut self, t: usize) -> Result<f64, String> {
+        while self.cache.len() <= t {
+            let t0 = self.cache.len();
+            let hi = (t0 + REPLAY_LAGS).min(self.n.max(1));
+            let mut sums = vec![-0.0f64; hi.saturating_sub(t0)];
+            let mut ring = vec![0.0f64; hi.max(1)];
+            let (mean, mut j) = (self.mean, 0usize);
+            (self.replay)(&mut |x| {
+                let d = x - mean;
+                for (k, s) in sums.iter_mut().enumerate() {
+                    let lag = t0 + k;
+                    if lag == 0 {
+                        *s += d * d;
+                    } else if j >= lag {
+                        *s += ring[(j - lag) % hi] * d;
+                    }
+                }
+                ring[j % hi] = d;
+                j += 1;
+            })?;
+            if j != self.n {
+                return Err(format!("the series was {j} values long when read again, {} before", self.n));
+            }
+            for (k, s) in sums.into_iter().enumerate() {
+                let mut g = 0.0;
+                g += s;
+                self.cache.push(g / (self.n - (t0 + k)) as f64);
+            }
+            if hi == t0 {
+                // no pairs at this lag
+                self.cache.push(0.0);
+            }
+        }
+        Ok(self.cache[t])
+    }
+}
+
+/// [`gamma_method`] for a series read by `replay` (a few passes, constant memory: ensembles
+/// whose series do not fit in memory). The same numbers as [`gamma_method`] on the same values,
+/// bit for bit.
+///
+/// # Errors
+/// The first error of `replay`, or a series whose length changes between passes.
+///
+/// # Panics
+/// If the series has fewer than 2 values or `s_tau` is not positive.
+pub fn gamma_method_replay(replay: &mut Replay<'_>, s_tau: f64) -> Result<GammaEstimate, String> {
+    let (mut sum, mut n) = (-0.0f64, 0usize);
+    replay(&mut |x| {
+        sum += x;
+        n += 1;
+    })?;
+    assert!(n >= 2, "gamma_method: need at least 2 values, got {n}");
+    assert!(s_tau > 0.0, "gamma_method: s_tau must be positive, got {s_tau}");
+    let mean = sum / n as f64;
+    let mut ac = Replayed { replay, n, mean, cache: Vec::new() };
+    let mut est = gamma_windowed(&mut ac, s_tau)?;
+    est.mean = mean;
+    Ok(est)
+}
+
 /// Windowing, bias correction and errors on deviations from the mean.
 fn gamma_on_deviations(devs: &[&[f64]], s_tau: f64) -> GammaEstimate {
-    let n: usize = devs.iter().map(|d| d.len()).sum();
-    let r = devs.iter().filter(|d| !d.is_empty()).count().max(1);
-    let g0 = gamma_at(devs, 0);
+    gamma_windowed(&mut InMemory(devs), s_tau).expect("in-memory series cannot fail")
+}
+
+/// Wolff's automatic window on the autocovariances of `ac`.
+fn gamma_windowed(ac: &mut dyn Autocov, s_tau: f64) -> Result<GammaEstimate, String> {
+    let n = ac.n();
+    let r = ac.replicas();
+    let g0 = ac.gamma(0)?;
     if g0.is_nan() {
         let nan = f64::NAN;
-        return GammaEstimate {
+        return Ok(GammaEstimate {
             error: nan,
             error_error: nan,
             variance: nan,
@@ -288,18 +410,18 @@ fn gamma_on_deviations(devs: &[&[f64]], s_tau: f64) -> GammaEstimate {
             tau_int_error: nan,
             n,
             ..Default::default()
-        };
+        });
     }
     if g0 <= 0.0 {
-        return GammaEstimate { tau_int: 0.5, window_found: true, n, ..Default::default() };
+        return Ok(GammaEstimate { tau_int: 0.5, window_found: true, n, ..Default::default() });
     }
-    let w_max = devs.iter().map(|d| d.len()).max().unwrap_or(0) / 2;
+    let w_max = ac.w_max();
     let mut gammas = vec![g0];
     let mut window = w_max;
     let mut window_found = false;
     let mut c_f = g0;
     for w in 1..=w_max {
-        let g = gamma_at(devs, w);
+        let g = ac.gamma(w)?;
         gammas.push(g);
         c_f += 2.0 * g;
         let tau_w = c_f / (2.0 * g0);
@@ -327,7 +449,7 @@ fn gamma_on_deviations(devs: &[&[f64]], s_tau: f64) -> GammaEstimate {
     let tau_int = c_f / (2.0 * gammas[0]);
     let error = (c_f / n as f64).sqrt();
     let wf = window as f64;
-    GammaEstimate {
+    Ok(GammaEstimate {
         mean: 0.0,
         error,
         error_error: error * ((wf + 0.5) / n as f64).sqrt(),
@@ -337,7 +459,7 @@ fn gamma_on_deviations(devs: &[&[f64]], s_tau: f64) -> GammaEstimate {
         window,
         window_found,
         n,
-    }
+    })
 }
 
 /// An AR(1) series `x_{i+1} = rho x_i + sqrt(1 - rho^2) eta_i` with standard normal
@@ -432,6 +554,39 @@ mod tests {
         let g = gamma_method_replicas(&refs, S_TAU_DEFAULT);
         assert_eq!(g.n, 160_000);
         assert!((g.tau_int - 4.5).abs() < SIGMA * g.tau_int_error, "{g}");
+    }
+
+    /// Replaying the series gives the in-memory result bit for bit: AR(1) chains long and
+    /// short (windows beyond one pass of lags), an anticorrelated one, a constant one, and
+    /// two values.
+    #[test]
+    fn replayed_series_give_the_in_memory_numbers_bit_for_bit() {
+        let mut rng = StdRng::seed_from_u64(21);
+        let mut cases = vec![ar1_series(20_000, 0.9, &mut rng), ar1_series(3000, 0.995, &mut rng)];
+        cases.push(ar1_series(5000, -0.6, &mut rng));
+        cases.push(vec![2.5; 100]);
+        cases.push(vec![1.0, 3.0]);
+        for x in &cases {
+            let a = gamma_method(x, S_TAU_DEFAULT);
+            let mut passes = 0;
+            let mut replay = |f: &mut dyn FnMut(f64)| {
+                passes += 1;
+                x.iter().for_each(|&v| f(v));
+                Ok(())
+            };
+            let b = gamma_method_replay(&mut replay, S_TAU_DEFAULT).unwrap();
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "n = {}", x.len());
+            assert!(passes >= 2 && passes <= 2 + a.window / REPLAY_LAGS + 1, "{passes} passes, window {}", a.window);
+        }
+        assert!(gamma_method(&cases[1], S_TAU_DEFAULT).window > REPLAY_LAGS, "a window beyond one pass is covered");
+        // a series that changes length between passes is an error, not a wrong number
+        let mut calls = 0;
+        let mut shrinking = |f: &mut dyn FnMut(f64)| {
+            calls += 1;
+            (0..100 - calls).for_each(|i| f(i as f64));
+            Ok(())
+        };
+        assert!(gamma_method_replay(&mut shrinking, S_TAU_DEFAULT).unwrap_err().contains("read again"));
     }
 
     #[test]
