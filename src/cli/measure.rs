@@ -9,11 +9,11 @@
 //! metadata's couplings (so an edited or foreign file is an error, not a wrong number),
 //! and a well-formed Metropolis chain.
 
-use super::report::{self, Heading, KEPT_CONFIGS};
+use super::report::{self, FlowRun, Heading};
 use super::save::{SAMPLER_FLOW, SAMPLER_HMC, SAMPLER_KEY};
 use super::{hmc, Args, CliError, CliResult};
 use crate::io::ensemble::{Chunk, Ensemble as Stored};
-use crate::sampler::ensemble::Ensemble;
+use crate::sampler::ensemble::ChainCounts;
 use crate::sampler::hmc::{ChainRecord, HmcConfig, RunConfig};
 use crate::theory::{Observable, Params, Setup, Theory};
 use std::path::PathBuf;
@@ -135,44 +135,43 @@ fn flow(
     }
     let t0 = Instant::now();
     let dof = stored.layout.dof();
-    let mut e = Ensemble::keeping(dof, KEPT_CONFIGS);
-    let mut values: Vec<Vec<f64>> = obs.iter().map(|_| Vec::new()).collect();
+    let mut run = FlowRun::new(obs.len());
+    let (mut prev, mut accepted, mut values) = (0usize, 0usize, vec![0.0; obs.len()]);
     stored
         .for_each_chunk(|c| {
             check_action(setup, c, dof)?;
             for k in 0..c.count {
                 let (i, x) = (c.first + k, &c.x[k * dof..(k + 1) * dof]);
                 let state = usize::try_from(c.ints["chain"][k]).unwrap_or(usize::MAX);
-                let prev = e.history.last().copied();
                 // step i sits on proposal i (accepted) or stays where step i-1 was
-                if !(state == i || (i > 0 && Some(state) == prev)) {
+                if !(state == i || (i > 0 && state == prev)) {
                     return Err(format!("{}: the chain column is corrupt at step {i} ({state})", c.path.display()));
                 }
-                e.accepted += (i > 0 && state == i) as usize;
-                e.history.push(state);
-                e.push(x, c.floats["action"][k], Some(c.floats["logq"][k]));
+                accepted += (i > 0 && state == i) as usize;
+                prev = state;
                 for (o, v) in obs.iter().zip(values.iter_mut()) {
-                    v.push((o.f)(x));
+                    *v = (o.f)(x);
                 }
+                run.record(x, c.floats["action"][k], c.floats["logq"][k], state, &values)?;
             }
             Ok(())
         })
         .map_err(CliError)?;
-    e.proposed = e.len().saturating_sub(1);
-    if e.len() < therm + 2 {
+    let len = run.len();
+    run.counts = ChainCounts { len, accepted, proposed: len.saturating_sub(1) };
+    if len < therm + 2 {
         return Err(CliError(format!(
-            "{}: {} configurations; thermalization {therm} must leave at least 2 chain steps",
-            stored.dir.display(),
-            e.len()
+            "{}: {len} configurations; thermalization {therm} must leave at least 2 chain steps",
+            stored.dir.display()
         )));
     }
-    if (e.len() as u64) < n {
-        println!("warning: the ensemble holds {} of the run's {n} proposals (the run stopped early?)", e.len());
+    if (len as u64) < n {
+        println!("warning: the ensemble holds {len} of the run's {n} proposals (the run stopped early?)");
     }
-    let head = Heading { n: e.len(), batch: batch as usize, therm, seed };
+    let head = Heading { n: len, batch: batch as usize, therm, seed };
     let read = t0.elapsed().as_secs_f64();
     println!("measured {} ({} chunks)", stored.dir.display(), stored.n_chunks());
-    report::report(theory, setup, &e, obs, &values, &head, &[("reading time", read)], None)
+    report::report(theory, setup, &mut run, obs, &head, &[("reading time", read)], None)
 }
 
 /// An HMC ensemble: one record per chain, reported as `hmc` did.

@@ -8,10 +8,13 @@ use super::{save, CliError, CliResult};
 use crate::flow::model::Flow;
 use crate::io::csv::Table;
 use crate::io::plot;
-use crate::sampler::ensemble::{Ensemble, IndependenceSampler, ProposalBatch};
+use crate::sampler::ensemble::{ChainCounts, IndependenceSampler, ProposalBatch};
 use crate::sampler::hmc::{run_chains, HmcChain, HmcConfig, RunConfig};
-use crate::sampler::reweight::pareto_k_hat;
-use crate::sampler::stats::{gamma_method, gamma_method_replicas, tunnelling_rate, GammaEstimate, S_TAU_DEFAULT};
+use crate::sampler::reweight::{reweight_replay, Reweighted, TopLogWeights};
+use crate::sampler::spool::Spool;
+use crate::sampler::stats::{
+    gamma_method, gamma_method_replay, gamma_method_replicas, tunnelling_rate, GammaEstimate, S_TAU_DEFAULT,
+};
 use crate::theory::{Observable, Reference, Setup, Theory};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -53,6 +56,87 @@ pub struct EnsembleArgs {
 /// Configurations an evaluation keeps in memory (for the sample plot); the rest streams
 /// through the measurements (and to disk with `--save`).
 pub const KEPT_CONFIGS: usize = 16;
+/// Proposals shown in `action.svg`.
+const ACTION_PLOT_POINTS: usize = 1024;
+/// Longest HMC chain run next to a flow chain for the tunnelling comparison.
+pub const HMC_COMPARISON_MAX: usize = 100_000;
+
+/// Columns of a [`FlowRun`]'s rows before the observables.
+const ACTION: usize = 0;
+const LOGQ: usize = 1;
+const STATE: usize = 2;
+const OBS: usize = 3;
+
+/// A flow ensemble as the report reads it, in constant memory: per proposal a row
+/// `[S, log q, chain state, observables...]` in a [`Spool`] (memory, or a scratch file for
+/// large ensembles), the chain's counts and the first configurations for the sample plot.
+pub struct FlowRun {
+    rows: Spool,
+    /// Acceptance counts of the chain.
+    pub counts: ChainCounts,
+    first: Vec<Vec<f64>>,
+}
+
+impl FlowRun {
+    /// An empty run measuring `n_obs` observables.
+    pub fn new(n_obs: usize) -> Self {
+        FlowRun { rows: Spool::new(OBS + n_obs), counts: ChainCounts::default(), first: Vec::new() }
+    }
+
+    /// Records proposal `i` (in order): its configuration, action, log q, the chain's state
+    /// after it, and its observables.
+    pub fn record(&mut self, config: &[f64], action: f64, logq: f64, state: usize, obs: &[f64]) -> Result<(), String> {
+        if self.first.len() < KEPT_CONFIGS {
+            self.first.push(config.to_vec());
+        }
+        let mut row = vec![action, logq, state as f64];
+        row.extend_from_slice(obs);
+        self.rows.push(&row)
+    }
+
+    /// Proposals recorded.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether none was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Visits every row in order.
+    fn scan(&mut self, visit: &mut dyn FnMut(usize, &[f64])) -> CliResult<()> {
+        self.rows.scan(visit).map_err(CliError)
+    }
+
+    /// Observable `k` along the Markov chain after `therm` steps, for the Gamma method.
+    fn chain_replay(&mut self, k: usize, therm: usize, f: &mut dyn FnMut(f64)) -> Result<(), String> {
+        let mut current = f64::NAN;
+        self.rows.scan(&mut |i, row| {
+            if row[STATE] as usize == i {
+                current = row[OBS + k];
+            }
+            if i >= therm {
+                f(current);
+            }
+        })
+    }
+
+    /// Reweighting of observable `k` over all proposals.
+    fn reweight(&mut self, k: usize) -> CliResult<Reweighted> {
+        reweight_replay(&mut |f| self.rows.scan(&mut |_, row| f(-row[ACTION] - row[LOGQ], row[OBS + k])))
+            .map_err(CliError)
+    }
+
+    /// Acceptance of the chain.
+    fn acceptance(&self) -> f64 {
+        if self.counts.proposed == 0 {
+            0.0
+        } else {
+            self.counts.accepted as f64 / self.counts.proposed as f64
+        }
+    }
+}
 
 /// Draws the ensemble (saving it with `--save`), prints the summary, writes `summary.csv`
 /// and the plots.
@@ -73,24 +157,27 @@ pub fn evaluate(
     let mut rng = StdRng::seed_from_u64(s.seed ^ 0x5eed);
     let action = |c: &[f64]| setup.action().action(c);
     let obs = setup.observables();
-    let mut values: Vec<Vec<f64>> = obs.iter().map(|_| Vec::with_capacity(s.n)).collect();
+    let mut run = FlowRun::new(obs.len());
     let layout = save::flow_layout(flow.prior.shape());
     let mut writer = s.save.as_ref().map(|t| t.writer(0, layout));
+    let mut values = vec![0.0; obs.len()];
     let mut sink = |b: &ProposalBatch| {
         for i in 0..b.len() {
             let c = b.config(i);
             for (o, v) in obs.iter().zip(values.iter_mut()) {
-                v.push((o.f)(c));
+                *v = (o.f)(c);
             }
+            run.record(c, b.action[i], b.logq[i], b.chain[i], &values)?;
             if let Some(w) = writer.as_mut() {
                 w.push(c, &[b.action[i], b.logq[i]], &[b.chain[i] as i64])?;
             }
         }
         Ok(())
     };
-    let e = IndependenceSampler::new(flow, &action, s.batch)
-        .sample_streaming(s.n, &mut rng, KEPT_CONFIGS, &mut sink)
+    let counts = IndependenceSampler::new(flow, &action, s.batch)
+        .sample_streaming(s.n, &mut rng, &mut sink)
         .map_err(|e| CliError(format!("{e}; the chunks written before it are complete")))?;
+    run.counts = counts;
     let saved = match (writer, &s.save) {
         (Some(w), Some(t)) => Some((w.finish().map_err(CliError)?, t.dir.clone())),
         _ => None,
@@ -101,7 +188,7 @@ pub fn evaluate(
     if let Some(t) = train_s {
         times.insert(0, ("training time", t));
     }
-    report(theory, setup, &e, &obs, &values, &head, &times, Some(&s.dir))?;
+    report(theory, setup, &mut run, &obs, &head, &times, Some(&s.dir))?;
     if let Some((count, dir)) = saved {
         println!("ensemble: {count} configurations in {} (latflow measure {0})", dir.display());
     }
@@ -121,21 +208,19 @@ pub struct Heading {
 }
 
 /// The summary of a flow ensemble (`train`, `sample`, `measure`): acceptance, ESS, weight
-/// tail, each of `obs` (`values[k]` per configuration) along the chain and reweighted,
-/// against the references; with `dir`, also `summary.csv` and the plots.
-#[allow(clippy::too_many_arguments)]
+/// tail, each of `obs` (column `k` of the run's observables) along the chain and
+/// reweighted, against the references; with `dir`, also `summary.csv` and the plots.
 pub fn report(
     theory: &dyn Theory,
     setup: &dyn Setup,
-    e: &Ensemble,
+    run: &mut FlowRun,
     obs: &[Observable],
-    values: &[Vec<f64>],
     h: &Heading,
     times: &[(&str, f64)],
     dir: Option<&std::path::Path>,
 ) -> CliResult<()> {
     let mut refs = setup.references();
-    let ess = e.reweight(&values[0]).map_or(f64::NAN, |r| r.ess);
+    let ess = if obs.is_empty() { f64::NAN } else { run.reweight(0)?.ess };
 
     println!(
         "== {} flow ensemble: {} proposals (batch {}), {}, seed {}",
@@ -148,9 +233,16 @@ pub fn report(
     for (label, t) in times {
         println!("{label:<COL$}{t:.1} s");
     }
-    println!("{:<COL$}{:.3}", "Metropolis acceptance", e.acceptance());
+    let acceptance = run.acceptance();
+    println!("{:<COL$}{acceptance:.3}", "Metropolis acceptance");
     println!("{:<COL$}{ess:.3}", "ESS / N");
-    let k_hat = e.log_weights().and_then(|lw| pareto_k_hat(&lw));
+    let mut top = TopLogWeights::new(run.len());
+    let mut bad = 0usize;
+    run.scan(&mut |_, row| {
+        top.push(-row[ACTION] - row[LOGQ]);
+        bad += (!row[ACTION].is_finite() || !row[LOGQ].is_finite()) as usize;
+    })?;
+    let k_hat = top.k_hat();
     if let Some(k) = k_hat {
         let verdict = if k < 0.5 {
             "finite weight variance"
@@ -166,31 +258,31 @@ pub fn report(
         refs.extend(hmc_references(setup, &missing, h.seed));
     }
     let mut table = Table::new(&["quantity", "value", "error"]);
-    table.row(&["acceptance", &e.acceptance().to_string(), ""]);
+    table.row(&["acceptance", &acceptance.to_string(), ""]);
     table.row(&["ess", &ess.to_string(), ""]);
     table.row(&["pareto_k", &k_hat.map_or_else(String::new, |k| k.to_string()), ""]);
-    for (o, v) in obs.iter().zip(values) {
-        report_observable(o, v, e, h.therm, &refs, &mut table);
+    for (k, o) in obs.iter().enumerate() {
+        report_observable(o, k, run, h.therm, &refs, &mut table)?;
     }
-    if e.accepted == 0 {
+    if run.counts.accepted == 0 {
         println!(
             "warning: the chain accepted none of the {} proposals: its estimates are one configuration, \
              not an ensemble, and their errors mean nothing",
-            e.proposed
+            run.counts.proposed
         );
     }
     let mut files = vec!["summary.csv", "action.svg", "samples.svg"];
-    for (o, v) in obs.iter().zip(values) {
+    for (k, o) in obs.iter().enumerate() {
         if let Some(stem) = o.tunnelling {
-            charge_history(setup, obs, o, &e.chain_of(v, h.therm), h, stem, dir)?;
+            charge_history(setup, obs, o, k, run, h, stem, dir)?;
             files.push(stem);
         }
     }
     if let Some(dir) = dir {
         table.write(&dir.join("summary.csv")).map_err(CliError)?;
-        write_action_plot(e, dir)?;
-        let fields: Vec<Vec<f64>> = e.configs().take(16).map(|c| setup.sample_image(c).0).collect();
-        let (_, rows, cols) = setup.sample_image(e.config(0));
+        write_action_plot(run, dir)?;
+        let fields: Vec<Vec<f64>> = run.first.iter().map(|c| setup.sample_image(c).0).collect();
+        let (_, rows, cols) = setup.sample_image(&run.first[0]);
         let svg = plot::heatmap_grid(&setup.sample_title(), &fields, rows, cols, 4, 4);
         plot::write_svg(&dir.join("samples.svg"), &svg)?;
         let names: Vec<String> =
@@ -199,8 +291,6 @@ pub fn report(
     }
     // a flow that outputs NaN or infinities (diverged training, corrupt weights) gives no
     // ensemble: say so with an error, not exit 0
-    let logq = e.logq.as_deref().unwrap_or(&[]);
-    let bad = (0..e.len()).filter(|&i| !e.action[i].is_finite() || logq.get(i).is_some_and(|q| !q.is_finite())).count();
     if bad > 0 {
         return Err(CliError(format!(
             "{bad} proposals have a non-finite action or log q: the flow is broken (diverged training?); \
@@ -210,12 +300,18 @@ pub fn report(
     Ok(())
 }
 
-/// The Metropolis estimate, the reweighted one, the references and the deviations of one
-/// observable; their rows of `summary.csv`.
-fn report_observable(o: &Observable, v: &[f64], e: &Ensemble, therm: usize, refs: &[Reference], t: &mut Table) {
+/// The Metropolis estimate, the reweighted one, the references and the deviations of
+/// observable `k`; their rows of `summary.csv`.
+fn report_observable(
+    o: &Observable,
+    k: usize,
+    run: &mut FlowRun,
+    therm: usize,
+    refs: &[Reference],
+    t: &mut Table,
+) -> CliResult<()> {
     let d = o.digits;
-    let chain = e.chain_of(v, therm);
-    let g = gamma_method(&chain, S_TAU_DEFAULT);
+    let g = gamma_method_replay(&mut |f| run.chain_replay(k, therm, f), S_TAU_DEFAULT).map_err(CliError)?;
     println!(
         "{}{:.d$} +- {:.d$}   (tau_int {:.2} +- {:.2}, {} steps after {therm} thermalization)",
         col(&format!("{} (Metropolis)", o.label)),
@@ -223,19 +319,13 @@ fn report_observable(o: &Observable, v: &[f64], e: &Ensemble, therm: usize, refs
         g.error,
         g.tau_int,
         g.tau_int_error,
-        chain.len()
+        g.n
     );
     t.row(&[format!("{}_metropolis", o.key), g.mean.to_string(), g.error.to_string()]);
     t.row(&[format!("{}_tau_int", o.key), g.tau_int.to_string(), g.tau_int_error.to_string()]);
-    if let Some(rw) = e.reweight(v) {
-        println!(
-            "{}{:.d$} +- {:.d$}",
-            col(&format!("{} (reweighting)", o.label)),
-            rw.estimate.value,
-            rw.estimate.error
-        );
-        t.row(&[format!("{}_reweighted", o.key), rw.estimate.value.to_string(), rw.estimate.error.to_string()]);
-    }
+    let rw = run.reweight(k)?;
+    println!("{}{:.d$} +- {:.d$}", col(&format!("{} (reweighting)", o.label)), rw.estimate.value, rw.estimate.error);
+    t.row(&[format!("{}_reweighted", o.key), rw.estimate.value.to_string(), rw.estimate.error.to_string()]);
     let mine: Vec<&Reference> = refs.iter().filter(|r| r.key == o.key && r.value.is_finite()).collect();
     for r in &mine {
         let rd = r.digits;
@@ -247,7 +337,7 @@ fn report_observable(o: &Observable, v: &[f64], e: &Ensemble, therm: usize, refs
         t.row(&[format!("{}_ref_{slug}", o.key), r.value.to_string(), r.error.to_string()]);
     }
     if !mine.is_empty() && g.error > 0.0 {
-        let why = if e.accepted == 0 {
+        let why = if run.counts.accepted == 0 {
             "the chain never moved"
         } else if !g.window_found {
             "tau_int undetermined, the chain is too short: the error is a lower bound"
@@ -259,6 +349,7 @@ fn report_observable(o: &Observable, v: &[f64], e: &Ensemble, therm: usize, refs
         let text = if why.is_empty() { pulls.join(", ") } else { format!("not quoted ({why})") };
         println!("{}{text}", col(&format!("deviation of {}", o.label)));
     }
+    Ok(())
 }
 
 /// latflow's HMC at the setup's couplings (4 chains of [`HMC_REFERENCE_TRAJECTORIES`]):
@@ -295,17 +386,34 @@ fn hmc_references(setup: &dyn Setup, missing: &[&Observable], seed: u64) -> Vec<
 }
 
 /// The tunnelling rate of a charge along the flow chain next to a plain HMC chain of the
-/// same length at the same couplings (default trajectories), and their histories in
-/// `{stem}.svg` (arXiv:2101.08176 Fig. 7).
+/// same length (at most [`HMC_COMPARISON_MAX`]) at the same couplings (default
+/// trajectories), and their histories in `{stem}.svg` (arXiv:2101.08176 Fig. 7).
+#[allow(clippy::too_many_arguments)]
 fn charge_history(
     setup: &dyn Setup,
     obs: &[Observable],
     charge: &Observable,
-    flow_q: &[f64],
+    k: usize,
+    run: &mut FlowRun,
     s: &Heading,
     stem: &str,
     dir: Option<&std::path::Path>,
 ) -> CliResult<()> {
+    // the flow chain's charge: its tunnelling rate and the first steps for the plot
+    let show_max = 1000;
+    let (mut flow_q, mut changes, mut steps, mut last) = (Vec::new(), 0usize, 0usize, f64::NAN);
+    run.chain_replay(k, s.therm, &mut |q| {
+        if flow_q.len() < show_max {
+            flow_q.push(q);
+        }
+        if steps > 0 && last.round() != q.round() {
+            changes += 1;
+        }
+        last = q;
+        steps += 1;
+    })
+    .map_err(CliError)?;
+    let flow_rate = if steps < 2 { 0.0 } else { changes as f64 / (steps - 1) as f64 };
     let t1 = Instant::now();
     let mut rng = StdRng::seed_from_u64(s.seed ^ 0x4a3c);
     let x0 = setup.hmc_start(&mut rng);
@@ -313,7 +421,7 @@ fn charge_history(
     let cfg = HmcConfig::default();
     let mut hmc_q = Vec::new();
     let mut primary = Vec::new();
-    for t in 0..flow_q.len() + s.therm {
+    for t in 0..steps.min(HMC_COMPARISON_MAX) + s.therm {
         chain.trajectory(setup.action(), &cfg, &mut rng);
         if t >= s.therm {
             hmc_q.push((charge.f)(chain.config()));
@@ -326,20 +434,20 @@ fn charge_history(
     println!(
         "{:<COL$}flow {:.3}, HMC {:.3} per step   (HMC {} = {:.d$} +- {:.d$}, {hmc_s:.1} s)",
         "tunnelling rate",
-        tunnelling_rate(flow_q),
+        flow_rate,
         tunnelling_rate(&hmc_q),
         obs[0].label,
         g.mean,
         g.error
     );
-    let show = flow_q.len().min(1000);
+    let show = flow_q.len();
     let panel = |title: String, q: &[f64], color: &str| {
         plot::LinePlot::new(title, "Markov-chain step", "Q")
             .with_series(plot::Series::from_values("Q", &q[..show.min(q.len())], plot::Style::Step).with_color(color))
             .with_size(900.0, 260.0)
     };
     let qp = [
-        panel(format!("Flow + independence Metropolis, {}", setup.describe()), flow_q, plot::PALETTE[0]),
+        panel(format!("Flow + independence Metropolis, {}", setup.describe()), &flow_q, plot::PALETTE[0]),
         panel(format!("HMC (10 leapfrog steps per trajectory), {}", setup.describe()), &hmc_q, plot::PALETTE[1]),
     ];
     if let Some(dir) = dir {
@@ -350,11 +458,14 @@ fn charge_history(
 
 /// `action.svg`: S_eff = -log q against S for up to 1024 proposals, with the slope-1 line
 /// (arXiv:2101.08176 Fig. 4; on the line the flow is exact up to log Z).
-fn write_action_plot(e: &Ensemble, dir: &std::path::Path) -> CliResult<()> {
-    let k = e.len().min(1024);
-    let logq = e.logq.as_ref().expect("flow ensembles carry log q");
-    let pts: Vec<(f64, f64)> = (0..k).map(|i| (e.action[i], -logq[i])).collect();
-    let title = format!("S_eff = -log q against S ({k} flow samples)");
+fn write_action_plot(run: &mut FlowRun, dir: &std::path::Path) -> CliResult<()> {
+    let mut pts: Vec<(f64, f64)> = Vec::new();
+    run.scan(&mut |i, row| {
+        if i < ACTION_PLOT_POINTS {
+            pts.push((row[ACTION], -row[LOGQ]));
+        }
+    })?;
+    let title = format!("S_eff = -log q against S ({} flow samples)", pts.len());
     let svg = plot::scatter_plot(&title, "S(x)", "S_eff(x) = -log q(x)", &pts, true);
     plot::write_svg(&dir.join("action.svg"), &svg)?;
     Ok(())

@@ -45,17 +45,14 @@ pub trait ProposalSource: Sync {
     fn propose(&self, n: usize, rng: &mut dyn RngCore) -> (Vec<f64>, Vec<f64>);
 }
 
-/// Configurations with their action and the Markov chain over them.
-///
-/// An ensemble may keep only its first configurations ([`Ensemble::keeping`]): the
-/// samplers' streaming mode hands every batch to a sink (which measures and saves it) and
-/// keeps a few for plots, so memory does not grow with the configurations.
-#[derive(Clone, Debug)]
+/// Configurations with their action and the Markov chain over them, in memory (a
+/// streaming sampler hands its batches to a sink instead:
+/// [`IndependenceSampler::sample_streaming`]).
+#[derive(Clone, Debug, Default)]
 pub struct Ensemble {
-    /// The first `keep` configurations, row-major.
+    /// The configurations, `len() * dof` values row-major.
     configs: Vec<f64>,
     dof: usize,
-    keep: usize,
     /// `S(x)` of each configuration.
     pub action: Vec<f64>,
     /// `log q(x)` of each configuration under the proposal density (flow samplers).
@@ -68,37 +65,10 @@ pub struct Ensemble {
     pub proposed: usize,
 }
 
-impl Default for Ensemble {
-    /// An empty ensemble of zero-size configurations, keeping all.
-    fn default() -> Self {
-        Ensemble::new(0)
-    }
-}
-
 impl Ensemble {
-    /// An empty ensemble of configurations with `dof` values each, keeping all of them.
+    /// An empty ensemble of configurations with `dof` values each.
     pub fn new(dof: usize) -> Self {
-        Self::keeping(dof, usize::MAX)
-    }
-
-    /// The same, keeping only the first `keep` configurations (their action, `log q` and
-    /// the chain are kept for all).
-    pub fn keeping(dof: usize, keep: usize) -> Self {
-        Ensemble {
-            configs: Vec::new(),
-            dof,
-            keep,
-            action: Vec::new(),
-            logq: None,
-            history: Vec::new(),
-            accepted: 0,
-            proposed: 0,
-        }
-    }
-
-    /// Number of configurations kept (all unless made by [`Ensemble::keeping`]).
-    pub fn kept(&self) -> usize {
-        self.configs.len() / self.dof.max(1)
+        Ensemble { dof, ..Default::default() }
     }
 
     /// Number of configurations.
@@ -117,16 +87,11 @@ impl Ensemble {
     }
 
     /// Configuration `i`.
-    ///
-    /// # Panics
-    /// If it was not kept.
-    #[track_caller]
     pub fn config(&self, i: usize) -> &[f64] {
-        assert!(i < self.kept(), "configuration {i} of {} was not kept (the first {} were)", self.len(), self.kept());
         &self.configs[i * self.dof..(i + 1) * self.dof]
     }
 
-    /// The kept configurations in order.
+    /// The configurations in order.
     pub fn configs(&self) -> impl Iterator<Item = &[f64]> {
         self.configs.chunks_exact(self.dof.max(1))
     }
@@ -144,9 +109,7 @@ impl Ensemble {
             (None, None) => {}
             _ => panic!("ensemble: log q given for some configurations only"),
         }
-        if self.kept() < self.keep {
-            self.configs.extend_from_slice(config);
-        }
+        self.configs.extend_from_slice(config);
         self.action.push(action);
     }
 
@@ -165,12 +128,7 @@ impl Ensemble {
     }
 
     /// An observable on every configuration.
-    ///
-    /// # Panics
-    /// If not every configuration was kept.
-    #[track_caller]
     pub fn measure(&self, f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
-        assert_eq!(self.kept(), self.len(), "measure needs every configuration; a streaming sampler's sink measures");
         self.configs().map(f).collect()
     }
 
@@ -249,11 +207,21 @@ impl<'a, P: ProposalSource + ?Sized> IndependenceSampler<'a, P> {
     }
 }
 
+/// What a streaming run of an [`IndependenceSampler`] counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChainCounts {
+    /// Proposals drawn (= chain steps).
+    pub len: usize,
+    /// Proposals accepted (the first state is not a proposal).
+    pub accepted: usize,
+    /// Proposals offered after the first.
+    pub proposed: usize,
+}
+
 impl<P: ProposalSource + ?Sized> IndependenceSampler<'_, P> {
-    /// Draws `n` proposals like [`Sampler::sample`] (the same ensemble for the same `rng`),
-    /// handing each batch to `sink` after the chain has seen it, and keeps only the first
-    /// `keep` configurations: memory stays at one batch of configurations (plus the
-    /// per-configuration action, `log q` and chain) whatever `n`.
+    /// Draws `n` proposals like [`Sampler::sample`] (the same proposals and chain for the
+    /// same `rng`) and hands each batch to `sink` after the chain has seen it, keeping
+    /// nothing: memory stays at one batch whatever `n` (the sink measures, saves, spools).
     ///
     /// # Errors
     /// The first error `sink` returns; sampling stops there.
@@ -261,39 +229,44 @@ impl<P: ProposalSource + ?Sized> IndependenceSampler<'_, P> {
         &mut self,
         n: usize,
         rng: &mut dyn RngCore,
-        keep: usize,
         sink: &mut dyn FnMut(&ProposalBatch) -> Result<(), String>,
-    ) -> Result<Ensemble, String> {
+    ) -> Result<ChainCounts, String> {
         let dof = self.source.dof();
-        let mut e = Ensemble::keeping(dof, keep);
-        let mut chain = IndependenceMetropolis::new();
-        while e.len() < n {
-            let b = self.batch.min(n - e.len());
+        let mut chain = IndependenceMetropolis::without_history();
+        let mut done = 0;
+        let mut states = Vec::with_capacity(self.batch.min(n));
+        while done < n {
+            let b = self.batch.min(n - done);
             let (x, logq) = self.source.propose(b, rng);
             assert_eq!((x.len(), logq.len()), (b * dof, b), "proposal source returned the wrong sizes");
-            let first = e.len();
-            let mut lw = Vec::with_capacity(b);
-            let mut action = Vec::with_capacity(b);
-            for (c, &q) in x.chunks_exact(dof.max(1)).zip(&logq) {
-                let s = (self.action)(c);
-                lw.push(-s - q);
-                action.push(s);
-                e.push(c, s, Some(q));
+            let action: Vec<f64> = x.chunks_exact(dof.max(1)).map(|c| (self.action)(c)).collect();
+            states.clear();
+            for (i, (s, q)) in action.iter().zip(&logq).enumerate() {
+                chain.offer(done + i, -s - q, rng);
+                states.push(chain.state());
             }
-            chain.offer_batch(first, &lw, rng);
-            let steps = &chain.history()[first..];
-            sink(&ProposalBatch { first, dof, configs: &x, action: &action, logq: &logq, chain: steps })?;
+            sink(&ProposalBatch { first: done, dof, configs: &x, action: &action, logq: &logq, chain: &states })?;
+            done += b;
         }
-        e.history = chain.history().to_vec();
-        e.proposed = chain.proposed();
-        e.accepted = chain.accepted();
-        Ok(e)
+        Ok(ChainCounts { len: done, accepted: chain.accepted(), proposed: chain.proposed() })
     }
 }
 
 impl<P: ProposalSource + ?Sized> Sampler for IndependenceSampler<'_, P> {
     fn sample(&mut self, n: usize, rng: &mut dyn RngCore) -> Ensemble {
-        self.sample_streaming(n, rng, usize::MAX, &mut |_| Ok(())).expect("a sink that never fails")
+        let mut e = Ensemble::new(self.source.dof());
+        let counts = self
+            .sample_streaming(n, rng, &mut |b| {
+                for i in 0..b.len() {
+                    e.push(b.config(i), b.action[i], Some(b.logq[i]));
+                }
+                e.history.extend_from_slice(b.chain);
+                Ok(())
+            })
+            .expect("a sink that never fails");
+        e.accepted = counts.accepted;
+        e.proposed = counts.proposed;
+        e
     }
 }
 
@@ -336,8 +309,8 @@ mod tests {
         assert!(e.acceptance() > 0.5 && e.acceptance() < 1.0);
     }
 
-    /// Streaming gives the same ensemble, hands every proposal to the sink once in order
-    /// with the chain's state, keeps only what it was asked to, and stops at a sink error.
+    /// Streaming hands every proposal of the ensemble to the sink once, in order, with the
+    /// chain's state, and stops at a sink error.
     #[test]
     fn streaming_matches_sampling_and_stops_on_errors() {
         let action = |x: &[f64]| -((x[0] + 1.0) / 6.0).ln();
@@ -351,14 +324,23 @@ mod tests {
             Ok(())
         };
         let mut sampler = IndependenceSampler::new(&Three, &action, 100);
-        let e = sampler.sample_streaming(1000, &mut StdRng::seed_from_u64(3), 5, &mut sink).unwrap();
-        assert_eq!((e.len(), e.kept()), (1000, 5));
-        assert_eq!((&e.history, &e.action, e.accepted), (&all.history, &all.action, all.accepted));
+        let c = sampler.sample_streaming(1000, &mut StdRng::seed_from_u64(3), &mut sink).unwrap();
+        assert_eq!(c, ChainCounts { len: 1000, accepted: all.accepted, proposed: all.proposed });
+        assert_eq!(seen.len(), 1000);
         for (i, s) in seen.iter().enumerate() {
             assert_eq!(*s, (all.config(i)[0], all.action[i], all.logq.as_ref().unwrap()[i], all.history[i]));
         }
+        // the chain as the history-keeping IndependenceMetropolis runs it, batch by batch
+        let mut m = IndependenceMetropolis::new();
+        let mut rng = StdRng::seed_from_u64(3);
+        for first in (0..1000).step_by(100) {
+            let (x, logq) = Three.propose(100, &mut rng);
+            let lw: Vec<f64> = x.iter().zip(&logq).map(|(x, q)| -action(&[*x]) - q).collect();
+            m.offer_batch(first, &lw, &mut rng);
+        }
+        assert_eq!(m.history(), &all.history[..]);
         let mut calls = 0;
-        let r = sampler.sample_streaming(1000, &mut StdRng::seed_from_u64(3), 0, &mut |_| {
+        let r = sampler.sample_streaming(1000, &mut StdRng::seed_from_u64(3), &mut |_| {
             calls += 1;
             Err("disk full".into())
         });

@@ -15,12 +15,24 @@ pub struct IndependenceMetropolis {
     proposed: usize,
     accepted: usize,
     history: Vec<usize>,
+    forget: bool,
 }
 
 impl IndependenceMetropolis {
     /// An empty chain: its first proposal is taken as the starting state.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same, not recording the history (constant memory; read [`Self::state`] after
+    /// each offer instead).
+    pub fn without_history() -> Self {
+        IndependenceMetropolis { forget: true, ..Self::default() }
+    }
+
+    /// The index of the proposal the chain sits on.
+    pub fn state(&self) -> usize {
+        self.current_index
     }
 
     /// Offers proposal number `index` with log weight `lw = log p - log q`; returns
@@ -41,7 +53,9 @@ impl IndependenceMetropolis {
             self.current_lw = Some(lw);
             self.current_index = index;
         }
-        self.history.push(self.current_index);
+        if !self.forget {
+            self.history.push(self.current_index);
+        }
         accept
     }
 
@@ -71,7 +85,8 @@ impl IndependenceMetropolis {
         self.proposed
     }
 
-    /// For each Markov-chain step, the index of the proposal the chain sits on.
+    /// For each Markov-chain step, the index of the proposal the chain sits on (empty
+    /// for a chain made by [`Self::without_history`]).
     pub fn history(&self) -> &[usize] {
         &self.history
     }

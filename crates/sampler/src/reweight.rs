@@ -149,6 +149,9 @@ impl TopLogWeights {
     }
 }
 
+/// Reads pairs `(log weight, observable)` from the start, handing each to the visitor.
+pub type PairReplay<'a> = dyn FnMut(&mut dyn FnMut(f64, f64)) -> Result<(), String> + 'a;
+
 /// [`reweight`] over pairs `(log weight, observable)` read by `replay` (three passes,
 /// constant memory): the same numbers bit for bit.
 ///
@@ -157,9 +160,7 @@ impl TopLogWeights {
 ///
 /// # Panics
 /// If there are no pairs.
-pub fn reweight_replay(
-    replay: &mut dyn FnMut(&mut dyn FnMut(f64, f64)) -> Result<(), String>,
-) -> Result<Reweighted, String> {
+pub fn reweight_replay(replay: &mut PairReplay<'_>) -> Result<Reweighted, String> {
     let (mut m, mut n) = (f64::NEG_INFINITY, 0usize);
     replay(&mut |lw, _| {
         if lw.is_finite() {

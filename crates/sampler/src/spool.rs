@@ -18,8 +18,8 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
-/// Bytes of rows kept in memory before the table moves to a scratch file (64 MiB).
-pub const MEMORY_ROWS_BYTES: usize = 64 << 20;
+/// Bytes of rows kept in memory before the table moves to a scratch file (16 MiB).
+pub const MEMORY_ROWS_BYTES: usize = 16 << 20;
 
 /// Rows of `width` f64 values, appended in order and scanned in order.
 pub struct Spool {
