@@ -113,7 +113,10 @@ fn hmc_ensembles_measure_to_the_numbers_hmc_printed() {
     for theory in ["phi4", "u1"] {
         let dir = temp_dir(&format!("hmc-{theory}"));
         let cmd = ["hmc", theory, "--L", "4", "--chains", "3", "--n-traj", "400", "--n-therm", "50", "--quiet"];
-        let printed = ok(&[&cmd[..], &["--out", s(&dir), "--save"]].concat());
+        // U(1) with charge-conjugation flips (the metadata carries them to measure)
+        let flip: &[&str] = if theory == "u1" { &["--flip"] } else { &[] };
+        let printed = ok(&[&cmd[..], &["--out", s(&dir), "--save"], flip].concat());
+        assert_eq!(printed.contains("global flips"), theory == "u1", "{printed}");
         let ens = dir.join("ensemble");
         let measured = ok(&["measure", s(&ens)]);
         assert_eq!(numbers(&measured), numbers(&printed), "{theory}");

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 /// Flags every theory accepts.
 const COMMON: &[&str] = &["n-traj", "n-therm", "chains", "steps", "tau", "seed", "out"];
-const SWITCHES: &[&str] = &["quiet", "no-csv", "force", "save"];
+const SWITCHES: &[&str] = &["quiet", "no-csv", "force", "save", "flip"];
 
 /// Most chains of one run.
 pub const MAX_CHAINS: usize = 4096;
@@ -50,7 +50,8 @@ pub fn usage(theories: &[&dyn Theory]) -> String {
     }
     s + "COMMON: --n-traj 10000 (per chain) --n-therm 500 --chains 4 --steps 10 --tau 1.0\n        \
          --seed 0 --out runs/hmc_THEORY (observables.csv there) --no-csv --quiet\n        \
-         --save (every recorded configuration into OUT/ensemble, per chain; see latflow measure)"
+         --save (every recorded configuration into OUT/ensemble, per chain; see latflow measure)\n        \
+         --flip (after each trajectory the global symmetry phi -> -phi / theta -> -theta with probability 1/2)"
 }
 
 /// The run's settings from the command line.
@@ -109,7 +110,7 @@ fn common(a: &Args, theory: &dyn Theory) -> CliResult<Common> {
     }
     let seed: u64 = a.get("seed", 0u64)?;
     let run = RunConfig {
-        hmc: HmcConfig { trajectory_length: tau, n_steps: a.positive("steps", 10)? },
+        hmc: HmcConfig { trajectory_length: tau, n_steps: a.positive("steps", 10)?, flip: a.has("flip") },
         n_chains: a.positive("chains", 4)?,
         n_therm: non_negative(a, "n-therm", 500)?,
         n_traj: a.positive("n-traj", 10_000)?,
@@ -356,13 +357,14 @@ fn summary_head(header: &str, r: &RunConfig, recs: &[ChainRecord], timing: &str)
     let refs: Vec<&[f64]> = s.iter().map(Vec::as_slice).collect();
     let edh = gamma_method_replicas(&refs, S_TAU_DEFAULT);
     format!(
-        "{header}\n  {} chains x {} trajectories (+{} thermalization), {} leapfrog steps, tau {}, seed {}\n  \
+        "{header}\n  {} chains x {} trajectories (+{} thermalization), {} leapfrog steps, tau {}{}, seed {}\n  \
          {timing}\n  {:<28} {acc:.4}\n{}",
         r.n_chains,
         r.n_traj,
         r.n_therm,
         r.hmc.n_steps,
         r.hmc.trajectory_length,
+        if r.hmc.flip { ", global flips" } else { "" },
         r.seed,
         "acceptance",
         line("<exp(-dH)>", &edh),

@@ -65,7 +65,11 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
             let tau: f64 =
                 entry("tau")?.parse().map_err(|_| CliError(format!("{first}: metadata \"tau\" is not a number")))?;
             let run = RunConfig {
-                hmc: HmcConfig { trajectory_length: tau, n_steps: number("steps")? as usize },
+                hmc: HmcConfig {
+                    trajectory_length: tau,
+                    n_steps: number("steps")? as usize,
+                    flip: meta.get("flip").is_some_and(|v| v == "true"),
+                },
                 n_chains: number("chains")? as usize,
                 n_therm: number("n_therm")? as usize,
                 n_traj: number("n_traj")? as usize,

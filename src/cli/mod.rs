@@ -53,7 +53,7 @@ commands:
              latflow apply --checkpoint FILE --input IN.safetensors --output OUT.safetensors [--reverse]
   audit      gradient audit of every op (f64 finite differences); flags: --seed N
   hmc        HMC baseline: latflow hmc THEORY [THEORY FLAGS] [--n-traj 10000 --n-therm 500
-             --chains 4 --steps 10 --tau 1.0 --seed 0 --out DIR --no-csv --quiet --save]
+             --chains 4 --steps 10 --tau 1.0 --seed 0 --out DIR --no-csv --quiet --save --flip]
 
 theories (flags with defaults; [hmc] = hmc only, [flow] = train only):
 ",

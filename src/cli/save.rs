@@ -133,6 +133,7 @@ pub fn hmc_metadata(
         ("n_therm", run.n_therm.to_string()),
         ("steps", run.hmc.n_steps.to_string()),
         ("tau", run.hmc.trajectory_length.to_string()),
+        ("flip", run.hmc.flip.to_string()),
         ("seed", run.seed.to_string()),
     ] {
         m.insert(k.into(), v);

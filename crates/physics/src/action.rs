@@ -22,4 +22,14 @@ pub trait Action: Sync {
     /// configuration (angles into `[0, 2 pi)` for U(1)); the identity by default.
     /// Samplers call it after an accepted update, never inside a trajectory.
     fn canonicalize(&self, _x: &mut [f64]) {}
+
+    /// Applies the action's global sign symmetry `x -> -x` in place, if it has one
+    /// (`S(-x) = S(x)`: phi^4's Z2, U(1)'s charge conjugation `theta -> -theta`, which flips
+    /// the topological charge), and says whether it did. Such a flip is an exact Markov
+    /// step (it changes no weight); HMC offers one after each trajectory on request, which
+    /// makes the chain ergodic between the two vacua of phi^4's broken phase and between
+    /// the sectors `Q` and `-Q`. No symmetry by default.
+    fn flip(&self, _x: &mut [f64]) -> bool {
+        false
+    }
 }

@@ -104,6 +104,12 @@ impl Action for Phi4 {
             *o = p * (c2 + c4 * p * p) - 2.0 * nb;
         }
     }
+
+    /// `phi -> -phi`: `S` is even (the Z2 symmetry that the broken phase breaks).
+    fn flip(&self, phi: &mut [f64]) -> bool {
+        phi.iter_mut().for_each(|p| *p = -*p);
+        true
+    }
 }
 
 /// The 2D force with direct row arithmetic (no neighbour tables): the interior of each

@@ -248,6 +248,14 @@ impl Action for U1 {
             *t = t.rem_euclid(2.0 * PI);
         }
     }
+
+    /// Charge conjugation `theta -> -theta` (into `[0, 2 pi)`): `S` is even, `Q -> -Q`.
+    fn flip(&self, theta: &mut [f64]) -> bool {
+        for t in theta.iter_mut() {
+            *t = (-*t).rem_euclid(2.0 * PI);
+        }
+        true
+    }
 }
 
 /// Plaquette angles `P_{mu nu}` of a batch of links `(N, Nd, L_0, ...)` as a tape value

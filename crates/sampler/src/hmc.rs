@@ -34,11 +34,16 @@ pub struct HmcConfig {
     pub trajectory_length: f64,
     /// Leapfrog steps per trajectory (step size `tau / n_steps`). Default 10.
     pub n_steps: usize,
+    /// After each trajectory, apply the action's global symmetry ([`Action::flip`]) with
+    /// probability 1/2 (exact: the weight does not change). Makes the chain ergodic where
+    /// the symmetry is broken (phi^4's two vacua) or sectors freeze (U(1)'s `Q` and `-Q`).
+    /// Default false.
+    pub flip: bool,
 }
 
 impl Default for HmcConfig {
     fn default() -> Self {
-        HmcConfig { trajectory_length: 1.0, n_steps: 10 }
+        HmcConfig { trajectory_length: 1.0, n_steps: 10, flip: false }
     }
 }
 
@@ -159,7 +164,8 @@ impl HmcChain {
 
     /// One HMC update: draw `p ~ N(0, 1)`, integrate with [`leapfrog`], accept the end
     /// point with probability `min(1, exp(-dH))`. Accepted configurations are passed
-    /// through [`Action::canonicalize`].
+    /// through [`Action::canonicalize`]; with [`HmcConfig::flip`], then the global flip
+    /// with probability 1/2.
     pub fn trajectory<A: Action + ?Sized, R: Rng + ?Sized>(
         &mut self,
         action: &A,
@@ -183,6 +189,11 @@ impl HmcChain {
             self.s = s1;
             action.canonicalize(&mut self.x);
             self.n_accepted += 1;
+        }
+        if config.flip && rng.gen::<bool>() && action.flip(&mut self.x) {
+            // S is unchanged by the symmetry; the force is recomputed at the new point
+            self.s = action.action(&self.x);
+            action.force(&self.x, &mut self.force);
         }
         self.n_traj += 1;
         TrajectoryInfo { delta_h, accepted }
@@ -448,6 +459,42 @@ mod tests {
         assert_eq!(counter.load(Ordering::Relaxed), 3 * 310);
         assert_ne!(r1[0].observables, r1[1].observables, "chains must not share a stream");
         assert_eq!(r1[0].observables[0].len(), 300);
+    }
+
+    /// In phi^4's broken phase (8x8, M2 = -4, lam = 1) plain HMC stays in one vacuum
+    /// (|<M>| near <|M|>), with the flip it visits both: <M> within 4 sigma of 0 and the
+    /// sign of M changes often; <|M|> agrees between the two (the flip leaves |M| alone).
+    #[test]
+    fn flips_make_the_broken_phase_ergodic() {
+        let a = Phi4::new(Lattice::new(&[8, 8]), -4.0, 1.0);
+        let init = |_c: usize, rng: &mut StdRng| (0..64).map(|_| 0.1 * rng.sample::<f64, _>(StandardNormal)).collect();
+        let measure = |x: &[f64], o: &mut [f64]| {
+            let m = x.iter().sum::<f64>() / 64.0;
+            o[0] = m;
+            o[1] = m.abs();
+        };
+        let run = |flip: bool| {
+            let hmc = HmcConfig { flip, ..HmcConfig::default() };
+            let cfg = RunConfig { hmc, n_chains: 4, n_therm: 200, n_traj: 4000, seed: 3 };
+            run_chains(&a, &cfg, 2, init, measure, None)
+        };
+        let stat = |recs: &[ChainRecord], k: usize| {
+            let s: Vec<&[f64]> = recs.iter().map(|r| r.observables[k].as_slice()).collect();
+            gamma_method_replicas(&s, S_TAU_DEFAULT)
+        };
+        let (frozen, ergodic) = (run(false), run(true));
+        let abs_m = stat(&frozen, 1).mean;
+        assert!(abs_m > 0.5, "broken phase: <|M|> = {abs_m}");
+        for r in &frozen {
+            let m = r.observables[0].iter().sum::<f64>() / r.observables[0].len() as f64;
+            assert!(m.abs() > 0.9 * abs_m, "without flips a chain stays in one vacuum: <M> = {m}");
+        }
+        let m = stat(&ergodic, 0);
+        assert!(m.mean.abs() < 4.0 * m.error, "with flips <M> = {m}");
+        let signs = ergodic[0].observables[0].windows(2).filter(|w| w[0].signum() != w[1].signum()).count();
+        assert!(signs > 1000, "{signs} sign changes in 4000 trajectories");
+        let (a0, a1) = (stat(&frozen, 1), stat(&ergodic, 1));
+        assert!((a0.mean - a1.mean).abs() < 4.0 * (a0.error.hypot(a1.error)), "<|M|>: {a0} vs {a1}");
     }
 
     /// Records every recorded configuration's first value; fails after `fail_after`.
