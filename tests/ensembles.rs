@@ -152,7 +152,10 @@ fn bad_ensembles_and_flags_are_clear_errors() {
     user_error(&["measure", s(&ens), s(&ens)], "one ensemble directory");
     user_error(&["measure", s(&dir.join("nope"))], "cannot read ensemble directory");
     user_error(&["measure", s(&dir)], "no ensemble chunks");
-    user_error(&["measure", s(&ens), "--obs", "chi3"], "not an observable of this theory (chi2, M, absM)");
+    user_error(
+        &["measure", s(&ens), "--obs", "chi3"],
+        "not an observable of this theory (chi2, M, absM, Mpos, G0, G1, G2, chi2c, U4, xi2, meff1)",
+    );
     user_error(&["measure", s(&ens), "--therm", "69999"], "must leave at least 2 chain steps");
     user_error(&["measure", s(&ens), "--bogus"], "--bogus");
     // the run directory now holds a run

@@ -9,8 +9,10 @@ use super::{save, Args, CliError, CliResult};
 use crate::io::csv::Table;
 use crate::physics::Action;
 use crate::sampler::hmc::{run_chains_saving, ChainRecord, ChainSink, HmcConfig, RunConfig};
-use crate::sampler::stats::{gamma_method_replicas, tunnelling_rate, GammaEstimate, S_TAU_DEFAULT};
-use crate::theory::{Observable, Params, Setup, Theory};
+use crate::sampler::stats::{
+    gamma_method_derived_replicas, gamma_method_replicas, tunnelling_rate, GammaEstimate, S_TAU_DEFAULT,
+};
+use crate::theory::{Derived, Observable, Params, Setup, Theory};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -183,17 +185,20 @@ fn sample(theory: &dyn Theory, setup: &dyn Setup, c: &Common) -> CliResult<()> {
         n as f64 / secs,
         rayon::current_num_threads()
     );
-    summarize(theory, setup, &obs, &c.run, &recs, &timing, Some(c))
+    summarize(theory, setup, &obs, &setup.derived(), &|_| true, &c.run, &recs, &timing, Some(c))
 }
 
 /// The summary of HMC chains (`hmc`, and `measure` on a saved HMC ensemble):
 /// acceptance, `<exp(-dH)>`, each of `obs` (measured into `recs[c].observables[k]`, the
 /// action last) with references and tunnelling, `<S>/V`; with `c`, the CSV and the
 /// ensemble's line. Non-finite results are an error.
+#[allow(clippy::too_many_arguments)]
 pub fn summarize(
     theory: &dyn Theory,
     setup: &dyn Setup,
     obs: &[Observable],
+    derived: &[Derived],
+    select: &dyn Fn(&str) -> bool,
     run: &RunConfig,
     recs: &[ChainRecord],
     timing: &str,
@@ -206,12 +211,34 @@ pub fn summarize(
     let mut non_finite = Vec::new();
     let acc = recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / recs.len() as f64;
     let moving = (MIN_ACCEPTANCE..=MAX_ACCEPTANCE).contains(&acc);
-    for (k, o) in obs.iter().enumerate() {
-        let g = gamma(recs, k, |v| v);
+    let mut rows: Vec<(&Observable, GammaEstimate, Option<usize>)> = Vec::new();
+    for (k, o) in obs.iter().enumerate().filter(|(_, o)| o.shown && select(&o.key)) {
+        rows.push((o, gamma(recs, k, |v| v), Some(k)));
+    }
+    let primaries = rows.len();
+    // derived quantities print like observables (a stand-in Observable carries their names)
+    let stand_ins: Vec<Observable> = derived
+        .iter()
+        .filter(|d| select(&d.key))
+        .map(|d| Observable::new(d.key.clone(), d.label.clone(), d.digits, |_| 0.0))
+        .collect();
+    for (d, o) in derived.iter().filter(|d| select(&d.key)).zip(&stand_ins) {
+        let cols = d.columns(obs);
+        let replicas: Vec<Vec<&[f64]>> =
+            recs.iter().map(|r| cols.iter().map(|&c| r.observables[c].as_slice()).collect()).collect();
+        rows.push((o, gamma_method_derived_replicas(&replicas, &|m| (d.f)(m), S_TAU_DEFAULT), None));
+    }
+    for (i, (o, g, k)) in rows.into_iter().enumerate() {
         if !(g.mean.is_finite() && g.error.is_finite()) {
-            non_finite.push(o.label);
+            if i >= primaries {
+                // a derived quantity can be undefined at the measured means (an effective
+                // mass where G(t-1) + G(t+1) < 2 G(t) within noise): said, not an error
+                out += &format!("  {:<28} undefined at these means (not finite or not smooth there)\n", o.label);
+                continue;
+            }
+            non_finite.push(o.label.clone());
         }
-        out += &line(o.label, &g);
+        out += &line(&o.label, &g);
         for r in refs.iter().filter(|r| r.key == o.key && r.value.is_finite()) {
             let rd = r.digits.max(o.digits);
             let v = if r.error > 0.0 {
@@ -230,14 +257,14 @@ pub fn summarize(
             };
             out += &format!("  {:<28} {v}{pull}\n", format!("{} ({})", o.label, r.label));
         }
-        if o.tunnelling.is_some() {
+        if let (Some(_), Some(k)) = (o.tunnelling, k) {
             let rate = recs.iter().map(|r| tunnelling_rate(&r.observables[k])).sum::<f64>() / recs.len() as f64;
             out += &format!("  {:<28} {rate:.4} per trajectory (tau_int = {:.1})\n", "tunnelling rate", g.tau_int);
         }
     }
     let s_per_dof = gamma(recs, obs.len(), |v| v / dof);
     if !(s_per_dof.mean.is_finite() && s_per_dof.error.is_finite()) {
-        non_finite.push("<S> / V");
+        non_finite.push("<S> / V".into());
     }
     out += &line("<S> / V", &s_per_dof);
     if !moving {
@@ -246,7 +273,7 @@ pub fn summarize(
              mean little\n"
         );
     }
-    let mut names: Vec<&str> = obs.iter().map(|o| o.key).collect();
+    let mut names: Vec<&str> = obs.iter().map(|o| o.key.as_str()).collect();
     names.push("S");
     match c {
         Some(c) => finish(out, c, &names, recs)?,
@@ -439,7 +466,7 @@ mod tests {
         args.extend(s(&common));
         run(&theories, &args).unwrap();
         let text = std::fs::read_to_string(dir.join(OBSERVABLES_FILE)).unwrap();
-        assert_eq!(text.lines().next().unwrap(), "chain,traj,accepted,dH,chi2,M,absM,S");
+        assert_eq!(text.lines().next().unwrap(), "chain,traj,accepted,dH,chi2,M,absM,Mpos,M2,M4,G0,G1,G2,S");
         assert_eq!(text.lines().count(), 1 + 2 * 50);
         let mut args = s(&["u1", "--beta", "1.0", "--no-csv"]);
         args.extend(s(&common));

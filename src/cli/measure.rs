@@ -15,7 +15,7 @@ use super::{hmc, Args, CliError, CliResult};
 use crate::io::ensemble::{Chunk, Ensemble as Stored};
 use crate::sampler::ensemble::ChainCounts;
 use crate::sampler::hmc::{ChainRecord, HmcConfig, RunConfig};
-use crate::theory::{Observable, Params, Setup, Theory};
+use crate::theory::{Derived, Observable, Params, Setup, Theory};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -51,7 +51,8 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
             setup.config_shape()
         )));
     }
-    let obs = select(setup.as_ref(), a.opt::<String>("obs")?)?;
+    let chosen = select(setup.as_ref(), a.opt::<String>("obs")?)?;
+    let obs = setup.observables();
     let number = |k: &str| -> CliResult<u64> {
         entry(k)?.parse().map_err(|_| CliError(format!("{first}: metadata entry {k:?} is not a number")))
     };
@@ -59,7 +60,8 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
     match entry(SAMPLER_KEY)?.as_str() {
         SAMPLER_FLOW => {
             let therm = therm.map_or_else(|| number("therm").map(|t| t as usize), Ok)?;
-            flow(theory, setup.as_ref(), &stored, &obs, therm, number("seed")?, number("n")?, number("batch")?)
+            let (seed, n, batch) = (number("seed")?, number("n")?, number("batch")?);
+            flow(theory, setup.as_ref(), &stored, &obs, chosen.as_deref(), therm, seed, n, batch)
         }
         SAMPLER_HMC => {
             let tau: f64 =
@@ -75,25 +77,28 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
                 n_traj: number("n_traj")? as usize,
                 seed: number("seed")?,
             };
-            chains(theory, setup.as_ref(), &stored, &obs, &run, therm.unwrap_or(0))
+            chains(theory, setup.as_ref(), &stored, &obs, chosen.as_deref(), &run, therm.unwrap_or(0))
         }
         other => Err(CliError(format!("{first}: unknown sampler {other:?} in the ensemble's metadata"))),
     }
 }
 
-/// The observables named by `--obs k1,k2` (all by default).
-fn select(setup: &dyn Setup, keys: Option<String>) -> CliResult<Vec<Observable>> {
-    let mut all = setup.observables();
-    let Some(keys) = keys else { return Ok(all) };
+/// The keys named by `--obs k1,k2` (observables shown or derived quantities), checked.
+fn select(setup: &dyn Setup, keys: Option<String>) -> CliResult<Option<Vec<String>>> {
+    let Some(keys) = keys else { return Ok(None) };
+    let mut known: Vec<String> = setup.observables().into_iter().filter(|o| o.shown).map(|o| o.key).collect();
+    known.extend(setup.derived().into_iter().map(|d| d.key));
     let mut out = Vec::new();
     for k in keys.split(',').map(str::trim) {
-        let i = all.iter().position(|o| o.key == k).ok_or_else(|| {
-            let known: Vec<&str> = setup.observables().iter().map(|o| o.key).collect();
-            CliError(format!("measure: --obs {k:?} is not an observable of this theory ({})", known.join(", ")))
-        })?;
-        out.push(all.remove(i));
+        if !known.iter().any(|q| q == k) {
+            return Err(CliError(format!(
+                "measure: --obs {k:?} is not an observable of this theory ({})",
+                known.join(", ")
+            )));
+        }
+        out.push(k.to_string());
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Checks the stored action of every configuration of `c` against `S(x)`.
@@ -121,6 +126,7 @@ fn flow(
     setup: &dyn Setup,
     stored: &Stored,
     obs: &[Observable],
+    chosen: Option<&[String]>,
     therm: usize,
     seed: u64,
     n: u64,
@@ -175,7 +181,10 @@ fn flow(
     let head = Heading { n: len, batch: batch as usize, therm, seed };
     let read = t0.elapsed().as_secs_f64();
     println!("measured {} ({} chunks)", stored.dir.display(), stored.n_chunks());
-    report::report(theory, setup, &mut run, obs, &head, &[("reading time", read)], None)
+    let derived: Vec<Derived> =
+        setup.derived().into_iter().filter(|d| chosen.is_none_or(|c| c.contains(&d.key))).collect();
+    let shown = |k: &str| chosen.is_none_or(|c| c.iter().any(|q| q == k));
+    report::report(theory, setup, &mut run, obs, &derived, &shown, &head, &[("reading time", read)], None)
 }
 
 /// An HMC ensemble: one record per chain, reported as `hmc` did.
@@ -184,6 +193,7 @@ fn chains(
     setup: &dyn Setup,
     stored: &Stored,
     obs: &[Observable],
+    chosen: Option<&[String]>,
     run: &RunConfig,
     extra: usize,
 ) -> CliResult<()> {
@@ -248,5 +258,6 @@ fn chains(
     let timing =
         format!("measured {n} saved configurations of {} in {:.2} s", stored.dir.display(), t0.elapsed().as_secs_f64());
     let shown = RunConfig { n_chains: recs.len(), n_traj: recs[0].delta_h.len(), n_therm: run.n_therm + extra, ..*run };
-    hmc::summarize(theory, setup, obs, &shown, &recs, &timing, None)
+    let select = |k: &str| chosen.is_none_or(|c| c.iter().any(|q| q == k));
+    hmc::summarize(theory, setup, obs, &setup.derived(), &select, &shown, &recs, &timing, None)
 }

@@ -10,12 +10,13 @@ use crate::io::csv::Table;
 use crate::io::plot;
 use crate::sampler::ensemble::{ChainCounts, IndependenceSampler, ProposalBatch};
 use crate::sampler::hmc::{run_chains, HmcChain, HmcConfig, RunConfig};
-use crate::sampler::reweight::{reweight_replay, Reweighted, TopLogWeights};
+use crate::sampler::reweight::{reweight_derived_replay, reweight_replay, Reweighted, TopLogWeights};
 use crate::sampler::spool::Spool;
 use crate::sampler::stats::{
-    gamma_method, gamma_method_replay, gamma_method_replicas, tunnelling_rate, GammaEstimate, S_TAU_DEFAULT,
+    gamma_method, gamma_method_derived_replay, gamma_method_derived_replicas, gamma_method_replay,
+    gamma_method_replicas, tunnelling_rate, Estimate, GammaEstimate, S_TAU_DEFAULT,
 };
-use crate::theory::{Observable, Reference, Setup, Theory};
+use crate::theory::{Derived, Observable, Reference, Setup, Theory};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::path::PathBuf;
@@ -122,10 +123,39 @@ impl FlowRun {
         })
     }
 
+    /// Rows of observables `cols` along the Markov chain after `therm` steps.
+    fn chain_rows(&mut self, cols: &[usize], therm: usize, f: &mut dyn FnMut(&[f64])) -> Result<(), String> {
+        let mut current = vec![f64::NAN; cols.len()];
+        self.rows.scan(&mut |i, row| {
+            if row[STATE] as usize == i {
+                current.iter_mut().zip(cols).for_each(|(c, &k)| *c = row[OBS + k]);
+            }
+            if i >= therm {
+                f(&current);
+            }
+        })
+    }
+
     /// Reweighting of observable `k` over all proposals.
     fn reweight(&mut self, k: usize) -> CliResult<Reweighted> {
         reweight_replay(&mut |f| self.rows.scan(&mut |_, row| f(-row[ACTION] - row[LOGQ], row[OBS + k])))
             .map_err(CliError)
+    }
+
+    /// Reweighting of a derived quantity of observables `cols`.
+    fn reweight_derived(&mut self, cols: &[usize], f: &dyn Fn(&[f64]) -> f64) -> CliResult<Reweighted> {
+        let mut buf = vec![0.0; cols.len()];
+        reweight_derived_replay(
+            cols.len(),
+            &mut |g| {
+                self.rows.scan(&mut |_, row| {
+                    buf.iter_mut().zip(cols).for_each(|(b, &k)| *b = row[OBS + k]);
+                    g(-row[ACTION] - row[LOGQ], &buf)
+                })
+            },
+            f,
+        )
+        .map_err(CliError)
     }
 
     /// Acceptance of the chain.
@@ -188,7 +218,7 @@ pub fn evaluate(
     if let Some(t) = train_s {
         times.insert(0, ("training time", t));
     }
-    report(theory, setup, &mut run, &obs, &head, &times, Some(&s.dir))?;
+    report(theory, setup, &mut run, &obs, &setup.derived(), &|_| true, &head, &times, Some(&s.dir))?;
     if let Some((count, dir)) = saved {
         println!("ensemble: {count} configurations in {} (latflow measure {0})", dir.display());
     }
@@ -210,11 +240,14 @@ pub struct Heading {
 /// The summary of a flow ensemble (`train`, `sample`, `measure`): acceptance, ESS, weight
 /// tail, each of `obs` (column `k` of the run's observables) along the chain and
 /// reweighted, against the references; with `dir`, also `summary.csv` and the plots.
+#[allow(clippy::too_many_arguments)]
 pub fn report(
     theory: &dyn Theory,
     setup: &dyn Setup,
     run: &mut FlowRun,
     obs: &[Observable],
+    derived: &[Derived],
+    select: &dyn Fn(&str) -> bool,
     h: &Heading,
     times: &[(&str, f64)],
     dir: Option<&std::path::Path>,
@@ -253,16 +286,29 @@ pub fn report(
         };
         println!("{:<COL$}{k:.2}   ({verdict}; Vehtari et al. arXiv:1507.02646)", "Pareto k-hat of weights");
     }
-    let missing: Vec<&Observable> = obs.iter().filter(|o| o.compare && !refs.iter().any(|r| r.key == o.key)).collect();
-    if !missing.is_empty() {
-        refs.extend(hmc_references(setup, &missing, h.seed));
+    let known = |key: &str| refs.iter().any(|r| r.key == key);
+    let missing_obs = obs.iter().any(|o| o.shown && o.compare && !known(&o.key));
+    let missing_derived = derived.iter().any(|d| d.compare && !known(&d.key));
+    if missing_obs || missing_derived {
+        let extra = hmc_references(setup, &refs, derived, h.seed);
+        refs.extend(extra);
     }
     let mut table = Table::new(&["quantity", "value", "error"]);
     table.row(&["acceptance", &acceptance.to_string(), ""]);
     table.row(&["ess", &ess.to_string(), ""]);
     table.row(&["pareto_k", &k_hat.map_or_else(String::new, |k| k.to_string()), ""]);
-    for (k, o) in obs.iter().enumerate() {
-        report_observable(o, k, run, h.therm, &refs, &mut table)?;
+    for (k, o) in obs.iter().enumerate().filter(|(_, o)| o.shown && select(&o.key)) {
+        let g = gamma_method_replay(&mut |f| run.chain_replay(k, h.therm, f), S_TAU_DEFAULT).map_err(CliError)?;
+        let rw = run.reweight(k)?;
+        print_estimate(&o.key, &o.label, o.digits, &g, rw.estimate, h.therm, run.counts.accepted, &refs, &mut table);
+    }
+    for d in derived {
+        let cols = d.columns(obs);
+        let f = |m: &[f64]| (d.f)(m);
+        let mut rows = |g: &mut dyn FnMut(&[f64])| run.chain_rows(&cols, h.therm, g);
+        let g = gamma_method_derived_replay(cols.len(), &mut rows, &f, S_TAU_DEFAULT).map_err(CliError)?;
+        let rw = run.reweight_derived(&cols, &f)?;
+        print_estimate(&d.key, &d.label, d.digits, &g, rw.estimate, h.therm, run.counts.accepted, &refs, &mut table);
     }
     if run.counts.accepted == 0 {
         println!(
@@ -272,7 +318,7 @@ pub fn report(
         );
     }
     let mut files = vec!["summary.csv", "action.svg", "samples.svg"];
-    for (k, o) in obs.iter().enumerate() {
+    for (k, o) in obs.iter().enumerate().filter(|(_, o)| select(&o.key)) {
         if let Some(stem) = o.tunnelling {
             charge_history(setup, obs, o, k, run, h, stem, dir)?;
             files.push(stem);
@@ -300,44 +346,53 @@ pub fn report(
     Ok(())
 }
 
-/// The Metropolis estimate, the reweighted one, the references and the deviations of
-/// observable `k`; their rows of `summary.csv`.
-fn report_observable(
-    o: &Observable,
-    k: usize,
-    run: &mut FlowRun,
+/// The Metropolis estimate `g`, the reweighted one `rw`, the references and the deviations
+/// of one observable or derived quantity; their rows of `summary.csv`.
+#[allow(clippy::too_many_arguments)]
+fn print_estimate(
+    key: &str,
+    label: &str,
+    d: usize,
+    g: &GammaEstimate,
+    rw: Estimate,
     therm: usize,
+    accepted: usize,
     refs: &[Reference],
     t: &mut Table,
-) -> CliResult<()> {
-    let d = o.digits;
-    let g = gamma_method_replay(&mut |f| run.chain_replay(k, therm, f), S_TAU_DEFAULT).map_err(CliError)?;
+) {
+    if ![g.mean, g.error, rw.value, rw.error].iter().all(|v| v.is_finite()) {
+        // a derived quantity undefined or not smooth at these means (an effective mass where
+        // G(t-1) + G(t+1) < 2 G(t) within noise); a primary observable of finite proposals
+        // cannot get here
+        println!("{}undefined at these means (not finite or not smooth there)", col(label));
+        t.row(&[format!("{key}_metropolis"), "NaN".into(), "NaN".into()]);
+        return;
+    }
     println!(
         "{}{:.d$} +- {:.d$}   (tau_int {:.2} +- {:.2}, {} steps after {therm} thermalization)",
-        col(&format!("{} (Metropolis)", o.label)),
+        col(&format!("{label} (Metropolis)")),
         g.mean,
         g.error,
         g.tau_int,
         g.tau_int_error,
         g.n
     );
-    t.row(&[format!("{}_metropolis", o.key), g.mean.to_string(), g.error.to_string()]);
-    t.row(&[format!("{}_tau_int", o.key), g.tau_int.to_string(), g.tau_int_error.to_string()]);
-    let rw = run.reweight(k)?;
-    println!("{}{:.d$} +- {:.d$}", col(&format!("{} (reweighting)", o.label)), rw.estimate.value, rw.estimate.error);
-    t.row(&[format!("{}_reweighted", o.key), rw.estimate.value.to_string(), rw.estimate.error.to_string()]);
-    let mine: Vec<&Reference> = refs.iter().filter(|r| r.key == o.key && r.value.is_finite()).collect();
+    t.row(&[format!("{key}_metropolis"), g.mean.to_string(), g.error.to_string()]);
+    t.row(&[format!("{key}_tau_int"), g.tau_int.to_string(), g.tau_int_error.to_string()]);
+    println!("{}{:.d$} +- {:.d$}", col(&format!("{label} (reweighting)")), rw.value, rw.error);
+    t.row(&[format!("{key}_reweighted"), rw.value.to_string(), rw.error.to_string()]);
+    let mine: Vec<&Reference> = refs.iter().filter(|r| r.key == key && r.value.is_finite()).collect();
     for r in &mine {
         let rd = r.digits;
         let value =
             if r.error > 0.0 { format!("{:.rd$} +- {:.rd$}", r.value, r.error) } else { format!("{:.rd$}", r.value) };
         let note = if r.note.is_empty() { String::new() } else { format!("   ({})", r.note) };
-        println!("{}{value}{note}", col(&format!("{} ({})", o.label, r.label)));
+        println!("{}{value}{note}", col(&format!("{label} ({})", r.label)));
         let slug: String = r.label.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-        t.row(&[format!("{}_ref_{slug}", o.key), r.value.to_string(), r.error.to_string()]);
+        t.row(&[format!("{key}_ref_{slug}"), r.value.to_string(), r.error.to_string()]);
     }
     if !mine.is_empty() && g.error > 0.0 {
-        let why = if run.counts.accepted == 0 {
+        let why = if accepted == 0 {
             "the chain never moved"
         } else if !g.window_found {
             "tau_int undetermined, the chain is too short: the error is a lower bound"
@@ -347,24 +402,25 @@ fn report_observable(
         let pulls: Vec<String> =
             mine.iter().map(|r| format!("{:+.2} sigma ({})", r.pull(g.mean, g.error), r.label)).collect();
         let text = if why.is_empty() { pulls.join(", ") } else { format!("not quoted ({why})") };
-        println!("{}{text}", col(&format!("deviation of {}", o.label)));
+        println!("{}{text}", col(&format!("deviation of {label}")));
     }
-    Ok(())
 }
 
-/// latflow's HMC at the setup's couplings (4 chains of [`HMC_REFERENCE_TRAJECTORIES`]):
-/// the reference for observables the theory knows no value for.
-fn hmc_references(setup: &dyn Setup, missing: &[&Observable], seed: u64) -> Vec<Reference> {
-    let config =
-        RunConfig { hmc: HmcConfig::default(), n_chains: 4, n_therm: 500, n_traj: HMC_REFERENCE_TRAJECTORIES, seed };
+/// latflow's HMC at the setup's couplings (4 chains of [`HMC_REFERENCE_TRAJECTORIES`],
+/// with the global flip so that it is ergodic in a broken phase): the reference for the
+/// shown observables and derived quantities that `known` has no value for.
+fn hmc_references(setup: &dyn Setup, known: &[Reference], derived: &[Derived], seed: u64) -> Vec<Reference> {
+    let obs = setup.observables();
+    let hmc = HmcConfig { flip: true, ..HmcConfig::default() };
+    let config = RunConfig { hmc, n_chains: 4, n_therm: 500, n_traj: HMC_REFERENCE_TRAJECTORIES, seed };
     let t0 = Instant::now();
     let recs = run_chains(
         setup.action(),
         &config,
-        missing.len(),
+        obs.len(),
         |_, r| setup.hmc_start(r),
         |x, out| {
-            for (o, v) in missing.iter().zip(out.iter_mut()) {
+            for (o, v) in obs.iter().zip(out.iter_mut()) {
                 *v = (o.f)(x);
             }
         },
@@ -372,17 +428,23 @@ fn hmc_references(setup: &dyn Setup, missing: &[&Observable], seed: u64) -> Vec<
     );
     let secs = t0.elapsed().as_secs_f64();
     let acc = recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / recs.len() as f64;
-    missing
-        .iter()
-        .enumerate()
-        .map(|(k, o)| {
-            let series: Vec<&[f64]> = recs.iter().map(|r| r.observables[k].as_slice()).collect();
-            let g = gamma_method_replicas(&series, S_TAU_DEFAULT);
-            let n = config.n_chains * config.n_traj;
-            let note = format!("{n} trajectories run now, {secs:.1} s, acceptance {acc:.2}, tau_int {:.1}", g.tau_int);
-            Reference::measured(o.key, "HMC, latflow", g.mean, g.error, o.digits, &note)
-        })
-        .collect()
+    let n = config.n_chains * config.n_traj;
+    let note = |tau: f64| format!("{n} trajectories run now, {secs:.1} s, acceptance {acc:.2}, tau_int {tau:.1}");
+    let has = |key: &str| known.iter().any(|r| r.key == key);
+    let mut out = Vec::new();
+    for (k, o) in obs.iter().enumerate().filter(|(_, o)| o.shown && o.compare && !has(&o.key)) {
+        let series: Vec<&[f64]> = recs.iter().map(|r| r.observables[k].as_slice()).collect();
+        let g = gamma_method_replicas(&series, S_TAU_DEFAULT);
+        out.push(Reference::measured(o.key.clone(), "HMC, latflow", g.mean, g.error, o.digits, &note(g.tau_int)));
+    }
+    for d in derived.iter().filter(|d| d.compare && !has(&d.key)) {
+        let cols = d.columns(&obs);
+        let replicas: Vec<Vec<&[f64]>> =
+            recs.iter().map(|r| cols.iter().map(|&c| r.observables[c].as_slice()).collect()).collect();
+        let g = gamma_method_derived_replicas(&replicas, &|m| (d.f)(m), S_TAU_DEFAULT);
+        out.push(Reference::measured(d.key.clone(), "HMC, latflow", g.mean, g.error, d.digits, &note(g.tau_int)));
+    }
+    out
 }
 
 /// The tunnelling rate of a charge along the flow chain next to a plain HMC chain of the

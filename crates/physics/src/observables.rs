@@ -9,6 +9,13 @@
 //! - two-point susceptibility `chi_2 = sum_x <G(x)> = <(sum_y phi(y))^2 / V>`, as the
 //!   tutorial's code computes it (no disconnected part subtracted).
 //!
+//! - the zero-momentum (time-slice) correlator of one configuration along the first axis,
+//!   `G(t) = (1/V) sum_{t0} Phi(t0) Phi(t0 + t)` with `Phi(t) = sum_{y} phi(t, y)` the
+//!   time-slice sum (`sum_t G(t) = V M^2`, so `sum_t <G(t)> = chi_2`), its free-field value
+//!   ([`free_correlator`]), and what the ensemble averages give: the effective mass
+//!   ([`effective_mass`]), the second-moment correlation length ([`second_moment_xi`]), the
+//!   Binder cumulant ([`binder_cumulant`]).
+//!
 //! U(1): average plaquette and topological charge are methods of [`crate::U1`].
 
 use crate::Lattice;
@@ -45,6 +52,61 @@ pub fn two_point(lat: &Lattice, phi: &[f64], out: &mut [f64]) {
     for (x, o) in out.iter_mut().enumerate() {
         *o = (0..v).map(|y| phi[y] * phi[lat.translate(y, &coords[x])]).sum::<f64>() / v as f64;
     }
+}
+
+/// The time-slice correlator of one configuration, `out[t] = G(t)` for
+/// `t = 0..out.len()` (at most `L_0 / 2 + 1` are independent: `G(L_0 - t) = G(t)`), with time
+/// the first axis of a row-major configuration of `lat`.
+///
+/// # Panics
+/// If `phi` does not have the lattice's volume or `out` is longer than `L_0`.
+#[track_caller]
+pub fn time_slice_correlator(lat: &Lattice, phi: &[f64], out: &mut [f64]) {
+    let v = lat.volume();
+    let lt = lat.shape()[0];
+    assert!(phi.len() == v && out.len() <= lt, "time_slice_correlator: {} values, {} lags", phi.len(), out.len());
+    let slices: Vec<f64> = phi.chunks_exact(v / lt).map(|s| s.iter().sum()).collect();
+    for (t, o) in out.iter_mut().enumerate() {
+        *o = (0..lt).map(|t0| slices[t0] * slices[(t0 + t) % lt]).sum::<f64>() / v as f64;
+    }
+}
+
+/// The exact time-slice correlator of the free field (`lam = 0`, `M2 > 0`) with `L_0` time
+/// slices, in the action's normalization (covariance `(1/2)(-Laplacian + M2)^{-1}`): only
+/// zero spatial momentum survives the spatial sum,
+/// `G(t) = (1/L_0) sum_{k=0}^{L_0 - 1} cos(p_k t) / (2 (4 sin^2(p_k / 2) + M2))`,
+/// `p_k = 2 pi k / L_0`, for any spatial size and dimension.
+pub fn free_correlator(l0: usize, m2: f64, t: usize) -> f64 {
+    (0..l0)
+        .map(|k| {
+            let p = 2.0 * std::f64::consts::PI * k as f64 / l0 as f64;
+            (p * t as f64).cos() / (2.0 * (4.0 * (p / 2.0).sin().powi(2) + m2))
+        })
+        .sum::<f64>()
+        / l0 as f64
+}
+
+/// The effective mass `m(t) = arccosh[(G(t-1) + G(t+1)) / (2 G(t))]` from three consecutive
+/// values of a periodic correlator (exact for `G(t) ~ cosh(m (t - L_0/2))`); NaN where the
+/// ratio is below 1.
+pub fn effective_mass(g_prev: f64, g: f64, g_next: f64) -> f64 {
+    ((g_prev + g_next) / (2.0 * g)).acosh()
+}
+
+/// The second-moment correlation length from the time-slice correlator `g[t]`,
+/// `t = 0..=L_0/2` (`L_0` even): with `G~(p) = sum_t cos(p t) G(t)` over a period and
+/// `p_1 = 2 pi / L_0`, `xi_2^2 = (G~(0) / G~(p_1) - 1) / (4 sin^2(p_1 / 2))` (the free field
+/// gives exactly `1 / M2`).
+pub fn second_moment_xi(g: &[f64], l0: usize) -> f64 {
+    let p1 = 2.0 * std::f64::consts::PI / l0 as f64;
+    let ft = |p: f64| (0..l0).map(|t| (p * t as f64).cos() * g[t.min(l0 - t)]).sum::<f64>();
+    ((ft(0.0) / ft(p1) - 1.0) / (4.0 * (p1 / 2.0).sin().powi(2))).sqrt()
+}
+
+/// The Binder cumulant `U_4 = 1 - <M^4> / (3 <M^2>^2)` from the two moments: 0 for a
+/// Gaussian M (the symmetric phase at large volume), 2/3 for `M = +-m` (the broken phase).
+pub fn binder_cumulant(m2: f64, m4: f64) -> f64 {
+    1.0 - m4 / (3.0 * m2 * m2)
 }
 
 /// Connected two-point function over an ensemble, `G_c(x) = <G(x)> - <M>^2`, from
@@ -106,6 +168,42 @@ pub fn per_config<T: Float>(t: &Tensor<T>, mut f: impl FnMut(&[f64]) -> f64) -> 
             f(&buf)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod correlator_tests {
+    use super::*;
+
+    /// Against direct formulas on a random configuration: G(t) from the two-point function
+    /// summed over space, sum_t G(t) = V M^2, symmetry G(L-t) = G(t); the free propagator
+    /// sums to chi_2 = 1/(2 M2) and gives xi_2 = 1/sqrt(M2) and a constant effective mass.
+    #[test]
+    fn correlator_and_derived_quantities_match_direct_formulas() {
+        let lat = Lattice::new(&[6, 4]);
+        let phi: Vec<f64> = (0..24).map(|i| ((i * 7919) % 13) as f64 / 6.0 - 1.0).collect();
+        let mut g = vec![0.0; 6];
+        time_slice_correlator(&lat, &phi, &mut g);
+        let mut two = vec![0.0; 24];
+        two_point(&lat, &phi, &mut two);
+        for t in 0..6 {
+            // G(t) = sum over spatial displacements of the two-point function at time t
+            let direct: f64 = (0..4).map(|y| two[t * 4 + y]).sum();
+            assert!((g[t] - direct).abs() < 1e-12, "t = {t}: {} vs {direct}", g[t]);
+            assert!((g[t] - g[(6 - t) % 6]).abs() < 1e-12);
+        }
+        let total: f64 = g.iter().sum();
+        assert!((total - 24.0 * magnetization(&phi).powi(2)).abs() < 1e-12);
+        let (l0, m2) = (16, 0.3);
+        let free: Vec<f64> = (0..=l0 / 2).map(|t| free_correlator(l0, m2, t)).collect();
+        let chi: f64 = (0..l0).map(|t| free[t.min(l0 - t)]).sum();
+        assert!((chi - 1.0 / (2.0 * m2)).abs() < 1e-12, "{chi}");
+        assert!((second_moment_xi(&free, l0) - 1.0 / m2.sqrt()).abs() < 1e-12);
+        let m1 = effective_mass(free[0], free[1], free[2]);
+        let m3 = effective_mass(free[2], free[3], free[4]);
+        // one pole: cosh(m) = 1 + M2/2 for the lattice propagator
+        assert!((m1 - (1.0 + m2 / 2.0).acosh()).abs() < 1e-9 && (m3 - m1).abs() < 1e-9, "{m1} {m3}");
+        assert!((binder_cumulant(1.0, 3.0)).abs() < 1e-15 && (binder_cumulant(1.0, 1.0) - 2.0 / 3.0).abs() < 1e-15);
+    }
 }
 
 #[cfg(test)]

@@ -77,8 +77,14 @@ pub trait Setup: Sync {
     }
     /// A starting configuration for HMC.
     fn hmc_start(&self, rng: &mut dyn RngCore) -> Vec<f64>;
-    /// The observables it reports; the first is the primary one.
+    /// The observables it measures on every configuration; the first is the primary one.
     fn observables(&self) -> Vec<Observable>;
+    /// Quantities computed from the means of several observables (connected
+    /// susceptibility, Binder cumulant, effective mass, correlation length), reported after
+    /// the observables; none by default.
+    fn derived(&self) -> Vec<Derived> {
+        Vec::new()
+    }
     /// Reference values known for exactly these couplings and lattice.
     fn references(&self) -> Vec<Reference>;
     /// What a sample plot shows of one configuration: values on a `(rows, cols)` grid,
@@ -119,9 +125,9 @@ pub type ConfigFn = Box<dyn Fn(&[f64]) -> f64 + Sync>;
 /// An observable measured on every configuration.
 pub struct Observable {
     /// Short name for files (`chi2`, `q2`).
-    pub key: &'static str,
+    pub key: String,
     /// Name in printed text (`chi_2`, `<Q^2>`).
-    pub label: &'static str,
+    pub label: String,
     /// Decimals printed.
     pub digits: usize,
     /// Its value on one configuration.
@@ -132,17 +138,34 @@ pub struct Observable {
     /// An integer-valued charge whose tunnelling between sectors is reported and plotted
     /// against a plain HMC chain: the plot's file stem (`topology`).
     pub tunnelling: Option<&'static str>,
+    /// Whether it is printed (false for inputs of derived quantities only, like `M^4`).
+    pub shown: bool,
 }
 
 impl Observable {
     /// An observable compared with references, not a charge.
     pub fn new(
-        key: &'static str,
-        label: &'static str,
+        key: impl Into<String>,
+        label: impl Into<String>,
         digits: usize,
         f: impl Fn(&[f64]) -> f64 + Sync + 'static,
     ) -> Self {
-        Observable { key, label, digits, f: Box::new(f), compare: true, tunnelling: None }
+        Observable {
+            key: key.into(),
+            label: label.into(),
+            digits,
+            f: Box::new(f),
+            compare: true,
+            tunnelling: None,
+            shown: true,
+        }
+    }
+
+    /// The same, measured only as an input of derived quantities (not printed).
+    pub fn hidden(mut self) -> Self {
+        self.shown = false;
+        self.compare = false;
+        self
     }
 
     /// The same, reported without a reference.
@@ -158,11 +181,59 @@ impl Observable {
     }
 }
 
+/// A function of several means.
+pub type MeansFn = Box<dyn Fn(&[f64]) -> f64 + Sync>;
+
+/// A function of the means of observables: `F(<A_1>, ..., <A_k>)`, its error from the
+/// Gamma method of the projected series (Wolff 2004 section 3.1) along a chain, or the
+/// delta method under reweighting.
+pub struct Derived {
+    /// Short name for files (`U4`).
+    pub key: String,
+    /// Name in printed text (`U_4`).
+    pub label: String,
+    /// Decimals printed.
+    pub digits: usize,
+    /// Keys of the observables whose means it takes, in the order `f` reads them.
+    pub inputs: Vec<String>,
+    /// `F` of those means.
+    pub f: MeansFn,
+    /// Whether it is compared with references (latflow's HMC on demand when none is known).
+    pub compare: bool,
+}
+
+impl Derived {
+    /// A derived quantity compared with references.
+    pub fn new(
+        key: impl Into<String>,
+        label: impl Into<String>,
+        digits: usize,
+        inputs: &[String],
+        f: impl Fn(&[f64]) -> f64 + Sync + 'static,
+    ) -> Self {
+        Derived { key: key.into(), label: label.into(), digits, inputs: inputs.to_vec(), f: Box::new(f), compare: true }
+    }
+
+    /// The positions of its inputs in `obs`.
+    ///
+    /// # Panics
+    /// If an input is not among them (a theory's definition error).
+    #[track_caller]
+    pub fn columns(&self, obs: &[Observable]) -> Vec<usize> {
+        self.inputs
+            .iter()
+            .map(|k| {
+                obs.iter().position(|o| &o.key == k).unwrap_or_else(|| panic!("derived {}: no input {k}", self.key))
+            })
+            .collect()
+    }
+}
+
 /// A reference value of one observable at a setup's couplings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reference {
-    /// The observable's key.
-    pub key: &'static str,
+    /// The observable's (or derived quantity's) key.
+    pub key: String,
     /// Where it comes from (`exact, 2D`, `HMC, tutorial`, `HMC, latflow`).
     pub label: String,
     /// The value.
@@ -177,13 +248,13 @@ pub struct Reference {
 
 impl Reference {
     /// An exact value.
-    pub fn exact(key: &'static str, label: &str, value: f64, digits: usize) -> Self {
-        Reference { key, label: label.into(), value, error: 0.0, digits, note: String::new() }
+    pub fn exact(key: impl Into<String>, label: &str, value: f64, digits: usize) -> Self {
+        Reference { key: key.into(), label: label.into(), value, error: 0.0, digits, note: String::new() }
     }
 
     /// A measured value with its error.
-    pub fn measured(key: &'static str, label: &str, value: f64, error: f64, digits: usize, note: &str) -> Self {
-        Reference { key, label: label.into(), value, error, digits, note: note.into() }
+    pub fn measured(key: impl Into<String>, label: &str, value: f64, error: f64, digits: usize, note: &str) -> Self {
+        Reference { key: key.into(), label: label.into(), value, error, digits, note: note.into() }
     }
 
     /// `(estimate - value) / sqrt(error^2 + self.error^2)`: the deviation in sigma.

@@ -1,19 +1,28 @@
 //! phi^4 theory (arXiv:2101.08176 section IV): the action of [`latflow_physics::Phi4`],
 //! the tutorial's flow of affine couplings ([`latflow_flow::phi4`]), the observables
-//! chi_2, M and |M|, and the reference values known at the run's couplings:
+//! chi_2 = V<M^2>, <M>, <|M|>, the fraction of configurations with M > 0 (how much of each
+//! vacuum a sampler sees), the time-slice correlator G(t) (t = 0..L/2), and the quantities
+//! derived from their means: the connected chi_2 = V(<M^2> - <M>^2), the Binder cumulant
+//! U_4 = 1 - <M^4>/(3<M^2>^2), the second-moment correlation length xi_2 and the effective
+//! mass m_eff(t) (`latflow_physics::observables`); and the reference values known at the
+//! run's couplings (P(M > 0) = 1/2 by symmetry everywhere):
 //! - the tutorial's couplings (8x8, M2 = -4, lam = 8): its published HMC value
 //!   chi_2 = 0.75 +- 0.01 and latflow's own, 20 times more precise;
-//! - the free field (lam = 0, M2 > 0): exactly `chi_2 = 1 / (2 M2)`, `<M> = 0` and
+//! - the free field (lam = 0, M2 > 0): exactly `chi_2 = 1 / (2 M2)`, `<M> = 0`, `U_4 = 0`,
+//!   G(t) the lattice propagator at zero spatial momentum, `xi_2 = 1 / sqrt(M2)`, and
 //!   `<|M|> = sqrt(2 chi_2 / (pi V))` on any lattice (the covariance is
 //!   `(1/2)(-Laplacian + M2)^{-1}`, the constant mode is an eigenvector of the Laplacian with
 //!   eigenvalue 0, and M is Gaussian with variance `chi_2 / V`);
 //! - anywhere else: none (the tools run latflow's HMC on demand).
 
 use crate::params::join_list;
-use crate::{Group, Observable, Param, Params, Reference, Setup, Theory, TrainDefaults};
+use crate::{Derived, Group, Observable, Param, Params, Reference, Setup, Theory, TrainDefaults};
 use latflow_flow::model::Flow;
 use latflow_flow::phi4::Phi4FlowConfig;
-use latflow_physics::observables::{magnetization, two_point_susceptibility};
+use latflow_physics::observables::{
+    binder_cumulant, effective_mass, free_correlator, magnetization, second_moment_xi, time_slice_correlator,
+    two_point_susceptibility,
+};
 use latflow_physics::{phi4_action_var, Action, Lattice, Phi4};
 use latflow_tensor::{Float, Var};
 use rand::{Rng, RngCore};
@@ -176,11 +185,45 @@ impl Setup for Phi4Setup {
     }
 
     fn observables(&self) -> Vec<Observable> {
-        vec![
+        let mut o = vec![
             Observable::new("chi2", "chi_2", 4, two_point_susceptibility),
             Observable::new("M", "<M>", 4, magnetization),
             Observable::new("absM", "<|M|>", 4, |x| magnetization(x).abs()),
-        ]
+            Observable::new("Mpos", "P(M > 0)", 3, |x| (magnetization(x) > 0.0) as u8 as f64),
+            Observable::new("M2", "<M^2>", 5, |x| magnetization(x).powi(2)).hidden(),
+            Observable::new("M4", "<M^4>", 6, |x| magnetization(x).powi(4)).hidden(),
+        ];
+        let l0 = self.arch.l;
+        for t in 0..=l0 / 2 {
+            let lat = self.action.lattice().clone();
+            o.push(Observable::new(format!("G{t}"), format!("G({t})"), 4, move |x| {
+                let mut g = vec![0.0; t + 1];
+                time_slice_correlator(&lat, x, &mut g);
+                g[t]
+            }));
+        }
+        o
+    }
+
+    fn derived(&self) -> Vec<Derived> {
+        let v = self.action.lattice().volume() as f64;
+        let l0 = self.arch.l;
+        let keys = |v: &[&str]| v.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        let mut d = vec![
+            Derived::new("chi2c", "chi_2 connected", 4, &keys(&["M2", "M"]), move |m| v * (m[0] - m[1] * m[1])),
+            Derived::new("U4", "U_4 (Binder)", 4, &keys(&["M4", "M2"]), |m| binder_cumulant(m[1], m[0])),
+        ];
+        let g_keys: Vec<String> = (0..=l0 / 2).map(|t| format!("G{t}")).collect();
+        if l0 >= 4 && l0.is_multiple_of(2) {
+            d.push(Derived::new("xi2", "xi_2 (2nd moment)", 3, &g_keys, move |g| second_moment_xi(g, l0)));
+        }
+        for t in 1..l0 / 2 {
+            let k = [format!("G{}", t - 1), format!("G{t}"), format!("G{}", t + 1)];
+            d.push(Derived::new(format!("meff{t}"), format!("m_eff({t})"), 3, &k, |g| {
+                effective_mass(g[0], g[1], g[2])
+            }));
+        }
+        d
     }
 
     fn references(&self) -> Vec<Reference> {
@@ -190,13 +233,30 @@ impl Setup for Phi4Setup {
             r.push(Reference::measured("chi2", "HMC, tutorial", t.0, t.1, 2, ""));
             r.push(Reference::measured("chi2", "HMC, latflow", l.0, l.1, 4, "9.6M trajectories"));
         }
+        // Z2: the probability of either sign of M is 1/2 at any couplings (a flow or chain
+        // that sits in one vacuum shows here)
+        r.push(Reference::exact("Mpos", "exact, symmetry", 0.5, 3));
         if self.lam == 0.0 {
-            // M is Gaussian with variance chi_2 / V, so <|M|> = sqrt(2 chi_2 / (pi V))
+            // M is Gaussian with variance chi_2 / V, so <|M|> = sqrt(2 chi_2 / (pi V)) and U4 = 0
             let v = self.action.lattice().volume() as f64;
             let chi2 = 1.0 / (2.0 * self.m2);
-            r.push(Reference::exact("chi2", "exact, free field", chi2, 4));
-            r.push(Reference::exact("M", "exact, free field", 0.0, 4));
-            r.push(Reference::exact("absM", "exact, free field", (2.0 * chi2 / (std::f64::consts::PI * v)).sqrt(), 4));
+            let free = "exact, free field";
+            r.push(Reference::exact("chi2", free, chi2, 4));
+            r.push(Reference::exact("M", free, 0.0, 4));
+            r.push(Reference::exact("absM", free, (2.0 * chi2 / (std::f64::consts::PI * v)).sqrt(), 4));
+            r.push(Reference::exact("chi2c", free, chi2, 4));
+            r.push(Reference::exact("U4", free, 0.0, 4));
+            let l0 = self.arch.l;
+            let g: Vec<f64> = (0..=l0 / 2).map(|t| free_correlator(l0, self.m2, t)).collect();
+            for (t, &gt) in g.iter().enumerate() {
+                r.push(Reference::exact(format!("G{t}"), free, gt, 4));
+            }
+            if l0 >= 4 && l0.is_multiple_of(2) {
+                r.push(Reference::exact("xi2", free, 1.0 / self.m2.sqrt(), 3));
+            }
+            for t in 1..l0 / 2 {
+                r.push(Reference::exact(format!("meff{t}"), free, effective_mass(g[t - 1], g[t], g[t + 1]), 3));
+            }
         }
         r
     }
