@@ -8,10 +8,14 @@
 //! - [`metropolis`]: independence Metropolis fed by flow proposals (exact sampling).
 //! - [`reweight`]: self-normalized reweighting estimator with its error.
 //! - [`stats`]: binning, bootstrap, jackknife, the Gamma method (Wolff 2004) for
-//!   `tau_int`, tunnelling rate.
+//!   `tau_int`, its tail correction for a known slow mode (Schaefer, Sommer, Virotta 2011),
+//!   tunnelling rate.
+//! - [`tails`]: honest errors of independence Metropolis over flow proposals with a heavy
+//!   weight tail, and the weight-tail diagnostic to print with every flow estimate.
 
 pub mod ensemble;
 pub mod hmc;
 pub mod metropolis;
 pub mod reweight;
 pub mod stats;
+pub mod tails;
