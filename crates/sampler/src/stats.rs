@@ -377,7 +377,9 @@ pub const N_SIGMA_DEFAULT: f64 = 1.0;
 /// For an independence-Metropolis chain over flow proposals, `tau_exp` follows from the weights:
 /// [`crate::tails::imh_tau_exp`] (or use [`crate::tails::imh_gamma`]).
 ///
-/// A constant series gives error 0 and `tau_int = 0.5`; a series with a NaN gives NaN.
+/// A constant series (a chain stuck on one state) gives error 0 and `tau_int = 0.5`: it
+/// carries no information on its error, which the caller must report as such; a series with
+/// a NaN gives NaN.
 ///
 /// # Panics
 /// If the series has fewer than 2 values, `tau_exp` is negative or not finite, or `n_sigma`
@@ -388,6 +390,11 @@ pub fn gamma_method_tail(series: &[f64], tau_exp: f64, n_sigma: f64) -> GammaEst
     assert!(n >= 2, "gamma_method_tail: need at least 2 values, got {n}");
     assert!(tau_exp.is_finite() && tau_exp >= 0.0, "gamma_method_tail: tau_exp must be finite and >= 0, got {tau_exp}");
     assert!(n_sigma > 0.0, "gamma_method_tail: n_sigma must be positive, got {n_sigma}");
+    // a chain stuck on one state: exactly constant (the rounding of the mean must not
+    // make up a variance of 1e-34)
+    if series.iter().all(|&v| v == series[0]) {
+        return GammaEstimate { mean: series[0], tau_int: 0.5, window_found: true, n, ..Default::default() };
+    }
     let m = mean(series);
     let d: Vec<f64> = series.iter().map(|v| v - m).collect();
     let g0 = gamma_at(&[&d], 0);
@@ -565,6 +572,9 @@ mod tests {
         }
         let c = gamma_method_tail(&[2.0; 10], 5.0, N_SIGMA_DEFAULT);
         assert_eq!((c.mean, c.error, c.tau_int), (2.0, 0.0, 0.5));
+        // the mean of 7680 copies of 0.1 is not exactly 0.1: still no variance
+        let c = gamma_method_tail(&[0.1; 7680], 500.0, N_SIGMA_DEFAULT);
+        assert_eq!((c.mean, c.error, c.tau_int), (0.1, 0.0, 0.5));
         assert!(gamma_method_tail(&[1.0, f64::NAN, 2.0], 1.0, N_SIGMA_DEFAULT).error.is_nan());
     }
 
