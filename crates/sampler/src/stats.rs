@@ -229,6 +229,12 @@ pub fn gamma_method_replicas(replicas: &[&[f64]], s_tau: f64) -> GammaEstimate {
     let n: usize = replicas.iter().map(|r| r.len()).sum();
     assert!(n >= 2, "gamma_method: need at least 2 values, got {n}");
     assert!(s_tau > 0.0, "gamma_method: s_tau must be positive, got {s_tau}");
+    // exactly constant (a chain stuck on one state): no variance, whatever the rounding of
+    // the mean makes up (it gave errors of 1e-17 and pulls of 1e12)
+    let first = replicas.iter().flat_map(|r| r.iter()).next().copied().unwrap_or(0.0);
+    if replicas.iter().flat_map(|r| r.iter()).all(|&v| v == first) {
+        return GammaEstimate { mean: first, tau_int: 0.5, window_found: true, n, ..Default::default() };
+    }
     let m = replicas.iter().flat_map(|r| r.iter()).sum::<f64>() / n as f64;
     let devs: Vec<Vec<f64>> = replicas.iter().map(|r| r.iter().map(|v| v - m).collect()).collect();
     let refs: Vec<&[f64]> = devs.iter().map(|d| d.as_slice()).collect();
@@ -612,6 +618,9 @@ mod tests {
     fn constant_series_has_zero_error() {
         let g = gamma_method(&[2.0; 10], S_TAU_DEFAULT);
         assert_eq!((g.mean, g.error, g.tau_int), (2.0, 0.0, 0.5));
+        // the mean of 7680 copies of 0.1 is not exactly 0.1; that must not make up an error
+        let g = gamma_method(&[0.1; 7680], S_TAU_DEFAULT);
+        assert_eq!((g.mean, g.error, g.tau_int), (0.1, 0.0, 0.5));
     }
 
     #[test]
