@@ -10,12 +10,13 @@ use crate::io::csv::Table;
 use crate::io::plot;
 use crate::sampler::ensemble::{ChainCounts, IndependenceSampler, ProposalBatch};
 use crate::sampler::hmc::{run_chains, HmcChain, HmcConfig, RunConfig};
-use crate::sampler::reweight::{reweight_derived_replay, reweight_replay, Reweighted, TopLogWeights};
+use crate::sampler::reweight::{reweight_derived_replay, reweight_replay, Reweighted};
 use crate::sampler::spool::Spool;
 use crate::sampler::stats::{
-    gamma_method, gamma_method_derived_replay, gamma_method_derived_replicas, gamma_method_replay,
-    gamma_method_replicas, tunnelling_rate, Estimate, GammaEstimate, S_TAU_DEFAULT,
+    gamma_method, gamma_method_derived_replicas, gamma_method_derived_tail_replay, gamma_method_replicas,
+    gamma_method_tail_replay, tunnelling_rate, Estimate, GammaEstimate, N_SIGMA_DEFAULT, S_TAU_DEFAULT,
 };
+use crate::sampler::tails::weight_tail_replay;
 use crate::theory::{Derived, Observable, Reference, Setup, Theory};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -269,23 +270,24 @@ pub fn report(
     let acceptance = run.acceptance();
     println!("{:<COL$}{acceptance:.3}", "Metropolis acceptance");
     println!("{:<COL$}{ess:.3}", "ESS / N");
-    let mut top = TopLogWeights::new(run.len());
-    let mut bad = 0usize;
-    run.scan(&mut |_, row| {
-        top.push(-row[ACTION] - row[LOGQ]);
+    let (mut bad, mut moves) = (0usize, 0usize);
+    run.scan(&mut |i, row| {
         bad += (!row[ACTION].is_finite() || !row[LOGQ].is_finite()) as usize;
+        moves += (i > h.therm && row[STATE] as usize == i) as usize;
     })?;
-    let k_hat = top.k_hat();
+    let tail =
+        weight_tail_replay(&mut |f| run.rows.scan(&mut |_, row| f(-row[ACTION] - row[LOGQ]))).map_err(CliError)?;
+    let k_hat = tail.k_hat;
     if let Some(k) = k_hat {
-        let verdict = if k < 0.5 {
-            "finite weight variance"
-        } else if k < 0.7 {
-            "heavy weight tail: errors may be small"
-        } else {
-            "very heavy weight tail: estimates and errors unreliable"
-        };
-        println!("{:<COL$}{k:.2}   ({verdict}; Vehtari et al. arXiv:1507.02646)", "Pareto k-hat of weights");
+        println!("{:<COL$}{k:.2}   ({}; Vehtari et al. arXiv:1507.02646)", "Pareto k-hat of weights", tail.verdict());
     }
+    println!(
+        "{:<COL$}{:.1}   (the chain holds it ~{:.0} steps: errors include that tail, Schaefer et al. \
+         arXiv:1009.5228)",
+        "largest weight / mean", tail.max_weight, tail.tau_exp
+    );
+    // a chain that sat on one proposal after thermalization tells nothing about its error
+    let stuck = moves == 0;
     let known = |key: &str| refs.iter().any(|r| r.key == key);
     let missing_obs = obs.iter().any(|o| o.shown && o.compare && !known(&o.key));
     let missing_derived = derived.iter().any(|d| d.compare && !known(&d.key));
@@ -297,24 +299,27 @@ pub fn report(
     table.row(&["acceptance", &acceptance.to_string(), ""]);
     table.row(&["ess", &ess.to_string(), ""]);
     table.row(&["pareto_k", &k_hat.map_or_else(String::new, |k| k.to_string()), ""]);
+    let tau_exp = tail.tau_exp;
     for (k, o) in obs.iter().enumerate().filter(|(_, o)| o.shown && select(&o.key)) {
-        let g = gamma_method_replay(&mut |f| run.chain_replay(k, h.therm, f), S_TAU_DEFAULT).map_err(CliError)?;
+        let g = gamma_method_tail_replay(&mut |f| run.chain_replay(k, h.therm, f), tau_exp, N_SIGMA_DEFAULT)
+            .map_err(CliError)?;
         let rw = run.reweight(k)?;
-        print_estimate(&o.key, &o.label, o.digits, &g, rw.estimate, h.therm, run.counts.accepted, &refs, &mut table);
+        print_estimate(&o.key, &o.label, o.digits, &g, rw.estimate, h.therm, stuck, &refs, &mut table);
     }
     for d in derived {
         let cols = d.columns(obs);
         let f = |m: &[f64]| (d.f)(m);
         let mut rows = |g: &mut dyn FnMut(&[f64])| run.chain_rows(&cols, h.therm, g);
-        let g = gamma_method_derived_replay(cols.len(), &mut rows, &f, S_TAU_DEFAULT).map_err(CliError)?;
+        let g =
+            gamma_method_derived_tail_replay(cols.len(), &mut rows, &f, tau_exp, N_SIGMA_DEFAULT).map_err(CliError)?;
         let rw = run.reweight_derived(&cols, &f)?;
-        print_estimate(&d.key, &d.label, d.digits, &g, rw.estimate, h.therm, run.counts.accepted, &refs, &mut table);
+        print_estimate(&d.key, &d.label, d.digits, &g, rw.estimate, h.therm, stuck, &refs, &mut table);
     }
-    if run.counts.accepted == 0 {
+    if stuck {
         println!(
-            "warning: the chain accepted none of the {} proposals: its estimates are one configuration, \
-             not an ensemble, and their errors mean nothing",
-            run.counts.proposed
+            "warning: after thermalization the chain accepted none of its proposals ({} of {} in all): its \
+             estimates are one configuration, not an ensemble, and their errors mean nothing",
+            run.counts.accepted, run.counts.proposed
         );
     }
     let mut files = vec!["summary.csv", "action.svg", "samples.svg"];
@@ -356,7 +361,7 @@ fn print_estimate(
     g: &GammaEstimate,
     rw: Estimate,
     therm: usize,
-    accepted: usize,
+    stuck: bool,
     refs: &[Reference],
     t: &mut Table,
 ) {
@@ -392,8 +397,8 @@ fn print_estimate(
         t.row(&[format!("{key}_ref_{slug}"), r.value.to_string(), r.error.to_string()]);
     }
     if !mine.is_empty() && g.error > 0.0 {
-        let why = if accepted == 0 {
-            "the chain never moved"
+        let why = if stuck {
+            "the chain never moved after thermalization"
         } else if !g.window_found {
             "tau_int undetermined, the chain is too short: the error is a lower bound"
         } else {

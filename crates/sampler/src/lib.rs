@@ -8,8 +8,11 @@
 //! - [`metropolis`]: independence Metropolis fed by flow proposals (exact sampling).
 //! - [`reweight`]: self-normalized reweighting estimator with its error.
 //! - [`stats`]: binning, bootstrap, jackknife, the Gamma method (Wolff 2004) for
-//!   `tau_int` (also over series read again from disk), tunnelling rate.
+//!   `tau_int` (also over series read again from disk), its tail correction for a known
+//!   slow mode (Schaefer, Sommer, Virotta 2011), tunnelling rate.
 //! - [`spool`]: per-configuration numbers in memory or a scratch file, read in order.
+//! - [`tails`]: honest errors of independence Metropolis over flow proposals with a heavy
+//!   weight tail, and the weight-tail diagnostic to print with every flow estimate.
 
 pub mod ensemble;
 pub mod hmc;
@@ -17,3 +20,4 @@ pub mod metropolis;
 pub mod reweight;
 pub mod spool;
 pub mod stats;
+pub mod tails;
