@@ -39,6 +39,28 @@ pub enum Objective {
     Z2Mixture,
 }
 
+impl Objective {
+    /// Whether `flow` can be trained with this objective: [`Objective::Z2Mixture`] needs the
+    /// prior's tape form ([`crate::prior::Prior::log_prob_var`]; the normal and free-field
+    /// priors have one, the U(1) Haar prior not). Callers check this before training, since a
+    /// step would panic.
+    ///
+    /// # Errors
+    /// A message naming what is missing.
+    pub fn check<T: Float>(&self, flow: &Flow<T>) -> Result<(), String> {
+        if *self == Objective::Z2Mixture {
+            let mut shape = vec![1];
+            shape.extend(flow.prior.shape());
+            if flow.prior.log_prob_var(&Var::constant(Tensor::zeros(&shape))).is_none() {
+                return Err("training through the Z2 mixture needs a prior with a tape form of log r \
+                            (the normal or free-field prior)"
+                    .into());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `(S, log q)` per sample of the step's objective, from flow samples `x` with `log q(x)`.
 fn objective_terms<T: Float, A: TapeAction<T> + ?Sized>(
     objective: Objective,

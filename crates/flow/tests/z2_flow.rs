@@ -295,6 +295,12 @@ fn mixture_objective_equals_the_flow_objective_for_an_equivariant_flow_and_train
     let plain = Phi4FlowConfig { l: 4, layers: 2, ..Phi4FlowConfig::default() };
     let mut tr = Trainer::new(plain.build::<f64>(&mut StdRng::seed_from_u64(82)), tc.clone());
     tr.objective = Objective::Z2Mixture;
+    assert_eq!(tr.objective.check(&tr.flow), Ok(()));
+    // the U(1) flow's Haar prior has no tape form: an error before training, not a panic
+    let u1 = latflow_flow::u1::U1FlowConfig { l: 4, layers: 2, ..Default::default() }
+        .build::<f64>(&mut StdRng::seed_from_u64(0));
+    assert!(Objective::Z2Mixture.check(&u1).unwrap_err().contains("tape form"));
+    assert_eq!(Objective::Flow.check(&u1), Ok(()));
     for _ in 0..3 {
         let m = tr.step(&action).unwrap();
         assert!(m.loss.is_finite() && m.ess > 0.0 && m.ess <= 1.0);
