@@ -350,3 +350,19 @@ fn default_architecture_is_unchanged() {
     let l = f.layers()[0].as_any().downcast_ref::<Z2Coupling<f64>>().unwrap();
     assert_eq!(l.kind(), Z2Kind::OddNet);
 }
+
+#[test]
+fn coupling_and_prior_names_round_trip() {
+    for c in [Coupling::Affine, Coupling::Z2(Z2Kind::Symmetrized), Coupling::Z2(Z2Kind::OddNet)] {
+        assert_eq!(c.to_string().parse::<Coupling>(), Ok(c));
+    }
+    for p in [PriorKind::Normal, PriorKind::Free { m2: 0.67 }, PriorKind::Free { m2: 1.0 / 3.0 }] {
+        assert_eq!(p.to_string().parse::<PriorKind>(), Ok(p));
+    }
+    assert_eq!(Coupling::default().to_string(), "affine");
+    assert_eq!(PriorKind::default().to_string(), "normal");
+    for bad in ["free:0", "free:-1", "free:nan", "free:inf", "free:", "free", "Normal", ""] {
+        assert!(bad.parse::<PriorKind>().is_err(), "{bad}");
+    }
+    assert!("z2".parse::<Coupling>().unwrap_err().contains("z2sym"));
+}

@@ -33,6 +33,58 @@ pub enum PriorKind {
     },
 }
 
+/// The names of the coupling kinds for flags and checkpoint metadata: `affine`, `z2sym`
+/// ([`Z2Kind::Symmetrized`]), `z2odd` ([`Z2Kind::OddNet`]); `Display` writes what `FromStr`
+/// reads.
+impl std::fmt::Display for Coupling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Coupling::Affine => "affine",
+            Coupling::Z2(Z2Kind::Symmetrized) => "z2sym",
+            Coupling::Z2(Z2Kind::OddNet) => "z2odd",
+        })
+    }
+}
+
+impl std::str::FromStr for Coupling {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "affine" => Ok(Coupling::Affine),
+            "z2sym" => Ok(Coupling::Z2(Z2Kind::Symmetrized)),
+            "z2odd" => Ok(Coupling::Z2(Z2Kind::OddNet)),
+            _ => Err(format!("unknown coupling {s:?}: expected affine, z2sym or z2odd")),
+        }
+    }
+}
+
+/// The priors' names for flags and checkpoint metadata: `normal`, `free:M2` (e.g.
+/// `free:0.67`; the mass squared written with Rust's shortest round-trip formatting, so
+/// `Display` then `FromStr` gives the same value bit for bit).
+impl std::fmt::Display for PriorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PriorKind::Normal => f.write_str("normal"),
+            PriorKind::Free { m2 } => write!(f, "free:{m2}"),
+        }
+    }
+}
+
+impl std::str::FromStr for PriorKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "normal" {
+            return Ok(PriorKind::Normal);
+        }
+        let bad = || format!("unknown prior {s:?}: expected normal or free:M2 with M2 > 0 (e.g. free:0.67)");
+        let m2: f64 = s.strip_prefix("free:").ok_or_else(bad)?.parse().map_err(|_| bad())?;
+        if !(m2.is_finite() && m2 > 0.0) {
+            return Err(bad());
+        }
+        Ok(PriorKind::Free { m2 })
+    }
+}
+
 /// Architecture of the phi^4 flow. Defaults are the tutorial's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Phi4FlowConfig {
