@@ -22,7 +22,7 @@ done
 # primary observable; the other observables' lines are left out)
 cat "$out"/s*.log | awk -v ref="${3:-}" '
   /Metropolis acceptance/ { acc += $3; na++ }
-  /\(Metropolis\)/ && /\+-/ && ($1 == "chi_2" || $1 == "<Q^2>") {
+  /^(chi_2|<Q\^2>) \(Metropolis\)/ && /\+-/ {
     if ($1 == "chi_2") { r = (ref == "" ? 0.7444 : ref); name = "chi_2" } else { r = (ref == "" ? 1.2393 : ref); name = $1 }
     v = $3; e = $5; p = (v - r) / e
     n++; sv += v; svv += v * v; se += e; sp += p; spp += p * p; if (p > 2 || p < -2) out2++

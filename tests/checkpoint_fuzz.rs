@@ -19,7 +19,7 @@ use std::path::Path;
 /// A valid checkpoint of each theory (tiny flows), as bytes.
 fn valid_files(dir: &Path) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    let phi4 = Phi4FlowConfig { l: 4, layers: 2, hidden: vec![4], kernel: 3, final_tanh: true };
+    let phi4 = Phi4FlowConfig { l: 4, layers: 2, hidden: vec![4], kernel: 3, ..Default::default() };
     let flow = phi4.build::<f32>(&mut StdRng::seed_from_u64(1));
     let meta: BTreeMap<String, String> = [
         ("theory", "phi4"),

@@ -155,6 +155,7 @@ fn load_flow<T: Float>(path: &Path) -> Flow<T> {
         hidden: meta_get::<String>(m, "hidden").unwrap().split(',').map(|v| v.parse().unwrap()).collect(),
         kernel: meta_get(m, "kernel").unwrap(),
         final_tanh: meta_get(m, "final_tanh").unwrap(),
+        ..Default::default()
     };
     let mut flow = config.build::<T>(&mut StdRng::seed_from_u64(0));
     load_params(&st, &mut flow).unwrap();

@@ -58,7 +58,7 @@ impl Theory for FreeTheory {
             layers: p.positive("layers")?,
             hidden: p.positive_list("hidden")?,
             kernel: p.positive("kernel")?,
-            final_tanh: true,
+            ..Default::default()
         };
         Ok(Box::new(FreeSetup { arch, nd, action: FreeAction { lattice: Lattice::hypercubic(l, nd), m2 } }))
     }

@@ -6,9 +6,10 @@
 
 use super::{save, CliError, CliResult};
 use crate::flow::model::Flow;
+use crate::flow::z2::Z2Mixture;
 use crate::io::csv::Table;
 use crate::io::plot;
-use crate::sampler::ensemble::{ChainCounts, IndependenceSampler, ProposalBatch};
+use crate::sampler::ensemble::{ChainCounts, IndependenceSampler, ProposalBatch, ProposalSource};
 use crate::sampler::hmc::{run_chains, HmcChain, HmcConfig, RunConfig};
 use crate::sampler::reweight::{reweight_derived_replay, reweight_replay, Reweighted};
 use crate::sampler::spool::Spool;
@@ -205,7 +206,10 @@ pub fn evaluate(
         }
         Ok(())
     };
-    let counts = IndependenceSampler::new(flow, &action, s.batch)
+    // with --mixture z2 the proposals come from (q(x) + q(-x)) / 2: x = +-f(z), fair sign
+    let mixture = Z2Mixture::new(flow);
+    let source: &dyn ProposalSource = if setup.mixture() { &mixture } else { flow };
+    let counts = IndependenceSampler::new(source, &action, s.batch)
         .sample_streaming(s.n, &mut rng, &mut sink)
         .map_err(|e| CliError(format!("{e}; the chunks written before it are complete")))?;
     run.counts = counts;

@@ -4,7 +4,7 @@
 
 use super::checkpoints::{self, MODEL_FILE};
 use super::{report, Args, CliError, CliResult};
-use crate::flow::train::{StepMetrics, TapeAction, TrainConfig, TrainError, Trainer};
+use crate::flow::train::{Objective, StepMetrics, TapeAction, TrainConfig, TrainError, Trainer};
 use crate::io::plot;
 use crate::tensor::{Device, Var};
 use crate::theory::{Param, Params, Setup, Theory};
@@ -282,6 +282,11 @@ pub fn execute(
     mut trainer: Trainer<f32>,
     quiet: bool,
 ) -> CliResult<()> {
+    if setup.mixture() {
+        // reverse-KL through the Z2 mixture (latflow_flow::z2): needs the prior on the tape
+        Objective::Z2Mixture.check(&trainer.flow).map_err(|e| CliError(format!("--mixture z2: {e}")))?;
+        trainer.objective = Objective::Z2Mixture;
+    }
     let shard = common.train.batch.min(crate::flow::train::SHARD_SIZE) * rayon::current_num_threads();
     super::check_memory(&trainer.flow, shard, 4.0, "training")?;
     super::check_memory(&trainer.flow, common.sample_batch, 2.0, "sampling with this --sample-batch")?;

@@ -1,6 +1,6 @@
 //! Normalizing flows for lattice fields (arXiv:2101.08176, Albergo et al.).
 //!
-//! - [`prior`]: the base distributions r(z) ([`prior::Prior`], the standard normal).
+//! - [`prior`]: the base distributions r(z) ([`prior::Prior`], the standard normal, the free field).
 //! - [`model`]: a flow = prior + layers of any kinds ([`model::Layer`]), sampling and density.
 //! - [`net`]: circular conv nets (Conv2d, LeakyReLU, ..., optional final tanh).
 //! - [`phi4`]: the phi^4 flow: checkerboard masks, the affine coupling, its architecture.
@@ -10,6 +10,8 @@
 //!   folder per op, defined outside the engine.
 //! - [`checkpoint`]: models to and from safetensors files (PyTorch `state_dict` names).
 //! - [`proposals`]: a flow as the proposal source of the sampler crate's ensembles.
+//! - [`z2`]: a flow's Z2 mixture `(q(phi) + q(-phi)) / 2` as a proposal source, and its
+//!   density on the tape for training.
 //!
 //! How the crates fit together: `docs/architecture.md`.
 
@@ -22,3 +24,4 @@ pub mod prior;
 pub mod proposals;
 pub mod train;
 pub mod u1;
+pub mod z2;

@@ -243,4 +243,34 @@ impl<T: Float> Flow<T> {
     pub fn log_prob(&self, x: &Tensor<T>) -> Tensor<T> {
         self.reverse(x).1
     }
+
+    /// The reverse pass on the tape: `(z = f^{-1}(x), log q(x))` with
+    /// `log q(x) = log r(z) - sum_l log|det J_l|` (each layer's [`Layer::reverse`] and the
+    /// prior's [`Prior::log_prob_var`]), differentiable in `x` and in the parameters (the Z2
+    /// mixture's `log q(-x)` in training: [`crate::z2::mixture_log_prob_var`]).
+    ///
+    /// # Panics
+    /// If the prior has no tape form ([`Prior::log_prob_var`] gives `None`).
+    #[track_caller]
+    pub fn reverse_vars(&self, x: &Var<T>, params: &[Var<T>]) -> (Var<T>, Var<T>) {
+        let mut y = x.clone();
+        let mut sum_logj: Option<Var<T>> = None;
+        for (i, l) in self.layers.iter().enumerate().rev() {
+            let (z, logj) = l.reverse(&y, self.layer_params(i, params));
+            sum_logj = Some(match sum_logj {
+                None => logj,
+                Some(s) => s.add(&logj),
+            });
+            y = z;
+        }
+        let log_r = self
+            .prior
+            .log_prob_var(&y)
+            .unwrap_or_else(|| panic!("Flow::reverse_vars: this prior has no tape form of log r"));
+        let logq = match sum_logj {
+            Some(s) => log_r.sub(&s),
+            None => log_r,
+        };
+        (y, logq)
+    }
 }

@@ -24,6 +24,61 @@ impl<T: Float, F: Fn(&Var<T>) -> Var<T> + Sync> TapeAction<T> for F {
     }
 }
 
+/// What a training step minimizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Objective {
+    /// `KL(q || p)`: `loss = mean(log q(x) + S(x))` over flow samples `x`. The default.
+    #[default]
+    Flow,
+    /// `KL(q_mix || p)` of the flow's Z2 mixture `q_mix(x) = (q(x) + q(-x)) / 2`
+    /// ([`crate::z2`], arXiv:2107.00734): `loss = mean(log q_mix(x) + (S(x) + S(-x)) / 2)`
+    /// over flow samples `x` (exact for any action, since `q_mix` is even; for an even action
+    /// the second term is `S(x)`). `log q(-x)` is the flow's reverse pass on the tape, so a
+    /// step costs about twice a [`Objective::Flow`] step; the prior needs a tape form
+    /// ([`crate::prior::Prior::log_prob_var`]). The metrics (`logq`, ESS) are those of `q_mix`.
+    Z2Mixture,
+}
+
+impl Objective {
+    /// Whether `flow` can be trained with this objective: [`Objective::Z2Mixture`] needs the
+    /// prior's tape form ([`crate::prior::Prior::log_prob_var`]; the normal and free-field
+    /// priors have one, the U(1) Haar prior not). Callers check this before training, since a
+    /// step would panic.
+    ///
+    /// # Errors
+    /// A message naming what is missing.
+    pub fn check<T: Float>(&self, flow: &Flow<T>) -> Result<(), String> {
+        if *self == Objective::Z2Mixture {
+            let mut shape = vec![1];
+            shape.extend(flow.prior.shape());
+            if flow.prior.log_prob_var(&Var::constant(Tensor::zeros(&shape))).is_none() {
+                return Err("training through the Z2 mixture needs a prior with a tape form of log r \
+                            (the normal or free-field prior)"
+                    .into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `(S, log q)` per sample of the step's objective, from flow samples `x` with `log q(x)`.
+fn objective_terms<T: Float, A: TapeAction<T> + ?Sized>(
+    objective: Objective,
+    flow: &Flow<T>,
+    action: &A,
+    x: &Var<T>,
+    logq: Var<T>,
+    params: &[Var<T>],
+) -> (Var<T>, Var<T>) {
+    match objective {
+        Objective::Flow => (action.action(x), logq),
+        Objective::Z2Mixture => {
+            let s = action.action(x).add(&action.action(&x.neg())).mul_scalar(0.5);
+            (s, crate::z2::mixture_log_prob_var(flow, x, &logq, params))
+        }
+    }
+}
+
 /// Training hyper-parameters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
@@ -122,6 +177,8 @@ pub struct Trainer<T: Float> {
     pub config: TrainConfig,
     /// Steps taken.
     pub step: usize,
+    /// What each step minimizes. [`Trainer::new`] sets [`Objective::Flow`] (the tutorial's).
+    pub objective: Objective,
     /// (CPU) the parameters and Adam's state before the last update (`Some(step)` when they
     /// hold a state): when the next loss is non-finite, the last update made the flow produce
     /// it, and these are the last parameters whose loss was finite. Buffers reused each step.
@@ -143,6 +200,7 @@ impl<T: Float> Trainer<T> {
             adam,
             config,
             step: 0,
+            objective: Objective::Flow,
             previous: None,
             prev_params: Vec::new(),
             prev_adam: AdamSnapshot::default(),
@@ -180,6 +238,7 @@ impl<T: Float> Trainer<T> {
         let shards = shard_count(n);
         let base = step_seed(self.config.seed, k);
         let flow = &self.flow;
+        let objective = self.objective;
         let outs: Vec<Shard<T>> = (0..shards)
             .into_par_iter()
             .map(|i| {
@@ -187,7 +246,7 @@ impl<T: Float> Trainer<T> {
                 let mut rng = StdRng::seed_from_u64(step_seed(base, i));
                 let params = flow.param_vars(Record::Params);
                 let (_, x, logq) = flow.sample_vars(size, &mut rng, &params);
-                let s = action.action(&x);
+                let (s, logq) = objective_terms(objective, flow, action, &x, logq, &params);
                 // this shard's part of mean(log q + S) over the whole batch
                 let loss = logq.add(&s).sum().mul_scalar(1.0 / n as f64);
                 let loss_v = loss.value().item().to_f64();
@@ -254,7 +313,7 @@ impl<T: Float> Trainer<T> {
         let (loss_v, gs, s, logq) = {
             let params = self.flow.param_vars(Record::Params);
             let (x, logq) = self.flow.forward(Var::constant(to_gpu(z)), Var::constant(to_gpu(log_r)), &params);
-            let s = action.action(&x);
+            let (s, logq) = objective_terms(self.objective, &self.flow, action, &x, logq, &params);
             let loss = logq.add(&s).sum().mul_scalar(1.0 / n as f64);
             let loss_v = loss.value().item().to_f64();
             if !loss_v.is_finite() {

@@ -75,6 +75,12 @@ pub trait Setup: Sync {
     fn config_shape(&self) -> Vec<usize> {
         vec![self.action().dof()]
     }
+    /// Whether flows are trained and sampled as the mixture `q_mix(x) = (q(x) + q(-x)) / 2`
+    /// of the flow and its image under the action's global flip (`--mixture z2`,
+    /// `latflow_flow::z2`); false by default.
+    fn mixture(&self) -> bool {
+        false
+    }
     /// A starting configuration for HMC.
     fn hmc_start(&self, rng: &mut dyn RngCore) -> Vec<f64>;
     /// The observables it measures on every configuration; the first is the primary one.

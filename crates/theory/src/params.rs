@@ -35,12 +35,22 @@ pub struct Param {
     pub help: &'static str,
     /// Where it applies.
     pub group: Group,
+    /// Whether a checkpoint may lack it (added after checkpoints existed): then it takes
+    /// its default, which must be what those checkpoints were.
+    pub optional: bool,
 }
 
 impl Param {
     /// A parameter whose metadata key is its flag.
     pub const fn new(flag: &'static str, default: &'static str, help: &'static str, group: Group) -> Self {
-        Param { flag, key: flag, default, help, group }
+        Param { flag, key: flag, default, help, group, optional: false }
+    }
+
+    /// The same parameter, allowed to be missing from a checkpoint's metadata (it was added
+    /// later; its default is what older checkpoints were).
+    pub const fn optional(mut self) -> Self {
+        self.optional = true;
+        self
     }
 
     /// The same parameter stored under another metadata key.
@@ -91,8 +101,8 @@ impl Params {
         Params { values, flags, source: Source::Flags }
     }
 
-    /// Values from a checkpoint's metadata: every checkpoint parameter must be there;
-    /// HMC-only parameters take their defaults.
+    /// Values from a checkpoint's metadata: every checkpoint parameter must be there
+    /// (optional ones and HMC-only ones take their defaults).
     ///
     /// # Errors
     /// A missing entry, named with the file.
@@ -100,7 +110,7 @@ impl Params {
         let mut values = BTreeMap::new();
         let mut flags = BTreeMap::new();
         for p in params {
-            let v = match (meta.get(p.key), p.in_checkpoint()) {
+            let v = match (meta.get(p.key), p.in_checkpoint() && !p.optional) {
                 (Some(v), _) => v.clone(),
                 (None, false) => p.default.to_string(),
                 (None, true) => return Err(format!("{file}: missing metadata entry {:?}", p.key)),

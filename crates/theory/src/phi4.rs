@@ -18,7 +18,7 @@
 use crate::params::join_list;
 use crate::{Derived, Group, Observable, Param, Params, Reference, Setup, Theory, TrainDefaults};
 use latflow_flow::model::Flow;
-use latflow_flow::phi4::Phi4FlowConfig;
+use latflow_flow::phi4::{Coupling, Phi4FlowConfig, PriorKind};
 use latflow_physics::observables::{
     binder_cumulant, effective_mass, free_correlator, magnetization, second_moment_xi, time_slice_correlator,
     two_point_susceptibility,
@@ -67,6 +67,10 @@ impl Theory for Phi4Theory {
             Param::new("kernel", "3", "odd conv kernel size", Group::Flow),
             Param::new("final-tanh", "true", "tanh after each net's last convolution", Group::Flow)
                 .stored_as("final_tanh"),
+            Param::new("coupling", "affine", "affine | z2sym | z2odd (Z2-equivariant couplings)", Group::Flow)
+                .optional(),
+            Param::new("prior", "normal", "normal | free:M2 (free field of mass^2 M2 > 0)", Group::Flow).optional(),
+            Param::new("mixture", "none", "none | z2: train and sample (q(x) + q(-x))/2", Group::Flow).optional(),
         ]
     }
 
@@ -103,9 +107,16 @@ impl Theory for Phi4Theory {
             hidden: p.positive_list("hidden")?,
             kernel: p.positive("kernel")?,
             final_tanh: p.get("final_tanh")?,
+            coupling: p.raw("coupling").unwrap_or("affine").parse().map_err(|e| p.error("coupling", e))?,
+            prior: p.raw("prior").unwrap_or("normal").parse().map_err(|e| p.error("prior", e))?,
+        };
+        let mixture = match p.raw("mixture").unwrap_or("none") {
+            "none" => false,
+            "z2" => true,
+            other => return Err(p.error("mixture", format!("expected none or z2, got {other:?}"))),
         };
         let action = Phi4::new(Lattice::hypercubic(l, nd), m2, lam);
-        Ok(Box::new(Phi4Setup { arch, nd, m2, lam, action }))
+        Ok(Box::new(Phi4Setup { arch, nd, m2, lam, action, mixture }))
     }
 }
 
@@ -120,6 +131,8 @@ pub struct Phi4Setup {
     /// Quartic coupling.
     pub lam: f64,
     action: Phi4,
+    /// Train and sample the Z2 mixture (`--mixture z2`).
+    pub mixture: bool,
 }
 
 impl Phi4Setup {
@@ -148,6 +161,9 @@ impl Setup for Phi4Setup {
             ("hidden".into(), join_list(&self.arch.hidden)),
             ("kernel".into(), self.arch.kernel.to_string()),
             ("final_tanh".into(), self.arch.final_tanh.to_string()),
+            ("coupling".into(), self.arch.coupling.to_string()),
+            ("prior".into(), self.arch.prior.to_string()),
+            ("mixture".into(), if self.mixture { "z2" } else { "none" }.into()),
         ])
     }
 
@@ -157,7 +173,17 @@ impl Setup for Phi4Setup {
     }
 
     fn describe_flow(&self) -> String {
-        format!("{} layers, hidden {:?}, kernel {}", self.arch.layers, self.arch.hidden, self.arch.kernel)
+        let mut s = format!("{} layers, hidden {:?}, kernel {}", self.arch.layers, self.arch.hidden, self.arch.kernel);
+        if self.arch.coupling != Coupling::Affine {
+            s += &format!(", {} couplings", self.arch.coupling);
+        }
+        if self.arch.prior != PriorKind::Normal {
+            s += &format!(", prior {}", self.arch.prior);
+        }
+        if self.mixture {
+            s += ", Z2 mixture";
+        }
+        s
     }
 
     fn action(&self) -> &dyn Action {
@@ -178,6 +204,10 @@ impl Setup for Phi4Setup {
 
     fn config_shape(&self) -> Vec<usize> {
         self.action.lattice().shape().to_vec()
+    }
+
+    fn mixture(&self) -> bool {
+        self.mixture
     }
 
     fn hmc_start(&self, rng: &mut dyn RngCore) -> Vec<f64> {
