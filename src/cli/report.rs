@@ -400,6 +400,16 @@ fn print_estimate(
         let slug: String = r.label.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         t.row(&[format!("{key}_ref_{slug}"), r.value.to_string(), r.error.to_string()]);
     }
+    if let Some(r) = mine.iter().find(|r| g.error == 0.0 && r.error == 0.0 && r.value != g.mean) {
+        // every configuration of the chain gives the same value and it is not the exact one:
+        // no pull can be computed, but the sampler plainly misses part of the distribution
+        println!(
+            "{}every configuration gives {:.d$}, exact {:.d$}: the sampler misses part of the distribution",
+            col(&format!("deviation of {label}")),
+            g.mean,
+            r.value
+        );
+    }
     if !mine.is_empty() && g.error > 0.0 {
         let why = if stuck {
             "the chain never moved after thermalization"
