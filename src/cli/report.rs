@@ -332,6 +332,10 @@ pub fn report(
             charge_history(setup, obs, o, k, run, h, stem, dir)?;
             files.push(stem);
         }
+        if let (Some(stem), Some(dir)) = (o.histogram, dir) {
+            histogram_plot(setup, o, k, run, h, &dir.join(format!("{stem}.svg")))?;
+            files.push(stem);
+        }
     }
     if let Some(dir) = dir {
         table.write(&dir.join("summary.csv")).map_err(CliError)?;
@@ -534,6 +538,85 @@ fn charge_history(
     if let Some(dir) = dir {
         plot::write_svg(&dir.join(format!("{stem}.svg")), &plot::panels(&qp, 1))?;
     }
+    Ok(())
+}
+
+/// Bins of the histograms of [`histogram_plot`].
+const HISTOGRAM_BINS: usize = 60;
+
+/// The histogram of observable `k` along the flow's chain next to HMC's at the same
+/// couplings with the global flip (4 chains of [`HMC_REFERENCE_TRAJECTORIES`]) and without
+/// (one chain of 4 times that), as densities on one figure: a flow or chain that covers one vacuum of phi^4's
+/// broken phase shows one peak where the ergodic HMC shows two.
+fn histogram_plot(
+    setup: &dyn Setup,
+    o: &Observable,
+    k: usize,
+    run: &mut FlowRun,
+    h: &Heading,
+    path: &std::path::Path,
+) -> CliResult<()> {
+    // with flips: 4 chains; without: one chain, whose freezing would hide among several
+    let hmc_values = |flip: bool| {
+        let hmc = HmcConfig { flip, ..HmcConfig::default() };
+        let (n_chains, n_traj) =
+            if flip { (4, HMC_REFERENCE_TRAJECTORIES) } else { (1, 4 * HMC_REFERENCE_TRAJECTORIES) };
+        let config = RunConfig { hmc, n_chains, n_therm: 500, n_traj, seed: h.seed };
+        let recs = run_chains(setup.action(), &config, 1, |_, r| setup.hmc_start(r), |x, out| out[0] = (o.f)(x), None);
+        recs.into_iter().flat_map(|r| r.observables.into_iter().next().unwrap_or_default()).collect::<Vec<f64>>()
+    };
+    let (with, without) = (hmc_values(true), hmc_values(false));
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    run.chain_replay(k, h.therm, &mut |v| {
+        if v.is_finite() {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+    })
+    .map_err(CliError)?;
+    for v in with.iter().chain(&without).filter(|v| v.is_finite()) {
+        lo = lo.min(*v);
+        hi = hi.max(*v);
+    }
+    if lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) {
+        return Ok(());
+    }
+    let width = (hi - lo) / HISTOGRAM_BINS as f64;
+    let bin = |v: f64| (((v - lo) / width) as usize).min(HISTOGRAM_BINS - 1);
+    let density = |counts: &[usize]| -> Vec<(f64, f64)> {
+        let n: usize = counts.iter().sum();
+        let mut pts: Vec<(f64, f64)> = counts
+            .iter()
+            .enumerate()
+            .map(|(b, &c)| (lo + b as f64 * width, c as f64 / (n.max(1) as f64 * width)))
+            .collect();
+        pts.push((hi, pts.last().map_or(0.0, |p| p.1)));
+        pts
+    };
+    let mut flow_counts = vec![0usize; HISTOGRAM_BINS];
+    run.chain_replay(k, h.therm, &mut |v| {
+        if v.is_finite() {
+            flow_counts[bin(v)] += 1;
+        }
+    })
+    .map_err(CliError)?;
+    let count = |vals: &[f64]| {
+        let mut c = vec![0usize; HISTOGRAM_BINS];
+        vals.iter().filter(|v| v.is_finite()).for_each(|&v| c[bin(v)] += 1);
+        c
+    };
+    let flow_name = if setup.mixture() { "flow, Z2 mixture (Metropolis chain)" } else { "flow (Metropolis chain)" };
+    let plot =
+        plot::LinePlot::new(format!("Distribution of {}, {}", o.key, setup.describe()), o.key.as_str(), "density")
+            .with_series(plot::Series::step(flow_name, density(&flow_counts)).with_color(plot::PALETTE[0]))
+            .with_series(
+                plot::Series::step("HMC with global flips", density(&count(&with))).with_color(plot::PALETTE[1]),
+            )
+            .with_series(
+                plot::Series::step("HMC without flips (one chain)", density(&count(&without)))
+                    .with_color(plot::PALETTE[2]),
+            );
+    plot::write_svg(path, &plot::line_plot(&plot))?;
     Ok(())
 }
 

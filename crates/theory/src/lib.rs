@@ -146,6 +146,9 @@ pub struct Observable {
     pub tunnelling: Option<&'static str>,
     /// Whether it is printed (false for inputs of derived quantities only, like `M^4`).
     pub shown: bool,
+    /// A distribution worth seeing (phi^4's M): its histogram along the flow's chain, next
+    /// to HMC's with and without the global flip, goes to `{stem}.svg`.
+    pub histogram: Option<&'static str>,
 }
 
 impl Observable {
@@ -164,7 +167,14 @@ impl Observable {
             compare: true,
             tunnelling: None,
             shown: true,
+            histogram: None,
         }
+    }
+
+    /// The same, with its histogram plotted in `{stem}.svg`.
+    pub fn histogram(mut self, stem: &'static str) -> Self {
+        self.histogram = Some(stem);
+        self
     }
 
     /// The same, measured only as an input of derived quantities (not printed).

@@ -217,7 +217,7 @@ impl Setup for Phi4Setup {
     fn observables(&self) -> Vec<Observable> {
         let mut o = vec![
             Observable::new("chi2", "chi_2", 4, two_point_susceptibility),
-            Observable::new("M", "<M>", 4, magnetization),
+            Observable::new("M", "<M>", 4, magnetization).histogram("magnetization"),
             Observable::new("absM", "<|M|>", 4, |x| magnetization(x).abs()),
             Observable::new("Mpos", "P(M > 0)", 3, |x| (magnetization(x) > 0.0) as u8 as f64),
             Observable::new("M2", "<M^2>", 5, |x| magnetization(x).powi(2)).hidden(),
