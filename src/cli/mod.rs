@@ -206,7 +206,35 @@ pub fn device_line(d: Device) -> String {
     }
 }
 
+/// Refuses `--device cuda` for what of `setup` runs on the CPU only, saying what.
+pub fn check_device(setup: &dyn latflow_theory::Setup, device: Device) -> CliResult<()> {
+    match (device, setup.cpu_only()) {
+        (Device::Cuda, Some(why)) => Err(CliError(format!("--device cuda: {why}"))),
+        _ => Ok(()),
+    }
+}
+
 /// Moves a flow to `device`, with the error as a CLI error.
 pub fn move_flow(flow: &mut Flow<f32>, device: Device) -> CliResult<()> {
     flow.to_device(device).map_err(|e| CliError(format!("--device {}: {e}", device.name())))
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::*;
+    use latflow_theory::Params;
+
+    /// `--device cuda` says plainly which options run on the CPU only.
+    #[test]
+    fn cuda_refuses_cpu_only_options_by_name() {
+        let phi4 = latflow_theory::builtin()[0];
+        let given = |v: &[(&str, &str)]| v.iter().map(|(k, x)| (k.to_string(), x.to_string())).collect();
+        let plain = phi4.setup(&Params::from_flags(&phi4.params(), &given(&[]))).unwrap();
+        assert!(check_device(plain.as_ref(), Device::Cuda).is_ok());
+        let opts = given(&[("mixture", "z2"), ("prior", "free:0.5")]);
+        let sym = phi4.setup(&Params::from_flags(&phi4.params(), &opts)).unwrap();
+        assert!(check_device(sym.as_ref(), Device::Cpu).is_ok());
+        let e = check_device(sym.as_ref(), Device::Cuda).unwrap_err().0;
+        assert!(e.contains("--prior free:0.5") && e.contains("--mixture z2") && e.contains("CPU only"), "{e}");
+    }
 }

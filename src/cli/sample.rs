@@ -44,6 +44,7 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
     }
     super::check_memory(&flow, s.batch, 2.0, "sampling with this --batch")?;
     let device = super::parse_device(&a)?;
+    super::check_device(ck.setup.as_ref(), device)?;
     super::move_flow(&mut flow, device)?;
     let dir = super::make_dir(&out)?;
     let save = if a.has("save") {

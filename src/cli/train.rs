@@ -290,6 +290,7 @@ pub fn execute(
     let shard = common.train.batch.min(crate::flow::train::SHARD_SIZE) * rayon::current_num_threads();
     super::check_memory(&trainer.flow, shard, 4.0, "training")?;
     super::check_memory(&trainer.flow, common.sample_batch, 2.0, "sampling with this --sample-batch")?;
+    super::check_device(setup, common.device)?;
     super::move_flow(&mut trainer.flow, common.device)?;
     let dir = super::make_dir(&common.out)?;
     eprintln!(

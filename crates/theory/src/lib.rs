@@ -81,6 +81,11 @@ pub trait Setup: Sync {
     fn mixture(&self) -> bool {
         false
     }
+    /// What of this setup's flow runs on the CPU only (`--device cuda` refuses it, saying
+    /// so); `None` when everything has CUDA kernels.
+    fn cpu_only(&self) -> Option<String> {
+        None
+    }
     /// A starting configuration for HMC.
     fn hmc_start(&self, rng: &mut dyn RngCore) -> Vec<f64>;
     /// The observables it measures on every configuration; the first is the primary one.

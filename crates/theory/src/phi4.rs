@@ -210,6 +210,22 @@ impl Setup for Phi4Setup {
         self.mixture
     }
 
+    fn cpu_only(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.arch.prior != PriorKind::Normal {
+            parts.push(format!("--prior {}", self.arch.prior));
+        }
+        if self.arch.coupling != Coupling::Affine {
+            parts.push(format!("--coupling {}", self.arch.coupling));
+        }
+        if self.mixture {
+            parts.push("--mixture z2".to_string());
+        }
+        (!parts.is_empty()).then(|| {
+            format!("{} run on the CPU only for now (not yet tested on a GPU): drop --device cuda", parts.join(", "))
+        })
+    }
+
     fn hmc_start(&self, rng: &mut dyn RngCore) -> Vec<f64> {
         (0..self.action.dof()).map(|_| rng.gen_range(-0.1..0.1)).collect()
     }
