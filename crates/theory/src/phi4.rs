@@ -1,9 +1,9 @@
 //! phi^4 theory (arXiv:2101.08176 section IV): the action of [`latflow_physics::Phi4`],
 //! the tutorial's flow of affine couplings ([`latflow_flow::phi4`]), the observables
-//! chi_2 = V<M^2>, <M>, <|M|>, the fraction of configurations with M > 0 (how much of each
-//! vacuum a sampler sees), the time-slice correlator G(t) (t = 0..L/2), and the quantities
-//! derived from their means: the connected chi_2 = V(<M^2> - <M>^2), the Binder cumulant
-//! U_4 = 1 - <M^4>/(3<M^2>^2), the second-moment correlation length xi_2 and the effective
+//! `chi_2 = V<M^2>`, `<M>`, `<|M|>`, the fraction of configurations with M > 0 (how much of
+//! each vacuum a sampler sees), the time-slice correlator G(t) (t = 0..L/2), and the
+//! quantities derived from their means: the connected `chi_2 = V(<M^2> - <M>^2)`, the Binder
+//! cumulant `U_4 = 1 - <M^4>/(3<M^2>^2)`, the second-moment correlation length xi_2 and the effective
 //! mass m_eff(t) (`latflow_physics::observables`); and the reference values known at the
 //! run's couplings (P(M > 0) = 1/2 by symmetry everywhere):
 //! - the tutorial's couplings (8x8, M2 = -4, lam = 8): its published HMC value
