@@ -110,6 +110,8 @@ fn options_are_stored_and_kept() {
     assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("--mixture contradicts"));
     for (flag, value, needle) in [
         ("--prior", "free:0", "M2 > 0"),
+        ("--prior", "free:1e300", "needs M2 in"),
+        ("--prior", "free:1e-9", "needs M2 in"),
         ("--prior", "laplace", "expected normal or free:M2"),
         ("--coupling", "z3", "expected affine, z2sym or z2odd"),
         ("--mixture", "u1", "expected none or z2"),

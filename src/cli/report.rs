@@ -274,10 +274,12 @@ pub fn report(
     let acceptance = run.acceptance();
     println!("{:<COL$}{acceptance:.3}", "Metropolis acceptance");
     println!("{:<COL$}{ess:.3}", "ESS / N");
-    let (mut bad, mut moves) = (0usize, 0usize);
+    let (mut bad, mut moves, mut s_lo, mut s_hi) = (0usize, 0usize, f64::INFINITY, f64::NEG_INFINITY);
     run.scan(&mut |i, row| {
         bad += (!row[ACTION].is_finite() || !row[LOGQ].is_finite()) as usize;
         moves += (i > h.therm && row[STATE] as usize == i) as usize;
+        s_lo = s_lo.min(row[ACTION]);
+        s_hi = s_hi.max(row[ACTION]);
     })?;
     let tail =
         weight_tail_replay(&mut |f| run.rows.scan(&mut |_, row| f(-row[ACTION] - row[LOGQ]))).map_err(CliError)?;
@@ -350,6 +352,13 @@ pub fn report(
     }
     // a flow that outputs NaN or infinities (diverged training, corrupt weights) gives no
     // ensemble: say so with an error, not exit 0
+    if s_lo == s_hi && run.len() > 1 {
+        return Err(CliError(format!(
+            "all {} proposals have the same action {s_lo}: the flow proposes a single configuration \
+             (degenerate); the estimates above are not an ensemble",
+            run.len()
+        )));
+    }
     if bad > 0 {
         return Err(CliError(format!(
             "{bad} proposals have a non-finite action or log q: the flow is broken (diverged training?); \

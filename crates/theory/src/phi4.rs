@@ -44,6 +44,9 @@ pub const MAX_VOLUME: usize = 1 << 22;
 /// of training sees 0.
 pub const MIN_LAM: f64 = 1e-8;
 
+/// Smallest mass squared of the free-field prior (`--prior free:M2`).
+pub const MIN_PRIOR_M2: f64 = 1e-6;
+
 /// The phi^4 registry entry.
 pub struct Phi4Theory;
 
@@ -110,6 +113,16 @@ impl Theory for Phi4Theory {
             coupling: p.raw("coupling").unwrap_or("affine").parse().map_err(|e| p.error("coupling", e))?,
             prior: p.raw("prior").unwrap_or("normal").parse().map_err(|e| p.error("prior", e))?,
         };
+        if let PriorKind::Free { m2: mp } = arch.prior {
+            // an f32 prior of variance 1/(2 mp) needs mp in a sane range (1e300 gave one
+            // configuration proposed 8192 times, "ESS 1")
+            if !(MIN_PRIOR_M2..=crate::params::MAX_COUPLING).contains(&mp) {
+                return Err(p.error(
+                    "prior",
+                    format!("free:M2 needs M2 in [{MIN_PRIOR_M2:e}, {:e}], got {mp:e}", crate::params::MAX_COUPLING),
+                ));
+            }
+        }
         let mixture = match p.raw("mixture").unwrap_or("none") {
             "none" => false,
             "z2" => true,
