@@ -149,6 +149,23 @@ impl TopLogWeights {
     }
 }
 
+/// The largest finite log weight (the scale of the weights) and the number of weights, in
+/// one pass.
+///
+/// # Panics
+/// If there are none.
+pub(crate) fn largest_log_weight(replay: &mut crate::stats::Replay<'_>) -> Result<(f64, usize), String> {
+    let (mut m, mut n) = (f64::NEG_INFINITY, 0usize);
+    replay(&mut |lw| {
+        if lw.is_finite() {
+            m = m.max(lw);
+        }
+        n += 1;
+    })?;
+    assert!(n > 0, "reweight: no samples");
+    Ok((m, n))
+}
+
 /// Reads pairs `(log weight, observable)` from the start, handing each to the visitor.
 pub type PairReplay<'a> = dyn FnMut(&mut dyn FnMut(f64, f64)) -> Result<(), String> + 'a;
 
@@ -161,14 +178,7 @@ pub type PairReplay<'a> = dyn FnMut(&mut dyn FnMut(f64, f64)) -> Result<(), Stri
 /// # Panics
 /// If there are no pairs.
 pub fn reweight_replay(replay: &mut PairReplay<'_>) -> Result<Reweighted, String> {
-    let (mut m, mut n) = (f64::NEG_INFINITY, 0usize);
-    replay(&mut |lw, _| {
-        if lw.is_finite() {
-            m = m.max(lw);
-        }
-        n += 1;
-    })?;
-    assert!(n > 0, "reweight: no samples");
+    let (m, n) = largest_log_weight(&mut |f| replay(&mut |lw, _| f(lw)))?;
     let w = |lw: f64| if lw.is_finite() { (lw - m).exp() } else { 0.0 };
     let (mut sw, mut sw2, mut swo) = (-0.0f64, -0.0f64, -0.0f64);
     replay(&mut |lw, o| {
@@ -207,14 +217,7 @@ pub fn reweight_derived_replay(
     f: &dyn Fn(&[f64]) -> f64,
 ) -> Result<Reweighted, String> {
     assert!(k > 0, "reweight_derived_replay: no columns");
-    let (mut m, mut n) = (f64::NEG_INFINITY, 0usize);
-    replay(&mut |lw, _| {
-        if lw.is_finite() {
-            m = m.max(lw);
-        }
-        n += 1;
-    })?;
-    assert!(n > 0, "reweight: no samples");
+    let (m, n) = largest_log_weight(&mut |f| replay(&mut |lw, _| f(lw)))?;
     let w = |lw: f64| if lw.is_finite() { (lw - m).exp() } else { 0.0 };
     let (mut sw, mut sw2, mut swa) = (-0.0f64, -0.0f64, vec![-0.0f64; k]);
     replay(&mut |lw, row| {

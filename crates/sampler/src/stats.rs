@@ -497,6 +497,25 @@ impl Autocov for Replayed<'_> {
 /// # Panics
 /// If the series has fewer than 2 values or `s_tau` is not positive.
 pub fn gamma_method_replay(replay: &mut Replay<'_>, s_tau: f64) -> Result<GammaEstimate, String> {
+    let (n, mean) = match first_pass(replay, "gamma_method")? {
+        Ok(nm) => nm,
+        Err(constant) => return Ok(constant),
+    };
+    assert!(s_tau > 0.0, "gamma_method: s_tau must be positive, got {s_tau}");
+    let mut ac = Replayed { replay, n, mean, cache: Vec::new() };
+    let mut est = gamma_windowed(&mut ac, s_tau)?;
+    est.mean = mean;
+    Ok(est)
+}
+
+/// The first pass over a replayed series: its length and mean (summed in order, as
+/// [`mean`] does), or the estimate of an exactly constant series (error 0, as the in-memory
+/// versions give it).
+///
+/// # Panics
+/// If the series has fewer than 2 values (`what` names the caller).
+#[allow(clippy::type_complexity)]
+fn first_pass(replay: &mut Replay<'_>, what: &str) -> Result<Result<(usize, f64), GammaEstimate>, String> {
     let (mut sum, mut n, mut first, mut constant) = (-0.0f64, 0usize, f64::NAN, true);
     replay(&mut |x| {
         if n == 0 {
@@ -506,16 +525,30 @@ pub fn gamma_method_replay(replay: &mut Replay<'_>, s_tau: f64) -> Result<GammaE
         sum += x;
         n += 1;
     })?;
-    assert!(n >= 2, "gamma_method: need at least 2 values, got {n}");
-    assert!(s_tau > 0.0, "gamma_method: s_tau must be positive, got {s_tau}");
+    assert!(n >= 2, "{what}: need at least 2 values, got {n}");
     if constant {
-        return Ok(GammaEstimate { mean: first, tau_int: 0.5, window_found: true, n, ..Default::default() });
+        return Ok(Err(GammaEstimate { mean: first, tau_int: 0.5, window_found: true, n, ..Default::default() }));
     }
-    let mean = sum / n as f64;
-    let mut ac = Replayed { replay, n, mean, cache: Vec::new() };
-    let mut est = gamma_windowed(&mut ac, s_tau)?;
-    est.mean = mean;
-    Ok(est)
+    Ok(Ok((n, sum / n as f64)))
+}
+
+/// The estimate when `Gamma(0)` leaves nothing to window: NaN (a NaN in the series) or no
+/// variance; `None` otherwise.
+fn degenerate(g0: f64, n: usize, mean: f64) -> Option<GammaEstimate> {
+    if g0.is_nan() {
+        let nan = f64::NAN;
+        return Some(GammaEstimate {
+            mean,
+            error: nan,
+            error_error: nan,
+            variance: nan,
+            tau_int: nan,
+            tau_int_error: nan,
+            n,
+            ..Default::default()
+        });
+    }
+    (g0 <= 0.0).then(|| GammaEstimate { mean, tau_int: 0.5, window_found: true, n, ..Default::default() })
 }
 
 /// Windowing, bias correction and errors on deviations from the mean.
@@ -528,20 +561,8 @@ fn gamma_windowed(ac: &mut dyn Autocov, s_tau: f64) -> Result<GammaEstimate, Str
     let n = ac.n();
     let r = ac.replicas();
     let g0 = ac.gamma(0)?;
-    if g0.is_nan() {
-        let nan = f64::NAN;
-        return Ok(GammaEstimate {
-            error: nan,
-            error_error: nan,
-            variance: nan,
-            tau_int: nan,
-            tau_int_error: nan,
-            n,
-            ..Default::default()
-        });
-    }
-    if g0 <= 0.0 {
-        return Ok(GammaEstimate { tau_int: 0.5, window_found: true, n, ..Default::default() });
+    if let Some(est) = degenerate(g0, n, 0.0) {
+        return Ok(est);
     }
     let w_max = ac.w_max();
     let mut gammas = vec![g0];
@@ -659,20 +680,10 @@ pub fn gamma_method_tail(series: &[f64], tau_exp: f64, n_sigma: f64) -> GammaEst
 /// As [`gamma_method_tail`].
 pub fn gamma_method_tail_replay(replay: &mut Replay<'_>, tau_exp: f64, n_sigma: f64) -> Result<GammaEstimate, String> {
     check_tail_args(tau_exp, n_sigma);
-    let (mut sum, mut n, mut first, mut constant) = (-0.0f64, 0usize, f64::NAN, true);
-    replay(&mut |x| {
-        if n == 0 {
-            first = x;
-        }
-        constant &= x == first;
-        sum += x;
-        n += 1;
-    })?;
-    assert!(n >= 2, "gamma_method_tail: need at least 2 values, got {n}");
-    if constant {
-        return Ok(GammaEstimate { mean: first, tau_int: 0.5, window_found: true, n, ..Default::default() });
-    }
-    let m = sum / n as f64;
+    let (n, m) = match first_pass(replay, "gamma_method_tail")? {
+        Ok(nm) => nm,
+        Err(constant) => return Ok(constant),
+    };
     tail_windowed(&mut Replayed { replay, n, mean: m, cache: Vec::new() }, m, tau_exp, n_sigma)
 }
 
@@ -686,21 +697,8 @@ fn check_tail_args(tau_exp: f64, n_sigma: f64) {
 fn tail_windowed(ac: &mut dyn Autocov, m: f64, tau_exp: f64, n_sigma: f64) -> Result<GammaEstimate, String> {
     let n = ac.n();
     let g0 = ac.gamma(0)?;
-    if g0.is_nan() {
-        let nan = f64::NAN;
-        return Ok(GammaEstimate {
-            mean: m,
-            error: nan,
-            error_error: nan,
-            variance: nan,
-            tau_int: nan,
-            tau_int_error: nan,
-            n,
-            ..Default::default()
-        });
-    }
-    if g0 <= 0.0 {
-        return Ok(GammaEstimate { mean: m, tau_int: 0.5, window_found: true, n, ..Default::default() });
+    if let Some(est) = degenerate(g0, n, m) {
+        return Ok(est);
     }
     // Gamma(t) for t = 0, 1, ... computed as needed (0 where there are no pairs)
     let mut gammas = vec![g0];

@@ -25,7 +25,7 @@
 //! converge slowly and are biased towards the bulk of q in a typical ensemble (Vehtari et al.,
 //! arXiv:1507.02646: unreliable beyond 0.7); the diagnostic says so.
 
-use crate::reweight::{pareto_k_hat, TopLogWeights};
+use crate::reweight::{largest_log_weight, pareto_k_hat, TopLogWeights};
 use crate::stats::{gamma_method_tail, GammaEstimate, Replay, N_SIGMA_DEFAULT};
 use std::fmt;
 
@@ -133,16 +133,13 @@ pub fn weight_tail(lw: &[f64]) -> WeightTail {
 /// [`weight_tail`] of log weights read by `replay` (two passes, constant memory): the same
 /// numbers bit for bit.
 ///
+/// # Panics
+/// If there are no log weights.
+///
 /// # Errors
 /// The first error of `replay`.
 pub fn weight_tail_replay(replay: &mut Replay<'_>) -> Result<WeightTail, String> {
-    let (mut m, mut n) = (f64::NEG_INFINITY, 0usize);
-    replay(&mut |x| {
-        if x.is_finite() {
-            m = m.max(x);
-        }
-        n += 1;
-    })?;
+    let (m, n) = largest_log_weight(replay)?;
     let mut top = TopLogWeights::new(n);
     let mut sum = -0.0f64;
     replay(&mut |x| {
