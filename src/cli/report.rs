@@ -75,6 +75,8 @@ const OBS: usize = 3;
 /// large ensembles), the chain's counts and the first configurations for the sample plot.
 pub struct FlowRun {
     rows: Spool,
+    /// The row being recorded (reused: no allocation per proposal).
+    row: Vec<f64>,
     /// Acceptance counts of the chain.
     pub counts: ChainCounts,
     first: Vec<Vec<f64>>,
@@ -83,7 +85,7 @@ pub struct FlowRun {
 impl FlowRun {
     /// An empty run measuring `n_obs` observables.
     pub fn new(n_obs: usize) -> Self {
-        FlowRun { rows: Spool::new(OBS + n_obs), counts: ChainCounts::default(), first: Vec::new() }
+        FlowRun { rows: Spool::new(OBS + n_obs), row: Vec::new(), counts: ChainCounts::default(), first: Vec::new() }
     }
 
     /// Records proposal `i` (in order): its configuration, action, log q, the chain's state
@@ -92,9 +94,10 @@ impl FlowRun {
         if self.first.len() < KEPT_CONFIGS {
             self.first.push(config.to_vec());
         }
-        let mut row = vec![action, logq, state as f64];
-        row.extend_from_slice(obs);
-        self.rows.push(&row)
+        self.row.clear();
+        self.row.extend_from_slice(&[action, logq, state as f64]);
+        self.row.extend_from_slice(obs);
+        self.rows.push(&self.row)
     }
 
     /// Proposals recorded.
@@ -114,15 +117,7 @@ impl FlowRun {
 
     /// Observable `k` along the Markov chain after `therm` steps, for the Gamma method.
     fn chain_replay(&mut self, k: usize, therm: usize, f: &mut dyn FnMut(f64)) -> Result<(), String> {
-        let mut current = f64::NAN;
-        self.rows.scan(&mut |i, row| {
-            if row[STATE] as usize == i {
-                current = row[OBS + k];
-            }
-            if i >= therm {
-                f(current);
-            }
-        })
+        self.chain_rows(&[k], therm, &mut |row| f(row[0]))
     }
 
     /// Rows of observables `cols` along the Markov chain after `therm` steps.

@@ -73,8 +73,12 @@ impl Spool {
         assert_eq!(row.len(), self.width, "spool row of the wrong width");
         self.len += 1;
         if let Some((path, f)) = &mut self.file {
-            let bytes: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
-            return f.write_all(&bytes).map_err(|e| format!("cannot write scratch file {}: {e}", path.display()));
+            // BufWriter batches these: no allocation per row
+            for v in row {
+                f.write_all(&v.to_le_bytes())
+                    .map_err(|e| format!("cannot write scratch file {}: {e}", path.display()))?;
+            }
+            return Ok(());
         }
         self.memory.extend_from_slice(row);
         if self.memory.len() > self.limit {
