@@ -211,36 +211,31 @@ pub fn summarize(
     let mut non_finite = Vec::new();
     let acc = recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / recs.len() as f64;
     let moving = (MIN_ACCEPTANCE..=MAX_ACCEPTANCE).contains(&acc);
-    let mut rows: Vec<(&Observable, GammaEstimate, Option<usize>)> = Vec::new();
+    // (key, label, digits, estimate, column of a measured observable; None: derived)
+    let mut rows: Vec<(&str, &str, usize, GammaEstimate, Option<usize>)> = Vec::new();
     for (k, o) in obs.iter().enumerate().filter(|(_, o)| o.shown && select(&o.key)) {
-        rows.push((o, gamma(recs, k, |v| v), Some(k)));
+        rows.push((&o.key, &o.label, o.digits, gamma(recs, k, |v| v), Some(k)));
     }
-    let primaries = rows.len();
-    // derived quantities print like observables (a stand-in Observable carries their names)
-    let stand_ins: Vec<Observable> = derived
-        .iter()
-        .filter(|d| select(&d.key))
-        .map(|d| Observable::new(d.key.clone(), d.label.clone(), d.digits, |_| 0.0))
-        .collect();
-    for (d, o) in derived.iter().filter(|d| select(&d.key)).zip(&stand_ins) {
+    for d in derived.iter().filter(|d| select(&d.key)) {
         let cols = d.columns(obs);
         let replicas: Vec<Vec<&[f64]>> =
             recs.iter().map(|r| cols.iter().map(|&c| r.observables[c].as_slice()).collect()).collect();
-        rows.push((o, gamma_method_derived_replicas(&replicas, &|m| (d.f)(m), S_TAU_DEFAULT), None));
+        let g = gamma_method_derived_replicas(&replicas, &|m| (d.f)(m), S_TAU_DEFAULT);
+        rows.push((&d.key, &d.label, d.digits, g, None));
     }
-    for (i, (o, g, k)) in rows.into_iter().enumerate() {
+    for (key, label, digits, g, k) in rows {
         if !(g.mean.is_finite() && g.error.is_finite()) {
-            if i >= primaries {
+            if k.is_none() {
                 // a derived quantity can be undefined at the measured means (an effective
                 // mass where G(t-1) + G(t+1) < 2 G(t) within noise): said, not an error
-                out += &format!("  {:<28} undefined at these means (not finite or not smooth there)\n", o.label);
+                out += &format!("  {label:<28} undefined at these means (not finite or not smooth there)\n");
                 continue;
             }
-            non_finite.push(o.label.clone());
+            non_finite.push(label.to_string());
         }
-        out += &line(&o.label, &g);
-        for r in refs.iter().filter(|r| r.key == o.key && r.value.is_finite()) {
-            let rd = r.digits.max(o.digits);
+        out += &line(label, &g);
+        for r in refs.iter().filter(|r| r.key == key && r.value.is_finite()) {
+            let rd = r.digits.max(digits);
             let v = if r.error > 0.0 {
                 format!("{:.rd$} +- {:.rd$}", r.value, r.error)
             } else {
@@ -255,9 +250,9 @@ pub fn summarize(
             } else {
                 String::new()
             };
-            out += &format!("  {:<28} {v}{pull}\n", format!("{} ({})", o.label, r.label));
+            out += &format!("  {:<28} {v}{pull}\n", format!("{label} ({})", r.label));
         }
-        if let (Some(_), Some(k)) = (o.tunnelling, k) {
+        if let Some(k) = k.filter(|&k| obs[k].tunnelling.is_some()) {
             let rate = recs.iter().map(|r| tunnelling_rate(&r.observables[k])).sum::<f64>() / recs.len() as f64;
             out += &format!("  {:<28} {rate:.4} per trajectory (tau_int = {:.1})\n", "tunnelling rate", g.tau_int);
         }
