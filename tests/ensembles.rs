@@ -9,42 +9,17 @@ use latflow::io::digest::sha256_file;
 use latflow::io::ensemble::{chunk_name, Ensemble};
 use latflow::io::safetensors::{Dtype, SafeTensors};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn latflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_latflow")).args(args).output().expect("cannot run the latflow binary")
-}
+mod common;
+use common::{ok, s, user_error};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v1").join(name)
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("latflow-ensembles-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-#[track_caller]
-fn ok(args: &[&str]) -> String {
-    let out = latflow(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && !err.contains("panicked"), "latflow {args:?} failed:\n{err}");
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-#[track_caller]
-fn user_error(args: &[&str], needle: &str) {
-    let out = latflow(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "latflow {args:?} should fail");
-    assert!(!err.contains("panicked"), "latflow {args:?} panicked:\n{err}");
-    assert!(err.contains("error:") && err.contains(needle), "latflow {args:?}: expected {needle:?} in:\n{err}");
+    common::temp_dir("ensembles", name)
 }
 
 /// The lines of a summary that carry numbers, without timings, files and the measure banner.

@@ -3,34 +3,17 @@
 //! the checkpoint and kept by `sample` and `--resume`, and bad values are user errors.
 
 use latflow::io::safetensors::SafeTensors;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+
+mod common;
+use common::{latflow, ok, s};
 
 /// Pulls allowed for the free field's G(t), xi_2 and U_4 against their exact values (seeded;
 /// 3.5 sigma keeps 9 comparisons from failing by chance).
 const PULL_SIGMA: f64 = 3.5;
 
-fn latflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_latflow")).args(args).output().expect("cannot run the latflow binary")
-}
-
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("latflow-symmetries-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-#[track_caller]
-fn ok(args: &[&str]) -> String {
-    let out = latflow(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && !err.contains("panicked"), "latflow {args:?} failed:\n{err}");
-    String::from_utf8_lossy(&out.stdout).to_string()
+    common::temp_dir("symmetries", name)
 }
 
 /// The pull printed on `deviation of {label}` against `ref_label`.
