@@ -289,11 +289,15 @@ pub fn report(
     );
     // a chain that sat on one proposal after thermalization tells nothing about its error
     let stuck = moves == 0;
+    // latflow's HMC with flips at these couplings, run once if a reference or a histogram
+    // needs it
+    let mut reference: Option<ReferenceChains> = None;
     let known = |key: &str| refs.iter().any(|r| r.key == key);
     let missing_obs = obs.iter().any(|o| o.shown && o.compare && !known(&o.key));
     let missing_derived = derived.iter().any(|d| d.compare && !known(&d.key));
     if missing_obs || missing_derived {
-        let extra = hmc_references(setup, &refs, derived, h.seed);
+        let chains = reference.get_or_insert_with(|| ReferenceChains::run(setup, h.seed));
+        let extra = hmc_references(chains, obs, &refs, derived);
         refs.extend(extra);
     }
     let mut table = Table::new(&["quantity", "value", "error"]);
@@ -330,7 +334,8 @@ pub fn report(
             files.push(stem);
         }
         if let (Some(stem), Some(dir)) = (o.histogram, dir) {
-            histogram_plot(setup, o, k, run, h, &dir.join(format!("{stem}.svg")))?;
+            let chains = reference.get_or_insert_with(|| ReferenceChains::run(setup, h.seed));
+            histogram_plot(setup, o, k, chains, run, h, &dir.join(format!("{stem}.svg")))?;
             files.push(stem);
         }
     }
@@ -433,27 +438,45 @@ fn print_estimate(
     }
 }
 
-/// latflow's HMC at the setup's couplings (4 chains of [`HMC_REFERENCE_TRAJECTORIES`],
-/// with the global flip so that it is ergodic in a broken phase): the reference for the
-/// shown observables and derived quantities that `known` has no value for.
-fn hmc_references(setup: &dyn Setup, known: &[Reference], derived: &[Derived], seed: u64) -> Vec<Reference> {
-    let obs = setup.observables();
-    let hmc = HmcConfig { flip: true, ..HmcConfig::default() };
-    let config = RunConfig { hmc, n_chains: 4, n_therm: 500, n_traj: HMC_REFERENCE_TRAJECTORIES, seed };
-    let t0 = Instant::now();
-    let recs = run_chains(
-        setup.action(),
-        &config,
-        obs.len(),
-        |_, r| setup.hmc_start(r),
-        |x, out| {
-            for (o, v) in obs.iter().zip(out.iter_mut()) {
-                *v = (o.f)(x);
-            }
-        },
-        None,
-    );
-    let secs = t0.elapsed().as_secs_f64();
+/// latflow's HMC at the setup's couplings: 4 chains of [`HMC_REFERENCE_TRAJECTORIES`] with
+/// the global flip (ergodic in a broken phase), measuring every observable of the setup.
+struct ReferenceChains {
+    recs: Vec<crate::sampler::hmc::ChainRecord>,
+    config: RunConfig,
+    secs: f64,
+}
+
+impl ReferenceChains {
+    fn run(setup: &dyn Setup, seed: u64) -> Self {
+        let obs = setup.observables();
+        let hmc = HmcConfig { flip: true, ..HmcConfig::default() };
+        let config = RunConfig { hmc, n_chains: 4, n_therm: 500, n_traj: HMC_REFERENCE_TRAJECTORIES, seed };
+        let t0 = Instant::now();
+        let recs = run_chains(
+            setup.action(),
+            &config,
+            obs.len(),
+            |_, r| setup.hmc_start(r),
+            |x, out| {
+                for (o, v) in obs.iter().zip(out.iter_mut()) {
+                    *v = (o.f)(x);
+                }
+            },
+            None,
+        );
+        ReferenceChains { recs, config, secs: t0.elapsed().as_secs_f64() }
+    }
+}
+
+/// The references from `chains` for the shown observables (`obs`, the chains' columns) and
+/// derived quantities that `known` has no value for.
+fn hmc_references(
+    chains: &ReferenceChains,
+    obs: &[Observable],
+    known: &[Reference],
+    derived: &[Derived],
+) -> Vec<Reference> {
+    let (recs, config, secs) = (&chains.recs, &chains.config, chains.secs);
     let acc = recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / recs.len() as f64;
     let n = config.n_chains * config.n_traj;
     let note = |tau: f64| format!("{n} trajectories run now, {secs:.1} s, acceptance {acc:.2}, tau_int {tau:.1}");
@@ -465,7 +488,7 @@ fn hmc_references(setup: &dyn Setup, known: &[Reference], derived: &[Derived], s
         out.push(Reference::measured(o.key.clone(), "HMC, latflow", g.mean, g.error, o.digits, &note(g.tau_int)));
     }
     for d in derived.iter().filter(|d| d.compare && !has(&d.key)) {
-        let cols = d.columns(&obs);
+        let cols = d.columns(obs);
         let replicas: Vec<Vec<&[f64]>> =
             recs.iter().map(|r| cols.iter().map(|&c| r.observables[c].as_slice()).collect()).collect();
         let g = gamma_method_derived_replicas(&replicas, &|m| (d.f)(m), S_TAU_DEFAULT);
@@ -549,27 +572,31 @@ fn charge_history(
 const HISTOGRAM_BINS: usize = 60;
 
 /// The histogram of observable `k` along the flow's chain next to HMC's at the same
-/// couplings with the global flip (4 chains of [`HMC_REFERENCE_TRAJECTORIES`]) and without
-/// (one chain of 4 times that), as densities on one figure: a flow or chain that covers one vacuum of phi^4's
+/// couplings with the global flip (the reference chains) and without (one chain of
+/// 4 times [`HMC_REFERENCE_TRAJECTORIES`]), as densities on one figure: a flow or chain that covers one vacuum of phi^4's
 /// broken phase shows one peak where the ergodic HMC shows two.
 fn histogram_plot(
     setup: &dyn Setup,
     o: &Observable,
     k: usize,
+    with_flips: &ReferenceChains,
     run: &mut FlowRun,
     h: &Heading,
     path: &std::path::Path,
 ) -> CliResult<()> {
-    // with flips: 4 chains; without: one chain, whose freezing would hide among several
-    let hmc_values = |flip: bool| {
-        let hmc = HmcConfig { flip, ..HmcConfig::default() };
-        let (n_chains, n_traj) =
-            if flip { (4, HMC_REFERENCE_TRAJECTORIES) } else { (1, 4 * HMC_REFERENCE_TRAJECTORIES) };
-        let config = RunConfig { hmc, n_chains, n_therm: 500, n_traj, seed: h.seed };
-        let recs = run_chains(setup.action(), &config, 1, |_, r| setup.hmc_start(r), |x, out| out[0] = (o.f)(x), None);
-        recs.into_iter().flat_map(|r| r.observables.into_iter().next().unwrap_or_default()).collect::<Vec<f64>>()
+    // with flips: the reference chains; without: one chain, whose freezing would hide among
+    // several
+    let with: Vec<f64> = with_flips.recs.iter().flat_map(|r| r.observables[k].iter().copied()).collect();
+    let config = RunConfig {
+        hmc: HmcConfig::default(),
+        n_chains: 1,
+        n_therm: 500,
+        n_traj: 4 * HMC_REFERENCE_TRAJECTORIES,
+        seed: h.seed,
     };
-    let (with, without) = (hmc_values(true), hmc_values(false));
+    let recs = run_chains(setup.action(), &config, 1, |_, r| setup.hmc_start(r), |x, out| out[0] = (o.f)(x), None);
+    let without: Vec<f64> =
+        recs.into_iter().flat_map(|r| r.observables.into_iter().next().unwrap_or_default()).collect();
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     run.chain_replay(k, h.therm, &mut |v| {
         if v.is_finite() {
