@@ -106,3 +106,40 @@ fn options_are_stored_and_kept() {
     assert!(!dir.join("bad").exists(), "a refused run wrote nothing");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The default prior is the free field whose mass latflow chooses from a pilot HMC run: the
+/// log says so, the checkpoint stores the mass chosen, `--resume` with `--prior free` (the
+/// same choice) is accepted and `--prior normal` contradicts it. (Checkpoints without the
+/// entry read as the normal prior they were: `tests/checkpoint_compat.rs`.)
+#[test]
+fn default_prior_is_the_chosen_free_field() {
+    let dir = temp_dir("default-prior");
+    let run = dir.join("run");
+    let base = ["train", "phi4", "--L", "4", "--layers", "2", "--hidden", "4", "--n", "512", "--therm", "64"];
+    let out = latflow(&[&base[..], &["--steps", "10", "--era", "10", "--quiet", "--out", s(&run)]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let model = run.join("model.safetensors");
+    let stored = SafeTensors::read(&model).unwrap().metadata["prior"].clone();
+    let mp: f64 = stored.strip_prefix("free:").unwrap_or_else(|| panic!("{stored}")).parse().unwrap();
+    assert!(err.contains(&format!("prior: the free field with M2 = {mp} = 1/(2 G(p_1))")), "{err}");
+    ok(&[
+        "train",
+        "phi4",
+        "--resume",
+        s(&model),
+        "--prior",
+        "free",
+        "--steps",
+        "20",
+        "--quiet",
+        "--n",
+        "256",
+        "--therm",
+        "32",
+    ]);
+    assert_eq!(SafeTensors::read(&model).unwrap().metadata["prior"], stored);
+    let e = latflow(&["train", "phi4", "--resume", s(&model), "--steps", "30", "--prior", "normal"]);
+    assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("--prior contradicts"));
+    std::fs::remove_dir_all(&dir).ok();
+}

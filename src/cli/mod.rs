@@ -229,12 +229,15 @@ mod device_tests {
     fn cuda_refuses_cpu_only_options_by_name() {
         let phi4 = latflow_theory::builtin()[0];
         let given = |v: &[(&str, &str)]| v.iter().map(|(k, x)| (k.to_string(), x.to_string())).collect();
-        let plain = phi4.setup(&Params::from_flags(&phi4.params(), &given(&[]))).unwrap();
-        assert!(check_device(plain.as_ref(), Device::Cuda).is_ok());
-        let opts = given(&[("mixture", "z2"), ("prior", "free:0.5")]);
+        // the priors (normal, free field) are sampled on the host for every device
+        for prior in ["free", "free:0.5", "normal"] {
+            let plain = phi4.setup(&Params::from_flags(&phi4.params(), &given(&[("prior", prior)]))).unwrap();
+            assert!(check_device(plain.as_ref(), Device::Cuda).is_ok(), "{prior}");
+        }
+        let opts = given(&[("mixture", "z2"), ("coupling", "z2odd")]);
         let sym = phi4.setup(&Params::from_flags(&phi4.params(), &opts)).unwrap();
         assert!(check_device(sym.as_ref(), Device::Cpu).is_ok());
         let e = check_device(sym.as_ref(), Device::Cuda).unwrap_err().0;
-        assert!(e.contains("--prior free:0.5") && e.contains("--mixture z2") && e.contains("CPU only"), "{e}");
+        assert!(e.contains("--coupling z2odd") && e.contains("--mixture z2") && e.contains("CPU only"), "{e}");
     }
 }

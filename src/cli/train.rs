@@ -139,7 +139,10 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
     let given = given_params(&a, &params)?;
     let (setup, trainer) = match a.path("resume")? {
         None => {
-            let setup = theory.setup(&Params::from_flags(&theory.params(), &given)).map_err(CliError)?;
+            let mut setup = theory.setup(&Params::from_flags(&theory.params(), &given)).map_err(CliError)?;
+            if let Some(chosen) = setup.choose_auto().map_err(CliError)? {
+                eprintln!("{chosen}");
+            }
             let flow = setup.flow_f32(&mut StdRng::seed_from_u64(common.train.seed)).map_err(CliError)?;
             let explicit = a.path("out")?;
             let advice = match &explicit {
@@ -247,7 +250,10 @@ fn resume(
     for p in theory.params().iter().filter(|p| given.contains_key(p.flag)) {
         let mut changed = ck.params.clone();
         changed.set(p.key, &given[p.flag]);
-        let other = theory.setup(&changed).map_err(CliError)?;
+        let mut other = theory.setup(&changed).map_err(CliError)?;
+        // `--prior free` names the mass latflow chose for this checkpoint (the pilot is
+        // deterministic), so it does not contradict it
+        other.choose_auto().map_err(CliError)?;
         let stored = ck.setup.params().get(p.key).cloned().unwrap_or_default();
         if other.params().get(p.key) != Some(&stored) {
             return Err(CliError(format!(

@@ -71,6 +71,33 @@ pub fn time_slice_correlator(lat: &Lattice, phi: &[f64], out: &mut [f64]) {
     }
 }
 
+/// The propagator at the smallest non-zero momentum, `G~(p_1) = <|phi~(p_1)|^2> / V` with
+/// `phi~(p) = sum_x phi(x) e^{-i p x}` and `p_1 = 2 pi / L_mu` along axis `mu`, for one
+/// configuration and averaged over the axes. For the free field (action normalization,
+/// covariance `(1/2)(-Laplacian + M2)^{-1}`) its mean is `1 / (2 (4 sin^2(p_1 / 2) + M2))`;
+/// unlike `chi_2` (p = 0) it does not see the global sign of phi, so in a broken phase it
+/// measures the fluctuations about a vacuum.
+///
+/// # Panics
+/// If `phi` does not have the lattice's volume.
+#[track_caller]
+pub fn lowest_momentum_propagator(lat: &Lattice, phi: &[f64]) -> f64 {
+    let v = lat.volume();
+    assert_eq!(phi.len(), v, "lowest_momentum_propagator: {} values on {v} sites", phi.len());
+    let mut sum = 0.0;
+    for (&l, &stride) in lat.shape().iter().zip(lat.strides()) {
+        let p = 2.0 * std::f64::consts::PI / l as f64;
+        let (mut re, mut im) = (0.0, 0.0);
+        for (n, &f) in phi.iter().enumerate() {
+            let x = ((n / stride) % l) as f64;
+            re += f * (p * x).cos();
+            im -= f * (p * x).sin();
+        }
+        sum += (re * re + im * im) / v as f64;
+    }
+    sum / lat.nd() as f64
+}
+
 /// The exact time-slice correlator of the free field (`lam = 0`, `M2 > 0`) with `L_0` time
 /// slices, in the action's normalization (covariance `(1/2)(-Laplacian + M2)^{-1}`): only
 /// zero spatial momentum survives the spatial sum,
@@ -226,6 +253,32 @@ mod tests {
         let x = lat.index(&[1, 2]);
         let mx = lat.index(&[3, 4]);
         assert!((g[x] - g[mx]).abs() < 1e-12);
+    }
+
+    /// Against the definition: `|sum_x phi(x) e^{-i p_1 x_mu}|^2 / V` with each site's
+    /// coordinates from `Lattice::coords`, averaged over the axes, on a non-square lattice.
+    #[test]
+    fn lowest_momentum_propagator_is_the_fourier_mode() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let lat = Lattice::new(&[4, 6]);
+        let phi = Tensor::<f64>::randn(&[24], &mut rng);
+        let mut want = 0.0;
+        for mu in 0..2 {
+            let p = 2.0 * std::f64::consts::PI / lat.shape()[mu] as f64;
+            let (mut re, mut im) = (0.0, 0.0);
+            for (n, f) in phi.data().iter().enumerate() {
+                let x = lat.coords(n)[mu] as f64;
+                re += f * (p * x).cos();
+                im += f * (-p * x).sin();
+            }
+            want += (re * re + im * im) / 24.0 / 2.0;
+        }
+        let got = lowest_momentum_propagator(&lat, phi.data());
+        assert!((got - want).abs() < 1e-12 * want, "{got} {want}");
+        // blind to the global sign, and zero for a constant field
+        let neg: Vec<f64> = phi.data().iter().map(|v| -v).collect();
+        assert!((lowest_momentum_propagator(&lat, &neg) - got).abs() < 1e-12 * got);
+        assert!(lowest_momentum_propagator(&lat, &[1.3; 24]) < 1e-20);
     }
 
     #[test]

@@ -70,6 +70,15 @@ pub trait Setup: Sync {
     /// # Errors
     /// As [`Setup::flow_f32`].
     fn flow_f64(&self, rng: &mut dyn RngCore) -> Result<Flow<f64>, String>;
+    /// Chooses what the user left to latflow (phi^4's `--prior free`: the prior's mass from
+    /// a pilot HMC run at the couplings) and says what it chose, for the log; `train` calls
+    /// it before building a new flow. Nothing to choose by default.
+    ///
+    /// # Errors
+    /// If the choice cannot be made (e.g. a pilot chain that does not move).
+    fn choose_auto(&mut self) -> Result<Option<String>, String> {
+        Ok(None)
+    }
     /// The shape of one configuration as saved ensembles store it (`(L, L)` for a 2D
     /// scalar field, `(2, L, L)` for 2D links); flat by default.
     fn config_shape(&self) -> Vec<usize> {

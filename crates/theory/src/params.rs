@@ -35,21 +35,30 @@ pub struct Param {
     pub help: &'static str,
     /// Where it applies.
     pub group: Group,
-    /// Whether a checkpoint may lack it (added after checkpoints existed): then it takes
-    /// its default, which must be what those checkpoints were.
-    pub optional: bool,
+    /// `Some(v)` when a checkpoint may lack it (it was added after checkpoints existed):
+    /// then it reads as `v`, which is what those checkpoints were. Usually the default;
+    /// another value when the default changed ([`Param::added_later_as`]).
+    pub legacy: Option<&'static str>,
 }
 
 impl Param {
     /// A parameter whose metadata key is its flag.
     pub const fn new(flag: &'static str, default: &'static str, help: &'static str, group: Group) -> Self {
-        Param { flag, key: flag, default, help, group, optional: false }
+        Param { flag, key: flag, default, help, group, legacy: None }
     }
 
     /// The same parameter, allowed to be missing from a checkpoint's metadata (it was added
     /// later; its default is what older checkpoints were).
     pub const fn optional(mut self) -> Self {
-        self.optional = true;
+        self.legacy = Some(self.default);
+        self
+    }
+
+    /// The same parameter, allowed to be missing from a checkpoint's metadata, where it
+    /// reads as `legacy`: what older checkpoints were, when that is no longer the default
+    /// (phi^4's prior was `normal` before the free-field prior became the default).
+    pub const fn added_later_as(mut self, legacy: &'static str) -> Self {
+        self.legacy = Some(legacy);
         self
     }
 
@@ -102,7 +111,8 @@ impl Params {
     }
 
     /// Values from a checkpoint's metadata: every checkpoint parameter must be there
-    /// (optional ones and HMC-only ones take their defaults).
+    /// (those added later read as what older checkpoints were, HMC-only ones take their
+    /// defaults).
     ///
     /// # Errors
     /// A missing entry, named with the file.
@@ -110,10 +120,11 @@ impl Params {
         let mut values = BTreeMap::new();
         let mut flags = BTreeMap::new();
         for p in params {
-            let v = match (meta.get(p.key), p.in_checkpoint() && !p.optional) {
+            let v = match (meta.get(p.key), p.legacy) {
                 (Some(v), _) => v.clone(),
-                (None, false) => p.default.to_string(),
-                (None, true) => return Err(format!("{file}: missing metadata entry {:?}", p.key)),
+                (None, Some(legacy)) if p.in_checkpoint() => legacy.to_string(),
+                (None, _) if !p.in_checkpoint() => p.default.to_string(),
+                (None, _) => return Err(format!("{file}: missing metadata entry {:?}", p.key)),
             };
             values.insert(p.key.to_string(), v);
             flags.insert(p.key.to_string(), p.flag.to_string());
@@ -256,5 +267,22 @@ mod tests {
             p.positive("L").unwrap_err(),
             "m.safetensors: metadata entry \"L\" = \"0\": must be positive, got 0"
         );
+    }
+
+    /// A parameter added later reads, where a checkpoint lacks it, as what older checkpoints
+    /// were: its default (`optional`) or another value when the default changed since.
+    #[test]
+    fn parameters_added_later_read_as_what_old_checkpoints_were() {
+        let ps = [
+            Param::new("L", "8", "lattice", Group::Lattice),
+            Param::new("coupling", "affine", "kind", Group::Flow).optional(),
+            Param::new("prior", "free", "prior", Group::Flow).added_later_as("normal"),
+        ];
+        let old = BTreeMap::from([("L".to_string(), "8".to_string())]);
+        let p = Params::from_metadata(&ps, &old, "old.safetensors").unwrap();
+        assert_eq!((p.raw("coupling"), p.raw("prior")), (Some("affine"), Some("normal")));
+        let new = BTreeMap::from([("L".into(), "8".into()), ("prior".to_string(), "free:0.5".to_string())]);
+        assert_eq!(Params::from_metadata(&ps, &new, "new.safetensors").unwrap().raw("prior"), Some("free:0.5"));
+        assert_eq!(Params::from_flags(&ps, &BTreeMap::new()).raw("prior"), Some("free"), "flags take the default");
     }
 }

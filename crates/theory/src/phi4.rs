@@ -20,8 +20,8 @@ use crate::{Derived, Group, Observable, Param, Params, Reference, Setup, Theory,
 use latflow_flow::model::Flow;
 use latflow_flow::phi4::{Coupling, Phi4FlowConfig, PriorKind};
 use latflow_physics::observables::{
-    binder_cumulant, effective_mass, free_correlator, magnetization, second_moment_xi, time_slice_correlator,
-    two_point_susceptibility,
+    binder_cumulant, effective_mass, free_correlator, lowest_momentum_propagator, magnetization, second_moment_xi,
+    time_slice_correlator, two_point_susceptibility,
 };
 use latflow_physics::{phi4_action_var, Action, Lattice, Phi4};
 use latflow_tensor::{Float, Var};
@@ -46,6 +46,58 @@ pub const MIN_LAM: f64 = 1e-8;
 
 /// Smallest mass squared of the free-field prior (`--prior free:M2`).
 pub const MIN_PRIOR_M2: f64 = 1e-6;
+
+/// Chains of the pilot HMC run behind `--prior free`.
+pub const PILOT_CHAINS: usize = 4;
+/// Recorded trajectories per chain of the pilot run (after [`PILOT_THERM`]): the mass to
+/// about 1% at the tutorial's couplings, more than the prior needs.
+pub const PILOT_TRAJECTORIES: usize = 2500;
+/// Thermalization trajectories per pilot chain.
+pub const PILOT_THERM: usize = 250;
+/// The pilot's seed: the chosen mass is a function of the couplings and the lattice alone.
+pub const PILOT_SEED: u64 = 0x5eed_f7ee;
+/// Below this acceptance the pilot is not trusted and `--prior free` asks for a mass.
+pub const PILOT_MIN_ACCEPTANCE: f64 = 0.2;
+
+/// What the pilot HMC run measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pilot {
+    /// The propagator at the smallest non-zero momentum
+    /// ([`latflow_physics::observables::lowest_momentum_propagator`]), its mean.
+    pub g_p1: f64,
+    /// Acceptance of its trajectories.
+    pub acceptance: f64,
+}
+
+/// The propagator at the smallest non-zero momentum at the action's couplings from a short
+/// HMC run with the global flip: [`PILOT_CHAINS`] chains of [`PILOT_TRAJECTORIES`], seed
+/// [`PILOT_SEED`], default trajectories.
+pub fn pilot(action: &Phi4) -> Pilot {
+    use latflow_sampler::hmc::{run_chains, HmcConfig, RunConfig};
+    let config = RunConfig {
+        hmc: HmcConfig { flip: true, ..HmcConfig::default() },
+        n_chains: PILOT_CHAINS,
+        n_therm: PILOT_THERM,
+        n_traj: PILOT_TRAJECTORIES,
+        seed: PILOT_SEED,
+    };
+    let start = |_: usize, r: &mut rand::rngs::StdRng| (0..action.dof()).map(|_| r.gen_range(-0.1..0.1)).collect();
+    let lat = action.lattice();
+    let measure = |x: &[f64], out: &mut [f64]| {
+        out[0] = lowest_momentum_propagator(lat, x);
+    };
+    let recs = run_chains(action, &config, 1, start, measure, None);
+    let n = recs.len() as f64;
+    let mean = |k: usize| {
+        recs.iter().map(|r| r.observables[k].iter().sum::<f64>() / r.observables[k].len() as f64).sum::<f64>() / n
+    };
+    Pilot { g_p1: mean(0), acceptance: recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / n }
+}
+
+/// `x` rounded to `digits` significant digits (a chosen prior mass reads as `0.672`).
+fn round_sig(x: f64, digits: usize) -> f64 {
+    format!("{x:.*e}", digits.saturating_sub(1)).parse().unwrap_or(x)
+}
 
 /// The phi^4 registry entry.
 pub struct Phi4Theory;
@@ -72,7 +124,8 @@ impl Theory for Phi4Theory {
                 .stored_as("final_tanh"),
             Param::new("coupling", "affine", "affine | z2sym | z2odd (Z2-equivariant couplings)", Group::Flow)
                 .optional(),
-            Param::new("prior", "normal", "normal | free:M2 (free field of mass^2 M2 > 0)", Group::Flow).optional(),
+            Param::new("prior", "free", "free | free:M2 | normal (free: chi_2-matched mass, see README)", Group::Flow)
+                .added_later_as("normal"),
             Param::new("mixture", "none", "none | z2: train and sample (q(x) + q(-x))/2", Group::Flow).optional(),
         ]
     }
@@ -111,8 +164,13 @@ impl Theory for Phi4Theory {
             kernel: p.positive("kernel")?,
             final_tanh: p.get("final_tanh")?,
             coupling: p.raw("coupling").unwrap_or("affine").parse().map_err(|e| p.error("coupling", e))?,
-            prior: p.raw("prior").unwrap_or("normal").parse().map_err(|e| p.error("prior", e))?,
+            prior: match p.raw("prior").unwrap_or("normal") {
+                // the mass is chosen by `choose_auto` (a pilot HMC run), before any flow is built
+                "free" => PriorKind::Normal,
+                s => s.parse().map_err(|e| p.error("prior", format!("{e}, or free (latflow chooses M2)")))?,
+            },
         };
+        let auto_prior = p.raw("prior") == Some("free");
         if let PriorKind::Free { m2: mp } = arch.prior {
             // an f32 prior of variance 1/(2 mp) needs mp in a sane range (1e300 gave one
             // configuration proposed 8192 times, "ESS 1")
@@ -129,7 +187,7 @@ impl Theory for Phi4Theory {
             other => return Err(p.error("mixture", format!("expected none or z2, got {other:?}"))),
         };
         let action = Phi4::new(Lattice::hypercubic(l, nd), m2, lam);
-        Ok(Box::new(Phi4Setup { arch, nd, m2, lam, action, mixture }))
+        Ok(Box::new(Phi4Setup { arch, nd, m2, lam, action, mixture, auto_prior }))
     }
 }
 
@@ -146,6 +204,9 @@ pub struct Phi4Setup {
     action: Phi4,
     /// Train and sample the Z2 mixture (`--mixture z2`).
     pub mixture: bool,
+    /// `--prior free` whose mass [`Setup::choose_auto`] has not chosen yet (`arch.prior`
+    /// is a placeholder until then; no flow is built).
+    pub auto_prior: bool,
 }
 
 impl Phi4Setup {
@@ -153,6 +214,11 @@ impl Phi4Setup {
     fn flow<T: Float>(&self, rng: &mut dyn RngCore) -> Result<Flow<T>, String> {
         if self.nd != 2 {
             return Err(format!("the phi^4 flows are two-dimensional; this lattice has nd = {}", self.nd));
+        }
+        if self.auto_prior {
+            return Err("--prior free: the prior's mass is chosen before training (Setup::choose_auto); \
+                        it was not"
+                .into());
         }
         self.arch.validate()?;
         Ok(self.arch.build(rng))
@@ -175,7 +241,7 @@ impl Setup for Phi4Setup {
             ("kernel".into(), self.arch.kernel.to_string()),
             ("final_tanh".into(), self.arch.final_tanh.to_string()),
             ("coupling".into(), self.arch.coupling.to_string()),
-            ("prior".into(), self.arch.prior.to_string()),
+            ("prior".into(), if self.auto_prior { "free".into() } else { self.arch.prior.to_string() }),
             ("mixture".into(), if self.mixture { "z2" } else { "none" }.into()),
         ])
     }
@@ -190,7 +256,9 @@ impl Setup for Phi4Setup {
         if self.arch.coupling != Coupling::Affine {
             s += &format!(", {} couplings", self.arch.coupling);
         }
-        if self.arch.prior != PriorKind::Normal {
+        if self.auto_prior {
+            s += ", prior free (mass not chosen yet)";
+        } else if self.arch.prior != PriorKind::Normal {
             s += &format!(", prior {}", self.arch.prior);
         }
         if self.mixture {
@@ -224,10 +292,9 @@ impl Setup for Phi4Setup {
     }
 
     fn cpu_only(&self) -> Option<String> {
+        // the free-field prior is sampled and evaluated on the host like the normal one and
+        // moved to the device (Flow::sample_vars): nothing of it runs there
         let mut parts = Vec::new();
-        if self.arch.prior != PriorKind::Normal {
-            parts.push(format!("--prior {}", self.arch.prior));
-        }
         if self.arch.coupling != Coupling::Affine {
             parts.push(format!("--coupling {}", self.arch.coupling));
         }
@@ -237,6 +304,39 @@ impl Setup for Phi4Setup {
         (!parts.is_empty()).then(|| {
             format!("{} run on the CPU only for now (not yet tested on a GPU): drop --device cuda", parts.join(", "))
         })
+    }
+
+    fn choose_auto(&mut self) -> Result<Option<String>, String> {
+        if !self.auto_prior {
+            return Ok(None);
+        }
+        let t0 = std::time::Instant::now();
+        let (mp, how) = if self.lam == 0.0 {
+            (self.m2, "the free theory's own mass, exact".to_string())
+        } else {
+            let pilot = pilot(&self.action);
+            if pilot.acceptance < PILOT_MIN_ACCEPTANCE {
+                return Err(format!(
+                    "--prior free: the pilot HMC run that chooses the prior's mass accepts only {:.3} of its \
+                     trajectories at these couplings; give the mass (--prior free:M2) or use --prior normal",
+                    pilot.acceptance
+                ));
+            }
+            let p1 = 4.0 * (std::f64::consts::PI / self.arch.l as f64).sin().powi(2);
+            let raw = 1.0 / (2.0 * pilot.g_p1) - p1;
+            let mp = round_sig(raw, 3).clamp(MIN_PRIOR_M2, crate::params::MAX_COUPLING);
+            let how = format!(
+                "1/(2 G(p_1)) - p_1^2, G(p_1) = {:.4} from a pilot HMC run ({} trajectories, acceptance {:.2}, {:.2} s)",
+                pilot.g_p1,
+                PILOT_CHAINS * PILOT_TRAJECTORIES,
+                pilot.acceptance,
+                t0.elapsed().as_secs_f64()
+            );
+            (mp, how)
+        };
+        self.arch.prior = PriorKind::Free { m2: mp };
+        self.auto_prior = false;
+        Ok(Some(format!("prior: the free field with M2 = {mp} = {how}")))
     }
 
     fn hmc_start(&self, rng: &mut dyn RngCore) -> Vec<f64> {
@@ -328,5 +428,72 @@ impl Setup for Phi4Setup {
 
     fn sample_title(&self) -> String {
         "16 flow samples of phi".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Theory;
+
+    fn setup(flags: &[(&str, &str)]) -> Box<dyn Setup> {
+        let given = flags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Phi4Theory.setup(&Params::from_flags(&Phi4Theory.params(), &given)).unwrap()
+    }
+
+    /// The pilot's rule recovers the mass of the free field: `1/(2 G(p_1)) - p_1^2 = M2`.
+    /// G(p_1) of one configuration is exponential per axis (relative sd 1/sqrt(2) for the
+    /// mean of two axes); 10000 trajectories with tau_int <= 2 give 1% on G(p_1), 0.016 on
+    /// the mass at M2 = 1: the test allows 5 sigma.
+    #[test]
+    fn pilot_recovers_the_free_mass() {
+        for m2 in [0.5, 1.0] {
+            let action = Phi4::new(Lattice::hypercubic(8, 2), m2, 0.0);
+            let p = pilot(&action);
+            let p1 = 4.0 * (std::f64::consts::PI / 8.0).sin().powi(2);
+            let got = 1.0 / (2.0 * p.g_p1) - p1;
+            assert!((got - m2).abs() < 5.0 * 0.01 * (m2 + p1), "M2 {m2}: pilot gives {got}");
+        }
+    }
+
+    /// `--prior free` (the default): no flow before the mass is chosen; the choice is
+    /// deterministic, stored as `free:M2` with three significant digits; exact for the free
+    /// theory; near 1/(2 chi_2) at the tutorial's couplings, where the propagator is nearly
+    /// free (latflow's HMC: chi_2 = 0.7444, 1/(2 chi_2) = 0.672); in the broken phase the
+    /// mass of the fluctuations about a vacuum (tree level V''/2 = -2 M2 = 8), not chi_2's
+    /// 0.004 (a prior as wide as both vacua, which trains to acceptance 0.08).
+    #[test]
+    fn free_prior_mass_is_chosen_from_the_couplings() {
+        let mut s = setup(&[]);
+        assert_eq!(s.params()["prior"], "free");
+        let e = s.flow_f32(&mut rand::rngs::mock::StepRng::new(0, 1)).unwrap_err();
+        assert!(e.contains("--prior free"), "{e}");
+        let said = s.choose_auto().unwrap().unwrap();
+        let stored = s.params()["prior"].clone();
+        let mp: f64 = stored.strip_prefix("free:").unwrap().parse().unwrap();
+        assert!(said.contains(&format!("M2 = {mp}")), "{said}");
+        assert_eq!(format!("{mp:.2e}").parse::<f64>().unwrap(), mp, "three significant digits");
+        assert!((mp - 0.672).abs() < 0.05 * 0.672, "tutorial couplings: {mp}");
+        assert!(s.flow_f32(&mut rand::rngs::mock::StepRng::new(0, 1)).is_ok());
+        assert_eq!(s.choose_auto().unwrap(), None, "chosen once");
+        let mut again = setup(&[]);
+        again.choose_auto().unwrap();
+        assert_eq!(again.params()["prior"], stored, "the pilot is seeded: same couplings, same mass");
+
+        let mut free = setup(&[("m2", "0.37"), ("lam", "0")]);
+        free.choose_auto().unwrap();
+        assert_eq!(free.params()["prior"], "free:0.37");
+
+        let mut broken = setup(&[("lam", "1")]);
+        broken.choose_auto().unwrap();
+        let mb: f64 = broken.params()["prior"].strip_prefix("free:").unwrap().parse().unwrap();
+        assert!((4.0..12.0).contains(&mb), "broken phase: {mb}");
+
+        // given masses and the normal prior are kept as they are
+        for p in ["free:0.5", "normal"] {
+            let mut s = setup(&[("prior", p)]);
+            assert_eq!(s.choose_auto().unwrap(), None);
+            assert_eq!(s.params()["prior"], p);
+        }
     }
 }
