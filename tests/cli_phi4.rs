@@ -155,7 +155,9 @@ fn load_flow<T: Float>(path: &Path) -> Flow<T> {
         hidden: meta_get::<String>(m, "hidden").unwrap().split(',').map(|v| v.parse().unwrap()).collect(),
         kernel: meta_get(m, "kernel").unwrap(),
         final_tanh: meta_get(m, "final_tanh").unwrap(),
-        ..Default::default()
+        coupling: meta_get::<String>(m, "coupling").unwrap().parse().unwrap(),
+        // `free:M2` by default since 2026-11-30 (`normal` where the entry is missing)
+        prior: m.get("prior").map_or("normal", String::as_str).parse().unwrap(),
     };
     let mut flow = config.build::<T>(&mut StdRng::seed_from_u64(0));
     load_params(&st, &mut flow).unwrap();

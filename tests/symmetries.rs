@@ -141,5 +141,11 @@ fn default_prior_is_the_chosen_free_field() {
     assert_eq!(SafeTensors::read(&model).unwrap().metadata["prior"], stored);
     let e = latflow(&["train", "phi4", "--resume", s(&model), "--steps", "30", "--prior", "normal"]);
     assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("--prior contradicts"));
+    // couplings where the pilot's HMC does not move (M2 = 1e5: the leapfrog is unstable)
+    // ask for a mass; nothing is written
+    let e = latflow(&["train", "phi4", "--m2", "1e5", "--lam", "1", "--out", s(&dir.join("stiff"))]);
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(!e.status.success() && err.contains("pilot HMC run") && err.contains("--prior free:M2"), "{err}");
+    assert!(!dir.join("stiff").exists());
     std::fs::remove_dir_all(&dir).ok();
 }

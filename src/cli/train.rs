@@ -140,10 +140,6 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
     let (setup, trainer) = match a.path("resume")? {
         None => {
             let mut setup = theory.setup(&Params::from_flags(&theory.params(), &given)).map_err(CliError)?;
-            if let Some(chosen) = setup.choose_auto().map_err(CliError)? {
-                eprintln!("{chosen}");
-            }
-            let flow = setup.flow_f32(&mut StdRng::seed_from_u64(common.train.seed)).map_err(CliError)?;
             let explicit = a.path("out")?;
             let advice = match &explicit {
                 Some(d) if d.join(MODEL_FILE).exists() => {
@@ -152,6 +148,10 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
                 _ => "choose another --out".to_string(),
             };
             common.out = super::output_dir(explicit, &common.out, a.has("force"), &advice)?;
+            if let Some(chosen) = setup.choose_auto().map_err(CliError)? {
+                eprintln!("{chosen}");
+            }
+            let flow = setup.flow_f32(&mut StdRng::seed_from_u64(common.train.seed)).map_err(CliError)?;
             (setup, Trainer::new(flow, common.train.clone()))
         }
         Some(p) => {

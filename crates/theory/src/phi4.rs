@@ -14,6 +14,12 @@
 //!   `(1/2)(-Laplacian + M2)^{-1}`, the constant mode is an eigenvector of the Laplacian with
 //!   eigenvalue 0, and M is Gaussian with variance `chi_2 / V`);
 //! - anywhere else: none (the tools run latflow's HMC on demand).
+//!
+//! The flow's prior is the free field by default (`--prior free`), its mass chosen before
+//! training from the couplings ([`Setup::choose_auto`]): the free field with the theory's
+//! propagator at the smallest non-zero lattice momentum, `M2_p = 1/(2 G(p_1)) - p^_1^2`, G from
+//! a seeded pilot HMC run ([`pilot`]); README, "The default prior", has the measurements
+//! behind the rule (and why not chi_2, which in the broken phase measures the vacua's distance).
 
 use crate::params::join_list;
 use crate::{Derived, Group, Observable, Param, Params, Reference, Setup, Theory, TrainDefaults};
@@ -49,8 +55,11 @@ pub const MIN_PRIOR_M2: f64 = 1e-6;
 
 /// Chains of the pilot HMC run behind `--prior free`.
 pub const PILOT_CHAINS: usize = 4;
-/// Recorded trajectories per chain of the pilot run (after [`PILOT_THERM`]): the mass to
-/// about 1% at the tutorial's couplings, more than the prior needs.
+/// Recorded trajectories per chain of the pilot run (after [`PILOT_THERM`]) up to 32x32: the
+/// mass to about 1% (G(p_1) of one configuration has a relative spread of 0.7 on every
+/// volume), more than the prior needs; fewer on larger lattices (`2500 * 1024 / V`, at least
+/// [`PILOT_THERM`]: 2% at 64x64, 3% from 128x128), so the pilot stays cheap there (its cost
+/// per trajectory grows as `V^(5/4)`).
 pub const PILOT_TRAJECTORIES: usize = 2500;
 /// Thermalization trajectories per pilot chain.
 pub const PILOT_THERM: usize = 250;
@@ -65,20 +74,26 @@ pub struct Pilot {
     /// The propagator at the smallest non-zero momentum
     /// ([`latflow_physics::observables::lowest_momentum_propagator`]), its mean.
     pub g_p1: f64,
+    /// Recorded trajectories, all chains.
+    pub trajectories: usize,
     /// Acceptance of its trajectories.
     pub acceptance: f64,
 }
 
 /// The propagator at the smallest non-zero momentum at the action's couplings from a short
 /// HMC run with the global flip: [`PILOT_CHAINS`] chains of [`PILOT_TRAJECTORIES`], seed
-/// [`PILOT_SEED`], default trajectories.
+/// [`PILOT_SEED`], trajectories of length 1 in `10 (V/64)^(1/4)` leapfrog steps (the
+/// leapfrog's `<dH^2>` grows as `V eps^4`: the acceptance of 8x8's 10 steps, about 0.87 at
+/// the tutorial's couplings, on every volume; 10 steps give 0.55 at 32x32 and 0 at 64x64).
 pub fn pilot(action: &Phi4) -> Pilot {
     use latflow_sampler::hmc::{run_chains, HmcConfig, RunConfig};
+    let v = action.dof();
+    let n_steps = (10.0 * (v as f64 / 64.0).powf(0.25)).ceil().max(10.0) as usize;
     let config = RunConfig {
-        hmc: HmcConfig { flip: true, ..HmcConfig::default() },
+        hmc: HmcConfig { trajectory_length: 1.0, n_steps, flip: true },
         n_chains: PILOT_CHAINS,
         n_therm: PILOT_THERM,
-        n_traj: PILOT_TRAJECTORIES,
+        n_traj: (PILOT_TRAJECTORIES * 1024 / v.max(1)).clamp(PILOT_THERM, PILOT_TRAJECTORIES),
         seed: PILOT_SEED,
     };
     let start = |_: usize, r: &mut rand::rngs::StdRng| (0..action.dof()).map(|_| r.gen_range(-0.1..0.1)).collect();
@@ -91,7 +106,11 @@ pub fn pilot(action: &Phi4) -> Pilot {
     let mean = |k: usize| {
         recs.iter().map(|r| r.observables[k].iter().sum::<f64>() / r.observables[k].len() as f64).sum::<f64>() / n
     };
-    Pilot { g_p1: mean(0), acceptance: recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / n }
+    Pilot {
+        g_p1: mean(0),
+        trajectories: config.n_chains * config.n_traj,
+        acceptance: recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / n,
+    }
 }
 
 /// `x` rounded to `digits` significant digits (a chosen prior mass reads as `0.672`).
@@ -310,6 +329,11 @@ impl Setup for Phi4Setup {
         if !self.auto_prior {
             return Ok(None);
         }
+        // a lattice or architecture the flows refuse is refused before the pilot runs
+        if self.nd != 2 {
+            return Err(format!("the phi^4 flows are two-dimensional; this lattice has nd = {}", self.nd));
+        }
+        self.arch.validate()?;
         let t0 = std::time::Instant::now();
         let (mp, how) = if self.lam == 0.0 {
             (self.m2, "the free theory's own mass, exact".to_string())
@@ -328,7 +352,7 @@ impl Setup for Phi4Setup {
             let how = format!(
                 "1/(2 G(p_1)) - p_1^2, G(p_1) = {:.4} from a pilot HMC run ({} trajectories, acceptance {:.2}, {:.2} s)",
                 pilot.g_p1,
-                PILOT_CHAINS * PILOT_TRAJECTORIES,
+                pilot.trajectories,
                 pilot.acceptance,
                 t0.elapsed().as_secs_f64()
             );
