@@ -43,14 +43,17 @@ commands:
   train      train a flow, then sample it exactly and compare with the references:
              latflow train THEORY [THEORY FLAGS] [--batch 64 --steps N --lr X --lr-final Y|none
                --seed 0 --era N --out DIR --n 8192 --sample-batch 1024 --therm 512
-               --resume FILE --device cpu|cuda --quiet --save]
+               --resume FILE --init FILE --device cpu|cuda --quiet --save]
+             (--init FILE: a new run from a checkpoint's parameters, e.g. at another --L)
   sample     exact sampling from a checkpoint: latflow sample --checkpoint FILE [--n 8192
-             --batch 1024 --therm 512 --seed 1 --out DIR --device cpu|cuda --save]
+             --batch 1024 --therm 512 --seed 1 --out DIR --device cpu|cuda --save --L L]
+             (--L: at another lattice size, a multiple of the flow's mask period)
              (--save: the ensemble into OUT/ensemble as chunked safetensors files)
   measure    every observable from a saved ensemble: latflow measure DIR [--obs KEY,KEY
              --therm N]
   apply      push latent samples through a checkpoint's flow (or back with --reverse):
-             latflow apply --checkpoint FILE --input IN.safetensors --output OUT.safetensors [--reverse]
+             latflow apply --checkpoint FILE --input IN.safetensors --output OUT.safetensors [--reverse
+             --L L]
   audit      gradient audit of every op (f64 finite differences); flags: --seed N
   hmc        HMC baseline: latflow hmc THEORY [THEORY FLAGS] [--n-traj 10000 --n-therm 500
              --chains 4 --steps 10 --tau 1.0 --seed 0 --out DIR --no-csv --quiet --save --flip]
