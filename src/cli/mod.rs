@@ -7,7 +7,7 @@
 //! - [`checkpoints`]: model and optimizer files of a run directory.
 //! - [`report`]: the evaluation ensemble of a flow (summary, references, plots).
 //! - [`save`]: where and with which metadata `--save` writes ensembles.
-//! - [`sample`], [`apply`], [`hmc`], [`measure`], [`audit`]: the other commands.
+//! - [`sample`], [`apply`], [`hmc`], [`fhmc`], [`measure`], [`audit`]: the other commands.
 //!
 //! [`run`] takes the list of theories, so a program (or a test) can add its own theory to
 //! the built-in ones and use every command on it.
@@ -16,6 +16,7 @@ pub mod apply;
 pub mod args;
 pub mod audit;
 pub mod checkpoints;
+pub mod fhmc;
 pub mod hmc;
 pub mod measure;
 pub mod report;
@@ -57,6 +58,9 @@ commands:
   audit      gradient audit of every op (f64 finite differences); flags: --seed N
   hmc        HMC baseline: latflow hmc THEORY [THEORY FLAGS] [--n-traj 10000 --n-therm 500
              --chains 4 --steps 10 --tau 1.0 --seed 0 --out DIR --no-csv --quiet --save --flip]
+  fhmc       flow-HMC (HMC on a flow's latent field, arXiv:2112.01586): latflow fhmc
+             --checkpoint FILE [--L L --n-traj 1000 --n-therm 50 --chains 8 --steps 10 --tau 1.0
+             --seed 0 --out DIR --no-csv --quiet --save]
 
 theories (flags with defaults; [hmc] = hmc only, [flow] = train only):
 ",
@@ -113,6 +117,7 @@ pub fn run(theories: &[&dyn Theory], argv: &[String]) -> CliResult<()> {
         "apply" => apply::run(theories, rest),
         "audit" => audit::run(rest),
         "hmc" => hmc::run(theories, rest),
+        "fhmc" => fhmc::run(theories, rest),
         "measure" => measure::run(theories, rest),
         "train" => train::run(theories, rest),
         "sample" => sample::run(theories, rest),
