@@ -103,6 +103,7 @@ fn phi4_checkpoint_fine_tunes_at_another_size_and_mask_buffers_are_checked() {
     let o = s(&dir.join("o")).to_string();
     user_error(&["train", "phi4", "--init", s(&ck), "--hidden", "8", "--out", &o], "--init keeps it");
     user_error(&["train", "phi4", "--init", s(&ck), "--resume", s(&ck), "--out", &o], "give one of them");
+    user_error(&["train", "phi4", "--resume", s(&ck), "--L", "16", "--steps", "40"], "--init instead of --resume");
 
     // a mask buffer that is not the 8x8 checkerboard is refused even when running at 16
     let mut st = SafeTensors::read(&ck).unwrap();

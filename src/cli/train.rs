@@ -279,8 +279,13 @@ fn resume(
         let other = theory.setup(&changed).map_err(CliError)?;
         let stored = ck.setup.params().get(p.key).cloned().unwrap_or_default();
         if other.params().get(p.key) != Some(&stored) {
+            let hint = if p.group == latflow_theory::Group::Flow {
+                ""
+            } else {
+                " (or start a new run from its parameters with --init instead of --resume)"
+            };
             return Err(CliError(format!(
-                "--{} contradicts the checkpoint {} being resumed ({} = {stored}); drop the flag",
+                "--{} contradicts the checkpoint {} being resumed ({} = {stored}); drop the flag{hint}",
                 p.flag,
                 path.display(),
                 p.flag
