@@ -32,6 +32,8 @@ const REVERSE_TOL: f64 = 1e-10;
 /// Flow-HMC with the identity flow vs plain HMC: the same arithmetic except U(1)'s angles,
 /// which flow-HMC wraps before the action (a rounding of 2 pi k per link).
 const IDENTITY_TOL: f64 = 1e-12;
+/// `f(f^{-1}(x0))` vs `x0` for U(1) (the NCP inverse, as `u1_flow.rs`'s round trip).
+const START_TOL: f64 = 1e-9;
 /// How far from the mean a statistical check may be, in (autocorrelation-aware) sigma.
 const SIGMAS: f64 = 3.0;
 
@@ -174,6 +176,25 @@ fn identity_flow_hmc_is_plain_hmc() {
     let id: Flow<f64> = Flow::new(Box::new(HaarPrior::new(4)), Vec::new());
     let x0: Vec<f64> = (0..3 * 32).map(|_| rng.gen_range(0.0..2.0 * PI)).collect();
     check_identity(&id, &u1, x0, true);
+}
+
+/// Chains started from given configurations by the reverse pass sit on them: `f(f^{-1}(x0))
+/// = x0` (U(1): the numerical inverse of the NCP mixtures, to [`START_TOL`]).
+#[test]
+fn chains_started_by_the_reverse_pass_sit_on_the_given_configurations() {
+    let flow = small_u1(15);
+    let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
+    let mut rng = StdRng::seed_from_u64(16);
+    let x0: Vec<f64> = (0..3 * 32).map(|_| rng.gen_range(0.0..2.0 * PI)).collect();
+    let z0 = latent_start(&flow, &x0);
+    assert!(z0.iter().zip(&x0).any(|(z, x)| wrap_angle(z - x).abs() > 0.1), "the flow moved nothing");
+    let chains = FlowHmcChains::new(LatentPotential::new(&flow, &u1), z0);
+    for c in 0..3 {
+        let d = chains.config(c).iter().zip(&x0[c * 32..(c + 1) * 32]).map(|(a, b)| wrap_angle(a - b).abs());
+        let d = d.fold(0.0, f64::max);
+        assert!(d < START_TOL, "chain {c} starts {d:e} away from its configuration");
+        assert!(chains.latent(c).iter().all(|v| (0.0..2.0 * PI).contains(v)), "z on the torus");
+    }
 }
 
 fn stat(recs: &[ChainRecord], k: usize) -> latflow_sampler::stats::GammaEstimate {
