@@ -116,7 +116,7 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
     out.metadata.insert("checkpoint".into(), ckpt.display().to_string());
     let sizes = checkpoints::size_metadata(&ck);
     if !sizes.is_empty() {
-        out.metadata.insert("L".into(), ck.params.raw("L").unwrap_or("").to_string());
+        out.metadata.insert("L".into(), checkpoints::run_size(&ck));
         out.metadata.extend(sizes);
     }
     out.write(&output).map_err(|e| file_err(&output, e))?;

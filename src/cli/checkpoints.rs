@@ -165,12 +165,17 @@ pub fn open_with(theory: &dyn Theory, path: &Path, overrides: &BTreeMap<String, 
     Ok(ck)
 }
 
+/// The lattice size the run is at (the setup's canonical value of `L`).
+pub fn run_size(ck: &Loaded) -> String {
+    ck.setup.params().get("L").cloned().unwrap_or_default()
+}
+
 /// The metadata entries that say at which size a flow was trained and at which it runs:
 /// `L_trained` (the checkpoint's `L`) when the run is at another size, nothing otherwise
 /// (then `L` is both).
 pub fn size_metadata(ck: &Loaded) -> BTreeMap<String, String> {
     match ck.l_trained {
-        Some(l0) if ck.params.raw("L") != Some(l0.to_string().as_str()) => {
+        Some(l0) if ck.setup.params().get("L") != Some(&l0.to_string()) => {
             BTreeMap::from([("L_trained".to_string(), l0.to_string())])
         }
         _ => BTreeMap::new(),

@@ -68,7 +68,7 @@ pub fn note_size(ck: &checkpoints::Loaded) {
         eprintln!(
             "note: {} was trained at L = {l0}; running it at L = {} (masks rebuilt, parameters unchanged)",
             ck.path.display(),
-            ck.params.raw("L").unwrap_or("?")
+            checkpoints::run_size(ck)
         );
     }
 }
