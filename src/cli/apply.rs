@@ -10,7 +10,8 @@
 //! `logq = log q(x) = log r(z) - sum_layers log|det J|` (shape `(N,)`). Reverse: reads `x`
 //! and writes `z = f^{-1}(x)`, `x` and `logq` through `Flow::reverse`. The computation and
 //! the output use the input's dtype (an F64 input runs the flow in f64 with the
-//! checkpoint's parameters widened exactly).
+//! checkpoint's parameters widened exactly). `--L` runs the flow at another lattice size
+//! than the checkpoint's (a multiple of its masks' period: [`checkpoints::open_at`]).
 
 use super::{checkpoints, Args, CliError, CliResult};
 use crate::flow::checkpoint::tensor_data;
@@ -22,11 +23,11 @@ use std::path::{Path, PathBuf};
 
 /// Usage line of `latflow apply`.
 pub const USAGE: &str =
-    "latflow apply --checkpoint FILE --input IN.safetensors --output OUT.safetensors [--reverse] [--force]";
+    "latflow apply --checkpoint FILE --input IN.safetensors --output OUT.safetensors [--reverse] [--force] [--L L]";
 
 /// `latflow apply ...`.
 pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
-    let a = Args::parse(args, &["checkpoint", "input", "output"], &["reverse", "force"])?;
+    let a = Args::parse(args, &["checkpoint", "input", "output", "L"], &["reverse", "force"])?;
     if let Some(p) = a.positional.first() {
         return Err(CliError(format!("apply: unexpected argument {p:?}\nusage: {USAGE}")));
     }
@@ -55,8 +56,9 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
     }
     let reverse = a.has("reverse");
     let theory = checkpoints::theory_of(theories, &ckpt)?;
-    let ck = checkpoints::open(theory, &ckpt)?;
+    let ck = checkpoints::open_at(theory, &ckpt, a.opt("L")?)?;
     let flow32 = ck.flow_f32()?;
+    super::sample::note_size(&ck);
     let (name_in, names_out) = if reverse { ("x", ["z", "x"]) } else { ("z", ["x", "z"]) };
     let file_err = |p: &Path, e: CheckpointError| CliError(format!("{}: {e}", p.display()));
     let st_in = SafeTensors::read(&input).map_err(|e| file_err(&input, e))?;
@@ -73,7 +75,8 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
         let dims: Vec<String> = per.iter().map(|d| d.to_string()).collect();
         let lattice: Vec<String> = per[per.len().saturating_sub(2)..].iter().map(|d| d.to_string()).collect();
         return Err(CliError(format!(
-            "{}: tensor '{name_in}' has shape {:?}, expected (N, {}) with N >= 1 for the checkpoint's {} lattice",
+            "{}: tensor '{name_in}' has shape {:?}, expected (N, {}) with N >= 1 for the {} lattice (--L runs \
+             the flow at another size)",
             input.display(),
             t.shape,
             dims.join(", "),
@@ -111,6 +114,11 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
     out.insert("logq".into(), logq);
     out.metadata.insert("direction".into(), if reverse { "reverse" } else { "forward" }.into());
     out.metadata.insert("checkpoint".into(), ckpt.display().to_string());
+    let sizes = checkpoints::size_metadata(&ck);
+    if !sizes.is_empty() {
+        out.metadata.insert("L".into(), checkpoints::run_size(&ck));
+        out.metadata.extend(sizes);
+    }
     out.write(&output).map_err(|e| file_err(&output, e))?;
     eprintln!(
         "apply: {} {} configurations of shape {:?} ({}) -> {}",

@@ -40,15 +40,41 @@ pub struct Loaded {
     pub params: Params,
     /// The theory at those parameters.
     pub setup: Box<dyn Setup>,
+    /// The theory at the checkpoint's own parameters when the run is at another lattice
+    /// size ([`open_at`]); `None` when it runs at the size it was trained at.
+    pub trained: Option<Box<dyn Setup>>,
+    /// The lattice size stored in the checkpoint (metadata entry `L`), if the theory has one.
+    pub l_trained: Option<usize>,
 }
 
 impl Loaded {
     /// The flow the checkpoint describes, in `T`, with its parameters (widened exactly to
     /// f64 when `T` is f64).
-    pub fn flow<T: Float>(&self, build: impl FnOnce(&dyn Setup) -> Result<Flow<T>, String>) -> CliResult<Flow<T>> {
-        let mut flow = build(self.setup.as_ref()).map_err(|e| self.err(e))?;
+    ///
+    /// At another lattice size ([`open_at`]) the flow is first built at the checkpoint's own
+    /// size and loaded there (so its mask buffers are checked against that size's masks),
+    /// then built again at the run's size (masks and prior for `L`) with the same
+    /// parameters ([`Flow::copy_params_from`]); `L` must be a multiple of the masks'
+    /// period ([`Flow::period`]).
+    pub fn flow<T: Float>(&self, build: impl Fn(&dyn Setup) -> Result<Flow<T>, String>) -> CliResult<Flow<T>> {
+        let stored = self.trained.as_deref().unwrap_or(self.setup.as_ref());
+        let mut flow = build(stored).map_err(|e| self.err(e))?;
         checkpoint::load_params(&self.st, &mut flow).map_err(|e| self.err(e))?;
-        Ok(flow)
+        let Some(l0) = self.l_trained.filter(|_| self.trained.is_some()) else { return Ok(flow) };
+        let l: usize = self.params.get("L").map_err(CliError)?;
+        let period = flow.period();
+        if !l.is_multiple_of(period) {
+            return Err(CliError(format!(
+                "--L {l} is not a multiple of {period}, the period of this flow's masks ({} was trained at L = {l0}; \
+                 use L = {} or {})",
+                self.path.display(),
+                (l / period).max(1) * period,
+                (l / period + 1) * period
+            )));
+        }
+        let mut at = build(self.setup.as_ref()).map_err(|e| CliError(format!("--L {l}: {e}")))?;
+        at.copy_params_from(&flow).map_err(|e| self.err(e))?;
+        Ok(at)
     }
 
     /// The f32 flow (training, sampling).
@@ -92,7 +118,68 @@ pub fn open(theory: &dyn Theory, path: &Path) -> CliResult<Loaded> {
             CliError(format!("{file}: {e}"))
         }
     })?;
-    Ok(Loaded { path: path.to_path_buf(), st, meta, params, setup })
+    let l_trained = params.raw("L").and_then(|v| v.trim().parse().ok());
+    Ok(Loaded { path: path.to_path_buf(), st, meta, params, setup, trained: None, l_trained })
+}
+
+/// [`open`], run at lattice size `l` when given: the theory's setup at `l` (every other
+/// parameter from the checkpoint), with the checkpoint's own setup kept in
+/// [`Loaded::trained`] to load the flow ([`Loaded::flow`]). `l` equal to the checkpoint's
+/// size is the same as none.
+///
+/// # Errors
+/// As [`open`]; if the theory has no lattice size `L`; if the setup refuses `l` (the error
+/// names `--L`).
+pub fn open_at(theory: &dyn Theory, path: &Path, l: Option<usize>) -> CliResult<Loaded> {
+    let over = l.map(|l| BTreeMap::from([("L".to_string(), l.to_string())])).unwrap_or_default();
+    open_with(theory, path, &over)
+}
+
+/// [`open`] with some parameters replaced (`overrides` by flag name, e.g. `L`, `beta`):
+/// the setup is the theory's at the checkpoint's values with these replaced, the
+/// checkpoint's own setup is kept in [`Loaded::trained`] to load the flow. Overrides equal
+/// to the stored values change nothing.
+///
+/// # Errors
+/// As [`open`]; if `L` is overridden and the theory has none; if the setup refuses the new
+/// values (the errors name the flags).
+pub fn open_with(theory: &dyn Theory, path: &Path, overrides: &BTreeMap<String, String>) -> CliResult<Loaded> {
+    let mut ck = open(theory, path)?;
+    if overrides.contains_key("L") && ck.l_trained.is_none() {
+        return Err(CliError(format!("--L: the {} theory has no lattice size parameter L", theory.name())));
+    }
+    // the checkpoint's values as flags, with the overrides: errors then name the flags
+    let mut given: BTreeMap<String, String> = theory
+        .params()
+        .iter()
+        .filter_map(|p| ck.params.raw(p.key).map(|v| (p.flag.to_string(), v.to_string())))
+        .collect();
+    given.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let params = Params::from_flags(&theory.params(), &given);
+    let setup = theory.setup(&params).map_err(CliError)?;
+    if setup.params() == ck.setup.params() {
+        return Ok(ck);
+    }
+    ck.trained = Some(std::mem::replace(&mut ck.setup, setup));
+    ck.params = params;
+    Ok(ck)
+}
+
+/// The lattice size the run is at (the setup's canonical value of `L`).
+pub fn run_size(ck: &Loaded) -> String {
+    ck.setup.params().get("L").cloned().unwrap_or_default()
+}
+
+/// The metadata entries that say at which size a flow was trained and at which it runs:
+/// `L_trained` (the checkpoint's `L`) when the run is at another size, nothing otherwise
+/// (then `L` is both).
+pub fn size_metadata(ck: &Loaded) -> BTreeMap<String, String> {
+    match ck.l_trained {
+        Some(l0) if ck.setup.params().get("L") != Some(&l0.to_string()) => {
+            BTreeMap::from([("L_trained".to_string(), l0.to_string())])
+        }
+        _ => BTreeMap::new(),
+    }
 }
 
 /// A checkpoint metadata entry parsed as `V`; the error names the file and the key.

@@ -58,11 +58,22 @@ pub fn usage(theories: &[&dyn Theory]) -> String {
 
 /// The run's settings from the command line.
 pub struct Common {
-    run: RunConfig,
-    out: Option<PathBuf>,
-    quiet: bool,
-    save: Option<save::Target>,
+    pub(crate) run: RunConfig,
+    pub(crate) out: Option<PathBuf>,
+    pub(crate) quiet: bool,
+    pub(crate) save: Option<save::Target>,
 }
+
+/// Defaults of the chain flags, which differ between `hmc` and `fhmc`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ChainDefaults {
+    pub(crate) n_traj: usize,
+    pub(crate) n_therm: usize,
+    pub(crate) chains: usize,
+}
+
+/// `latflow hmc`'s: 10000 trajectories per chain after 500, 4 chains.
+const HMC_DEFAULTS: ChainDefaults = ChainDefaults { n_traj: 10_000, n_therm: 500, chains: 4 };
 
 /// Entry point of `latflow hmc`.
 pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
@@ -100,37 +111,43 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
 }
 
 fn common(a: &Args, theory: &dyn Theory) -> CliResult<Common> {
+    common_for(a, theory, "hmc", HMC_DEFAULTS)
+}
+
+/// The chain settings of `cmd` (`hmc`, `fhmc`) from the command line, the run directory
+/// (default `runs/{cmd}_THEORY`) unless `--no-csv`.
+pub(crate) fn common_for(a: &Args, theory: &dyn Theory, cmd: &str, d: ChainDefaults) -> CliResult<Common> {
     let tau = a.finite("tau", 1.0)?;
     if tau <= 0.0 || tau > MAX_TAU {
-        return Err(CliError(format!("hmc: --tau must be in (0, {MAX_TAU}], got {tau:e}")));
+        return Err(CliError(format!("{cmd}: --tau must be in (0, {MAX_TAU}], got {tau:e}")));
     }
     for (flag, max) in [("steps", MAX_STEPS), ("n-therm", MAX_THERM)] {
         let v: i64 = a.get(flag, 0)?;
         if v > max as i64 {
-            return Err(CliError(format!("hmc: --{flag} {v} is above the limit of {max}")));
+            return Err(CliError(format!("{cmd}: --{flag} {v} is above the limit of {max}")));
         }
     }
     let seed: u64 = a.get("seed", 0u64)?;
     let run = RunConfig {
         hmc: HmcConfig { trajectory_length: tau, n_steps: a.positive("steps", 10)?, flip: a.has("flip") },
-        n_chains: a.positive("chains", 4)?,
-        n_therm: non_negative(a, "n-therm", 500)?,
-        n_traj: a.positive("n-traj", 10_000)?,
+        n_chains: a.positive("chains", d.chains)?,
+        n_therm: non_negative(a, "n-therm", d.n_therm)?,
+        n_traj: a.positive("n-traj", d.n_traj)?,
         seed,
     };
     if run.n_chains * run.n_traj < 2 {
-        return Err(CliError(
-            "hmc: the error analysis needs at least 2 recorded trajectories (--n-traj x --chains)".into(),
-        ));
+        return Err(CliError(format!(
+            "{cmd}: the error analysis needs at least 2 recorded trajectories (--n-traj x --chains)"
+        )));
     }
     if run.n_chains > MAX_CHAINS {
-        return Err(CliError(format!("hmc: --chains {} is above the limit of {MAX_CHAINS}", run.n_chains)));
+        return Err(CliError(format!("{cmd}: --chains {} is above the limit of {MAX_CHAINS}", run.n_chains)));
     }
     // every recorded trajectory keeps its observables, dH and acceptance in memory
     let values = run.n_chains as f64 * run.n_traj as f64 * (theory.params().len() + 8) as f64 * 8.0;
     if values > super::MEMORY_LIMIT_BYTES || run.n_chains.checked_mul(run.n_traj + run.n_therm).is_none() {
         return Err(CliError(format!(
-            "hmc: {} chains x {} trajectories would keep about {:.1} GiB of measurements (limit {:.0} GiB)",
+            "{cmd}: {} chains x {} trajectories would keep about {:.1} GiB of measurements (limit {:.0} GiB)",
             run.n_chains,
             run.n_traj,
             values / (1u64 << 30) as f64,
@@ -139,11 +156,11 @@ fn common(a: &Args, theory: &dyn Theory) -> CliResult<Common> {
     }
     let out = if a.has("no-csv") {
         if a.opt::<String>("out")?.is_some() {
-            return Err(CliError("hmc: --out and --no-csv contradict each other".into()));
+            return Err(CliError(format!("{cmd}: --out and --no-csv contradict each other")));
         }
         None
     } else {
-        let default = PathBuf::from(format!("runs/hmc_{}", theory.name()));
+        let default = PathBuf::from(format!("runs/{cmd}_{}", theory.name()));
         Some(super::output_dir(a.path("out")?, &default, a.has("force"), "choose another --out")?)
     };
     Ok(Common { run, out, quiet: a.has("quiet"), save: None })
@@ -151,7 +168,7 @@ fn common(a: &Args, theory: &dyn Theory) -> CliResult<Common> {
 
 fn non_negative(a: &Args, name: &str, default: usize) -> CliResult<usize> {
     let v: i64 = a.get(name, default as i64)?;
-    usize::try_from(v).map_err(|_| CliError(format!("hmc: --{name} must be >= 0, got {v}")))
+    usize::try_from(v).map_err(|_| CliError(format!("--{name} must be >= 0, got {v}")))
 }
 
 /// Runs the chains, prints the summary with the references, writes the CSV.
@@ -204,9 +221,25 @@ pub fn summarize(
     timing: &str,
     c: Option<&Common>,
 ) -> CliResult<()> {
-    let dof = setup.action().dof() as f64;
     let header = format!("latflow hmc {}: {}", theory.name(), setup.describe());
-    let mut out = summary_head(&header, run, recs, timing);
+    summarize_as(&header, setup, obs, derived, select, run, recs, timing, c)
+}
+
+/// [`summarize`] under another first line (`latflow fhmc`'s chains).
+#[allow(clippy::too_many_arguments)]
+pub fn summarize_as(
+    header: &str,
+    setup: &dyn Setup,
+    obs: &[Observable],
+    derived: &[Derived],
+    select: &dyn Fn(&str) -> bool,
+    run: &RunConfig,
+    recs: &[ChainRecord],
+    timing: &str,
+    c: Option<&Common>,
+) -> CliResult<()> {
+    let dof = setup.action().dof() as f64;
+    let mut out = summary_head(header, run, recs, timing);
     let refs = setup.references();
     let mut non_finite = Vec::new();
     let acc = recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / recs.len() as f64;
@@ -321,7 +354,7 @@ fn run_with_progress<A: Action + ?Sized>(
 }
 
 /// Prints `hmc: done/total trajectories` on stderr every half second until `finished`.
-fn progress(done: &AtomicUsize, finished: &AtomicBool, total: usize, t0: Instant) {
+pub(crate) fn progress(done: &AtomicUsize, finished: &AtomicBool, total: usize, t0: Instant) {
     let tty = std::io::stderr().is_terminal();
     let mut last = Instant::now();
     while !finished.load(Ordering::Relaxed) {

@@ -63,7 +63,7 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
             let (seed, n, batch) = (number("seed")?, number("n")?, number("batch")?);
             flow(theory, setup.as_ref(), &stored, &obs, chosen.as_deref(), therm, seed, n, batch)
         }
-        SAMPLER_HMC => {
+        SAMPLER_HMC | super::fhmc::SAMPLER_FLOW_HMC => {
             let tau: f64 =
                 entry("tau")?.parse().map_err(|_| CliError(format!("{first}: metadata \"tau\" is not a number")))?;
             let run = RunConfig {

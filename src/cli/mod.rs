@@ -7,7 +7,7 @@
 //! - [`checkpoints`]: model and optimizer files of a run directory.
 //! - [`report`]: the evaluation ensemble of a flow (summary, references, plots).
 //! - [`save`]: where and with which metadata `--save` writes ensembles.
-//! - [`sample`], [`apply`], [`hmc`], [`measure`], [`audit`]: the other commands.
+//! - [`sample`], [`apply`], [`hmc`], [`fhmc`], [`measure`], [`audit`]: the other commands.
 //!
 //! [`run`] takes the list of theories, so a program (or a test) can add its own theory to
 //! the built-in ones and use every command on it.
@@ -16,6 +16,7 @@ pub mod apply;
 pub mod args;
 pub mod audit;
 pub mod checkpoints;
+pub mod fhmc;
 pub mod hmc;
 pub mod measure;
 pub mod report;
@@ -43,17 +44,23 @@ commands:
   train      train a flow, then sample it exactly and compare with the references:
              latflow train THEORY [THEORY FLAGS] [--batch 64 --steps N --lr X --lr-final Y|none
                --seed 0 --era N --out DIR --n 8192 --sample-batch 1024 --therm 512
-               --resume FILE --device cpu|cuda --quiet --save]
+               --resume FILE --init FILE --device cpu|cuda --quiet --save]
+             (--init FILE: a new run from a checkpoint's parameters, e.g. at another --L)
   sample     exact sampling from a checkpoint: latflow sample --checkpoint FILE [--n 8192
-             --batch 1024 --therm 512 --seed 1 --out DIR --device cpu|cuda --save]
+             --batch 1024 --therm 512 --seed 1 --out DIR --device cpu|cuda --save --L L]
+             (--L: at another lattice size, a multiple of the flow's mask period)
              (--save: the ensemble into OUT/ensemble as chunked safetensors files)
   measure    every observable from a saved ensemble: latflow measure DIR [--obs KEY,KEY
              --therm N]
   apply      push latent samples through a checkpoint's flow (or back with --reverse):
-             latflow apply --checkpoint FILE --input IN.safetensors --output OUT.safetensors [--reverse]
+             latflow apply --checkpoint FILE --input IN.safetensors --output OUT.safetensors [--reverse
+             --L L]
   audit      gradient audit of every op (f64 finite differences); flags: --seed N
   hmc        HMC baseline: latflow hmc THEORY [THEORY FLAGS] [--n-traj 10000 --n-therm 500
              --chains 4 --steps 10 --tau 1.0 --seed 0 --out DIR --no-csv --quiet --save --flip]
+  fhmc       flow-HMC (HMC on a flow's latent field, arXiv:2112.01586): latflow fhmc
+             --checkpoint FILE [--L L --n-traj 1000 --n-therm 50 --chains 8 --steps 10 --tau 1.0
+             --seed 0 --out DIR --no-csv --quiet --save]
 
 theories (flags with defaults; [hmc] = hmc only, [flow] = train only):
 ",
@@ -110,6 +117,7 @@ pub fn run(theories: &[&dyn Theory], argv: &[String]) -> CliResult<()> {
         "apply" => apply::run(theories, rest),
         "audit" => audit::run(rest),
         "hmc" => hmc::run(theories, rest),
+        "fhmc" => fhmc::run(theories, rest),
         "measure" => measure::run(theories, rest),
         "train" => train::run(theories, rest),
         "sample" => sample::run(theories, rest),

@@ -2,7 +2,9 @@
 //! theory, couplings and architecture are in its metadata), reported like `train`'s
 //! evaluation ensemble, into `--out` or a new `sample-seed{S}` directory next to the
 //! checkpoint (never over the run's own summary and plots); `--save` also writes the
-//! ensemble (configurations, action, log q, the chain) into `OUT/ensemble/`.
+//! ensemble (configurations, action, log q, the chain) into `OUT/ensemble/`. `--L` samples
+//! at another lattice size than the checkpoint's (a multiple of the flow's mask period:
+//! [`checkpoints::open_at`]); the saved ensemble then records `L` and `L_trained`.
 
 use super::report::{self, EnsembleArgs};
 use super::{checkpoints, save, Args, CliError, CliResult};
@@ -11,13 +13,15 @@ use std::path::{Path, PathBuf};
 
 /// `latflow sample ...`.
 pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
-    let a = Args::parse(rest, &["checkpoint", "n", "batch", "therm", "seed", "out", "device"], &["force", "save"])?;
+    let a =
+        Args::parse(rest, &["checkpoint", "n", "batch", "therm", "seed", "out", "device", "L"], &["force", "save"])?;
     a.reject_positional("sample")?;
     let path: PathBuf =
         a.path("checkpoint")?.ok_or_else(|| CliError("sample: --checkpoint FILE is required".into()))?;
     let theory = checkpoints::theory_of(theories, &path)?;
-    let ck = checkpoints::open(theory, &path)?;
+    let ck = checkpoints::open_at(theory, &path, a.opt("L")?)?;
     let mut flow = ck.flow_f32()?;
+    note_size(&ck);
     let s = EnsembleArgs {
         n: a.positive("n", 8192)?,
         batch: a.positive("batch", 1024)?,
@@ -48,11 +52,23 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
     super::move_flow(&mut flow, device)?;
     let dir = super::make_dir(&out)?;
     let save = if a.has("save") {
-        let meta = save::flow_metadata(theory, ck.setup.as_ref(), &path, s.n, s.batch, s.therm, s.seed)?;
+        let mut meta = save::flow_metadata(theory, ck.setup.as_ref(), &path, s.n, s.batch, s.therm, s.seed)?;
+        meta.extend(checkpoints::size_metadata(&ck));
         Some(save::Target::create(&dir, meta)?)
     } else {
         None
     };
     let s = EnsembleArgs { dir, save, ..s };
     report::evaluate(theory, ck.setup.as_ref(), &flow, &s, None)
+}
+
+/// Says on stderr when the flow runs at another lattice size than it was trained at.
+pub fn note_size(ck: &checkpoints::Loaded) {
+    if let Some(l0) = checkpoints::size_metadata(ck).get("L_trained") {
+        eprintln!(
+            "note: {} was trained at L = {l0}; running it at L = {} (masks rebuilt, parameters unchanged)",
+            ck.path.display(),
+            checkpoints::run_size(ck)
+        );
+    }
 }

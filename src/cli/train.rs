@@ -1,6 +1,8 @@
 //! `latflow train THEORY [FLAGS]` for every theory of the registry, and the default demo:
 //! the training loop with progress, `history.csv` and checkpoints, `--resume`, then the
-//! evaluation ensemble of [`super::report`].
+//! evaluation ensemble of [`super::report`]. `--init FILE` starts a new run (step 0, fresh
+//! Adam) from a checkpoint's parameters, at its couplings and size or at others (`--L 16`:
+//! fine-tuning a flow trained at a smaller size; the masks are rebuilt for `L`).
 
 use super::checkpoints::{self, MODEL_FILE};
 use super::{report, Args, CliError, CliResult};
@@ -26,8 +28,21 @@ pub const MAX_PROPOSALS: usize = 1 << 24;
 pub const MAX_STEPS: usize = 1 << 32;
 
 /// Flags every `latflow train THEORY` accepts besides the theory's parameters.
-pub const COMMON_TRAIN_FLAGS: &[&str] =
-    &["batch", "steps", "lr", "lr-final", "seed", "out", "era", "n", "sample-batch", "therm", "resume", "device"];
+pub const COMMON_TRAIN_FLAGS: &[&str] = &[
+    "batch",
+    "steps",
+    "lr",
+    "lr-final",
+    "seed",
+    "out",
+    "era",
+    "n",
+    "sample-batch",
+    "therm",
+    "resume",
+    "init",
+    "device",
+];
 
 /// The theory-independent settings of a training run.
 #[derive(Clone, Debug)]
@@ -48,6 +63,9 @@ pub struct TrainArgs {
     pub device: Device,
     /// Whether the evaluation ensemble is saved (`--save`, into `OUT/ensemble`).
     pub save: bool,
+    /// Metadata the checkpoints carry besides the theory's parameters and the schedule
+    /// (`--init`: where the parameters came from). Default empty.
+    pub extra_meta: BTreeMap<String, String>,
 }
 
 impl TrainArgs {
@@ -63,6 +81,7 @@ impl TrainArgs {
             therm: 512,
             device: Device::Cpu,
             save: a.has("save"),
+            extra_meta: BTreeMap::new(),
         };
         r.train.batch = a.positive("batch", d.train.batch)?;
         r.train.steps = a.positive("steps", d.train.steps)?;
@@ -137,6 +156,16 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
     a.reject_positional("train")?;
     let mut common = TrainArgs::parse(&a, theory)?;
     let given = given_params(&a, &params)?;
+    if let Some(p) = a.path("init")? {
+        if a.path("resume")?.is_some() {
+            return Err(CliError(
+                "--init starts a new run from a checkpoint's parameters, --resume continues one: give one of them"
+                    .into(),
+            ));
+        }
+        let (setup, trainer) = init(theory, &p, &given, &mut common, &a)?;
+        return execute(theory, setup.as_ref(), &common, trainer, a.has("quiet"));
+    }
     let (setup, trainer) = match a.path("resume")? {
         None => {
             let mut setup = theory.setup(&Params::from_flags(&theory.params(), &given)).map_err(CliError)?;
@@ -256,8 +285,13 @@ fn resume(
         other.choose_auto().map_err(CliError)?;
         let stored = ck.setup.params().get(p.key).cloned().unwrap_or_default();
         if other.params().get(p.key) != Some(&stored) {
+            let hint = if p.group == latflow_theory::Group::Flow {
+                ""
+            } else {
+                " (or start a new run from its parameters with --init instead of --resume)"
+            };
             return Err(CliError(format!(
-                "--{} contradicts the checkpoint {} being resumed ({} = {stored}); drop the flag",
+                "--{} contradicts the checkpoint {} being resumed ({} = {stored}); drop the flag{hint}",
                 p.flag,
                 path.display(),
                 p.flag
@@ -277,6 +311,47 @@ fn resume(
     trainer.step = step;
     checkpoints::restore_optimizer(&mut trainer, path, &ck.meta)?;
     Ok((ck.setup, trainer))
+}
+
+/// A new run (step 0, Adam from zero moments, the command line's schedule) whose flow starts
+/// from the parameters of the checkpoint `path` (`--init`). Lattice size and couplings may
+/// differ from the checkpoint's (fine-tuning at `--L 16` a flow trained at 8, or at another
+/// `--beta`); the architecture may not (the parameters would not fit or not mean the same).
+/// The checkpoints record `init` (the file), `init_L` and `init_step`.
+fn init(
+    theory: &dyn Theory,
+    path: &Path,
+    given: &BTreeMap<String, String>,
+    common: &mut TrainArgs,
+    a: &Args,
+) -> CliResult<(Box<dyn Setup>, Trainer<f32>)> {
+    let stored = checkpoints::open(theory, path)?;
+    for p in theory.params().iter().filter(|p| p.group == latflow_theory::Group::Flow && given.contains_key(p.flag)) {
+        let mut changed = stored.params.clone();
+        changed.set(p.key, &given[p.flag]);
+        let other = theory.setup(&changed).map_err(CliError)?;
+        let value = stored.setup.params().get(p.key).cloned().unwrap_or_default();
+        if other.params().get(p.key) != Some(&value) {
+            return Err(CliError(format!(
+                "--{} changes the architecture of {} ({} = {value}); --init keeps it: drop the flag",
+                p.flag,
+                path.display(),
+                p.flag
+            )));
+        }
+    }
+    let ck = checkpoints::open_with(theory, path, given)?;
+    let flow = ck.flow_f32()?;
+    super::sample::note_size(&ck);
+    common.out = super::output_dir(a.path("out")?, &common.out, a.has("force"), "choose another --out")?;
+    common.extra_meta.insert("init".into(), path.display().to_string());
+    if let Some(l0) = ck.l_trained {
+        common.extra_meta.insert("init_L".into(), l0.to_string());
+    }
+    if let Some(step) = ck.meta.get("step") {
+        common.extra_meta.insert("init_step".into(), step.clone());
+    }
+    Ok((ck.setup, Trainer::new(flow, common.train.clone())))
 }
 
 /// Trains (from `trainer.step`), writes the run directory, then draws and reports the
@@ -316,6 +391,7 @@ pub fn execute(
     meta.insert("batch".into(), common.train.batch.to_string());
     meta.insert("lr".into(), common.train.adam.lr.to_string());
     meta.insert("lr_final".into(), common.train.lr_final.map_or_else(|| "none".to_string(), |f| f.to_string()));
+    meta.extend(common.extra_meta.clone());
     let action = |x: &Var<f32>| setup.tape_action(x);
     let t0 = Instant::now();
     train_loop(&mut trainer, &action, common.era, &dir, &meta, quiet)?;

@@ -9,6 +9,8 @@
 //! - [`ops`]: the flows' fused ops (affine coupling, NCP mixture, stripe update), one
 //!   folder per op, defined outside the engine.
 //! - [`checkpoint`]: models to and from safetensors files (PyTorch `state_dict` names).
+//! - [`latent`]: a flow as the latent map of flow-HMC (`latflow_sampler::flow_hmc`): `x = f(z)`,
+//!   `log|det J|` and the input-only vector-Jacobian product of the force.
 //! - [`proposals`]: a flow as the proposal source of the sampler crate's ensembles.
 //! - [`z2`]: a flow's Z2 mixture `(q(phi) + q(-phi)) / 2` as a proposal source, and its
 //!   density on the tape for training.
@@ -16,6 +18,7 @@
 //! How the crates fit together: `docs/architecture.md`.
 
 pub mod checkpoint;
+pub mod latent;
 pub mod model;
 pub mod net;
 pub mod ops;

@@ -40,6 +40,13 @@ pub trait Layer<T: Float>: Send + Sync {
     fn box_clone(&self) -> Box<dyn Layer<T>>;
     /// The layer as `Any`, for tests and tools that need the concrete layer type.
     fn as_any(&self) -> &dyn Any;
+    /// The period of the layer's masks along each lattice axis: the same parameters define
+    /// the layer on any lattice whose extent is a multiple of it (convolutions are
+    /// translation invariant with circular padding; only the masks depend on `L`). 2 for
+    /// the checkerboard of phi^4's couplings, 4 for U(1)'s stripes; 1 (no masks) by default.
+    fn period(&self) -> usize {
+        1
+    }
 }
 
 /// Prior plus layers.
@@ -113,6 +120,47 @@ impl<T: Float> Flow<T> {
     /// Mutable layers (the parameter count of a layer must not change).
     pub fn layers_mut(&mut self) -> &mut [Box<dyn Layer<T>>] {
         &mut self.layers
+    }
+
+    /// The period of all layers' masks ([`Layer::period`], their least common multiple):
+    /// the flow's parameters apply to any lattice whose extent is a multiple of it.
+    pub fn period(&self) -> usize {
+        fn gcd(a: usize, b: usize) -> usize {
+            if b == 0 {
+                a
+            } else {
+                gcd(b, a % b)
+            }
+        }
+        self.layers.iter().map(|l| l.period().max(1)).fold(1, |acc, p| acc / gcd(acc, p) * p)
+    }
+
+    /// Copies every parameter of `other` into this flow: the same flow at another lattice
+    /// size. A flow trained at `L0` runs at `L` (a multiple of [`Flow::period`]) by building
+    /// the architecture at `L` (its masks and prior at `L`) and copying the parameters, which
+    /// do not depend on the lattice size. On error this flow is left unchanged.
+    ///
+    /// # Errors
+    /// If the parameter names or shapes differ (another architecture).
+    pub fn copy_params_from(&mut self, other: &Flow<T>) -> Result<(), String> {
+        let (mine, theirs) = (self.named_params(), other.named_params());
+        if mine.len() != theirs.len() {
+            return Err(format!("{} parameter tensors here, {} in the source flow", mine.len(), theirs.len()));
+        }
+        for ((na, ta), (nb, tb)) in mine.iter().zip(&theirs) {
+            if na != nb || ta.shape() != tb.shape() {
+                return Err(format!(
+                    "parameter {na:?} {:?} does not match the source's {nb:?} {:?}",
+                    ta.shape(),
+                    tb.shape()
+                ));
+            }
+        }
+        let values: Vec<Tensor<T>> = other.params().into_iter().cloned().collect();
+        for (p, v) in self.params_mut().into_iter().zip(values) {
+            *p = v;
+        }
+        Ok(())
     }
 
     /// Number of parameter tensors of all layers.

@@ -23,6 +23,12 @@ pub trait Prior<T: Float>: Send + Sync {
     }
     /// A boxed copy.
     fn box_clone(&self) -> Box<dyn Prior<T>>;
+    /// The period of every latent coordinate when the prior lives on a torus (`2 pi` for
+    /// the Haar measure on U(1) links), `None` (the default) on `R^n`. Flow-HMC wraps its
+    /// latent field with it ([`crate::latent`]).
+    fn period(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// Independent standard normals on every site: `log r(z) = -sum z^2/2 - V log(2 pi)/2`

@@ -68,8 +68,9 @@ pub fn hamiltonian<A: Action + ?Sized>(action: &A, x: &[f64], p: &[f64]) -> f64 
     action.action(x) + kinetic(p)
 }
 
+/// The kinetic energy `(1/2) sum_i p_i^2`.
 #[inline]
-fn kinetic(p: &[f64]) -> f64 {
+pub fn kinetic(p: &[f64]) -> f64 {
     0.5 * p.iter().map(|v| v * v).sum::<f64>()
 }
 
@@ -91,6 +92,26 @@ pub fn leapfrog<A: Action + ?Sized>(
     eps: f64,
     n_steps: usize,
 ) {
+    leapfrog_with(x, p, force, eps, n_steps, |x, f| action.force(x, f));
+}
+
+/// [`leapfrog`] with the force given as a function `force_at(x, out)` writing `dU/dx` at
+/// `x` into `out`: the one integrator of every HMC here, for a potential that is not an
+/// [`Action`] on one configuration (flow-HMC integrates `U(z) = S(f(z)) - log|det J_f(z)|`
+/// of many chains at once, [`crate::flow_hmc`]). `force_at` is called `n_steps` times, at
+/// the positions after each drift, in order.
+///
+/// # Panics
+/// If the slice lengths differ.
+#[track_caller]
+pub fn leapfrog_with(
+    x: &mut [f64],
+    p: &mut [f64],
+    force: &mut [f64],
+    eps: f64,
+    n_steps: usize,
+    mut force_at: impl FnMut(&[f64], &mut [f64]),
+) {
     assert!(x.len() == p.len() && x.len() == force.len(), "leapfrog: lengths {} {} {}", x.len(), p.len(), force.len());
     if n_steps == 0 {
         return;
@@ -103,7 +124,7 @@ pub fn leapfrog<A: Action + ?Sized>(
         for (xi, pi) in x.iter_mut().zip(p.iter()) {
             *xi += eps * pi;
         }
-        action.force(x, force);
+        force_at(x, force);
         let k = if step + 1 == n_steps { half } else { eps };
         for (pi, fi) in p.iter_mut().zip(force.iter()) {
             *pi -= k * fi;

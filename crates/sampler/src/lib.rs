@@ -3,6 +3,9 @@
 //!
 //! - [`ensemble`]: what every sampler returns ([`ensemble::Ensemble`]: configurations, action,
 //!   log q, the chain) and the flow-proposal sampler ([`ensemble::IndependenceSampler`]).
+//! - [`flow_hmc`]: HMC on the latent field of a flow (arXiv:2112.01586): the map a flow
+//!   must provide ([`flow_hmc::LatentMap`]), the potential `S(f(z)) - log|det J_f(z)|` and
+//!   many chains through the map at once.
 //! - [`hmc`]: Hybrid Monte Carlo with a leapfrog integrator, one chain or many chains in
 //!   parallel (rayon).
 //! - [`metropolis`]: independence Metropolis fed by flow proposals (exact sampling).
@@ -15,6 +18,7 @@
 //!   weight tail, and the weight-tail diagnostic to print with every flow estimate.
 
 pub mod ensemble;
+pub mod flow_hmc;
 pub mod hmc;
 pub mod metropolis;
 pub mod reweight;

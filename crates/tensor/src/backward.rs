@@ -53,9 +53,11 @@ fn backward_rule<T: Float>(op: &Op<T>, y: &Tensor<T>, g: &Tensor<T>, acc: &mut d
         }
         Op::AddBias(x, b) => {
             // d (x + b[c]) = dx + sum over all but the channel axis of db
-            let mut axes: Vec<usize> = (0..x.shape().len()).collect();
-            axes.remove(1);
-            acc(b, gpu_or_cpu!(g, crate::cuda::sum_axes(g, &axes), layout::sum_axes(g, &axes)));
+            if b.requires_grad() {
+                let mut axes: Vec<usize> = (0..x.shape().len()).collect();
+                axes.remove(1);
+                acc(b, gpu_or_cpu!(g, crate::cuda::sum_axes(g, &axes), layout::sum_axes(g, &axes)));
+            }
             acc(x, g.clone());
         }
         Op::MulConst(x, m) => {
@@ -131,12 +133,21 @@ fn backward_rule<T: Float>(op: &Op<T>, y: &Tensor<T>, g: &Tensor<T>, acc: &mut d
             #[cfg(feature = "cuda")]
             if g.is_cuda() {
                 use crate::cuda::{matmul, transpose_last2};
-                acc(a, matmul(g, &transpose_last2(b.value())));
-                acc(b, matmul(&transpose_last2(a.value()), g));
+                if a.requires_grad() {
+                    acc(a, matmul(g, &transpose_last2(b.value())));
+                }
+                if b.requires_grad() {
+                    acc(b, matmul(&transpose_last2(a.value()), g));
+                }
                 return;
             }
-            acc(a, matmul::matmul(g, &layout::transpose_last2(b.value())));
-            acc(b, matmul::matmul(&layout::transpose_last2(a.value()), g));
+            // only the inputs that need one (input-only gradients skip the weights')
+            if a.requires_grad() {
+                acc(a, matmul::matmul(g, &layout::transpose_last2(b.value())));
+            }
+            if b.requires_grad() {
+                acc(b, matmul::matmul(&layout::transpose_last2(a.value()), g));
+            }
         }
         Op::CosSin(x) => {
             // y = (cos x, sin x): dx = -g_0 sin x + g_1 cos x = -g_0 y_1 + g_1 y_0
@@ -243,45 +254,91 @@ impl<T: Float> Var<T> {
     #[track_caller]
     pub fn backward(&self) -> Gradients<T> {
         assert_eq!(self.value().len(), 1, "backward() needs a scalar, got shape {:?}", self.shape());
-        let mut grads: HashMap<usize, Tensor<T>, IdBuild> = HashMap::default();
-        let mut leaves = HashMap::default();
-        if !self.requires_grad() {
-            return Gradients { grads: leaves };
+        let one = Tensor::full_on(self.shape(), T::ONE, self.value().device());
+        sweep(&[(self, one)])
+    }
+
+    /// The vector-Jacobian product from several outputs at once: for seeds `(y_k, c_k)`
+    /// (a cotangent `c_k` of `y_k`'s shape), the gradient of `sum_k <c_k, y_k>` with
+    /// respect to every [`Var::param`] leaf, i.e. `sum_k J_k^T c_k`, in one reverse sweep.
+    /// [`Var::backward`] is the case of one scalar output seeded with 1.
+    ///
+    /// Only what leads to a leaf that requires a gradient is recorded and swept: with the
+    /// parameters of a model entered as [`Var::constant`] and its input as a
+    /// [`Var::param`], this is the input gradient alone (no weight gradient is computed),
+    /// what flow-HMC's force needs (`J_f^T dS/dx - d log|det J_f| / dz`).
+    ///
+    /// ```
+    /// use latflow_tensor::{Tensor, Var};
+    /// let x = Var::param(Tensor::from_vec(&[3], vec![1.0f64, 2.0, 3.0]));
+    /// let y = x.square(); // dy_i/dx_i = 2 x_i
+    /// let s = y.sum();
+    /// let g = Var::vjp(&[(&y, Tensor::from_vec(&[3], vec![1.0, 0.0, 2.0])), (&s, Tensor::from_vec(&[], vec![1.0]))]);
+    /// assert_eq!(g.get(&x).unwrap().data(), &[4.0, 4.0, 18.0]);
+    /// ```
+    ///
+    /// # Panics
+    /// If a cotangent's shape differs from its output's.
+    #[track_caller]
+    pub fn vjp(seeds: &[(&Var<T>, Tensor<T>)]) -> Gradients<T> {
+        for (y, c) in seeds {
+            assert_eq!(
+                y.shape(),
+                c.shape(),
+                "vjp: cotangent of shape {:?} for an output of shape {:?}",
+                c.shape(),
+                y.shape()
+            );
         }
-        grads.insert(self.id(), Tensor::full_on(self.shape(), T::ONE, self.value().device()));
-        for node in topo_order(self).iter().rev() {
-            let Some(g) = grads.remove(&node.id()) else { continue };
-            match node.op() {
-                None => {
-                    leaves.insert(node.id(), g);
-                }
-                Some(op) => backward_rule(op, node.value(), &g, &mut |input: &Var<T>, gi: Tensor<T>| {
-                    if !input.requires_grad() {
-                        return;
-                    }
-                    match grads.get_mut(&input.id()) {
-                        Some(acc) => gpu_or_cpu!(acc, crate::cuda::accumulate(acc, &gi), {
-                            for (a, b) in acc.data_mut().iter_mut().zip(gi.data()) {
-                                *a += *b;
-                            }
-                        }),
-                        None => {
-                            grads.insert(input.id(), gi);
-                        }
-                    }
-                }),
-            }
-        }
-        Gradients { grads: leaves }
+        sweep(seeds)
     }
 }
 
-/// Recorded nodes reachable from `root`, inputs before outputs (iterative DFS, so deep
-/// flows do not overflow the stack).
-fn topo_order<T: Float>(root: &Var<T>) -> Vec<Var<T>> {
+/// The reverse sweep from `seeds` (outputs with their cotangents).
+fn sweep<T: Float>(seeds: &[(&Var<T>, Tensor<T>)]) -> Gradients<T> {
+    let mut grads: HashMap<usize, Tensor<T>, IdBuild> = HashMap::default();
+    let mut leaves = HashMap::default();
+    let roots: Vec<&Var<T>> = seeds.iter().filter(|(y, _)| y.requires_grad()).map(|(y, _)| *y).collect();
+    for (y, c) in seeds.iter().filter(|(y, _)| y.requires_grad()) {
+        add(&mut grads, y, c.clone());
+    }
+    for node in topo_order(&roots).iter().rev() {
+        let Some(g) = grads.remove(&node.id()) else { continue };
+        match node.op() {
+            None => {
+                leaves.insert(node.id(), g);
+            }
+            Some(op) => backward_rule(op, node.value(), &g, &mut |input: &Var<T>, gi: Tensor<T>| {
+                if input.requires_grad() {
+                    add(&mut grads, input, gi);
+                }
+            }),
+        }
+    }
+    Gradients { grads: leaves }
+}
+
+/// Adds `gi` to the gradient of `input` accumulated so far.
+fn add<T: Float>(grads: &mut HashMap<usize, Tensor<T>, IdBuild>, input: &Var<T>, gi: Tensor<T>) {
+    match grads.get_mut(&input.id()) {
+        Some(acc) => gpu_or_cpu!(acc, crate::cuda::accumulate(acc, &gi), {
+            for (a, b) in acc.data_mut().iter_mut().zip(gi.data()) {
+                *a += *b;
+            }
+        }),
+        None => {
+            grads.insert(input.id(), gi);
+        }
+    }
+}
+
+/// Recorded nodes reachable from `roots`, inputs before outputs (iterative DFS, so deep
+/// flows do not overflow the stack; every node comes after all its inputs, whichever root
+/// reached it first).
+fn topo_order<T: Float>(roots: &[&Var<T>]) -> Vec<Var<T>> {
     let mut order = Vec::new();
     let mut seen = std::collections::HashSet::with_hasher(IdBuild::default());
-    let mut stack = vec![(root.clone(), false)];
+    let mut stack: Vec<(Var<T>, bool)> = roots.iter().rev().map(|r| ((*r).clone(), false)).collect();
     while let Some((v, expanded)) = stack.pop() {
         if expanded {
             order.push(v);

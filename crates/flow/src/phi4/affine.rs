@@ -102,4 +102,8 @@ impl<T: Float> Layer<T> for AffineCoupling<T> {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
+    /// The checkerboard repeats every 2 sites.
+    fn period(&self) -> usize {
+        2
+    }
 }

@@ -240,4 +240,8 @@ impl<T: Float> Layer<T> for Z2Coupling<T> {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
+    /// The checkerboard repeats every 2 sites.
+    fn period(&self) -> usize {
+        2
+    }
 }

@@ -151,4 +151,8 @@ impl<T: Float> Layer<T> for GaugeEquivCoupling<T> {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
+    /// The stripe masks repeat every 4 sites.
+    fn period(&self) -> usize {
+        4
+    }
 }

@@ -59,4 +59,8 @@ impl<T: Float> Prior<T> for HaarPrior {
         let n = z.shape()[0];
         Tensor::full(&[n], T::from_f64(-(per as f64) * (2.0 * PI).ln()))
     }
+    /// Angles: the latent links live on the torus `[0, 2 pi)^n`.
+    fn period(&self) -> Option<f64> {
+        Some(2.0 * std::f64::consts::PI)
+    }
 }

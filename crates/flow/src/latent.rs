@@ -1,0 +1,95 @@
+//! A flow as the latent map of flow-HMC ([`latflow_sampler::flow_hmc`], after Foreman et
+//! al. arXiv:2112.01586): `x = f(z)` through every layer, `log|det J_f(z)| = sum_l log|det
+//! J_l|`, and the force's vector-Jacobian product
+//! `J_f(z)^T g - d log|det J_f(z)| / dz` in one reverse sweep of the tape
+//! ([`Var::vjp`]) with the input `z` as the only leaf that needs a gradient: the parameters
+//! enter as constants ([`Record::Off`]), so no weight gradient is computed.
+//!
+//! The batch runs through the flow as one batch (the engine's kernels split it over the
+//! threads), in `T` (f64 for the audits; the parameters of an f32 checkpoint widen
+//! exactly). The latent field lives on a torus when the prior does ([`Prior::period`]:
+//! U(1) links).
+//!
+//! [`Prior::period`]: crate::prior::Prior::period
+
+use crate::model::{Flow, Record};
+use latflow_sampler::flow_hmc::LatentMap;
+use latflow_tensor::{Float, Tensor, Var};
+
+impl<T: Float> Flow<T> {
+    /// `z (n * dof values) -> Tensor (n, shape...)` on the parameters' device.
+    fn latent_tensor(&self, z: &[f64], n: usize) -> Tensor<T> {
+        let mut shape = vec![n];
+        shape.extend(self.prior.shape());
+        let t = Tensor::from_vec(&shape, z.iter().map(|&v| T::from_f64(v)).collect());
+        t.to_device(self.device()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The flow on the tape from the latent `z`: `(x, log q - log r = -log|det J_f|)`.
+    fn push_latent(&self, z: Var<T>, n: usize, params: &[Var<T>]) -> (Var<T>, Var<T>) {
+        let zeros = Tensor::<T>::zeros(&[n]).to_device(self.device()).unwrap_or_else(|e| panic!("{e}"));
+        self.forward(z, Var::constant(zeros), params)
+    }
+}
+
+fn widen<T: Float>(t: &Tensor<T>, out: &mut [f64]) {
+    for (o, v) in out.iter_mut().zip(t.to_host_vec()) {
+        *o = v.to_f64();
+    }
+}
+
+impl<T: Float> LatentMap for Flow<T> {
+    fn dof(&self) -> usize {
+        self.prior.shape().iter().product()
+    }
+
+    fn forward(&self, z: &[f64], x: &mut [f64], logdet: &mut [f64]) {
+        let n = logdet.len();
+        let params = self.param_vars(Record::Off);
+        let (xv, neg_logdet) = self.push_latent(Var::constant(self.latent_tensor(z, n)), n, &params);
+        widen(xv.value(), x);
+        for (o, v) in logdet.iter_mut().zip(neg_logdet.value().to_host_vec()) {
+            *o = -v.to_f64();
+        }
+    }
+
+    fn pullback(
+        &self,
+        z: &[f64],
+        x: &mut [f64],
+        logdet: &mut [f64],
+        cotangent: &mut dyn FnMut(&[f64], &mut [f64]),
+        grad: &mut [f64],
+    ) {
+        let n = logdet.len();
+        let params = self.param_vars(Record::Off);
+        let zv = Var::param(self.latent_tensor(z, n));
+        let (xv, neg_logdet) = self.push_latent(zv.clone(), n, &params);
+        widen(xv.value(), x);
+        for (o, v) in logdet.iter_mut().zip(neg_logdet.value().to_host_vec()) {
+            *o = -v.to_f64();
+        }
+        let mut g = vec![0.0; x.len()];
+        cotangent(x, &mut g);
+        let device = self.device();
+        let gx = Tensor::from_vec(xv.shape(), g.iter().map(|&v| T::from_f64(v)).collect());
+        let gx = gx.to_device(device).unwrap_or_else(|e| panic!("{e}"));
+        // d/dz [<g, x> - log|det J|] = J^T g + d(-log|det J|)/dz: seed -log|det J| with 1
+        let ones = Tensor::full_on(&[n], T::ONE, device);
+        let grads = Var::vjp(&[(&xv, gx), (&neg_logdet, ones)]);
+        match grads.get(&zv) {
+            Some(gz) => widen(gz, grad),
+            None => grad.fill(0.0),
+        }
+    }
+
+    fn reverse(&self, x: &[f64], z: &mut [f64]) {
+        let n = x.len() / self.dof().max(1);
+        let (zt, _) = Flow::reverse(self, &self.latent_tensor(x, n));
+        widen(&zt, z);
+    }
+
+    fn period(&self) -> Option<f64> {
+        self.prior.period()
+    }
+}

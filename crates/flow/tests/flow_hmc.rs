@@ -1,0 +1,251 @@
+//! Audits of flow-HMC through real flows (f64, small lattices; the sampler core is
+//! `latflow_sampler::flow_hmc`, HMC on `U(z) = S(f(z)) - log|det J_f(z)|`, Foreman et al.
+//! arXiv:2112.01586):
+//! - the force (one input-only reverse sweep of the flow) against central differences of U;
+//! - a trajectory, a momentum flip and the same trajectory return to the start;
+//! - with the identity flow (no layers) flow-HMC is plain HMC, trajectory for trajectory;
+//! - `<exp(-dH)> = 1`, and the images `x = f(z)` sample `exp(-S)` (which `<exp(-dH)>` alone
+//!   does not show: a wrong log-Jacobian still conserves it).
+
+mod u1_common;
+
+use latflow_flow::model::Flow;
+use latflow_flow::phi4::Phi4FlowConfig;
+use latflow_flow::prior::NormalPrior;
+use latflow_flow::u1::{HaarPrior, U1FlowConfig};
+use latflow_physics::u1::{exact_q2_2d, wrap_angle};
+use latflow_physics::{Action, Lattice, Phi4, U1};
+use latflow_sampler::flow_hmc::{latent_start, run_flow_hmc, FlowHmcChains, LatentMap, LatentPotential};
+use latflow_sampler::hmc::{chain_seed, kinetic, leapfrog_with, ChainRecord, HmcChain, HmcConfig, RunConfig};
+use latflow_sampler::stats::{gamma_method_replicas, S_TAU_DEFAULT};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use std::f64::consts::PI;
+use u1_common::strong_flow;
+
+/// Central differences of U (step 1e-6: truncation ~1e-12 U''', rounding ~1e-16 |U| / 1e-6
+/// ~ 1e-9 on |U| ~ 30) against the force, relative to max(|dU/dz|, 1).
+const FD_TOL: f64 = 1e-6;
+/// A 10-step trajectory, a momentum flip and the same 10 steps back (the 1e-10).
+const REVERSE_TOL: f64 = 1e-10;
+/// Flow-HMC with the identity flow vs plain HMC: the same arithmetic except U(1)'s angles,
+/// which flow-HMC wraps before the action (a rounding of 2 pi k per link).
+const IDENTITY_TOL: f64 = 1e-12;
+/// `f(f^{-1}(x0))` vs `x0` for U(1) (the NCP inverse, as `u1_flow.rs`'s round trip).
+const START_TOL: f64 = 1e-9;
+/// How far from the mean a statistical check may be, in (autocorrelation-aware) sigma.
+const SIGMAS: f64 = 3.0;
+
+/// A phi^4 flow of 4 affine couplings with O(1) scales and shifts (last convolutions x1.5; x3 makes the
+/// quartic action so steep that a step of 0.1 blows up).
+fn strong_phi4(l: usize, seed: u64) -> Flow<f64> {
+    let config = Phi4FlowConfig { l, layers: 4, hidden: vec![4], ..Phi4FlowConfig::default() };
+    let mut flow = config.build::<f64>(&mut StdRng::seed_from_u64(seed));
+    for layer in flow.layers_mut() {
+        let ps = layer.params_mut();
+        let n = ps.len();
+        for p in ps.into_iter().skip(n - 2) {
+            for v in p.data_mut() {
+                *v *= 1.5;
+            }
+        }
+    }
+    flow
+}
+
+fn small_u1(seed: u64) -> Flow<f64> {
+    strong_flow(&U1FlowConfig { l: 4, layers: 4, hidden: vec![4], ..U1FlowConfig::default() }, seed, 3.0)
+}
+
+fn normals(n: usize, rng: &mut StdRng) -> Vec<f64> {
+    (0..n).map(|_| rng.sample::<f64, _>(StandardNormal)).collect()
+}
+
+fn check_force(map: &dyn LatentMap, action: &dyn Action, z: &[f64]) {
+    let pot = LatentPotential::new(map, action);
+    let (d, n) = (map.dof(), z.len() / map.dof());
+    let (mut x, mut u, mut f) = (vec![0.0; z.len()], vec![0.0; n], vec![0.0; z.len()]);
+    pot.potential_force(z, &mut x, &mut u, &mut f);
+    assert!(f.iter().all(|v| v.is_finite()) && f.iter().any(|v| v.abs() > 1e-3));
+    let h = 1e-6;
+    for i in (0..z.len()).step_by(7) {
+        let at = |delta: f64| {
+            let mut zz = z.to_vec();
+            zz[i] += delta;
+            let (mut x, mut u) = (vec![0.0; z.len()], vec![0.0; n]);
+            pot.potential(&zz, &mut x, &mut u);
+            u[i / d]
+        };
+        let fd = (at(h) - at(-h)) / (2.0 * h);
+        assert!(
+            (fd - f[i]).abs() < FD_TOL * fd.abs().max(1.0),
+            "dU/dz[{i}]: central difference {fd} vs force {}",
+            f[i]
+        );
+    }
+}
+
+#[test]
+fn force_is_the_gradient_of_s_of_f_minus_log_det() {
+    let mut rng = StdRng::seed_from_u64(1);
+    let flow = strong_phi4(4, 2);
+    let phi4 = Phi4::new(Lattice::new(&[4, 4]), -1.0, 0.5);
+    check_force(&flow, &phi4, &normals(2 * 16, &mut rng));
+    let flow = small_u1(3);
+    let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
+    let z: Vec<f64> = (0..2 * 32).map(|_| rng.gen_range(0.0..2.0 * PI)).collect();
+    check_force(&flow, &u1, &z);
+}
+
+fn check_reversible(map: &dyn LatentMap, action: &dyn Action, z0: Vec<f64>, rng: &mut StdRng) {
+    let pot = LatentPotential::new(map, action);
+    let n = z0.len() / map.dof();
+    let p0 = normals(z0.len(), rng);
+    let (mut z, mut p, mut f) = (z0.clone(), p0.clone(), vec![0.0; z0.len()]);
+    let (mut x, mut u) = (vec![0.0; z0.len()], vec![0.0; n]);
+    pot.potential_force(&z, &mut x, &mut u, &mut f);
+    let h0: f64 = u.iter().sum::<f64>() + kinetic(&p);
+    let mut run = |z: &mut Vec<f64>, p: &mut Vec<f64>, f: &mut Vec<f64>| {
+        leapfrog_with(z, p, f, 0.1, 10, |z, f| pot.potential_force(z, &mut x, &mut u, f));
+    };
+    run(&mut z, &mut p, &mut f);
+    let moved = z.iter().zip(&z0).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(moved > 0.1, "the trajectory did not move ({moved})");
+    let (mut x1, mut u1) = (vec![0.0; z0.len()], vec![0.0; n]);
+    pot.potential(&z, &mut x1, &mut u1);
+    let dh = u1.iter().sum::<f64>() + kinetic(&p) - h0;
+    assert!(dh.abs() < 0.5 * h0.abs().max(1.0), "dH = {dh} is not small");
+    for v in p.iter_mut() {
+        *v = -*v;
+    }
+    run(&mut z, &mut p, &mut f);
+    let dz = z.iter().zip(&z0).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let dp = p.iter().zip(&p0).map(|(a, b)| (a + b).abs()).fold(0.0, f64::max);
+    assert!(dz < REVERSE_TOL && dp < REVERSE_TOL, "back at the start to |dz| {dz:e}, |dp| {dp:e}");
+}
+
+#[test]
+fn trajectory_momentum_flip_trajectory_returns_to_the_start() {
+    let mut rng = StdRng::seed_from_u64(4);
+    let phi4 = Phi4::new(Lattice::new(&[4, 4]), -1.0, 0.5);
+    let z0 = normals(3 * 16, &mut rng);
+    check_reversible(&strong_phi4(4, 5), &phi4, z0, &mut rng);
+    let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
+    let z0: Vec<f64> = (0..3 * 32).map(|_| rng.gen_range(0.0..2.0 * PI)).collect();
+    check_reversible(&small_u1(6), &u1, z0, &mut rng);
+}
+
+/// Flow-HMC through a flow without layers against `HmcChain`, chain by chain with the same
+/// generators: the same configurations, dH and decisions after every trajectory.
+fn check_identity(flow: &Flow<f64>, action: &dyn Action, x0: Vec<f64>, wrapped: bool) {
+    let (d, n) = (action.dof(), x0.len() / action.dof());
+    let cfg = HmcConfig { trajectory_length: 1.0, n_steps: 7, flip: false };
+    let mut rngs: Vec<StdRng> = (0..n).map(|c| StdRng::seed_from_u64(chain_seed(9, c))).collect();
+    let mut plain_rngs = rngs.clone();
+    let mut chains = FlowHmcChains::new(LatentPotential::new(flow, action), latent_start(flow, &x0));
+    let mut plain: Vec<HmcChain> = x0.chunks(d).map(|x| HmcChain::new(action, x.to_vec())).collect();
+    let (mut accepted, mut rejected) = (0, 0);
+    for t in 0..30 {
+        let infos = chains.trajectory(&cfg, &mut rngs);
+        for (c, info) in infos.iter().enumerate() {
+            let pi = plain[c].trajectory(action, &cfg, &mut plain_rngs[c]);
+            assert_eq!(info.accepted, pi.accepted, "trajectory {t} chain {c}");
+            assert!((info.delta_h - pi.delta_h).abs() < IDENTITY_TOL, "dH {} vs {}", info.delta_h, pi.delta_h);
+            let diff = |a: f64, b: f64| if wrapped { wrap_angle(a - b).abs() } else { (a - b).abs() };
+            let dx = chains.config(c).iter().zip(plain[c].config()).map(|(a, b)| diff(*a, *b)).fold(0.0, f64::max);
+            assert!(dx < IDENTITY_TOL, "trajectory {t} chain {c}: configurations differ by {dx:e}");
+            if info.accepted {
+                accepted += 1;
+            } else {
+                rejected += 1;
+            }
+        }
+    }
+    assert!(accepted > 10 && rejected > 0, "{accepted} accepted, {rejected} rejected: the comparison is weak");
+}
+
+#[test]
+fn identity_flow_hmc_is_plain_hmc() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let phi4 = Phi4::new(Lattice::new(&[6, 6]), -4.0, 8.0);
+    let id: Flow<f64> = Flow::new(Box::new(NormalPrior::new(&[6, 6])), Vec::new());
+    let x0: Vec<f64> = normals(3 * 36, &mut rng).iter().map(|v| 0.3 * v).collect();
+    check_identity(&id, &phi4, x0, false);
+    let u1 = U1::new(Lattice::new(&[4, 4]), 3.0);
+    let id: Flow<f64> = Flow::new(Box::new(HaarPrior::new(4)), Vec::new());
+    let x0: Vec<f64> = (0..3 * 32).map(|_| rng.gen_range(0.0..2.0 * PI)).collect();
+    check_identity(&id, &u1, x0, true);
+}
+
+/// Chains started from given configurations by the reverse pass sit on them: `f(f^{-1}(x0))
+/// = x0` (U(1): the numerical inverse of the NCP mixtures, to [`START_TOL`]).
+#[test]
+fn chains_started_by_the_reverse_pass_sit_on_the_given_configurations() {
+    let flow = small_u1(15);
+    let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
+    let mut rng = StdRng::seed_from_u64(16);
+    let x0: Vec<f64> = (0..3 * 32).map(|_| rng.gen_range(0.0..2.0 * PI)).collect();
+    let z0 = latent_start(&flow, &x0);
+    assert!(z0.iter().zip(&x0).any(|(z, x)| wrap_angle(z - x).abs() > 0.1), "the flow moved nothing");
+    let chains = FlowHmcChains::new(LatentPotential::new(&flow, &u1), z0);
+    for c in 0..3 {
+        let d = chains.config(c).iter().zip(&x0[c * 32..(c + 1) * 32]).map(|(a, b)| wrap_angle(a - b).abs());
+        let d = d.fold(0.0, f64::max);
+        assert!(d < START_TOL, "chain {c} starts {d:e} away from its configuration");
+        assert!(chains.latent(c).iter().all(|v| (0.0..2.0 * PI).contains(v)), "z on the torus");
+    }
+}
+
+fn stat(recs: &[ChainRecord], k: usize) -> latflow_sampler::stats::GammaEstimate {
+    let s: Vec<&[f64]> = recs.iter().map(|r| r.observables[k].as_slice()).collect();
+    gamma_method_replicas(&s, S_TAU_DEFAULT)
+}
+
+fn exp_minus_dh(recs: &[ChainRecord]) -> latflow_sampler::stats::GammaEstimate {
+    let series: Vec<Vec<f64>> = recs.iter().map(|r| r.delta_h.iter().map(|d| (-d).exp()).collect()).collect();
+    let refs: Vec<&[f64]> = series.iter().map(|s| s.as_slice()).collect();
+    gamma_method_replicas(&refs, S_TAU_DEFAULT)
+}
+
+/// U(1) on 4x4 at beta = 2 through a 4-layer flow: `<exp(-dH)> = 1` and `<Q^2>` equal to the
+/// exact finite-volume value, each within [`SIGMAS`] Gamma-method sigma (8 chains started
+/// from the prior, 600 trajectories after 50).
+#[test]
+fn u1_flow_hmc_conserves_exp_minus_dh_and_samples_the_exact_q2() {
+    let flow = small_u1(8);
+    let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
+    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 8, flip: false };
+    let cfg = RunConfig { hmc, n_chains: 8, n_therm: 50, n_traj: 600, seed: 10 };
+    let z0 = flow.prior.sample(8, &mut StdRng::seed_from_u64(11)).into_vec();
+    let g = u1.clone();
+    let measure = |x: &[f64], o: &mut [f64]| o[0] = g.topological_charge(x).powi(2);
+    let recs = run_flow_hmc(LatentPotential::new(&flow, &u1), &cfg, z0, 1, measure, None, None).unwrap();
+    let e = exp_minus_dh(&recs);
+    assert!((e.mean - 1.0).abs() < SIGMAS * e.error, "<exp(-dH)> = {e}");
+    let acc = recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / 8.0;
+    assert!((0.3..1.0).contains(&acc), "acceptance {acc}");
+    let q2 = stat(&recs, 0);
+    let exact = exact_q2_2d(2.0, 16);
+    assert!((q2.mean - exact).abs() < SIGMAS * q2.error, "<Q^2> = {q2}, exact {exact}");
+}
+
+/// phi^4 on 4x4 (M2 = -1, lam = 0.5) through a 4-layer flow: `<exp(-dH)> = 1` and `<M^2>`
+/// equal to plain HMC's, within [`SIGMAS`] combined sigma.
+#[test]
+fn phi4_flow_hmc_conserves_exp_minus_dh_and_agrees_with_hmc() {
+    let flow = strong_phi4(4, 12);
+    let phi4 = Phi4::new(Lattice::new(&[4, 4]), -1.0, 0.5);
+    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 8, flip: false };
+    let cfg = RunConfig { hmc, n_chains: 8, n_therm: 50, n_traj: 600, seed: 13 };
+    let z0 = flow.prior.sample(8, &mut StdRng::seed_from_u64(14)).into_vec();
+    let m2 = |x: &[f64], o: &mut [f64]| o[0] = (x.iter().sum::<f64>() / 16.0).powi(2);
+    let recs = run_flow_hmc(LatentPotential::new(&flow, &phi4), &cfg, z0, 1, m2, None, None).unwrap();
+    let e = exp_minus_dh(&recs);
+    assert!((e.mean - 1.0).abs() < SIGMAS * e.error, "<exp(-dH)> = {e}");
+    let plain_cfg = RunConfig { n_traj: 4000, ..cfg };
+    let plain = latflow_sampler::hmc::run_chains(&phi4, &plain_cfg, 1, |_, _| vec![0.0; 16], m2, None);
+    let (a, b) = (stat(&recs, 0), stat(&plain, 0));
+    assert!((a.mean - b.mean).abs() < SIGMAS * a.error.hypot(b.error), "<M^2>: flow-HMC {a} vs HMC {b}");
+    assert!(a.error < 0.1 * a.mean, "flow-HMC <M^2> = {a}: too imprecise to test anything");
+}

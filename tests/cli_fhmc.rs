@@ -1,0 +1,84 @@
+//! `latflow fhmc`: flow-HMC with a tiny U(1) checkpoint trained at 8x8, at its own size
+//! and at 16x16; the report (acceptance, <exp(-dH)>, tunnelling rate, observables against
+//! the exact <Q^2>), `observables.csv`, `--save` read back by `measure`, and user errors.
+
+mod common;
+
+use common::{ok, s, temp_dir, user_error};
+use latflow::io::ensemble::Ensemble;
+use std::path::Path;
+
+/// How far <Q^2> and <exp(-dH)> may be from their exact values, in Gamma-method sigma.
+const SIGMAS: f64 = 4.0;
+
+/// The `(+x.xx sigma)` pull printed on the line starting with `label`.
+fn pull(out: &str, label: &str) -> f64 {
+    let line = out.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("{label} in\n{out}"));
+    let p = line.rsplit_once('(').and_then(|(_, r)| r.strip_suffix(" sigma)")).unwrap_or_else(|| panic!("{line}"));
+    p.trim().parse().unwrap()
+}
+
+/// `value +- error` on the line starting with `label`.
+fn value_error(out: &str, label: &str) -> (f64, f64) {
+    let line = out.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("{label} in\n{out}"));
+    let rest = line.trim_start()[label.len()..].trim_start();
+    let mut w = rest.split_whitespace();
+    let v: f64 = w.next().unwrap().parse().unwrap();
+    assert_eq!(w.next(), Some("+-"), "{line}");
+    (v, w.next().unwrap().parse().unwrap())
+}
+
+fn tiny_u1(dir: &Path) -> std::path::PathBuf {
+    let mut a = vec!["train", "u1", "--layers", "2", "--hidden", "4", "--steps", "30", "--era", "30"];
+    a.extend(["--n", "256", "--therm", "32", "--quiet", "--out", s(dir)]);
+    ok(&a);
+    dir.join("model.safetensors")
+}
+
+#[test]
+fn fhmc_reports_saves_and_runs_at_another_size() {
+    let dir = temp_dir("fhmc", "u1");
+    let ck = tiny_u1(&dir.join("train"));
+    let out = dir.join("run8");
+    // 30 leapfrog steps: this flow's force is stiff (acceptance ~0.2 at 10 steps, where the
+    // heavy tail of exp(-dH) makes its mean converge slowly)
+    let flags = ["--n-traj", "300", "--n-therm", "30", "--chains", "8", "--steps", "30", "--quiet"];
+    let mut a = vec!["fhmc", "--checkpoint", s(&ck), "--out", s(&out), "--save"];
+    a.extend(flags);
+    let printed = ok(&a);
+    for needle in ["latflow fhmc u1: L=8 beta=2", "acceptance", "<exp(-dH)>", "tunnelling rate", "<Q^2> (exact, 2D)"] {
+        assert!(printed.contains(needle), "{needle:?} in\n{printed}");
+    }
+    let (e, de) = value_error(&printed, "<exp(-dH)>");
+    assert!((e - 1.0).abs() < SIGMAS * de, "<exp(-dH)> = {e} +- {de}");
+    let p = pull(&printed, "<Q^2> (exact, 2D)");
+    assert!(p.abs() < SIGMAS, "<Q^2> is {p} sigma from the exact value:\n{printed}");
+    let csv = std::fs::read_to_string(out.join("observables.csv")).unwrap();
+    assert_eq!(csv.lines().next().unwrap(), "chain,traj,accepted,dH,q2,plaq,Q,S");
+    assert_eq!(csv.lines().count(), 1 + 8 * 300);
+    // the saved chains measure to the same numbers
+    let e = Ensemble::open(&out.join("ensemble")).unwrap();
+    assert_eq!(e.metadata["sampler"], "flow-hmc");
+    assert_eq!(e.metadata["checkpoint"], s(&ck));
+    let measured = ok(&["measure", s(&out.join("ensemble"))]);
+    let tail = |t: &str| t.lines().skip_while(|l| !l.contains("acceptance")).take(6).collect::<Vec<_>>().join("\n");
+    assert_eq!(tail(&measured), tail(&printed));
+
+    // at 16x16 with the flow trained at 8x8: the 16x16 exact value
+    let mut a = vec!["fhmc", "--checkpoint", s(&ck), "--L", "16", "--no-csv", "--seed", "3"];
+    a.extend(["--n-traj", "150", "--n-therm", "30", "--chains", "8", "--steps", "40", "--quiet"]);
+    let printed = ok(&a);
+    assert!(printed.contains("L=16 beta=2") && printed.contains("flow trained at L=8"), "{printed}");
+    let p = pull(&printed, "<Q^2> (exact, 2D)");
+    assert!(p.abs() < SIGMAS, "<Q^2> at 16x16 is {p} sigma from the exact value:\n{printed}");
+
+    // user errors
+    let o = dir.join("never");
+    user_error(&["fhmc"], "--checkpoint FILE is required");
+    user_error(&["fhmc", "--checkpoint", s(&ck), "--L", "6", "--out", s(&o)], "not a multiple of 4");
+    user_error(&["fhmc", "--checkpoint", s(&ck), "--flip", "--out", s(&o)], "unknown flag --flip");
+    user_error(&["fhmc", "--checkpoint", s(&ck), "--tau", "-1", "--out", s(&o)], "--tau must be in");
+    user_error(&["fhmc", "--checkpoint", s(&dir.join("missing.safetensors"))], "missing.safetensors");
+    assert!(!o.exists(), "a refused run writes nothing");
+    std::fs::remove_dir_all(&dir).ok();
+}
