@@ -53,6 +53,12 @@ fn fhmc_reports_saves_and_runs_at_another_size() {
     assert!((e - 1.0).abs() < SIGMAS * de, "<exp(-dH)> = {e} +- {de}");
     let p = pull(&printed, "<Q^2> (exact, 2D)");
     assert!(p.abs() < SIGMAS, "<Q^2> is {p} sigma from the exact value:\n{printed}");
+    // the charge histories of flow-HMC, plain HMC and flow independence Metropolis, one figure
+    assert!(printed.contains("tunnelling rate, figure      flow-HMC"), "{printed}");
+    let svg = std::fs::read_to_string(out.join("topology.svg")).unwrap();
+    for title in ["HMC (tau 1, 30 leapfrog steps)", "flow-HMC (tau 1, 30 leapfrog steps)", "independence Metropolis"] {
+        assert!(svg.contains(title), "{title:?} missing from topology.svg");
+    }
     let csv = std::fs::read_to_string(out.join("observables.csv")).unwrap();
     assert_eq!(csv.lines().next().unwrap(), "chain,traj,accepted,dH,q2,plaq,Q,S");
     assert_eq!(csv.lines().count(), 1 + 8 * 300);

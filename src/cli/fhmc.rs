@@ -18,7 +18,7 @@ use crate::sampler::flow_hmc::{run_flow_hmc, LatentPotential};
 use crate::sampler::hmc::ChainSink;
 use crate::theory::Theory;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -110,5 +110,86 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
         c.run.n_chains,
         rayon::current_num_threads()
     );
-    hmc::summarize_as(&header, setup, &obs, &setup.derived(), &|_| true, &c.run, &recs, &timing, Some(&c))
+    hmc::summarize_as(&header, setup, &obs, &setup.derived(), &|_| true, &c.run, &recs, &timing, Some(&c))?;
+    if let (Some(dir), Some((k, charge))) =
+        (c.out.as_ref(), obs.iter().enumerate().find(|(_, o)| o.tunnelling.is_some()))
+    {
+        let q_flow_hmc = &recs[0].observables[k][..c.run.n_traj.min(HISTORY_MAX)];
+        charge_histories(setup, &flow, charge, q_flow_hmc, &c.run, dir)?;
+    }
+    Ok(())
+}
+
+/// Most trajectories shown per chain in the charge-history figure.
+const HISTORY_MAX: usize = 1000;
+
+/// The charge along flow-HMC's first chain next to a plain HMC chain with the same
+/// trajectories (length and leapfrog steps) and a flow independence-Metropolis chain of as
+/// many steps, at the same couplings and lattice, in `{stem}.svg` (arXiv:2112.01586 Figs. 4
+/// and 5), with the three tunnelling rates printed.
+fn charge_histories(
+    setup: &dyn crate::theory::Setup,
+    flow: &crate::flow::model::Flow<f64>,
+    charge: &crate::theory::Observable,
+    q_flow_hmc: &[f64],
+    run: &crate::sampler::hmc::RunConfig,
+    dir: &std::path::Path,
+) -> CliResult<()> {
+    use crate::io::plot;
+    use crate::sampler::stats::tunnelling_rate;
+    let n = q_flow_hmc.len();
+    let action = setup.action();
+    let mut rng = StdRng::seed_from_u64(run.seed ^ 0x9157_0e1e);
+    // plain HMC, thermalized as long as flow-HMC was
+    let mut chain = crate::sampler::hmc::HmcChain::new(action, setup.hmc_start(&mut rng));
+    let mut q_hmc = Vec::with_capacity(n);
+    for t in 0..run.n_therm + n {
+        chain.trajectory(action, &run.hmc, &mut rng);
+        if t >= run.n_therm {
+            q_hmc.push((charge.f)(chain.config()));
+        }
+    }
+    // flow independence Metropolis: log w = -S(x) - log q(x)
+    let (mut q_imh, mut current) = (Vec::with_capacity(n), None::<(f64, f64)>);
+    while q_imh.len() < n {
+        let b = (n - q_imh.len()).min(256);
+        let (x, logq) = flow.sample(b, &mut rng);
+        let size = x.data().len() / b;
+        for (xs, lq) in x.data().chunks_exact(size).zip(logq.data()) {
+            let (lw, q) = (-action.action(xs) - lq, (charge.f)(xs));
+            let accept = match current {
+                None => lw.is_finite(),
+                Some((lw0, _)) => lw.is_finite() && (lw >= lw0 || rng.gen::<f64>() < (lw - lw0).exp()),
+            };
+            if accept {
+                current = Some((lw, q));
+            }
+            q_imh.push(current.map_or(f64::NAN, |(_, q)| q));
+        }
+    }
+    println!(
+        "  {:<28} flow-HMC {:.4}, HMC {:.4}, flow independence Metropolis {:.4} per step   (first chain, {n} steps)",
+        "tunnelling rate, figure",
+        tunnelling_rate(q_flow_hmc),
+        tunnelling_rate(&q_hmc),
+        tunnelling_rate(&q_imh)
+    );
+    let panel = |title: String, q: &[f64], color: &str| {
+        plot::LinePlot::new(title, "Markov-chain step", charge.label.trim_matches(|c| c == '<' || c == '>'))
+            .with_series(plot::Series::from_values("Q", q, plot::Style::Step).with_color(color))
+            .with_size(900.0, 240.0)
+    };
+    let traj = format!("tau {}, {} leapfrog steps", run.hmc.trajectory_length, run.hmc.n_steps);
+    let panels = [
+        panel(format!("HMC ({traj}), {}", setup.describe()), &q_hmc, plot::PALETTE[1]),
+        panel(format!("flow-HMC ({traj})"), q_flow_hmc, plot::PALETTE[2]),
+        panel("flow + independence Metropolis".to_string(), &q_imh, plot::PALETTE[0]),
+    ];
+    let stem = charge.tunnelling.unwrap_or("charge");
+    let path = dir.join(format!("{stem}.svg"));
+    std::fs::create_dir_all(dir).map_err(|e| CliError(format!("cannot create {}: {e}", dir.display())))?;
+    plot::write_svg(&path, &plot::panels(&panels, 1))
+        .map_err(|e| CliError(format!("cannot write {}: {e}", path.display())))?;
+    println!("wrote {}", path.display());
+    Ok(())
 }

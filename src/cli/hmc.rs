@@ -387,8 +387,13 @@ fn gamma(recs: &[ChainRecord], k: usize, f: impl Fn(f64) -> f64) -> GammaEstimat
     gamma_method_replicas(&refs, S_TAU_DEFAULT)
 }
 
-/// `value +- error` with two significant digits of the error.
+/// `value +- error` with two significant digits of the error (an error at the rounding
+/// level of the value, e.g. a chain that never moved, prints as `+- 0` rather than with
+/// twelve digits).
 fn value_error(v: f64, e: f64) -> String {
+    if e.is_finite() && e <= 1e-12 * v.abs().max(1.0) {
+        return format!("{v:.6} +- 0");
+    }
     if !(e.is_finite() && e > 0.0) {
         return format!("{v:.6} +- {e}");
     }
@@ -464,6 +469,14 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn value_error_rounds_to_the_error() {
+        assert_eq!(value_error(1.23456, 0.0123), "1.235 +- 0.012");
+        assert_eq!(value_error(1.0, 1e-17), "1.000000 +- 0", "a chain that never moved");
+        assert_eq!(value_error(1.0, 0.0), "1.000000 +- 0");
+        assert_eq!(value_error(1.0, f64::NAN), "1.000000 +- NaN");
     }
 
     #[test]
