@@ -7,7 +7,9 @@
 //!
 //! `cargo run --release --example volume_scaling -- OUT.svg L1,L2,... N CKPT [CKPT...]`
 //! prints one markdown table row per checkpoint and size and plots ESS against V/V0 with the
-//! expected curves (log scale). Sampling seed 0, batch 1024, as `latflow sample --L L`.
+//! expected curves (log scale). Sampling seed 0, batch 1024, as `latflow sample --L L`. An ESS
+//! below about 10 / N is not measured by N proposals (it is set by the few largest weights and
+//! biased high): the plot marks that floor.
 
 use latflow::cli::checkpoints;
 use latflow::io::plot;
@@ -34,14 +36,13 @@ fn main() {
         let theory = checkpoints::theory_of(&theories, path).unwrap_or_else(|e| panic!("{e}"));
         let mut measured = Vec::new();
         let mut ess0 = f64::NAN;
-        let mut l0 = 0;
         let mut title = String::new();
         for &l in &sizes {
             let ck = checkpoints::open_at(theory, path, Some(l)).unwrap_or_else(|e| panic!("{e}"));
-            l0 = ck.l_trained.unwrap_or(l);
+            let l0 = ck.l_trained.unwrap_or(l);
             if title.is_empty() {
                 let trained = ck.trained.as_ref().unwrap_or(&ck.setup);
-                title = format!("{} ({})", path.file_name().unwrap().to_string_lossy(), trained.describe());
+                title = format!("{} flow trained at {}", theory.name(), trained.describe());
             }
             let flow = ck.flow_f32().unwrap_or_else(|e| panic!("{e}"));
             let setup = ck.setup.as_ref();
@@ -68,11 +69,18 @@ fn main() {
         let curve: Vec<(f64, f64)> =
             (0..=100).map(|i| 1.0 + (max_ratio - 1.0) * i as f64 / 100.0).map(|r| (r, ess0.powf(r))).collect();
         let color = plot::PALETTE[c % plot::PALETTE.len()];
+        // the ESS estimate needs several effective samples: below ~10 / N it is set by the
+        // few largest weights and biased high
+        let floor = vec![(1.0, 10.0 / n as f64), (max_ratio, 10.0 / n as f64)];
         plots.push(
-            plot::LinePlot::new(format!("{title}, trained at L = {l0}"), "V / V0", "ESS / N")
+            plot::LinePlot::new(title.clone(), "V / V0", "ESS / N")
                 .with_log_y(true)
                 .with_series(plot::Series::markers("measured (no retraining)", measured).with_color(color))
                 .with_series(plot::Series::line("ESS(V0)^(V/V0)", curve).with_color("#555555"))
+                .with_series(
+                    plot::Series::line(format!("10 / N: below, ESS from {n} proposals is unreliable"), floor)
+                        .with_color("#bbbbbb"),
+                )
                 .with_size(560.0, 360.0),
         );
     }
