@@ -116,3 +116,35 @@ fn phi4_checkpoint_fine_tunes_at_another_size_and_mask_buffers_are_checked() {
     user_error(&["sample", "--checkpoint", s(&bad), "--L", "16", "--out", &o], "buffer \"0.mask\" differs");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `train --init D/model.safetensors --out D --force` replaced the model it started from
+/// (and its optimizer file), and the new checkpoint's `init` named itself. The run
+/// directory holding the --init checkpoint is refused even with --force.
+#[test]
+fn init_never_overwrites_the_checkpoint_it_starts_from() {
+    let dir = temp_dir("any-size", "init-own-dir");
+    let src = dir.join("train");
+    let mut a = vec!["train", "phi4", "--L", "4", "--layers", "2", "--hidden", "4", "--steps", "10", "--prior"];
+    a.extend(["normal", "--n", "256", "--therm", "32", "--quiet", "--out", s(&src)]);
+    ok(&a);
+    let ck = src.join("model.safetensors");
+    let before = std::fs::read(&ck).unwrap();
+    let files = |d: &Path| {
+        let mut v: Vec<String> =
+            std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+        v.sort();
+        v
+    };
+    let listed = files(&src);
+    let flags = ["--steps", "5", "--n", "256", "--therm", "32", "--quiet", "--force"];
+    // the directory itself, spelt another way too
+    let other_spelling = format!("{}/.", s(&src));
+    for out in [s(&src), other_spelling.as_str()] {
+        let mut a = vec!["train", "phi4", "--init", s(&ck), "--out", out];
+        a.extend(flags);
+        user_error(&a, "--init checkpoint");
+    }
+    assert_eq!(std::fs::read(&ck).unwrap(), before, "the source model was overwritten");
+    assert_eq!(files(&src), listed, "the source run directory changed");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -344,6 +344,16 @@ fn init(
     let flow = ck.flow_f32()?;
     super::sample::note_size(&ck);
     common.out = super::output_dir(a.path("out")?, &common.out, a.has("force"), "choose another --out")?;
+    // the new run's model would replace the one it starts from, even with --force
+    let target = common.out.join(MODEL_FILE);
+    if target.canonicalize().ok().is_some_and(|t| path.canonicalize().ok() == Some(t)) {
+        return Err(CliError(format!(
+            "--out {} holds the --init checkpoint {}: the new run would overwrite the model it starts from; \
+             choose another --out",
+            common.out.display(),
+            path.display()
+        )));
+    }
     common.extra_meta.insert("init".into(), path.display().to_string());
     if let Some(l0) = ck.l_trained {
         common.extra_meta.insert("init_L".into(), l0.to_string());
