@@ -256,3 +256,22 @@ fn apply_matches_flow_sampling_and_reverse_round_trips() {
     run(apply(&input, &["--bogus"]), "unknown flag --bogus");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--resume` with `--prior free` on a checkpoint whose prior is `normal`, at couplings
+/// where the pilot HMC does not move (M2 = 1e5): it ran the pilot and answered "the pilot
+/// ... accepts only 0.000 ...; give the mass", even where the run had nothing left to do.
+/// The flag contradicts the checkpoint, and "nothing to do" comes before any pilot.
+#[test]
+fn resume_with_prior_free_names_the_contradiction_not_the_pilot() {
+    let dir = temp_dir("resume-prior");
+    let ckpt = train_small(&dir, &["--L", "4", "--layers", "2", "--hidden", "4", "--m2", "1e5", "--prior", "normal"]);
+    let base = ["train", "phi4", "--resume", s(&ckpt), "--prior", "free", "--n", "64", "--therm", "8", "--quiet"];
+    let mut args = base.to_vec();
+    args.extend(["--steps", "10"]);
+    assert_user_error(&args, "nothing to do");
+    let more = dir.join("more");
+    let mut args = base.to_vec();
+    args.extend(["--steps", "30", "--out", s(&more)]);
+    assert_user_error(&args, "--prior contradicts the checkpoint");
+    std::fs::remove_dir_all(&dir).ok();
+}

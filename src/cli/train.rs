@@ -276,14 +276,27 @@ fn resume(
     common: &TrainArgs,
 ) -> CliResult<(Box<dyn Setup>, Trainer<f32>)> {
     let ck = checkpoints::open(theory, path)?;
+    // the cheap check first: the flags' check below may run `--prior free`'s pilot
+    let step: usize = checkpoints::meta_value(path, &ck.meta, "step")?;
+    if step >= common.train.steps {
+        return Err(CliError(format!(
+            "{} is at step {step}, nothing to do for --steps {}",
+            path.display(),
+            common.train.steps
+        )));
+    }
     for p in theory.params().iter().filter(|p| given.contains_key(p.flag)) {
         let mut changed = ck.params.clone();
         changed.set(p.key, &given[p.flag]);
         let mut other = theory.setup(&changed).map_err(CliError)?;
-        // `--prior free` names the mass latflow chose for this checkpoint (the pilot is
-        // deterministic), so it does not contradict it
-        other.choose_auto().map_err(CliError)?;
         let stored = ck.setup.params().get(p.key).cloned().unwrap_or_default();
+        // `--prior free` names the mass latflow chose for this checkpoint (`free:M2`; the
+        // pilot is deterministic), so it does not contradict it; the pilot runs only for a
+        // checkpoint whose value has that form (not for `normal`, nor where it cannot move)
+        let chosen_form = other.params().get(p.key).is_some_and(|v| stored.starts_with(&format!("{v}:")));
+        if chosen_form && other.choose_auto().is_err() {
+            other = theory.setup(&changed).map_err(CliError)?;
+        }
         if other.params().get(p.key) != Some(&stored) {
             let hint = if p.group == latflow_theory::Group::Flow {
                 ""
@@ -297,14 +310,6 @@ fn resume(
                 p.flag
             )));
         }
-    }
-    let step: usize = checkpoints::meta_value(path, &ck.meta, "step")?;
-    if step >= common.train.steps {
-        return Err(CliError(format!(
-            "{} is at step {step}, nothing to do for --steps {}",
-            path.display(),
-            common.train.steps
-        )));
     }
     let flow = ck.flow_f32()?;
     let mut trainer = Trainer::new(flow, common.train.clone());
