@@ -275,3 +275,20 @@ fn resume_with_prior_free_names_the_contradiction_not_the_pilot() {
     assert_user_error(&args, "--prior contradicts the checkpoint");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `train phi4 --L 256` (the default prior) ran the pilot HMC for the prior's mass (9 s on
+/// 2 cores) and only then refused the training's 40 GiB of activations; at 512 the pilot's
+/// own failure (36 s) hid the memory error. The sizes are checked before the pilot.
+#[test]
+fn memory_is_checked_before_the_pilot_runs() {
+    let dir = temp_dir("memory-first");
+    for l in ["256", "512"] {
+        let out = latflow(&["train", "phi4", "--L", l, "--out", s(&dir.join("big"))]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains("error: training would need about"), "{err}");
+        assert!(!err.contains("pilot"), "the pilot ran first:\n{err}");
+    }
+    assert!(!dir.join("big").exists(), "a refused run writes nothing");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -177,6 +177,7 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
                 _ => "choose another --out".to_string(),
             };
             common.out = super::output_dir(explicit, &common.out, a.has("force"), &advice)?;
+            check_sizes_early(theory, setup.as_ref(), &given, &common)?;
             if let Some(chosen) = setup.choose_auto().map_err(CliError)? {
                 eprintln!("{chosen}");
             }
@@ -369,6 +370,37 @@ fn init(
     Ok((ck.setup, Trainer::new(flow, common.train.clone())))
 }
 
+/// The memory the flow's activations take in training and sampling, and the device.
+fn check_sizes(setup: &dyn Setup, flow: &crate::flow::model::Flow<f32>, common: &TrainArgs) -> CliResult<()> {
+    let shard = common.train.batch.min(crate::flow::train::SHARD_SIZE) * rayon::current_num_threads();
+    super::check_memory(flow, shard, 4.0, "training")?;
+    super::check_memory(flow, common.sample_batch, 2.0, "sampling with this --sample-batch")?;
+    super::check_device(setup, common.device)
+}
+
+/// [`check_sizes`] before [`Setup::choose_auto`], which may take seconds (phi^4's `--prior
+/// free` runs a pilot HMC: 9 s at 256x256, where the activations are then refused at once):
+/// on a flow of the same architecture with the normal prior (the prior holds no activations).
+/// A probe that cannot be built checks nothing here (the real flow's error comes later).
+fn check_sizes_early(
+    theory: &dyn Theory,
+    setup: &dyn Setup,
+    given: &BTreeMap<String, String>,
+    common: &TrainArgs,
+) -> CliResult<()> {
+    let mut probe = given.clone();
+    if theory.params().iter().any(|p| p.flag == "prior") {
+        probe.insert("prior".into(), "normal".into());
+    }
+    let flow = theory
+        .setup(&Params::from_flags(&theory.params(), &probe))
+        .and_then(|s| s.flow_f32(&mut StdRng::seed_from_u64(0)));
+    match flow {
+        Ok(flow) => check_sizes(setup, &flow, common),
+        Err(_) => Ok(()),
+    }
+}
+
 /// Trains (from `trainer.step`), writes the run directory, then draws and reports the
 /// evaluation ensemble. The demo enters here.
 pub fn execute(
@@ -383,10 +415,7 @@ pub fn execute(
         Objective::Z2Mixture.check(&trainer.flow).map_err(|e| CliError(format!("--mixture z2: {e}")))?;
         trainer.objective = Objective::Z2Mixture;
     }
-    let shard = common.train.batch.min(crate::flow::train::SHARD_SIZE) * rayon::current_num_threads();
-    super::check_memory(&trainer.flow, shard, 4.0, "training")?;
-    super::check_memory(&trainer.flow, common.sample_batch, 2.0, "sampling with this --sample-batch")?;
-    super::check_device(setup, common.device)?;
+    check_sizes(setup, &trainer.flow, common)?;
     super::move_flow(&mut trainer.flow, common.device)?;
     let dir = super::make_dir(&common.out)?;
     eprintln!(
