@@ -61,6 +61,8 @@ fn fhmc_reports_saves_and_runs_at_another_size() {
     assert_eq!(e.metadata["sampler"], "flow-hmc");
     assert_eq!(e.metadata["checkpoint"], s(&ck));
     let measured = ok(&["measure", s(&out.join("ensemble"))]);
+    // measure's first line is fhmc's (it said "latflow hmc u1: ...")
+    assert_eq!(measured.lines().next(), printed.lines().next(), "{measured}");
     let tail = |t: &str| t.lines().skip_while(|l| !l.contains("acceptance")).take(6).collect::<Vec<_>>().join("\n");
     assert_eq!(tail(&measured), tail(&printed));
 
