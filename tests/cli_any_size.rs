@@ -148,3 +148,41 @@ fn init_never_overwrites_the_checkpoint_it_starts_from() {
     assert_eq!(files(&src), listed, "the source run directory changed");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `sample --L 256` of a 4x4 phi^4 flow sat ~10 minutes in the on-demand HMC references (4 x
+/// 20500 trajectories at 256x256, and as many again for the histogram) whose fixed step does
+/// not move there. Above 64x64 they are not run, and the summary says so.
+#[test]
+fn large_lattices_skip_the_on_demand_hmc_references() {
+    let dir = temp_dir("any-size", "big-reference");
+    let src = dir.join("train");
+    let mut a = vec!["train", "phi4", "--L", "4", "--layers", "2", "--hidden", "4", "--steps", "10", "--prior"];
+    a.extend(["normal", "--n", "256", "--therm", "32", "--quiet", "--out", s(&src)]);
+    ok(&a);
+    let ck = src.join("model.safetensors");
+    let out = dir.join("s128");
+    let t0 = std::time::Instant::now();
+    let printed = ok(&[
+        "sample",
+        "--checkpoint",
+        s(&ck),
+        "--L",
+        "128",
+        "--n",
+        "64",
+        "--therm",
+        "0",
+        "--batch",
+        "64",
+        "--out",
+        s(&out),
+    ]);
+    assert!(printed.contains("HMC references           not run at L=128"), "{printed}");
+    assert!(!printed.contains("(HMC, latflow)"), "{printed}");
+    assert!(t0.elapsed().as_secs() < 60, "took {:?}", t0.elapsed());
+    // at 8x8 they still run
+    let printed =
+        ok(&["sample", "--checkpoint", s(&ck), "--L", "8", "--n", "64", "--therm", "0", "--out", s(&dir.join("s8"))]);
+    assert!(printed.contains("(HMC, latflow)") && !printed.contains("not run at"), "{printed}");
+    std::fs::remove_dir_all(&dir).ok();
+}
