@@ -66,6 +66,8 @@ fn u1_checkpoint_trained_at_8_samples_and_applies_at_16() {
     let o = dir.join("never");
     user_error(&["sample", "--checkpoint", s(&ck), "--L", "10", "--out", s(&o)], "--L 10 is not a multiple of 4");
     user_error(&["sample", "--checkpoint", s(&ck), "--L", "6", "--out", s(&o)], "use L = 4 or 8");
+    // below the period only the period itself (it said "use L = 4 or 4")
+    user_error(&["sample", "--checkpoint", s(&ck), "--L", "2", "--out", s(&o)], "use L = 4)");
     user_error(&["sample", "--checkpoint", s(&ck), "--L", "0", "--out", s(&o)], "--L must be positive");
     user_error(&["sample", "--checkpoint", s(&ck), "--L", "x", "--out", s(&o)], "--L: cannot parse");
     assert!(!o.exists(), "a refused run writes nothing");
