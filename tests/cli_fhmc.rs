@@ -118,3 +118,17 @@ fn nan_exp_minus_dh_is_an_error_not_exit_0() {
     user_error(&a, "non-finite results for <exp(-dH)>");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A short run whose dH series is anticorrelated: the Gamma method's summed
+/// autocorrelation comes out <= 0 and was printed as `<exp(-dH)> 0.987198 +- 0  tau_int
+/// 0.00`, an error of zero from values that vary. Such an error is said to be undetermined.
+#[test]
+fn a_clipped_zero_error_is_not_printed_as_exact() {
+    let out =
+        ok(&["hmc", "phi4", "--L", "4", "--n-traj", "10", "--n-therm", "2", "--chains", "2", "--no-csv", "--quiet"]);
+    let zero: Vec<&str> = out.lines().filter(|l| l.contains(" +- 0 ")).collect();
+    assert!(!zero.is_empty(), "this run no longer gives a clipped error; pick another:\n{out}");
+    for l in zero {
+        assert!(l.contains("error undetermined") || l.contains("tau_int 0.50"), "{l}");
+    }
+}

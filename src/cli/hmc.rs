@@ -404,7 +404,15 @@ fn value_error(v: f64, e: f64) -> String {
 }
 
 fn line(name: &str, g: &GammaEstimate) -> String {
-    let warn = if g.window_found { "" } else { "  (chain too short for tau_int: lower bound)" };
+    let warn = if !g.window_found {
+        "  (chain too short for tau_int: lower bound)"
+    } else if g.error == 0.0 && g.variance != 0.0 {
+        // a series that varies, whose summed autocorrelations came out <= 0 (short and
+        // anticorrelated): the clipped error 0 is no error estimate
+        "  (error undetermined: too few trajectories)"
+    } else {
+        ""
+    };
     format!(
         "  {name:<28} {:<24} tau_int {:.2} +- {:.2}{warn}\n",
         value_error(g.mean, g.error),
