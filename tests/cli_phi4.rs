@@ -292,3 +292,20 @@ fn memory_is_checked_before_the_pilot_runs() {
     assert!(!dir.join("big").exists(), "a refused run writes nothing");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A checkpoint whose metadata says `prior = free` (no mass: edited, or written by hand)
+/// was refused with an internal message ("(Setup::choose_auto); it was not").
+#[test]
+fn a_checkpoint_with_a_bare_free_prior_is_refused_in_plain_words() {
+    let dir = temp_dir("bare-free");
+    let ckpt = train_small(&dir, &["--L", "4", "--layers", "2", "--hidden", "4", "--prior", "normal", "--quiet"]);
+    let mut st = SafeTensors::read(&ckpt).unwrap();
+    st.metadata.insert("prior".into(), "free".into());
+    let bad = dir.join("bare.safetensors");
+    st.write(&bad).unwrap();
+    let o = dir.join("o");
+    assert_user_error(&["sample", "--checkpoint", s(&bad), "--out", s(&o)], "prior = free names no mass");
+    assert_user_error(&["fhmc", "--checkpoint", s(&bad), "--no-csv"], "prior = free names no mass");
+    assert!(!o.exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
