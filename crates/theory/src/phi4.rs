@@ -493,7 +493,7 @@ mod tests {
         let mut s = setup(&[]);
         assert_eq!(s.params()["prior"], "free");
         let e = s.flow_f32(&mut rand::rngs::mock::StepRng::new(0, 1)).unwrap_err();
-        assert!(e.contains("--prior free"), "{e}");
+        assert!(e.contains("prior = free names no mass"), "{e}");
         let said = s.choose_auto().unwrap().unwrap();
         let stored = s.params()["prior"].clone();
         let mp: f64 = stored.strip_prefix("free:").unwrap().parse().unwrap();
