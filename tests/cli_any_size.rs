@@ -66,6 +66,8 @@ fn u1_checkpoint_trained_at_8_samples_and_applies_at_16() {
     let o = dir.join("never");
     user_error(&["sample", "--checkpoint", s(&ck), "--L", "10", "--out", s(&o)], "--L 10 is not a multiple of 4");
     user_error(&["sample", "--checkpoint", s(&ck), "--L", "6", "--out", s(&o)], "use L = 4 or 8");
+    // below the period only the period itself (it said "use L = 4 or 4")
+    user_error(&["sample", "--checkpoint", s(&ck), "--L", "2", "--out", s(&o)], "use L = 4)");
     user_error(&["sample", "--checkpoint", s(&ck), "--L", "0", "--out", s(&o)], "--L must be positive");
     user_error(&["sample", "--checkpoint", s(&ck), "--L", "x", "--out", s(&o)], "--L: cannot parse");
     assert!(!o.exists(), "a refused run writes nothing");
@@ -114,5 +116,75 @@ fn phi4_checkpoint_fine_tunes_at_another_size_and_mask_buffers_are_checked() {
     let bad = dir.join("bad.safetensors");
     st.write(&bad).unwrap();
     user_error(&["sample", "--checkpoint", s(&bad), "--L", "16", "--out", &o], "buffer \"0.mask\" differs");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `train --init D/model.safetensors --out D --force` replaced the model it started from
+/// (and its optimizer file), and the new checkpoint's `init` named itself. The run
+/// directory holding the --init checkpoint is refused even with --force.
+#[test]
+fn init_never_overwrites_the_checkpoint_it_starts_from() {
+    let dir = temp_dir("any-size", "init-own-dir");
+    let src = dir.join("train");
+    let mut a = vec!["train", "phi4", "--L", "4", "--layers", "2", "--hidden", "4", "--steps", "10", "--prior"];
+    a.extend(["normal", "--n", "256", "--therm", "32", "--quiet", "--out", s(&src)]);
+    ok(&a);
+    let ck = src.join("model.safetensors");
+    let before = std::fs::read(&ck).unwrap();
+    let files = |d: &Path| {
+        let mut v: Vec<String> =
+            std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+        v.sort();
+        v
+    };
+    let listed = files(&src);
+    let flags = ["--steps", "5", "--n", "256", "--therm", "32", "--quiet", "--force"];
+    // the directory itself, spelt another way too
+    let other_spelling = format!("{}/.", s(&src));
+    for out in [s(&src), other_spelling.as_str()] {
+        let mut a = vec!["train", "phi4", "--init", s(&ck), "--out", out];
+        a.extend(flags);
+        user_error(&a, "--init checkpoint");
+    }
+    assert_eq!(std::fs::read(&ck).unwrap(), before, "the source model was overwritten");
+    assert_eq!(files(&src), listed, "the source run directory changed");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `sample --L 256` of a 4x4 phi^4 flow sat ~10 minutes in the on-demand HMC references (4 x
+/// 20500 trajectories at 256x256, and as many again for the histogram) whose fixed step does
+/// not move there. Above 64x64 they are not run, and the summary says so.
+#[test]
+fn large_lattices_skip_the_on_demand_hmc_references() {
+    let dir = temp_dir("any-size", "big-reference");
+    let src = dir.join("train");
+    let mut a = vec!["train", "phi4", "--L", "4", "--layers", "2", "--hidden", "4", "--steps", "10", "--prior"];
+    a.extend(["normal", "--n", "256", "--therm", "32", "--quiet", "--out", s(&src)]);
+    ok(&a);
+    let ck = src.join("model.safetensors");
+    let out = dir.join("s128");
+    let t0 = std::time::Instant::now();
+    let printed = ok(&[
+        "sample",
+        "--checkpoint",
+        s(&ck),
+        "--L",
+        "128",
+        "--n",
+        "64",
+        "--therm",
+        "0",
+        "--batch",
+        "64",
+        "--out",
+        s(&out),
+    ]);
+    assert!(printed.contains("HMC references           not run at L=128"), "{printed}");
+    assert!(!printed.contains("(HMC, latflow)"), "{printed}");
+    assert!(t0.elapsed().as_secs() < 60, "took {:?}", t0.elapsed());
+    // at 8x8 they still run
+    let printed =
+        ok(&["sample", "--checkpoint", s(&ck), "--L", "8", "--n", "64", "--therm", "0", "--out", s(&dir.join("s8"))]);
+    assert!(printed.contains("(HMC, latflow)") && !printed.contains("not run at"), "{printed}");
     std::fs::remove_dir_all(&dir).ok();
 }

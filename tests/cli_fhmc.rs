@@ -67,6 +67,8 @@ fn fhmc_reports_saves_and_runs_at_another_size() {
     assert_eq!(e.metadata["sampler"], "flow-hmc");
     assert_eq!(e.metadata["checkpoint"], s(&ck));
     let measured = ok(&["measure", s(&out.join("ensemble"))]);
+    // measure's first line is fhmc's (it said "latflow hmc u1: ...")
+    assert_eq!(measured.lines().next(), printed.lines().next(), "{measured}");
     let tail = |t: &str| t.lines().skip_while(|l| !l.contains("acceptance")).take(6).collect::<Vec<_>>().join("\n");
     assert_eq!(tail(&measured), tail(&printed));
 
@@ -87,4 +89,52 @@ fn fhmc_reports_saves_and_runs_at_another_size() {
     user_error(&["fhmc", "--checkpoint", s(&dir.join("missing.safetensors"))], "missing.safetensors");
     assert!(!o.exists(), "a refused run writes nothing");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Trajectories whose dH is NaN are rejected, but `<exp(-dH)>` is then NaN: a run that
+/// printed `<exp(-dH)> NaN +- NaN` (a flow whose force is not finite, or plain HMC blown
+/// up) exited 0. It is an error after the report and the CSV are written.
+#[test]
+fn nan_exp_minus_dh_is_an_error_not_exit_0() {
+    use latflow::io::safetensors::{SafeTensors, TensorData};
+    let dir = temp_dir("fhmc", "nan-dh");
+    let train = dir.join("train");
+    let mut a = vec!["train", "phi4", "--L", "4", "--layers", "2", "--hidden", "4", "--steps", "10", "--prior"];
+    a.extend(["normal", "--n", "512", "--therm", "32", "--quiet", "--out", s(&train)]);
+    ok(&a);
+    // every weight 3e30: the tanh-bounded flow maps finitely, its force is NaN
+    let mut st = SafeTensors::read(&train.join("model.safetensors")).unwrap();
+    for (k, t) in st.tensors.iter_mut().filter(|(k, _)| k.contains("weight")) {
+        let n = t.numel();
+        assert!(!k.contains("mask"));
+        *t = TensorData::from_f32(&t.shape.clone(), &vec![3e30; n]);
+    }
+    let huge = dir.join("huge.safetensors");
+    st.write(&huge).unwrap();
+    let out = dir.join("fhmc");
+    let flags = ["--n-traj", "10", "--n-therm", "1", "--chains", "2", "--quiet"];
+    let mut a = vec!["fhmc", "--checkpoint", s(&huge), "--out", s(&out)];
+    a.extend(flags);
+    user_error(&a, "non-finite results for <exp(-dH)>");
+    assert!(out.join("observables.csv").exists(), "the chains' records are kept");
+    // plain HMC whose trajectories blow up to NaN
+    let a = ["hmc", "phi4", "--L", "4", "--tau", "100", "--steps", "5", "--no-csv"];
+    let mut a = a.to_vec();
+    a.extend(flags);
+    user_error(&a, "non-finite results for <exp(-dH)>");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A short run whose dH series is anticorrelated: the Gamma method's summed
+/// autocorrelation comes out <= 0 and was printed as `<exp(-dH)> 0.987198 +- 0  tau_int
+/// 0.00`, an error of zero from values that vary. Such an error is said to be undetermined.
+#[test]
+fn a_clipped_zero_error_is_not_printed_as_exact() {
+    let out =
+        ok(&["hmc", "phi4", "--L", "4", "--n-traj", "10", "--n-therm", "2", "--chains", "2", "--no-csv", "--quiet"]);
+    let zero: Vec<&str> = out.lines().filter(|l| l.contains(" +- 0 ")).collect();
+    assert!(!zero.is_empty(), "this run no longer gives a clipped error; pick another:\n{out}");
+    for l in zero {
+        assert!(l.contains("error undetermined") || l.contains("tau_int 0.50"), "{l}");
+    }
 }

@@ -256,3 +256,56 @@ fn apply_matches_flow_sampling_and_reverse_round_trips() {
     run(apply(&input, &["--bogus"]), "unknown flag --bogus");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--resume` with `--prior free` on a checkpoint whose prior is `normal`, at couplings
+/// where the pilot HMC does not move (M2 = 1e5): it ran the pilot and answered "the pilot
+/// ... accepts only 0.000 ...; give the mass", even where the run had nothing left to do.
+/// The flag contradicts the checkpoint, and "nothing to do" comes before any pilot.
+#[test]
+fn resume_with_prior_free_names_the_contradiction_not_the_pilot() {
+    let dir = temp_dir("resume-prior");
+    let ckpt = train_small(&dir, &["--L", "4", "--layers", "2", "--hidden", "4", "--m2", "1e5", "--prior", "normal"]);
+    let base = ["train", "phi4", "--resume", s(&ckpt), "--prior", "free", "--n", "64", "--therm", "8", "--quiet"];
+    let mut args = base.to_vec();
+    args.extend(["--steps", "10"]);
+    assert_user_error(&args, "nothing to do");
+    let more = dir.join("more");
+    let mut args = base.to_vec();
+    args.extend(["--steps", "30", "--out", s(&more)]);
+    assert_user_error(&args, "--prior contradicts the checkpoint");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `train phi4 --L 256` (the default prior) ran the pilot HMC for the prior's mass (9 s on
+/// 2 cores) and only then refused the training's 40 GiB of activations; at 512 the pilot's
+/// own failure (36 s) hid the memory error. The sizes are checked before the pilot.
+#[test]
+fn memory_is_checked_before_the_pilot_runs() {
+    let dir = temp_dir("memory-first");
+    for l in ["256", "512"] {
+        let out = latflow(&["train", "phi4", "--L", l, "--out", s(&dir.join("big"))]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains("error: training would need about"), "{err}");
+        assert!(!err.contains("pilot"), "the pilot ran first:\n{err}");
+    }
+    assert!(!dir.join("big").exists(), "a refused run writes nothing");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A checkpoint whose metadata says `prior = free` (no mass: edited, or written by hand)
+/// was refused with an internal message ("(Setup::choose_auto); it was not").
+#[test]
+fn a_checkpoint_with_a_bare_free_prior_is_refused_in_plain_words() {
+    let dir = temp_dir("bare-free");
+    let ckpt = train_small(&dir, &["--L", "4", "--layers", "2", "--hidden", "4", "--prior", "normal", "--quiet"]);
+    let mut st = SafeTensors::read(&ckpt).unwrap();
+    st.metadata.insert("prior".into(), "free".into());
+    let bad = dir.join("bare.safetensors");
+    st.write(&bad).unwrap();
+    let o = dir.join("o");
+    assert_user_error(&["sample", "--checkpoint", s(&bad), "--out", s(&o)], "prior = free names no mass");
+    assert_user_error(&["fhmc", "--checkpoint", s(&bad), "--no-csv"], "prior = free names no mass");
+    assert!(!o.exists());
+    std::fs::remove_dir_all(&dir).ok();
+}

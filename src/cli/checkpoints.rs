@@ -64,12 +64,13 @@ impl Loaded {
         let l: usize = self.params.get("L").map_err(CliError)?;
         let period = flow.period();
         if !l.is_multiple_of(period) {
+            // the valid sizes next to l (only the period itself below it: "use L = 4", not "4 or 4")
+            let (below, above) = ((l / period) * period, (l / period + 1) * period);
+            let nearest = if below == 0 { format!("{above}") } else { format!("{below} or {above}") };
             return Err(CliError(format!(
                 "--L {l} is not a multiple of {period}, the period of this flow's masks ({} was trained at L = {l0}; \
-                 use L = {} or {})",
+                 use L = {nearest})",
                 self.path.display(),
-                (l / period).max(1) * period,
-                (l / period + 1) * period
             )));
         }
         let mut at = build(self.setup.as_ref()).map_err(|e| CliError(format!("--L {l}: {e}")))?;

@@ -239,9 +239,14 @@ pub fn summarize_as(
     c: Option<&Common>,
 ) -> CliResult<()> {
     let dof = setup.action().dof() as f64;
-    let mut out = summary_head(header, run, recs, timing);
+    let (mut out, edh) = summary_head(header, run, recs, timing);
     let refs = setup.references();
     let mut non_finite = Vec::new();
+    // NaN dH (a trajectory that blew up, or a flow whose force is not finite) is rejected,
+    // but <exp(-dH)> is then NaN: the run's check of the integrator has failed
+    if !(edh.mean.is_finite() && edh.error.is_finite()) {
+        non_finite.push("<exp(-dH)>".to_string());
+    }
     let acc = recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / recs.len() as f64;
     let moving = (MIN_ACCEPTANCE..=MAX_ACCEPTANCE).contains(&acc);
     // (key, label, digits, estimate, column of a measured observable; None: derived)
@@ -310,8 +315,10 @@ pub fn summarize_as(
     if non_finite.is_empty() {
         Ok(())
     } else {
+        // the header's command (`latflow hmc ...`, `latflow fhmc ...`)
+        let cmd = header.split_whitespace().nth(1).unwrap_or("hmc");
         Err(CliError(format!(
-            "hmc: non-finite results for {} (the trajectories diverged: lower --tau or raise --steps)",
+            "{cmd}: non-finite results for {} (the trajectories diverged: lower --tau or raise --steps)",
             non_finite.join(", ")
         )))
     }
@@ -402,7 +409,15 @@ fn value_error(v: f64, e: f64) -> String {
 }
 
 fn line(name: &str, g: &GammaEstimate) -> String {
-    let warn = if g.window_found { "" } else { "  (chain too short for tau_int: lower bound)" };
+    let warn = if !g.window_found {
+        "  (chain too short for tau_int: lower bound)"
+    } else if g.error == 0.0 && g.variance != 0.0 {
+        // a series that varies, whose summed autocorrelations came out <= 0 (short and
+        // anticorrelated): the clipped error 0 is no error estimate
+        "  (error undetermined: too few trajectories)"
+    } else {
+        ""
+    };
     format!(
         "  {name:<28} {:<24} tau_int {:.2} +- {:.2}{warn}\n",
         value_error(g.mean, g.error),
@@ -411,12 +426,13 @@ fn line(name: &str, g: &GammaEstimate) -> String {
     )
 }
 
-fn summary_head(header: &str, r: &RunConfig, recs: &[ChainRecord], timing: &str) -> String {
+/// The summary's first lines and the estimate of `<exp(-dH)>` they show.
+fn summary_head(header: &str, r: &RunConfig, recs: &[ChainRecord], timing: &str) -> (String, GammaEstimate) {
     let acc = recs.iter().map(|x| x.acceptance_rate()).sum::<f64>() / recs.len() as f64;
     let s: Vec<Vec<f64>> = recs.iter().map(|x| x.delta_h.iter().map(|d| (-d).exp()).collect()).collect();
     let refs: Vec<&[f64]> = s.iter().map(Vec::as_slice).collect();
     let edh = gamma_method_replicas(&refs, S_TAU_DEFAULT);
-    format!(
+    let head = format!(
         "{header}\n  {} chains x {} trajectories (+{} thermalization), {} leapfrog steps, tau {}{}, seed {}\n  \
          {timing}\n  {:<28} {acc:.4}\n{}",
         r.n_chains,
@@ -428,7 +444,8 @@ fn summary_head(header: &str, r: &RunConfig, recs: &[ChainRecord], timing: &str)
         r.seed,
         "acceptance",
         line("<exp(-dH)>", &edh),
-    )
+    );
+    (head, edh)
 }
 
 fn finish(mut out: String, c: &Common, names: &[&str], recs: &[ChainRecord]) -> CliResult<()> {

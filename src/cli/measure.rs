@@ -77,7 +77,14 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
                 n_traj: number("n_traj")? as usize,
                 seed: number("seed")?,
             };
-            chains(theory, setup.as_ref(), &stored, &obs, chosen.as_deref(), &run, therm.unwrap_or(0))
+            // the first line of the run's own report (`latflow hmc` or `latflow fhmc`)
+            let mut header = format!("latflow hmc {}: {}", theory.name(), setup.describe());
+            if meta[SAMPLER_KEY] == super::fhmc::SAMPLER_FLOW_HMC {
+                let ck = meta.get("checkpoint").map_or("a flow", String::as_str);
+                let sizes = meta.get("L_trained").map_or(String::new(), |l0| format!(", flow trained at L={l0}"));
+                header = format!("latflow fhmc {}: {} (flow-HMC with {ck}{sizes})", theory.name(), setup.describe());
+            }
+            chains(&header, setup.as_ref(), &stored, &obs, chosen.as_deref(), &run, therm.unwrap_or(0))
         }
         other => Err(CliError(format!("{first}: unknown sampler {other:?} in the ensemble's metadata"))),
     }
@@ -189,7 +196,7 @@ fn flow(
 
 /// An HMC ensemble: one record per chain, reported as `hmc` did.
 fn chains(
-    theory: &dyn Theory,
+    header: &str,
     setup: &dyn Setup,
     stored: &Stored,
     obs: &[Observable],
@@ -259,5 +266,5 @@ fn chains(
         format!("measured {n} saved configurations of {} in {:.2} s", stored.dir.display(), t0.elapsed().as_secs_f64());
     let shown = RunConfig { n_chains: recs.len(), n_traj: recs[0].delta_h.len(), n_therm: run.n_therm + extra, ..*run };
     let select = |k: &str| chosen.is_none_or(|c| c.iter().any(|q| q == k));
-    hmc::summarize(theory, setup, obs, &setup.derived(), &select, &shown, &recs, &timing, None)
+    hmc::summarize_as(header, setup, obs, &setup.derived(), &select, &shown, &recs, &timing, None)
 }

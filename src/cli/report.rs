@@ -40,6 +40,13 @@ fn col(name: &str) -> String {
 /// thermalization trajectories each).
 pub const HMC_REFERENCE_TRAJECTORIES: usize = 20_000;
 
+/// Largest configuration (degrees of freedom) for which the on-demand HMC references and the
+/// histograms' HMC chains run: their 4 x 20500 trajectories of 10 leapfrog steps (and one
+/// chain as long for a histogram) take ~15 s each at 64x64 on 2 cores and grow with the
+/// volume (`sample --L 256` of an 8x8 flow sat ~10 minutes in them, at 512 ~40), while the
+/// fixed step's acceptance is already 0.04 at 64x64.
+pub const HMC_REFERENCE_MAX_DOF: usize = 64 * 64;
+
 /// Settings of an evaluation ensemble.
 pub struct EnsembleArgs {
     /// Proposals.
@@ -295,10 +302,20 @@ pub fn report(
     let known = |key: &str| refs.iter().any(|r| r.key == key);
     let missing_obs = obs.iter().any(|o| o.shown && o.compare && !known(&o.key));
     let missing_derived = derived.iter().any(|d| d.compare && !known(&d.key));
-    if missing_obs || missing_derived {
+    let dof = setup.action().dof();
+    let affordable = dof <= HMC_REFERENCE_MAX_DOF;
+    if (missing_obs || missing_derived) && affordable {
         let chains = reference.get_or_insert_with(|| ReferenceChains::run(setup, h.seed));
         let extra = hmc_references(chains, obs, &refs, derived);
         refs.extend(extra);
+    } else if missing_obs || missing_derived {
+        println!(
+            "{}not run at {} ({dof} degrees of freedom, above {HMC_REFERENCE_MAX_DOF}: minutes of HMC with a \
+             step that barely moves there); `latflow hmc {} ...` with more --steps gives them",
+            col("HMC references"),
+            setup.describe(),
+            theory.name()
+        );
     }
     let mut table = Table::new(&["quantity", "value", "error"]);
     table.row(&["acceptance", &acceptance.to_string(), ""]);
@@ -333,7 +350,7 @@ pub fn report(
             charge_history(setup, obs, o, k, run, h, stem, dir)?;
             files.push(stem);
         }
-        if let (Some(stem), Some(dir)) = (o.histogram, dir) {
+        if let (Some(stem), Some(dir), true) = (o.histogram, dir, affordable) {
             let chains = reference.get_or_insert_with(|| ReferenceChains::run(setup, h.seed));
             histogram_plot(setup, o, k, chains, run, h, &dir.join(format!("{stem}.svg")))?;
             files.push(stem);

@@ -177,6 +177,7 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
                 _ => "choose another --out".to_string(),
             };
             common.out = super::output_dir(explicit, &common.out, a.has("force"), &advice)?;
+            check_sizes_early(theory, setup.as_ref(), &given, &common)?;
             if let Some(chosen) = setup.choose_auto().map_err(CliError)? {
                 eprintln!("{chosen}");
             }
@@ -276,14 +277,27 @@ fn resume(
     common: &TrainArgs,
 ) -> CliResult<(Box<dyn Setup>, Trainer<f32>)> {
     let ck = checkpoints::open(theory, path)?;
+    // the cheap check first: the flags' check below may run `--prior free`'s pilot
+    let step: usize = checkpoints::meta_value(path, &ck.meta, "step")?;
+    if step >= common.train.steps {
+        return Err(CliError(format!(
+            "{} is at step {step}, nothing to do for --steps {}",
+            path.display(),
+            common.train.steps
+        )));
+    }
     for p in theory.params().iter().filter(|p| given.contains_key(p.flag)) {
         let mut changed = ck.params.clone();
         changed.set(p.key, &given[p.flag]);
         let mut other = theory.setup(&changed).map_err(CliError)?;
-        // `--prior free` names the mass latflow chose for this checkpoint (the pilot is
-        // deterministic), so it does not contradict it
-        other.choose_auto().map_err(CliError)?;
         let stored = ck.setup.params().get(p.key).cloned().unwrap_or_default();
+        // `--prior free` names the mass latflow chose for this checkpoint (`free:M2`; the
+        // pilot is deterministic), so it does not contradict it; the pilot runs only for a
+        // checkpoint whose value has that form (not for `normal`, nor where it cannot move)
+        let chosen_form = other.params().get(p.key).is_some_and(|v| stored.starts_with(&format!("{v}:")));
+        if chosen_form && other.choose_auto().is_err() {
+            other = theory.setup(&changed).map_err(CliError)?;
+        }
         if other.params().get(p.key) != Some(&stored) {
             let hint = if p.group == latflow_theory::Group::Flow {
                 ""
@@ -297,14 +311,6 @@ fn resume(
                 p.flag
             )));
         }
-    }
-    let step: usize = checkpoints::meta_value(path, &ck.meta, "step")?;
-    if step >= common.train.steps {
-        return Err(CliError(format!(
-            "{} is at step {step}, nothing to do for --steps {}",
-            path.display(),
-            common.train.steps
-        )));
     }
     let flow = ck.flow_f32()?;
     let mut trainer = Trainer::new(flow, common.train.clone());
@@ -344,6 +350,16 @@ fn init(
     let flow = ck.flow_f32()?;
     super::sample::note_size(&ck);
     common.out = super::output_dir(a.path("out")?, &common.out, a.has("force"), "choose another --out")?;
+    // the new run's model would replace the one it starts from, even with --force
+    let target = common.out.join(MODEL_FILE);
+    if target.canonicalize().ok().is_some_and(|t| path.canonicalize().ok() == Some(t)) {
+        return Err(CliError(format!(
+            "--out {} holds the --init checkpoint {}: the new run would overwrite the model it starts from; \
+             choose another --out",
+            common.out.display(),
+            path.display()
+        )));
+    }
     common.extra_meta.insert("init".into(), path.display().to_string());
     if let Some(l0) = ck.l_trained {
         common.extra_meta.insert("init_L".into(), l0.to_string());
@@ -352,6 +368,37 @@ fn init(
         common.extra_meta.insert("init_step".into(), step.clone());
     }
     Ok((ck.setup, Trainer::new(flow, common.train.clone())))
+}
+
+/// The memory the flow's activations take in training and sampling, and the device.
+fn check_sizes(setup: &dyn Setup, flow: &crate::flow::model::Flow<f32>, common: &TrainArgs) -> CliResult<()> {
+    let shard = common.train.batch.min(crate::flow::train::SHARD_SIZE) * rayon::current_num_threads();
+    super::check_memory(flow, shard, 4.0, "training")?;
+    super::check_memory(flow, common.sample_batch, 2.0, "sampling with this --sample-batch")?;
+    super::check_device(setup, common.device)
+}
+
+/// [`check_sizes`] before [`Setup::choose_auto`], which may take seconds (phi^4's `--prior
+/// free` runs a pilot HMC: 9 s at 256x256, where the activations are then refused at once):
+/// on a flow of the same architecture with the normal prior (the prior holds no activations).
+/// A probe that cannot be built checks nothing here (the real flow's error comes later).
+fn check_sizes_early(
+    theory: &dyn Theory,
+    setup: &dyn Setup,
+    given: &BTreeMap<String, String>,
+    common: &TrainArgs,
+) -> CliResult<()> {
+    let mut probe = given.clone();
+    if theory.params().iter().any(|p| p.flag == "prior") {
+        probe.insert("prior".into(), "normal".into());
+    }
+    let flow = theory
+        .setup(&Params::from_flags(&theory.params(), &probe))
+        .and_then(|s| s.flow_f32(&mut StdRng::seed_from_u64(0)));
+    match flow {
+        Ok(flow) => check_sizes(setup, &flow, common),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Trains (from `trainer.step`), writes the run directory, then draws and reports the
@@ -368,10 +415,7 @@ pub fn execute(
         Objective::Z2Mixture.check(&trainer.flow).map_err(|e| CliError(format!("--mixture z2: {e}")))?;
         trainer.objective = Objective::Z2Mixture;
     }
-    let shard = common.train.batch.min(crate::flow::train::SHARD_SIZE) * rayon::current_num_threads();
-    super::check_memory(&trainer.flow, shard, 4.0, "training")?;
-    super::check_memory(&trainer.flow, common.sample_batch, 2.0, "sampling with this --sample-batch")?;
-    super::check_device(setup, common.device)?;
+    check_sizes(setup, &trainer.flow, common)?;
     super::move_flow(&mut trainer.flow, common.device)?;
     let dir = super::make_dir(&common.out)?;
     eprintln!(

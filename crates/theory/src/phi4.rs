@@ -235,8 +235,10 @@ impl Phi4Setup {
             return Err(format!("the phi^4 flows are two-dimensional; this lattice has nd = {}", self.nd));
         }
         if self.auto_prior {
-            return Err("--prior free: the prior's mass is chosen before training (Setup::choose_auto); \
-                        it was not"
+            // `train` chooses the mass first; a checkpoint stores it (`free:M2`), so a bare
+            // `free` here is an edited or foreign file's metadata
+            return Err("prior = free names no mass: latflow chooses it before training and a checkpoint \
+                        stores it as free:M2 (edited metadata?)"
                 .into());
         }
         self.arch.validate()?;
@@ -491,7 +493,7 @@ mod tests {
         let mut s = setup(&[]);
         assert_eq!(s.params()["prior"], "free");
         let e = s.flow_f32(&mut rand::rngs::mock::StepRng::new(0, 1)).unwrap_err();
-        assert!(e.contains("--prior free"), "{e}");
+        assert!(e.contains("prior = free names no mass"), "{e}");
         let said = s.choose_auto().unwrap().unwrap();
         let stored = s.params()["prior"].clone();
         let mp: f64 = stored.strip_prefix("free:").unwrap().parse().unwrap();
