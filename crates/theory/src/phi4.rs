@@ -76,6 +76,10 @@ pub struct Pilot {
     pub g_p1: f64,
     /// Recorded trajectories, all chains.
     pub trajectories: usize,
+    /// Leapfrog steps per trajectory (of length 1).
+    pub n_steps: usize,
+    /// The lowest acceptance of its chains: below [`PILOT_MIN_ACCEPTANCE`] a chain is stuck.
+    pub min_acceptance: f64,
     /// Acceptance of its trajectories.
     pub acceptance: f64,
 }
@@ -86,9 +90,23 @@ pub struct Pilot {
 /// leapfrog's `<dH^2>` grows as `V eps^4`: the acceptance of 8x8's 10 steps, about 0.87 at
 /// the tutorial's couplings, on every volume; 10 steps give 0.55 at 32x32 and 0 at 64x64).
 pub fn pilot(action: &Phi4) -> Pilot {
-    use latflow_sampler::hmc::{run_chains, HmcConfig, RunConfig};
     let v = action.dof();
     let n_steps = (10.0 * (v as f64 / 64.0).powf(0.25)).ceil().max(10.0) as usize;
+    // a chain can stick in its first trajectories, started far from equilibrium, where the
+    // forces are large (2 of 4 chains at 256x256): then twice and four times the steps
+    let mut p = pilot_with(action, n_steps);
+    for more in [2, 4] {
+        if p.min_acceptance >= PILOT_MIN_ACCEPTANCE {
+            break;
+        }
+        p = pilot_with(action, n_steps * more);
+    }
+    p
+}
+
+fn pilot_with(action: &Phi4, n_steps: usize) -> Pilot {
+    use latflow_sampler::hmc::{run_chains, HmcConfig, RunConfig};
+    let v = action.dof();
     let config = RunConfig {
         hmc: HmcConfig { trajectory_length: 1.0, n_steps, flip: true },
         n_chains: PILOT_CHAINS,
@@ -109,7 +127,9 @@ pub fn pilot(action: &Phi4) -> Pilot {
     Pilot {
         g_p1: mean(0),
         trajectories: config.n_chains * config.n_traj,
+        n_steps,
         acceptance: recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / n,
+        min_acceptance: recs.iter().map(|r| r.acceptance_rate()).fold(1.0, f64::min),
     }
 }
 
@@ -341,20 +361,23 @@ impl Setup for Phi4Setup {
             (self.m2, "the free theory's own mass, exact".to_string())
         } else {
             let pilot = pilot(&self.action);
-            if pilot.acceptance < PILOT_MIN_ACCEPTANCE {
+            if pilot.min_acceptance < PILOT_MIN_ACCEPTANCE {
                 return Err(format!(
                     "--prior free: the pilot HMC run that chooses the prior's mass accepts only {:.3} of its \
-                     trajectories at these couplings; give the mass (--prior free:M2) or use --prior normal",
-                    pilot.acceptance
+                     trajectories at these couplings (a chain: {:.3}, with {} leapfrog steps); give the mass \
+                     (--prior free:M2) or use --prior normal",
+                    pilot.acceptance, pilot.min_acceptance, pilot.n_steps
                 ));
             }
             let p1 = 4.0 * (std::f64::consts::PI / self.arch.l as f64).sin().powi(2);
             let raw = 1.0 / (2.0 * pilot.g_p1) - p1;
             let mp = round_sig(raw, 3).clamp(MIN_PRIOR_M2, crate::params::MAX_COUPLING);
             let how = format!(
-                "1/(2 G(p_1)) - p_1^2, G(p_1) = {:.4} from a pilot HMC run ({} trajectories, acceptance {:.2}, {:.2} s)",
+                "1/(2 G(p_1)) - p_1^2, G(p_1) = {:.4} from a pilot HMC run ({} trajectories of {} leapfrog steps, \
+                 acceptance {:.2}, {:.2} s)",
                 pilot.g_p1,
                 pilot.trajectories,
+                pilot.n_steps,
                 pilot.acceptance,
                 t0.elapsed().as_secs_f64()
             );
