@@ -328,12 +328,13 @@ pub fn heatmap_grid(title: &str, fields: &[Vec<f64>], h: usize, w: usize, rows: 
     svg
 }
 
-/// Writes `svg` to `path`.
+/// Writes `svg` to `path` atomically (temp file and rename: a full disk leaves no truncated
+/// plot).
 ///
 /// # Errors
-/// Any I/O error of the write.
+/// Any I/O error of the write; the message names the path.
 pub fn write_svg(path: &Path, svg: &str) -> std::io::Result<()> {
-    std::fs::write(path, svg)
+    crate::csv::write_atomic(path, svg.as_bytes()).map_err(std::io::Error::other)
 }
 
 /// "Nice" tick values covering `[lo, hi]`: multiples of a step of 1, 2 or 5 times a power of
@@ -958,6 +959,20 @@ fn render_panel_with(svg: &mut String, plot: &LinePlot, panel: usize, legend_abo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_svg_names_the_path_and_leaves_no_partial_file() {
+        let dir = std::env::temp_dir().join(format!("latflow-io-svg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("no/such/dir/a.svg");
+        let e = write_svg(&bad, "<svg></svg>").unwrap_err().to_string();
+        assert!(e.contains("no/such/dir/a.svg"), "{e}");
+        let ok = dir.join("a.svg");
+        write_svg(&ok, "<svg></svg>").unwrap();
+        assert_eq!(std::fs::read_to_string(&ok).unwrap(), "<svg></svg>");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temp file left behind");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     /// Checks that every element opened is closed in order (a small XML well-formedness check
     /// for the subset we write: no comments, CDATA or processing instructions).
