@@ -309,3 +309,46 @@ fn a_checkpoint_with_a_bare_free_prior_is_refused_in_plain_words() {
     assert!(!o.exists());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Two chain steps (`--n 2 --therm 0`): where the two configurations differ, the Gamma
+/// method's error comes out clipped to 0, and the summary says the error is undetermined
+/// instead of printing it as exact (and never claims that every configuration gives the
+/// same value); where the chain did not move, it says that.
+#[test]
+fn a_clipped_zero_error_of_a_flow_summary_is_marked_undetermined() {
+    let dir = temp_dir("n2");
+    let ckpt = train_small(&dir, &["--L", "4", "--quiet"]);
+    let mut undetermined = 0;
+    for seed in 0..6 {
+        let out = latflow(&[
+            "sample",
+            "--checkpoint",
+            s(&ckpt),
+            "--n",
+            "2",
+            "--therm",
+            "0",
+            "--seed",
+            &seed.to_string(),
+            "--out",
+            s(&dir.join(format!("s{seed}"))),
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        for line in text.lines().filter(|l| l.contains("(Metropolis)") && l.contains("+- 0.0")) {
+            let zero = line
+                .split("+- ")
+                .nth(1)
+                .is_some_and(|e| e.split_whitespace().next().unwrap().parse::<f64>() == Ok(0.0));
+            if !zero {
+                continue;
+            }
+            if line.contains("tau_int 0.50 +- 0.00") {
+                continue; // a chain that never moved: error 0 of a constant series
+            }
+            assert!(line.contains("error undetermined"), "seed {seed}: {line}\n{text}");
+            undetermined += 1;
+        }
+    }
+    assert!(undetermined > 0, "no seed gave two different configurations");
+    std::fs::remove_dir_all(&dir).ok();
+}

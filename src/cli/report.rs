@@ -407,14 +407,18 @@ fn print_estimate(
         t.row(&[format!("{key}_metropolis"), "NaN".into(), "NaN".into()]);
         return;
     }
+    // a series that varies, whose summed autocorrelations came out <= 0 (a few steps,
+    // anticorrelated): the error clipped to 0 is no error estimate
+    let undetermined = g.error == 0.0 && g.variance != 0.0;
     println!(
-        "{}{:.d$} +- {:.d$}   (tau_int {:.2} +- {:.2}, {} steps after {therm} thermalization)",
+        "{}{:.d$} +- {:.d$}   (tau_int {:.2} +- {:.2}, {} steps after {therm} thermalization){}",
         col(&format!("{label} (Metropolis)")),
         g.mean,
         g.error,
         g.tau_int,
         g.tau_int_error,
-        g.n
+        g.n,
+        if undetermined { "  (error undetermined: too few steps)" } else { "" }
     );
     t.row(&[format!("{key}_metropolis"), g.mean.to_string(), g.error.to_string()]);
     t.row(&[format!("{key}_tau_int"), g.tau_int.to_string(), g.tau_int_error.to_string()]);
@@ -430,7 +434,7 @@ fn print_estimate(
         let slug: String = r.label.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         t.row(&[format!("{key}_ref_{slug}"), r.value.to_string(), r.error.to_string()]);
     }
-    if let Some(r) = mine.iter().find(|r| g.error == 0.0 && r.error == 0.0 && r.value != g.mean) {
+    if let Some(r) = mine.iter().find(|r| g.error == 0.0 && !undetermined && r.error == 0.0 && r.value != g.mean) {
         // every configuration of the chain gives the same value and it is not the exact one:
         // no pull can be computed, but the sampler plainly misses part of the distribution
         println!(
