@@ -267,3 +267,21 @@ fn a_killed_sampling_run_leaves_complete_chunks() {
     assert!(out.contains(&format!("warning: the ensemble holds {complete} of the run's 4000000")), "{out}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `train --resume` continues in the run's own directory: with `--save` it would replace the
+/// ensemble the run saved before, so it needs `--force` (the chunks are untouched without).
+#[test]
+fn resume_with_save_does_not_silently_replace_the_runs_ensemble() {
+    let dir = temp_dir("resume-save");
+    let run = dir.join("run");
+    let base = ["train", "phi4", "--L", "4", "--layers", "2", "--hidden", "4", "--n", "256", "--therm", "32"];
+    ok(&[&base[..], &["--steps", "10", "--era", "10", "--quiet", "--save", "--out", s(&run)]].concat());
+    let first = std::fs::read(run.join("ensemble").join(chunk_name(0, 0))).unwrap();
+    let model = run.join("model.safetensors");
+    let resume = ["train", "phi4", "--resume", s(&model), "--steps", "20", "--quiet", "--n", "256", "--therm", "32"];
+    user_error(&[&resume[..], &["--save"]].concat(), "--save would replace it");
+    assert_eq!(std::fs::read(run.join("ensemble").join(chunk_name(0, 0))).unwrap(), first, "chunks untouched");
+    ok(&[&resume[..], &["--save", "--force"]].concat());
+    assert_ne!(std::fs::read(run.join("ensemble").join(chunk_name(0, 0))).unwrap(), first, "replaced on --force");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -33,6 +33,16 @@ pub struct Target {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// Whether `run_dir` holds chunks of a saved ensemble (which [`Target::create`] removes).
+pub fn holds_chunks(run_dir: &Path) -> bool {
+    std::fs::read_dir(run_dir.join(ENSEMBLE_DIR)).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.starts_with("chunk-s") && name.ends_with(".safetensors")
+        })
+    })
+}
+
 impl Target {
     /// Creates `run_dir/ensemble` and removes the chunks (and temporary chunk files) of an
     /// earlier ensemble there (the caller has checked that the run directory may be

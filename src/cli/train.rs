@@ -194,6 +194,14 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
                 }
                 _ => own.clone(),
             };
+            // --save in the run's own directory would replace the ensemble saved before
+            if a.has("save") && !a.has("force") && super::save::holds_chunks(&common.out) {
+                return Err(CliError(format!(
+                    "{} holds the ensemble saved by this run before; --save would replace it: give --force, \
+                     or --out another directory",
+                    common.out.join(super::save::ENSEMBLE_DIR).display()
+                )));
+            }
             adopt_schedule(&a, &p, &mut common)?;
             let resumed = resume(theory, &p, &given, &common)?;
             // a run continued elsewhere starts with the history that led to its checkpoint
