@@ -15,10 +15,11 @@
 use super::hmc::{self, ChainDefaults};
 use super::{checkpoints, save, Args, CliError, CliResult};
 use crate::sampler::flow_hmc::{run_flow_hmc, LatentPotential};
+use crate::sampler::ensemble::{IndependenceSampler, Sampler};
 use crate::sampler::hmc::ChainSink;
 use crate::theory::Theory;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -149,24 +150,10 @@ fn charge_histories(
             q_hmc.push((charge.f)(chain.config()));
         }
     }
-    // flow independence Metropolis: log w = -S(x) - log q(x)
-    let (mut q_imh, mut current) = (Vec::with_capacity(n), None::<(f64, f64)>);
-    while q_imh.len() < n {
-        let b = (n - q_imh.len()).min(256);
-        let (x, logq) = flow.sample(b, &mut rng);
-        let size = x.data().len() / b;
-        for (xs, lq) in x.data().chunks_exact(size).zip(logq.data()) {
-            let (lw, q) = (-action.action(xs) - lq, (charge.f)(xs));
-            let accept = match current {
-                None => lw.is_finite(),
-                Some((lw0, _)) => lw.is_finite() && (lw >= lw0 || rng.gen::<f64>() < (lw - lw0).exp()),
-            };
-            if accept {
-                current = Some((lw, q));
-            }
-            q_imh.push(current.map_or(f64::NAN, |(_, q)| q));
-        }
-    }
+    // flow independence Metropolis (the sampler's own), its chain of the charge
+    let act = |x: &[f64]| action.action(x);
+    let e = IndependenceSampler::new(flow, &act, 256).sample(n, &mut rng);
+    let q_imh = e.chain_of(&e.measure(&charge.f), 0);
     println!(
         "  {:<28} flow-HMC {:.4}, HMC {:.4}, flow independence Metropolis {:.4} per step   (first chain, {n} steps)",
         "tunnelling rate, figure",

@@ -72,15 +72,7 @@ fn at_16(small: &Flow<f64>, build: impl Fn(usize) -> Flow<f64>) -> Flow<f64> {
 /// fresh flow is close to the identity and would make the audits weak).
 fn strong_phi4(config: &Phi4FlowConfig, seed: u64) -> Flow<f64> {
     let mut flow = config.build::<f64>(&mut StdRng::seed_from_u64(seed));
-    for layer in flow.layers_mut() {
-        let ps = layer.params_mut();
-        let n = ps.len();
-        for p in ps.into_iter().skip(n - 2) {
-            for v in p.data_mut() {
-                *v *= 3.0;
-            }
-        }
-    }
+    u1_common::scale_last_convolutions(&mut flow, 3.0);
     flow
 }
 

@@ -42,15 +42,7 @@ const SIGMAS: f64 = 3.0;
 fn strong_phi4(l: usize, seed: u64) -> Flow<f64> {
     let config = Phi4FlowConfig { l, layers: 4, hidden: vec![4], ..Phi4FlowConfig::default() };
     let mut flow = config.build::<f64>(&mut StdRng::seed_from_u64(seed));
-    for layer in flow.layers_mut() {
-        let ps = layer.params_mut();
-        let n = ps.len();
-        for p in ps.into_iter().skip(n - 2) {
-            for v in p.data_mut() {
-                *v *= 1.5;
-            }
-        }
-    }
+    u1_common::scale_last_convolutions(&mut flow, 1.5);
     flow
 }
 

@@ -14,6 +14,13 @@ use std::f64::consts::PI;
 /// identity, which would make the audits weak).
 pub fn strong_flow(config: &U1FlowConfig, seed: u64, scale: f64) -> Flow<f64> {
     let mut flow = config.build::<f64>(&mut StdRng::seed_from_u64(seed));
+    scale_last_convolutions(&mut flow, scale);
+    flow
+}
+
+/// Scales the last convolution (weight and bias) of every layer's net by `scale`, for a
+/// flow of any theory.
+pub fn scale_last_convolutions(flow: &mut Flow<f64>, scale: f64) {
     for layer in flow.layers_mut() {
         let ps = layer.params_mut();
         let n = ps.len();
@@ -23,7 +30,6 @@ pub fn strong_flow(config: &U1FlowConfig, seed: u64, scale: f64) -> Flow<f64> {
             }
         }
     }
-    flow
 }
 
 /// Links uniform in `[0, 2 pi)`, shape `(n, 2, l, l)`.
