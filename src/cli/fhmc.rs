@@ -14,8 +14,8 @@
 
 use super::hmc::{self, ChainDefaults};
 use super::{checkpoints, save, Args, CliError, CliResult};
-use crate::sampler::flow_hmc::{run_flow_hmc, LatentPotential};
 use crate::sampler::ensemble::{IndependenceSampler, Sampler};
+use crate::sampler::flow_hmc::{run_flow_hmc, LatentPotential};
 use crate::sampler::hmc::ChainSink;
 use crate::theory::Theory;
 use rand::rngs::StdRng;
