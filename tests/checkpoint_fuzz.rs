@@ -38,7 +38,7 @@ fn valid_files(dir: &Path) -> Vec<Vec<u8>> {
     .collect();
     checkpoint::save(&dir.join("phi4.safetensors"), &flow, &meta).unwrap();
     out.push(std::fs::read(dir.join("phi4.safetensors")).unwrap());
-    let u1 = U1FlowConfig { l: 4, layers: 2, n_mix: 2, hidden: vec![4], kernel: 3 };
+    let u1 = U1FlowConfig { l: 4, layers: 2, n_mix: 2, hidden: vec![4], kernel: 3, ..U1FlowConfig::default() };
     let flow = u1.build::<f32>(&mut StdRng::seed_from_u64(2));
     let meta: BTreeMap<String, String> = [
         ("theory", "u1"),

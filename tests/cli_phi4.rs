@@ -155,6 +155,8 @@ fn load_flow<T: Float>(path: &Path) -> Flow<T> {
         hidden: meta_get::<String>(m, "hidden").unwrap().split(',').map(|v| v.parse().unwrap()).collect(),
         kernel: meta_get(m, "kernel").unwrap(),
         final_tanh: meta_get(m, "final_tanh").unwrap(),
+        // `leaky` (the tutorial's) where the entry is missing (before 2026-11-30)
+        activation: latflow::flow::net::Activation::parse(m.get("activation").map_or("leaky", String::as_str)).unwrap(),
         coupling: meta_get::<String>(m, "coupling").unwrap().parse().unwrap(),
         // `free:M2` by default since 2026-11-30 (`normal` where the entry is missing)
         prior: m.get("prior").map_or("normal", String::as_str).parse().unwrap(),

@@ -1,6 +1,13 @@
 //! Circular conv nets: `Conv2d -> LeakyReLU -> ... -> Conv2d [-> Tanh]`, the tutorial's
 //! `make_conv_net` (PyTorch `Sequential`, so the convolutions sit at indices 0, 2, 4, ...
 //! and checkpoint names are `net.{2i}.weight` / `net.{2i}.bias`).
+//!
+//! The hidden activation is LeakyReLU (the tutorial's) or tanh ([`Activation`]). LeakyReLU
+//! has a kink at 0, so a flow built from it is only piecewise smooth: its log-Jacobian and
+//! the latent force of flow-HMC jump wherever a hidden unit changes sign, and leapfrog's
+//! energy error then falls like `eps^2` per crossing instead of `eps^3` per step. Flows meant
+//! for flow-HMC use tanh (smooth everywhere; the same state dict loads into a PyTorch
+//! `Sequential` with `nn.Tanh` in place of `nn.LeakyReLU`).
 
 use latflow_tensor::elementwise::Unary;
 use latflow_tensor::layers::Conv2d;
@@ -20,8 +27,46 @@ pub struct ConvNetConfig {
     pub kernel: usize,
     /// Whether a tanh follows the last convolution.
     pub final_tanh: bool,
-    /// LeakyReLU slope (PyTorch default 0.01).
-    pub slope: f64,
+    /// The activation after every convolution but the last.
+    pub activation: Activation,
+}
+
+/// The activation between a conv net's convolutions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    /// `x` for `x > 0`, `slope x` otherwise (the tutorial's, PyTorch default slope 0.01).
+    LeakyRelu(f64),
+    /// `tanh x`: smooth, for flows whose forces matter (flow-HMC).
+    Tanh,
+}
+
+impl Activation {
+    /// The tutorial's LeakyReLU with PyTorch's default slope 0.01.
+    pub const TUTORIAL: Activation = Activation::LeakyRelu(0.01);
+
+    /// `leaky` (the tutorial's LeakyReLU, slope 0.01) or `tanh`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "leaky" => Ok(Activation::TUTORIAL),
+            "tanh" => Ok(Activation::Tanh),
+            _ => Err(format!("unknown activation '{s}' (expected leaky or tanh)")),
+        }
+    }
+
+    /// The name [`Activation::parse`] reads (`leaky` for any slope).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Activation::LeakyRelu(_) => "leaky",
+            Activation::Tanh => "tanh",
+        }
+    }
+
+    fn unary<T: Float>(&self) -> Unary<T> {
+        match *self {
+            Activation::LeakyRelu(slope) => Unary::LeakyRelu(T::from_f64(slope)),
+            Activation::Tanh => Unary::Tanh,
+        }
+    }
 }
 
 /// A conv net's parameters (plain tensors).
@@ -77,7 +122,7 @@ impl<T: Float> ConvNet<T> {
             // conv + bias + activation as one op (the activation's derivative comes from its
             // output); a non-positive LeakyReLU slope takes the two-op path
             let act = if i + 1 < n {
-                Some(Unary::LeakyRelu(T::from_f64(self.config.slope)))
+                Some(self.config.activation.unary())
             } else if self.config.final_tanh {
                 Some(Unary::Tanh)
             } else {

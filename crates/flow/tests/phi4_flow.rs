@@ -192,7 +192,10 @@ fn kink_margin(flow: &Flow<f64>, z: &Tensor<f64>) -> f64 {
         for c in 0..layer.net.convs.len() - 1 {
             h = h.conv2d(&p[2 * c], Some(&p[2 * c + 1]));
             margin = h.value().data().iter().fold(margin, |m, v| m.min(v.abs()));
-            h = h.leaky_relu(layer.net.config.slope);
+            let latflow_flow::net::Activation::LeakyRelu(slope) = layer.net.config.activation else {
+                panic!("the tutorial's nets use LeakyReLU")
+            };
+            h = h.leaky_relu(slope);
         }
         x = full.forward(&x, p).0;
         at += np;

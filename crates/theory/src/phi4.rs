@@ -24,6 +24,7 @@
 use crate::params::join_list;
 use crate::{Derived, Group, Observable, Param, Params, Reference, Setup, Theory, TrainDefaults};
 use latflow_flow::model::Flow;
+use latflow_flow::net::Activation;
 use latflow_flow::phi4::{Coupling, Phi4FlowConfig, PriorKind};
 use latflow_physics::observables::{
     binder_cumulant, effective_mass, free_correlator, lowest_momentum_propagator, magnetization, second_moment_xi,
@@ -163,6 +164,8 @@ impl Theory for Phi4Theory {
                 .stored_as("final_tanh"),
             Param::new("coupling", "affine", "affine | z2sym | z2odd (Z2-equivariant couplings)", Group::Flow)
                 .optional(),
+            Param::new("activation", "leaky", "leaky | tanh: hidden activation (tanh: smooth, for fhmc)", Group::Flow)
+                .optional(),
             Param::new("prior", "free", "free | free:M2 | normal (free: chi_2-matched mass, see README)", Group::Flow)
                 .added_later_as("normal"),
             Param::new("mixture", "none", "none | z2: train and sample (q(x) + q(-x))/2", Group::Flow).optional(),
@@ -202,6 +205,8 @@ impl Theory for Phi4Theory {
             hidden: p.positive_list("hidden")?,
             kernel: p.positive("kernel")?,
             final_tanh: p.get("final_tanh")?,
+            activation: Activation::parse(p.raw("activation").unwrap_or("leaky"))
+                .map_err(|e| p.error("activation", e))?,
             coupling: p.raw("coupling").unwrap_or("affine").parse().map_err(|e| p.error("coupling", e))?,
             prior: match p.raw("prior").unwrap_or("normal") {
                 // the mass is chosen by `choose_auto` (a pilot HMC run), before any flow is built
@@ -282,6 +287,7 @@ impl Setup for Phi4Setup {
             ("kernel".into(), self.arch.kernel.to_string()),
             ("final_tanh".into(), self.arch.final_tanh.to_string()),
             ("coupling".into(), self.arch.coupling.to_string()),
+            ("activation".into(), self.arch.activation.name().into()),
             ("prior".into(), if self.auto_prior { "free".into() } else { self.arch.prior.to_string() }),
             ("mixture".into(), if self.mixture { "z2" } else { "none" }.into()),
         ])
@@ -296,6 +302,9 @@ impl Setup for Phi4Setup {
         let mut s = format!("{} layers, hidden {:?}, kernel {}", self.arch.layers, self.arch.hidden, self.arch.kernel);
         if self.arch.coupling != Coupling::Affine {
             s += &format!(", {} couplings", self.arch.coupling);
+        }
+        if self.arch.activation != Activation::TUTORIAL {
+            s += &format!(", {}", self.arch.activation.name());
         }
         if self.auto_prior {
             s += ", prior free (mass not chosen yet)";

@@ -9,6 +9,7 @@
 use crate::params::join_list;
 use crate::{Group, Observable, Param, Params, Reference, Setup, Theory, TrainDefaults};
 use latflow_flow::model::Flow;
+use latflow_flow::net::Activation;
 use latflow_flow::u1::U1FlowConfig;
 use latflow_physics::u1::exact_q2_2d;
 use latflow_physics::{u1_action_var, Action, Lattice, U1};
@@ -44,6 +45,8 @@ impl Theory for U1Theory {
             Param::new("mix", "2", "components of each NCP mixture", Group::Flow).stored_as("n_mix"),
             Param::new("hidden", "8,8", "hidden channels of each coupling's conv net", Group::Flow),
             Param::new("kernel", "3", "odd conv kernel size", Group::Flow),
+            Param::new("activation", "leaky", "leaky | tanh: hidden activation (tanh: smooth, for fhmc)", Group::Flow)
+                .optional(),
         ]
     }
 
@@ -73,6 +76,8 @@ impl Theory for U1Theory {
             n_mix: p.positive("n_mix")?,
             hidden: p.positive_list("hidden")?,
             kernel: p.positive("kernel")?,
+            activation: Activation::parse(p.raw("activation").unwrap_or("leaky"))
+                .map_err(|e| p.error("activation", e))?,
         };
         let action = U1::new(Lattice::hypercubic(l, nd), beta);
         Ok(Box::new(U1Setup { arch, nd, beta, action }))
@@ -115,6 +120,7 @@ impl Setup for U1Setup {
             ("n_mix".into(), self.arch.n_mix.to_string()),
             ("hidden".into(), join_list(&self.arch.hidden)),
             ("kernel".into(), self.arch.kernel.to_string()),
+            ("activation".into(), self.arch.activation.name().into()),
         ])
     }
 
@@ -125,7 +131,9 @@ impl Setup for U1Setup {
 
     fn describe_flow(&self) -> String {
         let a = &self.arch;
-        format!("{} layers, {} mixture components, hidden {:?}, kernel {}", a.layers, a.n_mix, a.hidden, a.kernel)
+        let act =
+            if a.activation == Activation::TUTORIAL { String::new() } else { format!(", {}", a.activation.name()) };
+        format!("{} layers, {} mixture components, hidden {:?}, kernel {}{act}", a.layers, a.n_mix, a.hidden, a.kernel)
     }
 
     fn action(&self) -> &dyn Action {

@@ -8,7 +8,7 @@
 //! solves `x_a = (y_a - t) e^{-s}`.
 
 use crate::model::Layer;
-use crate::net::{ConvNet, ConvNetConfig};
+use crate::net::{Activation, ConvNet, ConvNetConfig};
 use crate::ops::LatticeOps;
 use latflow_tensor::{Float, Tensor, Var};
 use rand::Rng;
@@ -35,12 +35,24 @@ impl<T: Float> AffineCoupling<T> {
         final_tanh: bool,
         rng: &mut R,
     ) -> Self {
-        let config =
-            ConvNetConfig { in_channels: 1, hidden: hidden.to_vec(), out_channels: 2, kernel, final_tanh, slope: 0.01 };
+        let config = ConvNetConfig {
+            in_channels: 1,
+            hidden: hidden.to_vec(),
+            out_channels: 2,
+            kernel,
+            final_tanh,
+            activation: Activation::TUTORIAL,
+        };
         let net = ConvNet::new(config, rng);
         let mask = super::masks::checkerboard::<T>(h, w, parity);
         let inv_mask = mask.map(|m| T::ONE - m);
         AffineCoupling { net, parity, mask, inv_mask }
+    }
+
+    /// The layer with `activation` between its net's convolutions (the weights unchanged).
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.net.config.activation = activation;
+        self
     }
 
     /// The checkerboard mask `(H, W)` (1 = frozen), the tutorial's `mask` buffer.

@@ -5,6 +5,7 @@
 use super::affine::AffineCoupling;
 use super::z2::{Z2Coupling, Z2Kind};
 use crate::model::{Flow, Layer};
+use crate::net::Activation;
 use crate::prior::{FreePrior, NormalPrior, Prior};
 use latflow_tensor::Float;
 use rand::RngCore;
@@ -98,6 +99,10 @@ pub struct Phi4FlowConfig {
     pub kernel: usize,
     /// Tanh after the last convolution. Default true.
     pub final_tanh: bool,
+    /// The nets' hidden activation (affine couplings; `z2odd`'s trunk is always tanh).
+    /// Default the tutorial's LeakyReLU; tanh makes the flow smooth, which flow-HMC's
+    /// leapfrog needs ([`crate::net::Activation`]).
+    pub activation: Activation,
     /// The coupling layers. Default [`Coupling::Affine`] (the tutorial's).
     pub coupling: Coupling,
     /// The prior. Default [`PriorKind::Normal`] (the tutorial's).
@@ -112,6 +117,7 @@ impl Default for Phi4FlowConfig {
             hidden: vec![8, 8],
             kernel: 3,
             final_tanh: true,
+            activation: Activation::TUTORIAL,
             coupling: Coupling::Affine,
             prior: PriorKind::Normal,
         }
@@ -125,6 +131,13 @@ impl Phi4FlowConfig {
             return Err(format!("lattice size L = {} must be at least 2", self.l));
         }
         crate::net::check_stack(self.l, self.kernel, self.layers, &self.hidden)?;
+        if self.activation != Activation::TUTORIAL && self.coupling != Coupling::Affine {
+            return Err(format!(
+                "activation {} is built for the affine coupling (z2odd's trunk is tanh already, z2sym keeps the \
+                 tutorial's LeakyReLU)",
+                self.activation.name()
+            ));
+        }
         if let PriorKind::Free { m2 } = self.prior {
             FreePrior::try_new(&[self.l, self.l], m2)?;
         }
@@ -156,7 +169,8 @@ impl Phi4FlowConfig {
         let layers = (0..self.layers)
             .map(|i| match self.coupling {
                 Coupling::Affine => {
-                    Box::new(AffineCoupling::new(l, l, i % 2, hidden, k, tanh, rng)) as Box<dyn Layer<T>>
+                    Box::new(AffineCoupling::new(l, l, i % 2, hidden, k, tanh, rng).with_activation(self.activation))
+                        as Box<dyn Layer<T>>
                 }
                 Coupling::Z2(kind) => Box::new(Z2Coupling::new(l, l, i % 2, hidden, k, tanh, kind, rng)),
             })

@@ -21,7 +21,7 @@
 //! ([`LatticeOps::affine_couple`], [`LatticeOps::masked_channel_sum`]); only `(s, t)` differ.
 
 use crate::model::Layer;
-use crate::net::{ConvNet, ConvNetConfig};
+use crate::net::{Activation, ConvNet, ConvNetConfig};
 use crate::ops::LatticeOps;
 use latflow_tensor::elementwise::Unary;
 use latflow_tensor::layers::Conv2d;
@@ -111,7 +111,7 @@ impl<T: Float> Z2Coupling<T> {
                     out_channels: 2,
                     kernel,
                     final_tanh,
-                    slope: 0.01,
+                    activation: Activation::TUTORIAL,
                 };
                 let mut pm = vec![T::from_f64(0.5); 2 * h * w];
                 for v in &mut pm[h * w..] {

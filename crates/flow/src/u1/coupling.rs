@@ -11,6 +11,7 @@
 use super::masks::link_active_stripes;
 use super::ncp::NcpPlaqCoupling;
 use crate::model::Layer;
+use crate::net::Activation;
 use crate::ops::LatticeOps;
 use latflow_physics::u1_plaquette_var;
 use latflow_tensor::{Float, Tensor, Var};
@@ -50,6 +51,12 @@ impl<T: Float> GaugeEquivCoupling<T> {
         let mask = link_active_stripes::<T>(l, l, mu, off);
         let inactive = mask.map(|m| T::ONE - m);
         GaugeEquivCoupling { plaq_coupling, mu, off, active_mask: mask, inactive_mask: inactive }
+    }
+
+    /// The layer with `activation` between its net's convolutions (the weights unchanged).
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.plaq_coupling = self.plaq_coupling.with_activation(activation);
+        self
     }
 
     /// The active-link mask, shape `(2, L, L)`.

@@ -5,6 +5,7 @@
 use super::coupling::GaugeEquivCoupling;
 use super::prior::HaarPrior;
 use crate::model::{Flow, Layer};
+use crate::net::Activation;
 use crate::train::TapeAction;
 use latflow_physics::{u1_action_var, Lattice, U1};
 use latflow_tensor::{Float, Tensor, Var};
@@ -28,11 +29,14 @@ pub struct U1FlowConfig {
     pub hidden: Vec<usize>,
     /// Odd kernel size. Default 3.
     pub kernel: usize,
+    /// The nets' hidden activation. Default the tutorial's LeakyReLU; tanh makes the flow
+    /// smooth, which flow-HMC's leapfrog needs ([`crate::net::Activation`]).
+    pub activation: Activation,
 }
 
 impl Default for U1FlowConfig {
     fn default() -> Self {
-        U1FlowConfig { l: 8, layers: 16, n_mix: 2, hidden: vec![8, 8], kernel: 3 }
+        U1FlowConfig { l: 8, layers: 16, n_mix: 2, hidden: vec![8, 8], kernel: 3, activation: Activation::TUTORIAL }
     }
 }
 
@@ -70,7 +74,8 @@ impl U1FlowConfig {
         }
         let layers = (0..self.layers)
             .map(|i| {
-                let c = GaugeEquivCoupling::new(self.l, i % 2, (i / 2) % 4, self.n_mix, &self.hidden, self.kernel, rng);
+                let c = GaugeEquivCoupling::new(self.l, i % 2, (i / 2) % 4, self.n_mix, &self.hidden, self.kernel, rng)
+                    .with_activation(self.activation);
                 Box::new(c) as Box<dyn Layer<T>>
             })
             .collect();

@@ -18,7 +18,7 @@
 //! it records nothing.
 
 use super::masks::{gather_stripe, scatter_stripe, PlaqMasks};
-use crate::net::{ConvNet, ConvNetConfig};
+use crate::net::{Activation, ConvNet, ConvNetConfig};
 use crate::ops::LatticeOps;
 use latflow_tensor::{Float, Tensor, Var};
 use rand::Rng;
@@ -196,11 +196,18 @@ impl<T: Float> NcpPlaqCoupling<T> {
             out_channels: n_mix + 1,
             kernel,
             final_tanh: false,
-            slope: 0.01,
+            activation: Activation::TUTORIAL,
         };
         let net = ConvNet::new(config, rng);
         let m = PlaqMasks::new(h, w, mu, off);
         NcpPlaqCoupling { net, n_mix, mu, off, frozen: m.frozen, active: m.active, passive: m.passive }
+    }
+
+    /// The coupling with `activation` between its net's convolutions (the weights
+    /// unchanged).
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.net.config.activation = activation;
+        self
     }
 
     /// The masks, mutable (to move them between devices).
