@@ -138,3 +138,50 @@ fn a_clipped_zero_error_is_not_printed_as_exact() {
         assert!(l.contains("error undetermined") || l.contains("tau_int 0.50"), "{l}");
     }
 }
+
+/// A smooth flow (`--activation tanh`, stored in the checkpoint) targeting other couplings
+/// than its training's (`fhmc --beta 3` with a flow trained at beta 2: a partial
+/// trivializing map, still exact), with the force in f32 (default) or f64; user errors.
+#[test]
+fn fhmc_runs_smooth_flows_at_other_couplings_in_either_precision() {
+    use latflow::io::safetensors::SafeTensors;
+    let dir = temp_dir("fhmc", "couplings");
+    let train = dir.join("train");
+    let mut a = vec!["train", "u1", "--layers", "2", "--hidden", "4", "--steps", "30", "--era", "30"];
+    a.extend(["--activation", "tanh", "--n", "256", "--therm", "32", "--quiet", "--out", s(&train)]);
+    ok(&a);
+    let ck = train.join("model.safetensors");
+    let st = SafeTensors::read(&ck).unwrap();
+    assert_eq!(st.metadata.get("activation").map(String::as_str), Some("tanh"));
+
+    let flags = ["--n-traj", "300", "--n-therm", "30", "--chains", "8", "--steps", "20", "--quiet", "--no-csv"];
+    for precision in ["f32", "f64"] {
+        let mut a = vec!["fhmc", "--checkpoint", s(&ck), "--beta", "3", "--precision", precision];
+        a.extend(flags);
+        let printed = ok(&a);
+        assert!(printed.contains("latflow fhmc u1: L=8 beta=3"), "{printed}");
+        assert!(printed.contains(&format!("force in {precision}, H in f64")), "{printed}");
+        let (e, de) = value_error(&printed, "<exp(-dH)>");
+        assert!((e - 1.0).abs() < SIGMAS * de, "{precision}: <exp(-dH)> = {e} +- {de}");
+        let p = pull(&printed, "<Q^2> (exact, 2D)");
+        assert!(p.abs() < SIGMAS, "{precision}: <Q^2> at beta 3 is {p} sigma from the exact value:\n{printed}");
+    }
+
+    let o = dir.join("never");
+    user_error(
+        &["fhmc", "--checkpoint", s(&ck), "--precision", "f16", "--out", s(&o)],
+        "--precision must be f32 or f64",
+    );
+    user_error(
+        &["fhmc", "--checkpoint", s(&ck), "--m2", "1", "--out", s(&o)],
+        "--m2 is not a coupling of the u1 theory",
+    );
+    user_error(&["fhmc", "--checkpoint", s(&ck), "--layers", "4", "--out", s(&o)], "unknown flag --layers");
+    user_error(&["train", "u1", "--activation", "relu", "--out", s(&o)], "unknown activation 'relu'");
+    user_error(
+        &["train", "phi4", "--coupling", "z2sym", "--activation", "tanh", "--out", s(&o)],
+        "activation tanh is built for the affine coupling",
+    );
+    assert!(!o.exists(), "a refused run writes nothing");
+    std::fs::remove_dir_all(&dir).ok();
+}

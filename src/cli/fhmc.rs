@@ -17,9 +17,11 @@ use super::{checkpoints, save, Args, CliError, CliResult};
 use crate::sampler::ensemble::{IndependenceSampler, Sampler};
 use crate::sampler::flow_hmc::{run_flow_hmc, LatentPotential};
 use crate::sampler::hmc::ChainSink;
+use crate::theory::Group;
 use crate::theory::Theory;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -28,7 +30,7 @@ use std::time::Instant;
 /// `measure` alike).
 pub const SAMPLER_FLOW_HMC: &str = "flow-hmc";
 
-const VALUED: &[&str] = &["checkpoint", "L", "n-traj", "n-therm", "chains", "steps", "tau", "seed", "out"];
+const VALUED: &[&str] = &["checkpoint", "L", "n-traj", "n-therm", "chains", "steps", "tau", "seed", "out", "precision"];
 const SWITCHES: &[&str] = &["quiet", "no-csv", "force", "save"];
 
 /// 1000 trajectories per chain after 50, 8 chains (one batch through the flow).
@@ -36,18 +38,43 @@ const DEFAULTS: ChainDefaults = ChainDefaults { n_traj: 1000, n_therm: 50, chain
 
 /// Usage of `latflow fhmc`.
 pub const USAGE: &str = "latflow fhmc --checkpoint FILE [--L L --n-traj 1000 --n-therm 50 --chains 8 --steps 10 \
-                         --tau 1.0 --seed 0 --out runs/fhmc_THEORY --no-csv --quiet --save]";
+                         --tau 1.0 --seed 0 --precision f32|f64 --out runs/fhmc_THEORY --no-csv --quiet --save \
+                         COUPLING FLAGS]";
 
 /// Entry point of `latflow fhmc`.
 pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
-    let a = Args::parse(args, VALUED, SWITCHES).map_err(|e| CliError(format!("fhmc: {e}")))?;
+    // the couplings of every theory may be given: the target of the chains (a flow trained
+    // at other couplings is a partial trivializing map there); the checkpoint's theory is
+    // known only after parsing, so a coupling of another theory is refused below
+    let couplings: Vec<&str> =
+        theories.iter().flat_map(|t| t.params()).filter(|p| p.group == Group::Coupling).map(|p| p.flag).collect();
+    let valued: Vec<&str> = VALUED.iter().copied().chain(couplings.iter().copied()).collect();
+    let a = Args::parse(args, &valued, SWITCHES).map_err(|e| CliError(format!("fhmc: {e}")))?;
     a.reject_positional("fhmc")?;
     let path: PathBuf = a
         .path("checkpoint")?
         .ok_or_else(|| CliError(format!("fhmc: --checkpoint FILE is required\nusage: {USAGE}")))?;
     let theory = checkpoints::theory_of(theories, &path)?;
-    let ck = checkpoints::open_at(theory, &path, a.opt("L")?)?;
+    let mut overrides = BTreeMap::new();
+    for flag in &couplings {
+        if let Some(v) = a.opt::<String>(flag)? {
+            if !theory.params().iter().any(|p| p.group == Group::Coupling && p.flag == *flag) {
+                return Err(CliError(format!("fhmc: --{flag} is not a coupling of the {} theory", theory.name())));
+            }
+            overrides.insert(flag.to_string(), v.to_string());
+        }
+    }
+    if let Some(l) = a.opt::<usize>("L")? {
+        overrides.insert("L".into(), l.to_string());
+    }
+    let ck = checkpoints::open_with(theory, &path, &overrides)?;
     let flow = ck.flow_f64()?;
+    let precision = match a.opt::<String>("precision")?.as_deref() {
+        None | Some("f32") => Precision::F32,
+        Some("f64") => Precision::F64,
+        Some(v) => return Err(CliError(format!("fhmc: --precision must be f32 or f64, got '{v}'"))),
+    };
+    let flow32 = ck.flow_f32()?;
     super::sample::note_size(&ck);
     let setup = ck.setup.as_ref();
     let mut c = hmc::common_for(&a, theory, "fhmc", DEFAULTS)?;
@@ -86,6 +113,7 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
     let (done, finished) = (AtomicUsize::new(0), AtomicBool::new(false));
     let t0 = Instant::now();
     let pot = LatentPotential::new(&flow, action);
+    let pot = if precision == Precision::F32 { pot.with_force_map(&flow32) } else { pot };
     let recs = std::thread::scope(|s| {
         if !c.quiet {
             s.spawn(|| hmc::progress(&done, &finished, total, t0));
@@ -106,10 +134,11 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
     let header =
         format!("latflow fhmc {}: {} (flow-HMC with {}{sizes})", theory.name(), setup.describe(), path.display());
     let timing = format!(
-        "{total} trajectories in {secs:.2} s ({:.1} ms per trajectory of all {} chains, {} threads)",
+        "{total} trajectories in {secs:.2} s ({:.1} ms per trajectory of all {} chains, {} threads; force in {}, H in f64)",
         1e3 * secs / (c.run.n_therm + c.run.n_traj) as f64,
         c.run.n_chains,
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        if precision == Precision::F32 { "f32" } else { "f64" }
     );
     hmc::summarize_as(&header, setup, &obs, &setup.derived(), &|_| true, &c.run, &recs, &timing, Some(&c))?;
     if let (Some(dir), Some((k, charge))) =
@@ -119,6 +148,16 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
         charge_histories(setup, &flow, charge, q_flow_hmc, &c.run, dir)?;
     }
     Ok(())
+}
+
+/// Where the leapfrog's force is computed (`H` is always f64: exact either way, see
+/// [`LatentPotential`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Precision {
+    /// The flow in f32 with the engine's SIMD kernels (the default).
+    F32,
+    /// The flow in f64 (the audits' precision).
+    F64,
 }
 
 /// Most trajectories shown per chain in the charge-history figure.

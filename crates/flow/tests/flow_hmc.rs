@@ -10,6 +10,7 @@
 mod u1_common;
 
 use latflow_flow::model::Flow;
+use latflow_flow::net::Activation;
 use latflow_flow::phi4::Phi4FlowConfig;
 use latflow_flow::prior::NormalPrior;
 use latflow_flow::u1::{HaarPrior, U1FlowConfig};
@@ -36,6 +37,12 @@ const IDENTITY_TOL: f64 = 1e-12;
 const START_TOL: f64 = 1e-9;
 /// How far from the mean a statistical check may be, in (autocorrelation-aware) sigma.
 const SIGMAS: f64 = 3.0;
+/// One leapfrog step's energy error of a smooth map is `c eps^3 + O(eps^4)`: from `eps =
+/// 0.004` to `0.001` it falls by 64, up to the next order (a chain whose `c` is small
+/// relative to the `eps^4` term reads off 64 by tens of percent; seen: 43 to 75) and the
+/// rounding of dH ~ 1e-10 (1e-14 on |H| ~ 100): a factor 2 either way.
+const EPS3_LOW: f64 = 32.0;
+const EPS3_HIGH: f64 = 128.0;
 
 /// A phi^4 flow of 4 affine couplings with O(1) scales and shifts (last convolutions x1.5; x3 makes the
 /// quartic action so steep that a step of 0.1 blows up).
@@ -88,6 +95,7 @@ fn force_is_the_gradient_of_s_of_f_minus_log_det() {
     let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
     let z: Vec<f64> = (0..2 * 32).map(|_| rng.gen_range(0.0..2.0 * PI)).collect();
     check_force(&flow, &u1, &z);
+    check_force(&strong_flow(&small_u1_config(Activation::Tanh), 3, 3.0), &u1, &z);
 }
 
 fn check_reversible(map: &dyn LatentMap, action: &dyn Action, z0: Vec<f64>, rng: &mut StdRng) {
@@ -240,4 +248,114 @@ fn phi4_flow_hmc_conserves_exp_minus_dh_and_agrees_with_hmc() {
     let (a, b) = (stat(&recs, 0), stat(&plain, 0));
     assert!((a.mean - b.mean).abs() < SIGMAS * a.error.hypot(b.error), "<M^2>: flow-HMC {a} vs HMC {b}");
     assert!(a.error < 0.1 * a.mean, "flow-HMC <M^2> = {a}: too imprecise to test anything");
+}
+
+/// The f32 evaluation of an f64 flow built from `config` (every parameter rounded to f32).
+fn f32_copy(flow: &Flow<f64>, config: &U1FlowConfig) -> Flow<f32> {
+    let mut f32flow = config.build::<f32>(&mut StdRng::seed_from_u64(0));
+    for (dst, src) in f32flow.params_mut().into_iter().zip(flow.params()) {
+        for (d, s) in dst.data_mut().iter_mut().zip(src.data()) {
+            *d = *s as f32;
+        }
+    }
+    f32flow
+}
+
+fn small_u1_config(activation: Activation) -> U1FlowConfig {
+    U1FlowConfig { l: 4, layers: 4, hidden: vec![4], activation, ..U1FlowConfig::default() }
+}
+
+/// Energy error of one leapfrog step of size `eps` from `(z, p)`, per chain.
+fn one_step_dh(pot: &LatentPotential, z0: &[f64], p0: &[f64], eps: f64) -> Vec<f64> {
+    let n = z0.len() / pot.dof();
+    let (mut x, mut u0, mut f) = (vec![0.0; z0.len()], vec![0.0; n], vec![0.0; z0.len()]);
+    pot.potential_force(z0, &mut x, &mut u0, &mut f);
+    let (mut z, mut p) = (z0.to_vec(), p0.to_vec());
+    let mut u1 = vec![0.0; n];
+    leapfrog_with(&mut z, &mut p, &mut f, eps, 1, |z, f| pot.potential_force(z, &mut x, &mut u1, f));
+    let d = pot.dof();
+    (0..n).map(|c| u1[c] + kinetic(&p[c * d..(c + 1) * d]) - u0[c] - kinetic(&p0[c * d..(c + 1) * d])).collect()
+}
+
+/// A flow with tanh activations is smooth: one leapfrog step's energy error falls as
+/// `eps^3` (x64 from `eps` to `eps / 4`) on every chain. With the tutorial's LeakyReLU the
+/// same flow has kinks wherever a hidden unit changes sign, and some chain breaks the law
+/// (which shows the check can see one).
+#[test]
+fn a_tanh_flow_is_smooth_one_leapfrog_step_errs_as_eps_cubed() {
+    let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
+    let mut rng = StdRng::seed_from_u64(21);
+    let n = 16;
+    let z0: Vec<f64> = (0..n * 32).map(|_| rng.gen_range(0.0..2.0 * PI)).collect();
+    let p0 = normals(n * 32, &mut rng);
+    let ratios = |activation: Activation| -> Vec<f64> {
+        let flow = strong_flow(&small_u1_config(activation), 22, 3.0);
+        let pot = LatentPotential::new(&flow, &u1);
+        let (a, b) = (one_step_dh(&pot, &z0, &p0, 0.004), one_step_dh(&pot, &z0, &p0, 0.001));
+        a.iter().zip(&b).map(|(a, b)| a / b).collect()
+    };
+    let smooth = ratios(Activation::Tanh);
+    println!("tanh: dH(eps) / dH(eps/4) = {smooth:.1?}");
+    assert!(smooth.iter().all(|r| (EPS3_LOW..EPS3_HIGH).contains(r)), "tanh flow: ratios {smooth:?}, expected ~64");
+    let kinked = ratios(Activation::TUTORIAL);
+    println!("leaky: dH(eps) / dH(eps/4) = {kinked:.1?}");
+    assert!(kinked.iter().any(|r| !(EPS3_LOW..EPS3_HIGH).contains(r)), "LeakyReLU flow: ratios {kinked:?}");
+}
+
+/// Flow-HMC with the force from the flow in f32 and `H` in f64 is exact: `<exp(-dH)> = 1`
+/// and `<Q^2>` equal to the exact value within [`SIGMAS`] sigma (as the f64 audit above),
+/// with an acceptance close to the all-f64 run's.
+#[test]
+fn mixed_precision_flow_hmc_is_exact() {
+    let config = small_u1_config(Activation::Tanh);
+    let flow = strong_flow(&config, 8, 3.0);
+    let flow32 = f32_copy(&flow, &config);
+    let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
+    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 8, flip: false };
+    let cfg = RunConfig { hmc, n_chains: 8, n_therm: 50, n_traj: 600, seed: 10 };
+    let z0 = flow.prior.sample(8, &mut StdRng::seed_from_u64(11)).into_vec();
+    let g = u1.clone();
+    let measure = |x: &[f64], o: &mut [f64]| o[0] = g.topological_charge(x).powi(2);
+    let mixed = LatentPotential::new(&flow, &u1).with_force_map(&flow32);
+    let recs = run_flow_hmc(mixed, &cfg, z0.clone(), 1, measure, None, None).unwrap();
+    let e = exp_minus_dh(&recs);
+    assert!((e.mean - 1.0).abs() < SIGMAS * e.error, "<exp(-dH)> = {e}");
+    let acc = recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / 8.0;
+    let exact_cfg = RunConfig { n_traj: 100, ..cfg };
+    let all_f64 = run_flow_hmc(LatentPotential::new(&flow, &u1), &exact_cfg, z0, 1, measure, None, None).unwrap();
+    let acc64 = all_f64.iter().map(|r| r.acceptance_rate()).sum::<f64>() / 8.0;
+    println!("acceptance: f32 force {acc:.3}, f64 force {acc64:.3}");
+    assert!((0.3..1.0).contains(&acc) && (acc - acc64).abs() < 0.1, "acceptance {acc} (f64 force: {acc64})");
+    let q2 = stat(&recs, 0);
+    let exact = exact_q2_2d(2.0, 16);
+    assert!((q2.mean - exact).abs() < SIGMAS * q2.error, "<Q^2> = {q2}, exact {exact}");
+}
+
+/// With the f32 force a trajectory, a momentum flip and the same trajectory still return to
+/// the start to [`REVERSE_TOL`]: the force is a fixed function of `z` and only the f64
+/// updates round (a rounding of `z` could move the f32 force by an f32 ulp; the 20 steps
+/// here come back to 1e-15).
+#[test]
+fn mixed_precision_trajectories_are_reversible() {
+    let config = small_u1_config(Activation::Tanh);
+    let flow = strong_flow(&config, 6, 3.0);
+    let flow32 = f32_copy(&flow, &config);
+    let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
+    let mut rng = StdRng::seed_from_u64(4);
+    let z0: Vec<f64> = (0..3 * 32).map(|_| rng.gen_range(0.0..2.0 * PI)).collect();
+    let p0 = normals(z0.len(), &mut rng);
+    let pot = LatentPotential::new(&flow, &u1).with_force_map(&flow32);
+    let (mut z, mut p, mut f) = (z0.clone(), p0.clone(), vec![0.0; z0.len()]);
+    let (mut x, mut u) = (vec![0.0; z0.len()], vec![0.0; 3]);
+    pot.potential_force(&z, &mut x, &mut u, &mut f);
+    let mut run = |z: &mut Vec<f64>, p: &mut Vec<f64>, f: &mut Vec<f64>| {
+        leapfrog_with(z, p, f, 0.1, 10, |z, f| pot.potential_force(z, &mut x, &mut u, f));
+    };
+    run(&mut z, &mut p, &mut f);
+    p.iter_mut().for_each(|v| *v = -*v);
+    run(&mut z, &mut p, &mut f);
+    let dz = z.iter().zip(&z0).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let dp = p.iter().zip(&p0).map(|(a, b)| (a + b).abs()).fold(0.0, f64::max);
+    println!("mixed precision: back at the start to |dz| {dz:e}, |dp| {dp:e}");
+    assert!(dz < REVERSE_TOL && dp < REVERSE_TOL, "back at the start to |dz| {dz:e}, |dp| {dp:e}");
 }

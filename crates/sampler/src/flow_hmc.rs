@@ -82,12 +82,26 @@ fn wrap(period: Option<f64>, z: &mut [f64]) {
 
 /// The potential of flow-HMC, `U(z) = S(f(z)) - log|det J_f(z)|`, and its force, for a
 /// batch of configurations.
+///
+/// **Mixed precision** ([`LatentPotential::with_force_map`]): the leapfrog may take its
+/// force from another evaluation of the same flow (in f32, with the engine's SIMD kernels)
+/// while `H` at the ends of each trajectory comes from `map` (f64). This is exact, not an
+/// approximation: each leapfrog step is a shear, `pi -= eps/2 F(z); z += eps pi;
+/// pi -= eps/2 F(z)`, which preserves volume and is reversed by flipping `pi` for *any*
+/// function `F(z)`; the Metropolis test with the exact `dH` then gives detailed balance
+/// (Duane et al. 1987; the argument of every mixed-precision HMC). A force that is not
+/// exactly `dU/dz` only costs acceptance.
 #[derive(Clone, Copy)]
 pub struct LatentPotential<'a> {
     /// The flow `x = f(z)`.
     pub map: &'a dyn LatentMap,
     /// The action `S(x)` with its force `S'(x)`.
     pub action: &'a dyn Action,
+    /// The evaluation of the flow whose pullback drives the leapfrog (`map` itself unless
+    /// [`LatentPotential::with_force_map`] set another).
+    force_map: &'a dyn LatentMap,
+    /// Whether `force_map` is not `map` (then `H` needs its own forward pass of `map`).
+    mixed: bool,
 }
 
 impl<'a> LatentPotential<'a> {
@@ -98,7 +112,31 @@ impl<'a> LatentPotential<'a> {
     #[track_caller]
     pub fn new(map: &'a dyn LatentMap, action: &'a dyn Action) -> Self {
         assert_eq!(map.dof(), action.dof(), "flow-HMC: the map has {} dof, the action {}", map.dof(), action.dof());
-        LatentPotential { map, action }
+        LatentPotential { map, action, force_map: map, mixed: false }
+    }
+
+    /// The same potential with the leapfrog's force from `force_map`, e.g. the flow's f32
+    /// evaluation next to an f64 `map` (see the type's documentation: exact, any force
+    /// keeps leapfrog reversible and volume-preserving; `H` stays `map`'s).
+    ///
+    /// # Panics
+    /// If `force_map` has other degrees of freedom or another period than `map`.
+    #[track_caller]
+    pub fn with_force_map(self, force_map: &'a dyn LatentMap) -> Self {
+        assert_eq!(
+            force_map.dof(),
+            self.map.dof(),
+            "flow-HMC: the force map has {} dof, the map {}",
+            force_map.dof(),
+            self.map.dof()
+        );
+        assert_eq!(force_map.period(), self.map.period(), "flow-HMC: the force map lives on another space");
+        LatentPotential { force_map, mixed: true, ..self }
+    }
+
+    /// Whether the force comes from another evaluation of the map than `H`.
+    pub fn is_mixed(&self) -> bool {
+        self.mixed
     }
 
     /// Real values per configuration.
@@ -132,7 +170,9 @@ impl<'a> LatentPotential<'a> {
     }
 
     /// `x = f(z)`, `u = U(z)` and `force = dU/dz = J_f^T S'(x) - d log|det J_f| / dz` of
-    /// each configuration (one forward pass and one reverse sweep of the map).
+    /// each configuration (one forward pass and one reverse sweep of the force map: `x`
+    /// and `u` are the force map's, which are `map`'s unless
+    /// [`LatentPotential::with_force_map`] set another).
     ///
     /// # Panics
     /// If the slice lengths do not fit `u.len()` configurations.
@@ -156,7 +196,7 @@ impl<'a> LatentPotential<'a> {
                 action.force(x, g);
             });
         };
-        self.map.pullback(&self.wrapped(z), x, &mut logdet, &mut cotangent, force);
+        self.force_map.pullback(&self.wrapped(z), x, &mut logdet, &mut cotangent, force);
         for ((u, s), ld) in u.iter_mut().zip(&s).zip(&logdet) {
             *u = s - ld;
         }
@@ -204,6 +244,9 @@ impl<'a> FlowHmcChains<'a> {
         let n = z0.len() / d;
         let (mut x, mut u, mut force) = (vec![0.0; z0.len()], vec![0.0; n], vec![0.0; z0.len()]);
         pot.potential_force(&z0, &mut x, &mut u, &mut force);
+        if pot.mixed {
+            pot.potential(&z0, &mut x, &mut u);
+        }
         FlowHmcChains {
             pot,
             n,
@@ -284,6 +327,10 @@ impl<'a> FlowHmcChains<'a> {
         leapfrog_with(&mut self.z_new, &mut self.p, &mut self.force_new, config.step_size(), config.n_steps, |z, f| {
             pot.potential_force(z, x_new, u_new, f);
         });
+        if pot.mixed {
+            // H (and the configuration measured) from the exact map
+            pot.potential(&self.z_new, x_new, u_new);
+        }
         let mut infos = Vec::with_capacity(self.n);
         for (c, rng) in rngs.iter_mut().enumerate() {
             let r = c * d..(c + 1) * d;

@@ -1,0 +1,153 @@
+//! What a flow-HMC leapfrog step costs next to a training step (issue "flow-HMC", target:
+//! a leapfrog step cheaper than a training step at the same lattice and batch), and a whole
+//! flow-HMC trajectory next to plain HMC. The demo architectures (phi^4 M2 = -4, lam = 8,
+//! 16 affine couplings; U(1) beta = 2, 16 NCP couplings, 2 mixture components; hidden
+//! [8, 8], kernel 3), freshly initialized, at L = 16 with 64 chains = batch 64:
+//!
+//! - `train step`: one reverse-KL step in f32 (sample, flow, action, loss, backward with
+//!   the weight gradients, Adam), as `cargo bench --bench train_step` at 8x8;
+//! - `force f32` / `force f64`: one flow-HMC force of all 64 chains
+//!   ([`LatentPotential::potential_force`]: a forward pass and an input-only reverse sweep,
+//!   no weight gradients) with the flow in f32 (SIMD kernels) or f64;
+//! - `fhmc trajectory`: one trajectory of all chains, 10 leapfrog steps of the f32 force and
+//!   `H` in f64 at its ends (what `latflow fhmc` runs by default);
+//! - `hmc trajectory`: one plain HMC trajectory (10 steps) of 64 chains, rayon over chains.
+//!
+//! ```text
+//! cargo bench --bench flow_hmc               # FLOW_HMC_L=8 for another lattice size
+//! ```
+//!
+//! Medians of repeated runs after two warm-ups, all cases in one run (the machines are
+//! shared: compare ratios within a run).
+
+use latflow::flow::model::Flow;
+use latflow::flow::phi4::Phi4FlowConfig;
+use latflow::flow::train::{TapeAction, TrainConfig, Trainer};
+use latflow::flow::u1::model::{U1FlowConfig, U1GaugeAction};
+use latflow::physics::{phi4_action_var, Action, Lattice, Phi4, U1};
+use latflow::sampler::flow_hmc::{FlowHmcChains, LatentPotential};
+use latflow::sampler::hmc::{chain_seed, HmcChain, HmcConfig};
+use latflow::tensor::{AdamConfig, Var};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use std::time::Instant;
+
+const CHAINS: usize = 64;
+
+fn median_ms(mut f: impl FnMut(), reps: usize) -> f64 {
+    f();
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+struct Row {
+    model: &'static str,
+    train: f64,
+    force32: f64,
+    force64: f64,
+    fhmc: f64,
+    hmc: f64,
+}
+
+fn measure<A: TapeAction<f32>>(
+    model: &'static str,
+    build32: &dyn Fn() -> Flow<f32>,
+    build64: &dyn Fn() -> Flow<f64>,
+    tape_action: &A,
+    action: &dyn Action,
+    hmc_start: &dyn Fn(usize) -> Vec<f64>,
+) -> Row {
+    let config = TrainConfig { batch: CHAINS, adam: AdamConfig::default(), lr_final: None, steps: usize::MAX, seed: 0 };
+    let mut tr = Trainer::new(build32(), config);
+    let train = median_ms(
+        || {
+            tr.step(tape_action).unwrap();
+        },
+        20,
+    );
+    let (f32flow, f64flow) = (build32(), build64());
+    let z: Vec<f64> = f64flow.prior.sample(CHAINS, &mut StdRng::seed_from_u64(1)).into_vec();
+    let d = z.len() / CHAINS;
+    let (mut x, mut u, mut f) = (vec![0.0; z.len()], vec![0.0; CHAINS], vec![0.0; z.len()]);
+    let exact = LatentPotential::new(&f64flow, action);
+    let mixed = exact.with_force_map(&f32flow);
+    let force32 = median_ms(|| mixed.potential_force(&z, &mut x, &mut u, &mut f), 20);
+    let force64 = median_ms(|| exact.potential_force(&z, &mut x, &mut u, &mut f), 10);
+    let cfg = HmcConfig::default();
+    let mut chains = FlowHmcChains::new(mixed, z.clone());
+    let mut rngs: Vec<StdRng> = (0..CHAINS).map(|c| StdRng::seed_from_u64(chain_seed(0, c))).collect();
+    let fhmc = median_ms(
+        || {
+            chains.trajectory(&cfg, &mut rngs);
+        },
+        5,
+    );
+    let mut plain: Vec<(HmcChain, StdRng)> =
+        (0..CHAINS).map(|c| (HmcChain::new(action, hmc_start(c)), StdRng::seed_from_u64(chain_seed(0, c)))).collect();
+    assert_eq!(d, action.dof());
+    let hmc = median_ms(
+        || {
+            plain.par_iter_mut().for_each(|(ch, rng)| {
+                ch.trajectory(action, &cfg, rng);
+            })
+        },
+        20,
+    );
+    Row { model, train, force32, force64, fhmc, hmc }
+}
+
+fn main() {
+    latflow::tensor::malloc::keep_large_blocks_on_heap();
+    let l: usize = std::env::var("FLOW_HMC_L").ok().map(|v| v.parse().expect("FLOW_HMC_L: an integer")).unwrap_or(16);
+    let phi4 = Phi4::new(Lattice::new(&[l, l]), -4.0, 8.0);
+    let phi4_tape = |x: &Var<f32>| phi4_action_var(x, -4.0, 8.0);
+    let arch = Phi4FlowConfig { l, ..Phi4FlowConfig::default() };
+    let rows = [
+        measure(
+            "phi4",
+            &|| arch.build::<f32>(&mut StdRng::seed_from_u64(0)),
+            &|| arch.build::<f64>(&mut StdRng::seed_from_u64(0)),
+            &phi4_tape,
+            &phi4,
+            &|_| vec![0.0; l * l],
+        ),
+        {
+            let u1 = U1::new(Lattice::new(&[l, l]), 2.0);
+            let arch = U1FlowConfig { l, ..U1FlowConfig::default() };
+            measure(
+                "u1",
+                &|| arch.build::<f32>(&mut StdRng::seed_from_u64(0)),
+                &|| arch.build::<f64>(&mut StdRng::seed_from_u64(0)),
+                &U1GaugeAction { beta: 2.0 },
+                &u1,
+                &|_| vec![0.0; 2 * l * l],
+            )
+        },
+    ];
+    println!(
+        "\nL = {l}, {CHAINS} chains = batch {CHAINS}, {} rayon threads; median ms (10 leapfrog steps per trajectory)",
+        rayon::current_num_threads()
+    );
+    println!("model  train step  force f32  force f64  f32/train  fhmc trajectory  hmc trajectory");
+    for r in rows {
+        println!(
+            "{:<6} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>16.1} {:>15.2}",
+            r.model,
+            r.train,
+            r.force32,
+            r.force64,
+            r.force32 / r.train,
+            r.fhmc,
+            r.hmc
+        );
+    }
+}
