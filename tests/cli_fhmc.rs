@@ -141,7 +141,8 @@ fn a_clipped_zero_error_is_not_printed_as_exact() {
 
 /// A smooth flow (`--activation tanh`, stored in the checkpoint) targeting other couplings
 /// than its training's (`fhmc --beta 3` with a flow trained at beta 2: a partial
-/// trivializing map, still exact), with the force in f32 (default) or f64; user errors.
+/// trivializing map, still exact), with the force in f32 (default) or f64, from HMC
+/// (default) or prior starts; user errors.
 #[test]
 fn fhmc_runs_smooth_flows_at_other_couplings_in_either_precision() {
     use latflow::io::safetensors::SafeTensors;
@@ -155,12 +156,14 @@ fn fhmc_runs_smooth_flows_at_other_couplings_in_either_precision() {
     assert_eq!(st.metadata.get("activation").map(String::as_str), Some("tanh"));
 
     let flags = ["--n-traj", "300", "--n-therm", "30", "--chains", "8", "--steps", "20", "--quiet", "--no-csv"];
-    for precision in ["f32", "f64"] {
-        let mut a = vec!["fhmc", "--checkpoint", s(&ck), "--beta", "3", "--precision", precision];
+    for (precision, start) in [("f32", "hmc"), ("f64", "prior")] {
+        let mut a = vec!["fhmc", "--checkpoint", s(&ck), "--beta", "3", "--precision", precision, "--start", start];
         a.extend(flags);
         let printed = ok(&a);
         assert!(printed.contains("latflow fhmc u1: L=8 beta=3"), "{printed}");
         assert!(printed.contains(&format!("force in {precision}, H in f64")), "{printed}");
+        let said = if start == "hmc" { "200 plain HMC trajectories per chain" } else { "prior samples" };
+        assert!(printed.lines().any(|l| l.trim_start().starts_with("start") && l.contains(said)), "{printed}");
         let (e, de) = value_error(&printed, "<exp(-dH)>");
         assert!((e - 1.0).abs() < SIGMAS * de, "{precision}: <exp(-dH)> = {e} +- {de}");
         let p = pull(&printed, "<Q^2> (exact, 2D)");
@@ -172,6 +175,7 @@ fn fhmc_runs_smooth_flows_at_other_couplings_in_either_precision() {
         &["fhmc", "--checkpoint", s(&ck), "--precision", "f16", "--out", s(&o)],
         "--precision must be f32 or f64",
     );
+    user_error(&["fhmc", "--checkpoint", s(&ck), "--start", "cold", "--out", s(&o)], "--start must be hmc or prior");
     user_error(
         &["fhmc", "--checkpoint", s(&ck), "--m2", "1", "--out", s(&o)],
         "--m2 is not a coupling of the u1 theory",

@@ -15,12 +15,14 @@
 use super::hmc::{self, ChainDefaults};
 use super::{checkpoints, save, Args, CliError, CliResult};
 use crate::sampler::ensemble::{IndependenceSampler, Sampler};
-use crate::sampler::flow_hmc::{run_flow_hmc, LatentPotential};
+use crate::sampler::flow_hmc::{latent_start, run_flow_hmc, LatentPotential};
 use crate::sampler::hmc::ChainSink;
+use crate::sampler::hmc::{chain_seed, HmcChain, HmcConfig};
 use crate::theory::Group;
 use crate::theory::Theory;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -30,7 +32,8 @@ use std::time::Instant;
 /// `measure` alike).
 pub const SAMPLER_FLOW_HMC: &str = "flow-hmc";
 
-const VALUED: &[&str] = &["checkpoint", "L", "n-traj", "n-therm", "chains", "steps", "tau", "seed", "out", "precision"];
+const VALUED: &[&str] =
+    &["checkpoint", "L", "n-traj", "n-therm", "chains", "steps", "tau", "seed", "out", "precision", "start"];
 const SWITCHES: &[&str] = &["quiet", "no-csv", "force", "save"];
 
 /// 1000 trajectories per chain after 50, 8 chains (one batch through the flow).
@@ -38,7 +41,7 @@ const DEFAULTS: ChainDefaults = ChainDefaults { n_traj: 1000, n_therm: 50, chain
 
 /// Usage of `latflow fhmc`.
 pub const USAGE: &str = "latflow fhmc --checkpoint FILE [--L L --n-traj 1000 --n-therm 50 --chains 8 --steps 10 \
-                         --tau 1.0 --seed 0 --precision f32|f64 --out runs/fhmc_THEORY --no-csv --quiet --save \
+                         --tau 1.0 --seed 0 --precision f32|f64 --start hmc|prior --out runs/fhmc_THEORY --no-csv --quiet --save \
                          COUPLING FLAGS]";
 
 /// Entry point of `latflow fhmc`.
@@ -75,6 +78,11 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
         Some(v) => return Err(CliError(format!("fhmc: --precision must be f32 or f64, got '{v}'"))),
     };
     let flow32 = ck.flow_f32()?;
+    let start = match a.opt::<String>("start")?.as_deref() {
+        None | Some("hmc") => Start::Hmc,
+        Some("prior") => Start::Prior,
+        Some(v) => return Err(CliError(format!("fhmc: --start must be hmc or prior, got '{v}'"))),
+    };
     super::sample::note_size(&ck);
     let setup = ck.setup.as_ref();
     let mut c = hmc::common_for(&a, theory, "fhmc", DEFAULTS)?;
@@ -89,13 +97,34 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
         meta.insert(save::SAMPLER_KEY.into(), SAMPLER_FLOW_HMC.into());
         meta.insert("checkpoint".into(), path.display().to_string());
         meta.insert("checkpoint_sha256".into(), crate::io::digest::sha256_file(&path).map_err(CliError)?);
-        meta.insert("start".into(), "prior samples z ~ r(z), seeded by seed".into());
+        meta.insert("start".into(), start.describe());
         meta.extend(checkpoints::size_metadata(&ck));
         c.save = Some(save::Target::create(&dir, meta)?);
     }
     let obs = setup.observables();
     let action = setup.action();
-    let z0 = flow.prior.sample(c.run.n_chains, &mut StdRng::seed_from_u64(c.run.seed ^ 0x5eed_f10e)).into_vec();
+    let t_start = Instant::now();
+    let z0 = match start {
+        Start::Prior => {
+            flow.prior.sample(c.run.n_chains, &mut StdRng::seed_from_u64(c.run.seed ^ 0x5eed_f10e)).into_vec()
+        }
+        Start::Hmc => {
+            let hmc = HmcConfig { flip: false, ..c.run.hmc };
+            let x0: Vec<f64> = (0..c.run.n_chains)
+                .into_par_iter()
+                .flat_map_iter(|chain| {
+                    let mut rng = StdRng::seed_from_u64(chain_seed(c.run.seed ^ 0x57a7_e0f5, chain));
+                    let mut ch = HmcChain::new(action, setup.hmc_start(&mut rng));
+                    for _ in 0..START_TRAJECTORIES {
+                        ch.trajectory(action, &hmc, &mut rng);
+                    }
+                    ch.config().to_vec()
+                })
+                .collect();
+            latent_start(&flow, &x0)
+        }
+    };
+    let start_secs = t_start.elapsed().as_secs_f64();
     let measure = |x: &[f64], o: &mut [f64]| {
         for (v, ob) in o.iter_mut().zip(&obs) {
             *v = (ob.f)(x);
@@ -134,11 +163,13 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
     let header =
         format!("latflow fhmc {}: {} (flow-HMC with {}{sizes})", theory.name(), setup.describe(), path.display());
     let timing = format!(
-        "{total} trajectories in {secs:.2} s ({:.1} ms per trajectory of all {} chains, {} threads; force in {}, H in f64)",
+        "{total} trajectories in {secs:.2} s ({:.1} ms per trajectory of all {} chains, {} threads; force in {}, H in f64)\n  \
+         start                        {} ({start_secs:.2} s)",
         1e3 * secs / (c.run.n_therm + c.run.n_traj) as f64,
         c.run.n_chains,
         rayon::current_num_threads(),
-        if precision == Precision::F32 { "f32" } else { "f64" }
+        if precision == Precision::F32 { "f32" } else { "f64" },
+        start.describe()
     );
     hmc::summarize_as(&header, setup, &obs, &setup.derived(), &|_| true, &c.run, &recs, &timing, Some(&c))?;
     if let (Some(dir), Some((k, charge))) =
@@ -158,6 +189,33 @@ enum Precision {
     F32,
     /// The flow in f64 (the audits' precision).
     F64,
+}
+
+/// Plain HMC trajectories each chain runs from the theory's start before its configuration
+/// is mapped to `z` (`--start hmc`).
+const START_TRAJECTORIES: usize = 200;
+
+/// Where the chains start.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Start {
+    /// `START_TRAJECTORIES` plain HMC trajectories at the target couplings from the
+    /// theory's start, then `z = f^{-1}(x)` by the reverse pass (the default: near
+    /// equilibrium whatever the flow, also at couplings it was not trained for).
+    Hmc,
+    /// Samples of the flow's prior, whose images are the flow's own samples (near
+    /// equilibrium only when the flow is good at these couplings).
+    Prior,
+}
+
+impl Start {
+    fn describe(&self) -> String {
+        match self {
+            Start::Hmc => format!(
+                "{START_TRAJECTORIES} plain HMC trajectories per chain (seeded by seed), mapped to z by the reverse pass"
+            ),
+            Start::Prior => "prior samples z ~ r(z), seeded by seed".into(),
+        }
+    }
 }
 
 /// Most trajectories shown per chain in the charge-history figure.
