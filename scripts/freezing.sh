@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Topological freezing of 2D U(1) at L = 16, beta = 6: plain HMC against flow-HMC at equal
+# trajectory length (tau = 1), with a smooth (tanh) flow trained at 8x8 and a lower beta
+# (a partial trivializing map, applied at 16x16 and beta 6 with no retraining). One
+# markdown row per sampler (README, "Flow-HMC", and the issue "flow-HMC"):
+#
+#   trajectories | acceptance | tunnelling rate (mean |Q_{i+1} - Q_i| per trajectory) |
+#   <Q^2> against the exact finite-volume value | tau_int of Q^2 | wall s | cost per
+#   effective sample of Q^2 (wall x 2 tau_int / N, ms)
+#
+#   scripts/freezing.sh [OUT_DIR [BETA_TRAIN [FHMC_STEPS]]]   # default runs/freezing, 2, 100
+#   scripts/freezing.sh --from OUT_DIR                        # only the table, from an earlier run
+#
+# About 10 minutes on the 2-core dev box (most of it flow-HMC: 8 chains x 310 trajectories
+# of 100 leapfrog steps through a 16-layer flow; plain HMC: 4 chains x 200500 trajectories).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run=1
+if [ "${1:-}" = "--from" ]; then
+    run=0
+    shift
+    [ -d "${1:-}" ] || { echo "freezing.sh: --from needs the directory of an earlier run" >&2; exit 2; }
+fi
+out=${1:-runs/freezing}
+beta_train=${2:-2}
+steps=${3:-100}
+bin=target/release/latflow
+if [ $run = 1 ]; then
+    mkdir -p "$out"
+    cargo build --release --quiet
+    "$bin" train u1 --L 8 --beta "$beta_train" --activation tanh --out "$out/flow" --force --quiet > "$out/train.log"
+    "$bin" hmc u1 --L 16 --beta 6 --tau 1 --steps 10 --chains 4 --n-traj 200000 --n-therm 500 --no-csv --quiet \
+        > "$out/hmc.log"
+    "$bin" fhmc --checkpoint "$out/flow/model.safetensors" --L 16 --beta 6 --tau 1 --steps "$steps" --chains 8 \
+        --n-traj 300 --n-therm 10 --out "$out/fhmc" --force --quiet > "$out/fhmc.log"
+fi
+for f in "$out/train.log" "$out/hmc.log" "$out/fhmc.log"; do
+    [ -s "$f" ] || { echo "freezing.sh: $f is missing or empty" >&2; exit 1; }
+done
+
+row() {
+    awk -v name="$1" '
+        { s = $0; sub(/^ +/, "", s) }
+        s ~ /^[0-9]+ trajectories in / { split(s, w, " "); total = w[1]; secs = w[4] }
+        s ~ /^acceptance / { split(s, w, " "); acc = w[2] }
+        s ~ /^<Q\^2> +[-0-9.]+ \+- / { split(s, w, " "); q = w[2]; dq = w[4]; tau = w[6]; dtau = w[8] }
+        s ~ /^<Q\^2> \(exact, 2D\)/ { split(s, w, " "); exact = w[4] }
+        s ~ /^tunnelling rate +[0-9.]+ per trajectory/ { split(s, w, " "); rate = w[3] }
+        END {
+            cost = secs / total * 2 * tau * 1e3
+            printf "| %s | %d | %s | %s | %s +- %s (exact %s) | %s +- %s | %.1f | %.1f |\n", \
+                name, total, acc, rate, q, dq, exact, tau, dtau, secs, cost
+        }' "$2"
+}
+
+echo "flow: $(grep -E '^Metropolis acceptance|^training time' "$out/train.log" | tr -s ' ' | tr '\n' ';' | sed 's/;$//') (trained at 8x8, beta $beta_train, tanh)"
+echo
+echo "| sampler (U(1) 16x16, beta 6, tau 1) | trajectories (all chains, with thermalization) | acceptance | tunnelling rate | <Q^2> | tau_int(Q^2) | wall s | cost per effective Q^2 sample, ms |"
+echo "|---|---|---|---|---|---|---|---|"
+row "HMC, 10 leapfrog steps" "$out/hmc.log"
+row "flow-HMC, $(awk '/leapfrog steps/ { for (i = 1; i <= NF; i++) if ($(i + 1) == "leapfrog") { print $i; exit } }' "$out/fhmc.log") leapfrog steps" "$out/fhmc.log"
