@@ -181,7 +181,10 @@ fn fhmc_runs_smooth_flows_at_other_couplings_in_either_precision() {
         "--m2 is not a coupling of the u1 theory",
     );
     user_error(&["fhmc", "--checkpoint", s(&ck), "--layers", "4", "--out", s(&o)], "unknown flag --layers");
-    user_error(&["train", "u1", "--activation", "relu", "--out", s(&o)], "unknown activation 'relu'");
+    user_error(
+        &["train", "u1", "--activation", "relu", "--out", s(&o)],
+        "--activation must be leaky or tanh, got 'relu'",
+    );
     user_error(
         &["train", "phi4", "--coupling", "z2sym", "--activation", "tanh", "--out", s(&o)],
         "activation tanh is built for the affine coupling",

@@ -49,7 +49,7 @@ impl Activation {
         match s {
             "leaky" => Ok(Activation::TUTORIAL),
             "tanh" => Ok(Activation::Tanh),
-            _ => Err(format!("unknown activation '{s}' (expected leaky or tanh)")),
+            _ => Err(format!("must be leaky or tanh, got '{s}'")),
         }
     }
 
