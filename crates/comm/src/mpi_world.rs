@@ -36,6 +36,11 @@ impl Mpi {
         (counts, displs)
     }
 
+    /// A receive buffer of `n` bytes whose address is a real allocation (see [`nonempty`]).
+    fn recv_buffer(n: usize) -> Vec<u8> {
+        vec![0u8; n.max(1)]
+    }
+
     fn split(buf: &[u8], lens: &[usize]) -> Vec<Vec<u8>> {
         let mut at = 0;
         lens.iter()
@@ -44,6 +49,17 @@ impl Mpi {
                 buf[at - n..at].to_vec()
             })
             .collect()
+    }
+}
+
+/// `local`, or when it is empty, an empty slice of `pad`: an empty `&[u8]` points at address
+/// 1, which is OpenMPI's `MPI_IN_PLACE`, so MPI would read a zero-length send as "in place"
+/// (an error on a non-root rank of a gather, `MPI_ERR_ARG`).
+fn nonempty<'a>(local: &'a [u8], pad: &'a [u8; 1]) -> &'a [u8] {
+    if local.is_empty() {
+        &pad[..0]
+    } else {
+        local
     }
 }
 
@@ -59,14 +75,17 @@ impl Comm for Mpi {
         self.world.all_gather_into(&(local.len() as u64), &mut lens[..]);
         let lens: Vec<usize> = lens.into_iter().map(|n| n as usize).collect();
         let (counts, displs) = Mpi::partition(&lens);
-        let mut buf = vec![0u8; lens.iter().sum()];
+        let mut buf = Mpi::recv_buffer(lens.iter().sum());
         let mut part = PartitionMut::new(&mut buf[..], counts, displs);
-        self.world.all_gather_varcount_into(local, &mut part);
+        let pad = [0u8; 1];
+        self.world.all_gather_varcount_into(nonempty(local, &pad), &mut part);
         Mpi::split(&buf, &lens)
     }
     fn gather(&self, root: usize, local: &[u8]) -> Option<Vec<Vec<u8>>> {
         let root_proc = self.world.process_at_rank(root as i32);
         let n = local.len() as u64;
+        let pad = [0u8; 1];
+        let local = nonempty(local, &pad);
         if self.rank() != root {
             root_proc.gather_into(&n);
             root_proc.gather_varcount_into(local);
@@ -76,7 +95,7 @@ impl Comm for Mpi {
         root_proc.gather_into_root(&n, &mut lens[..]);
         let lens: Vec<usize> = lens.into_iter().map(|n| n as usize).collect();
         let (counts, displs) = Mpi::partition(&lens);
-        let mut buf = vec![0u8; lens.iter().sum()];
+        let mut buf = Mpi::recv_buffer(lens.iter().sum());
         let mut part = PartitionMut::new(&mut buf[..], counts, displs);
         root_proc.gather_varcount_into_root(local, &mut part);
         Some(Mpi::split(&buf, &lens))
