@@ -513,7 +513,7 @@ mod tests {
     #[test]
     fn rejects_bad_input_with_clear_errors() {
         let theories = latflow_theory::builtin();
-        let err = |v: &[&str]| run(&theories, &s(v)).unwrap_err().0;
+        let err = |v: &[&str]| run(&theories, &s(v), &latflow_comm::SingleProcess).unwrap_err().0;
         assert!(err(&["su3"]).contains("unknown theory \"su3\""));
         assert!(err(&[]).contains("which theory"));
         assert!(err(&["phi4", "--L", "-8"]).contains("--L must be positive"));
@@ -536,13 +536,13 @@ mod tests {
         let common = ["--L", "4", "--n-traj", "50", "--n-therm", "10", "--chains", "2", "--quiet"];
         let mut args = s(&["phi4", "--out", dir.to_str().unwrap()]);
         args.extend(s(&common));
-        run(&theories, &args).unwrap();
+        run(&theories, &args, &latflow_comm::SingleProcess).unwrap();
         let text = std::fs::read_to_string(dir.join(OBSERVABLES_FILE)).unwrap();
         assert_eq!(text.lines().next().unwrap(), "chain,traj,accepted,dH,chi2,M,absM,Mpos,M2,M4,G0,G1,G2,S");
         assert_eq!(text.lines().count(), 1 + 2 * 50);
         let mut args = s(&["u1", "--beta", "1.0", "--no-csv"]);
         args.extend(s(&common));
-        run(&theories, &args).unwrap();
+        run(&theories, &args, &latflow_comm::SingleProcess).unwrap();
         std::fs::remove_dir_all(dir).ok();
     }
 
