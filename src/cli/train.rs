@@ -524,6 +524,8 @@ pub fn train_loop<A: TapeAction<f32>>(
                     if comm.is_root() {
                         checkpoints::save(trainer, dir, meta)?;
                     }
+                    // the other ranks abort the job with this error: not before it is saved
+                    comm.barrier();
                     true
                 } else {
                     dir.join(MODEL_FILE).exists()
