@@ -81,6 +81,10 @@ fn two_ranks_train_the_weights_of_one_process_bit_for_bit() {
     let h = history(&one);
     assert_eq!(h.len(), 21, "header and 20 steps");
     assert_eq!(h, history(&two), "loss, ESS, log p, log q, lr of every step");
+    // 3 ranks (on 2 cores): 4 shards split 2, 1, 1
+    let three = d.join("three");
+    ok(3, &train_args(three.to_str().unwrap(), "20"));
+    assert!(read(&one.join("model.safetensors")) == read(&three.join("model.safetensors")), "3 ranks");
     // the run trained: the parameters moved from their initial values
     let init = d.join("init");
     ok(0, &train_args(init.to_str().unwrap(), "1"));
