@@ -38,12 +38,17 @@ fn launched_size() -> Option<usize> {
 /// Without the `mpi` feature, when a launcher started several copies (each would run the
 /// whole job alone, and all would write the same run directory).
 pub fn world() -> CliResult<Box<dyn Comm>> {
+    world_of(launched_size())
+}
+
+/// [`world`] for a job of `launched` ranks (`None`: not started by a launcher).
+fn world_of(launched: Option<usize>) -> CliResult<Box<dyn Comm>> {
     #[cfg(feature = "mpi")]
-    if launched_size().is_some() {
+    if launched.is_some() {
         let mpi = latflow_comm::Mpi::init().ok_or_else(|| CliError("MPI was initialized twice".into()))?;
         return Ok(Box::new(mpi));
     }
-    match launched_size() {
+    match launched {
         Some(n) if n > 1 && !cfg!(feature = "mpi") => Err(CliError(format!(
             "started as one of {n} MPI ranks, but this latflow was built without MPI: each rank would run \
              the whole job alone; build it with `cargo build --release --features mpi`"
@@ -81,9 +86,17 @@ pub fn root_dir(comm: &dyn Comm, dir: &Path) -> PathBuf {
 /// # Errors
 /// When it is set but not `RANK:STEP`.
 pub fn fault_at() -> CliResult<Option<(usize, usize)>> {
-    let Ok(v) = std::env::var(FAULT_ENV) else { return Ok(None) };
-    let parsed = v.split_once(':').and_then(|(r, s)| Some((r.trim().parse().ok()?, s.trim().parse().ok()?)));
-    parsed.map(Some).ok_or_else(|| CliError(format!("{FAULT_ENV} must be RANK:STEP (a test hook), got {v:?}")))
+    match std::env::var(FAULT_ENV) {
+        Ok(v) => parse_fault(&v).map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
+/// `RANK:STEP` of [`FAULT_ENV`].
+fn parse_fault(v: &str) -> CliResult<(usize, usize)> {
+    v.split_once(':')
+        .and_then(|(r, s)| Some((r.trim().parse().ok()?, s.trim().parse().ok()?)))
+        .ok_or_else(|| CliError(format!("{FAULT_ENV} must be RANK:STEP (a test hook), got {v:?}")))
 }
 
 /// The fault hook: exits this process (status 3) if [`FAULT_ENV`] names this rank and `step`.
@@ -97,6 +110,26 @@ pub fn maybe_fail(comm: &dyn Comm, fault: Option<(usize, usize)>, step: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(not(feature = "mpi"))]
+    #[test]
+    fn a_build_without_mpi_refuses_several_ranks() {
+        let e = world_of(Some(2)).err().expect("2 ranks refused").0;
+        assert!(e.contains("one of 2 MPI ranks") && e.contains("--features mpi"), "{e}");
+        for launched in [None, Some(1)] {
+            assert_eq!(world_of(launched).unwrap().size(), 1, "{launched:?}");
+        }
+    }
+
+    #[test]
+    fn the_fault_hook_reads_rank_and_step() {
+        assert_eq!(parse_fault("1:12").unwrap(), (1, 12));
+        assert_eq!(parse_fault(" 0 : 3 ").unwrap(), (0, 3));
+        for bad in ["1", "1:x", "-1:2", ""] {
+            let e = parse_fault(bad).unwrap_err().0;
+            assert!(e.contains("LATFLOW_FAULT_RANK_EXIT must be RANK:STEP"), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn single_only_commands_name_the_rank_count() {
