@@ -5,6 +5,7 @@
 
 pub mod cli;
 
+pub use latflow_comm as comm;
 /// The CUDA kernels and their launchers (feature `cuda`).
 #[cfg(feature = "cuda")]
 pub use latflow_cuda_kernels as cuda_kernels;

@@ -18,8 +18,21 @@ fn main() {
         default_hook(info);
     }));
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    if let Err(e) = latflow::cli::run(&latflow::theory::builtin(), &argv) {
-        eprintln!("error: {e}");
-        std::process::exit(2);
+    let comm = match latflow::cli::ranks::world() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = latflow::cli::run_over(&latflow::theory::builtin(), &argv, comm.as_ref()) {
+        if comm.size() == 1 {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+        // the other ranks may be waiting for this one: end the whole job
+        eprintln!("error (rank {} of {}): {e}", comm.rank(), comm.size());
+        comm.abort(2);
     }
+    // drops comm: MPI_Finalize
 }

@@ -76,20 +76,23 @@ fn options_are_stored_and_kept() {
     let run = dir.join("run");
     let base = ["train", "phi4", "--L", "4", "--lam", "1", "--layers", "2", "--hidden", "4", "--n", "2048"];
     let opts = ["--mixture", "z2", "--coupling", "z2odd", "--prior", "free:0.5", "--quiet"];
-    ok(&[&base[..], &opts, &["--steps", "20", "--era", "10", "--out", s(&run)]].concat());
+    // 300 steps (0.5 s): after 20 the reweighting rested on one weight (ESS / N 0.000, k-hat
+    // 4.9) and the check below passed at 3 of 8 sampling seeds
+    ok(&[&base[..], &opts, &["--steps", "300", "--era", "100", "--out", s(&run)]].concat());
     let model = run.join("model.safetensors");
     let meta = SafeTensors::read(&model).unwrap().metadata;
     assert_eq!(
         (meta["mixture"].as_str(), meta["coupling"].as_str(), meta["prior"].as_str()),
         ("z2", "z2odd", "free:0.5")
     );
-    // the mixture samples both vacua: P(M > 0) reweighted within 4 sigma of 1/2
+    // the mixture samples both vacua: P(M > 0) reweighted within 4 sigma of 1/2 (at seeds
+    // 1..8: ESS / N 0.015-0.046, all within 2.2 sigma)
     let out = ok(&["sample", "--checkpoint", s(&model), "--n", "4096", "--out", s(&dir.join("s"))]);
     let (v, e) = estimate(&out, "P(M > 0) (reweighting)");
     assert!((v - 0.5).abs() < 4.0 * e, "P(M > 0) = {v} +- {e}\n{out}");
-    ok(&["train", "phi4", "--resume", s(&model), "--steps", "30", "--quiet", "--n", "1024"]);
+    ok(&["train", "phi4", "--resume", s(&model), "--steps", "310", "--quiet", "--n", "1024"]);
     assert_eq!(SafeTensors::read(&model).unwrap().metadata["mixture"], "z2");
-    let e = latflow(&["train", "phi4", "--resume", s(&model), "--steps", "40", "--mixture", "none"]);
+    let e = latflow(&["train", "phi4", "--resume", s(&model), "--steps", "320", "--mixture", "none"]);
     assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("--mixture contradicts"));
     for (flag, value, needle) in [
         ("--prior", "free:0", "M2 > 0"),

@@ -8,11 +8,12 @@
 use super::{save, Args, CliError, CliResult};
 use crate::io::csv::Table;
 use crate::physics::Action;
-use crate::sampler::hmc::{run_chains_saving, ChainRecord, ChainSink, HmcConfig, RunConfig};
+use crate::sampler::hmc::{run_chains_over, ChainRecord, ChainSink, HmcConfig, RunConfig};
 use crate::sampler::stats::{
     gamma_method_derived_replicas, gamma_method_replicas, tunnelling_rate, GammaEstimate, S_TAU_DEFAULT,
 };
 use crate::theory::{Derived, Observable, Params, Setup, Theory};
+use latflow_comm::Comm;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -76,7 +77,7 @@ pub(crate) struct ChainDefaults {
 const HMC_DEFAULTS: ChainDefaults = ChainDefaults { n_traj: 10_000, n_therm: 500, chains: 4 };
 
 /// Entry point of `latflow hmc`.
-pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
+pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliResult<()> {
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!("{}", usage(theories));
         return Ok(());
@@ -100,14 +101,22 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
     let params = Params::from_flags(&theory.params(), &given);
     let setup = theory.setup(&params).map_err(|e| CliError(format!("hmc: {e}")))?;
     let mut c = common(&a, theory)?;
+    c.out = c.out.map(|o| super::ranks::root_dir(comm, &o));
+    c.quiet |= !comm.is_root();
     if a.has("save") {
         let Some(out) = &c.out else {
             return Err(CliError("hmc: --save writes into the run directory; it contradicts --no-csv".into()));
         };
-        let dir = super::make_dir(out)?;
-        c.save = Some(save::Target::create(&dir, save::hmc_metadata(theory, params.values(), &c.run))?);
+        let meta = save::hmc_metadata(theory, params.values(), &c.run);
+        // rank 0 empties the ensemble directory before any rank writes its chains' chunks
+        c.save = Some(if comm.is_root() {
+            save::Target::create(&super::make_dir(out)?, meta)?
+        } else {
+            save::Target { dir: out.join(save::ENSEMBLE_DIR), metadata: meta }
+        });
+        comm.barrier();
     }
-    sample(theory, setup.as_ref(), &c)
+    sample(theory, setup.as_ref(), &c, comm)
 }
 
 fn common(a: &Args, theory: &dyn Theory) -> CliResult<Common> {
@@ -171,8 +180,9 @@ fn non_negative(a: &Args, name: &str, default: usize) -> CliResult<usize> {
     usize::try_from(v).map_err(|_| CliError(format!("--{name} must be >= 0, got {v}")))
 }
 
-/// Runs the chains, prints the summary with the references, writes the CSV.
-fn sample(theory: &dyn Theory, setup: &dyn Setup, c: &Common) -> CliResult<()> {
+/// Runs the chains (spread over the ranks of `comm`, each rank saving its own chains'
+/// chunks), prints the summary with the references, writes the CSV (rank 0).
+fn sample(theory: &dyn Theory, setup: &dyn Setup, c: &Common, comm: &dyn Comm) -> CliResult<()> {
     let obs = setup.observables();
     let action = setup.action();
     let dof = action.dof() as f64;
@@ -195,10 +205,12 @@ fn sample(theory: &dyn Theory, setup: &dyn Setup, c: &Common) -> CliResult<()> {
         o[obs.len()] = action.action(x);
     };
     let shape = setup.config_shape();
-    let (recs, secs) = run_with_progress(action, c, obs.len() + 1, init, measure, &shape)?;
+    let (recs, secs) = run_with_progress(action, c, obs.len() + 1, init, measure, &shape, comm)?;
+    let Some(recs) = recs else { return Ok(()) };
     let n = c.run.n_chains * (c.run.n_therm + c.run.n_traj);
+    let ranks = if comm.size() > 1 { format!(" x {} ranks", comm.size()) } else { String::new() };
     let timing = format!(
-        "{n} trajectories in {secs:.2} s ({:.0}/s on {} threads)",
+        "{n} trajectories in {secs:.2} s ({:.0}/s on {} threads{ranks})",
         n as f64 / secs,
         rayon::current_num_threads()
     );
@@ -324,7 +336,8 @@ pub fn summarize_as(
     }
 }
 
-/// Runs the chains with a progress line on stderr; returns the records and the wall time.
+/// Runs the chains with a progress line on stderr; returns the records (on rank 0; the
+/// progress line counts rank 0's chains) and the wall time.
 fn run_with_progress<A: Action + ?Sized>(
     action: &A,
     c: &Common,
@@ -332,7 +345,8 @@ fn run_with_progress<A: Action + ?Sized>(
     init: impl Fn(usize, &mut rand::rngs::StdRng) -> Vec<f64> + Sync,
     measure: impl Fn(&[f64], &mut [f64]) + Sync,
     shape: &[usize],
-) -> CliResult<(Vec<ChainRecord>, f64)> {
+    comm: &dyn Comm,
+) -> CliResult<(Option<Vec<ChainRecord>>, f64)> {
     // every chain buffers one chunk: 256 MiB in all at most
     let budget = (SAVE_BUFFER_BYTES / c.run.n_chains).max(1);
     let make = |chain: usize| -> Box<dyn ChainSink> {
@@ -340,7 +354,7 @@ fn run_with_progress<A: Action + ?Sized>(
         Box::new(save::HmcSink(t.writer_within(chain, save::hmc_layout(shape), budget)))
     };
     let sinks: Option<&(dyn Fn(usize) -> Box<dyn ChainSink> + Sync)> = c.save.as_ref().map(|_| &make as _);
-    let total = c.run.n_chains * (c.run.n_therm + c.run.n_traj);
+    let total = latflow_comm::share(c.run.n_chains, comm.size(), comm.rank()).len() * (c.run.n_therm + c.run.n_traj);
     let done = AtomicUsize::new(0);
     let finished = AtomicBool::new(false);
     let t0 = Instant::now();
@@ -348,13 +362,13 @@ fn run_with_progress<A: Action + ?Sized>(
         if !c.quiet {
             s.spawn(|| progress(&done, &finished, total, t0));
         }
-        let r = run_chains_saving(action, &c.run, n_obs, init, measure, Some(&done), sinks);
+        let r = run_chains_over(action, &c.run, n_obs, init, measure, Some(&done), sinks, comm);
         finished.store(true, Ordering::Relaxed);
         r
     });
     let recs = recs.map_err(|e| CliError(format!("hmc: {e}; the chunks written before it are complete")))?;
     let secs = t0.elapsed().as_secs_f64();
-    if recs.iter().any(|r| r.delta_h.iter().any(|d| !d.is_finite())) {
+    if recs.iter().flatten().any(|r| r.delta_h.iter().any(|d| !d.is_finite())) {
         eprintln!("warning: some trajectories diverged (non-finite dH); lower --tau or raise --steps");
     }
     Ok((recs, secs))
@@ -499,7 +513,7 @@ mod tests {
     #[test]
     fn rejects_bad_input_with_clear_errors() {
         let theories = latflow_theory::builtin();
-        let err = |v: &[&str]| run(&theories, &s(v)).unwrap_err().0;
+        let err = |v: &[&str]| run(&theories, &s(v), &latflow_comm::SingleProcess).unwrap_err().0;
         assert!(err(&["su3"]).contains("unknown theory \"su3\""));
         assert!(err(&[]).contains("which theory"));
         assert!(err(&["phi4", "--L", "-8"]).contains("--L must be positive"));
@@ -522,13 +536,13 @@ mod tests {
         let common = ["--L", "4", "--n-traj", "50", "--n-therm", "10", "--chains", "2", "--quiet"];
         let mut args = s(&["phi4", "--out", dir.to_str().unwrap()]);
         args.extend(s(&common));
-        run(&theories, &args).unwrap();
+        run(&theories, &args, &latflow_comm::SingleProcess).unwrap();
         let text = std::fs::read_to_string(dir.join(OBSERVABLES_FILE)).unwrap();
         assert_eq!(text.lines().next().unwrap(), "chain,traj,accepted,dH,chi2,M,absM,Mpos,M2,M4,G0,G1,G2,S");
         assert_eq!(text.lines().count(), 1 + 2 * 50);
         let mut args = s(&["u1", "--beta", "1.0", "--no-csv"]);
         args.extend(s(&common));
-        run(&theories, &args).unwrap();
+        run(&theories, &args, &latflow_comm::SingleProcess).unwrap();
         std::fs::remove_dir_all(dir).ok();
     }
 

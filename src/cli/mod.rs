@@ -8,6 +8,7 @@
 //! - [`report`]: the evaluation ensemble of a flow (summary, references, plots).
 //! - [`save`]: where and with which metadata `--save` writes ensembles.
 //! - [`sample`], [`apply`], [`hmc`], [`fhmc`], [`measure`], [`audit`]: the other commands.
+//! - [`ranks`]: the ranks of an MPI job that `train`, `sample` and `hmc` spread over.
 //!
 //! [`run`] takes the list of theories, so a program (or a test) can add its own theory to
 //! the built-in ones and use every command on it.
@@ -19,6 +20,7 @@ pub mod checkpoints;
 pub mod fhmc;
 pub mod hmc;
 pub mod measure;
+pub mod ranks;
 pub mod report;
 pub mod sample;
 pub mod save;
@@ -26,6 +28,7 @@ pub mod train;
 
 pub use args::{Args, CliError, CliResult};
 
+use latflow_comm::{Comm, SingleProcess};
 use latflow_flow::model::Flow;
 use latflow_tensor::Device;
 use latflow_theory::Theory;
@@ -93,12 +96,21 @@ pub fn command_usage(theories: &[&dyn Theory], cmd: &str) -> Option<String> {
     Some(s)
 }
 
-/// Runs the command line `argv` (without the program name) over `theories`.
+/// Runs the command line `argv` (without the program name) over `theories`, in one process.
 pub fn run(theories: &[&dyn Theory], argv: &[String]) -> CliResult<()> {
+    run_over(theories, argv, &SingleProcess)
+}
+
+/// [`run`] on the ranks of `comm` ([`ranks`]): `train`, `sample` and `hmc` spread their work
+/// over them; the other commands refuse more than one rank.
+pub fn run_over(theories: &[&dyn Theory], argv: &[String], comm: &dyn Comm) -> CliResult<()> {
     let (cmd, rest) = match argv.split_first() {
-        None => return train::run(theories, &["phi4".to_string()]),
+        None => return train::run(theories, &["phi4".to_string()], comm),
         Some((c, r)) => (c.as_str(), r),
     };
+    if !matches!(cmd, "train" | "sample" | "hmc") {
+        ranks::single_only(comm, cmd)?;
+    }
     if rest.iter().any(|a| a == "--help" || a == "-h") {
         if let Some(u) = command_usage(theories, cmd) {
             print!("{u}");
@@ -116,11 +128,11 @@ pub fn run(theories: &[&dyn Theory], argv: &[String]) -> CliResult<()> {
         }
         "apply" => apply::run(theories, rest),
         "audit" => audit::run(rest),
-        "hmc" => hmc::run(theories, rest),
+        "hmc" => hmc::run(theories, rest, comm),
         "fhmc" => fhmc::run(theories, rest),
         "measure" => measure::run(theories, rest),
-        "train" => train::run(theories, rest),
-        "sample" => sample::run(theories, rest),
+        "train" => train::run(theories, rest, comm),
+        "sample" => sample::run(theories, rest, comm),
         other => Err(CliError(format!("unknown command {other:?}\n\n{}", usage(theories)))),
     }
 }

@@ -19,6 +19,7 @@ use crate::sampler::stats::{
 };
 use crate::sampler::tails::weight_tail_replay;
 use crate::theory::{Derived, Observable, Reference, Setup, Theory};
+use latflow_comm::Comm;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::path::PathBuf;
@@ -173,13 +174,16 @@ impl FlowRun {
 }
 
 /// Draws the ensemble (saving it with `--save`), prints the summary, writes `summary.csv`
-/// and the plots.
+/// and the plots. On several ranks every rank draws proposals
+/// ([`IndependenceSampler::sample_over`]: the same ensemble as one process); rank 0 runs the
+/// chain, saves, measures and reports, the others return when the proposals are drawn.
 pub fn evaluate(
     theory: &dyn Theory,
     setup: &dyn Setup,
     flow: &Flow<f32>,
     s: &EnsembleArgs,
     train_s: Option<f64>,
+    comm: &dyn Comm,
 ) -> CliResult<()> {
     if s.therm + 2 > s.n {
         return Err(CliError(format!(
@@ -188,7 +192,6 @@ pub fn evaluate(
         )));
     }
     let t0 = Instant::now();
-    let mut rng = StdRng::seed_from_u64(s.seed ^ 0x5eed);
     let action = |c: &[f64]| setup.action().action(c);
     let obs = setup.observables();
     let mut run = FlowRun::new(obs.len());
@@ -211,9 +214,11 @@ pub fn evaluate(
     // with --mixture z2 the proposals come from (q(x) + q(-x)) / 2: x = +-f(z), fair sign
     let mixture = Z2Mixture::new(flow);
     let source: &dyn ProposalSource = if setup.mixture() { &mixture } else { flow };
+    // proposals drawn on every rank, the chain and everything below on rank 0
     let counts = IndependenceSampler::new(source, &action, s.batch)
-        .sample_streaming(s.n, &mut rng, &mut sink)
+        .sample_over(s.n, s.seed ^ 0x5eed, comm, &mut sink)
         .map_err(|e| CliError(format!("{e}; the chunks written before it are complete")))?;
+    let Some(counts) = counts else { return Ok(()) };
     run.counts = counts;
     let saved = match (writer, &s.save) {
         (Some(w), Some(t)) => Some((w.finish().map_err(CliError)?, t.dir.clone())),

@@ -8,11 +8,12 @@
 
 use super::report::{self, EnsembleArgs};
 use super::{checkpoints, save, Args, CliError, CliResult};
+use latflow_comm::Comm;
 use latflow_theory::Theory;
 use std::path::{Path, PathBuf};
 
 /// `latflow sample ...`.
-pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
+pub fn run(theories: &[&dyn Theory], rest: &[String], comm: &dyn Comm) -> CliResult<()> {
     let a =
         Args::parse(rest, &["checkpoint", "n", "batch", "therm", "seed", "out", "device", "L"], &["force", "save"])?;
     a.reject_positional("sample")?;
@@ -21,7 +22,9 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
     let theory = checkpoints::theory_of(theories, &path)?;
     let ck = checkpoints::open_at(theory, &path, a.opt("L")?)?;
     let mut flow = ck.flow_f32()?;
-    note_size(&ck);
+    if comm.is_root() {
+        note_size(&ck);
+    }
     let s = EnsembleArgs {
         n: a.positive("n", 8192)?,
         batch: a.positive("batch", 1024)?,
@@ -49,9 +52,15 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
     super::check_memory(&flow, s.batch, 2.0, "sampling with this --batch")?;
     let device = super::parse_device(&a)?;
     super::check_device(ck.setup.as_ref(), device)?;
+    if comm.size() > 1 && device == crate::tensor::Device::Cuda {
+        return Err(CliError(format!("sample: --device cuda samples on one process, not on {} ranks", comm.size())));
+    }
     super::move_flow(&mut flow, device)?;
-    let dir = super::make_dir(&out)?;
-    let save = if a.has("save") {
+    let dir = super::ranks::root_dir(comm, &out);
+    if comm.is_root() {
+        super::make_dir(&dir)?;
+    }
+    let save = if a.has("save") && comm.is_root() {
         let mut meta = save::flow_metadata(theory, ck.setup.as_ref(), &path, s.n, s.batch, s.therm, s.seed)?;
         meta.extend(checkpoints::size_metadata(&ck));
         Some(save::Target::create(&dir, meta)?)
@@ -59,7 +68,7 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
         None
     };
     let s = EnsembleArgs { dir, save, ..s };
-    report::evaluate(theory, ck.setup.as_ref(), &flow, &s, None)
+    report::evaluate(theory, ck.setup.as_ref(), &flow, &s, None, comm)
 }
 
 /// Says on stderr when the flow runs at another lattice size than it was trained at.

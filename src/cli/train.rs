@@ -10,6 +10,7 @@ use crate::flow::train::{Objective, StepMetrics, TapeAction, TrainConfig, TrainE
 use crate::io::plot;
 use crate::tensor::{Device, Var};
 use crate::theory::{Param, Params, Setup, Theory};
+use latflow_comm::Comm;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
@@ -148,7 +149,7 @@ pub fn given_params(a: &Args, params: &[Param]) -> CliResult<BTreeMap<String, St
 }
 
 /// `latflow train THEORY ...` (`rest` starts with the theory's name).
-pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
+pub fn run(theories: &[&dyn Theory], rest: &[String], comm: &dyn Comm) -> CliResult<()> {
     let theory = super::pick_theory(theories, rest.first(), "train")?;
     let params = theory_flags(theory);
     let flags: Vec<&str> = COMMON_TRAIN_FLAGS.iter().copied().chain(params.iter().map(|p| p.flag)).collect();
@@ -164,7 +165,7 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
             ));
         }
         let (setup, trainer) = init(theory, &p, &given, &mut common, &a)?;
-        return execute(theory, setup.as_ref(), &common, trainer, a.has("quiet"));
+        return execute(theory, setup.as_ref(), &common, trainer, a.has("quiet"), comm);
     }
     let (setup, trainer) = match a.path("resume")? {
         None => {
@@ -179,7 +180,7 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
             common.out = super::output_dir(explicit, &common.out, a.has("force"), &advice)?;
             check_sizes_early(theory, setup.as_ref(), &given, &common)?;
             if let Some(chosen) = setup.choose_auto().map_err(CliError)? {
-                eprintln!("{chosen}");
+                say(comm, || chosen);
             }
             let flow = setup.flow_f32(&mut StdRng::seed_from_u64(common.train.seed)).map_err(CliError)?;
             (setup, Trainer::new(flow, common.train.clone()))
@@ -207,7 +208,7 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
             // a run continued elsewhere starts with the history that led to its checkpoint
             // (train_loop drops the rows after the checkpoint's step)
             let history = own.join(HISTORY_FILE);
-            if !same_dir(&common.out, &own) && history.exists() {
+            if !same_dir(&common.out, &own) && history.exists() && comm.is_root() {
                 let to = super::make_dir(&common.out)?.join(HISTORY_FILE);
                 std::fs::copy(&history, &to)
                     .map_err(|e| CliError(format!("cannot copy {} to {}: {e}", history.display(), to.display())))?;
@@ -215,7 +216,7 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
             resumed
         }
     };
-    execute(theory, setup.as_ref(), &common, trainer, a.has("quiet"))
+    execute(theory, setup.as_ref(), &common, trainer, a.has("quiet"), comm)
 }
 
 /// A resumed run continues the checkpoint's seed (the per-step RNG), batch and learning-rate
@@ -410,14 +411,22 @@ fn check_sizes_early(
 }
 
 /// Trains (from `trainer.step`), writes the run directory, then draws and reports the
-/// evaluation ensemble. The demo enters here.
+/// evaluation ensemble. The demo enters here. On several ranks ([`super::ranks`]) every rank
+/// trains and samples, rank 0 prints and writes.
 pub fn execute(
     theory: &dyn Theory,
     setup: &dyn Setup,
     common: &TrainArgs,
     mut trainer: Trainer<f32>,
     quiet: bool,
+    comm: &dyn Comm,
 ) -> CliResult<()> {
+    if comm.size() > 1 && common.device == Device::Cuda {
+        return Err(CliError(format!(
+            "--device cuda trains on one process, not on {} ranks (docs/scaling.md has the multi-GPU design)",
+            comm.size()
+        )));
+    }
     if setup.mixture() {
         // reverse-KL through the Z2 mixture (latflow_flow::z2): needs the prior on the tape
         Objective::Z2Mixture.check(&trainer.flow).map_err(|e| CliError(format!("--mixture z2: {e}")))?;
@@ -425,18 +434,25 @@ pub fn execute(
     }
     check_sizes(setup, &trainer.flow, common)?;
     super::move_flow(&mut trainer.flow, common.device)?;
-    let dir = super::make_dir(&common.out)?;
-    eprintln!(
-        "training {} flow: {} | {} | batch {}, {} steps, {}, seed {} | {}",
-        theory.title(),
-        setup.describe(),
-        setup.describe_flow(),
-        common.train.batch,
-        common.train.steps,
-        lr_schedule(&common.train),
-        common.train.seed,
-        super::device_line(trainer.flow.device())
-    );
+    let dir = super::ranks::root_dir(comm, &common.out);
+    let quiet = quiet || !comm.is_root();
+    if comm.is_root() {
+        super::make_dir(&dir)?;
+    }
+    let ranks = if comm.size() > 1 { format!(" x {}", comm.describe()) } else { String::new() };
+    say(comm, || {
+        format!(
+            "training {} flow: {} | {} | batch {}, {} steps, {}, seed {} | {}{ranks}",
+            theory.title(),
+            setup.describe(),
+            setup.describe_flow(),
+            common.train.batch,
+            common.train.steps,
+            lr_schedule(&common.train),
+            common.train.seed,
+            super::device_line(trainer.flow.device())
+        )
+    });
     let mut meta = setup.params();
     meta.insert("theory".into(), theory.name().into());
     meta.insert("seed".into(), common.train.seed.to_string());
@@ -446,10 +462,12 @@ pub fn execute(
     meta.extend(common.extra_meta.clone());
     let action = |x: &Var<f32>| setup.tape_action(x);
     let t0 = Instant::now();
-    train_loop(&mut trainer, &action, common.era, &dir, &meta, quiet)?;
+    train_loop(&mut trainer, &action, common.era, &dir, &meta, quiet, comm)?;
     let train_s = t0.elapsed().as_secs_f64();
-    plot_history(&dir)?;
-    let save = if common.save {
+    if comm.is_root() {
+        plot_history(&dir)?;
+    }
+    let save = if common.save && comm.is_root() {
         let (n, b, t, seed) = (common.n, common.sample_batch, common.therm, common.train.seed);
         let meta = super::save::flow_metadata(theory, setup, &dir.join(MODEL_FILE), n, b, t, seed)?;
         Some(super::save::Target::create(&dir, meta)?)
@@ -464,13 +482,21 @@ pub fn execute(
         dir,
         save,
     };
-    report::evaluate(theory, setup, &trainer.flow, &s, Some(train_s))
+    report::evaluate(theory, setup, &trainer.flow, &s, Some(train_s), comm)
+}
+
+/// Prints `line()` on stderr from rank 0 only.
+fn say(comm: &dyn Comm, line: impl FnOnce() -> String) {
+    if comm.is_root() {
+        eprintln!("{}", line());
+    }
 }
 
 /// Trains for the remaining steps up to `trainer.config.steps`, printing one progress
 /// line per era on stderr, appending to `history.csv`, and writing the checkpoint at
 /// the end of every era. A non-finite loss stops with an error after saving the last
-/// good parameters.
+/// good parameters. On several ranks each step's shards are spread over them
+/// ([`Trainer::step_over`]) and rank 0 alone writes the history and the checkpoints.
 pub fn train_loop<A: TapeAction<f32>>(
     trainer: &mut Trainer<f32>,
     action: &A,
@@ -478,36 +504,28 @@ pub fn train_loop<A: TapeAction<f32>>(
     dir: &Path,
     meta: &BTreeMap<String, String>,
     quiet: bool,
+    comm: &dyn Comm,
 ) -> CliResult<Vec<StepMetrics>> {
     let total = trainer.config.steps;
-    let hist_path = dir.join(HISTORY_FILE);
-    checkpoints::clean_temp_files(dir);
-    let fresh = trainer.step == 0 || !hist_path.exists();
-    if !fresh {
-        truncate_history(&hist_path, trainer.step)?;
-    }
-    let mut hist = std::fs::OpenOptions::new()
-        .create(true)
-        .append(!fresh)
-        .write(true)
-        .truncate(fresh)
-        .open(&hist_path)
-        .map_err(|e| CliError(format!("cannot write {}: {e}", hist_path.display())))?;
-    if fresh {
-        writeln!(hist, "step,loss,ess,logp,logq,lr,seconds")?;
-    }
+    let fault = super::ranks::fault_at()?;
+    let mut hist = if comm.is_root() { Some(open_history(dir, trainer.step)?) } else { None };
     let t0 = Instant::now();
     let start = trainer.step;
     let mut out = Vec::new();
     let (mut era_loss, mut era_ess, mut era_n) = (0.0, 0.0, 0usize);
     while trainer.step < total {
-        let m = match trainer.step(action) {
+        super::ranks::maybe_fail(comm, fault, trainer.step + 1);
+        let m = match trainer.step_over(action, comm) {
             Ok(m) => m,
             Err(e) => {
                 // NonFinite: the trainer holds the last good step's state; Diverged: it does
-                // not, and the last era's checkpoint stays
+                // not, and the last era's checkpoint stays (every rank has the same error)
                 let saved = if matches!(e, TrainError::NonFinite { .. }) && trainer.step > 0 {
-                    checkpoints::save(trainer, dir, meta)?;
+                    if comm.is_root() {
+                        checkpoints::save(trainer, dir, meta)?;
+                    }
+                    // the other ranks abort the job with this error: not before it is saved
+                    comm.barrier();
                     true
                 } else {
                     dir.join(MODEL_FILE).exists()
@@ -521,13 +539,17 @@ pub fn train_loop<A: TapeAction<f32>>(
             }
         };
         let secs = t0.elapsed().as_secs_f64();
-        writeln!(hist, "{},{},{},{},{},{},{:.3}", m.step, m.loss, m.ess, m.logp, m.logq, m.lr, secs)?;
+        if let Some(hist) = hist.as_mut() {
+            writeln!(hist, "{},{},{},{},{},{},{:.3}", m.step, m.loss, m.ess, m.logp, m.logq, m.lr, secs)?;
+        }
         era_loss += m.loss;
         era_ess += m.ess;
         era_n += 1;
         out.push(m);
         if m.step % era == 0 || m.step == total {
-            checkpoints::save(trainer, dir, meta)?;
+            if comm.is_root() {
+                checkpoints::save(trainer, dir, meta)?;
+            }
             if !quiet {
                 let done = m.step - start;
                 let rate = done as f64 / secs.max(1e-9);
@@ -548,6 +570,28 @@ pub fn train_loop<A: TapeAction<f32>>(
         }
     }
     Ok(out)
+}
+
+/// Opens `dir`'s history for the steps after `step` (a new one at step 0), after removing the
+/// temporary files an interrupted write left there.
+fn open_history(dir: &Path, step: usize) -> CliResult<std::fs::File> {
+    let hist_path = dir.join(HISTORY_FILE);
+    checkpoints::clean_temp_files(dir);
+    let fresh = step == 0 || !hist_path.exists();
+    if !fresh {
+        truncate_history(&hist_path, step)?;
+    }
+    let mut hist = std::fs::OpenOptions::new()
+        .create(true)
+        .append(!fresh)
+        .write(true)
+        .truncate(fresh)
+        .open(&hist_path)
+        .map_err(|e| CliError(format!("cannot write {}: {e}", hist_path.display())))?;
+    if fresh {
+        writeln!(hist, "step,loss,ess,logp,logq,lr,seconds")?;
+    }
+    Ok(hist)
 }
 
 /// Keeps the header and the rows of steps up to `step` (a resumed run continues from its

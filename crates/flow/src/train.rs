@@ -3,6 +3,8 @@
 //! of flow samples as `loss = mean(log q - log p)`, `log p = -S`.
 
 use crate::model::{Flow, Record};
+use latflow_comm::wire::{Reader, Writer};
+use latflow_comm::{Comm, SingleProcess};
 use latflow_tensor::tensor::first_nonfinite;
 use latflow_tensor::{Adam, AdamConfig, AdamSnapshot, Device, Float, Tensor, Var};
 use rand::rngs::StdRng;
@@ -230,7 +232,27 @@ impl<T: Float> Trainer<T> {
     /// both cores busy through the whole step, and the fixed shard count makes the result
     /// independent of the number of threads.
     pub fn step<A: TapeAction<T> + ?Sized>(&mut self, action: &A) -> Result<StepMetrics, TrainError> {
+        self.step_over(action, &SingleProcess)
+    }
+
+    /// [`Trainer::step`] with the batch's shards spread over the ranks of `comm` (data
+    /// parallelism across processes): rank `r` of `p` computes the contiguous shards
+    /// [`latflow_comm::share`]`(shards, p, r)`, every rank receives every shard's loss,
+    /// gradients, `S` and `log q` ([`Comm::all_gather`]) and adds them in shard order, as
+    /// one process does, then takes the same Adam update. So the parameters (and the metrics)
+    /// are bit for bit those of one process, for any number of ranks and threads, and every
+    /// rank holds them. Each rank sends its shards' gradients, `shards / p` times the
+    /// parameter count in values (`docs/scaling.md`).
+    ///
+    /// # Panics
+    /// With more than one rank on the GPU (the device path has no shards to spread).
+    pub fn step_over<A: TapeAction<T> + ?Sized>(
+        &mut self,
+        action: &A,
+        comm: &dyn Comm,
+    ) -> Result<StepMetrics, TrainError> {
         if self.flow.device() == Device::Cuda {
+            assert_eq!(comm.size(), 1, "Trainer::step_over: training on the GPU runs on one rank");
             return self.step_gpu(action);
         }
         let k = self.step + 1;
@@ -239,26 +261,32 @@ impl<T: Float> Trainer<T> {
         let base = step_seed(self.config.seed, k);
         let flow = &self.flow;
         let objective = self.objective;
-        let outs: Vec<Shard<T>> = (0..shards)
-            .into_par_iter()
-            .map(|i| {
-                let size = n / shards + usize::from(i < n % shards);
-                let mut rng = StdRng::seed_from_u64(step_seed(base, i));
-                let params = flow.param_vars(Record::Params);
-                let (_, x, logq) = flow.sample_vars(size, &mut rng, &params);
-                let (s, logq) = objective_terms(objective, flow, action, &x, logq, &params);
-                // this shard's part of mean(log q + S) over the whole batch
-                let loss = logq.add(&s).sum().mul_scalar(1.0 / n as f64);
-                let loss_v = loss.value().item().to_f64();
-                let grads = if loss_v.is_finite() { Some(loss.backward()) } else { None };
-                Shard {
-                    loss: loss_v,
-                    grads: grads.map(|g| params.iter().map(|p| g.get_or_zeros(p)).collect()),
-                    s: s.value().data().iter().map(|v| v.to_f64()).collect(),
-                    logq: logq.value().data().iter().map(|v| v.to_f64()).collect(),
-                }
-            })
-            .collect();
+        // rayon::scope runs the loop on a worker thread even when this rank has one shard
+        // (a one-item parallel loop would otherwise run on the calling thread, where the
+        // conv kernels split the shard over threads and add its gradient in another order)
+        let mine = latflow_comm::share(shards, comm.size(), comm.rank());
+        let outs: Vec<Shard<T>> = rayon::scope(|_| {
+            mine.into_par_iter()
+                .map(|i| {
+                    let size = n / shards + usize::from(i < n % shards);
+                    let mut rng = StdRng::seed_from_u64(step_seed(base, i));
+                    let params = flow.param_vars(Record::Params);
+                    let (_, x, logq) = flow.sample_vars(size, &mut rng, &params);
+                    let (s, logq) = objective_terms(objective, flow, action, &x, logq, &params);
+                    // this shard's part of mean(log q + S) over the whole batch
+                    let loss = logq.add(&s).sum().mul_scalar(1.0 / n as f64);
+                    let loss_v = loss.value().item().to_f64();
+                    let grads = if loss_v.is_finite() { Some(loss.backward()) } else { None };
+                    Shard {
+                        loss: loss_v,
+                        grads: grads.map(|g| params.iter().map(|p| g.get_or_zeros(p)).collect()),
+                        s: s.value().data().iter().map(|v| v.to_f64()).collect(),
+                        logq: logq.value().data().iter().map(|v| v.to_f64()).collect(),
+                    }
+                })
+                .collect()
+        });
+        let outs = if comm.size() == 1 { outs } else { Shard::exchange(comm, &outs, &self.flow) };
         let loss_v: f64 = outs.iter().map(|o| o.loss).sum();
         if !loss_v.is_finite() {
             return Err(self.roll_back(k, "loss".into()));
@@ -433,6 +461,59 @@ struct Shard<T: Float> {
     grads: Option<Vec<Tensor<T>>>,
     s: Vec<f64>,
     logq: Vec<f64>,
+}
+
+impl<T: Float> Shard<T> {
+    /// Every rank's shards, in shard order, on every rank (`mine` are this rank's): the
+    /// gradients travel as `T` (4 bytes a value for `f32`), bit for bit.
+    fn exchange(comm: &dyn Comm, mine: &[Shard<T>], flow: &Flow<T>) -> Vec<Shard<T>> {
+        let shapes: Vec<Vec<usize>> = flow.params().iter().map(|t| t.shape().to_vec()).collect();
+        let mut w = Writer::default();
+        w.u64(mine.len() as u64);
+        for sh in mine {
+            w.f64s(&[sh.loss]);
+            w.u64(sh.s.len() as u64);
+            w.f64s(&sh.s);
+            w.f64s(&sh.logq);
+            w.u64(u64::from(sh.grads.is_some()));
+            for g in sh.grads.iter().flatten() {
+                put_values(&mut w, g.data());
+            }
+        }
+        let mut all = Vec::new();
+        for bytes in comm.all_gather(&w.into_bytes()) {
+            let mut r = Reader::new(&bytes);
+            for _ in 0..r.u64() {
+                let loss = r.f64s(1)[0];
+                let len = r.u64() as usize;
+                let (s, logq) = (r.f64s(len), r.f64s(len));
+                let grads = (r.u64() == 1).then(|| {
+                    shapes.iter().map(|sh| Tensor::from_vec(sh, get_values(&mut r, sh.iter().product()))).collect()
+                });
+                all.push(Shard { loss, grads, s, logq });
+            }
+            r.finish();
+        }
+        all
+    }
+}
+
+/// `v` onto the wire as `T`'s own bits (f32 as 4 bytes, f64 as 8).
+fn put_values<T: Float>(w: &mut Writer, v: &[T]) {
+    if std::mem::size_of::<T>() == 4 {
+        w.f32s(&v.iter().map(|x| x.to_f64() as f32).collect::<Vec<f32>>());
+    } else {
+        w.f64s(&v.iter().map(|x| x.to_f64()).collect::<Vec<f64>>());
+    }
+}
+
+/// `n` values written by [`put_values`] (f32 -> f64 -> f32 is exact).
+fn get_values<T: Float>(r: &mut Reader, n: usize) -> Vec<T> {
+    if std::mem::size_of::<T>() == 4 {
+        r.f32s(n).into_iter().map(|x| T::from_f64(f64::from(x))).collect()
+    } else {
+        r.f64s(n).into_iter().map(T::from_f64).collect()
+    }
 }
 
 /// The seed of step `k`'s RNG (splitmix64 of the run seed and the step).

@@ -20,6 +20,8 @@
 //! assert!(chain.acceptance_rate() > 0.5);
 //! ```
 
+use latflow_comm::wire::{Reader, Writer};
+use latflow_comm::Comm;
 use latflow_physics::Action;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -262,6 +264,35 @@ pub struct ChainRecord {
 }
 
 impl ChainRecord {
+    /// Onto the wire (every value bit for bit), for [`run_chains_over`].
+    fn write(&self, w: &mut Writer) {
+        w.u64(self.observables.len() as u64);
+        w.u64(self.delta_h.len() as u64);
+        for series in &self.observables {
+            w.u64(series.len() as u64);
+            w.f64s(series);
+        }
+        w.f64s(&self.delta_h);
+        w.f64s(&self.accepted.iter().map(|&a| f64::from(u8::from(a))).collect::<Vec<f64>>());
+        w.u64(self.last.len() as u64);
+        w.f64s(&self.last);
+    }
+
+    /// What [`ChainRecord::write`] wrote.
+    fn read(r: &mut Reader) -> ChainRecord {
+        let (n_obs, n) = (r.u64() as usize, r.u64() as usize);
+        let observables = (0..n_obs)
+            .map(|_| {
+                let len = r.u64() as usize;
+                r.f64s(len)
+            })
+            .collect();
+        let delta_h = r.f64s(n);
+        let accepted = r.f64s(n).into_iter().map(|a| a == 1.0).collect();
+        let len = r.u64() as usize;
+        ChainRecord { observables, delta_h, accepted, last: r.f64s(len) }
+    }
+
     /// Fraction of recorded trajectories accepted.
     pub fn acceptance_rate(&self) -> f64 {
         self.accepted.iter().filter(|&&a| a).count() as f64 / self.accepted.len().max(1) as f64
@@ -336,8 +367,77 @@ where
     I: Fn(usize, &mut StdRng) -> Vec<f64> + Sync,
     M: Fn(&[f64], &mut [f64]) + Sync,
 {
+    run_chain_range(action, config, n_obs, init, measure, progress, sinks, 0..config.n_chains)
+}
+
+/// [`run_chains_saving`] with the chains spread over the ranks of `comm`: rank `r` of `p`
+/// runs the chains [`latflow_comm::share`]`(n_chains, p, r)` (each seeded by its index, as
+/// in one process, and saved by its own sink) and rank 0 receives every chain's record, in
+/// chain order: `Some(records)` on rank 0, the same as one process's; `None` elsewhere.
+///
+/// # Errors
+/// The first error of this rank's sinks (the other ranks then wait in the gather: the
+/// caller ends the job).
+///
+/// # Panics
+/// As [`run_chains`].
+#[allow(clippy::type_complexity)]
+pub fn run_chains_over<A, I, M>(
+    action: &A,
+    config: &RunConfig,
+    n_obs: usize,
+    init: I,
+    measure: M,
+    progress: Option<&AtomicUsize>,
+    sinks: Option<&(dyn Fn(usize) -> Box<dyn ChainSink> + Sync)>,
+    comm: &dyn Comm,
+) -> Result<Option<Vec<ChainRecord>>, String>
+where
+    A: Action + ?Sized,
+    I: Fn(usize, &mut StdRng) -> Vec<f64> + Sync,
+    M: Fn(&[f64], &mut [f64]) + Sync,
+{
+    let mine = latflow_comm::share(config.n_chains, comm.size(), comm.rank());
+    let recs = run_chain_range(action, config, n_obs, init, measure, progress, sinks, mine)?;
+    if comm.size() == 1 {
+        return Ok(Some(recs));
+    }
+    let mut w = Writer::default();
+    w.u64(recs.len() as u64);
+    for r in &recs {
+        r.write(&mut w);
+    }
+    let Some(all) = comm.gather(0, &w.into_bytes()) else { return Ok(None) };
+    let mut out = Vec::with_capacity(config.n_chains);
+    for bytes in &all {
+        let mut rd = Reader::new(bytes);
+        for _ in 0..rd.u64() {
+            out.push(ChainRecord::read(&mut rd));
+        }
+        rd.finish();
+    }
+    Ok(Some(out))
+}
+
+/// The chains `chains` of [`run_chains_saving`].
+#[allow(clippy::type_complexity)]
+fn run_chain_range<A, I, M>(
+    action: &A,
+    config: &RunConfig,
+    n_obs: usize,
+    init: I,
+    measure: M,
+    progress: Option<&AtomicUsize>,
+    sinks: Option<&(dyn Fn(usize) -> Box<dyn ChainSink> + Sync)>,
+    chains: std::ops::Range<usize>,
+) -> Result<Vec<ChainRecord>, String>
+where
+    A: Action + ?Sized,
+    I: Fn(usize, &mut StdRng) -> Vec<f64> + Sync,
+    M: Fn(&[f64], &mut [f64]) + Sync,
+{
     let stop = AtomicBool::new(false);
-    let results: Vec<Result<ChainRecord, String>> = (0..config.n_chains)
+    let results: Vec<Result<ChainRecord, String>> = chains
         .into_par_iter()
         .map(|c| {
             let mut sink = sinks.map(|f| f(c));
@@ -465,6 +565,29 @@ mod tests {
         let g = gamma_method_replicas(&refs, S_TAU_DEFAULT);
         assert!((g.mean - 1.0).abs() < 3.0 * g.error, "<exp(-dH)> = {g}");
         assert!(g.error < 0.05, "{g}");
+    }
+
+    #[test]
+    fn chains_spread_over_ranks_are_the_chains_of_one_process() {
+        let a = Phi4::new(Lattice::new(&[4, 4]), -4.0, 8.0);
+        let cfg = RunConfig { n_chains: 5, n_therm: 10, n_traj: 200, seed: 4, ..Default::default() };
+        let init = |c: usize, rng: &mut StdRng| {
+            (0..16).map(|_| 0.1 * c as f64 * rng.sample::<f64, _>(StandardNormal)).collect()
+        };
+        let measure = |x: &[f64], o: &mut [f64]| {
+            o[0] = x.iter().sum::<f64>();
+            o[1] = x[3];
+        };
+        let one = run_chains(&a, &cfg, 2, init, measure, None);
+        // 5 chains on 3 ranks: 2, 2, 1; on 7 ranks two ranks run none
+        for ranks in [1, 2, 3, 7] {
+            let got = latflow_comm::ThreadRanks::run(ranks, |comm| {
+                run_chains_over(&a, &cfg, 2, init, measure, None, None, comm).unwrap()
+            });
+            assert_eq!(got[0].as_ref(), Some(&one), "{ranks} ranks");
+            assert!(got[1..].iter().all(Option::is_none), "{ranks} ranks: only rank 0 gets the records");
+        }
+        assert_ne!(one[0], one[1], "the chains differ");
     }
 
     #[test]
