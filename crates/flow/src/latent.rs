@@ -14,7 +14,7 @@
 
 use crate::model::{Flow, Record};
 use latflow_sampler::flow_hmc::LatentMap;
-use latflow_tensor::{Float, Tensor, Var};
+use latflow_tensor::{Device, Float, Tensor, Var};
 
 impl<T: Float> Flow<T> {
     /// `z (n * dof values) -> Tensor (n, shape...)` on the parameters' device.
@@ -29,6 +29,39 @@ impl<T: Float> Flow<T> {
     fn push_latent(&self, z: Var<T>, n: usize, params: &[Var<T>]) -> (Var<T>, Var<T>) {
         let zeros = Tensor::<T>::zeros(&[n]).to_device(self.device()).unwrap_or_else(|e| panic!("{e}"));
         self.forward(z, Var::constant(zeros), params)
+    }
+}
+
+impl<T: Float> Flow<T> {
+    /// [`LatentMap::pullback`] of one batch on one tape.
+    fn pullback_shard(
+        &self,
+        z: &[f64],
+        x: &mut [f64],
+        logdet: &mut [f64],
+        cotangent: &(dyn Fn(&[f64], &mut [f64]) + Sync),
+        grad: &mut [f64],
+    ) {
+        let n = logdet.len();
+        let params = self.param_vars(Record::Off);
+        let zv = Var::param(self.latent_tensor(z, n));
+        let (xv, neg_logdet) = self.push_latent(zv.clone(), n, &params);
+        widen(xv.value(), x);
+        for (o, v) in logdet.iter_mut().zip(neg_logdet.value().to_host_vec()) {
+            *o = -v.to_f64();
+        }
+        let mut g = vec![0.0; x.len()];
+        cotangent(x, &mut g);
+        let device = self.device();
+        let gx = Tensor::from_vec(xv.shape(), g.iter().map(|&v| T::from_f64(v)).collect());
+        let gx = gx.to_device(device).unwrap_or_else(|e| panic!("{e}"));
+        // d/dz [<g, x> - log|det J|] = J^T g + d(-log|det J|)/dz: seed -log|det J| with 1
+        let ones = Tensor::full_on(&[n], T::ONE, device);
+        let grads = Var::vjp(&[(&xv, gx), (&neg_logdet, ones)]);
+        match grads.get(&zv) {
+            Some(gz) => widen(gz, grad),
+            None => grad.fill(0.0),
+        }
     }
 }
 
@@ -58,29 +91,34 @@ impl<T: Float> LatentMap for Flow<T> {
         z: &[f64],
         x: &mut [f64],
         logdet: &mut [f64],
-        cotangent: &mut dyn FnMut(&[f64], &mut [f64]),
+        cotangent: &(dyn Fn(&[f64], &mut [f64]) + Sync),
         grad: &mut [f64],
     ) {
         let n = logdet.len();
-        let params = self.param_vars(Record::Off);
-        let zv = Var::param(self.latent_tensor(z, n));
-        let (xv, neg_logdet) = self.push_latent(zv.clone(), n, &params);
-        widen(xv.value(), x);
-        for (o, v) in logdet.iter_mut().zip(neg_logdet.value().to_host_vec()) {
-            *o = -v.to_f64();
+        let d = self.dof();
+        if self.device() != Device::Cpu || n < 2 {
+            return self.pullback_shard(z, x, logdet, cotangent, grad);
         }
-        let mut g = vec![0.0; x.len()];
-        cotangent(x, &mut g);
-        let device = self.device();
-        let gx = Tensor::from_vec(xv.shape(), g.iter().map(|&v| T::from_f64(v)).collect());
-        let gx = gx.to_device(device).unwrap_or_else(|e| panic!("{e}"));
-        // d/dz [<g, x> - log|det J|] = J^T g + d(-log|det J|)/dz: seed -log|det J| with 1
-        let ones = Tensor::full_on(&[n], T::ONE, device);
-        let grads = Var::vjp(&[(&xv, gx), (&neg_logdet, ones)]);
-        match grads.get(&zv) {
-            Some(gz) => widen(gz, grad),
-            None => grad.fill(0.0),
+        // shards of the batch on their own tapes, one rayon task each (as a training step):
+        // every op of the flow runs on both cores, not only the convolutions; the values of a
+        // configuration do not depend on the shard it is in
+        let shards = crate::train::shard_count(n);
+        let sizes: Vec<usize> = (0..shards).map(|i| n / shards + usize::from(i < n % shards)).collect();
+        let mut parts = Vec::with_capacity(shards);
+        let (mut z, mut x, mut logdet, mut grad) = (z, x, logdet, grad);
+        for &m in &sizes {
+            let (zs, zr) = z.split_at(m * d);
+            let (xs, xr) = std::mem::take(&mut x).split_at_mut(m * d);
+            let (ls, lr) = std::mem::take(&mut logdet).split_at_mut(m);
+            let (gs, gr) = std::mem::take(&mut grad).split_at_mut(m * d);
+            parts.push((zs, xs, ls, gs));
+            (z, x, logdet, grad) = (zr, xr, lr, gr);
         }
+        rayon::scope(|s| {
+            for (zs, xs, ls, gs) in parts {
+                s.spawn(move |_| self.pullback_shard(zs, xs, ls, cotangent, gs));
+            }
+        });
     }
 
     fn reverse(&self, x: &[f64], z: &mut [f64]) {

@@ -46,14 +46,15 @@ pub trait LatentMap: Sync {
     fn forward(&self, z: &[f64], x: &mut [f64], logdet: &mut [f64]);
 
     /// [`LatentMap::forward`], then `grad = J_f(z)^T g - d logdet / dz` per configuration,
-    /// where `cotangent(x, g)` writes the cotangent `g` of `x` (flow-HMC: `g = S'(x)`)
-    /// given the images `x` of the whole batch.
+    /// where `cotangent(x, g)` writes the cotangent `g` of `x` (flow-HMC: `g = S'(x)`) for
+    /// some whole configurations `x` (row-major; a map may call it on parts of the batch,
+    /// from several threads).
     fn pullback(
         &self,
         z: &[f64],
         x: &mut [f64],
         logdet: &mut [f64],
-        cotangent: &mut dyn FnMut(&[f64], &mut [f64]),
+        cotangent: &(dyn Fn(&[f64], &mut [f64]) + Sync),
         grad: &mut [f64],
     );
 
@@ -188,18 +189,14 @@ impl<'a> LatentPotential<'a> {
             force.len()
         );
         let mut logdet = vec![0.0; u.len()];
-        let mut s = vec![0.0; u.len()];
         let action = self.action;
-        let mut cotangent = |x: &[f64], g: &mut [f64]| {
-            s.par_iter_mut().zip(x.par_chunks(d)).zip(g.par_chunks_mut(d)).for_each(|((s, x), g)| {
-                *s = action.action(x);
+        let cotangent = |x: &[f64], g: &mut [f64]| {
+            for (x, g) in x.chunks(d).zip(g.chunks_mut(d)) {
                 action.force(x, g);
-            });
+            }
         };
-        self.force_map.pullback(&self.wrapped(z), x, &mut logdet, &mut cotangent, force);
-        for ((u, s), ld) in u.iter_mut().zip(&s).zip(&logdet) {
-            *u = s - ld;
-        }
+        self.force_map.pullback(&self.wrapped(z), x, &mut logdet, &cotangent, force);
+        u.par_iter_mut().zip(x.par_chunks(d)).zip(&logdet).for_each(|((u, x), ld)| *u = self.action.action(x) - ld);
     }
 }
 
@@ -460,7 +457,7 @@ mod tests {
             z: &[f64],
             x: &mut [f64],
             logdet: &mut [f64],
-            cotangent: &mut dyn FnMut(&[f64], &mut [f64]),
+            cotangent: &(dyn Fn(&[f64], &mut [f64]) + Sync),
             grad: &mut [f64],
         ) {
             self.forward(z, x, logdet);
