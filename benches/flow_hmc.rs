@@ -20,6 +20,9 @@
 //! Medians of repeated runs after two warm-ups, all cases in one run (the machines are
 //! shared: compare ratios within a run).
 
+mod common;
+
+use common::median_ms;
 use latflow::flow::model::Flow;
 use latflow::flow::phi4::Phi4FlowConfig;
 use latflow::flow::train::{TapeAction, TrainConfig, Trainer};
@@ -31,23 +34,8 @@ use latflow::tensor::{AdamConfig, Var};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
-use std::time::Instant;
 
 const CHAINS: usize = 64;
-
-fn median_ms(mut f: impl FnMut(), reps: usize) -> f64 {
-    f();
-    f();
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let t0 = Instant::now();
-            f();
-            t0.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
-}
 
 struct Row {
     model: &'static str,

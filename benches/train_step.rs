@@ -23,6 +23,9 @@
 //! plus host time. PyTorch on the same GPU: `torch_reference.py timing --device cuda
 //! --batches 64 1024 16384`.
 
+mod common;
+
+use common::median_ms;
 use criterion::Criterion;
 use latflow::flow::phi4::Phi4FlowConfig;
 use latflow::flow::train::{TrainConfig, Trainer};
@@ -31,7 +34,7 @@ use latflow::physics::phi4_action_var;
 use latflow::tensor::{AdamConfig, Device, Var};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn config(batch: usize) -> TrainConfig {
     TrainConfig { batch, adam: AdamConfig::default(), lr_final: None, steps: usize::MAX, seed: 0 }
@@ -43,21 +46,6 @@ fn launches() -> u64 {
     return latflow::cuda_kernels::ops::launch_count();
     #[cfg(not(feature = "cuda"))]
     0
-}
-
-/// Median over `reps` runs, after 2 warm-up runs.
-fn median_ms(mut f: impl FnMut(), reps: usize) -> f64 {
-    f();
-    f();
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let t0 = Instant::now();
-            f();
-            t0.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
 }
 
 fn main() {

@@ -87,7 +87,7 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
     let setup = ck.setup.as_ref();
     let mut c = hmc::common_for(&a, theory, "fhmc", DEFAULTS)?;
     // activations of the batch of chains with the tape, in f64
-    super::check_memory(&ck.flow_f32()?, c.run.n_chains, 8.0, "flow-HMC with this --chains")?;
+    super::check_memory(&flow32, c.run.n_chains, 8.0, "flow-HMC with this --chains")?;
     if a.has("save") {
         let Some(out) = &c.out else {
             return Err(CliError("fhmc: --save writes into the run directory; it contradicts --no-csv".into()));

@@ -30,9 +30,15 @@ impl<T: Float> Flow<T> {
         let zeros = Tensor::<T>::zeros(&[n]).to_device(self.device()).unwrap_or_else(|e| panic!("{e}"));
         self.forward(z, Var::constant(zeros), params)
     }
-}
 
-impl<T: Float> Flow<T> {
+    /// `x` and `log|det J_f|` of a pass through [`Flow::push_latent`], widened to f64.
+    fn write_outputs(xv: &Var<T>, neg_logdet: &Var<T>, x: &mut [f64], logdet: &mut [f64]) {
+        widen(xv.value(), x);
+        for (o, v) in logdet.iter_mut().zip(neg_logdet.value().to_host_vec()) {
+            *o = -v.to_f64();
+        }
+    }
+
     /// [`LatentMap::pullback`] of one batch on one tape.
     fn pullback_shard(
         &self,
@@ -46,10 +52,7 @@ impl<T: Float> Flow<T> {
         let params = self.param_vars(Record::Off);
         let zv = Var::param(self.latent_tensor(z, n));
         let (xv, neg_logdet) = self.push_latent(zv.clone(), n, &params);
-        widen(xv.value(), x);
-        for (o, v) in logdet.iter_mut().zip(neg_logdet.value().to_host_vec()) {
-            *o = -v.to_f64();
-        }
+        Self::write_outputs(&xv, &neg_logdet, x, logdet);
         let mut g = vec![0.0; x.len()];
         cotangent(x, &mut g);
         let device = self.device();
@@ -80,10 +83,7 @@ impl<T: Float> LatentMap for Flow<T> {
         let n = logdet.len();
         let params = self.param_vars(Record::Off);
         let (xv, neg_logdet) = self.push_latent(Var::constant(self.latent_tensor(z, n)), n, &params);
-        widen(xv.value(), x);
-        for (o, v) in logdet.iter_mut().zip(neg_logdet.value().to_host_vec()) {
-            *o = -v.to_f64();
-        }
+        Self::write_outputs(&xv, &neg_logdet, x, logdet);
     }
 
     fn pullback(
@@ -103,10 +103,9 @@ impl<T: Float> LatentMap for Flow<T> {
         // every op of the flow runs on both cores, not only the convolutions; the values of a
         // configuration do not depend on the shard it is in
         let shards = crate::train::shard_count(n);
-        let sizes: Vec<usize> = (0..shards).map(|i| n / shards + usize::from(i < n % shards)).collect();
         let mut parts = Vec::with_capacity(shards);
         let (mut z, mut x, mut logdet, mut grad) = (z, x, logdet, grad);
-        for &m in &sizes {
+        for m in (0..shards).map(|i| crate::train::shard_size(n, i)) {
             let (zs, zr) = z.split_at(m * d);
             let (xs, xr) = std::mem::take(&mut x).split_at_mut(m * d);
             let (ls, lr) = std::mem::take(&mut logdet).split_at_mut(m);

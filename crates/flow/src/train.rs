@@ -268,7 +268,7 @@ impl<T: Float> Trainer<T> {
         let outs: Vec<Shard<T>> = rayon::scope(|_| {
             mine.into_par_iter()
                 .map(|i| {
-                    let size = n / shards + usize::from(i < n % shards);
+                    let size = shard_size(n, i);
                     let mut rng = StdRng::seed_from_u64(step_seed(base, i));
                     let params = flow.param_vars(Record::Params);
                     let (_, x, logq) = flow.sample_vars(size, &mut rng, &params);
@@ -319,7 +319,7 @@ impl<T: Float> Trainer<T> {
         let parts: Vec<(Tensor<T>, Tensor<T>)> = (0..shards)
             .into_par_iter()
             .map(|i| {
-                let size = n / shards + usize::from(i < n % shards);
+                let size = shard_size(n, i);
                 let mut rng = StdRng::seed_from_u64(step_seed(base, i));
                 let z = prior.sample(size, &mut rng);
                 let log_r = prior.log_prob(&z);
@@ -453,6 +453,13 @@ pub const SHARD_SIZE: usize = 64;
 /// [`SHARD_SIZE`] samples each. Depends only on `n`, never on the thread count.
 pub fn shard_count(n: usize) -> usize {
     n.div_ceil(SHARD_SIZE).max(2).min(n.max(1))
+}
+
+/// Samples in shard `i` of a batch of `n` cut into [`shard_count`]`(n)` shards: the first
+/// `n % shards` shards hold one more than the others.
+pub fn shard_size(n: usize, i: usize) -> usize {
+    let shards = shard_count(n);
+    n / shards + usize::from(i < n % shards)
 }
 
 /// What one shard of a step returns.

@@ -98,9 +98,8 @@ fn force_is_the_gradient_of_s_of_f_minus_log_det() {
     check_force(&strong_flow(&small_u1_config(Activation::Tanh), 3, 3.0), &u1, &z);
 }
 
-fn check_reversible(map: &dyn LatentMap, action: &dyn Action, z0: Vec<f64>, rng: &mut StdRng) {
-    let pot = LatentPotential::new(map, action);
-    let n = z0.len() / map.dof();
+fn check_reversible(pot: LatentPotential, z0: Vec<f64>, rng: &mut StdRng) {
+    let n = z0.len() / pot.dof();
     let p0 = normals(z0.len(), rng);
     let (mut z, mut p, mut f) = (z0.clone(), p0.clone(), vec![0.0; z0.len()]);
     let (mut x, mut u) = (vec![0.0; z0.len()], vec![0.0; n]);
@@ -122,6 +121,7 @@ fn check_reversible(map: &dyn LatentMap, action: &dyn Action, z0: Vec<f64>, rng:
     run(&mut z, &mut p, &mut f);
     let dz = z.iter().zip(&z0).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     let dp = p.iter().zip(&p0).map(|(a, b)| (a + b).abs()).fold(0.0, f64::max);
+    println!("back at the start to |dz| {dz:e}, |dp| {dp:e}");
     assert!(dz < REVERSE_TOL && dp < REVERSE_TOL, "back at the start to |dz| {dz:e}, |dp| {dp:e}");
 }
 
@@ -130,10 +130,10 @@ fn trajectory_momentum_flip_trajectory_returns_to_the_start() {
     let mut rng = StdRng::seed_from_u64(4);
     let phi4 = Phi4::new(Lattice::new(&[4, 4]), -1.0, 0.5);
     let z0 = normals(3 * 16, &mut rng);
-    check_reversible(&strong_phi4(4, 5), &phi4, z0, &mut rng);
+    check_reversible(LatentPotential::new(&strong_phi4(4, 5), &phi4), z0, &mut rng);
     let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
     let z0: Vec<f64> = (0..3 * 32).map(|_| rng.gen_range(0.0..2.0 * PI)).collect();
-    check_reversible(&small_u1(6), &u1, z0, &mut rng);
+    check_reversible(LatentPotential::new(&small_u1(6), &u1), z0, &mut rng);
 }
 
 /// Flow-HMC through a flow without layers against `HmcChain`, chain by chain with the same
@@ -250,15 +250,18 @@ fn phi4_flow_hmc_conserves_exp_minus_dh_and_agrees_with_hmc() {
     assert!(a.error < 0.1 * a.mean, "flow-HMC <M^2> = {a}: too imprecise to test anything");
 }
 
-/// The f32 evaluation of an f64 flow built from `config` (every parameter rounded to f32).
-fn f32_copy(flow: &Flow<f64>, config: &U1FlowConfig) -> Flow<f32> {
+/// A small U(1) tanh flow (as [`small_u1`]) in f64 and its f32 evaluation (every parameter
+/// rounded to f32).
+fn mixed_u1(seed: u64) -> (Flow<f64>, Flow<f32>) {
+    let config = small_u1_config(Activation::Tanh);
+    let flow = strong_flow(&config, seed, 3.0);
     let mut f32flow = config.build::<f32>(&mut StdRng::seed_from_u64(0));
     for (dst, src) in f32flow.params_mut().into_iter().zip(flow.params()) {
         for (d, s) in dst.data_mut().iter_mut().zip(src.data()) {
             *d = *s as f32;
         }
     }
-    f32flow
+    (flow, f32flow)
 }
 
 fn small_u1_config(activation: Activation) -> U1FlowConfig {
@@ -307,9 +310,7 @@ fn a_tanh_flow_is_smooth_one_leapfrog_step_errs_as_eps_cubed() {
 /// with an acceptance close to the all-f64 run's.
 #[test]
 fn mixed_precision_flow_hmc_is_exact() {
-    let config = small_u1_config(Activation::Tanh);
-    let flow = strong_flow(&config, 8, 3.0);
-    let flow32 = f32_copy(&flow, &config);
+    let (flow, flow32) = mixed_u1(8);
     let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
     let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 8, flip: false };
     let cfg = RunConfig { hmc, n_chains: 8, n_therm: 50, n_traj: 600, seed: 10 };
@@ -337,25 +338,9 @@ fn mixed_precision_flow_hmc_is_exact() {
 /// here come back to 1e-15).
 #[test]
 fn mixed_precision_trajectories_are_reversible() {
-    let config = small_u1_config(Activation::Tanh);
-    let flow = strong_flow(&config, 6, 3.0);
-    let flow32 = f32_copy(&flow, &config);
+    let (flow, flow32) = mixed_u1(6);
     let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
     let mut rng = StdRng::seed_from_u64(4);
     let z0: Vec<f64> = (0..3 * 32).map(|_| rng.gen_range(0.0..2.0 * PI)).collect();
-    let p0 = normals(z0.len(), &mut rng);
-    let pot = LatentPotential::new(&flow, &u1).with_force_map(&flow32);
-    let (mut z, mut p, mut f) = (z0.clone(), p0.clone(), vec![0.0; z0.len()]);
-    let (mut x, mut u) = (vec![0.0; z0.len()], vec![0.0; 3]);
-    pot.potential_force(&z, &mut x, &mut u, &mut f);
-    let mut run = |z: &mut Vec<f64>, p: &mut Vec<f64>, f: &mut Vec<f64>| {
-        leapfrog_with(z, p, f, 0.1, 10, |z, f| pot.potential_force(z, &mut x, &mut u, f));
-    };
-    run(&mut z, &mut p, &mut f);
-    p.iter_mut().for_each(|v| *v = -*v);
-    run(&mut z, &mut p, &mut f);
-    let dz = z.iter().zip(&z0).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-    let dp = p.iter().zip(&p0).map(|(a, b)| (a + b).abs()).fold(0.0, f64::max);
-    println!("mixed precision: back at the start to |dz| {dz:e}, |dp| {dp:e}");
-    assert!(dz < REVERSE_TOL && dp < REVERSE_TOL, "back at the start to |dz| {dz:e}, |dp| {dp:e}");
+    check_reversible(LatentPotential::new(&flow, &u1).with_force_map(&flow32), z0, &mut rng);
 }

@@ -98,11 +98,10 @@ pub struct LatentPotential<'a> {
     pub map: &'a dyn LatentMap,
     /// The action `S(x)` with its force `S'(x)`.
     pub action: &'a dyn Action,
-    /// The evaluation of the flow whose pullback drives the leapfrog (`map` itself unless
-    /// [`LatentPotential::with_force_map`] set another).
-    force_map: &'a dyn LatentMap,
-    /// Whether `force_map` is not `map` (then `H` needs its own forward pass of `map`).
-    mixed: bool,
+    /// Another evaluation of the flow whose pullback drives the leapfrog
+    /// ([`LatentPotential::with_force_map`]; `None`: `map`'s). When set, `H` needs its own
+    /// forward pass of `map`.
+    force_map: Option<&'a dyn LatentMap>,
 }
 
 impl<'a> LatentPotential<'a> {
@@ -113,7 +112,7 @@ impl<'a> LatentPotential<'a> {
     #[track_caller]
     pub fn new(map: &'a dyn LatentMap, action: &'a dyn Action) -> Self {
         assert_eq!(map.dof(), action.dof(), "flow-HMC: the map has {} dof, the action {}", map.dof(), action.dof());
-        LatentPotential { map, action, force_map: map, mixed: false }
+        LatentPotential { map, action, force_map: None }
     }
 
     /// The same potential with the leapfrog's force from `force_map`, e.g. the flow's f32
@@ -132,12 +131,12 @@ impl<'a> LatentPotential<'a> {
             self.map.dof()
         );
         assert_eq!(force_map.period(), self.map.period(), "flow-HMC: the force map lives on another space");
-        LatentPotential { force_map, mixed: true, ..self }
+        LatentPotential { force_map: Some(force_map), ..self }
     }
 
     /// Whether the force comes from another evaluation of the map than `H`.
     pub fn is_mixed(&self) -> bool {
-        self.mixed
+        self.force_map.is_some()
     }
 
     /// Real values per configuration.
@@ -195,7 +194,7 @@ impl<'a> LatentPotential<'a> {
                 action.force(x, g);
             }
         };
-        self.force_map.pullback(&self.wrapped(z), x, &mut logdet, &cotangent, force);
+        self.force_map.unwrap_or(self.map).pullback(&self.wrapped(z), x, &mut logdet, &cotangent, force);
         u.par_iter_mut().zip(x.par_chunks(d)).zip(&logdet).for_each(|((u, x), ld)| *u = self.action.action(x) - ld);
     }
 }
@@ -241,7 +240,7 @@ impl<'a> FlowHmcChains<'a> {
         let n = z0.len() / d;
         let (mut x, mut u, mut force) = (vec![0.0; z0.len()], vec![0.0; n], vec![0.0; z0.len()]);
         pot.potential_force(&z0, &mut x, &mut u, &mut force);
-        if pot.mixed {
+        if pot.is_mixed() {
             pot.potential(&z0, &mut x, &mut u);
         }
         FlowHmcChains {
@@ -324,7 +323,7 @@ impl<'a> FlowHmcChains<'a> {
         leapfrog_with(&mut self.z_new, &mut self.p, &mut self.force_new, config.step_size(), config.n_steps, |z, f| {
             pot.potential_force(z, x_new, u_new, f);
         });
-        if pot.mixed {
+        if pot.is_mixed() {
             // H (and the configuration measured) from the exact map
             pot.potential(&self.z_new, x_new, u_new);
         }
