@@ -5,7 +5,7 @@
 //!
 //! The same code paths on threads as ranks run in every build: `latflow-comm`'s tests,
 //! `crates/flow/tests/reproducible.rs`, the sampler's `sample_over` and `run_chains_over`
-//! tests.
+//! tests, `crates/flow/tests/flow_hmc.rs`'s `flow_hmc_over_ranks_is_one_process_bit_for_bit`.
 #![cfg(feature = "mpi")]
 
 use std::path::{Path, PathBuf};
@@ -167,6 +167,32 @@ fn hmc_chains_on_two_ranks_write_the_ensemble_of_one_process() {
     }
     let m = ok(0, &["measure", two.join("ensemble").to_str().unwrap()]);
     assert!(m.contains("measured 900 saved configurations"), "{m}");
+}
+
+#[test]
+fn fhmc_chains_on_two_ranks_write_the_ensemble_of_one_process() {
+    let d = scratch("fhmc");
+    let flow = d.join("flow");
+    ok(0, &train_args(flow.to_str().unwrap(), "10"));
+    let ck = flow.join("model.safetensors");
+    let run = |ranks: usize, out: &Path| {
+        let a = ["fhmc", "--checkpoint", ck.to_str().unwrap(), "--chains", "3", "--n-traj", "60", "--n-therm", "5"];
+        let mut a = a.to_vec();
+        a.extend(["--quiet", "--save", "--out", out.to_str().unwrap()]);
+        ok(ranks, &a)
+    };
+    let (one, two) = (d.join("one"), d.join("two"));
+    run(0, &one);
+    let t = run(2, &two);
+    assert!(t.contains("x 2 ranks"), "{t}");
+    assert!(read(&one.join("observables.csv")) == read(&two.join("observables.csv")));
+    // chains 0 and 1 on rank 0, chain 2 on rank 1: each rank wrote its own streams
+    for s in 0..3 {
+        let name = format!("chunk-s{s:04}-000000.safetensors");
+        assert!(read(&one.join("ensemble").join(&name)) == read(&two.join("ensemble").join(&name)), "{name}");
+    }
+    let m = ok(0, &["measure", two.join("ensemble").to_str().unwrap()]);
+    assert!(m.contains("measured 180 saved configurations"), "{m}");
 }
 
 #[test]

@@ -15,11 +15,12 @@
 use super::hmc::{self, ChainDefaults};
 use super::{checkpoints, save, Args, CliError, CliResult};
 use crate::sampler::ensemble::{IndependenceSampler, Sampler};
-use crate::sampler::flow_hmc::{latent_start, run_flow_hmc, LatentPotential};
+use crate::sampler::flow_hmc::{latent_start, run_flow_hmc_over, LatentPotential};
 use crate::sampler::hmc::ChainSink;
 use crate::sampler::hmc::{chain_seed, HmcChain, HmcConfig};
 use crate::theory::Group;
 use crate::theory::Theory;
+use latflow_comm::Comm;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -45,7 +46,7 @@ pub const USAGE: &str = "latflow fhmc --checkpoint FILE [--L L --n-traj 1000 --n
                          COUPLING FLAGS]";
 
 /// Entry point of `latflow fhmc`.
-pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
+pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliResult<()> {
     // the couplings of every theory may be given: the target of the chains (a flow trained
     // at other couplings is a partial trivializing map there); the checkpoint's theory is
     // known only after parsing, so a coupling of another theory is refused below
@@ -86,31 +87,45 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
     super::sample::note_size(&ck);
     let setup = ck.setup.as_ref();
     let mut c = hmc::common_for(&a, theory, "fhmc", DEFAULTS)?;
+    c.out = c.out.map(|o| super::ranks::root_dir(comm, &o));
+    c.quiet |= !comm.is_root();
+    // this rank's chains (all of them on one process)
+    let mine = latflow_comm::share(c.run.n_chains, comm.size(), comm.rank());
     // activations of the batch of chains with the tape, in f64
-    super::check_memory(&flow32, c.run.n_chains, 8.0, "flow-HMC with this --chains")?;
+    super::check_memory(&flow32, mine.len().max(1), 8.0, "flow-HMC with this --chains")?;
     if a.has("save") {
         let Some(out) = &c.out else {
             return Err(CliError("fhmc: --save writes into the run directory; it contradicts --no-csv".into()));
         };
-        let dir = super::make_dir(out)?;
         let mut meta = save::hmc_metadata(theory, &setup.params(), &c.run);
         meta.insert(save::SAMPLER_KEY.into(), SAMPLER_FLOW_HMC.into());
         meta.insert("checkpoint".into(), path.display().to_string());
         meta.insert("checkpoint_sha256".into(), crate::io::digest::sha256_file(&path).map_err(CliError)?);
         meta.insert("start".into(), start.describe());
         meta.extend(checkpoints::size_metadata(&ck));
-        c.save = Some(save::Target::create(&dir, meta)?);
+        // rank 0 empties the ensemble directory before any rank writes its chains' chunks
+        c.save = Some(if comm.is_root() {
+            save::Target::create(&super::make_dir(out)?, meta)?
+        } else {
+            save::Target { dir: out.join(save::ENSEMBLE_DIR), metadata: meta }
+        });
+        comm.barrier();
     }
     let obs = setup.observables();
     let action = setup.action();
     let t_start = Instant::now();
     let z0 = match start {
         Start::Prior => {
-            flow.prior.sample(c.run.n_chains, &mut StdRng::seed_from_u64(c.run.seed ^ 0x5eed_f10e)).into_vec()
+            // every rank draws all chains' starts and keeps its own (as one process would)
+            let z = flow.prior.sample(c.run.n_chains, &mut StdRng::seed_from_u64(c.run.seed ^ 0x5eed_f10e)).into_vec();
+            let d = z.len() / c.run.n_chains;
+            z[mine.start * d..mine.end * d].to_vec()
         }
+        Start::Hmc if mine.is_empty() => Vec::new(),
         Start::Hmc => {
             let hmc = HmcConfig { flip: false, ..c.run.hmc };
-            let x0: Vec<f64> = (0..c.run.n_chains)
+            let x0: Vec<f64> = mine
+                .clone()
                 .into_par_iter()
                 .flat_map_iter(|chain| {
                     let mut rng = StdRng::seed_from_u64(chain_seed(c.run.seed ^ 0x57a7_e0f5, chain));
@@ -138,7 +153,8 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
         Box::new(save::HmcSink(t.writer_within(chain, save::hmc_layout(&shape), budget.max(1))))
     };
     let sinks: Option<&(dyn Fn(usize) -> Box<dyn ChainSink> + Sync)> = c.save.as_ref().map(|_| &make as _);
-    let total = c.run.n_chains * (c.run.n_therm + c.run.n_traj);
+    // the progress line counts rank 0's chains
+    let total = mine.len() * (c.run.n_therm + c.run.n_traj);
     let (done, finished) = (AtomicUsize::new(0), AtomicBool::new(false));
     let t0 = Instant::now();
     let pot = LatentPotential::new(&flow, action);
@@ -147,12 +163,14 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
         if !c.quiet {
             s.spawn(|| hmc::progress(&done, &finished, total, t0));
         }
-        let r = run_flow_hmc(pot, &c.run, z0, obs.len() + 1, measure, Some(&done), sinks);
+        let r = run_flow_hmc_over(pot, &c.run, z0, obs.len() + 1, measure, Some(&done), sinks, comm);
         finished.store(true, Ordering::Relaxed);
         r
     })
     .map_err(|e| CliError(format!("fhmc: {e}; the chunks written before it are complete")))?;
     let secs = t0.elapsed().as_secs_f64();
+    // rank 0 reports; the other ranks are done once their records are gathered
+    let Some(recs) = recs else { return Ok(()) };
     if recs.iter().any(|r| r.delta_h.iter().any(|d| !d.is_finite())) {
         eprintln!("warning: some trajectories diverged (non-finite dH); lower --tau or raise --steps");
     }
@@ -162,9 +180,11 @@ pub fn run(theories: &[&dyn Theory], args: &[String]) -> CliResult<()> {
     };
     let header =
         format!("latflow fhmc {}: {} (flow-HMC with {}{sizes})", theory.name(), setup.describe(), path.display());
+    let ranks = if comm.size() > 1 { format!(" x {} ranks", comm.size()) } else { String::new() };
     let timing = format!(
-        "{total} trajectories in {secs:.2} s ({:.1} ms per trajectory of all {} chains, {} threads; force in {}, H in f64)\n  \
-         start                        {} ({start_secs:.2} s)",
+        "{} trajectories in {secs:.2} s ({:.1} ms per trajectory of all {} chains, {} threads{ranks}; force in {}, H in \
+         f64)\n  start                        {} ({start_secs:.2} s)",
+        c.run.n_chains * (c.run.n_therm + c.run.n_traj),
         1e3 * secs / (c.run.n_therm + c.run.n_traj) as f64,
         c.run.n_chains,
         rayon::current_num_threads(),

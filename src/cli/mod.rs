@@ -8,7 +8,7 @@
 //! - [`report`]: the evaluation ensemble of a flow (summary, references, plots).
 //! - [`save`]: where and with which metadata `--save` writes ensembles.
 //! - [`sample`], [`apply`], [`hmc`], [`fhmc`], [`measure`], [`audit`]: the other commands.
-//! - [`ranks`]: the ranks of an MPI job that `train`, `sample` and `hmc` spread over.
+//! - [`ranks`]: the ranks of an MPI job that `train`, `sample`, `hmc` and `fhmc` spread over.
 //!
 //! [`run`] takes the list of theories, so a program (or a test) can add its own theory to
 //! the built-in ones and use every command on it.
@@ -102,14 +102,14 @@ pub fn run(theories: &[&dyn Theory], argv: &[String]) -> CliResult<()> {
     run_over(theories, argv, &SingleProcess)
 }
 
-/// [`run`] on the ranks of `comm` ([`ranks`]): `train`, `sample` and `hmc` spread their work
+/// [`run`] on the ranks of `comm` ([`ranks`]): `train`, `sample`, `hmc` and `fhmc` spread their work
 /// over them; the other commands refuse more than one rank.
 pub fn run_over(theories: &[&dyn Theory], argv: &[String], comm: &dyn Comm) -> CliResult<()> {
     let (cmd, rest) = match argv.split_first() {
         None => return train::run(theories, &["phi4".to_string()], comm),
         Some((c, r)) => (c.as_str(), r),
     };
-    if !matches!(cmd, "train" | "sample" | "hmc") {
+    if !matches!(cmd, "train" | "sample" | "hmc" | "fhmc") {
         ranks::single_only(comm, cmd)?;
     }
     if rest.iter().any(|a| a == "--help" || a == "-h") {
@@ -130,7 +130,7 @@ pub fn run_over(theories: &[&dyn Theory], argv: &[String], comm: &dyn Comm) -> C
         "apply" => apply::run(theories, rest),
         "audit" => audit::run(rest),
         "hmc" => hmc::run(theories, rest, comm),
-        "fhmc" => fhmc::run(theories, rest),
+        "fhmc" => fhmc::run(theories, rest, comm),
         "measure" => measure::run(theories, rest),
         "train" => train::run(theories, rest, comm),
         "sample" => sample::run(theories, rest, comm),

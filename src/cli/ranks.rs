@@ -4,9 +4,9 @@
 //! `train` spreads each step's shards over the ranks ([`crate::flow::train::Trainer::step_over`]:
 //! the parameters are those of one process, bit for bit); `train`'s evaluation ensemble and
 //! `sample` draw the flow's proposals on every rank
-//! ([`crate::sampler::ensemble::IndependenceSampler::sample_over`]); `hmc` runs its chains
-//! on the ranks. Rank 0 prints and writes the run directory, except that each rank writes
-//! the ensemble chunks of its own HMC chains. Every rank reads the command line's files
+//! ([`crate::sampler::ensemble::IndependenceSampler::sample_over`]); `hmc` and `fhmc` run their
+//! chains on the ranks. Rank 0 prints and writes the run directory, except that each rank writes
+//! the ensemble chunks of its own (flow-)HMC chains. Every rank reads the command line's files
 //! (checkpoints) itself: the ranks share a file system.
 //!
 //! An error on any rank ends the whole job (`MPI_Abort`), since the other ranks would wait
@@ -61,7 +61,7 @@ fn world_of(launched: Option<usize>) -> CliResult<Box<dyn Comm>> {
 pub fn single_only(comm: &dyn Comm, cmd: &str) -> CliResult<()> {
     if comm.size() > 1 {
         return Err(CliError(format!(
-            "latflow {cmd} runs on one process, not on {} ranks: start it without mpirun (train, sample and hmc \
+            "latflow {cmd} runs on one process, not on {} ranks: start it without mpirun (train, sample, hmc and fhmc \
              spread over ranks)",
             comm.size()
         )));
@@ -133,8 +133,8 @@ mod tests {
 
     #[test]
     fn single_only_commands_name_the_rank_count() {
-        assert!(single_only(&SingleProcess, "fhmc").is_ok());
-        let e = latflow_comm::ThreadRanks::run(2, |c| single_only(c, "fhmc").unwrap_err().0);
-        assert!(e[0].contains("latflow fhmc runs on one process, not on 2 ranks"), "{}", e[0]);
+        assert!(single_only(&SingleProcess, "apply").is_ok());
+        let e = latflow_comm::ThreadRanks::run(2, |c| single_only(c, "apply").unwrap_err().0);
+        assert!(e[0].contains("latflow apply runs on one process, not on 2 ranks"), "{}", e[0]);
     }
 }

@@ -9,6 +9,7 @@
 
 mod u1_common;
 
+use latflow_comm::Comm;
 use latflow_flow::model::Flow;
 use latflow_flow::net::Activation;
 use latflow_flow::phi4::Phi4FlowConfig;
@@ -16,7 +17,9 @@ use latflow_flow::prior::NormalPrior;
 use latflow_flow::u1::{HaarPrior, U1FlowConfig};
 use latflow_physics::u1::{exact_q2_2d, wrap_angle};
 use latflow_physics::{Action, Lattice, Phi4, U1};
-use latflow_sampler::flow_hmc::{latent_start, run_flow_hmc, FlowHmcChains, LatentMap, LatentPotential};
+use latflow_sampler::flow_hmc::{
+    latent_start, run_flow_hmc, run_flow_hmc_over, FlowHmcChains, LatentMap, LatentPotential,
+};
 use latflow_sampler::hmc::{chain_seed, kinetic, leapfrog_with, ChainRecord, HmcChain, HmcConfig, RunConfig};
 use latflow_sampler::stats::{gamma_method_replicas, S_TAU_DEFAULT};
 use rand::rngs::StdRng;
@@ -253,7 +256,12 @@ fn phi4_flow_hmc_conserves_exp_minus_dh_and_agrees_with_hmc() {
 /// A small U(1) tanh flow (as [`small_u1`]) in f64 and its f32 evaluation (every parameter
 /// rounded to f32).
 fn mixed_u1(seed: u64) -> (Flow<f64>, Flow<f32>) {
-    let config = small_u1_config(Activation::Tanh);
+    mixed_u1_on(4, seed)
+}
+
+/// [`mixed_u1`] on `l x l`.
+fn mixed_u1_on(l: usize, seed: u64) -> (Flow<f64>, Flow<f32>) {
+    let config = U1FlowConfig { l, ..small_u1_config(Activation::Tanh) };
     let flow = strong_flow(&config, seed, 3.0);
     let mut f32flow = config.build::<f32>(&mut StdRng::seed_from_u64(0));
     for (dst, src) in f32flow.params_mut().into_iter().zip(flow.params()) {
@@ -343,4 +351,53 @@ fn mixed_precision_trajectories_are_reversible() {
     let mut rng = StdRng::seed_from_u64(4);
     let z0: Vec<f64> = (0..3 * 32).map(|_| rng.gen_range(0.0..2.0 * PI)).collect();
     check_reversible(LatentPotential::new(&flow, &u1).with_force_map(&flow32), z0, &mut rng);
+}
+
+/// Flow-HMC's chains spread over ranks (threads as ranks here; `tests/mpi.rs` runs the
+/// binary under `mpirun`) are those of one process bit for bit, with the force in f32 and in
+/// f64: each chain's numbers depend on that chain alone, also when a rank's batch holds one
+/// chain where one process's holds five (the flow's kernels treat every configuration of a
+/// batch alike).
+#[test]
+fn flow_hmc_over_ranks_is_one_process_bit_for_bit() {
+    // 8x8: the f32 conv kernels of the tutorial's lattices (AVX-512 where the CPU has it)
+    let (flow, flow32) = mixed_u1_on(8, 30);
+    let u1 = U1::new(Lattice::new(&[8, 8]), 2.0);
+    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 6, flip: false };
+    let cfg = RunConfig { hmc, n_chains: 5, n_therm: 5, n_traj: 20, seed: 31 };
+    let z0 = flow.prior.sample(5, &mut StdRng::seed_from_u64(32)).into_vec();
+    let g = u1.clone();
+    let measure = |x: &[f64], o: &mut [f64]| o[0] = g.topological_charge(x);
+    let bits = |recs: &[ChainRecord]| -> Vec<Vec<u64>> {
+        recs.iter()
+            .map(|r| {
+                let mut v: Vec<u64> =
+                    r.observables[0].iter().chain(&r.delta_h).chain(&r.last).map(|x| x.to_bits()).collect();
+                v.extend(r.accepted.iter().map(|&a| u64::from(a)));
+                v
+            })
+            .collect()
+    };
+    for f32_force in [true, false] {
+        let pot = || {
+            let p = LatentPotential::new(&flow, &u1);
+            if f32_force {
+                p.with_force_map(&flow32)
+            } else {
+                p
+            }
+        };
+        let one = run_flow_hmc(pot(), &cfg, z0.clone(), 1, measure, None, None).unwrap();
+        assert!(one.iter().any(|r| r.accepted.iter().any(|&a| a)), "no chain moved");
+        for size in [2, 4] {
+            let per_rank = latflow_comm::ThreadRanks::run(size, |comm| {
+                let mine = latflow_comm::share(5, comm.size(), comm.rank());
+                let z = z0[mine.start * 128..mine.end * 128].to_vec();
+                run_flow_hmc_over(pot(), &cfg, z, 1, measure, None, None, comm).unwrap()
+            });
+            let gathered = per_rank[0].as_ref().expect("rank 0 holds the records");
+            assert!(per_rank[1..].iter().all(Option::is_none), "only rank 0 receives the records");
+            assert_eq!(bits(gathered), bits(&one), "{size} ranks, f32 force {f32_force}");
+        }
+    }
 }

@@ -27,12 +27,16 @@
 //! the reverse pass; samples of the flow's prior (`z ~ r`, whose images are the flow's own
 //! samples) are the other natural start, and what `latflow fhmc` uses.
 
-use crate::hmc::{chain_seed, kinetic, leapfrog_with, ChainRecord, ChainSink, HmcConfig, RunConfig, TrajectoryInfo};
+use crate::hmc::{
+    chain_seed, gather_records, kinetic, leapfrog_with, ChainRecord, ChainSink, HmcConfig, RunConfig, TrajectoryInfo,
+};
+use latflow_comm::Comm;
 use latflow_physics::Action;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A bijection `x = f(z)` of `dof()` real values per configuration with its log-Jacobian
@@ -375,11 +379,70 @@ pub fn run_flow_hmc<M>(
 where
     M: Fn(&[f64], &mut [f64]) + Sync,
 {
-    let n = config.n_chains;
+    run_chain_range(pot, config, z0, n_obs, measure, progress, sinks, 0..config.n_chains)
+}
+
+/// [`run_flow_hmc`] with the chains spread over the ranks of `comm`: rank `r` of `p` runs
+/// the chains [`latflow_comm::share`]`(n_chains, p, r)` together, from `z0` (their start,
+/// row-major; empty on a rank without chains), each seeded by its index and saved by its
+/// own sink as in one process, and rank 0 receives every chain's record in chain order:
+/// `Some(records)` on rank 0, `None` elsewhere.
+///
+/// Each chain's trajectories are those of one process bit for bit, because every number of
+/// a chain (its momenta, its Metropolis draws, the flow's output, log-Jacobian and force
+/// on its configuration) depends on that chain alone: the flow's kernels compute each
+/// configuration of a batch with the same operations whatever else the batch holds (the
+/// test `flow_hmc_over_ranks_is_one_process_bit_for_bit` of `latflow`'s `tests/mpi.rs` and
+/// of `latflow_flow`'s `tests/flow_hmc.rs` checks it).
+///
+/// # Errors
+/// The first error of this rank's sinks (the other ranks then wait in the gather: the
+/// caller ends the job).
+///
+/// # Panics
+/// If `z0` does not hold this rank's chains, or `config.hmc.flip` is set.
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+pub fn run_flow_hmc_over<M>(
+    pot: LatentPotential<'_>,
+    config: &RunConfig,
+    z0: Vec<f64>,
+    n_obs: usize,
+    measure: M,
+    progress: Option<&AtomicUsize>,
+    sinks: Option<&(dyn Fn(usize) -> Box<dyn ChainSink> + Sync)>,
+    comm: &dyn Comm,
+) -> Result<Option<Vec<ChainRecord>>, String>
+where
+    M: Fn(&[f64], &mut [f64]) + Sync,
+{
+    let mine = latflow_comm::share(config.n_chains, comm.size(), comm.rank());
+    let recs = run_chain_range(pot, config, z0, n_obs, measure, progress, sinks, mine)?;
+    Ok(gather_records(recs, comm))
+}
+
+/// The chains `chains` of [`run_flow_hmc`], from `z0` (theirs only).
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+fn run_chain_range<M>(
+    pot: LatentPotential<'_>,
+    config: &RunConfig,
+    z0: Vec<f64>,
+    n_obs: usize,
+    measure: M,
+    progress: Option<&AtomicUsize>,
+    sinks: Option<&(dyn Fn(usize) -> Box<dyn ChainSink> + Sync)>,
+    chains: Range<usize>,
+) -> Result<Vec<ChainRecord>, String>
+where
+    M: Fn(&[f64], &mut [f64]) + Sync,
+{
+    let n = chains.len();
     assert_eq!(z0.len(), n * pot.dof(), "flow-HMC: start of {} values for {n} chains of {} dof", z0.len(), pot.dof());
-    let mut rngs: Vec<StdRng> = (0..n).map(|c| StdRng::seed_from_u64(chain_seed(config.seed, c))).collect();
-    let mut chains = FlowHmcChains::new(pot, z0);
-    let mut sinks: Vec<Option<Box<dyn ChainSink>>> = (0..n).map(|c| sinks.map(|f| f(c))).collect();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut rngs: Vec<StdRng> = chains.clone().map(|c| StdRng::seed_from_u64(chain_seed(config.seed, c))).collect();
+    let mut batch = FlowHmcChains::new(pot, z0);
+    let mut sinks: Vec<Option<Box<dyn ChainSink>>> = chains.map(|c| sinks.map(|f| f(c))).collect();
     let mut recs: Vec<ChainRecord> = (0..n)
         .map(|_| ChainRecord {
             observables: vec![Vec::with_capacity(config.n_traj); n_obs],
@@ -390,9 +453,9 @@ where
         .collect();
     let mut obs = vec![0.0; n * n_obs];
     for t in 0..config.n_therm + config.n_traj {
-        let infos = chains.trajectory(&config.hmc, &mut rngs);
+        let infos = batch.trajectory(&config.hmc, &mut rngs);
         if t >= config.n_therm {
-            let ch = &chains;
+            let ch = &batch;
             obs.par_chunks_mut(n_obs.max(1)).enumerate().take(n).for_each(|(c, o)| measure(ch.config(c), o));
             for (c, (rec, info)) in recs.iter_mut().zip(&infos).enumerate() {
                 let o = &obs[c * n_obs..(c + 1) * n_obs];
@@ -402,7 +465,7 @@ where
                 rec.delta_h.push(info.delta_h);
                 rec.accepted.push(info.accepted);
                 if let Some(s) = sinks[c].as_mut() {
-                    s.record(t - config.n_therm, chains.config(c), info, o)?;
+                    s.record(t - config.n_therm, batch.config(c), info, o)?;
                 }
             }
         }
@@ -414,7 +477,7 @@ where
         s.finish()?;
     }
     for (c, rec) in recs.iter_mut().enumerate() {
-        rec.last = chains.config(c).to_vec();
+        rec.last = batch.config(c).to_vec();
     }
     Ok(recs)
 }

@@ -399,16 +399,23 @@ where
 {
     let mine = latflow_comm::share(config.n_chains, comm.size(), comm.rank());
     let recs = run_chain_range(action, config, n_obs, init, measure, progress, sinks, mine)?;
+    Ok(gather_records(recs, comm))
+}
+
+/// The records of every rank's chains on rank 0, in rank order (each rank holding a
+/// contiguous range of chains in order, that is chain order): `Some(all)` on rank 0,
+/// `None` elsewhere. One process returns its own records.
+pub fn gather_records(recs: Vec<ChainRecord>, comm: &dyn Comm) -> Option<Vec<ChainRecord>> {
     if comm.size() == 1 {
-        return Ok(Some(recs));
+        return Some(recs);
     }
     let mut w = Writer::default();
     w.u64(recs.len() as u64);
     for r in &recs {
         r.write(&mut w);
     }
-    let Some(all) = comm.gather(0, &w.into_bytes()) else { return Ok(None) };
-    let mut out = Vec::with_capacity(config.n_chains);
+    let all = comm.gather(0, &w.into_bytes())?;
+    let mut out = Vec::new();
     for bytes in &all {
         let mut rd = Reader::new(bytes);
         for _ in 0..rd.u64() {
@@ -416,7 +423,7 @@ where
         }
         rd.finish();
     }
-    Ok(Some(out))
+    Some(out)
 }
 
 /// The chains `chains` of [`run_chains_saving`].
