@@ -6,7 +6,7 @@
 //! The checkpoints are the small format-1 fixtures of `tests/data/v1` (L = 4).
 
 use latflow::io::digest::sha256_file;
-use latflow::io::ensemble::{chunk_name, Ensemble};
+use latflow::io::ensemble::{chunk_name, Ensemble, MANIFEST_FILE};
 use latflow::io::safetensors::{Dtype, SafeTensors};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -137,13 +137,31 @@ fn bad_ensembles_and_flags_are_clear_errors() {
     user_error(&["sample", "--checkpoint", s(&ck), "--out", s(&dir), "--save"], "already holds a run");
     user_error(&["hmc", "phi4", "--no-csv", "--save"], "contradicts --no-csv");
 
-    // a kill after the first chunk: the complete chunks measure, with a warning
+    // the finished run wrote its manifest last
+    assert!(full.contains("complete (manifest.csv lists its 2 chunks"), "{full}");
+    let manifest = std::fs::read(ens.join(MANIFEST_FILE)).unwrap();
+    // a chunk of the finished run gone: the manifest says the ensemble is incomplete
     let second = std::fs::read(ens.join(chunk_name(0, 1))).unwrap();
     std::fs::remove_file(ens.join(chunk_name(0, 1))).unwrap();
+    user_error(&["measure", s(&ens)], "chunk-s0000-000001.safetensors is listed in manifest.csv but missing");
+    // a kill after the first chunk (before the manifest): the complete chunks measure, with
+    // a warning
+    std::fs::remove_file(ens.join(MANIFEST_FILE)).unwrap();
     let partial = ok(&["measure", s(&ens)]);
+    assert!(partial.contains("has no manifest.csv: the run that wrote it did not finish"), "{partial}");
     assert!(partial.contains("warning: the ensemble holds 65536 of the run's 70000 proposals"), "{partial}");
     std::fs::write(ens.join(chunk_name(0, 1)), &second).unwrap();
+    std::fs::write(ens.join(MANIFEST_FILE), &manifest).unwrap();
     assert_eq!(numbers(&ok(&["measure", s(&ens)])), numbers(&full));
+    // one value changed after the run, the file's size kept: the manifest's SHA-256
+    let mut changed = second.clone();
+    let k = changed.len() - 3;
+    changed[k] ^= 0x10;
+    std::fs::write(ens.join(chunk_name(0, 1)), &changed).unwrap();
+    user_error(&["measure", s(&ens)], "SHA-256 differs from manifest.csv's: damaged or replaced");
+    std::fs::write(ens.join(chunk_name(0, 1)), &second).unwrap();
+    // the checks below are those of the chunks themselves (a run without its manifest)
+    std::fs::remove_file(ens.join(MANIFEST_FILE)).unwrap();
 
     // a gap in the numbering
     std::fs::rename(ens.join(chunk_name(0, 1)), ens.join(chunk_name(0, 2))).unwrap();
@@ -181,9 +199,11 @@ fn bad_ensembles_and_flags_are_clear_errors() {
     user_error(&["measure", s(&ens)], "the chain column is corrupt");
     std::fs::write(ens.join(chunk_name(0, 1)), &second).unwrap();
 
-    // --force replaces the run, and no chunk of the old ensemble survives
+    // --force replaces the run, and no chunk of the old ensemble survives, nor its manifest
+    std::fs::write(ens.join(MANIFEST_FILE), &manifest).unwrap();
     ok(&["sample", "--checkpoint", s(&ck), "--n", "1000", "--out", s(&dir), "--save", "--force"]);
     assert!(!ens.join(chunk_name(0, 1)).exists(), "a stale chunk of the old ensemble survived --force");
+    assert!(ens.join(MANIFEST_FILE).exists(), "the new run's manifest");
     assert!(ok(&["measure", s(&ens)]).contains("1000 proposals"));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -262,7 +282,9 @@ fn a_killed_sampling_run_leaves_complete_chunks() {
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert!(!status.success(), "the run finished before it was killed: use a larger --n");
+    assert!(!ens.join(MANIFEST_FILE).exists(), "a killed run wrote its manifest");
     let out = ok(&["measure", s(&ens)]);
+    assert!(out.contains("has no manifest.csv"), "{out}");
     let complete = Ensemble::open(&ens).unwrap().n_chunks() * 65536;
     assert!(out.contains(&format!("warning: the ensemble holds {complete} of the run's 4000000")), "{out}");
     std::fs::remove_dir_all(&dir).ok();

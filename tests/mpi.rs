@@ -141,6 +141,7 @@ fn two_ranks_sample_the_ensemble_of_one_process() {
         assert!(read(p) == read(&two.join("ensemble").join(p.file_name().unwrap())), "{} differs", p.display());
     }
     assert!(read(&one.join("summary.csv")) == read(&two.join("summary.csv")));
+    assert!(read(&one.join("ensemble/manifest.csv")) == read(&two.join("ensemble/manifest.csv")));
     // measure reads the 2-rank ensemble
     let m = ok(0, &["measure", two.join("ensemble").to_str().unwrap()]);
     assert!(m.contains("1100"), "{m}");
@@ -165,8 +166,11 @@ fn hmc_chains_on_two_ranks_write_the_ensemble_of_one_process() {
         let name = format!("chunk-s{s:04}-000000.safetensors");
         assert!(read(&one.join("ensemble").join(&name)) == read(&two.join("ensemble").join(&name)), "{name}");
     }
+    // rank 0 wrote the manifest of every rank's chunks once they were complete
+    assert!(read(&one.join("ensemble/manifest.csv")) == read(&two.join("ensemble/manifest.csv")));
     let m = ok(0, &["measure", two.join("ensemble").to_str().unwrap()]);
     assert!(m.contains("measured 900 saved configurations"), "{m}");
+    assert!(m.contains("complete (manifest.csv lists its 3 chunks"), "{m}");
 }
 
 #[test]
@@ -191,6 +195,8 @@ fn fhmc_chains_on_two_ranks_write_the_ensemble_of_one_process() {
         let name = format!("chunk-s{s:04}-000000.safetensors");
         assert!(read(&one.join("ensemble").join(&name)) == read(&two.join("ensemble").join(&name)), "{name}");
     }
+    // rank 0 wrote the manifest of every rank's chunks once they were complete
+    assert!(read(&one.join("ensemble/manifest.csv")) == read(&two.join("ensemble/manifest.csv")));
     let m = ok(0, &["measure", two.join("ensemble").to_str().unwrap()]);
     assert!(m.contains("measured 180 saved configurations"), "{m}");
 }

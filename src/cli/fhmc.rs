@@ -171,6 +171,10 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     let secs = t0.elapsed().as_secs_f64();
     // rank 0 reports; the other ranks are done once their records are gathered
     let Some(recs) = recs else { return Ok(()) };
+    // every rank's chunks are complete once the records are gathered
+    if let Some(t) = &c.save {
+        t.seal()?;
+    }
     if recs.iter().any(|r| r.delta_h.iter().any(|d| !d.is_finite())) {
         eprintln!("warning: some trajectories diverged (non-finite dH); lower --tau or raise --steps");
     }

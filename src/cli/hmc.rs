@@ -207,6 +207,10 @@ fn sample(theory: &dyn Theory, setup: &dyn Setup, c: &Common, comm: &dyn Comm) -
     let shape = setup.config_shape();
     let (recs, secs) = run_with_progress(action, c, obs.len() + 1, init, measure, &shape, comm)?;
     let Some(recs) = recs else { return Ok(()) };
+    // every rank's chunks are complete once the records are gathered
+    if let Some(t) = &c.save {
+        t.seal()?;
+    }
     let n = c.run.n_chains * (c.run.n_therm + c.run.n_traj);
     let ranks = if comm.size() > 1 { format!(" x {} ranks", comm.size()) } else { String::new() };
     let timing = format!(
@@ -472,7 +476,10 @@ fn finish(mut out: String, c: &Common, names: &[&str], recs: &[ChainRecord]) -> 
     }
     if let Some(t) = &c.save {
         let rows: usize = recs.iter().map(|r| r.delta_h.len()).sum();
-        out += &format!("  ensemble: {rows} configurations in {} (latflow measure {0})\n", t.dir.display());
+        out += &format!(
+            "  ensemble: {rows} configurations in {} with its manifest.csv (latflow measure {0})\n",
+            t.dir.display()
+        );
     }
     print!("{out}");
     Ok(())

@@ -12,7 +12,7 @@
 use super::report::{self, FlowRun, Heading};
 use super::save::{SAMPLER_FLOW, SAMPLER_HMC, SAMPLER_KEY};
 use super::{hmc, Args, CliError, CliResult};
-use crate::io::ensemble::{Chunk, Ensemble as Stored};
+use crate::io::ensemble::{Chunk, Ensemble as Stored, MANIFEST_FILE};
 use crate::sampler::ensemble::ChainCounts;
 use crate::sampler::hmc::{ChainRecord, HmcConfig, RunConfig};
 use crate::theory::{Derived, Observable, Params, Setup, Theory};
@@ -33,6 +33,20 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
         more => return Err(CliError(format!("measure: one ensemble directory, got {}: {more:?}", more.len()))),
     };
     let stored = Stored::open(&dir).map_err(CliError)?;
+    if stored.is_complete() {
+        println!(
+            "{}: complete ({MANIFEST_FILE} lists its {} chunk{}; sizes and SHA-256 checked as they are read)",
+            dir.display(),
+            stored.n_chunks(),
+            if stored.n_chunks() == 1 { "" } else { "s" }
+        );
+    } else {
+        println!(
+            "note: {} has no {MANIFEST_FILE}: the run that wrote it did not finish (or predates manifests); \
+             measuring its complete chunks",
+            dir.display()
+        );
+    }
     let first = stored.streams[0][0].display().to_string();
     let meta = &stored.metadata;
     let entry = |k: &str| -> CliResult<&String> {

@@ -221,7 +221,11 @@ pub fn evaluate(
     let Some(counts) = counts else { return Ok(()) };
     run.counts = counts;
     let saved = match (writer, &s.save) {
-        (Some(w), Some(t)) => Some((w.finish().map_err(CliError)?, t.dir.clone())),
+        (Some(w), Some(t)) => {
+            let count = w.finish().map_err(CliError)?;
+            t.seal()?;
+            Some((count, t.dir.clone()))
+        }
         _ => None,
     };
     let sample_s = t0.elapsed().as_secs_f64();
@@ -232,7 +236,7 @@ pub fn evaluate(
     }
     report(theory, setup, &mut run, &obs, &setup.derived(), &|_| true, &head, &times, Some(&s.dir))?;
     if let Some((count, dir)) = saved {
-        println!("ensemble: {count} configurations in {} (latflow measure {0})", dir.display());
+        println!("ensemble: {count} configurations in {} with its manifest.csv (latflow measure {0})", dir.display());
     }
     Ok(())
 }

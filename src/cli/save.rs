@@ -7,7 +7,7 @@
 //! SHA-256.
 
 use super::{CliError, CliResult};
-use crate::io::ensemble::{ChunkWriter, Layout};
+use crate::io::ensemble::{write_manifest, ChunkWriter, Layout, MANIFEST_FILE};
 use crate::io::safetensors::Dtype;
 use crate::sampler::hmc::{ChainSink, RunConfig, TrajectoryInfo};
 use crate::theory::{Setup, Theory};
@@ -54,13 +54,27 @@ impl Target {
         let entries = std::fs::read_dir(&dir).map_err(|e| CliError(format!("cannot read {}: {e}", dir.display())))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
-            // chunks, and the temporary files of chunks a killed run was writing
-            if name.starts_with("chunk-s") && name.ends_with(".safetensors") || name.starts_with(".chunk-s") {
+            // chunks, the temporary files of chunks a killed run was writing, the manifest
+            // of a finished one and its temporary file
+            if name.starts_with("chunk-s") && name.ends_with(".safetensors")
+                || name.starts_with(".chunk-s")
+                || name == MANIFEST_FILE
+                || name.starts_with(&format!(".{MANIFEST_FILE}.tmp"))
+            {
                 std::fs::remove_file(entry.path())
                     .map_err(|e| CliError(format!("cannot remove old chunk {}: {e}", entry.path().display())))?;
             }
         }
         Ok(Target { dir, metadata })
+    }
+
+    /// Writes the finished ensemble's manifest (every rank's chunks complete; rank 0 calls
+    /// it once the run is done): [`crate::io::ensemble::write_manifest`].
+    ///
+    /// # Errors
+    /// A chunk that does not read back, or the write's error.
+    pub fn seal(&self) -> CliResult<usize> {
+        write_manifest(&self.dir).map_err(|e| CliError(format!("the ensemble's manifest: {e}")))
     }
 
     /// A writer of stream `stream`.

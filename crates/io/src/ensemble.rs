@@ -16,6 +16,13 @@
 //! point leaves complete chunks only, and memory stays at one chunk per stream whatever the
 //! ensemble's size. [`Ensemble::open`] checks that the chunks fit together (same metadata,
 //! shapes, dtypes and columns; consecutive indices and positions) and reads them one at a time.
+//!
+//! A run that finishes writes [`MANIFEST_FILE`] last ([`write_manifest`], atomically): one CSV
+//! row per chunk, `file,stream,index,first,count,bytes,sha256`. Its presence says the run
+//! completed (every stream of every rank is there, to its last chunk); [`Ensemble::open`] then
+//! refuses a chunk missing from the directory or not listed, and [`Ensemble::read`] a chunk
+//! whose size or SHA-256 differs from its row (`sha256sum` checks the same). Without it (a run
+//! killed or stopped by an error) the complete chunks are read as before.
 
 use crate::safetensors::{Dtype, SafeTensors, TensorData};
 use std::collections::BTreeMap;
@@ -29,6 +36,101 @@ pub const FORMAT: &str = "latflow-ensemble-1";
 pub const CHUNK_BYTES: usize = 4 << 20;
 /// Metadata keys that differ from chunk to chunk.
 const PER_CHUNK: [&str; 4] = ["stream", "index", "first", "count"];
+/// The manifest of a finished ensemble, in its directory.
+pub const MANIFEST_FILE: &str = "manifest.csv";
+/// [`MANIFEST_FILE`]'s header line.
+const MANIFEST_HEADER: &str = "file,stream,index,first,count,bytes,sha256";
+
+/// One chunk's row of [`MANIFEST_FILE`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestEntry {
+    /// The chunk's file name ([`chunk_name`]).
+    pub file: String,
+    /// Its stream.
+    pub stream: usize,
+    /// Its index in the stream.
+    pub index: usize,
+    /// Position of its first configuration in the stream.
+    pub first: usize,
+    /// Configurations.
+    pub count: usize,
+    /// File size.
+    pub bytes: u64,
+    /// SHA-256 of the file, 64 lowercase hex digits.
+    pub sha256: String,
+}
+
+/// Reads and checks [`MANIFEST_FILE`] in `dir`: `None` when there is none.
+fn read_manifest(dir: &Path) -> Result<Option<Vec<ManifestEntry>>, String> {
+    let path = dir.join(MANIFEST_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some(MANIFEST_HEADER) {
+        return Err(format!("{}: not a manifest (its first line must be {MANIFEST_HEADER})", path.display()));
+    }
+    let mut rows = Vec::new();
+    for (k, line) in lines.enumerate() {
+        let bad = |what: &str| format!("{} line {}: {what}: {line:?}", path.display(), k + 2);
+        let f: Vec<&str> = line.split(',').collect();
+        let [file, stream, index, first, count, bytes, sha] = f.as_slice() else {
+            return Err(bad("expected 7 fields"));
+        };
+        let num = |v: &str| v.parse::<u64>().map_err(|_| bad("not a number"));
+        let e = ManifestEntry {
+            file: file.to_string(),
+            stream: num(stream)? as usize,
+            index: num(index)? as usize,
+            first: num(first)? as usize,
+            count: num(count)? as usize,
+            bytes: num(bytes)?,
+            sha256: sha.to_string(),
+        };
+        if parse_name(file) != Some((e.stream, e.index)) {
+            return Err(bad("the file name is not the chunk's stream and index"));
+        }
+        if e.sha256.len() != 64 || !e.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(bad("the SHA-256 is not 64 lowercase hex digits"));
+        }
+        rows.push(e);
+    }
+    Ok(Some(rows))
+}
+
+/// Writes [`MANIFEST_FILE`] of the finished ensemble in `dir` (temp file, rename: it appears
+/// whole or not at all) after reading every chunk back through [`Ensemble::read`]; returns
+/// the configurations it lists.
+///
+/// # Errors
+/// The first chunk that does not fit, a manifest already there, or the write's OS error.
+pub fn write_manifest(dir: &Path) -> Result<usize, String> {
+    let e = Ensemble::open(dir)?;
+    if e.manifest.is_some() {
+        return Err(format!("{}: the ensemble already has a {MANIFEST_FILE}", dir.display()));
+    }
+    let mut out = format!("{MANIFEST_HEADER}\n");
+    let mut total = 0;
+    for (s, files) in e.streams.iter().enumerate() {
+        let mut next = 0;
+        for (i, path) in files.iter().enumerate() {
+            let c = e.read(s, i, next)?;
+            next += c.count;
+            let bytes = std::fs::metadata(path).map_err(|err| format!("{}: {err}", path.display()))?.len();
+            let sha = crate::digest::sha256_file(path)?;
+            out.push_str(&format!("{},{s},{i},{},{},{bytes},{sha}\n", chunk_name(s, i), c.first, c.count));
+        }
+        total += next;
+    }
+    let path = dir.join(MANIFEST_FILE);
+    let tmp = dir.join(format!(".{MANIFEST_FILE}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, out).map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;
+    std::fs::rename(&tmp, &path)
+        .map_err(|err| format!("cannot rename {} to {}: {err}", tmp.display(), path.display()))?;
+    Ok(total)
+}
 
 /// What a chunk holds besides its metadata.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -224,14 +326,56 @@ pub struct Ensemble {
     pub layout: Layout,
     /// For each stream `0..`, its chunk files in order.
     pub streams: Vec<Vec<PathBuf>>,
+    /// [`MANIFEST_FILE`]'s rows, per stream and chunk like `streams`, when the run finished.
+    pub manifest: Option<Vec<Vec<ManifestEntry>>>,
+}
+
+/// The manifest's rows arranged like `streams`, each chunk of the directory listed once.
+fn match_manifest(
+    dir: &Path,
+    streams: &[Vec<PathBuf>],
+    rows: Vec<ManifestEntry>,
+) -> Result<Vec<Vec<ManifestEntry>>, String> {
+    let mut by: BTreeMap<(usize, usize), ManifestEntry> = BTreeMap::new();
+    for r in rows {
+        if let Some(old) = by.insert((r.stream, r.index), r) {
+            return Err(format!("{}: {} is listed twice", dir.join(MANIFEST_FILE).display(), old.file));
+        }
+    }
+    let mut out = Vec::with_capacity(streams.len());
+    for (s, files) in streams.iter().enumerate() {
+        let mut rows = Vec::with_capacity(files.len());
+        for i in 0..files.len() {
+            let row = by.remove(&(s, i)).ok_or_else(|| {
+                format!(
+                    "{}: {} is not listed in {MANIFEST_FILE} (a file of another run?)",
+                    dir.display(),
+                    chunk_name(s, i)
+                )
+            })?;
+            rows.push(row);
+        }
+        out.push(rows);
+    }
+    if let Some(row) = by.into_values().next() {
+        return Err(format!(
+            "{}: {} is listed in {MANIFEST_FILE} but missing: the ensemble is incomplete",
+            dir.display(),
+            row.file
+        ));
+    }
+    Ok(out)
 }
 
 impl Ensemble {
-    /// Lists the chunks of the ensemble in `dir` and reads the first one.
+    /// Lists the chunks of the ensemble in `dir` and reads the first one (and the manifest,
+    /// when the run finished).
     ///
     /// # Errors
     /// A message naming the directory or file: not a directory, no chunks, a stream or
-    /// chunk missing from the numbering, or a first chunk that is not a valid chunk.
+    /// chunk missing from the numbering, a first chunk that is not a valid chunk; with a
+    /// manifest, one that cannot be parsed, a chunk it lists that is missing or a chunk it
+    /// does not list.
     pub fn open(dir: &Path) -> Result<Self, String> {
         let entries =
             std::fs::read_dir(dir).map_err(|e| format!("cannot read ensemble directory {}: {e}", dir.display()))?;
@@ -292,7 +436,11 @@ impl Ensemble {
         PER_CHUNK.iter().for_each(|k| {
             metadata.remove(*k);
         });
-        Ok(Ensemble { dir: dir.to_path_buf(), metadata, layout, streams })
+        let manifest = match read_manifest(dir)? {
+            None => None,
+            Some(rows) => Some(match_manifest(dir, &streams, rows)?),
+        };
+        Ok(Ensemble { dir: dir.to_path_buf(), metadata, layout, streams, manifest })
     }
 
     /// Chunk files in all streams.
@@ -310,8 +458,26 @@ impl Ensemble {
     /// If there is no such stream or chunk.
     pub fn read(&self, stream: usize, index: usize, expected_first: usize) -> Result<Chunk, String> {
         let path = &self.streams[stream][index];
-        let st = SafeTensors::read(path).map_err(|e| e.to_string())?;
         let err = |m: String| format!("{}: {m}", path.display());
+        let listed = self.manifest.as_ref().map(|m| &m[stream][index]);
+        let st = match listed {
+            None => SafeTensors::read(path).map_err(|e| e.to_string())?,
+            Some(row) => {
+                // the size before reading (a damaged or replaced file), then the digest
+                let size = std::fs::metadata(path).map_err(|e| err(e.to_string()))?.len();
+                if size != row.bytes {
+                    return Err(err(format!(
+                        "{size} bytes, but {MANIFEST_FILE} says {}: damaged or replaced",
+                        row.bytes
+                    )));
+                }
+                let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+                if crate::digest::sha256_hex(&bytes) != row.sha256 {
+                    return Err(err(format!("its SHA-256 differs from {MANIFEST_FILE}'s: damaged or replaced")));
+                }
+                SafeTensors::from_bytes(&bytes).map_err(|e| err(e.to_string()))?
+            }
+        };
         let num = |k: &str| -> Result<usize, String> {
             st.metadata
                 .get(k)
@@ -319,6 +485,14 @@ impl Ensemble {
                 .ok_or_else(|| err(format!("metadata {k:?} missing or not a number")))
         };
         let (s, i, first, count) = (num("stream")?, num("index")?, num("first")?, num("count")?);
+        if let Some(row) = listed.filter(|r| (r.first, r.count) != (first, count)) {
+            return Err(err(format!(
+                "configurations {first}..{} of stream {stream}, {MANIFEST_FILE} says {}..{}",
+                first + count,
+                row.first,
+                row.first + row.count
+            )));
+        }
         if (s, i) != (stream, index) {
             return Err(err(format!(
                 "metadata says stream {s} chunk {i}; the file name says stream {stream} chunk {index}"
@@ -379,6 +553,11 @@ impl Ensemble {
             }
         }
         Ok(chunk)
+    }
+
+    /// Whether [`MANIFEST_FILE`] is there: the run that wrote the ensemble finished.
+    pub fn is_complete(&self) -> bool {
+        self.manifest.is_some()
     }
 
     /// Visits every chunk of every stream in order, one in memory at a time.
@@ -476,6 +655,93 @@ mod tests {
         std::fs::write(junk.join(chunk_name(0, 0)), b"not a safetensors file").unwrap();
         assert!(Ensemble::open(&junk).is_err());
         for d in [dir, other, junk] {
+            std::fs::remove_dir_all(d).ok();
+        }
+    }
+
+    /// A finished ensemble's manifest lists every chunk; a chunk removed, added, resized or
+    /// changed in one byte (same size) is then an error naming it, and a damaged manifest too.
+    #[test]
+    fn the_manifest_of_a_finished_ensemble_catches_missing_extra_and_changed_chunks() {
+        let dir = tmp("manifest");
+        write(&dir, 3, 10, 4);
+        assert!(!Ensemble::open(&dir).unwrap().is_complete());
+        assert_eq!(write_manifest(&dir).unwrap(), 30);
+        let text = std::fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap();
+        assert_eq!(text.lines().count(), 1 + 9, "{text}");
+        assert!(text.lines().nth(2).unwrap().starts_with("chunk-s0000-000001.safetensors,0,1,4,4,"), "{text}");
+        let e = Ensemble::open(&dir).unwrap();
+        assert!(e.is_complete());
+        let mut n = 0;
+        e.for_each_chunk(|c| {
+            n += c.count;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 30);
+        assert!(write_manifest(&dir).unwrap_err().contains("already has a manifest.csv"));
+        let read_all = || Ensemble::open(&dir).and_then(|e| e.for_each_chunk(|_| Ok(())));
+        // one byte of the data section changed, size unchanged
+        let victim = dir.join(chunk_name(1, 2));
+        let good = std::fs::read(&victim).unwrap();
+        let mut bad = good.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        std::fs::write(&victim, &bad).unwrap();
+        let err = read_all().unwrap_err();
+        assert!(err.contains("chunk-s0001-000002") && err.contains("SHA-256 differs"), "{err}");
+        bad.push(0);
+        std::fs::write(&victim, &bad).unwrap();
+        assert!(read_all().unwrap_err().contains("bytes, but manifest.csv says"));
+        std::fs::write(&victim, &good).unwrap();
+        read_all().unwrap();
+        // the last stream's last chunk, then the whole last stream, gone
+        let last = dir.join(chunk_name(2, 2));
+        let kept = std::fs::read(&last).unwrap();
+        std::fs::remove_file(&last).unwrap();
+        let err = read_all().unwrap_err();
+        assert!(err.contains("chunk-s0002-000002.safetensors is listed in manifest.csv but missing"), "{err}");
+        for i in 0..2 {
+            std::fs::remove_file(dir.join(chunk_name(2, i))).unwrap();
+        }
+        assert!(read_all().unwrap_err().contains("chunk-s0002-000000.safetensors is listed"));
+        // a chunk the manifest does not list
+        let other = tmp("manifest-other");
+        write(&other, 4, 10, 4);
+        for i in 0..3 {
+            std::fs::copy(other.join(chunk_name(2, i)), dir.join(chunk_name(2, i))).unwrap();
+        }
+        std::fs::copy(other.join(chunk_name(3, 0)), dir.join(chunk_name(3, 0))).unwrap();
+        let err = read_all().unwrap_err();
+        assert!(err.contains("chunk-s0003-000000.safetensors is not listed in manifest.csv"), "{err}");
+        std::fs::remove_file(dir.join(chunk_name(3, 0))).unwrap();
+        assert_eq!(std::fs::read(&last).unwrap(), kept, "the same writer wrote the same chunk");
+        read_all().unwrap();
+        // damaged manifests
+        let m = dir.join(MANIFEST_FILE);
+        for (bad, want) in [
+            ("nonsense\n", "not a manifest"),
+            (
+                "file,stream,index,first,count,bytes,sha256\nchunk-s0000-000000.safetensors,0,0,0,4\n",
+                "expected 7 fields",
+            ),
+            (
+                "file,stream,index,first,count,bytes,sha256\nchunk-s0000-000000.safetensors,0,x,0,4,1,a\n",
+                "not a number",
+            ),
+            (
+                "file,stream,index,first,count,bytes,sha256\nchunk-s0000-000000.safetensors,1,0,0,4,1,a\n",
+                "the file name is not",
+            ),
+            (
+                "file,stream,index,first,count,bytes,sha256\nchunk-s0000-000000.safetensors,0,0,0,4,1,XYZ\n",
+                "SHA-256 is not",
+            ),
+        ] {
+            std::fs::write(&m, bad).unwrap();
+            let err = Ensemble::open(&dir).unwrap_err();
+            assert!(err.contains(want), "{bad:?}: {err}");
+        }
+        for d in [dir, other] {
             std::fs::remove_dir_all(d).ok();
         }
     }
