@@ -33,20 +33,21 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
         more => return Err(CliError(format!("measure: one ensemble directory, got {}: {more:?}", more.len()))),
     };
     let stored = Stored::open(&dir).map_err(CliError)?;
-    if stored.is_complete() {
-        println!(
-            "{}: complete ({MANIFEST_FILE} lists its {} chunk{}; sizes and SHA-256 checked as they are read)",
+    // said last, after the report (whose first line is the run's own)
+    let status = if stored.is_complete() {
+        format!(
+            "{}: complete ({MANIFEST_FILE} lists its {} chunk{}; sizes and SHA-256 checked as they were read)",
             dir.display(),
             stored.n_chunks(),
             if stored.n_chunks() == 1 { "" } else { "s" }
-        );
+        )
     } else {
-        println!(
+        format!(
             "note: {} has no {MANIFEST_FILE}: the run that wrote it did not finish (or predates manifests); \
-             measuring its complete chunks",
+             measured its complete chunks",
             dir.display()
-        );
-    }
+        )
+    };
     let first = stored.streams[0][0].display().to_string();
     let meta = &stored.metadata;
     let entry = |k: &str| -> CliResult<&String> {
@@ -71,7 +72,7 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
         entry(k)?.parse().map_err(|_| CliError(format!("{first}: metadata entry {k:?} is not a number")))
     };
     let therm = a.opt::<usize>("therm")?;
-    match entry(SAMPLER_KEY)?.as_str() {
+    let done = match entry(SAMPLER_KEY)?.as_str() {
         SAMPLER_FLOW => {
             let therm = therm.map_or_else(|| number("therm").map(|t| t as usize), Ok)?;
             let (seed, n, batch) = (number("seed")?, number("n")?, number("batch")?);
@@ -101,7 +102,10 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
             chains(&header, setup.as_ref(), &stored, &obs, chosen.as_deref(), &run, therm.unwrap_or(0))
         }
         other => Err(CliError(format!("{first}: unknown sampler {other:?} in the ensemble's metadata"))),
-    }
+    };
+    done?;
+    println!("{status}");
+    Ok(())
 }
 
 /// The keys named by `--obs k1,k2` (observables shown or derived quantities), checked.
