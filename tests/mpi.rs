@@ -147,6 +147,19 @@ fn two_ranks_sample_the_ensemble_of_one_process() {
     assert!(m.contains("1100"), "{m}");
 }
 
+/// The 2-rank run `two` (printed `t`) of 3 chains wrote what the one-process run `one` did:
+/// `observables.csv`, each chain's stream (chains 0 and 1 on rank 0, chain 2 on rank 1, each
+/// rank writing its own) and the manifest rank 0 wrote once every rank's chunks were complete.
+fn same_chains(t: &str, one: &Path, two: &Path) {
+    assert!(t.contains("x 2 ranks"), "{t}");
+    assert!(read(&one.join("observables.csv")) == read(&two.join("observables.csv")));
+    for s in 0..3 {
+        let name = format!("chunk-s{s:04}-000000.safetensors");
+        assert!(read(&one.join("ensemble").join(&name)) == read(&two.join("ensemble").join(&name)), "{name}");
+    }
+    assert!(read(&one.join("ensemble/manifest.csv")) == read(&two.join("ensemble/manifest.csv")));
+}
+
 #[test]
 fn hmc_chains_on_two_ranks_write_the_ensemble_of_one_process() {
     let d = scratch("hmc");
@@ -159,15 +172,7 @@ fn hmc_chains_on_two_ranks_write_the_ensemble_of_one_process() {
     let (one, two) = (d.join("one"), d.join("two"));
     run(0, &one);
     let t = run(2, &two);
-    assert!(t.contains("x 2 ranks"), "{t}");
-    assert!(read(&one.join("observables.csv")) == read(&two.join("observables.csv")));
-    // chains 0 and 1 on rank 0, chain 2 on rank 1: each rank wrote its own streams
-    for s in 0..3 {
-        let name = format!("chunk-s{s:04}-000000.safetensors");
-        assert!(read(&one.join("ensemble").join(&name)) == read(&two.join("ensemble").join(&name)), "{name}");
-    }
-    // rank 0 wrote the manifest of every rank's chunks once they were complete
-    assert!(read(&one.join("ensemble/manifest.csv")) == read(&two.join("ensemble/manifest.csv")));
+    same_chains(&t, &one, &two);
     let m = ok(0, &["measure", two.join("ensemble").to_str().unwrap()]);
     assert!(m.contains("measured 900 saved configurations"), "{m}");
     assert!(m.contains("complete (manifest.csv lists its 3 chunks"), "{m}");
@@ -188,15 +193,7 @@ fn fhmc_chains_on_two_ranks_write_the_ensemble_of_one_process() {
     let (one, two) = (d.join("one"), d.join("two"));
     run(0, &one);
     let t = run(2, &two);
-    assert!(t.contains("x 2 ranks"), "{t}");
-    assert!(read(&one.join("observables.csv")) == read(&two.join("observables.csv")));
-    // chains 0 and 1 on rank 0, chain 2 on rank 1: each rank wrote its own streams
-    for s in 0..3 {
-        let name = format!("chunk-s{s:04}-000000.safetensors");
-        assert!(read(&one.join("ensemble").join(&name)) == read(&two.join("ensemble").join(&name)), "{name}");
-    }
-    // rank 0 wrote the manifest of every rank's chunks once they were complete
-    assert!(read(&one.join("ensemble/manifest.csv")) == read(&two.join("ensemble/manifest.csv")));
+    same_chains(&t, &one, &two);
     let m = ok(0, &["measure", two.join("ensemble").to_str().unwrap()]);
     assert!(m.contains("measured 180 saved configurations"), "{m}");
 }

@@ -443,14 +443,7 @@ where
     let mut rngs: Vec<StdRng> = chains.clone().map(|c| StdRng::seed_from_u64(chain_seed(config.seed, c))).collect();
     let mut batch = FlowHmcChains::new(pot, z0);
     let mut sinks: Vec<Option<Box<dyn ChainSink>>> = chains.map(|c| sinks.map(|f| f(c))).collect();
-    let mut recs: Vec<ChainRecord> = (0..n)
-        .map(|_| ChainRecord {
-            observables: vec![Vec::with_capacity(config.n_traj); n_obs],
-            delta_h: Vec::with_capacity(config.n_traj),
-            accepted: Vec::with_capacity(config.n_traj),
-            last: Vec::new(),
-        })
-        .collect();
+    let mut recs: Vec<ChainRecord> = (0..n).map(|_| ChainRecord::recording(n_obs, config.n_traj)).collect();
     let mut obs = vec![0.0; n * n_obs];
     for t in 0..config.n_therm + config.n_traj {
         let infos = batch.trajectory(&config.hmc, &mut rngs);

@@ -264,6 +264,16 @@ pub struct ChainRecord {
 }
 
 impl ChainRecord {
+    /// An empty record of `n_obs` observables with room for `n_traj` trajectories.
+    pub fn recording(n_obs: usize, n_traj: usize) -> Self {
+        ChainRecord {
+            observables: vec![Vec::with_capacity(n_traj); n_obs],
+            delta_h: Vec::with_capacity(n_traj),
+            accepted: Vec::with_capacity(n_traj),
+            last: Vec::new(),
+        }
+    }
+
     /// Onto the wire (every value bit for bit), for [`run_chains_over`].
     fn write(&self, w: &mut Writer) {
         w.u64(self.observables.len() as u64);
@@ -450,12 +460,7 @@ where
             let mut sink = sinks.map(|f| f(c));
             let mut rng = StdRng::seed_from_u64(chain_seed(config.seed, c));
             let mut chain = HmcChain::new(action, init(c, &mut rng));
-            let mut rec = ChainRecord {
-                observables: vec![Vec::with_capacity(config.n_traj); n_obs],
-                delta_h: Vec::with_capacity(config.n_traj),
-                accepted: Vec::with_capacity(config.n_traj),
-                last: Vec::new(),
-            };
+            let mut rec = ChainRecord::recording(n_obs, config.n_traj);
             let mut obs = vec![0.0; n_obs];
             let total = config.n_therm + config.n_traj;
             for t in 0..total {
