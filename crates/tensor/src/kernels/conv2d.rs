@@ -35,21 +35,33 @@ pub enum Backend {
     Avx512,
     /// The AVX-512 kernels with rayon over the batch.
     Avx512Threaded,
+    /// Winograd F(2x2, 3x3) AVX-512 kernels ([`crate::kernels::conv2d_winograd`]) for `f32`
+    /// lattices 8 wide with a height that is a multiple of 8 and a 3x3 kernel, one thread
+    /// (2.25x fewer multiplications). Only where [`Backend::available`] lists it.
+    Winograd,
+    /// The Winograd kernels with rayon over the batch.
+    WinogradThreaded,
 }
 
 impl Backend {
     /// The backends that can run shape `s` in element type `T` on this CPU: the scalar
     /// reference and the `wide` SIMD kernels always, the AVX-512 ones for `f32`
-    /// lattices 8 wide when the CPU has AVX-512F (and `LATFLOW_NO_AVX512` is unset).
+    /// lattices 8 wide when the CPU has AVX-512F (and `LATFLOW_NO_AVX512` is unset), the
+    /// Winograd ones for `f32` lattices 8 wide, heights a multiple of 8 and 3x3 kernels on
+    /// the same CPUs (unless `LATFLOW_NO_WINOGRAD` is set).
     pub fn available<T: 'static>(s: &Conv2dShape) -> Vec<Backend> {
         let mut v = vec![Backend::Scalar, Backend::Simd, Backend::SimdThreaded];
         if avx512_fits::<T>(s) {
             v.extend([Backend::Avx512, Backend::Avx512Threaded]);
         }
+        if winograd_fits::<T>(s) {
+            v.extend([Backend::Winograd, Backend::WinogradThreaded]);
+        }
         v
     }
 
-    /// Short name for tables: `scalar`, `simd`, `simd+threads`, `avx512`, `avx512+threads`.
+    /// Short name for tables: `scalar`, `simd`, `simd+threads`, `avx512`, `avx512+threads`,
+    /// `winograd`, `winograd+threads`.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Scalar => "scalar",
@@ -57,6 +69,8 @@ impl Backend {
             Backend::SimdThreaded => "simd+threads",
             Backend::Avx512 => "avx512",
             Backend::Avx512Threaded => "avx512+threads",
+            Backend::Winograd => "winograd",
+            Backend::WinogradThreaded => "winograd+threads",
         }
     }
 }
@@ -72,6 +86,38 @@ fn avx512_fits<T: 'static>(s: &Conv2dShape) -> bool {
         let _ = s;
         false
     }
+}
+
+/// Whether the Winograd kernels run shape `s` in element type `T` on this CPU.
+fn winograd_fits<T: 'static>(s: &Conv2dShape) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        TypeId::of::<T>() == TypeId::of::<f32>()
+            && super::conv2d_winograd::fits(s)
+            && super::conv2d_winograd::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = s;
+        false
+    }
+}
+
+/// `Some(threaded)` when `backend` is a Winograd one (the caller then runs the `f32`
+/// Winograd kernel), `None` otherwise.
+///
+/// # Panics
+/// If a Winograd backend is asked for where it does not fit ([`Backend::available`]).
+#[cfg(target_arch = "x86_64")]
+#[track_caller]
+fn winograd_threaded<T: 'static>(backend: Backend, s: &Conv2dShape) -> Option<bool> {
+    let threaded = match backend {
+        Backend::Winograd => false,
+        Backend::WinogradThreaded => true,
+        _ => return None,
+    };
+    assert!(winograd_fits::<T>(s), "conv2d: backend {backend:?} does not run {s:?} here (see Backend::available)");
+    Some(threaded)
 }
 
 /// Multiply-adds below which [`forward`], [`backward_input`] and [`backward_weight`]
@@ -274,6 +320,20 @@ fn forward_act<T: Float>(
         assert_eq!(b.len(), s.cout, "conv2d: bias length for {s:?}");
     }
     #[cfg(target_arch = "x86_64")]
+    if let Some(threaded) = winograd_threaded::<T>(backend, &s) {
+        let b = b.map(|b| cast::<T, f32>(b).unwrap());
+        let leaky = leaky.map(|sl| sl.to_f64() as f32); // exact: T is f32 here
+        return super::conv2d_winograd::forward(
+            cast(x).unwrap(),
+            cast(w).unwrap(),
+            b,
+            s,
+            cast_mut(y).unwrap(),
+            threaded,
+            leaky,
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
     if let Some(threaded) = avx512_threaded::<T>(backend, &s) {
         let b = b.map(|b| cast::<T, f32>(b).unwrap());
         let leaky = leaky.map(|sl| sl.to_f64() as f32); // exact: T is f32 here
@@ -318,6 +378,16 @@ pub fn backward_input_with<T: Float>(backend: Backend, dy: &[T], w: &[T], s: Con
         return reference::backward_input(dy, w, s, dx);
     }
     #[cfg(target_arch = "x86_64")]
+    if let Some(threaded) = winograd_threaded::<T>(backend, &s) {
+        return super::conv2d_winograd::backward_input(
+            cast(dy).unwrap(),
+            cast(w).unwrap(),
+            s,
+            cast_mut(dx).unwrap(),
+            threaded,
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
     if let Some(threaded) = avx512_threaded::<T>(backend, &s) {
         return super::conv2d_avx512::backward_input(
             cast(dy).unwrap(),
@@ -354,6 +424,18 @@ pub fn backward_weight_with<T: Float>(
     }
     if backend == Backend::Scalar {
         return reference::backward_weight(dy, x, s, dw, db);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(threaded) = winograd_threaded::<T>(backend, &s) {
+        let db = db.map(|db| cast_mut::<T, f32>(db).unwrap());
+        return super::conv2d_winograd::backward_weight(
+            cast(dy).unwrap(),
+            cast(x).unwrap(),
+            s,
+            cast_mut(dw).unwrap(),
+            db,
+            threaded,
+        );
     }
     #[cfg(target_arch = "x86_64")]
     if let Some(threaded) = avx512_threaded::<T>(backend, &s) {
