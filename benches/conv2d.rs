@@ -190,7 +190,8 @@ fn is_winograd(be: Backend) -> bool {
 /// transform additions; the direct kernels execute `2 * MACs`).
 #[cfg(target_arch = "x86_64")]
 fn winograd_flops(s: &Conv2dShape, pass: Pass) -> f64 {
-    use latflow_tensor::kernels::conv2d_winograd::{flops, Pass as W};
+    use latflow_tensor::kernels::conv2d::Pass as W;
+    use latflow_tensor::kernels::conv2d_winograd::flops;
     flops(
         s,
         match pass {

@@ -226,15 +226,21 @@ fn avx512_backend_is_offered_where_the_cpu_has_it() {
     #[cfg(not(target_arch = "x86_64"))]
     let has = false;
     assert_eq!(Backend::available::<f32>(&s).contains(&Backend::Avx512), has);
-    assert_eq!(conv2d::auto_backend::<f32>(&s), if has { Backend::Avx512Threaded } else { Backend::SimdThreaded });
+    // (8 -> 8 forward and input gradient go to Winograd where it runs; the weight gradient
+    // stays on the direct kernels)
+    let want = if has { Backend::Avx512Threaded } else { Backend::SimdThreaded };
+    assert_eq!(conv2d::auto_backend_for::<f32>(conv2d::Pass::BackwardWeight, &s), want);
+    assert_eq!(conv2d::auto_backend::<f32>(&Conv2dShape { n: 1024, cin: 1, ..s }), want);
     // never for f64 or other widths
     assert!(!Backend::available::<f64>(&s).contains(&Backend::Avx512));
     assert!(!Backend::available::<f32>(&Conv2dShape { w: 16, ..s }).contains(&Backend::Avx512));
 }
 
 /// `conv2d::backward_act` (AVX-512, one thread: both gradients block by block with the
-/// activation derivative applied on the fly) gives bit for bit what the separate steps
-/// give: `gz = g act'(y)`, then `backward_input` and `backward_weight` on one thread.
+/// activation derivative applied on the fly, or, where the input gradient takes the
+/// Winograd kernels, `g act'(y)` once and both passes on it) gives bit for bit what the
+/// separate steps give: `gz = g act'(y)`, then `backward_input` and `backward_weight` on
+/// one thread with the backends the plain entry points pick.
 #[test]
 fn fused_backward_equals_the_separate_kernels() {
     use conv2d::ActGrad;
@@ -260,8 +266,13 @@ fn fused_backward_equals_the_separate_kernels() {
             let mut dx0 = vec![f32::NAN; s.input_len()];
             let mut dw0 = vec![f32::NAN; s.weight_len()];
             let mut db0 = vec![f32::NAN; cout];
-            conv2d::backward_input_with(Backend::Avx512, &gz, &c.w, s, &mut dx0);
-            conv2d::backward_weight_with(Backend::Avx512, &gz, &c.x, s, &mut dw0, Some(&mut db0));
+            // the backends the plain entry points pick (Winograd for the 8 -> 8 input gradient
+            // where it runs, the direct AVX-512 kernels otherwise)
+            let bi = conv2d::auto_backend_for::<f32>(conv2d::Pass::BackwardInput, &s);
+            let bw = conv2d::auto_backend_for::<f32>(conv2d::Pass::BackwardWeight, &s);
+            assert_eq!(bw, Backend::Avx512, "{s:?}");
+            conv2d::backward_input_with(bi, &gz, &c.w, s, &mut dx0);
+            conv2d::backward_weight_with(bw, &gz, &c.x, s, &mut dw0, Some(&mut db0));
             assert_eq!(dx, dx0, "{s:?} {act:?}: dx");
             assert_eq!(dw, dw0, "{s:?} {act:?}: dw");
             assert_eq!(db, db0, "{s:?} {act:?}: db");
@@ -455,4 +466,45 @@ fn winograd_backend_is_offered_where_it_fits() {
     for other in [Conv2dShape { h: 12, ..s }, Conv2dShape { w: 16, ..s }, Conv2dShape { k: 5, ..s }] {
         assert!(!Backend::available::<f32>(&other).contains(&Backend::Winograd), "{other:?}");
     }
+}
+
+/// The tape's f32 path through the Winograd kernels: `y = LeakyReLU(conv(x))` at the
+/// tutorial's 8 -> 8 shape, `L = sum r y`. On a CPU that runs Winograd, the forward pass
+/// and the input gradient (inside `conv2d::backward_act`, `g act'(y)` formed once) take it;
+/// the weight gradient stays direct. Values and gradients against the scalar reference
+/// (the f64 gradient audit checks the tape's rules; this checks that the f32 kernels it
+/// dispatches to compute them): within the Winograd bound plus the direct one.
+#[test]
+fn tape_gradients_through_winograd_match_reference() {
+    use latflow_tensor::elementwise::Unary;
+    use latflow_tensor::Var;
+    let s = Conv2dShape { n: 4, cin: 8, cout: 8, h: 8, w: 8, k: 3 };
+    let has = Backend::available::<f32>(&s).contains(&Backend::Winograd);
+    assert_eq!(conv2d::auto_backend::<f32>(&s) == Backend::Winograd, has);
+    assert_eq!(conv2d::auto_backend_for::<f32>(conv2d::Pass::BackwardInput, &s) == Backend::Winograd, has);
+    let c = Case::<f32>::new(s, 2024);
+    let slope = 0.01f32;
+    let t = |shape: &[usize], v: &[f32]| Tensor::from_vec(shape, v.to_vec());
+    let x = Var::param(t(&[s.n, s.cin, s.h, s.w], &c.x));
+    let w = Var::param(t(&[s.cout, s.cin, 3, 3], &c.w));
+    let b = Var::param(t(&[s.cout], &c.b));
+    let y = x.conv2d_act(&w, Some(&b), Some(Unary::LeakyRelu(slope)));
+    let g = y.mul_const(&t(&[s.n, s.cout, s.h, s.w], &c.dy)).sum().backward();
+    // reference: forward, LeakyReLU, g act'(y) from the tape's y, both gradients
+    let z0 = c.forward(Backend::Scalar);
+    let y0: Vec<f32> = z0.iter().map(|&z| if z > 0.0 { z } else { slope * z }).collect();
+    let yt = y.value().data().to_vec();
+    let gz: Vec<f32> = c.dy.iter().zip(&yt).map(|(&r, &y)| if y > 0.0 { r } else { slope * r }).collect();
+    let cg = Case { s, x: c.x.clone(), w: c.w.clone(), b: c.b.clone(), dy: gz };
+    let (dx0, (dw0, db0)) = (cg.backward_input(Backend::Scalar), cg.backward_weight(Backend::Scalar));
+    let mag = cg.abs();
+    let (bf, bi, _) = winograd_bounds(&cg);
+    let plus = |wb: &[f64], m: &[f32]| wb.iter().zip(m).map(|(a, m)| a + F32_TOL * *m as f64).collect::<Vec<_>>();
+    // a LeakyReLU with slope < 1 does not grow the forward error
+    assert_within("tape y", &yt, &y0, &plus(&bf, &mag.forward(Backend::Scalar))).unwrap();
+    let dx = g.get(&x).unwrap().data();
+    assert_within("tape dx", dx, &dx0, &plus(&bi, &mag.backward_input(Backend::Scalar))).unwrap();
+    let (dwm, dbm) = mag.backward_weight(Backend::Scalar);
+    assert_close("tape dw", g.get(&w).unwrap().data(), &dw0, &dwm).unwrap();
+    assert_close("tape db", g.get(&b).unwrap().data(), &db0, &dbm).unwrap();
 }

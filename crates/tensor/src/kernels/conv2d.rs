@@ -17,7 +17,7 @@ use std::any::TypeId;
 use super::conv2d_simd as simd;
 use crate::Float;
 
-pub use super::conv2d_shape::Conv2dShape;
+pub use super::conv2d_shape::{Conv2dShape, Pass};
 
 /// Which CPU kernel a conv2d call runs (benchmarks and tests pick one; the plain entry
 /// points [`forward`], [`backward_input`] and [`backward_weight`] pick for you).
@@ -127,13 +127,54 @@ fn winograd_threaded<T: 'static>(backend: Backend, s: &Conv2dShape) -> Option<bo
 /// 8->8 at batch 64 is split).
 pub const THREAD_MIN_MACS: usize = 1 << 20;
 
-/// The backend the plain entry points use for shape `s` in element type `T`: AVX-512 where
-/// it fits ([`Backend::available`]), else the `wide` SIMD kernels; threaded over the batch
-/// from [`THREAD_MIN_MACS`] multiply-adds on, unless called from a rayon worker thread.
+/// The backend the plain forward entry point uses for shape `s` in element type `T`:
+/// [`auto_backend_for`] with [`Pass::Forward`].
 pub fn auto_backend<T: 'static>(s: &Conv2dShape) -> Backend {
+    auto_backend_for::<T>(Pass::Forward, s)
+}
+
+/// Whether the plain entry points take the Winograd kernels for `pass` of `s` (where they
+/// fit, [`Backend::available`]): the forward and input-gradient passes when the pass reads
+/// and writes at least 8 channels each (the input gradient reads `cout`, writes `cin`).
+///
+/// Measured on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4; shared, load average 2-3;
+/// `CONV2D_SUMMARY_ONLY=1 cargo bench --bench conv2d -- f32/`, 8x8, 3x3, ratio = direct
+/// AVX-512 time / Winograd time in the same run, one thread / threads):
+///
+/// - forward 8 -> 8: 1.64x / 1.33x at batch 64, 1.85x / 1.60x at 1024; input gradient
+///   8 -> 8: 1.63x / 1.36x, 1.75x / 1.57x: Winograd;
+/// - forward 8 -> 2: 1.02x / 0.94x at 64, 1.25x / 1.50x at 1024; input gradient 8 -> 2
+///   (a 2 -> 8 pass): 1.03x / 0.91x, 1.08x / 0.83x: too close to call on a shared machine,
+///   direct kept;
+/// - forward 1 -> 8: 0.94x / 0.87x, 0.81x / 0.72x; input gradient 1 -> 8 (8 -> 1, where
+///   the direct kernel rolls the single output): 0.46x / 0.58x, 0.48x / 0.40x: direct;
+/// - weight gradient: 8 -> 8 about 1.0x, 1 -> 8 0.4x, 8 -> 2 0.6x: direct for every shape
+///   (the direct weight-gradient tiles already share each loaded vector among three taps;
+///   Winograd's output-gradient transform and the accumulator traffic per transform element
+///   cost what the products save).
+///
+/// `LATFLOW_NO_WINOGRAD=1` turns the Winograd kernels off (they are then neither offered
+/// nor picked).
+fn winograd_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
+    let (reads, writes) = match pass {
+        Pass::Forward => (s.cin, s.cout),
+        Pass::BackwardInput => (s.cout, s.cin),
+        Pass::BackwardWeight => return false,
+    };
+    reads >= 8 && writes >= 8 && winograd_fits::<T>(s)
+}
+
+/// The backend the plain entry points use for `pass` of shape `s` in element type `T`:
+/// Winograd where [`winograd_preferred`] says so, else AVX-512 where it fits
+/// ([`Backend::available`]), else the `wide` SIMD kernels; threaded over the batch from
+/// [`THREAD_MIN_MACS`] multiply-adds on, unless called from a rayon worker thread.
+pub fn auto_backend_for<T: 'static>(pass: Pass, s: &Conv2dShape) -> Backend {
     // Inside a rayon task (e.g. one shard of a data-parallel training step) the caller
     // already keeps the threads busy: splitting again only adds per-chunk overhead.
     let threaded = s.macs() >= THREAD_MIN_MACS && s.n > 1 && rayon::current_thread_index().is_none();
+    if winograd_preferred::<T>(pass, s) {
+        return if threaded { Backend::WinogradThreaded } else { Backend::Winograd };
+    }
     match (avx512_fits::<T>(s), threaded) {
         (true, true) => Backend::Avx512Threaded,
         (true, false) => Backend::Avx512,
@@ -195,9 +236,11 @@ pub type ConvGrads<T> = (Option<Vec<T>>, Vec<T>, Vec<T>);
 /// Both gradients of `y = act(conv(x))` from `g = dL/dy` in one call where the AVX-512
 /// kernels run on one thread (a shard of a training step): block by block, with
 /// `act'` applied on the fly ([`super::conv2d_avx512::backward_fused`]); `dx` only when
-/// `want_dx`. `None` (nothing allocated or computed) elsewhere; the caller then forms
-/// `g act'(y)` and calls [`backward_input`] and [`backward_weight`], which give the same
-/// values.
+/// `want_dx`. Where the input gradient takes the Winograd kernels ([`auto_backend_for`]),
+/// `g act'(y)` is formed once and both passes run on it (the input gradient on Winograd,
+/// the weight gradient on the direct AVX-512 kernel). `None` (nothing allocated or
+/// computed) elsewhere; the caller then forms `g act'(y)` and calls [`backward_input`] and
+/// [`backward_weight`], which give the same values.
 ///
 /// # Panics
 /// As [`backward_weight`].
@@ -212,7 +255,32 @@ pub fn backward_act<T: Float>(
     want_dx: bool,
 ) -> Option<ConvGrads<T>> {
     #[cfg(target_arch = "x86_64")]
-    if auto_backend::<T>(&s) == Backend::Avx512 {
+    let (bi, bw) = (auto_backend_for::<T>(Pass::BackwardInput, &s), auto_backend_for::<T>(Pass::BackwardWeight, &s));
+    #[cfg(target_arch = "x86_64")]
+    if bw == Backend::Avx512 && (bi == Backend::Winograd && want_dx) {
+        // the input gradient on the Winograd kernels: `g act'(y)` once, then both passes
+        let mut gz = crate::pool::buffer(g.len());
+        match act {
+            None => gz.copy_from_slice(g),
+            Some(ActGrad::Leaky(slope)) => {
+                for ((d, &g), &y) in gz.iter_mut().zip(g).zip(y) {
+                    *d = if y > T::ZERO { g } else { slope * g };
+                }
+            }
+            Some(ActGrad::Tanh) => {
+                for ((d, &g), &y) in gz.iter_mut().zip(g).zip(y) {
+                    *d = g * (T::ONE - y * y);
+                }
+            }
+        }
+        let mut dx = crate::pool::buffer(s.input_len());
+        backward_input_with(bi, &gz, w, s, &mut dx);
+        let (mut dw, mut db) = (vec![T::ZERO; s.weight_len()], vec![T::ZERO; s.cout]);
+        backward_weight_with(bw, &gz, x, s, &mut dw, Some(&mut db));
+        return Some((Some(dx), dw, db));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if bw == Backend::Avx512 && (bi == Backend::Avx512 || !want_dx) {
         use super::conv2d_avx512::{backward_fused, ActGrad as A};
         let act = act.map(|a| match a {
             ActGrad::Leaky(slope) => A::Leaky(slope.to_f64() as f32), // exact: T is f32 here
@@ -243,7 +311,7 @@ pub fn backward_act<T: Float>(
 /// As [`forward`].
 #[track_caller]
 pub fn backward_input<T: Float>(dy: &[T], w: &[T], s: Conv2dShape, dx: &mut [T]) {
-    backward_input_with(auto_backend::<T>(&s), dy, w, s, dx);
+    backward_input_with(auto_backend_for::<T>(Pass::BackwardInput, &s), dy, w, s, dx);
 }
 
 /// Gradients with respect to weight and (optionally) bias, into `dw` and `db`
@@ -253,7 +321,7 @@ pub fn backward_input<T: Float>(dy: &[T], w: &[T], s: Conv2dShape, dx: &mut [T])
 /// As [`forward`], or if `db` does not have `cout` entries.
 #[track_caller]
 pub fn backward_weight<T: Float>(dy: &[T], x: &[T], s: Conv2dShape, dw: &mut [T], db: Option<&mut [T]>) {
-    backward_weight_with(auto_backend::<T>(&s), dy, x, s, dw, db);
+    backward_weight_with(auto_backend_for::<T>(Pass::BackwardWeight, &s), dy, x, s, dw, db);
 }
 
 /// `s` as a slice of `U` when `T` is `U`.

@@ -87,6 +87,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
+pub use super::conv2d_shape::Pass;
 use super::conv2d_shape::{flipped_weights, Conv2dShape};
 use super::conv2d_simd::chunk_len;
 
@@ -132,17 +133,6 @@ pub fn flops(s: &Conv2dShape, pass: Pass) -> f64 {
         Pass::BackwardWeight => 2.0 * 16.0 * ci * co + 24.0 * ci + 12.0 * co + 4.0 * co,
     };
     groups * lanes * per
-}
-
-/// Which pass [`flops`] counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pass {
-    /// Forward.
-    Forward,
-    /// Input gradient.
-    BackwardInput,
-    /// Weight (and bias) gradient.
-    BackwardWeight,
 }
 
 // ---------------------------------------------------------------------------------
