@@ -1,6 +1,6 @@
 //! conv2d kernels at the tutorial's shapes: 8x8 lattice, 3x3 kernel, channels 1->8,
-//! 8->8, 8->2, batch 64 and 1024; forward, input gradient and weight gradient; scalar
-//! reference vs SIMD (AVX2) vs SIMD + rayon threads, and for f32 the AVX-512 kernels
+//! 8->8, 8->2 (phi^4), 2->8, 8->3 (U(1)), batch 64 and 1024; forward, input gradient and
+//! weight gradient; scalar reference vs SIMD (AVX2) vs SIMD + rayon threads, and for f32 the AVX-512 kernels
 //! and the Winograd F(2x2, 3x3) ones (one thread, threads) where the CPU has them; f32
 //! and f64.
 //!
@@ -29,8 +29,9 @@ use latflow_tensor::{Float, Tensor};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-/// Channel pairs of the tutorial's phi^4 coupling net.
-const CHANNELS: [(usize, usize); 3] = [(1, 8), (8, 8), (8, 2)];
+/// Channel pairs of the tutorial's coupling nets: phi^4 1 -> 8 -> 8 -> 2, U(1) (NCP, 2
+/// mixture components) 2 -> 8 -> 8 -> 3.
+const CHANNELS: [(usize, usize); 5] = [(1, 8), (8, 8), (8, 2), (2, 8), (8, 3)];
 const BATCHES: [usize; 2] = [64, 1024];
 
 #[derive(Clone, Copy, PartialEq, Eq)]

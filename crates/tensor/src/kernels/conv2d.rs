@@ -134,8 +134,9 @@ pub fn auto_backend<T: 'static>(s: &Conv2dShape) -> Backend {
 }
 
 /// Whether the plain entry points take the Winograd kernels for `pass` of `s` (where they
-/// fit, [`Backend::available`]): the forward and input-gradient passes when the pass reads
-/// and writes at least 8 channels each (the input gradient reads `cout`, writes `cin`).
+/// fit, [`Backend::available`]): when the pass reads and writes at least 8 channels each
+/// (the input gradient reads `cout`, writes `cin`; the weight gradient pairs `cin` and
+/// `cout`).
 ///
 /// Measured on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4; shared, load average 2-3;
 /// `CONV2D_SUMMARY_ONLY=1 cargo bench --bench conv2d -- f32/`, 8x8, 3x3, ratio = direct
@@ -148,10 +149,11 @@ pub fn auto_backend<T: 'static>(s: &Conv2dShape) -> Backend {
 ///   direct kept;
 /// - forward 1 -> 8: 0.94x / 0.87x, 0.81x / 0.72x; input gradient 1 -> 8 (8 -> 1, where
 ///   the direct kernel rolls the single output): 0.46x / 0.58x, 0.48x / 0.40x: direct;
-/// - weight gradient: 8 -> 8 about 1.0x, 1 -> 8 0.4x, 8 -> 2 0.6x: direct for every shape
-///   (the direct weight-gradient tiles already share each loaded vector among three taps;
-///   Winograd's output-gradient transform and the accumulator traffic per transform element
-///   cost what the products save).
+/// - weight gradient (one thread, `cargo run --release -p latflow-tensor --example` timing
+///   of both backends alternately, load average 3): 8 -> 8 1.11x at batch 64 (53.5 vs
+///   48.0 us), 1.17x at 1024: Winograd; 1 -> 8 0.41x, 8 -> 2 0.62-0.73x: direct (the direct
+///   weight-gradient tiles share each loaded vector among three taps; with few channels on
+///   one side Winograd's transforms cost more than the products save).
 ///
 /// `LATFLOW_NO_WINOGRAD=1` turns the Winograd kernels off (they are then neither offered
 /// nor picked).
@@ -159,7 +161,7 @@ fn winograd_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
     let (reads, writes) = match pass {
         Pass::Forward => (s.cin, s.cout),
         Pass::BackwardInput => (s.cout, s.cin),
-        Pass::BackwardWeight => return false,
+        Pass::BackwardWeight => (s.cin, s.cout),
     };
     reads >= 8 && writes >= 8 && winograd_fits::<T>(s)
 }
@@ -236,9 +238,8 @@ pub type ConvGrads<T> = (Option<Vec<T>>, Vec<T>, Vec<T>);
 /// Both gradients of `y = act(conv(x))` from `g = dL/dy` in one call where the AVX-512
 /// kernels run on one thread (a shard of a training step): block by block, with
 /// `act'` applied on the fly ([`super::conv2d_avx512::backward_fused`]); `dx` only when
-/// `want_dx`. Where the input gradient takes the Winograd kernels ([`auto_backend_for`]),
-/// `g act'(y)` is formed once and both passes run on it (the input gradient on Winograd,
-/// the weight gradient on the direct AVX-512 kernel). `None` (nothing allocated or
+/// `want_dx`. Where a pass takes the Winograd kernels ([`auto_backend_for`]), `g act'(y)`
+/// is formed once and both passes run on it, each on the backend picked for it. `None` (nothing allocated or
 /// computed) elsewhere; the caller then forms `g act'(y)` and calls [`backward_input`] and
 /// [`backward_weight`], which give the same values.
 ///
@@ -256,9 +257,15 @@ pub fn backward_act<T: Float>(
 ) -> Option<ConvGrads<T>> {
     #[cfg(target_arch = "x86_64")]
     let (bi, bw) = (auto_backend_for::<T>(Pass::BackwardInput, &s), auto_backend_for::<T>(Pass::BackwardWeight, &s));
+    // one thread, and a pass that runs on the Winograd kernels: `g act'(y)` once, then both
+    // passes on it
     #[cfg(target_arch = "x86_64")]
-    if bw == Backend::Avx512 && (bi == Backend::Winograd && want_dx) {
-        // the input gradient on the Winograd kernels: `g act'(y)` once, then both passes
+    let one_thread = |b: Backend| matches!(b, Backend::Avx512 | Backend::Winograd);
+    #[cfg(target_arch = "x86_64")]
+    if one_thread(bw)
+        && (!want_dx || one_thread(bi))
+        && (bw == Backend::Winograd || (want_dx && bi == Backend::Winograd))
+    {
         let mut gz = crate::pool::buffer(g.len());
         match act {
             None => gz.copy_from_slice(g),
@@ -273,11 +280,14 @@ pub fn backward_act<T: Float>(
                 }
             }
         }
-        let mut dx = crate::pool::buffer(s.input_len());
-        backward_input_with(bi, &gz, w, s, &mut dx);
+        let dx = want_dx.then(|| {
+            let mut dx = crate::pool::buffer(s.input_len());
+            backward_input_with(bi, &gz, w, s, &mut dx);
+            dx
+        });
         let (mut dw, mut db) = (vec![T::ZERO; s.weight_len()], vec![T::ZERO; s.cout]);
         backward_weight_with(bw, &gz, x, s, &mut dw, Some(&mut db));
-        return Some((Some(dx), dw, db));
+        return Some((dx, dw, db));
     }
     #[cfg(target_arch = "x86_64")]
     if bw == Backend::Avx512 && (bi == Backend::Avx512 || !want_dx) {
