@@ -134,36 +134,38 @@ pub fn auto_backend<T: 'static>(s: &Conv2dShape) -> Backend {
 }
 
 /// Whether the plain entry points take the Winograd kernels for `pass` of `s` (where they
-/// fit, [`Backend::available`]): when the pass reads and writes at least 8 channels each
-/// (the input gradient reads `cout`, writes `cin`; the weight gradient pairs `cin` and
-/// `cout`).
+/// fit, [`Backend::available`]). A pass reads `a` channels and writes `b` (forward
+/// `cin -> cout`, input gradient `cout -> cin`): Winograd when `a, b >= 3` and `a b >= 24`;
+/// the weight gradient (pairs of `cin` and `cout`): when both are at least 8.
 ///
-/// Measured on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4; shared, load average 2-3;
-/// `CONV2D_SUMMARY_ONLY=1 cargo bench --bench conv2d -- f32/`, 8x8, 3x3, ratio = direct
-/// AVX-512 time / Winograd time in the same run, one thread / threads):
+/// Measured 2026-11-30 21:00 UTC on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4, AVX-512
+/// as two 256-bit halves; shared, load average 3.6-4.1, so only one-thread ratios are
+/// reliable: the other core was mostly busy) with `CONV2D_SUMMARY_ONLY=1 cargo bench
+/// --bench conv2d -- f32/`, 8x8, 3x3; speedup = direct AVX-512 time / Winograd time in the
+/// same run, one thread, batch 64 / 1024:
 ///
-/// - forward 8 -> 8: 1.64x / 1.33x at batch 64, 1.85x / 1.60x at 1024; input gradient
-///   8 -> 8: 1.63x / 1.36x, 1.75x / 1.57x: Winograd;
-/// - forward 8 -> 2: 1.02x / 0.94x at 64, 1.25x / 1.50x at 1024; input gradient 8 -> 2
-///   (a 2 -> 8 pass): 1.03x / 0.91x, 1.08x / 0.83x: too close to call on a shared machine,
-///   direct kept;
-/// - forward 1 -> 8: 0.94x / 0.87x, 0.81x / 0.72x; input gradient 1 -> 8 (8 -> 1, where
-///   the direct kernel rolls the single output): 0.46x / 0.58x, 0.48x / 0.40x: direct;
-/// - weight gradient (one thread, `cargo run --release -p latflow-tensor --example` timing
-///   of both backends alternately, load average 3): 8 -> 8 1.11x at batch 64 (53.5 vs
-///   48.0 us), 1.17x at 1024: Winograd; 1 -> 8 0.41x, 8 -> 2 0.62-0.73x: direct (the direct
+/// - forward 8 -> 8: 1.64x / 1.76x; input gradient 8 -> 8: 1.61x / 1.62x; weight
+///   gradient 8 -> 8: 1.11x / 1.24x: Winograd;
+/// - forward 8 -> 3: 1.27x / 1.34x; input gradient of 8 -> 3 (a 3 -> 8 pass): 1.21x /
+///   1.13x: Winograd;
+/// - forward 8 -> 2: 1.06x / 1.05x, 2 -> 8: 1.03x / 1.07x; input gradients of 8 -> 2 and
+///   2 -> 8: 1.03x / 1.08x, 1.06x / 1.10x: within the noise of a shared machine, direct
+///   kept;
+/// - forward 1 -> 8: 0.65x / 0.83x; input gradient of 1 -> 8 (an 8 -> 1 pass, where the
+///   direct kernel rolls the single output): 0.46x / 0.48x: direct;
+/// - weight gradients with fewer than 8 channels on a side: 1 -> 8 0.42x / 0.50x,
+///   8 -> 2 0.63x / 0.72x, 2 -> 8 0.66x / 0.73x, 8 -> 3 0.83x / 0.70x: direct (the direct
 ///   weight-gradient tiles share each loaded vector among three taps; with few channels on
-///   one side Winograd's transforms cost more than the products save).
+///   a side the transforms cost more than the products save).
 ///
 /// `LATFLOW_NO_WINOGRAD=1` turns the Winograd kernels off (they are then neither offered
 /// nor picked).
 fn winograd_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
-    let (reads, writes) = match pass {
-        Pass::Forward => (s.cin, s.cout),
-        Pass::BackwardInput => (s.cout, s.cin),
-        Pass::BackwardWeight => (s.cin, s.cout),
+    let wanted = match pass {
+        Pass::Forward | Pass::BackwardInput => s.cin.min(s.cout) >= 3 && s.cin * s.cout >= 24,
+        Pass::BackwardWeight => s.cin.min(s.cout) >= 8,
     };
-    reads >= 8 && writes >= 8 && winograd_fits::<T>(s)
+    wanted && winograd_fits::<T>(s)
 }
 
 /// The backend the plain entry points use for `pass` of shape `s` in element type `T`:
