@@ -393,6 +393,24 @@ fn zeroed(n: usize) -> Vec<__m512> {
     vec![unsafe { std::mem::zeroed::<__m512>() }; n]
 }
 
+/// Runs `f` on this thread's scratch vectors, at least `n` of them (kept between calls:
+/// the transformed planes of a call are written before they are read, so they need no
+/// zeroing; allocating and zeroing them per call cost ~3% of a training step).
+fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [__m512]) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<__m512>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|s| {
+        // no rayon call runs while the scratch is borrowed, so no task on this thread
+        // can ask for it again
+        let mut s = s.borrow_mut();
+        if s.len() < n {
+            *s = zeroed(n);
+        }
+        f(&mut s[..n])
+    })
+}
+
 /// Forward pass into `y` (overwritten); over the batch with rayon when `threaded`.
 /// `leaky = Some(slope)` applies LeakyReLU to each sample's outputs as they are stored.
 ///
@@ -471,8 +489,30 @@ unsafe fn forward_chunk(x: &[f32], u: &[f32], b: Option<&[f32]>, s: Conv2dShape,
     let (hw, tv) = (s.h * s.w, s.h / 8);
     let nq = XI * tv;
     assert!(x.len() == s.n * s.cin * hw && y.len() == s.n * s.cout * hw && u.len() == XI * s.cin * s.cout);
-    let mut v = zeroed(s.cin * nq);
-    let mut m = zeroed(s.cout * nq);
+    with_scratch((s.cin + s.cout) * nq, |buf| {
+        let (v, m) = buf.split_at_mut(s.cin * nq);
+        // SAFETY: as forward_chunk's contract; v and m hold cin * nq and cout * nq vectors.
+        unsafe { forward_samples(x, u, b, s, y, leaky, v, m) }
+    })
+}
+
+/// [`forward_chunk`]'s samples with the scratch `v` (`cin * nq` vectors) and `m`
+/// (`cout * nq`).
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn forward_samples(
+    x: &[f32],
+    u: &[f32],
+    b: Option<&[f32]>,
+    s: Conv2dShape,
+    y: &mut [f32],
+    leaky: Option<f32>,
+    v: &mut [__m512],
+    m: &mut [__m512],
+) {
+    let (hw, tv) = (s.h * s.w, s.h / 8);
+    let nq = XI * tv;
+    assert!(v.len() == s.cin * nq && m.len() == s.cout * nq);
     for n in 0..s.n {
         for c in 0..s.cin {
             // SAFETY: plane (n, c) lies inside x; channel c's nq vectors inside v.
@@ -485,7 +525,7 @@ unsafe fn forward_chunk(x: &[f32], u: &[f32], b: Option<&[f32]>, s: Conv2dShape,
             let mut q0 = 0;
             while q0 < nq {
                 // SAFETY: o0 + ob <= cout, q0 + xb <= nq (xb divides 16); buffers sized above.
-                unsafe { fwd_tiles!(fwd_tile, ob, (&v, u, s, o0, q0, &mut m)) };
+                unsafe { fwd_tiles!(fwd_tile, ob, (v, u, s, o0, q0, m)) };
                 q0 += xb;
             }
             o0 += ob;
@@ -699,8 +739,29 @@ unsafe fn weight_chunk(dy: &[f32], x: &[f32], s: Conv2dShape) -> Part {
     }
     let per_sample = (s.cin + s.cout) * nq * std::mem::size_of::<__m512>();
     let nb = (WEIGHT_BLOCK_BYTES / per_sample).clamp(1, s.n.max(1));
-    let mut v = zeroed((nb * s.cin + 1) * nq);
-    let mut p = zeroed((nb * s.cout + 1) * nq);
+    let (vn, pn) = ((nb * s.cin + 1) * nq, (nb * s.cout + 1) * nq);
+    with_scratch(vn + pn, |buf| {
+        let (v, p) = buf.split_at_mut(vn);
+        // SAFETY: as weight_chunk's contract; v and p hold vn and pn vectors.
+        unsafe { weight_blocks(dy, x, s, nb, v, p, &mut sacc) }
+    });
+    (sacc, db)
+}
+
+/// [`weight_chunk`]'s sample blocks of `nb` with the scratch `v` and `p`, into `sacc`.
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_blocks(
+    dy: &[f32],
+    x: &[f32],
+    s: Conv2dShape,
+    nb: usize,
+    v: &mut [__m512],
+    p: &mut [__m512],
+    sacc: &mut [__m512],
+) {
+    let (hw, tv) = (s.h * s.w, s.h / 8);
+    let nq = XI * tv;
+    assert!(v.len() == (nb * s.cin + 1) * nq && p.len() == (nb * s.cout + 1) * nq);
     let mut n0 = 0;
     while n0 < s.n {
         let n1 = (n0 + nb).min(s.n);
@@ -737,7 +798,7 @@ unsafe fn weight_chunk(dy: &[f32], x: &[f32], s: Conv2dShape) -> Part {
                 while c0 < s.cin {
                     let cb = (s.cin - c0).min(wg_cols(ob));
                     // SAFETY: o0 + ob <= cout, c0 + cb <= cin, q < nq; n1 - n0 samples in v, p.
-                    unsafe { wg_tiles!(wg_tile, (ob, cb), (&p, &v, s, nb, n1 - n0, q, o0, c0, &mut sacc)) };
+                    unsafe { wg_tiles!(wg_tile, (ob, cb), (p, v, s, nb, n1 - n0, q, o0, c0, sacc)) };
                     c0 += cb;
                 }
                 o0 += ob;
@@ -745,7 +806,6 @@ unsafe fn weight_chunk(dy: &[f32], x: &[f32], s: Conv2dShape) -> Part {
         }
         n0 = n1;
     }
-    (sacc, db)
 }
 
 /// `S'[o][c][q] += sum_{k < nk} P'[q][k][o] V[q][k][c]` for `o in o0..o0+O`, `c in c0..c0+C`
