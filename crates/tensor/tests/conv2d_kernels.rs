@@ -510,3 +510,30 @@ fn tape_gradients_through_winograd_match_reference() {
     assert_within("tape dw", g.get(&w).unwrap().data(), &dw0, &plus(&bw, &dwm)).unwrap();
     assert_close("tape db", g.get(&b).unwrap().data(), &db0, &dbm).unwrap();
 }
+
+/// The threaded Winograd kernels give the same bits on any number of threads: the forward
+/// pass and the input gradient work sample by sample, and the weight gradient adds fixed
+/// batch chunks in chunk order (as the direct kernels do).
+#[test]
+fn winograd_threaded_is_independent_of_the_thread_count() {
+    let s = Conv2dShape { n: 37, cin: 8, cout: 5, h: 16, w: 8, k: 3 };
+    if !Backend::available::<f32>(&s).contains(&Backend::WinogradThreaded) {
+        return;
+    }
+    let c = Case::<f32>::new(s, 99);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let be = Backend::WinogradThreaded;
+            (c.forward(be), c.backward_input(be), c.backward_weight(be))
+        })
+    };
+    let one = run(1);
+    for threads in [2, 3, 5] {
+        assert!(run(threads) == one, "{threads} threads differ from one");
+    }
+    // and the single-thread backend agrees with the threaded one where the order is the
+    // same (forward and input gradient)
+    assert_eq!(c.forward(Backend::Winograd), one.0);
+    assert_eq!(c.backward_input(Backend::Winograd), one.1);
+}
