@@ -1,7 +1,8 @@
 //! conv2d kernels at the tutorial's shapes: 8x8 lattice, 3x3 kernel, channels 1->8,
-//! 8->8, 8->2, batch 64 and 1024; forward, input gradient and weight gradient; scalar
-//! reference vs SIMD (AVX2) vs SIMD + rayon threads, and for f32 the AVX-512 kernels
-//! (one thread, threads) where the CPU has them; f32 and f64.
+//! 8->8, 8->2 (phi^4), 2->8, 8->3 (U(1)), batch 64 and 1024; forward, input gradient and
+//! weight gradient; scalar reference vs SIMD (AVX2) vs SIMD + rayon threads, and for f32 the AVX-512 kernels
+//! and the Winograd F(2x2, 3x3) ones (one thread, threads) where the CPU has them; f32
+//! and f64.
 //!
 //! ```text
 //! cargo bench --bench conv2d                    # peak FMA rate, criterion, summary table
@@ -12,7 +13,10 @@
 //! Criterion reports throughput as "elem/s" with one element = one flop (2 per
 //! multiply-add), i.e. its Gelem/s are GFLOP/s. The summary table at the end is timed
 //! separately (median of repeated calls) and gives GFLOP/s, the speedup over the scalar
-//! reference and the fraction of the measured all-core peak FMA rate.
+//! reference and the fraction of the measured all-core peak FMA rate. Winograd rows add
+//! a line with the true arithmetic rate (the flops the transforms and products really
+//! execute, fewer than the direct `2 * MACs`) and the speedup over the direct AVX-512
+//! kernel in the same run.
 
 mod fma;
 
@@ -25,8 +29,9 @@ use latflow_tensor::{Float, Tensor};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-/// Channel pairs of the tutorial's phi^4 coupling net.
-const CHANNELS: [(usize, usize); 3] = [(1, 8), (8, 8), (8, 2)];
+/// Channel pairs of the tutorial's coupling nets: phi^4 1 -> 8 -> 8 -> 2, U(1) (NCP, 2
+/// mixture components) 2 -> 8 -> 8 -> 3.
+const CHANNELS: [(usize, usize); 5] = [(1, 8), (8, 8), (8, 2), (2, 8), (8, 3)];
 const BATCHES: [usize; 2] = [64, 1024];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -177,9 +182,43 @@ fn median_time(mut f: impl FnMut(), budget: Duration) -> Duration {
     }
 }
 
+/// Whether `be` is a Winograd backend.
+fn is_winograd(be: Backend) -> bool {
+    matches!(be, Backend::Winograd | Backend::WinogradThreaded)
+}
+
+/// Floating-point operations a Winograd call of `pass` really executes (products and
+/// transform additions; the direct kernels execute `2 * MACs`).
+#[cfg(target_arch = "x86_64")]
+fn winograd_flops(s: &Conv2dShape, pass: Pass) -> f64 {
+    use latflow_tensor::kernels::conv2d::Pass as W;
+    use latflow_tensor::kernels::conv2d_winograd::flops;
+    flops(
+        s,
+        match pass {
+            Pass::Forward => W::Forward,
+            Pass::BackwardInput => W::BackwardInput,
+            Pass::BackwardWeight => W::BackwardWeight,
+        },
+    )
+}
+#[cfg(not(target_arch = "x86_64"))]
+fn winograd_flops(_: &Conv2dShape, _: Pass) -> f64 {
+    f64::NAN
+}
+
+/// Backend columns of the summary table.
+const COLUMNS: usize = 7;
+
 /// One table row per case: median us and GFLOP/s of every backend this CPU offers, the
 /// fastest one's speedup over the scalar reference and its share of the matching all-core
-/// peak (the AVX-512 peak for AVX-512 backends, the f32x8 / f64x4 one otherwise).
+/// peak (the AVX-512 peak for AVX-512 and Winograd backends, the f32x8 / f64x4 one
+/// otherwise). GFLOP/s in the backend cells are "effective": `2 * MACs` of the direct
+/// convolution per second, whatever the backend executes. Where the Winograd backends run,
+/// a second line per case gives their true arithmetic rate (the flops they execute,
+/// [`winograd_flops`]) and its share of the AVX-512 peak (one thread for `winograd`, all
+/// cores for `winograd+threads`), and the speedup of each Winograd backend over the direct
+/// AVX-512 one with the same threading (both timed in the same run).
 fn summary<T: Float>(peak: &fma::Peak, filters: &[String]) {
     let budget = Duration::from_millis(300);
     for pass in Pass::ALL {
@@ -198,20 +237,45 @@ fn summary<T: Float>(peak: &fma::Peak, filters: &[String]) {
                 let gf: Vec<f64> = times.iter().map(|t| flops / t / 1e9).collect();
                 let best = (1..gf.len()).max_by(|&a, &b| gf[a].total_cmp(&gf[b])).unwrap_or(0);
                 let peak_all = match backends[best] {
-                    Backend::Avx512 | Backend::Avx512Threaded => peak.avx512_all.unwrap_or(f64::NAN),
+                    Backend::Avx512 | Backend::Avx512Threaded | Backend::Winograd | Backend::WinogradThreaded => {
+                        peak.avx512_all.unwrap_or(f64::NAN)
+                    }
                     _ if T::NAME == "f32" => peak.f32_all,
                     _ => peak.f64_all,
                 };
                 let cells: Vec<String> =
                     times.iter().zip(&gf).map(|(t, g)| format!("{:>8.1} us {:>6.1}", t * 1e6, g)).collect();
-                let pad = (backends.len()..5).map(|_| format!("{:>18}", "-")).collect::<Vec<_>>();
+                let pad = (backends.len()..COLUMNS).map(|_| format!("{:>18}", "-")).collect::<Vec<_>>();
                 println!(
-                    "| {name:<24} | {} | {:<14} | {:>6.1}x | {:>5.1}% |",
+                    "| {name:<24} | {} | {:<16} | {:>6.1}x | {:>5.1}% |",
                     cells.iter().chain(&pad).cloned().collect::<Vec<_>>().join(" | "),
                     backends[best].name(),
                     gf[best] / gf[0],
                     100.0 * gf[best] / peak_all
                 );
+                let time_of = |be: Backend| backends.iter().position(|&b| b == be).map(|i| times[i]);
+                let wflops = winograd_flops(&s, pass);
+                let mut notes = Vec::new();
+                for (wb, db, pk) in [
+                    (Backend::Winograd, Backend::Avx512, peak.avx512_one),
+                    (Backend::WinogradThreaded, Backend::Avx512Threaded, peak.avx512_all),
+                ] {
+                    if let (Some(tw), Some(td)) = (time_of(wb), time_of(db)) {
+                        let true_gf = wflops / tw / 1e9;
+                        notes.push(format!(
+                            "{}: effective {:.1} GFLOP/s, true {:.1} GFLOP/s = {:.1}% of peak, {:.2}x {}",
+                            wb.name(),
+                            flops / tw / 1e9,
+                            true_gf,
+                            100.0 * true_gf / pk.unwrap_or(f64::NAN),
+                            td / tw,
+                            db.name()
+                        ));
+                    }
+                }
+                if !notes.is_empty() && backends.iter().any(|&b| is_winograd(b)) {
+                    println!("|   {name} | {} |", notes.join("; "));
+                }
             }
         }
     }
@@ -242,11 +306,11 @@ fn main() {
         peak.f64_all,
         peak.threads
     );
-    println!("Each backend cell: median us per call, GFLOP/s. best = fastest backend; % peak = best vs the all-core peak of its vector width.");
+    println!("Each backend cell: median us per call, effective GFLOP/s (2 * direct MACs / median). best = fastest backend; % peak = best vs the all-core peak of its vector width.");
     println!(
-        "| case (pass/dtype/cin-cout/batch) | scalar | simd | simd+threads | avx512 | avx512+threads | best | best/scalar | % peak |"
+        "| case (pass/dtype/cin-cout/batch) | scalar | simd | simd+threads | avx512 | avx512+threads | winograd | winograd+threads | best | best/scalar | % peak |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
     summary::<f32>(&peak, &filters);
     summary::<f64>(&peak, &filters);
 }

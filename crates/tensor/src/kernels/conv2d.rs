@@ -17,7 +17,7 @@ use std::any::TypeId;
 use super::conv2d_simd as simd;
 use crate::Float;
 
-pub use super::conv2d_shape::Conv2dShape;
+pub use super::conv2d_shape::{Conv2dShape, Pass};
 
 /// Which CPU kernel a conv2d call runs (benchmarks and tests pick one; the plain entry
 /// points [`forward`], [`backward_input`] and [`backward_weight`] pick for you).
@@ -35,21 +35,33 @@ pub enum Backend {
     Avx512,
     /// The AVX-512 kernels with rayon over the batch.
     Avx512Threaded,
+    /// Winograd F(2x2, 3x3) AVX-512 kernels ([`crate::kernels::conv2d_winograd`]) for `f32`
+    /// lattices 8 wide with a height that is a multiple of 8 and a 3x3 kernel, one thread
+    /// (2.25x fewer multiplications). Only where [`Backend::available`] lists it.
+    Winograd,
+    /// The Winograd kernels with rayon over the batch.
+    WinogradThreaded,
 }
 
 impl Backend {
     /// The backends that can run shape `s` in element type `T` on this CPU: the scalar
     /// reference and the `wide` SIMD kernels always, the AVX-512 ones for `f32`
-    /// lattices 8 wide when the CPU has AVX-512F (and `LATFLOW_NO_AVX512` is unset).
+    /// lattices 8 wide when the CPU has AVX-512F (and `LATFLOW_NO_AVX512` is unset), the
+    /// Winograd ones for `f32` lattices 8 wide, heights a multiple of 8 and 3x3 kernels on
+    /// the same CPUs (unless `LATFLOW_NO_WINOGRAD` is set).
     pub fn available<T: 'static>(s: &Conv2dShape) -> Vec<Backend> {
         let mut v = vec![Backend::Scalar, Backend::Simd, Backend::SimdThreaded];
         if avx512_fits::<T>(s) {
             v.extend([Backend::Avx512, Backend::Avx512Threaded]);
         }
+        if winograd_fits::<T>(s) {
+            v.extend([Backend::Winograd, Backend::WinogradThreaded]);
+        }
         v
     }
 
-    /// Short name for tables: `scalar`, `simd`, `simd+threads`, `avx512`, `avx512+threads`.
+    /// Short name for tables: `scalar`, `simd`, `simd+threads`, `avx512`, `avx512+threads`,
+    /// `winograd`, `winograd+threads`.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Scalar => "scalar",
@@ -57,6 +69,8 @@ impl Backend {
             Backend::SimdThreaded => "simd+threads",
             Backend::Avx512 => "avx512",
             Backend::Avx512Threaded => "avx512+threads",
+            Backend::Winograd => "winograd",
+            Backend::WinogradThreaded => "winograd+threads",
         }
     }
 }
@@ -74,6 +88,38 @@ fn avx512_fits<T: 'static>(s: &Conv2dShape) -> bool {
     }
 }
 
+/// Whether the Winograd kernels run shape `s` in element type `T` on this CPU.
+fn winograd_fits<T: 'static>(s: &Conv2dShape) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        TypeId::of::<T>() == TypeId::of::<f32>()
+            && super::conv2d_winograd::fits(s)
+            && super::conv2d_winograd::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = s;
+        false
+    }
+}
+
+/// `Some(threaded)` when `backend` is a Winograd one (the caller then runs the `f32`
+/// Winograd kernel), `None` otherwise.
+///
+/// # Panics
+/// If a Winograd backend is asked for where it does not fit ([`Backend::available`]).
+#[cfg(target_arch = "x86_64")]
+#[track_caller]
+fn winograd_threaded<T: 'static>(backend: Backend, s: &Conv2dShape) -> Option<bool> {
+    let threaded = match backend {
+        Backend::Winograd => false,
+        Backend::WinogradThreaded => true,
+        _ => return None,
+    };
+    assert!(winograd_fits::<T>(s), "conv2d: backend {backend:?} does not run {s:?} here (see Backend::available)");
+    Some(threaded)
+}
+
 /// Multiply-adds below which [`forward`], [`backward_input`] and [`backward_weight`]
 /// stay on one thread: about 20 us of single-core SIMD work (2^20 MACs at ~70 GFLOP/s).
 /// Below it, waking rayon's workers and splitting the batch costs a noticeable share
@@ -81,13 +127,58 @@ fn avx512_fits<T: 'static>(s: &Conv2dShape) -> bool {
 /// 8->8 at batch 64 is split).
 pub const THREAD_MIN_MACS: usize = 1 << 20;
 
-/// The backend the plain entry points use for shape `s` in element type `T`: AVX-512 where
-/// it fits ([`Backend::available`]), else the `wide` SIMD kernels; threaded over the batch
-/// from [`THREAD_MIN_MACS`] multiply-adds on, unless called from a rayon worker thread.
+/// The backend the plain forward entry point uses for shape `s` in element type `T`:
+/// [`auto_backend_for`] with [`Pass::Forward`].
 pub fn auto_backend<T: 'static>(s: &Conv2dShape) -> Backend {
+    auto_backend_for::<T>(Pass::Forward, s)
+}
+
+/// Whether the plain entry points take the Winograd kernels for `pass` of `s` (where they
+/// fit, [`Backend::available`]). A pass reads `a` channels and writes `b` (forward
+/// `cin -> cout`, input gradient `cout -> cin`): Winograd when `a, b >= 3` and `a b >= 24`;
+/// the weight gradient (pairs of `cin` and `cout`): when both are at least 8.
+///
+/// Measured 2026-11-30 21:00 UTC on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4, AVX-512
+/// as two 256-bit halves; shared, load average 3.6-4.1, so only one-thread ratios are
+/// reliable: the other core was mostly busy) with `CONV2D_SUMMARY_ONLY=1 cargo bench
+/// --bench conv2d -- f32/`, 8x8, 3x3; speedup = direct AVX-512 time / Winograd time in the
+/// same run, one thread, batch 64 / 1024:
+///
+/// - forward 8 -> 8: 1.64x / 1.76x; input gradient 8 -> 8: 1.61x / 1.62x; weight
+///   gradient 8 -> 8: 1.11x / 1.24x: Winograd;
+/// - forward 8 -> 3: 1.27x / 1.34x; input gradient of 8 -> 3 (a 3 -> 8 pass): 1.21x /
+///   1.13x: Winograd;
+/// - forward 8 -> 2: 1.06x / 1.05x, 2 -> 8: 1.03x / 1.07x; input gradients of 8 -> 2 and
+///   2 -> 8: 1.03x / 1.08x, 1.06x / 1.10x: within the noise of a shared machine, direct
+///   kept;
+/// - forward 1 -> 8: 0.65x / 0.83x; input gradient of 1 -> 8 (an 8 -> 1 pass, where the
+///   direct kernel rolls the single output): 0.46x / 0.48x: direct;
+/// - weight gradients with fewer than 8 channels on a side: 1 -> 8 0.42x / 0.50x,
+///   8 -> 2 0.63x / 0.72x, 2 -> 8 0.66x / 0.73x, 8 -> 3 0.83x / 0.70x: direct (the direct
+///   weight-gradient tiles share each loaded vector among three taps; with few channels on
+///   a side the transforms cost more than the products save).
+///
+/// `LATFLOW_NO_WINOGRAD=1` turns the Winograd kernels off (they are then neither offered
+/// nor picked).
+fn winograd_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
+    let wanted = match pass {
+        Pass::Forward | Pass::BackwardInput => s.cin.min(s.cout) >= 3 && s.cin * s.cout >= 24,
+        Pass::BackwardWeight => s.cin.min(s.cout) >= 8,
+    };
+    wanted && winograd_fits::<T>(s)
+}
+
+/// The backend the plain entry points use for `pass` of shape `s` in element type `T`:
+/// Winograd where [`winograd_preferred`] says so, else AVX-512 where it fits
+/// ([`Backend::available`]), else the `wide` SIMD kernels; threaded over the batch from
+/// [`THREAD_MIN_MACS`] multiply-adds on, unless called from a rayon worker thread.
+pub fn auto_backend_for<T: 'static>(pass: Pass, s: &Conv2dShape) -> Backend {
     // Inside a rayon task (e.g. one shard of a data-parallel training step) the caller
     // already keeps the threads busy: splitting again only adds per-chunk overhead.
     let threaded = s.macs() >= THREAD_MIN_MACS && s.n > 1 && rayon::current_thread_index().is_none();
+    if winograd_preferred::<T>(pass, s) {
+        return if threaded { Backend::WinogradThreaded } else { Backend::Winograd };
+    }
     match (avx512_fits::<T>(s), threaded) {
         (true, true) => Backend::Avx512Threaded,
         (true, false) => Backend::Avx512,
@@ -149,9 +240,10 @@ pub type ConvGrads<T> = (Option<Vec<T>>, Vec<T>, Vec<T>);
 /// Both gradients of `y = act(conv(x))` from `g = dL/dy` in one call where the AVX-512
 /// kernels run on one thread (a shard of a training step): block by block, with
 /// `act'` applied on the fly ([`super::conv2d_avx512::backward_fused`]); `dx` only when
-/// `want_dx`. `None` (nothing allocated or computed) elsewhere; the caller then forms
-/// `g act'(y)` and calls [`backward_input`] and [`backward_weight`], which give the same
-/// values.
+/// `want_dx`. Where a pass takes the Winograd kernels ([`auto_backend_for`]), `g act'(y)`
+/// is formed once and both passes run on it, each on the backend picked for it. `None` (nothing allocated or
+/// computed) elsewhere; the caller then forms `g act'(y)` and calls [`backward_input`] and
+/// [`backward_weight`], which give the same values.
 ///
 /// # Panics
 /// As [`backward_weight`].
@@ -166,7 +258,41 @@ pub fn backward_act<T: Float>(
     want_dx: bool,
 ) -> Option<ConvGrads<T>> {
     #[cfg(target_arch = "x86_64")]
-    if auto_backend::<T>(&s) == Backend::Avx512 {
+    let (bi, bw) = (auto_backend_for::<T>(Pass::BackwardInput, &s), auto_backend_for::<T>(Pass::BackwardWeight, &s));
+    // one thread, and a pass that runs on the Winograd kernels: `g act'(y)` once, then both
+    // passes on it
+    #[cfg(target_arch = "x86_64")]
+    let one_thread = |b: Backend| matches!(b, Backend::Avx512 | Backend::Winograd);
+    #[cfg(target_arch = "x86_64")]
+    if one_thread(bw)
+        && (!want_dx || one_thread(bi))
+        && (bw == Backend::Winograd || (want_dx && bi == Backend::Winograd))
+    {
+        let mut gz = crate::pool::buffer(g.len());
+        match act {
+            None => gz.copy_from_slice(g),
+            Some(ActGrad::Leaky(slope)) => {
+                for ((d, &g), &y) in gz.iter_mut().zip(g).zip(y) {
+                    *d = if y > T::ZERO { g } else { slope * g };
+                }
+            }
+            Some(ActGrad::Tanh) => {
+                for ((d, &g), &y) in gz.iter_mut().zip(g).zip(y) {
+                    *d = g * (T::ONE - y * y);
+                }
+            }
+        }
+        let dx = want_dx.then(|| {
+            let mut dx = crate::pool::buffer(s.input_len());
+            backward_input_with(bi, &gz, w, s, &mut dx);
+            dx
+        });
+        let (mut dw, mut db) = (vec![T::ZERO; s.weight_len()], vec![T::ZERO; s.cout]);
+        backward_weight_with(bw, &gz, x, s, &mut dw, Some(&mut db));
+        return Some((dx, dw, db));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if bw == Backend::Avx512 && (bi == Backend::Avx512 || !want_dx) {
         use super::conv2d_avx512::{backward_fused, ActGrad as A};
         let act = act.map(|a| match a {
             ActGrad::Leaky(slope) => A::Leaky(slope.to_f64() as f32), // exact: T is f32 here
@@ -197,7 +323,7 @@ pub fn backward_act<T: Float>(
 /// As [`forward`].
 #[track_caller]
 pub fn backward_input<T: Float>(dy: &[T], w: &[T], s: Conv2dShape, dx: &mut [T]) {
-    backward_input_with(auto_backend::<T>(&s), dy, w, s, dx);
+    backward_input_with(auto_backend_for::<T>(Pass::BackwardInput, &s), dy, w, s, dx);
 }
 
 /// Gradients with respect to weight and (optionally) bias, into `dw` and `db`
@@ -207,7 +333,7 @@ pub fn backward_input<T: Float>(dy: &[T], w: &[T], s: Conv2dShape, dx: &mut [T])
 /// As [`forward`], or if `db` does not have `cout` entries.
 #[track_caller]
 pub fn backward_weight<T: Float>(dy: &[T], x: &[T], s: Conv2dShape, dw: &mut [T], db: Option<&mut [T]>) {
-    backward_weight_with(auto_backend::<T>(&s), dy, x, s, dw, db);
+    backward_weight_with(auto_backend_for::<T>(Pass::BackwardWeight, &s), dy, x, s, dw, db);
 }
 
 /// `s` as a slice of `U` when `T` is `U`.
@@ -274,6 +400,20 @@ fn forward_act<T: Float>(
         assert_eq!(b.len(), s.cout, "conv2d: bias length for {s:?}");
     }
     #[cfg(target_arch = "x86_64")]
+    if let Some(threaded) = winograd_threaded::<T>(backend, &s) {
+        let b = b.map(|b| cast::<T, f32>(b).unwrap());
+        let leaky = leaky.map(|sl| sl.to_f64() as f32); // exact: T is f32 here
+        return super::conv2d_winograd::forward(
+            cast(x).unwrap(),
+            cast(w).unwrap(),
+            b,
+            s,
+            cast_mut(y).unwrap(),
+            threaded,
+            leaky,
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
     if let Some(threaded) = avx512_threaded::<T>(backend, &s) {
         let b = b.map(|b| cast::<T, f32>(b).unwrap());
         let leaky = leaky.map(|sl| sl.to_f64() as f32); // exact: T is f32 here
@@ -318,6 +458,16 @@ pub fn backward_input_with<T: Float>(backend: Backend, dy: &[T], w: &[T], s: Con
         return reference::backward_input(dy, w, s, dx);
     }
     #[cfg(target_arch = "x86_64")]
+    if let Some(threaded) = winograd_threaded::<T>(backend, &s) {
+        return super::conv2d_winograd::backward_input(
+            cast(dy).unwrap(),
+            cast(w).unwrap(),
+            s,
+            cast_mut(dx).unwrap(),
+            threaded,
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
     if let Some(threaded) = avx512_threaded::<T>(backend, &s) {
         return super::conv2d_avx512::backward_input(
             cast(dy).unwrap(),
@@ -354,6 +504,18 @@ pub fn backward_weight_with<T: Float>(
     }
     if backend == Backend::Scalar {
         return reference::backward_weight(dy, x, s, dw, db);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(threaded) = winograd_threaded::<T>(backend, &s) {
+        let db = db.map(|db| cast_mut::<T, f32>(db).unwrap());
+        return super::conv2d_winograd::backward_weight(
+            cast(dy).unwrap(),
+            cast(x).unwrap(),
+            s,
+            cast_mut(dw).unwrap(),
+            db,
+            threaded,
+        );
     }
     #[cfg(target_arch = "x86_64")]
     if let Some(threaded) = avx512_threaded::<T>(backend, &s) {

@@ -56,6 +56,18 @@ impl Conv2dShape {
     }
 }
 
+/// A pass of conv2d: forward, input gradient, weight (and bias) gradient (the dispatcher
+/// picks a backend per pass).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pass {
+    /// The forward pass.
+    Forward,
+    /// The input gradient.
+    BackwardInput,
+    /// The weight (and bias) gradient.
+    BackwardWeight,
+}
+
 /// `w[o,c,a,e] -> w'[c,o,k-1-a,k-1-e]`: the kernel whose forward pass is the input
 /// gradient of `w`'s (in/out channels swapped, taps flipped).
 pub(crate) fn flipped_weights<T: Copy + Default>(w: &[T], s: &Conv2dShape) -> Vec<T> {

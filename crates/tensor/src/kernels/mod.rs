@@ -6,6 +6,8 @@ pub mod conv2d;
 pub mod conv2d_avx512;
 pub mod conv2d_shape;
 pub mod conv2d_simd;
+#[cfg(target_arch = "x86_64")]
+pub mod conv2d_winograd;
 pub mod cpu_features;
 pub mod layout;
 pub mod matmul;
