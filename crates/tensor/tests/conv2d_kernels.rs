@@ -117,7 +117,11 @@ fn commutes_with_roll<T: Float>(s: Conv2dShape, seed: u64, shift: isize) -> Resu
     let mag = c.abs().forward(Backend::Scalar);
     // as a magnitude for the direct tolerance: 2 * bound / tol
     let wmag: Vec<T> = if Backend::available::<T>(&s).into_iter().any(is_winograd) {
-        winograd_bounds(&c).0.iter().map(|b| T::from_f64(2.0 * b / tol::<T>())).collect()
+        winograd_bounds(&c, WINO_TOL_PER_DEPTH, c.s.n + 24)
+            .0
+            .iter()
+            .map(|b| T::from_f64(2.0 * b / tol::<T>()))
+            .collect()
     } else {
         Vec::new()
     };
@@ -321,14 +325,15 @@ fn window_l1<T: Float>(v: &[T], planes: usize, h: usize, w: usize) -> Vec<f64> {
 }
 
 /// Per-element error bounds of the Winograd backends (forward, input gradient, weight
-/// gradient), from `conv2d_winograd`'s docs: depth `d` times [`WINO_TOL_PER_DEPTH`] times
-/// the Winograd magnitude,
+/// gradient), from `conv2d_winograd`'s docs: depth `d` times `per_depth` (the AVX-512
+/// kernels: [`WINO_TOL_PER_DEPTH`]) times the Winograd magnitude,
 /// - forward: `d = cin + 8`, magnitude `4 sum_c ||w[o,c]||_1 ||x[n,c,window(i,j)]||_1 + |b[o]|`;
 /// - input gradient (forward of `dy` with the flipped kernel): `d = cout + 8`, magnitude
 ///   `4 sum_o ||w[o,c]||_1 ||dy[n,o,window(i,j)]||_1` (a 3x3 window is its own flip);
-/// - weight gradient: `d = n + 24`, magnitude
-///   `4 sum_{n,i,j} |dy[n,o,i,j]| ||x[n,c,window(i,j)]||_1` (all taps of `(o, c)` alike).
-fn winograd_bounds<T: Float>(c: &Case<T>) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+/// - weight gradient: `d = wdepth` (the AVX-512 kernels: `n + 24`, their per-lane sums run
+///   over samples), magnitude `4 sum_{n,i,j} |dy[n,o,i,j]| ||x[n,c,window(i,j)]||_1` (all
+///   taps of `(o, c)` alike).
+fn winograd_bounds<T: Float>(c: &Case<T>, per_depth: f64, wdepth: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let s = c.s;
     let hw = s.h * s.w;
     let w1: Vec<f64> = c.w.chunks(9).map(|k| k.iter().map(|v| v.to_f64().abs()).sum()).collect();
@@ -359,10 +364,10 @@ fn winograd_bounds<T: Float>(c: &Case<T>) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
             }
         }
     }
-    let scale = |v: &mut [f64], depth: usize| v.iter_mut().for_each(|x| *x *= WINO_TOL_PER_DEPTH * depth as f64);
+    let scale = |v: &mut [f64], depth: usize| v.iter_mut().for_each(|x| *x *= per_depth * depth as f64);
     scale(&mut fwd, s.cin + 8);
     scale(&mut bin, s.cout + 8);
-    scale(&mut bw, s.n + 24);
+    scale(&mut bw, wdepth);
     (fwd, bin, bw)
 }
 
@@ -380,7 +385,7 @@ fn assert_within<T: Float>(what: &str, got: &[T], want: &[T], bound: &[f64]) -> 
 /// (the bias gradient, a plain sum, within the direct tolerance).
 fn winograd_matches_reference<T: Float>(c: &Case<T>, be: Backend) -> Result<(), TestCaseError> {
     let s = c.s;
-    let (bf, bi, bw) = winograd_bounds(c);
+    let (bf, bi, bw) = winograd_bounds(c, WINO_TOL_PER_DEPTH, s.n + 24);
     assert_within(&format!("{be:?} forward {s:?}"), &c.forward(be), &c.forward(Backend::Scalar), &bf)?;
     assert_within(
         &format!("{be:?} backward_input {s:?}"),
@@ -434,7 +439,7 @@ fn winograd_bound_is_tight_enough_to_catch_errors() {
             continue;
         }
         let c = Case::<f32>::new(s, (cin * 100 + cout) as u64);
-        let (bf, _, _) = winograd_bounds(&c);
+        let (bf, _, _) = winograd_bounds(&c, WINO_TOL_PER_DEPTH, s.n + 24);
         let (y, y0) = (c.forward(Backend::Winograd), c.forward(Backend::Scalar));
         let max_ratio = y.iter().zip(&y0).zip(&bf).map(|((a, b), m)| (a - b).abs() as f64 / m).fold(0.0, f64::max);
         assert!(max_ratio > 0.0 && max_ratio < 1.0, "{s:?}: max err / bound = {max_ratio}");
@@ -446,6 +451,72 @@ fn winograd_bound_is_tight_enough_to_catch_errors() {
             yb.iter().zip(&y0).zip(&bf).any(|((a, b), m)| (a - b).abs() as f64 > *m),
             "{s:?}: a weight off by 0.05 passes the bound"
         );
+    }
+}
+
+/// Shapes the scalar Winograd algorithm takes: even extents 4..=12, 3x3, 1..=6 channels.
+fn even_shapes() -> impl Strategy<Value = Conv2dShape> {
+    (2usize..=6, 2usize..=6, 1usize..=4, 1usize..=6, 1usize..=6).prop_map(|(hh, ww, n, cin, cout)| Conv2dShape {
+        n,
+        cin,
+        cout,
+        h: 2 * hh,
+        w: 2 * ww,
+        k: 3,
+    })
+}
+
+/// The scalar Winograd algorithm (`conv2d_winograd_scalar`) on `c`, every pass.
+fn winograd_scalar<T: Float>(c: &Case<T>) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
+    use latflow_tensor::kernels::conv2d_winograd_scalar as ws;
+    let s = c.s;
+    let mut y = vec![T::from_f64(f64::NAN); s.output_len()];
+    ws::forward(&c.x, &c.w, Some(&c.b), s, &mut y);
+    let mut dx = vec![T::from_f64(f64::NAN); s.input_len()];
+    ws::backward_input(&c.dy, &c.w, s, &mut dx);
+    let mut dw = vec![T::from_f64(f64::NAN); s.weight_len()];
+    let mut db = vec![T::from_f64(f64::NAN); s.cout];
+    ws::backward_weight(&c.dy, &c.x, s, &mut dw, Some(&mut db));
+    (y, dx, dw, db)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// The Winograd algorithm itself, in f64 on any even lattice, equals the direct sum to
+    /// rounding: within the same derived bound as the AVX-512 kernels, with the f64 unit
+    /// (`F64_WINOGRAD_TOL_PER_DEPTH`) and, for the weight gradient, the depth of its one
+    /// sequential sum over samples and tiles (`n h w / 4`) plus the transforms'.
+    #[test]
+    fn winograd_algorithm_matches_reference_f64(s in even_shapes(), seed in any::<u64>()) {
+        use latflow_tensor::kernels::conv2d_winograd_scalar::F64_WINOGRAD_TOL_PER_DEPTH;
+        let c = Case::<f64>::new(s, seed);
+        let (bf, bi, bw) = winograd_bounds(&c, F64_WINOGRAD_TOL_PER_DEPTH, s.n * s.h * s.w / 4 + 24);
+        let (y, dx, dw, db) = winograd_scalar(&c);
+        assert_within(&format!("forward {s:?}"), &y, &c.forward(Backend::Scalar), &bf)?;
+        assert_within(&format!("backward_input {s:?}"), &dx, &c.backward_input(Backend::Scalar), &bi)?;
+        let (dw0, db0) = c.backward_weight(Backend::Scalar);
+        assert_within(&format!("backward_weight dw {s:?}"), &dw, &dw0, &bw)?;
+        assert_close(&format!("backward_weight db {s:?}"), &db, &db0, &c.abs().backward_weight(Backend::Scalar).1)?;
+    }
+
+    /// The Winograd gradients are the exact adjoints of the Winograd forward pass (in f64,
+    /// to rounding): `y` is linear in `x` and in `w`, so `<dy, y(x, w)> = <dx(dy), x> =
+    /// <dw(dy, x), w>` (no bias). The gradient audit of the algorithm: a wrong transform in
+    /// either gradient breaks the identity by O(1).
+    #[test]
+    fn winograd_gradients_are_adjoints_f64(s in even_shapes(), seed in any::<u64>()) {
+        use latflow_tensor::kernels::conv2d_winograd_scalar as ws;
+        let c = Case::<f64>::new(s, seed);
+        let mut y = vec![0.0; s.output_len()];
+        ws::forward(&c.x, &c.w, None, s, &mut y);
+        let (_, dx, dw, _) = winograd_scalar(&c);
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f64>();
+        let mag = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| (p * q).abs()).sum::<f64>();
+        let (lhs, scale) = (dot(&c.dy, &y), mag(&c.dy, &y) + mag(&dx, &c.x) + mag(&dw, &c.w));
+        for (name, rhs) in [("<dx, x>", dot(&dx, &c.x)), ("<dw, w>", dot(&dw, &c.w))] {
+            prop_assert!((lhs - rhs).abs() <= 1e-12 * scale, "{s:?}: <dy, y> = {lhs} but {name} = {rhs}");
+        }
     }
 }
 
@@ -500,7 +571,7 @@ fn tape_gradients_through_winograd_match_reference() {
     let cg = Case { s, x: c.x.clone(), w: c.w.clone(), b: c.b.clone(), dy: gz };
     let (dx0, (dw0, db0)) = (cg.backward_input(Backend::Scalar), cg.backward_weight(Backend::Scalar));
     let mag = cg.abs();
-    let (bf, bi, bw) = winograd_bounds(&cg);
+    let (bf, bi, bw) = winograd_bounds(&cg, WINO_TOL_PER_DEPTH, s.n + 24);
     let plus = |wb: &[f64], m: &[f32]| wb.iter().zip(m).map(|(a, m)| a + F32_TOL * *m as f64).collect::<Vec<_>>();
     // a LeakyReLU with slope < 1 does not grow the forward error
     assert_within("tape y", &yt, &y0, &plus(&bf, &mag.forward(Backend::Scalar))).unwrap();

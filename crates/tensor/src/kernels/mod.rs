@@ -8,6 +8,7 @@ pub mod conv2d_shape;
 pub mod conv2d_simd;
 #[cfg(target_arch = "x86_64")]
 pub mod conv2d_winograd;
+pub mod conv2d_winograd_scalar;
 pub mod cpu_features;
 pub mod layout;
 pub mod matmul;
