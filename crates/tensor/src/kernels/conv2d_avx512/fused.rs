@@ -63,12 +63,12 @@ unsafe fn fused_impl(
     x: &[f32],
     w: &[f32],
     s: Conv2dShape,
-    mut dx: Option<&mut [f32]>,
+    dx: Option<&mut [f32]>,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
 ) {
     let (hw, kk, nv) = (s.h * s.w, s.k * s.k, s.h / 2);
-    let (xin, yout) = (s.cin * hw, s.cout * hw);
+    let yout = s.cout * hw;
     let taps = Taps::cached(s.h, s.k);
     let wt = crate::kernels::conv2d_shape::flipped_weights(w, &s);
     let st = Conv2dShape { cin: s.cout, cout: s.cin, ..s };
@@ -77,7 +77,53 @@ unsafe fn fused_impl(
     let (mut dwp, mut dbp) = (zeroed(s.cout * s.cin * kk), zeroed(s.cout));
     let per_sample = (s.cin + s.cout) * hw * std::mem::size_of::<f32>();
     let nb = (super::weight::SAMPLE_BLOCK_BYTES / per_sample).clamp(1, s.n.max(1));
-    let mut gz = vec![0.0f32; if act.is_some() { nb * yout } else { 0 }];
+    GZ.with(|gz| {
+        let mut gz = gz.borrow_mut();
+        let want = if act.is_some() { nb * yout } else { 0 };
+        if gz.len() < want {
+            gz.resize(want, 0.0);
+        }
+        // SAFETY: as fused_impl's contract; gz holds nb * yout floats when act is set.
+        unsafe {
+            fused_blocks(g, y, act, x, s, &wt, st, &taps, roll_in, &mut zbuf, nb, &mut gz, dx, &mut dwp, &mut dbp)
+        }
+    });
+    let parts = [(dwp, dbp)];
+    reduce_parts(&parts, |p| &p.0, dw);
+    if let Some(db) = db {
+        reduce_parts(&parts, |p| &p.1, db);
+    }
+}
+
+thread_local! {
+    /// `g act'(y)` of one block of samples, kept between calls (every element a block
+    /// reads is written first; allocating and zeroing it per call showed in profiles).
+    static GZ: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The block loop of [`fused_impl`]: `g act'(y)` of each block of `nb` samples into `gz`,
+/// then the block's bias sums, input gradient and weight-gradient tiles.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn fused_blocks(
+    g: &[f32],
+    y: &[f32],
+    act: Option<ActGrad>,
+    x: &[f32],
+    s: Conv2dShape,
+    wt: &[f32],
+    st: Conv2dShape,
+    taps: &Taps,
+    roll_in: bool,
+    zbuf: &mut [__m512],
+    nb: usize,
+    gz: &mut [f32],
+    mut dx: Option<&mut [f32]>,
+    dwp: &mut [__m512],
+    dbp: &mut [__m512],
+) {
+    let (hw, nv) = (s.h * s.w, s.h / 2);
+    let (xin, yout) = (s.cin * hw, s.cout * hw);
     let mut n0 = 0;
     while n0 < s.n {
         let n1 = (n0 + nb).min(s.n);
@@ -106,20 +152,13 @@ unsafe fn fused_impl(
             if let Some(dx) = dx.as_deref_mut() {
                 let dxn = &mut dx[(n0 + n) * xin..(n0 + n + 1) * xin];
                 // SAFETY: one sample of the transposed shape st; zbuf holds 4 * nv vectors.
-                unsafe {
-                    forward_sample(&gzb[n * yout..(n + 1) * yout], &wt, None, st, &taps, roll_in, &mut zbuf, dxn)
-                };
+                unsafe { forward_sample(&gzb[n * yout..(n + 1) * yout], wt, None, st, taps, roll_in, zbuf, dxn) };
             }
         }
         let xs = &x[n0 * xin..n1 * xin];
         // SAFETY: the slices hold n1 - n0 samples of shape s.
-        unsafe { weight_block(xs, gzb, Conv2dShape { n: n1 - n0, ..s }, &taps, &mut dwp) };
+        unsafe { weight_block(xs, gzb, Conv2dShape { n: n1 - n0, ..s }, taps, dwp) };
         n0 = n1;
-    }
-    let parts = [(dwp, dbp)];
-    reduce_parts(&parts, |p| &p.0, dw);
-    if let Some(db) = db {
-        reduce_parts(&parts, |p| &p.1, db);
     }
 }
 
