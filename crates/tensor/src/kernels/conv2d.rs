@@ -41,6 +41,12 @@ pub enum Backend {
     Winograd,
     /// The Winograd kernels with rayon over the batch.
     WinogradThreaded,
+    /// FFT AVX-512 kernels ([`crate::kernels::conv2d_fft`]) for `f32` 8x8 lattices and odd
+    /// kernels up to 7x7, samples as lanes, one thread (124 multiply-adds per channel pair
+    /// and sample against Winograd's 256). Only where [`Backend::available`] lists it.
+    Fft,
+    /// The FFT kernels with rayon over fixed chunks of the batch.
+    FftThreaded,
 }
 
 impl Backend {
@@ -48,7 +54,8 @@ impl Backend {
     /// reference and the `wide` SIMD kernels always, the AVX-512 ones for `f32`
     /// lattices 8 wide when the CPU has AVX-512F (and `LATFLOW_NO_AVX512` is unset), the
     /// Winograd ones for `f32` lattices 8 wide, heights a multiple of 8 and 3x3 kernels on
-    /// the same CPUs (unless `LATFLOW_NO_WINOGRAD` is set).
+    /// the same CPUs (unless `LATFLOW_NO_WINOGRAD` is set), the FFT ones for `f32` 8x8
+    /// lattices with odd kernels up to 7 on the same CPUs (unless `LATFLOW_NO_FFT` is set).
     pub fn available<T: 'static>(s: &Conv2dShape) -> Vec<Backend> {
         let mut v = vec![Backend::Scalar, Backend::Simd, Backend::SimdThreaded];
         if avx512_fits::<T>(s) {
@@ -57,11 +64,14 @@ impl Backend {
         if winograd_fits::<T>(s) {
             v.extend([Backend::Winograd, Backend::WinogradThreaded]);
         }
+        if fft_fits::<T>(s) {
+            v.extend([Backend::Fft, Backend::FftThreaded]);
+        }
         v
     }
 
     /// Short name for tables: `scalar`, `simd`, `simd+threads`, `avx512`, `avx512+threads`,
-    /// `winograd`, `winograd+threads`.
+    /// `winograd`, `winograd+threads`, `fft`, `fft+threads`.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Scalar => "scalar",
@@ -71,6 +81,8 @@ impl Backend {
             Backend::Avx512Threaded => "avx512+threads",
             Backend::Winograd => "winograd",
             Backend::WinogradThreaded => "winograd+threads",
+            Backend::Fft => "fft",
+            Backend::FftThreaded => "fft+threads",
         }
     }
 }
@@ -101,6 +113,36 @@ fn winograd_fits<T: 'static>(s: &Conv2dShape) -> bool {
         let _ = s;
         false
     }
+}
+
+/// Whether the FFT kernels run shape `s` in element type `T` on this CPU.
+fn fft_fits<T: 'static>(s: &Conv2dShape) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        TypeId::of::<T>() == TypeId::of::<f32>() && super::conv2d_fft::fits(s) && super::conv2d_fft::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = s;
+        false
+    }
+}
+
+/// `Some(threaded)` when `backend` is an FFT one (the caller then runs the `f32` FFT
+/// kernel), `None` otherwise.
+///
+/// # Panics
+/// If an FFT backend is asked for where it does not fit ([`Backend::available`]).
+#[cfg(target_arch = "x86_64")]
+#[track_caller]
+fn fft_threaded<T: 'static>(backend: Backend, s: &Conv2dShape) -> Option<bool> {
+    let threaded = match backend {
+        Backend::Fft => false,
+        Backend::FftThreaded => true,
+        _ => return None,
+    };
+    assert!(fft_fits::<T>(s), "conv2d: backend {backend:?} does not run {s:?} here (see Backend::available)");
+    Some(threaded)
 }
 
 /// `Some(threaded)` when `backend` is a Winograd one (the caller then runs the `f32`
@@ -400,6 +442,20 @@ fn forward_act<T: Float>(
         assert_eq!(b.len(), s.cout, "conv2d: bias length for {s:?}");
     }
     #[cfg(target_arch = "x86_64")]
+    if let Some(threaded) = fft_threaded::<T>(backend, &s) {
+        let b = b.map(|b| cast::<T, f32>(b).unwrap());
+        let leaky = leaky.map(|sl| sl.to_f64() as f32); // exact: T is f32 here
+        return super::conv2d_fft::forward(
+            cast(x).unwrap(),
+            cast(w).unwrap(),
+            b,
+            s,
+            cast_mut(y).unwrap(),
+            threaded,
+            leaky,
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
     if let Some(threaded) = winograd_threaded::<T>(backend, &s) {
         let b = b.map(|b| cast::<T, f32>(b).unwrap());
         let leaky = leaky.map(|sl| sl.to_f64() as f32); // exact: T is f32 here
@@ -458,6 +514,16 @@ pub fn backward_input_with<T: Float>(backend: Backend, dy: &[T], w: &[T], s: Con
         return reference::backward_input(dy, w, s, dx);
     }
     #[cfg(target_arch = "x86_64")]
+    if let Some(threaded) = fft_threaded::<T>(backend, &s) {
+        return super::conv2d_fft::backward_input(
+            cast(dy).unwrap(),
+            cast(w).unwrap(),
+            s,
+            cast_mut(dx).unwrap(),
+            threaded,
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
     if let Some(threaded) = winograd_threaded::<T>(backend, &s) {
         return super::conv2d_winograd::backward_input(
             cast(dy).unwrap(),
@@ -504,6 +570,18 @@ pub fn backward_weight_with<T: Float>(
     }
     if backend == Backend::Scalar {
         return reference::backward_weight(dy, x, s, dw, db);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(threaded) = fft_threaded::<T>(backend, &s) {
+        let db = db.map(|db| cast_mut::<T, f32>(db).unwrap());
+        return super::conv2d_fft::backward_weight(
+            cast(dy).unwrap(),
+            cast(x).unwrap(),
+            s,
+            cast_mut(dw).unwrap(),
+            db,
+            threaded,
+        );
     }
     #[cfg(target_arch = "x86_64")]
     if let Some(threaded) = winograd_threaded::<T>(backend, &s) {
