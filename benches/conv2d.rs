@@ -267,9 +267,7 @@ fn summary<T: Float>(peak: &fma::Peak, filters: &[String]) {
                     | Backend::Winograd
                     | Backend::WinogradThreaded
                     | Backend::Fft
-                    | Backend::FftThreaded => {
-                        peak.avx512_all.unwrap_or(f64::NAN)
-                    }
+                    | Backend::FftThreaded => peak.avx512_all.unwrap_or(f64::NAN),
                     _ if T::NAME == "f32" => peak.f32_all,
                     _ => peak.f64_all,
                 };

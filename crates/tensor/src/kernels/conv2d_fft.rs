@@ -417,12 +417,22 @@ unsafe fn load_planes(src: *const f32, stride: usize, nl: usize, out: &mut [__m5
     assert!(out.len() >= S && nl <= L);
     for b in 0..4 {
         let mut r = [_mm512_setzero_ps(); L];
-        for (l, r) in r.iter_mut().enumerate().take(nl) {
-            // SAFETY: sample l < nl: its plane is readable (contract).
-            *r = unsafe { _mm512_loadu_ps(src.add(l * stride + b * L)) };
+        if nl == L {
+            // a full group: constant trip count, the rows stay in registers
+            for (l, r) in r.iter_mut().enumerate() {
+                // SAFETY: sample l < nl: its plane is readable (contract).
+                *r = unsafe { _mm512_loadu_ps(src.add(l * stride + b * L)) };
+            }
+        } else {
+            for (l, r) in r.iter_mut().enumerate().take(nl) {
+                // SAFETY: as above.
+                *r = unsafe { _mm512_loadu_ps(src.add(l * stride + b * L)) };
+            }
         }
         transpose16(&mut r);
-        out[b * L..(b + 1) * L].copy_from_slice(&r);
+        for j in 0..L {
+            out[b * L + j] = r[j];
+        }
     }
 }
 
@@ -436,11 +446,18 @@ unsafe fn load_planes(src: *const f32, stride: usize, nl: usize, out: &mut [__m5
 unsafe fn store_planes(v: &[__m512], dst: *mut f32, stride: usize, nl: usize) {
     assert!(v.len() >= S && nl <= L);
     for b in 0..4 {
-        let mut r: [__m512; L] = v[b * L..(b + 1) * L].try_into().unwrap();
+        let mut r: [__m512; L] = std::array::from_fn(|j| v[b * L + j]);
         transpose16(&mut r);
-        for (l, r) in r.iter().enumerate().take(nl) {
-            // SAFETY: sample l < nl: its plane is writable (contract).
-            unsafe { _mm512_storeu_ps(dst.add(l * stride + b * L), *r) };
+        if nl == L {
+            for (l, r) in r.iter().enumerate() {
+                // SAFETY: sample l < nl: its plane is writable (contract).
+                unsafe { _mm512_storeu_ps(dst.add(l * stride + b * L), *r) };
+            }
+        } else {
+            for (l, r) in r.iter().enumerate().take(nl) {
+                // SAFETY: as above.
+                unsafe { _mm512_storeu_ps(dst.add(l * stride + b * L), *r) };
+            }
         }
     }
 }
@@ -453,23 +470,45 @@ fn plane(v: &mut [__m512]) -> &mut [__m512; S] {
 // ---------------------------------------------------------------------------------
 // weights
 
+/// `(cos, sin)` of `2 pi m / 8`, `m = 0..8` (a table: per-tap trigonometric calls cost
+/// ~90 us per call at 8 -> 8).
+fn unit_roots() -> [(f64, f64); 8] {
+    std::array::from_fn(|m| {
+        let th = std::f64::consts::PI / 4.0 * m as f64;
+        (th.cos(), th.sin())
+    })
+}
+
 /// The spectral weights `c_t G_oc(slot t)` (`c_t` = [`slot_scale`]), computed in f64 and
 /// rounded once, at `wf[(t * cin + c) * cout + o]`.
 fn weight_transform(w: &[f32], s: &Conv2dShape) -> Vec<f32> {
-    let (k, p) = (s.k, (s.k / 2) as f64);
+    let (k, p) = (s.k, (s.k / 2) as isize);
     let mut wf = vec![0f32; S * s.cin * s.cout];
-    let two_pi_8 = std::f64::consts::PI / 4.0;
+    let cs = unit_roots();
     for o in 0..s.cout {
         for c in 0..s.cin {
             let g = &w[(o * s.cin + c) * k * k..][..k * k];
+            // G(k) = sum_a e^{-2 pi i k1 (p - a) / 8} H[a][k2], H[a][k2] = sum_e g[a,e]
+            // e^{-2 pi i k2 (p - e) / 8} (separable: k2 <= 4 is all the slots need)
+            let ph = |kk: usize, a: usize| (kk as isize * (p - a as isize)).rem_euclid(8) as usize;
+            let mut h = [[(0f64, 0f64); 5]; 7];
+            for (a, h) in h.iter_mut().enumerate().take(k) {
+                for (k2, h) in h.iter_mut().enumerate() {
+                    for e in 0..k {
+                        let (co, si) = cs[ph(k2, e)];
+                        h.0 += g[a * k + e] as f64 * co;
+                        h.1 -= g[a * k + e] as f64 * si;
+                    }
+                }
+            }
             let dft = |(k1, k2): (usize, usize)| {
                 let (mut re, mut im) = (0f64, 0f64);
-                for a in 0..k {
-                    for e in 0..k {
-                        let th = -two_pi_8 * (k1 as f64 * (p - a as f64) + k2 as f64 * (p - e as f64));
-                        re += g[a * k + e] as f64 * th.cos();
-                        im += g[a * k + e] as f64 * th.sin();
-                    }
+                for (a, h) in h.iter().enumerate().take(k) {
+                    // (hr + i hi) (co - i si)
+                    let (co, si) = cs[ph(k1, a)];
+                    let (hr, hi) = h[k2];
+                    re += hr * co + hi * si;
+                    im += hi * co - hr * si;
                 }
                 (re, im)
             };
@@ -708,9 +747,7 @@ fn finish_weight(parts: &[Part], s: Conv2dShape, dw: &mut [f32], db: Option<&mut
         _mm512_reduce_add_ps(v) as f64
     };
     let (k, p) = (s.k, (s.k / 2) as isize);
-    let two_pi_8 = std::f64::consts::PI / 4.0;
-    // cos and sin of 2 pi m / 8
-    let cs: [(f64, f64); 8] = std::array::from_fn(|m| ((two_pi_8 * m as f64).cos(), (two_pi_8 * m as f64).sin()));
+    let cs = unit_roots();
     for o in 0..s.cout {
         for c in 0..s.cin {
             let at = |t: usize| t * npairs + o * s.cin + c;
