@@ -485,17 +485,19 @@ fn weight_transform(w: &[f32], s: &Conv2dShape) -> Vec<f32> {
     let (k, p) = (s.k, (s.k / 2) as isize);
     let mut wf = vec![0f32; S * s.cin * s.cout];
     let cs = unit_roots();
+    // tab[kk][a] = (cos, sin) of 2 pi kk (p - a) / 8
+    let tab: [[(f64, f64); 7]; 8] =
+        std::array::from_fn(|kk| std::array::from_fn(|a| cs[(kk as isize * (p - a as isize)).rem_euclid(8) as usize]));
     for o in 0..s.cout {
         for c in 0..s.cin {
             let g = &w[(o * s.cin + c) * k * k..][..k * k];
             // G(k) = sum_a e^{-2 pi i k1 (p - a) / 8} H[a][k2], H[a][k2] = sum_e g[a,e]
             // e^{-2 pi i k2 (p - e) / 8} (separable: k2 <= 4 is all the slots need)
-            let ph = |kk: usize, a: usize| (kk as isize * (p - a as isize)).rem_euclid(8) as usize;
             let mut h = [[(0f64, 0f64); 5]; 7];
             for (a, h) in h.iter_mut().enumerate().take(k) {
                 for (k2, h) in h.iter_mut().enumerate() {
                     for e in 0..k {
-                        let (co, si) = cs[ph(k2, e)];
+                        let (co, si) = tab[k2][e];
                         h.0 += g[a * k + e] as f64 * co;
                         h.1 -= g[a * k + e] as f64 * si;
                     }
@@ -505,7 +507,7 @@ fn weight_transform(w: &[f32], s: &Conv2dShape) -> Vec<f32> {
                 let (mut re, mut im) = (0f64, 0f64);
                 for (a, h) in h.iter().enumerate().take(k) {
                     // (hr + i hi) (co - i si)
-                    let (co, si) = cs[ph(k1, a)];
+                    let (co, si) = tab[k1][a];
                     let (hr, hi) = h[k2];
                     re += hr * co + hi * si;
                     im += hi * co - hr * si;
@@ -746,26 +748,17 @@ fn finish_weight(parts: &[Part], s: Conv2dShape, dw: &mut [f32], db: Option<&mut
         }
         _mm512_reduce_add_ps(v) as f64
     };
-    let (k, p) = (s.k, (s.k / 2) as isize);
-    let cs = unit_roots();
+    let (k, p) = (s.k, s.k / 2);
     for o in 0..s.cout {
         for c in 0..s.cin {
             let at = |t: usize| t * npairs + o * s.cin + c;
-            let spec: [f64; S] = std::array::from_fn(|t| sum(&|pt| pt.0[at(t)]));
+            // R(d) = 1/64 sum_k S(k) e^{2 pi i k.d / 8}: the f64 inverse transform of the
+            // scaled slots; tap (a, e) is R at d = (a - p, e - p) mod 8
+            let spec: [f64; S] = std::array::from_fn(|t| sum(&|pt| pt.0[at(t)]) * slot_scale(t));
+            let r = idft8x8_f64(&spec);
             for a in 0..k {
                 for e in 0..k {
-                    let (d1, d2) = (a as isize - p, e as isize - p);
-                    let ph = |(k1, k2): (usize, usize)| (k1 as isize * d1 + k2 as isize * d2).rem_euclid(8) as usize;
-                    let mut r = 0f64;
-                    for (t, &f) in REAL_FREQ.iter().enumerate() {
-                        r += spec[t] * cs[ph(f)].0;
-                    }
-                    for q in 0..NP {
-                        let t = NR + 2 * q;
-                        let (co, si) = cs[ph(slot_pair_freq(q))];
-                        r += 2.0 * (spec[t] * co - spec[t + 1] * si);
-                    }
-                    dw[(o * s.cin + c) * k * k + a * k + e] = (r / 64.0) as f32;
+                    dw[(o * s.cin + c) * k * k + a * k + e] = r[((a + 8 - p) % 8) * 8 + (e + 8 - p) % 8] as f32;
                 }
             }
         }
