@@ -484,22 +484,37 @@ fn winograd_backend_is_offered_where_it_fits() {
     }
 }
 
-/// The tape's f32 path through the Winograd kernels: `y = LeakyReLU(conv(x))` at the
-/// tutorial's 8 -> 8 shape, `L = sum r y`. On a CPU that runs Winograd, all three passes
-/// take it (the gradients inside `conv2d::backward_act`, `g act'(y)` formed once). Values
-/// and gradients against the scalar reference (the f64 gradient audit checks the tape's
-/// rules; this checks that the f32 kernels it dispatches to compute them): within the
-/// Winograd bound plus the direct one.
+/// The tape's f32 path through the transformed kernels: `y = LeakyReLU(conv(x))` at the
+/// tutorial's 8 -> 8 shape, `L = sum r y`. On a CPU with AVX-512 the forward pass and the
+/// input gradient take the FFT kernels and the weight gradient the Winograd ones (the
+/// gradients inside `conv2d::backward_act`, `g act'(y)` formed once; with
+/// `LATFLOW_NO_FFT` all three take Winograd). Values and gradients against the scalar
+/// reference (the f64 gradient audit checks the tape's rules; this checks that the f32
+/// kernels it dispatches to compute them): within the bound of the kernel each pass took
+/// plus the direct one.
 #[test]
-fn tape_gradients_through_winograd_match_reference() {
+fn tape_gradients_through_winograd_and_fft_match_reference() {
     use latflow_tensor::elementwise::Unary;
     use latflow_tensor::Var;
     let s = Conv2dShape { n: 4, cin: 8, cout: 8, h: 8, w: 8, k: 3 };
-    let has = Backend::available::<f32>(&s).contains(&Backend::Winograd);
-    assert_eq!(conv2d::auto_backend::<f32>(&s) == Backend::Winograd, has);
-    for pass in [conv2d::Pass::BackwardInput, conv2d::Pass::BackwardWeight] {
-        assert_eq!(conv2d::auto_backend_for::<f32>(pass, &s) == Backend::Winograd, has, "{pass:?}");
+    let (has_w, has_f) = (
+        Backend::available::<f32>(&s).contains(&Backend::Winograd),
+        Backend::available::<f32>(&s).contains(&Backend::Fft),
+    );
+    let pick = |pass| conv2d::auto_backend_for::<f32>(pass, &s);
+    let (pf, pi, pw) =
+        (pick(conv2d::Pass::Forward), pick(conv2d::Pass::BackwardInput), pick(conv2d::Pass::BackwardWeight));
+    for (p, name) in [(pf, "forward"), (pi, "input gradient")] {
+        let want = if has_f {
+            Backend::Fft
+        } else if has_w {
+            Backend::Winograd
+        } else {
+            p
+        };
+        assert_eq!(p, want, "{name}");
     }
+    assert_eq!(pw == Backend::Winograd, has_w);
     let c = Case::<f32>::new(s, 2024);
     let slope = 0.01f32;
     let t = |shape: &[usize], v: &[f32]| Tensor::from_vec(shape, v.to_vec());
@@ -516,14 +531,25 @@ fn tape_gradients_through_winograd_match_reference() {
     let cg = Case { s, x: c.x.clone(), w: c.w.clone(), b: c.b.clone(), dy: gz };
     let (dx0, (dw0, db0)) = (cg.backward_input(Backend::Scalar), cg.backward_weight(Backend::Scalar));
     let mag = cg.abs();
-    let (bf, bi, bw) = winograd_bounds(&cg);
+    let (wf, wi, ww) = winograd_bounds(&cg);
+    let (ff, fi, fw) = fft_bounds(&cg);
+    let zero = vec![0.0; s.output_len().max(s.input_len()).max(s.weight_len())];
+    let bound = |be: Backend, wb: &[f64], fb: &[f64]| -> Vec<f64> {
+        if is_fft(be) {
+            fb.to_vec()
+        } else if is_winograd(be) {
+            wb.to_vec()
+        } else {
+            zero[..wb.len()].to_vec()
+        }
+    };
     let plus = |wb: &[f64], m: &[f32]| wb.iter().zip(m).map(|(a, m)| a + F32_TOL * *m as f64).collect::<Vec<_>>();
     // a LeakyReLU with slope < 1 does not grow the forward error
-    assert_within("tape y", &yt, &y0, &plus(&bf, &mag.forward(Backend::Scalar))).unwrap();
+    assert_within("tape y", &yt, &y0, &plus(&bound(pf, &wf, &ff), &mag.forward(Backend::Scalar))).unwrap();
     let dx = g.get(&x).unwrap().data();
-    assert_within("tape dx", dx, &dx0, &plus(&bi, &mag.backward_input(Backend::Scalar))).unwrap();
+    assert_within("tape dx", dx, &dx0, &plus(&bound(pi, &wi, &fi), &mag.backward_input(Backend::Scalar))).unwrap();
     let (dwm, dbm) = mag.backward_weight(Backend::Scalar);
-    assert_within("tape dw", g.get(&w).unwrap().data(), &dw0, &plus(&bw, &dwm)).unwrap();
+    assert_within("tape dw", g.get(&w).unwrap().data(), &dw0, &plus(&bound(pw, &ww, &fw), &dwm)).unwrap();
     assert_close("tape db", g.get(&b).unwrap().data(), &db0, &dbm).unwrap();
 }
 

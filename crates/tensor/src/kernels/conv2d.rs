@@ -210,14 +210,47 @@ fn winograd_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
     wanted && winograd_fits::<T>(s)
 }
 
+/// Whether the plain entry points take the FFT kernels for `pass` of `s` (where they fit,
+/// [`Backend::available`]): the forward pass and the input gradient when the pass reads at
+/// least 8 channels and writes at least 2 (forward `cin -> cout`, input gradient
+/// `cout -> cin`); never the weight gradient.
+///
+/// Measured 2026-12-01 02:47-02:54 UTC on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4;
+/// shared, load average 1.7-3.6, so ratios move by ~10% between runs) with
+/// `CONV2D_SUMMARY_ONLY=1 cargo bench --bench conv2d -- f32/`, 8x8, 3x3, one thread; FFT
+/// time against the backend picked before (Winograd W, direct AVX-512 D) in the same run,
+/// batch 64 (the shard size of a training step; the spectral weights then come from the
+/// per-thread cache, as for every shard after a thread's first) / 1024:
+///
+/// - forward 8 -> 8: 1.10x / 1.30x W; 8 -> 3: 1.08x / 1.12x W; 8 -> 2: 1.48x / 1.37x D;
+/// - input gradient 8 -> 8: 0.92x / 1.34x W; of 2 -> 8 (an 8 -> 2 pass): 1.28x / 1.25x D;
+///   of 3 -> 8 (8 -> 3): 1.05x / 1.01x W: FFT (one rule for both passes);
+/// - forward 2 -> 8: 1.06x / 1.02x D, 1 -> 8: 0.68x / 0.71x D; input gradients of 8 -> 2
+///   (2 -> 8) 1.00x / 1.11x D, of 1 -> 8 (8 -> 1) 0.50x / 0.56x D: direct kept;
+/// - weight gradients at batch 64: 0.91x W at 8 -> 8, 0.82x / 0.69x / 0.88x D at 8 -> 2,
+///   2 -> 8, 8 -> 3 (1.20x W at 8 -> 8 only from batch 1024): never.
+///
+/// `LATFLOW_NO_FFT=1` turns the FFT kernels off (they are then neither offered nor picked).
+fn fft_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
+    let (reads, writes) = match pass {
+        Pass::Forward => (s.cin, s.cout),
+        Pass::BackwardInput => (s.cout, s.cin),
+        Pass::BackwardWeight => return false,
+    };
+    reads >= 8 && writes >= 2 && fft_fits::<T>(s)
+}
+
 /// The backend the plain entry points use for `pass` of shape `s` in element type `T`:
-/// Winograd where [`winograd_preferred`] says so, else AVX-512 where it fits
+/// FFT where [`fft_preferred`] says so, else Winograd where [`winograd_preferred`] says so, else AVX-512 where it fits
 /// ([`Backend::available`]), else the `wide` SIMD kernels; threaded over the batch from
 /// [`THREAD_MIN_MACS`] multiply-adds on, unless called from a rayon worker thread.
 pub fn auto_backend_for<T: 'static>(pass: Pass, s: &Conv2dShape) -> Backend {
     // Inside a rayon task (e.g. one shard of a data-parallel training step) the caller
     // already keeps the threads busy: splitting again only adds per-chunk overhead.
     let threaded = s.macs() >= THREAD_MIN_MACS && s.n > 1 && rayon::current_thread_index().is_none();
+    if fft_preferred::<T>(pass, s) {
+        return if threaded { Backend::FftThreaded } else { Backend::Fft };
+    }
     if winograd_preferred::<T>(pass, s) {
         return if threaded { Backend::WinogradThreaded } else { Backend::Winograd };
     }
@@ -282,7 +315,7 @@ pub type ConvGrads<T> = (Option<Vec<T>>, Vec<T>, Vec<T>);
 /// Both gradients of `y = act(conv(x))` from `g = dL/dy` in one call where the AVX-512
 /// kernels run on one thread (a shard of a training step): block by block, with
 /// `act'` applied on the fly ([`super::conv2d_avx512::backward_fused`]); `dx` only when
-/// `want_dx`. Where a pass takes the Winograd kernels ([`auto_backend_for`]), `g act'(y)`
+/// `want_dx`. Where a pass takes the Winograd or FFT kernels ([`auto_backend_for`]), `g act'(y)`
 /// is formed once and both passes run on it, each on the backend picked for it. `None` (nothing allocated or
 /// computed) elsewhere; the caller then forms `g act'(y)` and calls [`backward_input`] and
 /// [`backward_weight`], which give the same values.
@@ -304,12 +337,11 @@ pub fn backward_act<T: Float>(
     // one thread, and a pass that runs on the Winograd kernels: `g act'(y)` once, then both
     // passes on it
     #[cfg(target_arch = "x86_64")]
-    let one_thread = |b: Backend| matches!(b, Backend::Avx512 | Backend::Winograd);
+    let one_thread = |b: Backend| matches!(b, Backend::Avx512 | Backend::Winograd | Backend::Fft);
     #[cfg(target_arch = "x86_64")]
-    if one_thread(bw)
-        && (!want_dx || one_thread(bi))
-        && (bw == Backend::Winograd || (want_dx && bi == Backend::Winograd))
-    {
+    let transformed = |b: Backend| matches!(b, Backend::Winograd | Backend::Fft);
+    #[cfg(target_arch = "x86_64")]
+    if one_thread(bw) && (!want_dx || one_thread(bi)) && (transformed(bw) || (want_dx && transformed(bi))) {
         let mut gz = crate::pool::buffer(g.len());
         match act {
             None => gz.copy_from_slice(g),
