@@ -210,10 +210,19 @@ fn winograd_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
     wanted && winograd_fits::<T>(s)
 }
 
+/// Smallest batch [`fft_preferred`] hands to the FFT kernels. A training step at batch 64
+/// runs shards of 32 samples, one per thread: each shard then computes the spectral
+/// weights itself (no other shard on its thread reuses them) for two groups of 16 samples,
+/// and the step measured 0.90x (phi4) and 0.90x (U(1)) of its time without the FFT
+/// kernels (2026-12-01 02:57 UTC, 6 alternating pairs); at batch 1024 (16 shards of 64)
+/// it was about even (see `docs/perf-conv2d.md`).
+pub const FFT_MIN_BATCH: usize = 64;
+
 /// Whether the plain entry points take the FFT kernels for `pass` of `s` (where they fit,
 /// [`Backend::available`]): the forward pass and the input gradient when the pass reads at
 /// least 8 channels and writes at least 2 (forward `cin -> cout`, input gradient
-/// `cout -> cin`); never the weight gradient.
+/// `cout -> cin`) and the batch has at least [`FFT_MIN_BATCH`] samples; never the weight
+/// gradient.
 ///
 /// Measured 2026-12-01 02:47-02:54 UTC on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4;
 /// shared, load average 1.7-3.6, so ratios move by ~10% between runs) with
@@ -237,7 +246,7 @@ fn fft_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
         Pass::BackwardInput => (s.cout, s.cin),
         Pass::BackwardWeight => return false,
     };
-    reads >= 8 && writes >= 2 && fft_fits::<T>(s)
+    reads >= 8 && writes >= 2 && s.n >= FFT_MIN_BATCH && fft_fits::<T>(s)
 }
 
 /// The backend the plain entry points use for `pass` of shape `s` in element type `T`:
