@@ -222,7 +222,10 @@ pub const FFT_MIN_BATCH: usize = 64;
 /// [`Backend::available`]): the forward pass and the input gradient when the pass reads at
 /// least 8 channels and writes at least 2 (forward `cin -> cout`, input gradient
 /// `cout -> cin`) and the batch has at least [`FFT_MIN_BATCH`] samples; never the weight
-/// gradient.
+/// gradient; and only for one-thread calls ([`auto_backend_for`]: a shard of a training
+/// step, or a call below [`THREAD_MIN_MACS`]): the threaded FFT kernels measured 0.72x /
+/// 1.00x (forward 8 -> 8, batch 64 / 1024) and 0.84x / 0.86x (input gradient) of the
+/// threaded Winograd ones (03:01 UTC run, docs/perf-conv2d.md).
 ///
 /// Measured 2026-12-01 02:47-02:54 UTC on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4;
 /// shared, load average 1.7-3.6, so ratios move by ~10% between runs) with
@@ -250,15 +253,15 @@ fn fft_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
 }
 
 /// The backend the plain entry points use for `pass` of shape `s` in element type `T`:
-/// FFT where [`fft_preferred`] says so, else Winograd where [`winograd_preferred`] says so, else AVX-512 where it fits
+/// FFT on one thread where [`fft_preferred`] says so, else Winograd where [`winograd_preferred`] says so, else AVX-512 where it fits
 /// ([`Backend::available`]), else the `wide` SIMD kernels; threaded over the batch from
 /// [`THREAD_MIN_MACS`] multiply-adds on, unless called from a rayon worker thread.
 pub fn auto_backend_for<T: 'static>(pass: Pass, s: &Conv2dShape) -> Backend {
     // Inside a rayon task (e.g. one shard of a data-parallel training step) the caller
     // already keeps the threads busy: splitting again only adds per-chunk overhead.
     let threaded = s.macs() >= THREAD_MIN_MACS && s.n > 1 && rayon::current_thread_index().is_none();
-    if fft_preferred::<T>(pass, s) {
-        return if threaded { Backend::FftThreaded } else { Backend::Fft };
+    if !threaded && fft_preferred::<T>(pass, s) {
+        return Backend::Fft;
     }
     if winograd_preferred::<T>(pass, s) {
         return if threaded { Backend::WinogradThreaded } else { Backend::Winograd };
