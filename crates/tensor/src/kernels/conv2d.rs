@@ -213,7 +213,7 @@ fn winograd_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
 /// Smallest batch [`fft_preferred`] hands to the FFT kernels. A training step at batch 64
 /// runs shards of 32 samples, one per thread: each shard then computes the spectral
 /// weights itself (no other shard on its thread reuses them) for two groups of 16 samples,
-/// and the step measured 0.90x (phi4) and 0.90x (U(1)) of its time without the FFT
+/// and the step measured 0.89x (phi4) and 0.88x (U(1)) of its time without the FFT
 /// kernels (2026-12-01 02:57 UTC, 6 alternating pairs); at batch 1024 (16 shards of 64)
 /// it was about even (see `docs/perf-conv2d.md`).
 pub const FFT_MIN_BATCH: usize = 64;
@@ -222,10 +222,13 @@ pub const FFT_MIN_BATCH: usize = 64;
 /// [`Backend::available`]): the forward pass and the input gradient when the pass reads at
 /// least 8 channels and writes at least 2 (forward `cin -> cout`, input gradient
 /// `cout -> cin`) and the batch has at least [`FFT_MIN_BATCH`] samples; never the weight
-/// gradient; and only for one-thread calls ([`auto_backend_for`]: a shard of a training
-/// step, or a call below [`THREAD_MIN_MACS`]): the threaded FFT kernels measured 0.72x /
-/// 1.00x (forward 8 -> 8, batch 64 / 1024) and 0.84x / 0.86x (input gradient) of the
-/// threaded Winograd ones (03:01 UTC run, docs/perf-conv2d.md).
+/// gradient. [`auto_backend_for`] asks only from a rayon worker (a shard of a data-parallel
+/// training step, on one thread), where the shards after a thread's first reuse the cached
+/// spectral weights: the threaded FFT kernels measured 0.72x / 1.00x (forward 8 -> 8, batch
+/// 64 / 1024) and 0.84x / 0.86x (input gradient) of the threaded Winograd ones (03:01 UTC
+/// run, docs/perf-conv2d.md), and one-thread calls outside a worker (the small 8 -> 2 and
+/// 8 -> 3 layers below [`THREAD_MIN_MACS`] at batch 64) recompute the spectral weights on
+/// every step (the batch-64 step measured 0.89x / 0.93x with them on FFT, 03:17 UTC).
 ///
 /// Measured 2026-12-01 02:47-02:54 UTC on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4;
 /// shared, load average 1.7-3.6, so ratios move by ~10% between runs) with
@@ -253,14 +256,14 @@ fn fft_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
 }
 
 /// The backend the plain entry points use for `pass` of shape `s` in element type `T`:
-/// FFT on one thread where [`fft_preferred`] says so, else Winograd where [`winograd_preferred`] says so, else AVX-512 where it fits
+/// FFT on a rayon worker where [`fft_preferred`] says so, else Winograd where [`winograd_preferred`] says so, else AVX-512 where it fits
 /// ([`Backend::available`]), else the `wide` SIMD kernels; threaded over the batch from
 /// [`THREAD_MIN_MACS`] multiply-adds on, unless called from a rayon worker thread.
 pub fn auto_backend_for<T: 'static>(pass: Pass, s: &Conv2dShape) -> Backend {
     // Inside a rayon task (e.g. one shard of a data-parallel training step) the caller
     // already keeps the threads busy: splitting again only adds per-chunk overhead.
     let threaded = s.macs() >= THREAD_MIN_MACS && s.n > 1 && rayon::current_thread_index().is_none();
-    if !threaded && fft_preferred::<T>(pass, s) {
+    if rayon::current_thread_index().is_some() && fft_preferred::<T>(pass, s) {
         return Backend::Fft;
     }
     if winograd_preferred::<T>(pass, s) {
