@@ -1,7 +1,7 @@
 //! conv2d kernels at the tutorial's shapes: 8x8 lattice, 3x3 kernel, channels 1->8,
 //! 8->8, 8->2 (phi^4), 2->8, 8->3 (U(1)), batch 64 and 1024; forward, input gradient and
 //! weight gradient; scalar reference vs SIMD (AVX2) vs SIMD + rayon threads, and for f32 the AVX-512 kernels
-//! and the Winograd F(2x2, 3x3) ones (one thread, threads) where the CPU has them; f32
+//! and the Winograd F(2x2, 3x3) and FFT ones (one thread, threads) where the CPU has them; f32
 //! and f64.
 //!
 //! ```text
@@ -16,7 +16,7 @@
 //! reference and the fraction of the measured all-core peak FMA rate. Winograd rows add
 //! a line with the true arithmetic rate (the flops the transforms and products really
 //! execute, fewer than the direct `2 * MACs`) and the speedup over the direct AVX-512
-//! kernel in the same run.
+//! kernel in the same run; FFT rows likewise, with the speedups over Winograd and direct.
 
 mod fma;
 
@@ -30,8 +30,8 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 /// Channel pairs of the tutorial's coupling nets: phi^4 1 -> 8 -> 8 -> 2, U(1) (NCP, 2
-/// mixture components) 2 -> 8 -> 8 -> 3.
-const CHANNELS: [(usize, usize); 5] = [(1, 8), (8, 8), (8, 2), (2, 8), (8, 3)];
+/// mixture components) 2 -> 8 -> 8 -> 3 (and 3 -> 8, the shape of 8 -> 3's input gradient).
+const CHANNELS: [(usize, usize); 6] = [(1, 8), (8, 8), (8, 2), (2, 8), (8, 3), (3, 8)];
 const BATCHES: [usize; 2] = [64, 1024];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -207,8 +207,33 @@ fn winograd_flops(_: &Conv2dShape, _: Pass) -> f64 {
     f64::NAN
 }
 
+/// Whether `be` is an FFT backend.
+fn is_fft(be: Backend) -> bool {
+    matches!(be, Backend::Fft | Backend::FftThreaded)
+}
+
+/// Floating-point operations an FFT call of `pass` really executes (products and
+/// transforms).
+#[cfg(target_arch = "x86_64")]
+fn fft_flops(s: &Conv2dShape, pass: Pass) -> f64 {
+    use latflow_tensor::kernels::conv2d::Pass as W;
+    use latflow_tensor::kernels::conv2d_fft::flops;
+    flops(
+        s,
+        match pass {
+            Pass::Forward => W::Forward,
+            Pass::BackwardInput => W::BackwardInput,
+            Pass::BackwardWeight => W::BackwardWeight,
+        },
+    )
+}
+#[cfg(not(target_arch = "x86_64"))]
+fn fft_flops(_: &Conv2dShape, _: Pass) -> f64 {
+    f64::NAN
+}
+
 /// Backend columns of the summary table.
-const COLUMNS: usize = 7;
+const COLUMNS: usize = 9;
 
 /// One table row per case: median us and GFLOP/s of every backend this CPU offers, the
 /// fastest one's speedup over the scalar reference and its share of the matching all-core
@@ -237,9 +262,12 @@ fn summary<T: Float>(peak: &fma::Peak, filters: &[String]) {
                 let gf: Vec<f64> = times.iter().map(|t| flops / t / 1e9).collect();
                 let best = (1..gf.len()).max_by(|&a, &b| gf[a].total_cmp(&gf[b])).unwrap_or(0);
                 let peak_all = match backends[best] {
-                    Backend::Avx512 | Backend::Avx512Threaded | Backend::Winograd | Backend::WinogradThreaded => {
-                        peak.avx512_all.unwrap_or(f64::NAN)
-                    }
+                    Backend::Avx512
+                    | Backend::Avx512Threaded
+                    | Backend::Winograd
+                    | Backend::WinogradThreaded
+                    | Backend::Fft
+                    | Backend::FftThreaded => peak.avx512_all.unwrap_or(f64::NAN),
                     _ if T::NAME == "f32" => peak.f32_all,
                     _ => peak.f64_all,
                 };
@@ -276,6 +304,30 @@ fn summary<T: Float>(peak: &fma::Peak, filters: &[String]) {
                 if !notes.is_empty() && backends.iter().any(|&b| is_winograd(b)) {
                     println!("|   {name} | {} |", notes.join("; "));
                 }
+                let fflops = fft_flops(&s, pass);
+                let mut notes = Vec::new();
+                for (fb, wb, db, pk) in [
+                    (Backend::Fft, Backend::Winograd, Backend::Avx512, peak.avx512_one),
+                    (Backend::FftThreaded, Backend::WinogradThreaded, Backend::Avx512Threaded, peak.avx512_all),
+                ] {
+                    if let (Some(tf), Some(tw), Some(td)) = (time_of(fb), time_of(wb), time_of(db)) {
+                        let true_gf = fflops / tf / 1e9;
+                        notes.push(format!(
+                            "{}: effective {:.1} GFLOP/s, true {:.1} GFLOP/s = {:.1}% of peak, {:.2}x {}, {:.2}x {}",
+                            fb.name(),
+                            flops / tf / 1e9,
+                            true_gf,
+                            100.0 * true_gf / pk.unwrap_or(f64::NAN),
+                            tw / tf,
+                            wb.name(),
+                            td / tf,
+                            db.name()
+                        ));
+                    }
+                }
+                if !notes.is_empty() && backends.iter().any(|&b| is_fft(b)) {
+                    println!("|   {name} | {} |", notes.join("; "));
+                }
             }
         }
     }
@@ -308,9 +360,9 @@ fn main() {
     );
     println!("Each backend cell: median us per call, effective GFLOP/s (2 * direct MACs / median). best = fastest backend; % peak = best vs the all-core peak of its vector width.");
     println!(
-        "| case (pass/dtype/cin-cout/batch) | scalar | simd | simd+threads | avx512 | avx512+threads | winograd | winograd+threads | best | best/scalar | % peak |"
+        "| case (pass/dtype/cin-cout/batch) | scalar | simd | simd+threads | avx512 | avx512+threads | winograd | winograd+threads | fft | fft+threads | best | best/scalar | % peak |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
     summary::<f32>(&peak, &filters);
     summary::<f64>(&peak, &filters);
 }

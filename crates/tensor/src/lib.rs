@@ -19,7 +19,7 @@
 //! | `pool.rs` | recycled tensor buffers |
 //! | `tensor.rs` | [`Tensor`], [`Device`], shape helpers |
 //! | `elementwise.rs` | [`elementwise::Unary`], [`elementwise::Binary`]: each `f`, `f'` and CUDA op code |
-//! | `kernels/` | CPU kernels (conv2d and its SIMD/AVX-512/Winograd paths, layout, matmul, vector math) |
+//! | `kernels/` | CPU kernels (conv2d and its SIMD/AVX-512/Winograd/FFT paths, layout, matmul, vector math) |
 //! | `custom.rs` | [`CustomOp`]: the extension point for ops defined outside the engine |
 //! | `var.rs` | [`Var`] and the tape's op set (`Op`): what a node records |
 //! | `forward.rs` | every op's forward method on [`Var`], and [`Var::apply_custom`] |

@@ -101,6 +101,10 @@ fn kernels_match_reference<T: Float>(s: Conv2dShape, seed: u64) -> Result<(), Te
             winograd_matches_reference(&c, be)?;
             continue;
         }
+        if is_fft(be) {
+            fft_matches_reference(&c, be)?;
+            continue;
+        }
         assert_close(&format!("{be:?} forward {s:?}"), &c.forward(be), &y0, &ym)?;
         assert_close(&format!("{be:?} backward_input {s:?}"), &c.backward_input(be), &dx0, &dxm)?;
         let (dw, db) = c.backward_weight(be);
@@ -111,7 +115,8 @@ fn kernels_match_reference<T: Float>(s: Conv2dShape, seed: u64) -> Result<(), Te
 }
 
 /// conv(roll(x)) == roll(conv(x)) along both lattice axes, for every backend (the
-/// Winograd ones within twice their error bound: an odd shift moves the tile grid).
+/// Winograd ones within twice their error bound: an odd shift moves the tile grid; the
+/// FFT ones within twice theirs: a roll changes the phases the transforms round).
 fn commutes_with_roll<T: Float>(s: Conv2dShape, seed: u64, shift: isize) -> Result<(), TestCaseError> {
     let c = Case::<T>::new(s, seed);
     let mag = c.abs().forward(Backend::Scalar);
@@ -125,9 +130,20 @@ fn commutes_with_roll<T: Float>(s: Conv2dShape, seed: u64, shift: isize) -> Resu
     } else {
         Vec::new()
     };
+    let fmag: Vec<T> = if Backend::available::<T>(&s).into_iter().any(is_fft) {
+        fft_bounds(&c).0.iter().map(|b| T::from_f64(2.0 * b / tol::<T>())).collect()
+    } else {
+        Vec::new()
+    };
     let x = Tensor::from_vec(&[s.n, s.cin, s.h, s.w], c.x.clone());
     for be in Backend::available::<T>(&s) {
-        let mag = if is_winograd(be) { &wmag } else { &mag };
+        let mag = if is_winograd(be) {
+            &wmag
+        } else if is_fft(be) {
+            &fmag
+        } else {
+            &mag
+        };
         let y = Tensor::from_vec(&[s.n, s.cout, s.h, s.w], c.forward(be));
         for axis in [2, 3] {
             let xr = roll(&x, axis, shift);
@@ -539,22 +555,40 @@ fn winograd_backend_is_offered_where_it_fits() {
     }
 }
 
-/// The tape's f32 path through the Winograd kernels: `y = LeakyReLU(conv(x))` at the
-/// tutorial's 8 -> 8 shape, `L = sum r y`. On a CPU that runs Winograd, all three passes
-/// take it (the gradients inside `conv2d::backward_act`, `g act'(y)` formed once). Values
-/// and gradients against the scalar reference (the f64 gradient audit checks the tape's
-/// rules; this checks that the f32 kernels it dispatches to compute them): within the
-/// Winograd bound plus the direct one.
+/// The tape's f32 path through the transformed kernels: `y = LeakyReLU(conv(x))` at the
+/// tutorial's 8 -> 8 shape at batch 64 on a rayon worker, `L = sum r y`. On a CPU with AVX-512 the forward pass and the
+/// input gradient take the FFT kernels and the weight gradient the Winograd ones (the
+/// gradients inside `conv2d::backward_act`, `g act'(y)` formed once; with
+/// `LATFLOW_NO_FFT` all three take Winograd). Values and gradients against the scalar
+/// reference (the f64 gradient audit checks the tape's rules; this checks that the f32
+/// kernels it dispatches to compute them): within the bound of the kernel each pass took
+/// plus the direct one.
 #[test]
-fn tape_gradients_through_winograd_match_reference() {
+fn tape_gradients_through_winograd_and_fft_match_reference() {
+    // inside a rayon worker, as a shard of a training step: the one-thread kernels
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    pool.install(tape_gradients_on_one_thread);
+}
+
+fn tape_gradients_on_one_thread() {
     use latflow_tensor::elementwise::Unary;
     use latflow_tensor::Var;
-    let s = Conv2dShape { n: 4, cin: 8, cout: 8, h: 8, w: 8, k: 3 };
-    let has = Backend::available::<f32>(&s).contains(&Backend::Winograd);
-    assert_eq!(conv2d::auto_backend::<f32>(&s) == Backend::Winograd, has);
-    for pass in [conv2d::Pass::BackwardInput, conv2d::Pass::BackwardWeight] {
-        assert_eq!(conv2d::auto_backend_for::<f32>(pass, &s) == Backend::Winograd, has, "{pass:?}");
+    let s = Conv2dShape { n: 64, cin: 8, cout: 8, h: 8, w: 8, k: 3 };
+    let (has_w, has_f) = (
+        Backend::available::<f32>(&s).contains(&Backend::Winograd),
+        Backend::available::<f32>(&s).contains(&Backend::Fft),
+    );
+    let pick = |pass| conv2d::auto_backend_for::<f32>(pass, &s);
+    let (pf, pi, pw) =
+        (pick(conv2d::Pass::Forward), pick(conv2d::Pass::BackwardInput), pick(conv2d::Pass::BackwardWeight));
+    for (p, name) in [(pf, "forward"), (pi, "input gradient")] {
+        if has_f {
+            assert_eq!(p, Backend::Fft, "{name}");
+        } else if has_w {
+            assert!(is_winograd(p), "{name}: {p:?}");
+        }
     }
+    assert_eq!(is_winograd(pw), has_w);
     let c = Case::<f32>::new(s, 2024);
     let slope = 0.01f32;
     let t = |shape: &[usize], v: &[f32]| Tensor::from_vec(shape, v.to_vec());
@@ -571,14 +605,25 @@ fn tape_gradients_through_winograd_match_reference() {
     let cg = Case { s, x: c.x.clone(), w: c.w.clone(), b: c.b.clone(), dy: gz };
     let (dx0, (dw0, db0)) = (cg.backward_input(Backend::Scalar), cg.backward_weight(Backend::Scalar));
     let mag = cg.abs();
-    let (bf, bi, bw) = winograd_bounds(&cg, WINO_TOL_PER_DEPTH, s.n + 24);
+    let (wf, wi, ww) = winograd_bounds(&cg, WINO_TOL_PER_DEPTH, s.n + 24);
+    let (ff, fi, fw) = fft_bounds(&cg);
+    let zero = vec![0.0; s.output_len().max(s.input_len()).max(s.weight_len())];
+    let bound = |be: Backend, wb: &[f64], fb: &[f64]| -> Vec<f64> {
+        if is_fft(be) {
+            fb.to_vec()
+        } else if is_winograd(be) {
+            wb.to_vec()
+        } else {
+            zero[..wb.len()].to_vec()
+        }
+    };
     let plus = |wb: &[f64], m: &[f32]| wb.iter().zip(m).map(|(a, m)| a + F32_TOL * *m as f64).collect::<Vec<_>>();
     // a LeakyReLU with slope < 1 does not grow the forward error
-    assert_within("tape y", &yt, &y0, &plus(&bf, &mag.forward(Backend::Scalar))).unwrap();
+    assert_within("tape y", &yt, &y0, &plus(&bound(pf, &wf, &ff), &mag.forward(Backend::Scalar))).unwrap();
     let dx = g.get(&x).unwrap().data();
-    assert_within("tape dx", dx, &dx0, &plus(&bi, &mag.backward_input(Backend::Scalar))).unwrap();
+    assert_within("tape dx", dx, &dx0, &plus(&bound(pi, &wi, &fi), &mag.backward_input(Backend::Scalar))).unwrap();
     let (dwm, dbm) = mag.backward_weight(Backend::Scalar);
-    assert_within("tape dw", g.get(&w).unwrap().data(), &dw0, &plus(&bw, &dwm)).unwrap();
+    assert_within("tape dw", g.get(&w).unwrap().data(), &dw0, &plus(&bound(pw, &ww, &fw), &dwm)).unwrap();
     assert_close("tape db", g.get(&b).unwrap().data(), &db0, &dbm).unwrap();
 }
 
@@ -607,4 +652,214 @@ fn winograd_threaded_is_independent_of_the_thread_count() {
     // same (forward and input gradient)
     assert_eq!(c.forward(Backend::Winograd), one.0);
     assert_eq!(c.backward_input(Backend::Winograd), one.1);
+}
+
+// ---------------------------------------------------------------------------------
+// FFT (8x8, samples as lanes)
+
+fn is_fft(be: Backend) -> bool {
+    matches!(be, Backend::Fft | Backend::FftThreaded)
+}
+
+/// Allowed relative error per unit of rounding depth and the growth factor `K` (the
+/// module's named constants; on other architectures the FFT backends never run).
+#[cfg(target_arch = "x86_64")]
+const FFT_TOL: (f64, f64) =
+    (latflow_tensor::kernels::conv2d_fft::F32_FFT_TOL_PER_DEPTH, latflow_tensor::kernels::conv2d_fft::FFT_GROWTH);
+#[cfg(not(target_arch = "x86_64"))]
+const FFT_TOL: (f64, f64) = (2.0 / (1u64 << 24) as f64, 4.0);
+
+/// Per-element error bounds of the FFT backends (forward, input gradient, weight gradient),
+/// from `conv2d_fft`'s docs, with `u_d` = `F32_FFT_TOL_PER_DEPTH` and `K` = `FFT_GROWTH`:
+/// - forward: `(2 cin + 18) u_d (K sum_c ||w[o,c]||_1 ||x[n,c]||_2 + |b[o]|)` (whole planes);
+/// - input gradient: `(2 cout + 18) u_d K sum_o ||w[o,c]||_1 ||dy[n,o]||_2`;
+/// - weight gradient: `(ceil(n / 16) + 31) u_d K sum_n ||x[n,c]||_2 ||dy[n,o]||_2`.
+fn fft_bounds<T: Float>(c: &Case<T>) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (u, k) = FFT_TOL;
+    let s = c.s;
+    let hw = s.h * s.w;
+    let kk = s.k * s.k;
+    let w1: Vec<f64> = c.w.chunks(kk).map(|k| k.iter().map(|v| v.to_f64().abs()).sum()).collect();
+    let l2 =
+        |v: &[T]| v.chunks(hw).map(|p| p.iter().map(|v| v.to_f64().powi(2)).sum::<f64>().sqrt()).collect::<Vec<_>>();
+    let (x2, dy2) = (l2(&c.x), l2(&c.dy));
+    let mut fwd = vec![0.0; s.output_len()];
+    let mut bin = vec![0.0; s.input_len()];
+    let mut bw = vec![0.0; s.weight_len()];
+    let (df, di, dw) = ((2 * s.cin + 18) as f64, (2 * s.cout + 18) as f64, (s.n.div_ceil(16) + 31) as f64);
+    for n in 0..s.n {
+        for o in 0..s.cout {
+            let mut mf = c.b[o].to_f64().abs();
+            for ci in 0..s.cin {
+                mf += k * w1[o * s.cin + ci] * x2[n * s.cin + ci];
+                let mi = di * u * k * w1[o * s.cin + ci] * dy2[n * s.cout + o];
+                bin[(n * s.cin + ci) * hw..][..hw].iter_mut().for_each(|b| *b += mi);
+                let mw = dw * u * k * x2[n * s.cin + ci] * dy2[n * s.cout + o];
+                bw[(o * s.cin + ci) * kk..][..kk].iter_mut().for_each(|b| *b += mw);
+            }
+            fwd[(n * s.cout + o) * hw..][..hw].iter_mut().for_each(|b| *b = df * u * mf);
+        }
+    }
+    (fwd, bin, bw)
+}
+
+/// An FFT backend against the scalar reference, every pass, within [`fft_bounds`] (the bias
+/// gradient, a plain sum, within the direct tolerance).
+fn fft_matches_reference<T: Float>(c: &Case<T>, be: Backend) -> Result<(), TestCaseError> {
+    let s = c.s;
+    let (bf, bi, bw) = fft_bounds(c);
+    assert_within(&format!("{be:?} forward {s:?}"), &c.forward(be), &c.forward(Backend::Scalar), &bf)?;
+    assert_within(
+        &format!("{be:?} backward_input {s:?}"),
+        &c.backward_input(be),
+        &c.backward_input(Backend::Scalar),
+        &bi,
+    )?;
+    let ((dw, db), (dw0, db0)) = (c.backward_weight(be), c.backward_weight(Backend::Scalar));
+    assert_within(&format!("{be:?} backward_weight dw {s:?}"), &dw, &dw0, &bw)?;
+    let dbm = c.abs().backward_weight(Backend::Scalar).1;
+    assert_close(&format!("{be:?} backward_weight db {s:?}"), &db, &db0, &dbm)
+}
+
+/// Shapes the FFT kernels take: 8x8, odd k <= 7, batch 1..=40 (groups of 16 samples with a
+/// partial last one), 1..=16 channels.
+fn fft_shapes() -> impl Strategy<Value = Conv2dShape> {
+    (0usize..=3, 1usize..=40, 1usize..=16, 1usize..=16).prop_map(|(i, n, cin, cout)| Conv2dShape {
+        n,
+        cin,
+        cout,
+        h: 8,
+        w: 8,
+        k: 2 * i + 1,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Both FFT backends (where the CPU offers them) against the reference on random shapes
+    /// and values, forward, input and weight gradient, within their derived bound.
+    #[test]
+    fn fft_matches_reference_f32(s in fft_shapes(), seed in any::<u64>()) {
+        let c = Case::<f32>::new(s, seed);
+        for be in Backend::available::<f32>(&s).into_iter().filter(|&b| is_fft(b)) {
+            fft_matches_reference(&c, be)?;
+        }
+    }
+}
+
+/// The f64 real 8x8 DFT (the same butterflies as the vector kernels) against the naive
+/// O(N^2) DFT, slot by slot, and its inverse (from the scaled slots) back to the input.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn fft_scalar_transform_matches_naive_dft() {
+    use latflow_tensor::kernels::conv2d_fft::{dft8x8_f64, idft8x8_f64, slot_pair_freq, slot_scale, REAL_FREQ};
+    let mut rng = StdRng::seed_from_u64(5);
+    for _ in 0..20 {
+        let x: [f64; 64] = std::array::from_fn(|_| rand::Rng::gen_range(&mut rng, -1.0..1.0));
+        let naive = |(k1, k2): (usize, usize)| {
+            let (mut re, mut im) = (0.0, 0.0);
+            for i in 0..8 {
+                for j in 0..8 {
+                    let th = -2.0 * std::f64::consts::PI * ((k1 * i + k2 * j) % 8) as f64 / 8.0;
+                    re += x[i * 8 + j] * th.cos();
+                    im += x[i * 8 + j] * th.sin();
+                }
+            }
+            (re, im)
+        };
+        let f = dft8x8_f64(&x);
+        for (t, &k) in REAL_FREQ.iter().enumerate() {
+            let (re, im) = naive(k);
+            assert!(im.abs() < 1e-12 && (f[t] - re).abs() < 1e-12, "real slot {t} {k:?}: {} vs {re}", f[t]);
+        }
+        for q in 0..30 {
+            let (re, im) = naive(slot_pair_freq(q));
+            let t = 4 + 2 * q;
+            assert!((f[t] - re).abs() < 1e-12 && (f[t + 1] - im).abs() < 1e-12, "pair {q} {:?}", slot_pair_freq(q));
+        }
+        // the 64 slots are the 64 degrees of freedom: all distinct frequencies up to k -> -k
+        let spec: [f64; 64] = std::array::from_fn(|t| f[t] * slot_scale(t));
+        let back = idft8x8_f64(&spec);
+        for (a, b) in back.iter().zip(&x) {
+            assert!((a - b).abs() < 1e-12, "inverse: {a} vs {b}");
+        }
+    }
+    // distinct frequencies, none the negative of another
+    let mut seen = std::collections::HashSet::new();
+    for k in REAL_FREQ.iter().copied().chain((0..30).map(slot_pair_freq)) {
+        assert!(seen.insert(k) && seen.insert(((8 - k.0) % 8, (8 - k.1) % 8)) || REAL_FREQ.contains(&k), "{k:?}");
+    }
+}
+
+/// The derived FFT bound is not vacuous: on the tutorial's shapes (and 16 -> 16) a single
+/// wrong weight (one tap changed by 1% of the kernel's 1-norm) already exceeds it. (It is a
+/// worst-case bound: the errors measured are ~500-2000x below it, see `conv2d_fft`'s docs.)
+#[test]
+fn fft_bound_is_tight_enough_to_catch_errors() {
+    for (cin, cout) in [(1, 8), (8, 8), (8, 2), (16, 16)] {
+        let s = Conv2dShape { n: 16, cin, cout, h: 8, w: 8, k: 3 };
+        if !Backend::available::<f32>(&s).contains(&Backend::Fft) {
+            return;
+        }
+        let c = Case::<f32>::new(s, 3);
+        let (bf, _, _) = fft_bounds(&c);
+        let (y, y0) = (c.forward(Backend::Fft), c.forward(Backend::Scalar));
+        let err = y.iter().zip(&y0).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max);
+        let bound = bf.iter().copied().fold(f64::INFINITY, f64::min);
+        let mut bad = Case { s, x: c.x.clone(), w: c.w.clone(), b: c.b.clone(), dy: c.dy.clone() };
+        bad.w[4] += 1e-2 * c.w[..9].iter().map(|v| v.abs()).sum::<f32>();
+        let yb = bad.forward(Backend::Fft);
+        let errb = yb.iter().zip(&y0).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max);
+        assert!(err < bound, "{cin} -> {cout}: error {err:e} above the smallest bound {bound:e}");
+        assert!(
+            errb > bf.iter().copied().fold(0.0, f64::max),
+            "{cin} -> {cout}: 1% weight error {errb:e} inside the bound"
+        );
+        println!("{cin} -> {cout}: max error {err:e}, bound {bound:e} .. ; perturbed {errb:e}");
+    }
+}
+
+/// `LATFLOW_NO_FFT` and the CPU decide whether the FFT backends are offered, and only
+/// for f32 8x8 lattices with odd kernels up to 7.
+#[test]
+fn fft_backend_is_offered_where_it_fits() {
+    let s = Conv2dShape { n: 64, cin: 8, cout: 8, h: 8, w: 8, k: 3 };
+    #[cfg(target_arch = "x86_64")]
+    let has = std::arch::is_x86_feature_detected!("avx512f")
+        && std::env::var_os("LATFLOW_NO_AVX512").is_none()
+        && std::env::var_os("LATFLOW_NO_FFT").is_none();
+    #[cfg(not(target_arch = "x86_64"))]
+    let has = false;
+    assert_eq!(Backend::available::<f32>(&s).contains(&Backend::Fft), has);
+    assert_eq!(Backend::available::<f32>(&Conv2dShape { k: 7, ..s }).contains(&Backend::FftThreaded), has);
+    assert!(!Backend::available::<f64>(&s).contains(&Backend::Fft));
+    for other in [Conv2dShape { h: 16, ..s }, Conv2dShape { w: 16, ..s }] {
+        assert!(!Backend::available::<f32>(&other).contains(&Backend::Fft), "{other:?}");
+    }
+}
+
+/// The threaded FFT kernels give the same bits on any number of threads (fixed chunks of
+/// multiples of 16 samples, the weight gradient's partial sums added in chunk order), and
+/// the forward pass and input gradient the same bits as the one-thread backend.
+#[test]
+fn fft_threaded_is_independent_of_the_thread_count() {
+    let s = Conv2dShape { n: 77, cin: 8, cout: 5, h: 8, w: 8, k: 3 };
+    if !Backend::available::<f32>(&s).contains(&Backend::FftThreaded) {
+        return;
+    }
+    let c = Case::<f32>::new(s, 98);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let be = Backend::FftThreaded;
+            (c.forward(be), c.backward_input(be), c.backward_weight(be))
+        })
+    };
+    let one = run(1);
+    for threads in [2, 3, 5] {
+        assert!(run(threads) == one, "{threads} threads differ from one");
+    }
+    assert_eq!(c.forward(Backend::Fft), one.0);
+    assert_eq!(c.backward_input(Backend::Fft), one.1);
 }

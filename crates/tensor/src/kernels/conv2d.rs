@@ -41,6 +41,12 @@ pub enum Backend {
     Winograd,
     /// The Winograd kernels with rayon over the batch.
     WinogradThreaded,
+    /// FFT AVX-512 kernels ([`crate::kernels::conv2d_fft`]) for `f32` 8x8 lattices and odd
+    /// kernels up to 7x7, samples as lanes, one thread (124 multiply-adds per channel pair
+    /// and sample against Winograd's 256). Only where [`Backend::available`] lists it.
+    Fft,
+    /// The FFT kernels with rayon over fixed chunks of the batch.
+    FftThreaded,
 }
 
 impl Backend {
@@ -48,7 +54,8 @@ impl Backend {
     /// reference and the `wide` SIMD kernels always, the AVX-512 ones for `f32`
     /// lattices 8 wide when the CPU has AVX-512F (and `LATFLOW_NO_AVX512` is unset), the
     /// Winograd ones for `f32` lattices 8 wide, heights a multiple of 8 and 3x3 kernels on
-    /// the same CPUs (unless `LATFLOW_NO_WINOGRAD` is set).
+    /// the same CPUs (unless `LATFLOW_NO_WINOGRAD` is set), the FFT ones for `f32` 8x8
+    /// lattices with odd kernels up to 7 on the same CPUs (unless `LATFLOW_NO_FFT` is set).
     pub fn available<T: 'static>(s: &Conv2dShape) -> Vec<Backend> {
         let mut v = vec![Backend::Scalar, Backend::Simd, Backend::SimdThreaded];
         if avx512_fits::<T>(s) {
@@ -57,11 +64,14 @@ impl Backend {
         if winograd_fits::<T>(s) {
             v.extend([Backend::Winograd, Backend::WinogradThreaded]);
         }
+        if fft_fits::<T>(s) {
+            v.extend([Backend::Fft, Backend::FftThreaded]);
+        }
         v
     }
 
     /// Short name for tables: `scalar`, `simd`, `simd+threads`, `avx512`, `avx512+threads`,
-    /// `winograd`, `winograd+threads`.
+    /// `winograd`, `winograd+threads`, `fft`, `fft+threads`.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Scalar => "scalar",
@@ -71,6 +81,8 @@ impl Backend {
             Backend::Avx512Threaded => "avx512+threads",
             Backend::Winograd => "winograd",
             Backend::WinogradThreaded => "winograd+threads",
+            Backend::Fft => "fft",
+            Backend::FftThreaded => "fft+threads",
         }
     }
 }
@@ -101,6 +113,36 @@ fn winograd_fits<T: 'static>(s: &Conv2dShape) -> bool {
         let _ = s;
         false
     }
+}
+
+/// Whether the FFT kernels run shape `s` in element type `T` on this CPU.
+fn fft_fits<T: 'static>(s: &Conv2dShape) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        TypeId::of::<T>() == TypeId::of::<f32>() && super::conv2d_fft::fits(s) && super::conv2d_fft::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = s;
+        false
+    }
+}
+
+/// `Some(threaded)` when `backend` is an FFT one (the caller then runs the `f32` FFT
+/// kernel), `None` otherwise.
+///
+/// # Panics
+/// If an FFT backend is asked for where it does not fit ([`Backend::available`]).
+#[cfg(target_arch = "x86_64")]
+#[track_caller]
+fn fft_threaded<T: 'static>(backend: Backend, s: &Conv2dShape) -> Option<bool> {
+    let threaded = match backend {
+        Backend::Fft => false,
+        Backend::FftThreaded => true,
+        _ => return None,
+    };
+    assert!(fft_fits::<T>(s), "conv2d: backend {backend:?} does not run {s:?} here (see Backend::available)");
+    Some(threaded)
 }
 
 /// `Some(threaded)` when `backend` is a Winograd one (the caller then runs the `f32`
@@ -168,14 +210,62 @@ fn winograd_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
     wanted && winograd_fits::<T>(s)
 }
 
+/// Smallest batch [`fft_preferred`] hands to the FFT kernels. A training step at batch 64
+/// runs shards of 32 samples, one per thread: each shard then computes the spectral
+/// weights itself (no other shard on its thread reuses them) for two groups of 16 samples,
+/// and the step measured 0.89x (phi4) and 0.88x (U(1)) of its time without the FFT
+/// kernels (2026-12-01 02:57 UTC, 6 alternating pairs); at batch 1024 (16 shards of 64)
+/// it was about even (see `docs/perf-conv2d.md`).
+pub const FFT_MIN_BATCH: usize = 64;
+
+/// Whether the plain entry points take the FFT kernels for `pass` of `s` (where they fit,
+/// [`Backend::available`]): the forward pass and the input gradient when the pass reads at
+/// least 8 channels and writes at least 2 (forward `cin -> cout`, input gradient
+/// `cout -> cin`) and the batch has at least [`FFT_MIN_BATCH`] samples; never the weight
+/// gradient. [`auto_backend_for`] asks only from a rayon worker (a shard of a data-parallel
+/// training step, on one thread), where the shards after a thread's first reuse the cached
+/// spectral weights: the threaded FFT kernels measured 0.72x / 1.00x (forward 8 -> 8, batch
+/// 64 / 1024) and 0.84x / 0.86x (input gradient) of the threaded Winograd ones (03:01 UTC
+/// run, docs/perf-conv2d.md), and one-thread calls outside a worker (the small 8 -> 2 and
+/// 8 -> 3 layers below [`THREAD_MIN_MACS`] at batch 64) recompute the spectral weights on
+/// every step (the batch-64 step measured 0.89x / 0.93x with them on FFT, 03:17 UTC).
+///
+/// Measured 2026-12-01 02:47-02:54 UTC on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4;
+/// shared, load average 1.7-3.6, so ratios move by ~10% between runs) with
+/// `CONV2D_SUMMARY_ONLY=1 cargo bench --bench conv2d -- f32/`, 8x8, 3x3, one thread; FFT
+/// time against the backend picked before (Winograd W, direct AVX-512 D) in the same run,
+/// batch 64 (the shard size of a training step; the spectral weights then come from the
+/// per-thread cache, as for every shard after a thread's first) / 1024:
+///
+/// - forward 8 -> 8: 1.10x / 1.30x W; 8 -> 3: 1.08x / 1.12x W; 8 -> 2: 1.48x / 1.37x D;
+/// - input gradient 8 -> 8: 0.92x / 1.34x W; of 2 -> 8 (an 8 -> 2 pass): 1.28x / 1.25x D;
+///   of 3 -> 8 (8 -> 3): 1.05x / 1.01x W: FFT (one rule for both passes);
+/// - forward 2 -> 8: 1.06x / 1.02x D, 1 -> 8: 0.68x / 0.71x D; input gradients of 8 -> 2
+///   (2 -> 8) 1.00x / 1.11x D, of 1 -> 8 (8 -> 1) 0.50x / 0.56x D: direct kept;
+/// - weight gradients at batch 64: 0.91x W at 8 -> 8, 0.82x / 0.69x / 0.88x D at 8 -> 2,
+///   2 -> 8, 8 -> 3 (1.20x W at 8 -> 8 only from batch 1024): never.
+///
+/// `LATFLOW_NO_FFT=1` turns the FFT kernels off (they are then neither offered nor picked).
+fn fft_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
+    let (reads, writes) = match pass {
+        Pass::Forward => (s.cin, s.cout),
+        Pass::BackwardInput => (s.cout, s.cin),
+        Pass::BackwardWeight => return false,
+    };
+    reads >= 8 && writes >= 2 && s.n >= FFT_MIN_BATCH && fft_fits::<T>(s)
+}
+
 /// The backend the plain entry points use for `pass` of shape `s` in element type `T`:
-/// Winograd where [`winograd_preferred`] says so, else AVX-512 where it fits
+/// FFT on a rayon worker where [`fft_preferred`] says so, else Winograd where [`winograd_preferred`] says so, else AVX-512 where it fits
 /// ([`Backend::available`]), else the `wide` SIMD kernels; threaded over the batch from
 /// [`THREAD_MIN_MACS`] multiply-adds on, unless called from a rayon worker thread.
 pub fn auto_backend_for<T: 'static>(pass: Pass, s: &Conv2dShape) -> Backend {
     // Inside a rayon task (e.g. one shard of a data-parallel training step) the caller
     // already keeps the threads busy: splitting again only adds per-chunk overhead.
     let threaded = s.macs() >= THREAD_MIN_MACS && s.n > 1 && rayon::current_thread_index().is_none();
+    if rayon::current_thread_index().is_some() && fft_preferred::<T>(pass, s) {
+        return Backend::Fft;
+    }
     if winograd_preferred::<T>(pass, s) {
         return if threaded { Backend::WinogradThreaded } else { Backend::Winograd };
     }
@@ -240,7 +330,7 @@ pub type ConvGrads<T> = (Option<Vec<T>>, Vec<T>, Vec<T>);
 /// Both gradients of `y = act(conv(x))` from `g = dL/dy` in one call where the AVX-512
 /// kernels run on one thread (a shard of a training step): block by block, with
 /// `act'` applied on the fly ([`super::conv2d_avx512::backward_fused`]); `dx` only when
-/// `want_dx`. Where a pass takes the Winograd kernels ([`auto_backend_for`]), `g act'(y)`
+/// `want_dx`. Where a pass takes the Winograd or FFT kernels ([`auto_backend_for`]), `g act'(y)`
 /// is formed once and both passes run on it, each on the backend picked for it. `None` (nothing allocated or
 /// computed) elsewhere; the caller then forms `g act'(y)` and calls [`backward_input`] and
 /// [`backward_weight`], which give the same values.
@@ -262,12 +352,11 @@ pub fn backward_act<T: Float>(
     // one thread, and a pass that runs on the Winograd kernels: `g act'(y)` once, then both
     // passes on it
     #[cfg(target_arch = "x86_64")]
-    let one_thread = |b: Backend| matches!(b, Backend::Avx512 | Backend::Winograd);
+    let one_thread = |b: Backend| matches!(b, Backend::Avx512 | Backend::Winograd | Backend::Fft);
     #[cfg(target_arch = "x86_64")]
-    if one_thread(bw)
-        && (!want_dx || one_thread(bi))
-        && (bw == Backend::Winograd || (want_dx && bi == Backend::Winograd))
-    {
+    let transformed = |b: Backend| matches!(b, Backend::Winograd | Backend::Fft);
+    #[cfg(target_arch = "x86_64")]
+    if one_thread(bw) && (!want_dx || one_thread(bi)) && (transformed(bw) || (want_dx && transformed(bi))) {
         let mut gz = crate::pool::buffer(g.len());
         match act {
             None => gz.copy_from_slice(g),
@@ -400,6 +489,20 @@ fn forward_act<T: Float>(
         assert_eq!(b.len(), s.cout, "conv2d: bias length for {s:?}");
     }
     #[cfg(target_arch = "x86_64")]
+    if let Some(threaded) = fft_threaded::<T>(backend, &s) {
+        let b = b.map(|b| cast::<T, f32>(b).unwrap());
+        let leaky = leaky.map(|sl| sl.to_f64() as f32); // exact: T is f32 here
+        return super::conv2d_fft::forward(
+            cast(x).unwrap(),
+            cast(w).unwrap(),
+            b,
+            s,
+            cast_mut(y).unwrap(),
+            threaded,
+            leaky,
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
     if let Some(threaded) = winograd_threaded::<T>(backend, &s) {
         let b = b.map(|b| cast::<T, f32>(b).unwrap());
         let leaky = leaky.map(|sl| sl.to_f64() as f32); // exact: T is f32 here
@@ -458,6 +561,16 @@ pub fn backward_input_with<T: Float>(backend: Backend, dy: &[T], w: &[T], s: Con
         return reference::backward_input(dy, w, s, dx);
     }
     #[cfg(target_arch = "x86_64")]
+    if let Some(threaded) = fft_threaded::<T>(backend, &s) {
+        return super::conv2d_fft::backward_input(
+            cast(dy).unwrap(),
+            cast(w).unwrap(),
+            s,
+            cast_mut(dx).unwrap(),
+            threaded,
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
     if let Some(threaded) = winograd_threaded::<T>(backend, &s) {
         return super::conv2d_winograd::backward_input(
             cast(dy).unwrap(),
@@ -504,6 +617,18 @@ pub fn backward_weight_with<T: Float>(
     }
     if backend == Backend::Scalar {
         return reference::backward_weight(dy, x, s, dw, db);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(threaded) = fft_threaded::<T>(backend, &s) {
+        let db = db.map(|db| cast_mut::<T, f32>(db).unwrap());
+        return super::conv2d_fft::backward_weight(
+            cast(dy).unwrap(),
+            cast(x).unwrap(),
+            s,
+            cast_mut(dw).unwrap(),
+            db,
+            threaded,
+        );
     }
     #[cfg(target_arch = "x86_64")]
     if let Some(threaded) = winograd_threaded::<T>(backend, &s) {

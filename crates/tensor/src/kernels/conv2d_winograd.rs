@@ -388,7 +388,7 @@ fn weight_grad_transform(sp: &[f32; XI]) -> [f32; 9] {
 // forward
 
 /// Zeroed vectors (64-byte aligned by the type).
-fn zeroed(n: usize) -> Vec<__m512> {
+pub(super) fn zeroed(n: usize) -> Vec<__m512> {
     // SAFETY: all-zero bits are 16 zero floats.
     vec![unsafe { std::mem::zeroed::<__m512>() }; n]
 }
@@ -396,7 +396,7 @@ fn zeroed(n: usize) -> Vec<__m512> {
 /// Runs `f` on this thread's scratch vectors, at least `n` of them (kept between calls:
 /// the transformed planes of a call are written before they are read, so they need no
 /// zeroing; allocating and zeroing them per call cost ~3% of a training step).
-fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [__m512]) -> R) -> R {
+pub(super) fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [__m512]) -> R) -> R {
     thread_local! {
         static SCRATCH: std::cell::RefCell<Vec<__m512>> = const { std::cell::RefCell::new(Vec::new()) };
     }

@@ -4,6 +4,8 @@
 pub mod conv2d;
 #[cfg(target_arch = "x86_64")]
 pub mod conv2d_avx512;
+#[cfg(target_arch = "x86_64")]
+pub mod conv2d_fft;
 pub mod conv2d_shape;
 pub mod conv2d_simd;
 #[cfg(target_arch = "x86_64")]

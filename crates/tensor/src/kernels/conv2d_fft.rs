@@ -1,0 +1,1071 @@
+//! FFT circular conv2d for `f32` on 8x8 lattices, any odd kernel `k <= 7`, samples as the
+//! 16 lanes of an `__m512`, AVX-512F (chosen at run time, like [`super::conv2d_winograd`];
+//! `LATFLOW_NO_FFT=1` or `LATFLOW_NO_AVX512=1` turn it off). Same functions as
+//! [`super::conv2d::reference`]; the tests compare against it with the bound derived below
+//! ([`F32_FFT_TOL_PER_DEPTH`], [`FFT_GROWTH`]).
+//!
+//! # The convolution theorem on the torus
+//!
+//! With the 2-D DFT `X(k) = sum_n x(n) e^{-2 pi i k.n / 8}` (`k, n` in `Z_8^2`) and its inverse
+//! `x(n) = 1/64 sum_k X(k) e^{+2 pi i k.n / 8}`, a circular convolution is a product:
+//! `(g * x)(n) = sum_d g(d) x(n - d)` has the transform `G(k) X(k)`. The reference's
+//! cross-correlation `y[i,j] = sum_{a,e} w[a,e] x[i+a-p, j+e-p]` is the convolution with the
+//! kernel `g(p - a, p - e) = w[a, e]` (`p = k/2`, indices mod 8), so
+//!
+//! - forward: `Y_o(k) = sum_c G_oc(k) X_c(k)`, `G_oc(k) = sum_{a,e} w[o,c,a,e]
+//!   e^{-2 pi i (k1 (p-a) + k2 (p-e)) / 8}` (computed in f64 once per call);
+//! - input gradient (the adjoint): `dX_c(k) = sum_o conj(G_oc(k)) dY_o(k)`, which is the forward
+//!   pass with the flipped kernel and the channels swapped (`flipped_weights`), as in the other kernels;
+//! - weight gradient: `dw[o,c,a,e] = sum_n R_n(a - p, e - p)` with the circular
+//!   cross-correlation `R(d) = sum_i dy(i) x(i + d) = 1/64 sum_k X(k) conj(DY(k)) e^{+2 pi i k.d / 8}`:
+//!   accumulate `S_oc(k) = sum_n X_c(k) conj(DY_o(k))` over the samples, then take the 9 (or
+//!   `k^2`) wanted values of its inverse DFT in f64.
+//!
+//! Any kernel up to 7x7 costs the same: the products run over the 64 frequencies whatever `k`.
+//!
+//! # The real 8x8 DFT (Cooley & Tukey, Math. Comp. 19 (1965) 297; radix 2)
+//!
+//! A real plane's spectrum is conjugate-symmetric, `X(-k) = conj X(k)`: 64 real degrees of
+//! freedom, the 4 real values at `k in {0, 4}^2` and 30 independent complex ones. Rows first:
+//! a real 8-point DFT per row ([`rdft8`]: `X_0, X_4` real, `X_1, X_2, X_3` complex; 20 additions
+//! and 2 multiplications by `sqrt(1/2)`, the only twiddle), then along the columns: real
+//! 8-point DFTs of the row frequencies 0 and 4, complex 8-point DFTs ([`cdft8`], two radix-2
+//! DFT4 halves and the twiddles `W^1, W^2 = -i, W^3`: 52 additions, 4 multiplications) of the
+//! row frequencies 1, 2, 3: 388 flops per plane. The inverse runs the same steps backwards
+//! ([`rinv8`]; the complex inverse is the forward one on swapped real and imaginary parts,
+//! `IDFT(z) = swap(DFT(swap z))`), with the normalisation folded into the weights: it takes
+//! the slots scaled by 1/64 (the 4 real ones) or 1/32 (the complex ones, which stand for
+//! `k` and `-k`).
+//!
+//! Slots (64 vectors per plane): `0..4` the real frequencies `(k1, k2) = (0,0), (4,0), (0,4),
+//! (4,4)`; then 30 pairs (real part, imaginary part) at `4 + 2q, 5 + 2q`: `q = 0..3` the
+//! frequencies `(1..3, 0)`, `q = 3..6` `(1..3, 4)`, `q = 6 + 8 (k2 - 1) + k1` for `k2 = 1..3`,
+//! `k1 = 0..7` ([`slot_pair_freq`]). `k1` is the row (first lattice axis) frequency.
+//!
+//! Per channel pair and sample the products cost `4 + 30 * 4 = 124` multiply-adds (direct
+//! 3x3: 576, Winograd F(2x2, 3x3): 256), plus one forward transform per input channel and one
+//! inverse per output channel (388 flops each, shared by all channel pairs).
+//!
+//! # Layout: samples as lanes
+//!
+//! 16 samples at a time (the last group padded with zero lanes): each channel plane of the 16
+//! samples is turned into 64 vectors, one per site, lane `l` = sample `l`, by four AVX-512
+//! 16x16 transposes (64 shuffles each, [`transpose16`]). Every butterfly is then a plain
+//! vertical add, subtract or multiply: no shuffles inside the transforms. The products are
+//! per frequency slot a small complex matrix-vector product with broadcast scalar weights,
+//! register tiles of up to 4 output channels x 2 complex slots (16 accumulators). The
+//! weight gradient keeps a block of transformed samples in L2 and accumulates per lane in
+//! tiles of 4 x 2 channel pairs per slot; chunks of the threaded version are fixed
+//! (multiples of 16 samples, independent of the thread count) and added in chunk order.
+//!
+//! # Rounding error (the tolerance the tests use)
+//!
+//! `u = 2^-24`. The FFT mixes all 64 sites, so its natural error bound is in norms of whole
+//! planes, not of the 3x3 window. Following Higham (Accuracy and Stability of Numerical
+//! Algorithms, 2nd ed., Thm. 24.2): each butterfly level maps a vector to one with at most
+//! `sqrt 2` times its 2-norm and rounds each component with relative error `u` (the twiddle
+//! `sqrt(1/2)`, rounded to f32, adds `u` on the levels that multiply), so a transform of
+//! depth `d` (levels of roundings on the longest path: 8 for the forward 8x8 transform, 3 + 1
+//! per dimension, and 8 for the inverse) has `||F_computed - F||_2 <= ~d u ||F||_2`. Then, with
+//! Parseval (`||X||_2 = 8 ||x||_2`) and `|G_oc(k)| <= ||w_oc||_1`, for one output plane
+//!
+//! `||y_fft - y||_2 <= gamma_{2 cin + 18} * K * sum_c ||w_oc||_1 ||x_c||_2`
+//!
+//! (depth: forward transform 8, weights rounded once, the complex products `2 cin`
+//! multiply-adds in sequence, inverse 8, bias 1; `K` collects the `sqrt 2` growth of the
+//! componentwise (real, imaginary) rounding against the complex modulus in both passes).
+//! A single site's error is at most the plane's 2-norm of the error. The weight gradient
+//! the same way, with Cauchy-Schwarz over the frequencies:
+//!
+//! `|dw_fft - dw| <= gamma_{ceil(n/16) + 31} * K * sum_n ||x_{n,c}||_2 ||dy_{n,o}||_2`
+//!
+//! (two forward transforms 16, the complex product 2, `ceil(n / 16)` groups summed per lane,
+//! up to 8 chunks and 4 lane-reduction levels, 1 for the f64 inverse rounded to f32). The tests
+//! take `gamma_d ~ d u` with a factor 2 of margin ([`F32_FFT_TOL_PER_DEPTH`] `= 2u` per depth)
+//! and `K =` [`FFT_GROWTH`] `= 4`. Against the direct bound `gamma_{9 cin} sum |w| |x|` this
+//! is wider (on uniform random data about 35x at 8 -> 8, by the same estimate). It is a
+//! worst-case bound: the errors measured on uniform random data are ~1e-6 (1 -> 8) to 4e-6
+//! (8 -> 8) against bounds of 2e-4 to 2.3e-3, and a single weight off by 1% of its kernel's
+//! 1-norm already exceeds it (`fft_bound_is_tight_enough_to_catch_errors`); a wrong twiddle,
+//! sign or slot gives errors of order `|y|`.
+
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+pub use super::conv2d_shape::Pass;
+use super::conv2d_shape::{flipped_weights, Conv2dShape};
+use super::conv2d_simd::chunk_len;
+use super::conv2d_winograd::{with_scratch, zeroed};
+
+/// Lanes of one `__m512` of `f32`: 16 samples.
+const L: usize = 16;
+/// Sites of the 8x8 plane, and real spectral slots per plane.
+const S: usize = 64;
+/// Slots holding the 4 real frequencies.
+const NR: usize = 4;
+/// Complex frequency pairs (slots `NR + 2q`, `NR + 2q + 1`).
+const NP: usize = 30;
+
+/// Relative error per unit of rounding depth the tests allow, against the FFT magnitude of
+/// the module docs: `2 u` with `u = 2^-24` (`gamma_d <= 2 d u` for the depths here).
+pub const F32_FFT_TOL_PER_DEPTH: f64 = 2.0 / (1u64 << 24) as f64;
+
+/// The growth factor `K` of the module docs' bound (componentwise rounding against the
+/// complex modulus, `sqrt 2` per transform direction, squared).
+pub const FFT_GROWTH: f64 = 4.0;
+
+/// Whether the CPU has AVX-512F (and `LATFLOW_NO_AVX512` is unset) and `LATFLOW_NO_FFT`
+/// is unset (checked once).
+pub fn available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| super::cpu_features::avx512_available() && std::env::var_os("LATFLOW_NO_FFT").is_none())
+}
+
+/// Whether this path computes shape `s`: an 8x8 lattice, odd kernel up to 7, at least one
+/// channel in and out.
+pub fn fits(s: &Conv2dShape) -> bool {
+    s.h == 8 && s.w == 8 && s.k % 2 == 1 && s.k <= 7 && s.cin > 0 && s.cout > 0
+}
+
+/// Flops of one real 8x8 transform (forward or inverse): 10 real 8-point DFTs of 22 and
+/// 3 complex ones of 56.
+const TRANSFORM_FLOPS: f64 = 10.0 * 22.0 + 3.0 * 56.0;
+
+/// Floating-point operations one call of `pass` really executes (fused multiply-adds counted
+/// as 2), for the benchmark's "true" GFLOP/s: per sample, `2 * 124 cin cout` for the products
+/// and 388 per transform (`cin + cout` of them); the zero lanes of a last partial group of
+/// 16 samples count too (they are computed).
+pub fn flops(s: &Conv2dShape, pass: Pass) -> f64 {
+    let lanes = (s.n.div_ceil(L) * L) as f64;
+    let (ci, co) = (s.cin as f64, s.cout as f64);
+    let _ = pass; // every pass: (cin + cout) transforms and cin * cout products
+    lanes * (2.0 * 124.0 * ci * co + TRANSFORM_FLOPS * (ci + co))
+}
+
+/// `(k1, k2)` of complex slot pair `q` (slots `4 + 2q`, `5 + 2q`): see the module docs.
+pub const fn slot_pair_freq(q: usize) -> (usize, usize) {
+    if q < 3 {
+        (q + 1, 0)
+    } else if q < 6 {
+        (q - 2, 4)
+    } else {
+        ((q - 6) % 8, 1 + (q - 6) / 8)
+    }
+}
+
+/// `(k1, k2)` of the real slots `0..4`.
+pub const REAL_FREQ: [(usize, usize); NR] = [(0, 0), (4, 0), (0, 4), (4, 4)];
+
+// ---------------------------------------------------------------------------------
+// the transforms, written once for f64 (tests) and for __m512 (the kernels)
+
+/// The 8-point and 8x8 transforms over a value type with `add`, `sub` and `mul(v, constant)`
+/// and the constants `S2 = sqrt(1/2)`, `NS2 = -sqrt(1/2)` in scope.
+macro_rules! transforms {
+    ($v:ty, $(#[$m:meta])*) => {
+        /// Real 8-point DFT: `[X0, X4, Re X1, Im X1, Re X2, Im X2, Re X3, Im X3]`,
+        /// `X_k = sum_n x_n e^{-2 pi i k n / 8}`.
+        $(#[$m])*
+        fn rdft8(x: [$v; 8]) -> [$v; 8] {
+            let (a04, s04) = (add(x[0], x[4]), sub(x[0], x[4]));
+            let (a26, d26) = (add(x[2], x[6]), sub(x[2], x[6]));
+            let (a15, p) = (add(x[1], x[5]), sub(x[1], x[5]));
+            let (a37, q) = (add(x[3], x[7]), sub(x[3], x[7]));
+            let (e0, e2) = (add(a04, a26), sub(a04, a26));
+            let (o0, no2) = (add(a15, a37), sub(a37, a15));
+            // W = sqrt(1/2) (1 - i): W O_1 = s((p - q) - i (p + q)), W^3 O_3 = s((q - p) - i (p + q))
+            let pm = mul(sub(p, q), S2);
+            let nm = mul(add(p, q), NS2);
+            [add(e0, o0), sub(e0, o0), add(s04, pm), sub(nm, d26), e2, no2, sub(s04, pm), add(d26, nm)]
+        }
+
+        /// Inverse of [`rdft8`] up to the scale 4, from `[X0 / 2, X4 / 2, Re X1, Im X1, ..]`:
+        /// `4 x_n = X0/2 + (-1)^n X4/2 + Re sum_{k=1..3} X_k e^{2 pi i k n / 8}` (= `x_n` times 4).
+        $(#[$m])*
+        fn rinv8(h: [$v; 8]) -> [$v; 8] {
+            let (pp, mm) = (add(h[0], h[1]), sub(h[0], h[1]));
+            let (a2, b2) = (add(pp, h[4]), sub(pp, h[4])); // 2(x0 + x4), 2(x2 + x6)
+            let (c2, d2) = (sub(mm, h[5]), add(mm, h[5])); // 2(x1 + x5), 2(x3 + x7)
+            let s04 = add(h[2], h[6]); // 2(x0 - x4)
+            let d26 = sub(h[7], h[3]); // 2(x2 - x6)
+            let (c, d) = (sub(h[2], h[6]), add(h[3], h[7]));
+            let p2 = mul(sub(c, d), S2); // 2(x1 - x5)
+            let q2n = mul(add(c, d), S2); // -2(x3 - x7)
+            [
+                add(a2, s04),
+                add(c2, p2),
+                add(b2, d26),
+                sub(d2, q2n),
+                sub(a2, s04),
+                sub(c2, p2),
+                sub(b2, d26),
+                add(d2, q2n),
+            ]
+        }
+
+        /// Complex 8-point DFT of `(re, im)`: two radix-2 DFT4 halves and the twiddles.
+        $(#[$m])*
+        fn cdft8(re: [$v; 8], im: [$v; 8]) -> ([$v; 8], [$v; 8]) {
+            // DFT4 of (z_b, z_{b+2}, z_{b+4}, z_{b+6}): (Y0, Y1, Y2, Y3) as (re, im)
+            let dft4 = |b: usize| {
+                let (t0r, t0i) = (add(re[b], re[b + 4]), add(im[b], im[b + 4]));
+                let (t1r, t1i) = (sub(re[b], re[b + 4]), sub(im[b], im[b + 4]));
+                let (t2r, t2i) = (add(re[b + 2], re[b + 6]), add(im[b + 2], im[b + 6]));
+                let (t3r, t3i) = (sub(re[b + 2], re[b + 6]), sub(im[b + 2], im[b + 6]));
+                // Y1 = t1 - i t3, Y3 = t1 + i t3
+                (
+                    [add(t0r, t2r), add(t1r, t3i), sub(t0r, t2r), sub(t1r, t3i)],
+                    [add(t0i, t2i), sub(t1i, t3r), sub(t0i, t2i), add(t1i, t3r)],
+                )
+            };
+            let (er, ei) = dft4(0);
+            let (or, oi) = dft4(1);
+            // W^1 O_1 = s(a + b, b - a); W^3 O_3 = s(b - a, -(a + b))
+            let (w1r, w1i) = (mul(add(or[1], oi[1]), S2), mul(sub(oi[1], or[1]), S2));
+            let (v3, u3) = (mul(sub(oi[3], or[3]), S2), mul(add(or[3], oi[3]), S2));
+            (
+                [
+                    add(er[0], or[0]),
+                    add(er[1], w1r),
+                    add(er[2], oi[2]),
+                    add(er[3], v3),
+                    sub(er[0], or[0]),
+                    sub(er[1], w1r),
+                    sub(er[2], oi[2]),
+                    sub(er[3], v3),
+                ],
+                [
+                    add(ei[0], oi[0]),
+                    add(ei[1], w1i),
+                    sub(ei[2], or[2]),
+                    sub(ei[3], u3),
+                    sub(ei[0], oi[0]),
+                    sub(ei[1], w1i),
+                    add(ei[2], or[2]),
+                    add(ei[3], u3),
+                ],
+            )
+        }
+
+        /// Real 8x8 DFT in place: sites `i * 8 + j` in, slots (module docs) out, unscaled.
+        $(#[$m])*
+        pub(super) fn fft2d(a: &mut [$v; 64]) {
+            let mut r = [[a[0]; 8]; 8];
+            for i in 0..8 {
+                r[i] = rdft8([a[8 * i], a[8 * i + 1], a[8 * i + 2], a[8 * i + 3], a[8 * i + 4], a[8 * i + 5], a[8 * i + 6], a[8 * i + 7]]);
+            }
+            let col = |t: usize| [r[0][t], r[1][t], r[2][t], r[3][t], r[4][t], r[5][t], r[6][t], r[7][t]];
+            let c0 = rdft8(col(0));
+            let c4 = rdft8(col(1));
+            a[0] = c0[0];
+            a[1] = c0[1];
+            a[2] = c4[0];
+            a[3] = c4[1];
+            a[4..10].copy_from_slice(&c0[2..]);
+            a[10..16].copy_from_slice(&c4[2..]);
+            for k2 in 1..4 {
+                let (zr, zi) = cdft8(col(2 * k2), col(2 * k2 + 1));
+                for k1 in 0..8 {
+                    let q = 6 + 8 * (k2 - 1) + k1;
+                    a[NR + 2 * q] = zr[k1];
+                    a[NR + 2 * q + 1] = zi[k1];
+                }
+            }
+        }
+
+        /// Inverse of [`fft2d`] in place, from the slots scaled by 1/64 (real) and 1/32
+        /// (pairs): exactly `x` then.
+        $(#[$m])*
+        pub(super) fn ifft2d(a: &mut [$v; 64]) {
+            let c0 = rinv8([a[0], a[1], a[4], a[5], a[6], a[7], a[8], a[9]]);
+            let c4 = rinv8([a[2], a[3], a[10], a[11], a[12], a[13], a[14], a[15]]);
+            let mut cr = [[a[0]; 8]; 3];
+            let mut ci = [[a[0]; 8]; 3];
+            for k2 in 1..4 {
+                let mut zr = [a[0]; 8];
+                let mut zi = [a[0]; 8];
+                for k1 in 0..8 {
+                    let q = 6 + 8 * (k2 - 1) + k1;
+                    zr[k1] = a[NR + 2 * q];
+                    zi[k1] = a[NR + 2 * q + 1];
+                }
+                // IDFT(z) = swap(DFT(swap z))
+                let (yi, yr) = cdft8(zi, zr);
+                cr[k2 - 1] = yr;
+                ci[k2 - 1] = yi;
+            }
+            for i in 0..8 {
+                let row = rinv8([c0[i], c4[i], cr[0][i], ci[0][i], cr[1][i], ci[1][i], cr[2][i], ci[2][i]]);
+                a[8 * i..8 * i + 8].copy_from_slice(&row);
+            }
+        }
+    };
+}
+
+/// The transforms in f64, one value per site (for the tests; the same butterflies as the
+/// vector kernels).
+mod scalar {
+    use super::NR;
+    const S2: f64 = std::f64::consts::FRAC_1_SQRT_2;
+    const NS2: f64 = -std::f64::consts::FRAC_1_SQRT_2;
+    fn add(a: f64, b: f64) -> f64 {
+        a + b
+    }
+    fn sub(a: f64, b: f64) -> f64 {
+        a - b
+    }
+    fn mul(a: f64, c: f64) -> f64 {
+        a * c
+    }
+    transforms!(f64, #[inline]);
+}
+
+/// The transforms on vectors of 16 samples.
+mod vector {
+    use super::NR;
+    use std::arch::x86_64::*;
+    const S2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    const NS2: f32 = -std::f32::consts::FRAC_1_SQRT_2;
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn add(a: __m512, b: __m512) -> __m512 {
+        _mm512_add_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn sub(a: __m512, b: __m512) -> __m512 {
+        _mm512_sub_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn mul(a: __m512, c: f32) -> __m512 {
+        _mm512_mul_ps(a, _mm512_set1_ps(c))
+    }
+    transforms!(__m512, #[inline] #[target_feature(enable = "avx512f")]);
+}
+
+/// The real 8x8 DFT of one plane (sites `i * 8 + j`) in f64, the same butterflies as the
+/// vector kernels: slots as in the module docs, unscaled (for tests).
+pub fn dft8x8_f64(x: &[f64; S]) -> [f64; S] {
+    let mut a = *x;
+    scalar::fft2d(&mut a);
+    a
+}
+
+/// The inverse of [`dft8x8_f64`] from slots scaled by [`slot_scale`] (for tests).
+pub fn idft8x8_f64(spec: &[f64; S]) -> [f64; S] {
+    let mut a = *spec;
+    scalar::ifft2d(&mut a);
+    a
+}
+
+/// The factor the inverse transform expects on slot `t`: 1/64 on the real slots, 1/32 on the
+/// complex pairs (which stand for `k` and `-k`).
+pub fn slot_scale(t: usize) -> f64 {
+    if t < NR {
+        1.0 / 64.0
+    } else {
+        1.0 / 32.0
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// transposes
+
+/// 16x16 transpose of `r` (rows in, columns out): unpack 32-bit and 64-bit pairs, then two
+/// rounds of 128-bit block shuffles (64 shuffles).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: &mut [__m512; L]) {
+    let mut t = [_mm512_setzero_ps(); L];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4g + j], block b: column 4b + j of rows 4g .. 4g + 4
+    let mut u = [_mm512_setzero_ps(); L];
+    for g in 0..4 {
+        let pd = |v: __m512| _mm512_castps_pd(v);
+        let (a, b, c, d) = (pd(t[4 * g]), pd(t[4 * g + 2]), pd(t[4 * g + 1]), pd(t[4 * g + 3]));
+        u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+    }
+    for j in 0..4 {
+        let v0 = _mm512_shuffle_f32x4::<0x88>(u[j], u[4 + j]);
+        let w0 = _mm512_shuffle_f32x4::<0xDD>(u[j], u[4 + j]);
+        let v1 = _mm512_shuffle_f32x4::<0x88>(u[8 + j], u[12 + j]);
+        let w1 = _mm512_shuffle_f32x4::<0xDD>(u[8 + j], u[12 + j]);
+        r[j] = _mm512_shuffle_f32x4::<0x88>(v0, v1);
+        r[8 + j] = _mm512_shuffle_f32x4::<0xDD>(v0, v1);
+        r[4 + j] = _mm512_shuffle_f32x4::<0x88>(w0, w1);
+        r[12 + j] = _mm512_shuffle_f32x4::<0xDD>(w0, w1);
+    }
+}
+
+/// The planes of `nl <= 16` samples (`src + l * stride`, 64 floats each) as 64 site vectors
+/// (lane `l` = sample `l`, zero lanes from `nl` on).
+///
+/// # Safety
+/// `src + l * stride .. + 64` readable for `l < nl`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn load_planes(src: *const f32, stride: usize, nl: usize, out: &mut [__m512]) {
+    assert!(out.len() >= S && nl <= L);
+    for b in 0..4 {
+        let mut r = [_mm512_setzero_ps(); L];
+        if nl == L {
+            // a full group: constant trip count, the rows stay in registers
+            for (l, r) in r.iter_mut().enumerate() {
+                // SAFETY: sample l < nl: its plane is readable (contract).
+                *r = unsafe { _mm512_loadu_ps(src.add(l * stride + b * L)) };
+            }
+        } else {
+            for (l, r) in r.iter_mut().enumerate().take(nl) {
+                // SAFETY: as above.
+                *r = unsafe { _mm512_loadu_ps(src.add(l * stride + b * L)) };
+            }
+        }
+        transpose16(&mut r);
+        for j in 0..L {
+            out[b * L + j] = r[j];
+        }
+    }
+}
+
+/// The inverse of [`load_planes`]: the first `nl` lanes of 64 site vectors into the planes
+/// `dst + l * stride`.
+///
+/// # Safety
+/// `dst + l * stride .. + 64` writable for `l < nl`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_planes(v: &[__m512], dst: *mut f32, stride: usize, nl: usize) {
+    assert!(v.len() >= S && nl <= L);
+    for b in 0..4 {
+        let mut r: [__m512; L] = std::array::from_fn(|j| v[b * L + j]);
+        transpose16(&mut r);
+        if nl == L {
+            for (l, r) in r.iter().enumerate() {
+                // SAFETY: sample l < nl: its plane is writable (contract).
+                unsafe { _mm512_storeu_ps(dst.add(l * stride + b * L), *r) };
+            }
+        } else {
+            for (l, r) in r.iter().enumerate().take(nl) {
+                // SAFETY: as above.
+                unsafe { _mm512_storeu_ps(dst.add(l * stride + b * L), *r) };
+            }
+        }
+    }
+}
+
+/// The 64 vectors at `v[..64]` as an array.
+fn plane(v: &mut [__m512]) -> &mut [__m512; S] {
+    (&mut v[..S]).try_into().unwrap()
+}
+
+// ---------------------------------------------------------------------------------
+// weights
+
+/// `(cos, sin)` of `2 pi m / 8`, `m = 0..8` (a table: per-tap trigonometric calls cost
+/// ~90 us per call at 8 -> 8).
+fn unit_roots() -> [(f64, f64); 8] {
+    std::array::from_fn(|m| {
+        let th = std::f64::consts::PI / 4.0 * m as f64;
+        (th.cos(), th.sin())
+    })
+}
+
+/// Entries of the per-thread cache of [`cached_weight_transform`] (cleared when full).
+const WEIGHT_CACHE_ENTRIES: usize = 256;
+
+/// [`weight_transform`] through a per-thread cache keyed by the shape and the exact bits of
+/// `w` (a hash to find the entry, then a full comparison): the shards of a training step
+/// call each layer with the same weights (16 shards of 64 samples at batch 1024), and the
+/// transform costs about as much as the products of 16 samples at 8 -> 8.
+fn cached_weight_transform(w: &[f32], s: &Conv2dShape) -> std::sync::Arc<Vec<f32>> {
+    use std::collections::HashMap;
+    use std::sync::Arc as Rc;
+    type Cache = HashMap<u64, (Conv2dShape, Vec<f32>, Rc<Vec<f32>>)>;
+    thread_local! {
+        static CACHE: std::cell::RefCell<Cache> = std::cell::RefCell::new(HashMap::new());
+    }
+    // FNV-1a over the shape and the weights' bits
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in [s.cin, s.cout, s.k].into_iter().map(|v| v as u32).chain(w.iter().map(|v| v.to_bits())) {
+        h = (h ^ v as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some((cs, cw, wf)) = c.get(&h) {
+            if cs.cin == s.cin
+                && cs.cout == s.cout
+                && cs.k == s.k
+                && cw.iter().map(|v| v.to_bits()).eq(w.iter().map(|v| v.to_bits()))
+            {
+                return wf.clone();
+            }
+        }
+        let wf = Rc::new(weight_transform(w, s));
+        if c.len() >= WEIGHT_CACHE_ENTRIES {
+            c.clear();
+        }
+        c.insert(h, (*s, w.to_vec(), wf.clone()));
+        wf
+    })
+}
+
+/// The spectral weights `c_t G_oc(slot t)` (`c_t` = [`slot_scale`]), computed in f64 and
+/// rounded once, at `wf[(t * cin + c) * cout + o]`.
+fn weight_transform(w: &[f32], s: &Conv2dShape) -> Vec<f32> {
+    let (k, p) = (s.k, (s.k / 2) as isize);
+    let mut wf = vec![0f32; S * s.cin * s.cout];
+    let cs = unit_roots();
+    // tab[kk][a] = (cos, sin) of 2 pi kk (p - a) / 8
+    let tab: [[(f64, f64); 7]; 8] =
+        std::array::from_fn(|kk| std::array::from_fn(|a| cs[(kk as isize * (p - a as isize)).rem_euclid(8) as usize]));
+    for o in 0..s.cout {
+        for c in 0..s.cin {
+            let g = &w[(o * s.cin + c) * k * k..][..k * k];
+            // G(k) = sum_a e^{-2 pi i k1 (p - a) / 8} H[a][k2], H[a][k2] = sum_e g[a,e]
+            // e^{-2 pi i k2 (p - e) / 8} (separable: k2 <= 4 is all the slots need)
+            let mut h = [[(0f64, 0f64); 5]; 7];
+            for (a, h) in h.iter_mut().enumerate().take(k) {
+                for (k2, h) in h.iter_mut().enumerate() {
+                    for e in 0..k {
+                        let (co, si) = tab[k2][e];
+                        h.0 += g[a * k + e] as f64 * co;
+                        h.1 -= g[a * k + e] as f64 * si;
+                    }
+                }
+            }
+            let dft = |(k1, k2): (usize, usize)| {
+                let (mut re, mut im) = (0f64, 0f64);
+                for (a, h) in h.iter().enumerate().take(k) {
+                    // (hr + i hi) (co - i si)
+                    let (co, si) = tab[k1][a];
+                    let (hr, hi) = h[k2];
+                    re += hr * co + hi * si;
+                    im += hi * co - hr * si;
+                }
+                (re, im)
+            };
+            let at = |t: usize| (t * s.cin + c) * s.cout + o;
+            for (t, &f) in REAL_FREQ.iter().enumerate() {
+                wf[at(t)] = (dft(f).0 * slot_scale(t)) as f32;
+            }
+            for q in 0..NP {
+                let (re, im) = dft(slot_pair_freq(q));
+                let t = NR + 2 * q;
+                wf[at(t)] = (re * slot_scale(t)) as f32;
+                wf[at(t + 1)] = (im * slot_scale(t)) as f32;
+            }
+        }
+    }
+    wf
+}
+
+// ---------------------------------------------------------------------------------
+// forward
+
+/// Forward pass into `y` (overwritten); over fixed chunks of the batch (multiples of 16
+/// samples) with rayon when `threaded`. `leaky = Some(slope)` applies LeakyReLU to the
+/// outputs as they are stored.
+///
+/// # Panics
+/// If [`available`] or [`fits`] is false (the dispatcher checks both), or slice lengths
+/// do not match `s`.
+pub fn forward(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    s: Conv2dShape,
+    y: &mut [f32],
+    threaded: bool,
+    leaky: Option<f32>,
+) {
+    assert!(available() && fits(&s), "conv2d_fft: shape {s:?} or CPU not supported");
+    s.check(x.len(), w.len(), y.len());
+    if let Some(b) = b {
+        assert_eq!(b.len(), s.cout, "conv2d_fft: bias length");
+    }
+    if s.n == 0 {
+        return;
+    }
+    let wf = cached_weight_transform(w, &s);
+    let (xin, yout) = (s.cin * S, s.cout * S);
+    if threaded && s.n > L {
+        let chunk = chunk_len(s.n, 4 * rayon::current_num_threads()).next_multiple_of(L);
+        x.par_chunks(chunk * xin).zip(y.par_chunks_mut(chunk * yout)).for_each(|(xc, yc)| {
+            // SAFETY: available() was asserted; lengths match the chunk's shape.
+            unsafe { forward_chunk(xc, &wf, b, Conv2dShape { n: xc.len() / xin, ..s }, yc, leaky) }
+        });
+    } else {
+        // SAFETY: as above.
+        unsafe { forward_chunk(x, &wf, b, s, y, leaky) }
+    }
+}
+
+/// Input gradient into `dx` (overwritten): [`forward`] on `dy` with the flipped kernel
+/// (whose transform is `conj G`).
+///
+/// # Panics
+/// As [`forward`].
+pub fn backward_input(dy: &[f32], w: &[f32], s: Conv2dShape, dx: &mut [f32], threaded: bool) {
+    let wt = flipped_weights(w, &s);
+    let st = Conv2dShape { cin: s.cout, cout: s.cin, ..s };
+    forward(dy, &wt, None, st, dx, threaded, None);
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn forward_chunk(x: &[f32], wf: &[f32], b: Option<&[f32]>, s: Conv2dShape, y: &mut [f32], leaky: Option<f32>) {
+    assert!(x.len() == s.n * s.cin * S && y.len() == s.n * s.cout * S && wf.len() == S * s.cin * s.cout);
+    with_scratch((s.cin + s.cout) * S, |buf| {
+        let (xs, ys) = buf.split_at_mut(s.cin * S);
+        let mut n0 = 0;
+        while n0 < s.n {
+            let nl = (s.n - n0).min(L);
+            for c in 0..s.cin {
+                let v = plane(&mut xs[c * S..]);
+                // SAFETY: the planes (n0 + l, c), l < nl, lie inside x.
+                unsafe { load_planes(x.as_ptr().add((n0 * s.cin + c) * S), s.cin * S, nl, v) };
+                vector::fft2d(v);
+            }
+            products(xs, wf, b, s, ys);
+            for o in 0..s.cout {
+                let v = plane(&mut ys[o * S..]);
+                vector::ifft2d(v);
+                if let Some(slope) = leaky {
+                    let sl = _mm512_set1_ps(slope);
+                    for v in v.iter_mut() {
+                        let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(*v, _mm512_setzero_ps());
+                        *v = _mm512_mask_blend_ps(pos, _mm512_mul_ps(*v, sl), *v);
+                    }
+                }
+                // SAFETY: the planes (n0 + l, o), l < nl, lie inside y.
+                unsafe { store_planes(v, y.as_mut_ptr().add((n0 * s.cout + o) * S), s.cout * S, nl) };
+            }
+            n0 += L;
+        }
+    })
+}
+
+/// `Y[o][t] = sum_c Wf[t][c][o] X[c][t]` (complex on the pairs), bias into slot 0.
+#[target_feature(enable = "avx512f")]
+fn products(xs: &[__m512], wf: &[f32], b: Option<&[f32]>, s: Conv2dShape, ys: &mut [__m512]) {
+    let mut o0 = 0;
+    while o0 < s.cout {
+        let ob = (s.cout - o0).min(4);
+        match ob {
+            1 => fwd_tile::<1, 6>(xs, wf, b, s, o0, ys),
+            2 => fwd_tile::<2, 3>(xs, wf, b, s, o0, ys),
+            3 => fwd_tile::<3, 2>(xs, wf, b, s, o0, ys),
+            _ => fwd_tile::<4, 2>(xs, wf, b, s, o0, ys),
+        }
+        o0 += ob;
+    }
+}
+
+/// Output channels `o0 .. o0 + O`: the real slots, then the pairs `P` at a time.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn fwd_tile<const O: usize, const P: usize>(
+    xs: &[__m512],
+    wf: &[f32],
+    b: Option<&[f32]>,
+    s: Conv2dShape,
+    o0: usize,
+    ys: &mut [__m512],
+) {
+    let (ci, co) = (s.cin, s.cout);
+    assert!(o0 + O <= co && xs.len() >= ci * S && ys.len() >= co * S && wf.len() == S * ci * co);
+    let wp = wf.as_ptr();
+    let xp = xs.as_ptr();
+    // SAFETY (all reads below): t < 64, c < cin, o0 + o < cout, asserted lengths.
+    let wv = |t: usize, c: usize, o: usize| _mm512_set1_ps(unsafe { *wp.add((t * ci + c) * co + o0 + o) });
+    let xv = |c: usize, t: usize| unsafe { *xp.add(c * S + t) };
+    // real slots
+    let mut acc = [[_mm512_setzero_ps(); NR]; O];
+    if let Some(b) = b {
+        for o in 0..O {
+            acc[o][0] = _mm512_set1_ps(b[o0 + o]);
+        }
+    }
+    for c in 0..ci {
+        let x = [xv(c, 0), xv(c, 1), xv(c, 2), xv(c, 3)];
+        for o in 0..O {
+            for t in 0..NR {
+                acc[o][t] = _mm512_fmadd_ps(wv(t, c, o), x[t], acc[o][t]);
+            }
+        }
+    }
+    for o in 0..O {
+        ys[(o0 + o) * S..][..NR].copy_from_slice(&acc[o]);
+    }
+    // complex pairs
+    let mut q0 = 0;
+    while q0 < NP {
+        let mut ar = [[_mm512_setzero_ps(); P]; O];
+        let mut ai = [[_mm512_setzero_ps(); P]; O];
+        for c in 0..ci {
+            for p in 0..P {
+                let t = NR + 2 * (q0 + p);
+                let (xr, xi) = (xv(c, t), xv(c, t + 1));
+                for o in 0..O {
+                    let (gr, gi) = (wv(t, c, o), wv(t + 1, c, o));
+                    ar[o][p] = _mm512_fnmadd_ps(gi, xi, _mm512_fmadd_ps(gr, xr, ar[o][p]));
+                    ai[o][p] = _mm512_fmadd_ps(gi, xr, _mm512_fmadd_ps(gr, xi, ai[o][p]));
+                }
+            }
+        }
+        for o in 0..O {
+            for p in 0..P {
+                let t = NR + 2 * (q0 + p);
+                ys[(o0 + o) * S + t] = ar[o][p];
+                ys[(o0 + o) * S + t + 1] = ai[o][p];
+            }
+        }
+        q0 += P;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// weight gradient
+
+/// One chunk's per-lane partial sums: `S[t][o][c]` (see [`weight_chunk`]) and the bias
+/// gradient's `DY(0, 0)` sums.
+type Part = (Vec<__m512>, Vec<__m512>);
+
+/// Batch chunks of the threaded weight gradient, independent of the thread count.
+const WEIGHT_GRAD_CHUNKS: usize = 8;
+
+/// Bytes of transformed `x` and `dy` per sample block of the weight gradient (kept in L2
+/// while every slot and channel-pair tile streams through it).
+const WEIGHT_BLOCK_BYTES: usize = 256 << 10;
+
+/// Weight (and bias) gradient into `dw` (and `db`), overwritten; over fixed batch chunks
+/// (multiples of 16 samples) with rayon when `threaded`, the chunks' partial sums added in
+/// chunk order.
+///
+/// # Panics
+/// As [`forward`].
+pub fn backward_weight(dy: &[f32], x: &[f32], s: Conv2dShape, dw: &mut [f32], db: Option<&mut [f32]>, threaded: bool) {
+    assert!(available() && fits(&s), "conv2d_fft: shape {s:?} or CPU not supported");
+    s.check(x.len(), dw.len(), dy.len());
+    if let Some(db) = &db {
+        assert_eq!(db.len(), s.cout, "conv2d_fft: bias gradient length");
+    }
+    let (xin, yout) = (s.cin * S, s.cout * S);
+    // SAFETY (both calls): available() was asserted; lengths match each chunk's shape.
+    let parts: Vec<Part> = if s.n == 0 {
+        Vec::new()
+    } else if threaded && s.n > L {
+        let chunk = chunk_len(s.n, WEIGHT_GRAD_CHUNKS).next_multiple_of(L);
+        x.par_chunks(chunk * xin)
+            .zip(dy.par_chunks(chunk * yout))
+            .map(|(xc, dyc)| unsafe { weight_chunk(dyc, xc, Conv2dShape { n: xc.len() / xin, ..s }) })
+            .collect()
+    } else {
+        vec![unsafe { weight_chunk(dy, x, s) }]
+    };
+    // SAFETY: available() was asserted.
+    unsafe { finish_weight(&parts, s, dw, db) };
+}
+
+/// Adds the chunks' lane sums in chunk order, then the lanes, then the inverse DFT at the
+/// kernel's taps (f64).
+#[target_feature(enable = "avx512f")]
+fn finish_weight(parts: &[Part], s: Conv2dShape, dw: &mut [f32], db: Option<&mut [f32]>) {
+    let npairs = s.cout * s.cin;
+    let sum = |pick: &dyn Fn(&Part) -> __m512| {
+        let mut v = _mm512_setzero_ps();
+        for p in parts {
+            v = _mm512_add_ps(v, pick(p));
+        }
+        _mm512_reduce_add_ps(v) as f64
+    };
+    let (k, p) = (s.k, s.k / 2);
+    for o in 0..s.cout {
+        for c in 0..s.cin {
+            let at = |t: usize| t * npairs + o * s.cin + c;
+            // R(d) = 1/64 sum_k S(k) e^{2 pi i k.d / 8}: the f64 inverse transform of the
+            // scaled slots; tap (a, e) is R at d = (a - p, e - p) mod 8
+            let spec: [f64; S] = std::array::from_fn(|t| sum(&|pt| pt.0[at(t)]) * slot_scale(t));
+            let r = idft8x8_f64(&spec);
+            for a in 0..k {
+                for e in 0..k {
+                    dw[(o * s.cin + c) * k * k + a * k + e] = r[((a + 8 - p) % 8) * 8 + (e + 8 - p) % 8] as f32;
+                }
+            }
+        }
+    }
+    if let Some(db) = db {
+        for (o, d) in db.iter_mut().enumerate() {
+            *d = sum(&|pt| pt.1[o]) as f32;
+        }
+    }
+}
+
+/// Per-lane partial sums `(S, db)` over the `s.n` samples of one chunk,
+/// `S[t * cout * cin + o * cin + c] = sum_n X_c(t) conj(DY_o(t))` (complex on the pairs).
+/// A block of `nb` groups of 16 samples is transformed into `X[t * vs + g * cin + c]` and
+/// `D[t * ds + g * cout + o]` (strides padded by one vector, `vs = nb cin + 1`), so the
+/// vectors of one slot, which every channel-pair tile of that slot reads, lie together.
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_chunk(dy: &[f32], x: &[f32], s: Conv2dShape) -> Part {
+    assert!(x.len() == s.n * s.cin * S && dy.len() == s.n * s.cout * S);
+    let mut sacc = zeroed(S * s.cout * s.cin);
+    let mut db = zeroed(s.cout);
+    let groups = s.n.div_ceil(L);
+    let per_group = (s.cin + s.cout) * S * std::mem::size_of::<__m512>();
+    let nb = (WEIGHT_BLOCK_BYTES / per_group).clamp(1, groups);
+    let (vs, ds) = (nb * s.cin + 1, nb * s.cout + 1);
+    with_scratch((vs + ds) * S + S, |buf| {
+        let (xb, rest) = buf.split_at_mut(vs * S);
+        let (dbuf, tmp) = rest.split_at_mut(ds * S);
+        let tmp = plane(tmp);
+        let mut g0 = 0;
+        while g0 < groups {
+            let g1 = (g0 + nb).min(groups);
+            for g in g0..g1 {
+                let (n0, nl) = (g * L, (s.n - g * L).min(L));
+                for c in 0..s.cin {
+                    // SAFETY: planes (n0 + l, c), l < nl, inside x.
+                    unsafe { load_planes(x.as_ptr().add((n0 * s.cin + c) * S), s.cin * S, nl, tmp) };
+                    vector::fft2d(tmp);
+                    for (t, v) in tmp.iter().enumerate() {
+                        xb[t * vs + (g - g0) * s.cin + c] = *v;
+                    }
+                }
+                for o in 0..s.cout {
+                    // SAFETY: planes (n0 + l, o), l < nl, inside dy.
+                    unsafe { load_planes(dy.as_ptr().add((n0 * s.cout + o) * S), s.cout * S, nl, tmp) };
+                    vector::fft2d(tmp);
+                    db[o] = _mm512_add_ps(db[o], tmp[0]);
+                    for (t, v) in tmp.iter().enumerate() {
+                        dbuf[t * ds + (g - g0) * s.cout + o] = *v;
+                    }
+                }
+            }
+            let ng = g1 - g0;
+            for t in 0..NR {
+                let mut o0 = 0;
+                while o0 < s.cout {
+                    let ob = (s.cout - o0).min(4);
+                    let mut c0 = 0;
+                    while c0 < s.cin {
+                        let cb = (s.cin - c0).min(4);
+                        wg_real_tiles(xb, dbuf, s, nb, ng, t, o0, ob, c0, cb, &mut sacc);
+                        c0 += cb;
+                    }
+                    o0 += ob;
+                }
+            }
+            for q in 0..NP {
+                let mut o0 = 0;
+                while o0 < s.cout {
+                    let ob = (s.cout - o0).min(4);
+                    let mut c0 = 0;
+                    while c0 < s.cin {
+                        let cb = (s.cin - c0).min(2);
+                        wg_pair_tiles(xb, dbuf, s, nb, ng, NR + 2 * q, o0, ob, c0, cb, &mut sacc);
+                        c0 += cb;
+                    }
+                    o0 += ob;
+                }
+            }
+            g0 = g1;
+        }
+    });
+    (sacc, db)
+}
+
+/// Dispatches [`wg_real`] on the tile size `(ob, cb)`, both at most 4.
+#[inline]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+fn wg_real_tiles(
+    xb: &[__m512],
+    d: &[__m512],
+    s: Conv2dShape,
+    nb: usize,
+    ng: usize,
+    t: usize,
+    o0: usize,
+    ob: usize,
+    c0: usize,
+    cb: usize,
+    sacc: &mut [__m512],
+) {
+    macro_rules! go {
+        ($($o:literal),*; $($c:literal),*) => {
+            go!(@o [$($o),*] [$($c),*])
+        };
+        (@o [$($o:literal),*] $cs:tt) => {
+            match ob { $($o => go!(@c $o $cs),)* _ => unreachable!() }
+        };
+        (@c $o:literal [$($c:literal),*]) => {
+            match cb { $($c => wg_real::<$o, $c>(xb, d, s, nb, ng, t, o0, c0, sacc),)* _ => unreachable!() }
+        };
+    }
+    go!(1, 2, 3, 4; 1, 2, 3, 4)
+}
+
+/// Dispatches [`wg_pair`] on the tile size `(ob <= 4, cb <= 2)`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+fn wg_pair_tiles(
+    xb: &[__m512],
+    d: &[__m512],
+    s: Conv2dShape,
+    nb: usize,
+    ng: usize,
+    t: usize,
+    o0: usize,
+    ob: usize,
+    c0: usize,
+    cb: usize,
+    sacc: &mut [__m512],
+) {
+    match (ob, cb) {
+        (1, 1) => wg_pair::<1, 1>(xb, d, s, nb, ng, t, o0, c0, sacc),
+        (1, _) => wg_pair::<1, 2>(xb, d, s, nb, ng, t, o0, c0, sacc),
+        (2, 1) => wg_pair::<2, 1>(xb, d, s, nb, ng, t, o0, c0, sacc),
+        (2, _) => wg_pair::<2, 2>(xb, d, s, nb, ng, t, o0, c0, sacc),
+        (3, 1) => wg_pair::<3, 1>(xb, d, s, nb, ng, t, o0, c0, sacc),
+        (3, _) => wg_pair::<3, 2>(xb, d, s, nb, ng, t, o0, c0, sacc),
+        (_, 1) => wg_pair::<4, 1>(xb, d, s, nb, ng, t, o0, c0, sacc),
+        _ => wg_pair::<4, 2>(xb, d, s, nb, ng, t, o0, c0, sacc),
+    }
+}
+
+/// `S[t][o][c] += sum_{g < ng} X[t][g][c] D[t][g][o]` for a real slot `t`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+fn wg_real<const O: usize, const C: usize>(
+    xb: &[__m512],
+    d: &[__m512],
+    s: Conv2dShape,
+    nb: usize,
+    ng: usize,
+    t: usize,
+    o0: usize,
+    c0: usize,
+    sacc: &mut [__m512],
+) {
+    let (vs, ds) = (nb * s.cin + 1, nb * s.cout + 1);
+    let at = |o: usize, c: usize| t * s.cout * s.cin + (o0 + o) * s.cin + c0 + c;
+    let mut acc = [[_mm512_setzero_ps(); C]; O];
+    for o in 0..O {
+        for c in 0..C {
+            acc[o][c] = sacc[at(o, c)];
+        }
+    }
+    for g in 0..ng {
+        let xv: [__m512; C] = std::array::from_fn(|c| xb[t * vs + g * s.cin + c0 + c]);
+        for o in 0..O {
+            let dv = d[t * ds + g * s.cout + o0 + o];
+            for c in 0..C {
+                acc[o][c] = _mm512_fmadd_ps(dv, xv[c], acc[o][c]);
+            }
+        }
+    }
+    for o in 0..O {
+        for c in 0..C {
+            sacc[at(o, c)] = acc[o][c];
+        }
+    }
+}
+
+/// `S[t..t+2][o][c] += sum_{g < ng} X[t][g][c] conj(D[t][g][o])` for the pair at slots
+/// `t, t + 1`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+fn wg_pair<const O: usize, const C: usize>(
+    xb: &[__m512],
+    d: &[__m512],
+    s: Conv2dShape,
+    nb: usize,
+    ng: usize,
+    t: usize,
+    o0: usize,
+    c0: usize,
+    sacc: &mut [__m512],
+) {
+    let (vs, ds) = (nb * s.cin + 1, nb * s.cout + 1);
+    let np = s.cout * s.cin;
+    let at = |o: usize, c: usize| t * np + (o0 + o) * s.cin + c0 + c;
+    let mut ar = [[_mm512_setzero_ps(); C]; O];
+    let mut ai = [[_mm512_setzero_ps(); C]; O];
+    for o in 0..O {
+        for c in 0..C {
+            ar[o][c] = sacc[at(o, c)];
+            ai[o][c] = sacc[at(o, c) + np];
+        }
+    }
+    assert!(xb.len() >= (t + 2) * vs && d.len() >= (t + 2) * ds && ng <= nb);
+    let (xp, dp) = (xb.as_ptr(), d.as_ptr());
+    for g in 0..ng {
+        // SAFETY: (t + 1) * vs + g cin + c0 + c < (t + 2) vs (asserted), likewise for d.
+        let xr: [__m512; C] = std::array::from_fn(|c| unsafe { *xp.add(t * vs + g * s.cin + c0 + c) });
+        let xi: [__m512; C] = std::array::from_fn(|c| unsafe { *xp.add((t + 1) * vs + g * s.cin + c0 + c) });
+        for o in 0..O {
+            // SAFETY: as above.
+            let (dr, di) =
+                unsafe { (*dp.add(t * ds + g * s.cout + o0 + o), *dp.add((t + 1) * ds + g * s.cout + o0 + o)) };
+            for c in 0..C {
+                // X conj(D) = (xr dr + xi di) + i (xi dr - xr di)
+                ar[o][c] = _mm512_fmadd_ps(xi[c], di, _mm512_fmadd_ps(xr[c], dr, ar[o][c]));
+                ai[o][c] = _mm512_fnmadd_ps(xr[c], di, _mm512_fmadd_ps(xi[c], dr, ai[o][c]));
+            }
+        }
+    }
+    for o in 0..O {
+        for c in 0..C {
+            sacc[at(o, c)] = ar[o][c];
+            sacc[at(o, c) + np] = ai[o][c];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vector transpose against the plain one.
+    #[test]
+    fn transpose16_transposes() {
+        if !super::super::cpu_features::avx512_available() {
+            return;
+        }
+        let vals: Vec<f32> = (0..256).map(|v| v as f32).collect();
+        // SAFETY: AVX-512F checked above; 256 readable floats.
+        let out = unsafe {
+            let mut r: [__m512; L] = std::array::from_fn(|i| _mm512_loadu_ps(vals.as_ptr().add(16 * i)));
+            transpose16_for_test(&mut r);
+            let mut out = [0f32; 256];
+            for (i, v) in r.iter().enumerate() {
+                _mm512_storeu_ps(out.as_mut_ptr().add(16 * i), *v);
+            }
+            out
+        };
+        for i in 0..16 {
+            for j in 0..16 {
+                assert_eq!(out[i * 16 + j], vals[j * 16 + i], "({i}, {j})");
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn transpose16_for_test(r: &mut [__m512; L]) {
+        transpose16(r)
+    }
+}
