@@ -128,40 +128,6 @@ fn fft_fits<T: 'static>(s: &Conv2dShape) -> bool {
     }
 }
 
-/// `Some(threaded)` when `backend` is an FFT one (the caller then runs the `f32` FFT
-/// kernel), `None` otherwise.
-///
-/// # Panics
-/// If an FFT backend is asked for where it does not fit ([`Backend::available`]).
-#[cfg(target_arch = "x86_64")]
-#[track_caller]
-fn fft_threaded<T: 'static>(backend: Backend, s: &Conv2dShape) -> Option<bool> {
-    let threaded = match backend {
-        Backend::Fft => false,
-        Backend::FftThreaded => true,
-        _ => return None,
-    };
-    assert!(fft_fits::<T>(s), "conv2d: backend {backend:?} does not run {s:?} here (see Backend::available)");
-    Some(threaded)
-}
-
-/// `Some(threaded)` when `backend` is a Winograd one (the caller then runs the `f32`
-/// Winograd kernel), `None` otherwise.
-///
-/// # Panics
-/// If a Winograd backend is asked for where it does not fit ([`Backend::available`]).
-#[cfg(target_arch = "x86_64")]
-#[track_caller]
-fn winograd_threaded<T: 'static>(backend: Backend, s: &Conv2dShape) -> Option<bool> {
-    let threaded = match backend {
-        Backend::Winograd => false,
-        Backend::WinogradThreaded => true,
-        _ => return None,
-    };
-    assert!(winograd_fits::<T>(s), "conv2d: backend {backend:?} does not run {s:?} here (see Backend::available)");
-    Some(threaded)
-}
-
 /// Multiply-adds below which [`forward`], [`backward_input`] and [`backward_weight`]
 /// stay on one thread: about 20 us of single-core SIMD work (2^20 MACs at ~70 GFLOP/s).
 /// Below it, waking rayon's workers and splitting the batch costs a noticeable share
@@ -210,7 +176,7 @@ fn winograd_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
     wanted && winograd_fits::<T>(s)
 }
 
-/// Smallest batch [`fft_preferred`] hands to the FFT kernels. A training step at batch 64
+/// Smallest batch `fft_preferred` hands to the FFT kernels. A training step at batch 64
 /// runs shards of 32 samples, one per thread: each shard then computes the spectral
 /// weights itself (no other shard on its thread reuses them) for two groups of 16 samples,
 /// and the step measured 0.89x (phi4) and 0.88x (U(1)) of its time without the FFT
@@ -256,7 +222,7 @@ fn fft_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
 }
 
 /// The backend the plain entry points use for `pass` of shape `s` in element type `T`:
-/// FFT on a rayon worker where [`fft_preferred`] says so, else Winograd where [`winograd_preferred`] says so, else AVX-512 where it fits
+/// FFT on a rayon worker where `fft_preferred` says so, else Winograd where `winograd_preferred` says so, else AVX-512 where it fits
 /// ([`Backend::available`]), else the `wide` SIMD kernels; threaded over the batch from
 /// [`THREAD_MIN_MACS`] multiply-adds on, unless called from a rayon worker thread.
 pub fn auto_backend_for<T: 'static>(pass: Pass, s: &Conv2dShape) -> Backend {
@@ -277,21 +243,63 @@ pub fn auto_backend_for<T: 'static>(pass: Pass, s: &Conv2dShape) -> Backend {
     }
 }
 
-/// `Some(threaded)` when `backend` is an AVX-512 one (the caller then runs the `f32`
-/// AVX-512 kernel), `None` otherwise.
+/// The `f32` kernels of one family (the AVX-512, Winograd and FFT modules share these
+/// signatures; the last argument of each is `threaded`).
+#[cfg(target_arch = "x86_64")]
+struct F32Kernels {
+    forward: F32Forward,
+    backward_input: fn(&[f32], &[f32], Conv2dShape, &mut [f32], bool),
+    backward_weight: F32BackwardWeight,
+}
+
+/// `forward(x, w, b, s, y, threaded, leaky)` of an `f32` kernel family.
+#[cfg(target_arch = "x86_64")]
+type F32Forward = fn(&[f32], &[f32], Option<&[f32]>, Conv2dShape, &mut [f32], bool, Option<f32>);
+/// `backward_weight(dy, x, s, dw, db, threaded)` of an `f32` kernel family.
+#[cfg(target_arch = "x86_64")]
+type F32BackwardWeight = fn(&[f32], &[f32], Conv2dShape, &mut [f32], Option<&mut [f32]>, bool);
+
+/// `Some((kernels, threaded))` when `backend` is one of the `f32` AVX-512 families
+/// (AVX-512, Winograd, FFT: the caller then runs its kernel), `None` otherwise.
 ///
 /// # Panics
-/// If an AVX-512 backend is asked for where it does not fit ([`Backend::available`]).
+/// If such a backend is asked for where it does not fit ([`Backend::available`]).
 #[cfg(target_arch = "x86_64")]
 #[track_caller]
-fn avx512_threaded<T: 'static>(backend: Backend, s: &Conv2dShape) -> Option<bool> {
-    let threaded = match backend {
-        Backend::Avx512 => false,
-        Backend::Avx512Threaded => true,
+fn f32_kernels<T: 'static>(backend: Backend, s: &Conv2dShape) -> Option<(F32Kernels, bool)> {
+    use super::{conv2d_avx512 as avx, conv2d_fft as fft, conv2d_winograd as wino};
+    let (kernels, threaded, fits) = match backend {
+        Backend::Avx512 | Backend::Avx512Threaded => (
+            F32Kernels {
+                forward: avx::forward,
+                backward_input: avx::backward_input,
+                backward_weight: avx::backward_weight,
+            },
+            backend == Backend::Avx512Threaded,
+            avx512_fits::<T>(s),
+        ),
+        Backend::Winograd | Backend::WinogradThreaded => (
+            F32Kernels {
+                forward: wino::forward,
+                backward_input: wino::backward_input,
+                backward_weight: wino::backward_weight,
+            },
+            backend == Backend::WinogradThreaded,
+            winograd_fits::<T>(s),
+        ),
+        Backend::Fft | Backend::FftThreaded => (
+            F32Kernels {
+                forward: fft::forward,
+                backward_input: fft::backward_input,
+                backward_weight: fft::backward_weight,
+            },
+            backend == Backend::FftThreaded,
+            fft_fits::<T>(s),
+        ),
         _ => return None,
     };
-    assert!(avx512_fits::<T>(s), "conv2d: backend {backend:?} does not run {s:?} here (see Backend::available)");
-    Some(threaded)
+    assert!(fits, "conv2d: backend {backend:?} does not run {s:?} here (see Backend::available)");
+    Some((kernels, threaded))
 }
 
 /// Forward pass into `y` (overwritten). `b`, when given, has `cout` entries.
@@ -489,46 +497,10 @@ fn forward_act<T: Float>(
         assert_eq!(b.len(), s.cout, "conv2d: bias length for {s:?}");
     }
     #[cfg(target_arch = "x86_64")]
-    if let Some(threaded) = fft_threaded::<T>(backend, &s) {
+    if let Some((k, threaded)) = f32_kernels::<T>(backend, &s) {
         let b = b.map(|b| cast::<T, f32>(b).unwrap());
         let leaky = leaky.map(|sl| sl.to_f64() as f32); // exact: T is f32 here
-        return super::conv2d_fft::forward(
-            cast(x).unwrap(),
-            cast(w).unwrap(),
-            b,
-            s,
-            cast_mut(y).unwrap(),
-            threaded,
-            leaky,
-        );
-    }
-    #[cfg(target_arch = "x86_64")]
-    if let Some(threaded) = winograd_threaded::<T>(backend, &s) {
-        let b = b.map(|b| cast::<T, f32>(b).unwrap());
-        let leaky = leaky.map(|sl| sl.to_f64() as f32); // exact: T is f32 here
-        return super::conv2d_winograd::forward(
-            cast(x).unwrap(),
-            cast(w).unwrap(),
-            b,
-            s,
-            cast_mut(y).unwrap(),
-            threaded,
-            leaky,
-        );
-    }
-    #[cfg(target_arch = "x86_64")]
-    if let Some(threaded) = avx512_threaded::<T>(backend, &s) {
-        let b = b.map(|b| cast::<T, f32>(b).unwrap());
-        let leaky = leaky.map(|sl| sl.to_f64() as f32); // exact: T is f32 here
-        return super::conv2d_avx512::forward(
-            cast(x).unwrap(),
-            cast(w).unwrap(),
-            b,
-            s,
-            cast_mut(y).unwrap(),
-            threaded,
-            leaky,
-        );
+        return (k.forward)(cast(x).unwrap(), cast(w).unwrap(), b, s, cast_mut(y).unwrap(), threaded, leaky);
     }
     if backend == Backend::Scalar {
         reference::forward(x, w, b, s, y);
@@ -561,34 +533,8 @@ pub fn backward_input_with<T: Float>(backend: Backend, dy: &[T], w: &[T], s: Con
         return reference::backward_input(dy, w, s, dx);
     }
     #[cfg(target_arch = "x86_64")]
-    if let Some(threaded) = fft_threaded::<T>(backend, &s) {
-        return super::conv2d_fft::backward_input(
-            cast(dy).unwrap(),
-            cast(w).unwrap(),
-            s,
-            cast_mut(dx).unwrap(),
-            threaded,
-        );
-    }
-    #[cfg(target_arch = "x86_64")]
-    if let Some(threaded) = winograd_threaded::<T>(backend, &s) {
-        return super::conv2d_winograd::backward_input(
-            cast(dy).unwrap(),
-            cast(w).unwrap(),
-            s,
-            cast_mut(dx).unwrap(),
-            threaded,
-        );
-    }
-    #[cfg(target_arch = "x86_64")]
-    if let Some(threaded) = avx512_threaded::<T>(backend, &s) {
-        return super::conv2d_avx512::backward_input(
-            cast(dy).unwrap(),
-            cast(w).unwrap(),
-            s,
-            cast_mut(dx).unwrap(),
-            threaded,
-        );
+    if let Some((k, threaded)) = f32_kernels::<T>(backend, &s) {
+        return (k.backward_input)(cast(dy).unwrap(), cast(w).unwrap(), s, cast_mut(dx).unwrap(), threaded);
     }
     let threaded = backend == Backend::SimdThreaded;
     with_simd_type!(T, U => {
@@ -619,40 +565,9 @@ pub fn backward_weight_with<T: Float>(
         return reference::backward_weight(dy, x, s, dw, db);
     }
     #[cfg(target_arch = "x86_64")]
-    if let Some(threaded) = fft_threaded::<T>(backend, &s) {
+    if let Some((k, threaded)) = f32_kernels::<T>(backend, &s) {
         let db = db.map(|db| cast_mut::<T, f32>(db).unwrap());
-        return super::conv2d_fft::backward_weight(
-            cast(dy).unwrap(),
-            cast(x).unwrap(),
-            s,
-            cast_mut(dw).unwrap(),
-            db,
-            threaded,
-        );
-    }
-    #[cfg(target_arch = "x86_64")]
-    if let Some(threaded) = winograd_threaded::<T>(backend, &s) {
-        let db = db.map(|db| cast_mut::<T, f32>(db).unwrap());
-        return super::conv2d_winograd::backward_weight(
-            cast(dy).unwrap(),
-            cast(x).unwrap(),
-            s,
-            cast_mut(dw).unwrap(),
-            db,
-            threaded,
-        );
-    }
-    #[cfg(target_arch = "x86_64")]
-    if let Some(threaded) = avx512_threaded::<T>(backend, &s) {
-        let db = db.map(|db| cast_mut::<T, f32>(db).unwrap());
-        return super::conv2d_avx512::backward_weight(
-            cast(dy).unwrap(),
-            cast(x).unwrap(),
-            s,
-            cast_mut(dw).unwrap(),
-            db,
-            threaded,
-        );
+        return (k.backward_weight)(cast(dy).unwrap(), cast(x).unwrap(), s, cast_mut(dw).unwrap(), db, threaded);
     }
     let threaded = backend == Backend::SimdThreaded;
     with_simd_type!(T, U => {

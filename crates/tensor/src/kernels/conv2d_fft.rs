@@ -27,12 +27,12 @@
 //!
 //! A real plane's spectrum is conjugate-symmetric, `X(-k) = conj X(k)`: 64 real degrees of
 //! freedom, the 4 real values at `k in {0, 4}^2` and 30 independent complex ones. Rows first:
-//! a real 8-point DFT per row ([`rdft8`]: `X_0, X_4` real, `X_1, X_2, X_3` complex; 20 additions
+//! a real 8-point DFT per row (`rdft8`: `X_0, X_4` real, `X_1, X_2, X_3` complex; 20 additions
 //! and 2 multiplications by `sqrt(1/2)`, the only twiddle), then along the columns: real
-//! 8-point DFTs of the row frequencies 0 and 4, complex 8-point DFTs ([`cdft8`], two radix-2
+//! 8-point DFTs of the row frequencies 0 and 4, complex 8-point DFTs (`cdft8`, two radix-2
 //! DFT4 halves and the twiddles `W^1, W^2 = -i, W^3`: 52 additions, 4 multiplications) of the
 //! row frequencies 1, 2, 3: 388 flops per plane. The inverse runs the same steps backwards
-//! ([`rinv8`]; the complex inverse is the forward one on swapped real and imaginary parts,
+//! (`rinv8`; the complex inverse is the forward one on swapped real and imaginary parts,
 //! `IDFT(z) = swap(DFT(swap z))`), with the normalisation folded into the weights: it takes
 //! the slots scaled by 1/64 (the 4 real ones) or 1/32 (the complex ones, which stand for
 //! `k` and `-k`).
@@ -50,7 +50,7 @@
 //!
 //! 16 samples at a time (the last group padded with zero lanes): each channel plane of the 16
 //! samples is turned into 64 vectors, one per site, lane `l` = sample `l`, by four AVX-512
-//! 16x16 transposes (64 shuffles each, [`transpose16`]). Every butterfly is then a plain
+//! 16x16 transposes (64 shuffles each, `transpose16`). Every butterfly is then a plain
 //! vertical add, subtract or multiply: no shuffles inside the transforms. The products are
 //! per frequency slot a small complex matrix-vector product with broadcast scalar weights,
 //! register tiles of up to 4 output channels x 2 complex slots (16 accumulators). The
@@ -183,7 +183,7 @@ macro_rules! transforms {
             [add(e0, o0), sub(e0, o0), add(s04, pm), sub(nm, d26), e2, no2, sub(s04, pm), add(d26, nm)]
         }
 
-        /// Inverse of [`rdft8`] up to the scale 4, from `[X0 / 2, X4 / 2, Re X1, Im X1, ..]`:
+        /// Inverse of `rdft8` up to the scale 4, from `[X0 / 2, X4 / 2, Re X1, Im X1, ..]`:
         /// `4 x_n = X0/2 + (-1)^n X4/2 + Re sum_{k=1..3} X_k e^{2 pi i k n / 8}` (= `x_n` times 4).
         $(#[$m])*
         fn rinv8(h: [$v; 8]) -> [$v; 8] {

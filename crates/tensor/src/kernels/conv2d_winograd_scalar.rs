@@ -19,7 +19,7 @@
 //! ```
 //!
 //! - input gradient: the forward pass of `dy` with the kernel flipped and the channels
-//!   swapped ([`super::conv2d_shape::flipped_weights`]), no bias;
+//!   swapped (`conv2d_shape::flipped_weights`), no bias;
 //! - weight gradient: `y` is bilinear in `(g, d)`, so
 //!   `dg[o,c] = G^T [ sum_{n, tiles} (A dy_tile A^T) (.) (B^T d[c] B) ] G`, and
 //!   `db[o] = sum dy[o]`.
