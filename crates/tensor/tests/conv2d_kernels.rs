@@ -636,22 +636,23 @@ fn winograd_threaded_is_independent_of_the_thread_count() {
     if !Backend::available::<f32>(&s).contains(&Backend::WinogradThreaded) {
         return;
     }
-    let c = Case::<f32>::new(s, 99);
+    assert_same_bits_on_any_thread_count(&Case::<f32>::new(s, 99), Backend::WinogradThreaded, Backend::Winograd);
+}
+
+/// `threaded` gives the same bits on 1, 2, 3 and 5 threads, every pass, and its forward
+/// pass and input gradient the same bits as the one-thread backend `single` (the same
+/// order of additions; the weight gradient sums chunks, so only against itself).
+fn assert_same_bits_on_any_thread_count(c: &Case<f32>, threaded: Backend, single: Backend) {
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| {
-            let be = Backend::WinogradThreaded;
-            (c.forward(be), c.backward_input(be), c.backward_weight(be))
-        })
+        pool.install(|| (c.forward(threaded), c.backward_input(threaded), c.backward_weight(threaded)))
     };
     let one = run(1);
     for threads in [2, 3, 5] {
-        assert!(run(threads) == one, "{threads} threads differ from one");
+        assert!(run(threads) == one, "{threaded:?}: {threads} threads differ from one");
     }
-    // and the single-thread backend agrees with the threaded one where the order is the
-    // same (forward and input gradient)
-    assert_eq!(c.forward(Backend::Winograd), one.0);
-    assert_eq!(c.backward_input(Backend::Winograd), one.1);
+    assert_eq!(c.forward(single), one.0);
+    assert_eq!(c.backward_input(single), one.1);
 }
 
 // ---------------------------------------------------------------------------------
@@ -848,18 +849,5 @@ fn fft_threaded_is_independent_of_the_thread_count() {
     if !Backend::available::<f32>(&s).contains(&Backend::FftThreaded) {
         return;
     }
-    let c = Case::<f32>::new(s, 98);
-    let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| {
-            let be = Backend::FftThreaded;
-            (c.forward(be), c.backward_input(be), c.backward_weight(be))
-        })
-    };
-    let one = run(1);
-    for threads in [2, 3, 5] {
-        assert!(run(threads) == one, "{threads} threads differ from one");
-    }
-    assert_eq!(c.forward(Backend::Fft), one.0);
-    assert_eq!(c.backward_input(Backend::Fft), one.1);
+    assert_same_bits_on_any_thread_count(&Case::<f32>::new(s, 98), Backend::FftThreaded, Backend::Fft);
 }

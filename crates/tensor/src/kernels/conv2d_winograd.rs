@@ -87,6 +87,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
+pub(super) use super::conv2d_avx512::zeroed;
 pub use super::conv2d_shape::Pass;
 use super::conv2d_shape::{flipped_weights, Conv2dShape};
 use super::conv2d_simd::chunk_len;
@@ -386,12 +387,6 @@ fn weight_grad_transform(sp: &[f32; XI]) -> [f32; 9] {
 
 // ---------------------------------------------------------------------------------
 // forward
-
-/// Zeroed vectors (64-byte aligned by the type).
-pub(super) fn zeroed(n: usize) -> Vec<__m512> {
-    // SAFETY: all-zero bits are 16 zero floats.
-    vec![unsafe { std::mem::zeroed::<__m512>() }; n]
-}
 
 /// Runs `f` on this thread's scratch vectors, at least `n` of them (kept between calls:
 /// the transformed planes of a call are written before they are read, so they need no

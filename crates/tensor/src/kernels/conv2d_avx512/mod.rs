@@ -146,8 +146,8 @@ fn tap_idx(taps: &Taps, t: usize) -> __m512i {
     unsafe { _mm512_loadu_si512(taps.idx[t].as_ptr().cast()) }
 }
 
-/// Zeroed vectors (64-byte aligned by the type).
-fn zeroed(n: usize) -> Vec<__m512> {
+/// Zeroed vectors (64-byte aligned by the type; the Winograd and FFT kernels use it too).
+pub(super) fn zeroed(n: usize) -> Vec<__m512> {
     // SAFETY: all-zero bits are 16 zero floats.
     vec![unsafe { std::mem::zeroed::<__m512>() }; n]
 }
