@@ -556,10 +556,11 @@ fn winograd_backend_is_offered_where_it_fits() {
 }
 
 /// The tape's f32 path through the transformed kernels: `y = LeakyReLU(conv(x))` at the
-/// tutorial's 8 -> 8 shape at batch 64 on a rayon worker, `L = sum r y`. On a CPU with AVX-512 the forward pass and the
-/// input gradient take the FFT kernels and the weight gradient the Winograd ones (the
-/// gradients inside `conv2d::backward_act`, `g act'(y)` formed once; with
-/// `LATFLOW_NO_FFT` all three take Winograd). Values and gradients against the scalar
+/// tutorial's 8 -> 8 shape at batch 64 on a rayon worker, `L = sum r y`. On a CPU with
+/// AVX-512 every pass takes the FFT kernels (the gradients in `conv2d::backward_act`'s
+/// fused FFT pass, `g act'(y)` formed and transformed once; on their own, the weight
+/// gradient would take the Winograd kernels; with `LATFLOW_NO_FFT` all three take
+/// Winograd). Values and gradients against the scalar
 /// reference (the f64 gradient audit checks the tape's rules; this checks that the f32
 /// kernels it dispatches to compute them): within the bound of the kernel each pass took
 /// plus the direct one.
@@ -589,6 +590,10 @@ fn tape_gradients_on_one_thread() {
         }
     }
     assert_eq!(is_winograd(pw), has_w);
+    // backward_act takes the fused FFT pass here: both gradients on the FFT kernels
+    let fused = conv2d::fft_fused_preferred::<f32>(&s);
+    assert_eq!(fused, has_f);
+    let pw = if fused { Backend::Fft } else { pw };
     let c = Case::<f32>::new(s, 2024);
     let slope = 0.01f32;
     let t = |shape: &[usize], v: &[f32]| Tensor::from_vec(shape, v.to_vec());
@@ -850,4 +855,70 @@ fn fft_threaded_is_independent_of_the_thread_count() {
         return;
     }
     assert_same_bits_on_any_thread_count(&Case::<f32>::new(s, 98), Backend::FftThreaded, Backend::Fft);
+}
+
+/// Shapes for the fused FFT backward pass: as [`fft_shapes`], batches up to 80 (with 16
+/// channels on both sides a block holds 2 groups of 16 samples, so the weight tiles run
+/// over several blocks).
+fn fft_fused_shapes() -> impl Strategy<Value = Conv2dShape> {
+    (0usize..=3, 1usize..=80, 1usize..=16, 1usize..=16).prop_map(|(i, n, cin, cout)| Conv2dShape {
+        n,
+        cin,
+        cout,
+        h: 8,
+        w: 8,
+        k: 2 * i + 1,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// The fused FFT backward pass (one transform of `dy` for both gradients) gives the
+    /// same bits as the one-thread FFT input-gradient and weight-gradient kernels, which
+    /// `fft_matches_reference_f32` holds to the reference; with and without `dx`.
+    #[test]
+    fn fft_fused_backward_is_the_separate_passes(s in fft_fused_shapes(), seed in any::<u64>()) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use latflow_tensor::kernels::conv2d_fft::backward_fused;
+            if !Backend::available::<f32>(&s).contains(&Backend::Fft) {
+                return Ok(());
+            }
+            let c = Case::<f32>::new(s, seed);
+            let (dx0, (dw0, db0)) = (c.backward_input(Backend::Fft), c.backward_weight(Backend::Fft));
+            let nan = f32::NAN;
+            let (mut dx, mut dw, mut db) = (vec![nan; s.input_len()], vec![nan; s.weight_len()], vec![nan; s.cout]);
+            backward_fused(&c.dy, &c.x, &c.w, s, Some(&mut dx), &mut dw, Some(&mut db));
+            prop_assert!(dx == dx0, "dx differs for {:?}", s);
+            prop_assert!(dw == dw0, "dw differs for {:?}", s);
+            prop_assert!(db == db0, "db differs for {:?}", s);
+            let (mut dw1, mut db1) = (vec![nan; s.weight_len()], vec![nan; s.cout]);
+            backward_fused(&c.dy, &c.x, &c.w, s, None, &mut dw1, Some(&mut db1));
+            prop_assert!(dw1 == dw0 && db1 == db0, "without dx, dw or db differ for {:?}", s);
+        }
+    }
+}
+
+/// The fused FFT backward pass is taken exactly where measured faster: a training shard's
+/// 8 -> 8 (or wider) layers on a rayon worker, not the 8 -> 2 and 8 -> 3 heads, not
+/// outside a worker, not below `FFT_MIN_BATCH`.
+#[test]
+fn fft_fused_backward_is_picked_for_the_wide_layers() {
+    let s = Conv2dShape { n: 64, cin: 8, cout: 8, h: 8, w: 8, k: 3 };
+    let has = Backend::available::<f32>(&s).contains(&Backend::Fft);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    pool.install(|| {
+        assert_eq!(conv2d::fft_fused_preferred::<f32>(&s), has);
+        for other in [
+            Conv2dShape { cout: 2, ..s },
+            Conv2dShape { cout: 3, ..s },
+            Conv2dShape { cin: 2, ..s },
+            Conv2dShape { n: conv2d::FFT_MIN_BATCH - 1, ..s },
+        ] {
+            assert!(!conv2d::fft_fused_preferred::<f32>(&other), "{other:?}");
+        }
+        assert!(!conv2d::fft_fused_preferred::<f64>(&s));
+    });
+    assert!(!conv2d::fft_fused_preferred::<f32>(&s), "outside a rayon worker");
 }

@@ -221,6 +221,24 @@ fn fft_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
     reads >= 8 && writes >= 2 && s.n >= FFT_MIN_BATCH && fft_fits::<T>(s)
 }
 
+/// Whether [`backward_act`] takes the fused FFT backward pass
+/// ([`super::conv2d_fft::backward_fused`]: both gradients from one transform of the output
+/// gradient) for `s`: on a rayon worker (a training shard, one thread), where
+/// [`fft_preferred`] takes the forward pass and both channel counts are at least 8.
+///
+/// Measured 2026-12-01 05:20 UTC on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4; shared)
+/// with `cargo bench --bench conv2d_backward`, 8x8, 3x3, LeakyReLU, one thread, median us
+/// per call, `backward_act` as before (FFT input gradient, Winograd or direct weight
+/// gradient) against the fused FFT pass, batch 64 / 128 / 256:
+///
+/// - 8 -> 8: 83.0 / 160.2 / 329.2 against 68.8 / 125.6 / 254.6 (1.21x / 1.28x / 1.29x): fused;
+/// - 8 -> 3: 41.5 / 81.8 / 168.9 against 40.0 / 79.8 / 157.3 (even);
+/// - 8 -> 2: 31.7 / 62.3 / 129.4 against 34.5 / 68.3 / 137.5 (0.92x; the direct fused
+///   backward pass applies `act'` on the fly and its input gradient reads only 2 channels).
+pub fn fft_fused_preferred<T: 'static>(s: &Conv2dShape) -> bool {
+    rayon::current_thread_index().is_some() && s.cin >= 8 && s.cout >= 8 && fft_preferred::<T>(Pass::Forward, s)
+}
+
 /// The backend the plain entry points use for `pass` of shape `s` in element type `T`:
 /// FFT on a rayon worker where `fft_preferred` says so, else Winograd where `winograd_preferred` says so, else AVX-512 where it fits
 /// ([`Backend::available`]), else the `wide` SIMD kernels; threaded over the batch from
@@ -335,7 +353,29 @@ pub enum ActGrad<T> {
 /// The gradients [`backward_act`] returns: `dx` (when asked for), `dw`, `db`.
 pub type ConvGrads<T> = (Option<Vec<T>>, Vec<T>, Vec<T>);
 
-/// Both gradients of `y = act(conv(x))` from `g = dL/dy` in one call where the AVX-512
+/// `g act'(y)` (or `g` without an activation) in a pool buffer.
+fn act_grad<T: Float>(g: &[T], y: &[T], act: Option<ActGrad<T>>) -> Vec<T> {
+    let mut gz = crate::pool::buffer(g.len());
+    match act {
+        None => gz.copy_from_slice(g),
+        Some(ActGrad::Leaky(slope)) => {
+            for ((d, &g), &y) in gz.iter_mut().zip(g).zip(y) {
+                *d = if y > T::ZERO { g } else { slope * g };
+            }
+        }
+        Some(ActGrad::Tanh) => {
+            for ((d, &g), &y) in gz.iter_mut().zip(g).zip(y) {
+                *d = g * (T::ONE - y * y);
+            }
+        }
+    }
+    gz
+}
+
+/// Both gradients of `y = act(conv(x))` from `g = dL/dy` in one call. Where
+/// [`fft_fused_preferred`] says so (the 8 -> 8 layers of a training shard), `g act'(y)` is
+/// formed once and transformed once for both gradients
+/// ([`super::conv2d_fft::backward_fused`]). Otherwise, where the AVX-512
 /// kernels run on one thread (a shard of a training step): block by block, with
 /// `act'` applied on the fly ([`super::conv2d_avx512::backward_fused`]); `dx` only when
 /// `want_dx`. Where a pass takes the Winograd or FFT kernels ([`auto_backend_for`]), `g act'(y)`
@@ -356,6 +396,22 @@ pub fn backward_act<T: Float>(
     want_dx: bool,
 ) -> Option<ConvGrads<T>> {
     #[cfg(target_arch = "x86_64")]
+    if fft_fused_preferred::<T>(&s) {
+        let gz = act_grad(g, y, act);
+        let mut dx = want_dx.then(|| crate::pool::buffer(s.input_len()));
+        let (mut dw, mut db) = (vec![T::ZERO; s.weight_len()], vec![T::ZERO; s.cout]);
+        super::conv2d_fft::backward_fused(
+            cast(&gz).unwrap(),
+            cast(x).unwrap(),
+            cast(w).unwrap(),
+            s,
+            dx.as_deref_mut().map(|d| cast_mut(d).unwrap()),
+            cast_mut(&mut dw).unwrap(),
+            Some(cast_mut(&mut db).unwrap()),
+        );
+        return Some((dx, dw, db));
+    }
+    #[cfg(target_arch = "x86_64")]
     let (bi, bw) = (auto_backend_for::<T>(Pass::BackwardInput, &s), auto_backend_for::<T>(Pass::BackwardWeight, &s));
     // one thread, and a pass that runs on the Winograd kernels: `g act'(y)` once, then both
     // passes on it
@@ -365,20 +421,7 @@ pub fn backward_act<T: Float>(
     let transformed = |b: Backend| matches!(b, Backend::Winograd | Backend::Fft);
     #[cfg(target_arch = "x86_64")]
     if one_thread(bw) && (!want_dx || one_thread(bi)) && (transformed(bw) || (want_dx && transformed(bi))) {
-        let mut gz = crate::pool::buffer(g.len());
-        match act {
-            None => gz.copy_from_slice(g),
-            Some(ActGrad::Leaky(slope)) => {
-                for ((d, &g), &y) in gz.iter_mut().zip(g).zip(y) {
-                    *d = if y > T::ZERO { g } else { slope * g };
-                }
-            }
-            Some(ActGrad::Tanh) => {
-                for ((d, &g), &y) in gz.iter_mut().zip(g).zip(y) {
-                    *d = g * (T::ONE - y * y);
-                }
-            }
-        }
+        let gz = act_grad(g, y, act);
         let dx = want_dx.then(|| {
             let mut dx = crate::pool::buffer(s.input_len());
             backward_input_with(bi, &gz, w, s, &mut dx);

@@ -348,6 +348,32 @@ mod vector {
     transforms!(__m512, #[inline] #[target_feature(enable = "avx512f")]);
 }
 
+/// The transforms on vectors of 8 `f64` (the weight gradient's final inverse transform, 8
+/// channel pairs at a time: the same operations as [`scalar`], lane by lane).
+#[allow(dead_code)] // the forward transforms are not used in f64 vectors
+mod vector64 {
+    use super::NR;
+    use std::arch::x86_64::*;
+    const S2: f64 = std::f64::consts::FRAC_1_SQRT_2;
+    const NS2: f64 = -std::f64::consts::FRAC_1_SQRT_2;
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn add(a: __m512d, b: __m512d) -> __m512d {
+        _mm512_add_pd(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn sub(a: __m512d, b: __m512d) -> __m512d {
+        _mm512_sub_pd(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn mul(a: __m512d, c: f64) -> __m512d {
+        _mm512_mul_pd(a, _mm512_set1_pd(c))
+    }
+    transforms!(__m512d, #[inline] #[target_feature(enable = "avx512f")]);
+}
+
 /// The real 8x8 DFT of one plane (sites `i * 8 + j`) in f64, the same butterflies as the
 /// vector kernels: slots as in the module docs, unscaled (for tests).
 pub fn dft8x8_f64(x: &[f64; S]) -> [f64; S] {
@@ -462,6 +488,43 @@ unsafe fn store_planes(v: &[__m512], dst: *mut f32, stride: usize, nl: usize) {
             }
         }
     }
+}
+
+/// Bytes of vector buffers a thread keeps for reuse ([`recycled`]).
+const RECYCLE_BYTES: usize = 64 << 20;
+
+thread_local! {
+    /// Free vector buffers of this thread and their bytes.
+    static FREE: std::cell::RefCell<(Vec<Vec<__m512>>, usize)> = const { std::cell::RefCell::new((Vec::new(), 0)) };
+}
+
+/// A buffer of `n` vectors with unspecified (initialized) contents: one this thread handed
+/// to [`recycle`] when it has one of that length, else a zeroed allocation. The input
+/// spectra kept from each forward pass of a training step and the weight gradient's
+/// accumulators are such buffers (zeroing them took ~5% of a phi^4 step at batch 1024).
+fn recycled(n: usize) -> Vec<__m512> {
+    let hit = FREE
+        .try_with(|f| {
+            let mut f = f.borrow_mut();
+            let i = f.0.iter().rposition(|v| v.len() == n)?;
+            f.1 -= n * std::mem::size_of::<__m512>();
+            Some(f.0.swap_remove(i))
+        })
+        .ok()
+        .flatten();
+    hit.unwrap_or_else(|| zeroed(n))
+}
+
+/// Gives `v` to this thread's free list (dropped when the list is full).
+fn recycle(v: Vec<__m512>) {
+    let bytes = v.len() * std::mem::size_of::<__m512>();
+    let _ = FREE.try_with(move |f| {
+        let mut f = f.borrow_mut();
+        if f.1 + bytes <= RECYCLE_BYTES {
+            f.1 += bytes;
+            f.0.push(v);
+        }
+    });
 }
 
 /// The 64 vectors at `v[..64]` as an array.
@@ -609,6 +672,100 @@ pub fn forward(
         // SAFETY: as above.
         unsafe { forward_chunk(x, &wf, b, s, y, leaky) }
     }
+}
+
+/// Input gradient (when `dx` is given) and weight and bias gradients from the output
+/// gradient `dy` and the input `x`, on one thread, `dy` transformed once for both: the
+/// same bits as [`backward_input`] and [`backward_weight`] on one thread, with one
+/// transform of `dy` fewer (the 8 -> 8 layers' backward pass of a training shard, 64
+/// samples: 1.2x the input-gradient FFT and weight-gradient Winograd kernels, see
+/// `benches/conv2d_backward.rs`).
+///
+/// # Panics
+/// As [`backward_weight`].
+pub fn backward_fused(
+    dy: &[f32],
+    x: &[f32],
+    w: &[f32],
+    s: Conv2dShape,
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
+    assert!(available() && fits(&s), "conv2d_fft: shape {s:?} or CPU not supported");
+    s.check(x.len(), dw.len(), dy.len());
+    if let Some(dx) = &dx {
+        assert_eq!(dx.len(), s.input_len(), "conv2d_fft: input gradient length for {s:?}");
+    }
+    if let Some(db) = &db {
+        assert_eq!(db.len(), s.cout, "conv2d_fft: bias gradient length");
+    }
+    let st = Conv2dShape { cin: s.cout, cout: s.cin, ..s };
+    let wtf = dx.is_some().then(|| cached_weight_transform(&flipped_weights(w, &s), &st));
+    // SAFETY: available() was asserted; lengths checked.
+    let part = unsafe { fused_chunk(dy, x, wtf.as_deref().map(|v| v.as_slice()), s, dx) };
+    // SAFETY: as above.
+    unsafe { finish_weight(vec![part], s, dw, db) };
+}
+
+/// The fused backward pass's per-lane sums (and `dx`): blocks of groups whose spectra fit
+/// [`WEIGHT_BLOCK_BYTES`]; per group, `dy` transformed once, kept for the weight tiles and,
+/// with `wtf` (the spectral flipped weights), multiplied into `dx`'s spectra and
+/// inverse-transformed as [`forward_chunk`] does; `x` transformed into the block as
+/// [`weight_chunk`] does.
+#[target_feature(enable = "avx512f")]
+unsafe fn fused_chunk(dy: &[f32], x: &[f32], wtf: Option<&[f32]>, s: Conv2dShape, mut dx: Option<&mut [f32]>) -> Part {
+    assert!(dy.len() == s.n * s.cout * S && x.len() == s.n * s.cin * S);
+    let st = Conv2dShape { cin: s.cout, cout: s.cin, ..s };
+    let mut sacc = accumulators(s);
+    let mut db = zeroed(s.cout);
+    let groups = s.n.div_ceil(L);
+    let per_group = (s.cin + s.cout) * S * std::mem::size_of::<__m512>();
+    let nb = (WEIGHT_BLOCK_BYTES / per_group).clamp(1, groups.max(1));
+    let (vs, ds) = (nb * s.cin + 1, nb * s.cout + 1);
+    with_scratch(vs * S + ds * S + (s.cout + s.cin) * S, |buf| {
+        let (xb, rest) = buf.split_at_mut(vs * S);
+        let (dbuf, rest) = rest.split_at_mut(ds * S);
+        let (gs, xs) = rest.split_at_mut(s.cout * S);
+        let mut g0 = 0;
+        while g0 < groups {
+            let g1 = (g0 + nb).min(groups);
+            for g in g0..g1 {
+                let (n0, nl) = (g * L, (s.n - g * L).min(L));
+                for c in 0..s.cin {
+                    let v = plane(&mut xs[c * S..]);
+                    // SAFETY: planes (n0 + l, c), l < nl, inside x.
+                    unsafe { load_planes(x.as_ptr().add((n0 * s.cin + c) * S), s.cin * S, nl, v) };
+                    vector::fft2d(v);
+                    for (t, v) in v.iter().enumerate() {
+                        xb[t * vs + (g - g0) * s.cin + c] = *v;
+                    }
+                }
+                for o in 0..s.cout {
+                    let v = plane(&mut gs[o * S..]);
+                    // SAFETY: planes (n0 + l, o), l < nl, inside dy.
+                    unsafe { load_planes(dy.as_ptr().add((n0 * s.cout + o) * S), s.cout * S, nl, v) };
+                    vector::fft2d(v);
+                    db[o] = _mm512_add_ps(db[o], v[0]);
+                    for (t, v) in v.iter().enumerate() {
+                        dbuf[t * ds + (g - g0) * s.cout + o] = *v;
+                    }
+                }
+                if let (Some(dx), Some(wtf)) = (dx.as_deref_mut(), wtf) {
+                    products(gs, wtf, None, st, xs);
+                    for c in 0..s.cin {
+                        let v = plane(&mut xs[c * S..]);
+                        vector::ifft2d(v);
+                        // SAFETY: the planes (n0 + l, c), l < nl, lie inside dx (length checked).
+                        unsafe { store_planes(v, dx.as_mut_ptr().add((n0 * s.cin + c) * S), s.cin * S, nl) };
+                    }
+                }
+            }
+            weight_tiles(xb, dbuf, s, (vs, ds), g1 - g0, g0 == 0, &mut sacc);
+            g0 = g1;
+        }
+    });
+    (sacc, db)
 }
 
 /// Input gradient into `dx` (overwritten): [`forward`] on `dy` with the flipped kernel
@@ -774,40 +931,82 @@ pub fn backward_weight(dy: &[f32], x: &[f32], s: Conv2dShape, dw: &mut [f32], db
         vec![unsafe { weight_chunk(dy, x, s) }]
     };
     // SAFETY: available() was asserted.
-    unsafe { finish_weight(&parts, s, dw, db) };
+    unsafe { finish_weight(parts, s, dw, db) };
 }
 
-/// Adds the chunks' lane sums in chunk order, then the lanes, then the inverse DFT at the
-/// kernel's taps (f64).
+/// Adds the chunks' lane sums in chunk order, then the lanes (a tree of 4 levels), then the
+/// inverse DFT at the kernel's taps (f64, 8 channel pairs per vector); the chunks' buffers
+/// go back to this thread's free list.
 #[target_feature(enable = "avx512f")]
-fn finish_weight(parts: &[Part], s: Conv2dShape, dw: &mut [f32], db: Option<&mut [f32]>) {
+fn finish_weight(parts: Vec<Part>, s: Conv2dShape, dw: &mut [f32], db: Option<&mut [f32]>) {
     let npairs = s.cout * s.cin;
-    let sum = |pick: &dyn Fn(&Part) -> __m512| {
+    let total = S * npairs;
+    let chunk_sum = |i: usize| {
         let mut v = _mm512_setzero_ps();
-        for p in parts {
-            v = _mm512_add_ps(v, pick(p));
+        for p in &parts {
+            v = _mm512_add_ps(v, p.0[i]);
         }
-        _mm512_reduce_add_ps(v) as f64
+        v
     };
+    // sums[t * npairs + pair]: the lanes of 16 vectors at a time transposed, then added in
+    // a tree of 4 levels (the depth `_mm512_reduce_add_ps` has)
+    let mut sums = vec![0f32; total];
+    let mut i = 0;
+    while i + L <= total {
+        let mut r: [__m512; L] = std::array::from_fn(|j| chunk_sum(i + j));
+        transpose16(&mut r);
+        let mut w = L;
+        while w > 1 {
+            w /= 2;
+            for j in 0..w {
+                r[j] = _mm512_add_ps(r[2 * j], r[2 * j + 1]);
+            }
+        }
+        // SAFETY: i + 16 <= total = sums.len().
+        unsafe { _mm512_storeu_ps(sums.as_mut_ptr().add(i), r[0]) };
+        i += L;
+    }
+    for (j, v) in sums.iter_mut().enumerate().skip(i) {
+        *v = _mm512_reduce_add_ps(chunk_sum(j));
+    }
+    // R(d) = 1/64 sum_k S(k) e^{2 pi i k.d / 8}: the f64 inverse transform of the scaled
+    // slots; tap (a, e) is R at d = (a - p, e - p) mod 8
     let (k, p) = (s.k, s.k / 2);
-    for o in 0..s.cout {
-        for c in 0..s.cin {
-            let at = |t: usize| t * npairs + o * s.cin + c;
-            // R(d) = 1/64 sum_k S(k) e^{2 pi i k.d / 8}: the f64 inverse transform of the
-            // scaled slots; tap (a, e) is R at d = (a - p, e - p) mod 8
-            let spec: [f64; S] = std::array::from_fn(|t| sum(&|pt| pt.0[at(t)]) * slot_scale(t));
-            let r = idft8x8_f64(&spec);
-            for a in 0..k {
-                for e in 0..k {
-                    dw[(o * s.cin + c) * k * k + a * k + e] = r[((a + 8 - p) % 8) * 8 + (e + 8 - p) % 8] as f32;
+    let mut pair0 = 0;
+    while pair0 < npairs {
+        let np8 = (npairs - pair0).min(8);
+        let mut spec: [__m512d; S] = std::array::from_fn(|t| {
+            let mut v = [0f64; 8];
+            for (j, v) in v.iter_mut().enumerate().take(np8) {
+                *v = sums[t * npairs + pair0 + j] as f64;
+            }
+            // SAFETY: 8 readable f64.
+            _mm512_mul_pd(unsafe { _mm512_loadu_pd(v.as_ptr()) }, _mm512_set1_pd(slot_scale(t)))
+        });
+        vector64::ifft2d(&mut spec);
+        for a in 0..k {
+            for e in 0..k {
+                let mut r = [0f64; 8];
+                // SAFETY: 8 writable f64.
+                unsafe { _mm512_storeu_pd(r.as_mut_ptr(), spec[((a + 8 - p) % 8) * 8 + (e + 8 - p) % 8]) };
+                for (j, r) in r.iter().enumerate().take(np8) {
+                    dw[(pair0 + j) * k * k + a * k + e] = *r as f32;
                 }
             }
         }
+        pair0 += np8;
     }
     if let Some(db) = db {
         for (o, d) in db.iter_mut().enumerate() {
-            *d = sum(&|pt| pt.1[o]) as f32;
+            let mut v = _mm512_setzero_ps();
+            for p in &parts {
+                v = _mm512_add_ps(v, p.1[o]);
+            }
+            *d = _mm512_reduce_add_ps(v);
         }
+    }
+    for (sacc, _) in parts {
+        recycle(sacc);
     }
 }
 
@@ -819,7 +1018,7 @@ fn finish_weight(parts: &[Part], s: Conv2dShape, dw: &mut [f32], db: Option<&mut
 #[target_feature(enable = "avx512f")]
 unsafe fn weight_chunk(dy: &[f32], x: &[f32], s: Conv2dShape) -> Part {
     assert!(x.len() == s.n * s.cin * S && dy.len() == s.n * s.cout * S);
-    let mut sacc = zeroed(S * s.cout * s.cin);
+    let mut sacc = accumulators(s);
     let mut db = zeroed(s.cout);
     let groups = s.n.div_ceil(L);
     let per_group = (s.cin + s.cout) * S * std::mem::size_of::<__m512>();
@@ -852,37 +1051,65 @@ unsafe fn weight_chunk(dy: &[f32], x: &[f32], s: Conv2dShape) -> Part {
                     }
                 }
             }
-            let ng = g1 - g0;
-            for t in 0..NR {
-                let mut o0 = 0;
-                while o0 < s.cout {
-                    let ob = (s.cout - o0).min(4);
-                    let mut c0 = 0;
-                    while c0 < s.cin {
-                        let cb = (s.cin - c0).min(4);
-                        wg_real_tiles(xb, dbuf, s, nb, ng, t, o0, ob, c0, cb, &mut sacc);
-                        c0 += cb;
-                    }
-                    o0 += ob;
-                }
-            }
-            for q in 0..NP {
-                let mut o0 = 0;
-                while o0 < s.cout {
-                    let ob = (s.cout - o0).min(4);
-                    let mut c0 = 0;
-                    while c0 < s.cin {
-                        let cb = (s.cin - c0).min(2);
-                        wg_pair_tiles(xb, dbuf, s, nb, ng, NR + 2 * q, o0, ob, c0, cb, &mut sacc);
-                        c0 += cb;
-                    }
-                    o0 += ob;
-                }
-            }
+            weight_tiles(xb, dbuf, s, (vs, ds), g1 - g0, g0 == 0, &mut sacc);
             g0 = g1;
         }
     });
     (sacc, db)
+}
+
+/// The weight gradient's per-lane accumulators `S[t][o][c]` for `s`: a recycled buffer the
+/// first block of groups overwrites ([`weight_tiles`] with `first`), zeros when there is no
+/// sample.
+fn accumulators(s: Conv2dShape) -> Vec<__m512> {
+    if s.n == 0 {
+        return zeroed(S * s.cout * s.cin);
+    }
+    recycled(S * s.cout * s.cin)
+}
+
+/// `S[t][o][c] += sum_{g < ng} X[t][g][c] conj(D[t][g][o])` (`=` when `first`) for every slot and channel pair,
+/// from spectra at `xb[t * vs + g * cin + c]` and `d[t * ds + g * cout + o]`: register tiles
+/// of up to 4 x 4 (real slots) or 4 x 2 (pairs) channel pairs, each streaming the `ng`
+/// groups (per lane, the groups are added in order whatever the blocking).
+#[inline]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+fn weight_tiles(
+    xb: &[__m512],
+    d: &[__m512],
+    s: Conv2dShape,
+    strides: (usize, usize),
+    ng: usize,
+    first: bool,
+    sacc: &mut [__m512],
+) {
+    for t in 0..NR {
+        let mut o0 = 0;
+        while o0 < s.cout {
+            let ob = (s.cout - o0).min(4);
+            let mut c0 = 0;
+            while c0 < s.cin {
+                let cb = (s.cin - c0).min(4);
+                wg_real_tiles(xb, d, s, strides, ng, first, t, o0, ob, c0, cb, sacc);
+                c0 += cb;
+            }
+            o0 += ob;
+        }
+    }
+    for q in 0..NP {
+        let mut o0 = 0;
+        while o0 < s.cout {
+            let ob = (s.cout - o0).min(4);
+            let mut c0 = 0;
+            while c0 < s.cin {
+                let cb = (s.cin - c0).min(2);
+                wg_pair_tiles(xb, d, s, strides, ng, first, NR + 2 * q, o0, ob, c0, cb, sacc);
+                c0 += cb;
+            }
+            o0 += ob;
+        }
+    }
 }
 
 /// Dispatches [`wg_real`] on the tile size `(ob, cb)`, both at most 4.
@@ -893,8 +1120,9 @@ fn wg_real_tiles(
     xb: &[__m512],
     d: &[__m512],
     s: Conv2dShape,
-    nb: usize,
+    (vs, ds): (usize, usize),
     ng: usize,
+    first: bool,
     t: usize,
     o0: usize,
     ob: usize,
@@ -910,7 +1138,7 @@ fn wg_real_tiles(
             match ob { $($o => go!(@c $o $cs),)* _ => unreachable!() }
         };
         (@c $o:literal [$($c:literal),*]) => {
-            match cb { $($c => wg_real::<$o, $c>(xb, d, s, nb, ng, t, o0, c0, sacc),)* _ => unreachable!() }
+            match cb { $($c => wg_real::<$o, $c>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),)* _ => unreachable!() }
         };
     }
     go!(1, 2, 3, 4; 1, 2, 3, 4)
@@ -924,8 +1152,9 @@ fn wg_pair_tiles(
     xb: &[__m512],
     d: &[__m512],
     s: Conv2dShape,
-    nb: usize,
+    (vs, ds): (usize, usize),
     ng: usize,
+    first: bool,
     t: usize,
     o0: usize,
     ob: usize,
@@ -934,14 +1163,14 @@ fn wg_pair_tiles(
     sacc: &mut [__m512],
 ) {
     match (ob, cb) {
-        (1, 1) => wg_pair::<1, 1>(xb, d, s, nb, ng, t, o0, c0, sacc),
-        (1, _) => wg_pair::<1, 2>(xb, d, s, nb, ng, t, o0, c0, sacc),
-        (2, 1) => wg_pair::<2, 1>(xb, d, s, nb, ng, t, o0, c0, sacc),
-        (2, _) => wg_pair::<2, 2>(xb, d, s, nb, ng, t, o0, c0, sacc),
-        (3, 1) => wg_pair::<3, 1>(xb, d, s, nb, ng, t, o0, c0, sacc),
-        (3, _) => wg_pair::<3, 2>(xb, d, s, nb, ng, t, o0, c0, sacc),
-        (_, 1) => wg_pair::<4, 1>(xb, d, s, nb, ng, t, o0, c0, sacc),
-        _ => wg_pair::<4, 2>(xb, d, s, nb, ng, t, o0, c0, sacc),
+        (1, 1) => wg_pair::<1, 1>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),
+        (1, _) => wg_pair::<1, 2>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),
+        (2, 1) => wg_pair::<2, 1>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),
+        (2, _) => wg_pair::<2, 2>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),
+        (3, 1) => wg_pair::<3, 1>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),
+        (3, _) => wg_pair::<3, 2>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),
+        (_, 1) => wg_pair::<4, 1>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),
+        _ => wg_pair::<4, 2>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),
     }
 }
 
@@ -953,19 +1182,21 @@ fn wg_real<const O: usize, const C: usize>(
     xb: &[__m512],
     d: &[__m512],
     s: Conv2dShape,
-    nb: usize,
+    (vs, ds): (usize, usize),
     ng: usize,
+    first: bool,
     t: usize,
     o0: usize,
     c0: usize,
     sacc: &mut [__m512],
 ) {
-    let (vs, ds) = (nb * s.cin + 1, nb * s.cout + 1);
     let at = |o: usize, c: usize| t * s.cout * s.cin + (o0 + o) * s.cin + c0 + c;
     let mut acc = [[_mm512_setzero_ps(); C]; O];
-    for o in 0..O {
-        for c in 0..C {
-            acc[o][c] = sacc[at(o, c)];
+    if !first {
+        for o in 0..O {
+            for c in 0..C {
+                acc[o][c] = sacc[at(o, c)];
+            }
         }
     }
     for g in 0..ng {
@@ -993,28 +1224,31 @@ fn wg_pair<const O: usize, const C: usize>(
     xb: &[__m512],
     d: &[__m512],
     s: Conv2dShape,
-    nb: usize,
+    (vs, ds): (usize, usize),
     ng: usize,
+    first: bool,
     t: usize,
     o0: usize,
     c0: usize,
     sacc: &mut [__m512],
 ) {
-    let (vs, ds) = (nb * s.cin + 1, nb * s.cout + 1);
     let np = s.cout * s.cin;
     let at = |o: usize, c: usize| t * np + (o0 + o) * s.cin + c0 + c;
     let mut ar = [[_mm512_setzero_ps(); C]; O];
     let mut ai = [[_mm512_setzero_ps(); C]; O];
-    for o in 0..O {
-        for c in 0..C {
-            ar[o][c] = sacc[at(o, c)];
-            ai[o][c] = sacc[at(o, c) + np];
+    if !first {
+        for o in 0..O {
+            for c in 0..C {
+                ar[o][c] = sacc[at(o, c)];
+                ai[o][c] = sacc[at(o, c) + np];
+            }
         }
     }
-    assert!(xb.len() >= (t + 2) * vs && d.len() >= (t + 2) * ds && ng <= nb);
+    assert!(xb.len() >= (t + 1) * vs + ng * s.cin && d.len() >= (t + 1) * ds + ng * s.cout);
+    assert!(ng * s.cin <= vs && ng * s.cout <= ds);
     let (xp, dp) = (xb.as_ptr(), d.as_ptr());
     for g in 0..ng {
-        // SAFETY: (t + 1) * vs + g cin + c0 + c < (t + 2) vs (asserted), likewise for d.
+        // SAFETY: (t + 1) * vs + g cin + c0 + c < (t + 1) vs + ng cin (asserted), likewise for d.
         let xr: [__m512; C] = std::array::from_fn(|c| unsafe { *xp.add(t * vs + g * s.cin + c0 + c) });
         let xi: [__m512; C] = std::array::from_fn(|c| unsafe { *xp.add((t + 1) * vs + g * s.cin + c0 + c) });
         for o in 0..O {
