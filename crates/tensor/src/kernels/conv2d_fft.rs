@@ -584,50 +584,69 @@ fn cached_weight_transform(w: &[f32], s: &Conv2dShape) -> std::sync::Arc<Vec<f32
 }
 
 /// The spectral weights `c_t G_oc(slot t)` (`c_t` = [`slot_scale`]), computed in f64 and
-/// rounded once, at `wf[(t * cin + c) * cout + o]`.
+/// rounded once, at `wf[(t * cin + c) * cout + o]`: a real `64 x k^2` matrix (the slots' real
+/// and imaginary parts of `c_t e^{-2 pi i (k1 (p - a) + k2 (p - e)) / 8}`, from a table of
+/// unit roots) applied to every channel pair's `k^2` weights, the pairs in the inner loop
+/// (contiguous in both the transposed weights and the output, so the loop vectorizes, 16
+/// pairs' sums in registers; each value a sum of fused multiply-adds over the taps in order).
+/// 64 `k^2` multiply-adds per pair. Measured (2026-12-01, AMD EPYC dev box) as the time an
+/// 8 -> 8 forward call of 16 samples takes more when its weights change every call (a cache
+/// miss: this transform, the cache's hashing and insertion) than with the same weights:
+/// 5.0-5.6 us against 9.6-9.9 us with the separable per-pair complex sums it replaces. The transform is recomputed whenever the
+/// weights change: once per layer and thread in a training step.
 fn weight_transform(w: &[f32], s: &Conv2dShape) -> Vec<f32> {
     let (k, p) = (s.k, (s.k / 2) as isize);
-    let mut wf = vec![0f32; S * s.cin * s.cout];
+    let (kk, np) = (s.k * s.k, s.cin * s.cout);
+    assert_eq!(w.len(), np * kk);
     let cs = unit_roots();
-    // tab[kk][a] = (cos, sin) of 2 pi kk (p - a) / 8
-    let tab: [[(f64, f64); 7]; 8] =
-        std::array::from_fn(|kk| std::array::from_fn(|a| cs[(kk as isize * (p - a as isize)).rem_euclid(8) as usize]));
+    // m[t][a k + e]
+    let mut m = vec![0f64; S * kk];
+    for (t, m) in m.chunks_mut(kk).enumerate() {
+        let ((k1, k2), imag) =
+            if t < NR { (REAL_FREQ[t], false) } else { (slot_pair_freq((t - NR) / 2), (t - NR) % 2 == 1) };
+        for a in 0..k {
+            for e in 0..k {
+                let ph = (k1 as isize * (p - a as isize) + k2 as isize * (p - e as isize)).rem_euclid(8) as usize;
+                let (co, si) = cs[ph];
+                m[a * k + e] = slot_scale(t) * if imag { -si } else { co };
+            }
+        }
+    }
+    // wt[j][c cout + o] = w[o][c][j]
+    let mut wt = vec![0f64; kk * np];
     for o in 0..s.cout {
         for c in 0..s.cin {
-            let g = &w[(o * s.cin + c) * k * k..][..k * k];
-            // G(k) = sum_a e^{-2 pi i k1 (p - a) / 8} H[a][k2], H[a][k2] = sum_e g[a,e]
-            // e^{-2 pi i k2 (p - e) / 8} (separable: k2 <= 4 is all the slots need)
-            let mut h = [[(0f64, 0f64); 5]; 7];
-            for (a, h) in h.iter_mut().enumerate().take(k) {
-                for (k2, h) in h.iter_mut().enumerate() {
-                    for e in 0..k {
-                        let (co, si) = tab[k2][e];
-                        h.0 += g[a * k + e] as f64 * co;
-                        h.1 -= g[a * k + e] as f64 * si;
+            for (j, &v) in w[(o * s.cin + c) * kk..][..kk].iter().enumerate() {
+                wt[j * np + c * s.cout + o] = v as f64;
+            }
+        }
+    }
+    let mut wf = vec![0f32; S * np];
+    // 16 pairs at a time, their sums in registers over the taps
+    const B: usize = 16;
+    for (t, m) in m.chunks(kk).enumerate() {
+        let mut p0 = 0;
+        while p0 < np {
+            let nb = (np - p0).min(B);
+            let mut acc = [0f64; B];
+            if nb == B {
+                for (j, &mj) in m.iter().enumerate() {
+                    let row: &[f64; B] = wt[j * np + p0..][..B].try_into().unwrap();
+                    for l in 0..B {
+                        acc[l] = mj.mul_add(row[l], acc[l]);
+                    }
+                }
+            } else {
+                for (j, &mj) in m.iter().enumerate() {
+                    for (a, &v) in acc.iter_mut().zip(&wt[j * np + p0..][..nb]) {
+                        *a = mj.mul_add(v, *a);
                     }
                 }
             }
-            let dft = |(k1, k2): (usize, usize)| {
-                let (mut re, mut im) = (0f64, 0f64);
-                for (a, h) in h.iter().enumerate().take(k) {
-                    // (hr + i hi) (co - i si)
-                    let (co, si) = tab[k1][a];
-                    let (hr, hi) = h[k2];
-                    re += hr * co + hi * si;
-                    im += hi * co - hr * si;
-                }
-                (re, im)
-            };
-            let at = |t: usize| (t * s.cin + c) * s.cout + o;
-            for (t, &f) in REAL_FREQ.iter().enumerate() {
-                wf[at(t)] = (dft(f).0 * slot_scale(t)) as f32;
+            for (o, &a) in wf[t * np + p0..][..nb].iter_mut().zip(&acc) {
+                *o = a as f32;
             }
-            for q in 0..NP {
-                let (re, im) = dft(slot_pair_freq(q));
-                let t = NR + 2 * q;
-                wf[at(t)] = (re * slot_scale(t)) as f32;
-                wf[at(t + 1)] = (im * slot_scale(t)) as f32;
-            }
+            p0 += nb;
         }
     }
     wf
