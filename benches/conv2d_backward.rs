@@ -36,6 +36,9 @@ fn median_us(mut f: impl FnMut(), budget: Duration) -> f64 {
 const SLOPE: f32 = 0.01;
 
 fn main() {
+    // as the training step does: large buffers stay on the heap (no mmap and page faults
+    // per call)
+    latflow_tensor::malloc::keep_large_blocks_on_heap();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     pool.install(|| {
         println!(
