@@ -3,7 +3,8 @@
 //! `conv2d::backward_act` picks, the two passes on their own backends (`g act'(y)` formed,
 //! then `backward_input` and `backward_weight`, each on the backend `auto_backend_for`
 //! picks: FFT input gradient, Winograd or direct weight gradient) and the fused FFT pass
-//! (`conv2d_fft::backward_fused`: `g act'(y)` transformed once for both gradients). 8x8
+//! (`conv2d_fft::backward_fused`: `g act'(y)` formed as it is loaded and transformed once for
+//! both gradients). 8x8
 //! lattice, 3x3 kernel, f32, the tutorial's wide layers, batch 64 (a shard of a batch-1024
 //! step), 128, 256; median us per call, the three variants alternated three times and the
 //! middle median kept.
@@ -91,11 +92,12 @@ fn main() {
                         #[cfg(target_arch = "x86_64")]
                         tf.push(median_us(
                             || {
-                                let gz = gz();
                                 let (mut dx, mut dw, mut db) =
                                     (vec![0f32; s.input_len()], vec![0f32; s.weight_len()], vec![0f32; s.cout]);
                                 latflow_tensor::kernels::conv2d_fft::backward_fused(
-                                    &gz,
+                                    &g,
+                                    &y,
+                                    Some(latflow_tensor::kernels::conv2d_avx512::ActGrad::Leaky(SLOPE)),
                                     &x,
                                     &w,
                                     s,

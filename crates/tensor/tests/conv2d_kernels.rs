@@ -874,29 +874,43 @@ fn fft_fused_shapes() -> impl Strategy<Value = Conv2dShape> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
-    /// The fused FFT backward pass (one transform of `dy` for both gradients) gives the
-    /// same bits as the one-thread FFT input-gradient and weight-gradient kernels, which
-    /// `fft_matches_reference_f32` holds to the reference; with and without `dx`.
+    /// The fused FFT backward pass (one transform of `g act'(y)` for both gradients, the
+    /// activation's derivative applied as the planes are loaded) gives the same bits as
+    /// `g act'(y)` formed first and the one-thread FFT input-gradient and weight-gradient
+    /// kernels, which `fft_matches_reference_f32` holds to the reference; no activation,
+    /// LeakyReLU and tanh; with and without `dx`.
     #[test]
-    fn fft_fused_backward_is_the_separate_passes(s in fft_fused_shapes(), seed in any::<u64>()) {
+    fn fft_fused_backward_is_the_separate_passes(s in fft_fused_shapes(), seed in any::<u64>(), which in 0usize..3) {
         #[cfg(target_arch = "x86_64")]
         {
+            use latflow_tensor::kernels::conv2d_avx512::ActGrad;
             use latflow_tensor::kernels::conv2d_fft::backward_fused;
             if !Backend::available::<f32>(&s).contains(&Backend::Fft) {
                 return Ok(());
             }
             let c = Case::<f32>::new(s, seed);
-            let (dx0, (dw0, db0)) = (c.backward_input(Backend::Fft), c.backward_weight(Backend::Fft));
+            // the activation's output: another case's dy (random signs, magnitudes below 1)
+            let y: Vec<f32> = Case::<f32>::new(s, seed ^ 0x5eed).dy;
+            let act = [None, Some(ActGrad::Leaky(0.01)), Some(ActGrad::Tanh)][which];
+            let gz: Vec<f32> = c.dy.iter().zip(&y).map(|(&g, &y)| match act {
+                None => g,
+                Some(ActGrad::Leaky(sl)) => if y > 0.0 { g } else { sl * g },
+                Some(ActGrad::Tanh) => g * (1.0 - y * y),
+            }).collect();
+            let cg = Case { s, x: c.x.clone(), w: c.w.clone(), b: c.b.clone(), dy: gz };
+            let (dx0, (dw0, db0)) = (cg.backward_input(Backend::Fft), cg.backward_weight(Backend::Fft));
             let nan = f32::NAN;
             let (mut dx, mut dw, mut db) = (vec![nan; s.input_len()], vec![nan; s.weight_len()], vec![nan; s.cout]);
-            backward_fused(&c.dy, &c.x, &c.w, s, Some(&mut dx), &mut dw, Some(&mut db));
-            prop_assert!(dx == dx0, "dx differs for {:?}", s);
-            prop_assert!(dw == dw0, "dw differs for {:?}", s);
-            prop_assert!(db == db0, "db differs for {:?}", s);
+            backward_fused(&c.dy, &y, act, &c.x, &c.w, s, Some(&mut dx), &mut dw, Some(&mut db));
+            prop_assert!(dx == dx0, "dx differs for {:?}, {:?}", s, act);
+            prop_assert!(dw == dw0, "dw differs for {:?}, {:?}", s, act);
+            prop_assert!(db == db0, "db differs for {:?}, {:?}", s, act);
             let (mut dw1, mut db1) = (vec![nan; s.weight_len()], vec![nan; s.cout]);
-            backward_fused(&c.dy, &c.x, &c.w, s, None, &mut dw1, Some(&mut db1));
-            prop_assert!(dw1 == dw0 && db1 == db0, "without dx, dw or db differ for {:?}", s);
+            backward_fused(&c.dy, &y, act, &c.x, &c.w, s, None, &mut dw1, Some(&mut db1));
+            prop_assert!(dw1 == dw0 && db1 == db0, "without dx, dw or db differ for {:?}, {:?}", s, act);
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (s, seed, which);
     }
 }
 

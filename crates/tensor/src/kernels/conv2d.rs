@@ -374,7 +374,7 @@ fn act_grad<T: Float>(g: &[T], y: &[T], act: Option<ActGrad<T>>) -> Vec<T> {
 
 /// Both gradients of `y = act(conv(x))` from `g = dL/dy` in one call. Where
 /// [`fft_fused_preferred`] says so (the 8 -> 8 layers of a training shard), `g act'(y)` is
-/// formed once and transformed once for both gradients
+/// formed as it is loaded and transformed once for both gradients
 /// ([`super::conv2d_fft::backward_fused`]). Otherwise, where the AVX-512
 /// kernels run on one thread (a shard of a training step): block by block, with
 /// `act'` applied on the fly ([`super::conv2d_avx512::backward_fused`]); `dx` only when
@@ -397,11 +397,17 @@ pub fn backward_act<T: Float>(
 ) -> Option<ConvGrads<T>> {
     #[cfg(target_arch = "x86_64")]
     if fft_fused_preferred::<T>(&s) {
-        let gz = act_grad(g, y, act);
+        use super::conv2d_avx512::ActGrad as A;
+        let act = act.map(|a| match a {
+            ActGrad::Leaky(slope) => A::Leaky(slope.to_f64() as f32), // exact: T is f32 here
+            ActGrad::Tanh => A::Tanh,
+        });
         let mut dx = want_dx.then(|| crate::pool::buffer(s.input_len()));
         let (mut dw, mut db) = (vec![T::ZERO; s.weight_len()], vec![T::ZERO; s.cout]);
         super::conv2d_fft::backward_fused(
-            cast(&gz).unwrap(),
+            cast(g).unwrap(),
+            cast(y).unwrap(),
+            act,
             cast(x).unwrap(),
             cast(w).unwrap(),
             s,

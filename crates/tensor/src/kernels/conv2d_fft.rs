@@ -96,6 +96,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
+use super::conv2d_avx512::ActGrad;
 pub use super::conv2d_shape::Pass;
 use super::conv2d_shape::{flipped_weights, Conv2dShape};
 use super::conv2d_simd::chunk_len;
@@ -442,19 +443,57 @@ fn transpose16(r: &mut [__m512; L]) {
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn load_planes(src: *const f32, stride: usize, nl: usize, out: &mut [__m512]) {
+    // SAFETY: the caller's contract.
+    unsafe { load_planes_act(src, None, stride, nl, out) }
+}
+
+/// `g act'(y)` from the activation's output `y` (`Unary::grad_from_output`'s values, bit for
+/// bit: LeakyReLU `y > 0 ? g : slope g`, tanh `g (1 - y y)`).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn act_grad_vec(g: __m512, y: __m512, act: ActGrad) -> __m512 {
+    match act {
+        ActGrad::Leaky(slope) => {
+            let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, _mm512_setzero_ps());
+            _mm512_mask_blend_ps(pos, _mm512_mul_ps(_mm512_set1_ps(slope), g), g)
+        }
+        ActGrad::Tanh => _mm512_mul_ps(g, _mm512_sub_ps(_mm512_set1_ps(1.0), _mm512_mul_ps(y, y))),
+    }
+}
+
+/// [`load_planes`] of `g act'(y)` when `act = Some((y, act))` (`y` laid out as `src`), of
+/// `src` otherwise.
+///
+/// # Safety
+/// As [`load_planes`], and the same for `y`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn load_planes_act(
+    src: *const f32,
+    act: Option<(*const f32, ActGrad)>,
+    stride: usize,
+    nl: usize,
+    out: &mut [__m512],
+) {
     assert!(out.len() >= S && nl <= L);
+    // SAFETY (every load): sample l < nl, its plane is readable (contract).
+    let load = |at: usize| unsafe {
+        let g = _mm512_loadu_ps(src.add(at));
+        match act {
+            None => g,
+            Some((y, a)) => act_grad_vec(g, _mm512_loadu_ps(y.add(at)), a),
+        }
+    };
     for b in 0..4 {
         let mut r = [_mm512_setzero_ps(); L];
         if nl == L {
             // a full group: constant trip count, the rows stay in registers
             for (l, r) in r.iter_mut().enumerate() {
-                // SAFETY: sample l < nl: its plane is readable (contract).
-                *r = unsafe { _mm512_loadu_ps(src.add(l * stride + b * L)) };
+                *r = load(l * stride + b * L);
             }
         } else {
             for (l, r) in r.iter_mut().enumerate().take(nl) {
-                // SAFETY: as above.
-                *r = unsafe { _mm512_loadu_ps(src.add(l * stride + b * L)) };
+                *r = load(l * stride + b * L);
             }
         }
         transpose16(&mut r);
@@ -693,17 +732,22 @@ pub fn forward(
     }
 }
 
-/// Input gradient (when `dx` is given) and weight and bias gradients from the output
-/// gradient `dy` and the input `x`, on one thread, `dy` transformed once for both: the
-/// same bits as [`backward_input`] and [`backward_weight`] on one thread, with one
-/// transform of `dy` fewer (the 8 -> 8 layers' backward pass of a training shard, 64
-/// samples: 1.2x the input-gradient FFT and weight-gradient Winograd kernels, see
+/// Input gradient (when `dx` is given) and weight and bias gradients of `y = act(conv(x))`
+/// from `g = dL/dy` (`y` the activation's output, read only with an activation), on one
+/// thread: `dy = g act'(y)` formed as the planes are loaded (no buffer for it) and
+/// transformed once for both gradients. The same bits as `Unary::grad_from_output` followed
+/// by [`backward_input`] and [`backward_weight`] on one thread, with one transform of `dy`
+/// and one pass over it fewer (the 8 -> 8 layers' backward pass of a training shard, 64
+/// samples: 1.16x the FFT input-gradient and Winograd weight-gradient kernels, see
 /// `benches/conv2d_backward.rs`).
 ///
 /// # Panics
-/// As [`backward_weight`].
+/// As [`backward_weight`]; or if an activation is given and `y` and `g` differ in length.
+#[allow(clippy::too_many_arguments)]
 pub fn backward_fused(
-    dy: &[f32],
+    g: &[f32],
+    y: &[f32],
+    act: Option<ActGrad>,
     x: &[f32],
     w: &[f32],
     s: Conv2dShape,
@@ -712,7 +756,8 @@ pub fn backward_fused(
     db: Option<&mut [f32]>,
 ) {
     assert!(available() && fits(&s), "conv2d_fft: shape {s:?} or CPU not supported");
-    s.check(x.len(), dw.len(), dy.len());
+    s.check(x.len(), dw.len(), g.len());
+    assert!(act.is_none() || y.len() == g.len(), "conv2d_fft: activation output length");
     if let Some(dx) = &dx {
         assert_eq!(dx.len(), s.input_len(), "conv2d_fft: input gradient length for {s:?}");
     }
@@ -721,8 +766,9 @@ pub fn backward_fused(
     }
     let st = Conv2dShape { cin: s.cout, cout: s.cin, ..s };
     let wtf = dx.is_some().then(|| cached_weight_transform(&flipped_weights(w, &s), &st));
-    // SAFETY: available() was asserted; lengths checked.
-    let part = unsafe { fused_chunk(dy, x, wtf.as_deref().map(|v| v.as_slice()), s, dx) };
+    let act = act.map(|a| (y.as_ptr(), a));
+    // SAFETY: available() was asserted; lengths checked (y as long as g when read).
+    let part = unsafe { fused_chunk(g, act, x, wtf.as_deref().map(|v| v.as_slice()), s, dx) };
     // SAFETY: as above.
     unsafe { finish_weight(vec![part], s, dw, db) };
 }
@@ -731,9 +777,20 @@ pub fn backward_fused(
 /// [`WEIGHT_BLOCK_BYTES`]; per group, `dy` transformed once, kept for the weight tiles and,
 /// with `wtf` (the spectral flipped weights), multiplied into `dx`'s spectra and
 /// inverse-transformed as [`forward_chunk`] does; `x` transformed into the block as
-/// [`weight_chunk`] does.
+/// [`weight_chunk`] does. With `act = Some((y, act))` the planes of `dy` are loaded as
+/// `dy act'(y)`.
+///
+/// # Safety
+/// AVX-512F; with an activation, `y` readable for `dy.len()` floats.
 #[target_feature(enable = "avx512f")]
-unsafe fn fused_chunk(dy: &[f32], x: &[f32], wtf: Option<&[f32]>, s: Conv2dShape, mut dx: Option<&mut [f32]>) -> Part {
+unsafe fn fused_chunk(
+    dy: &[f32],
+    act: Option<(*const f32, ActGrad)>,
+    x: &[f32],
+    wtf: Option<&[f32]>,
+    s: Conv2dShape,
+    mut dx: Option<&mut [f32]>,
+) -> Part {
     assert!(dy.len() == s.n * s.cout * S && x.len() == s.n * s.cin * S);
     let st = Conv2dShape { cin: s.cout, cout: s.cin, ..s };
     let mut sacc = accumulators(s);
@@ -762,8 +819,11 @@ unsafe fn fused_chunk(dy: &[f32], x: &[f32], wtf: Option<&[f32]>, s: Conv2dShape
                 }
                 for o in 0..s.cout {
                     let v = plane(&mut gs[o * S..]);
-                    // SAFETY: planes (n0 + l, o), l < nl, inside dy.
-                    unsafe { load_planes(dy.as_ptr().add((n0 * s.cout + o) * S), s.cout * S, nl, v) };
+                    let at = (n0 * s.cout + o) * S;
+                    // SAFETY: planes (n0 + l, o), l < nl, inside dy (and y, contract).
+                    unsafe {
+                        load_planes_act(dy.as_ptr().add(at), act.map(|(y, a)| (y.add(at), a)), s.cout * S, nl, v)
+                    };
                     vector::fft2d(v);
                     db[o] = _mm512_add_ps(db[o], v[0]);
                     for (t, v) in v.iter().enumerate() {
