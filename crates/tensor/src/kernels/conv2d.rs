@@ -222,21 +222,27 @@ fn fft_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
 }
 
 /// Whether [`backward_act`] takes the fused FFT backward pass
-/// ([`super::conv2d_fft::backward_fused`]: both gradients from one transform of the output
-/// gradient) for `s`: on a rayon worker (a training shard, one thread), where
-/// [`fft_preferred`] takes the forward pass and both channel counts are at least 8.
+/// ([`super::conv2d_fft::backward_fused`]: `g act'(y)` formed as it is loaded, both gradients
+/// from one transform of it) for `s`: on a rayon worker (a training shard, one thread), where
+/// [`fft_preferred`] takes the forward pass, the input has at least 8 channels and the output
+/// at least 3.
 ///
-/// Measured 2026-12-01 05:20 UTC on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4; shared)
-/// with `cargo bench --bench conv2d_backward`, 8x8, 3x3, LeakyReLU, one thread, median us
-/// per call, `backward_act` as before (FFT input gradient, Winograd or direct weight
-/// gradient) against the fused FFT pass, batch 64 / 128 / 256:
+/// Measured 2026-12-01 05:40 UTC on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4; shared,
+/// load average ~1.8) with `cargo bench --bench conv2d_backward`, 8x8, 3x3, LeakyReLU, one
+/// thread, median us per call, what `backward_act` picked before (FFT or Winograd input
+/// gradient, Winograd or direct weight gradient; at 8 -> 2 and 8 -> 3 the direct kernels'
+/// own fused pass or Winograd) against the fused FFT pass, batch 64 / 128 / 256:
 ///
-/// - 8 -> 8: 83.0 / 160.2 / 329.2 against 68.8 / 125.6 / 254.6 (1.21x / 1.28x / 1.29x): fused;
-/// - 8 -> 3: 41.5 / 81.8 / 168.9 against 40.0 / 79.8 / 157.3 (even);
-/// - 8 -> 2: 31.7 / 62.3 / 129.4 against 34.5 / 68.3 / 137.5 (0.92x; the direct fused
-///   backward pass applies `act'` on the fly and its input gradient reads only 2 channels).
+/// - 8 -> 8: 80.9 / 151.5 / 305.7 (both passes on their own) against 69.3 / 129.3 / 238.9:
+///   1.17x / 1.17x / 1.28x;
+/// - 8 -> 3: 41.4 / 82.8 / 165.3 against 36.3 / 70.7 / 140.2: 1.13x / 1.16x / 1.17x;
+/// - 8 -> 2: 30.4 / 60.4 / 121.9 against 31.4 / 61.6 / 118.3: even (the direct pass applies
+///   `act'` on the fly too, and its input gradient reads 2 channels): not taken.
+///
+/// The training step (3 rounds A B B A, 05:45 UTC): with 8 -> 3 fused, U(1) at batch 1024
+/// 36.86 ms against 38.17 (1.035x); with 8 -> 2 fused as well, phi^4 28.02 against 28.14.
 pub fn fft_fused_preferred<T: 'static>(s: &Conv2dShape) -> bool {
-    rayon::current_thread_index().is_some() && s.cin >= 8 && s.cout >= 8 && fft_preferred::<T>(Pass::Forward, s)
+    rayon::current_thread_index().is_some() && s.cin >= 8 && s.cout >= 3 && fft_preferred::<T>(Pass::Forward, s)
 }
 
 /// The backend the plain entry points use for `pass` of shape `s` in element type `T`:
@@ -373,7 +379,7 @@ fn act_grad<T: Float>(g: &[T], y: &[T], act: Option<ActGrad<T>>) -> Vec<T> {
 }
 
 /// Both gradients of `y = act(conv(x))` from `g = dL/dy` in one call. Where
-/// [`fft_fused_preferred`] says so (the 8 -> 8 layers of a training shard), `g act'(y)` is
+/// [`fft_fused_preferred`] says so (the 8 -> 8 and 8 -> 3 layers of a training shard), `g act'(y)` is
 /// formed as it is loaded and transformed once for both gradients
 /// ([`super::conv2d_fft::backward_fused`]). Otherwise, where the AVX-512
 /// kernels run on one thread (a shard of a training step): block by block, with

@@ -737,9 +737,9 @@ pub fn forward(
 /// thread: `dy = g act'(y)` formed as the planes are loaded (no buffer for it) and
 /// transformed once for both gradients. The same bits as `Unary::grad_from_output` followed
 /// by [`backward_input`] and [`backward_weight`] on one thread, with one transform of `dy`
-/// and one pass over it fewer (the 8 -> 8 layers' backward pass of a training shard, 64
-/// samples: 1.16x the FFT input-gradient and Winograd weight-gradient kernels, see
-/// `benches/conv2d_backward.rs`).
+/// and one pass over it fewer (the 8 -> 8 and 8 -> 3 layers' backward pass of a training
+/// shard of 64 samples: 1.17x and 1.13x what ran before, see `conv2d::fft_fused_preferred`
+/// and `benches/conv2d_backward.rs`).
 ///
 /// # Panics
 /// As [`backward_weight`]; or if an activation is given and `y` and `g` differ in length.
