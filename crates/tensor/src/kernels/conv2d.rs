@@ -227,7 +227,7 @@ fn fft_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
 /// [`fft_preferred`] takes the forward pass, the input has at least 8 channels and the output
 /// at least 3.
 ///
-/// Measured 2026-12-01 05:40 UTC on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4; shared,
+/// Measured 2026-12-01 05:27 UTC on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4; shared,
 /// load average ~1.8) with `cargo bench --bench conv2d_backward`, 8x8, 3x3, LeakyReLU, one
 /// thread, median us per call, what `backward_act` picked before (FFT or Winograd input
 /// gradient, Winograd or direct weight gradient; at 8 -> 2 and 8 -> 3 the direct kernels'
@@ -239,7 +239,7 @@ fn fft_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
 /// - 8 -> 2: 30.4 / 60.4 / 121.9 against 31.4 / 61.6 / 118.3: even (the direct pass applies
 ///   `act'` on the fly too, and its input gradient reads 2 channels): not taken.
 ///
-/// The training step (3 rounds A B B A, 05:45 UTC): with 8 -> 3 fused, U(1) at batch 1024
+/// The training step (3 rounds A B B A, 05:27-05:29 UTC): with 8 -> 3 fused, U(1) at batch 1024
 /// 36.86 ms against 38.17 (1.035x); with 8 -> 2 fused as well, phi^4 28.02 against 28.14.
 pub fn fft_fused_preferred<T: 'static>(s: &Conv2dShape) -> bool {
     rayon::current_thread_index().is_some() && s.cin >= 8 && s.cout >= 3 && fft_preferred::<T>(Pass::Forward, s)
