@@ -5,7 +5,7 @@
 //! picks: FFT input gradient, Winograd or direct weight gradient) and the fused FFT pass
 //! (`conv2d_fft::backward_fused`: `g act'(y)` formed as it is loaded and transformed once for
 //! both gradients). 8x8
-//! lattice, 3x3 kernel, f32, the tutorial's wide layers, batch 64 (a shard of a batch-1024
+//! lattice, 3x3 kernel, f32, the tutorial's layers (8 -> 8, the heads 8 -> 3 and 8 -> 2, the first layers 2 -> 8 and 1 -> 8), batch 64 (a shard of a batch-1024
 //! step), 128, 256; median us per call, the three variants alternated three times and the
 //! middle median kept.
 //!
@@ -52,7 +52,7 @@ fn main() {
                 .unwrap_or_default()
         );
         println!("shape     batch   picked (us)   separate (us)   fft fused (us)   separate / fused");
-        for (cin, cout) in [(8, 8), (8, 3), (8, 2)] {
+        for (cin, cout) in [(8, 8), (8, 3), (8, 2), (2, 8), (1, 8)] {
             for n in [64, 128, 256] {
                 let s = Conv2dShape { n, cin, cout, h: 8, w: 8, k: 3 };
                 let fused_fits = latflow_tensor::kernels::conv2d::Backend::available::<f32>(&s)
