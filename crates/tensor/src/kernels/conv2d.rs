@@ -224,7 +224,7 @@ fn fft_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
 /// Whether [`backward_act`] takes the fused FFT backward pass
 /// ([`super::conv2d_fft::backward_fused`]: `g act'(y)` formed as it is loaded, both gradients
 /// from one transform of it) for `s`: on a rayon worker (a training shard, one thread), where
-/// [`fft_preferred`] takes the forward pass, the input has at least 8 channels and the output
+/// `fft_preferred` takes the forward pass, the input has at least 8 channels and the output
 /// at least 3.
 ///
 /// Measured 2026-12-01 05:27 UTC on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4; shared,
