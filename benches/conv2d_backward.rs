@@ -13,25 +13,19 @@
 //! cargo bench --bench conv2d_backward
 //! ```
 
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::hint::black_box;
+
+use common::median_ms;
 use latflow_tensor::kernels::conv2d::{self, ActGrad, Conv2dShape, Pass};
 use latflow_tensor::Tensor;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-fn median_us(mut f: impl FnMut(), budget: Duration) -> f64 {
-    f();
-    let start = Instant::now();
-    let mut t = Vec::new();
-    while t.len() < 5 || (start.elapsed() < budget && t.len() < 10_000) {
-        let t0 = Instant::now();
-        f();
-        t.push(t0.elapsed());
-    }
-    t.sort();
-    t[t.len() / 2].as_secs_f64() * 1e6
+/// Median us per call over 200 calls (after 2 warm-up calls).
+fn median_us(f: impl FnMut()) -> f64 {
+    median_ms(f, 200) * 1e3
 }
 
 const SLOPE: f32 = 0.01;
@@ -64,51 +58,43 @@ fn main() {
                 conv2d::forward_leaky(&x, &w, Some(&b), s, &mut y, SLOPE);
                 let gz =
                     || -> Vec<f32> { g.iter().zip(&y).map(|(&g, &y)| if y > 0.0 { g } else { SLOPE * g }).collect() };
-                let budget = Duration::from_millis(300);
                 let (mut tp, mut ts, mut tf) = (Vec::new(), Vec::new(), Vec::new());
                 for _ in 0..3 {
-                    tp.push(median_us(
-                        || drop(black_box(conv2d::backward_act(&g, &y, Some(ActGrad::Leaky(SLOPE)), &x, &w, s, true))),
-                        budget,
-                    ));
-                    ts.push(median_us(
-                        || {
-                            let gz = gz();
-                            let (mut dx, mut dw, mut db) =
-                                (vec![0f32; s.input_len()], vec![0f32; s.weight_len()], vec![0f32; s.cout]);
-                            conv2d::backward_input_with(
-                                conv2d::auto_backend_for::<f32>(Pass::BackwardInput, &s),
-                                &gz,
-                                &w,
-                                s,
-                                &mut dx,
-                            );
-                            conv2d::backward_weight(&gz, &x, s, &mut dw, Some(&mut db));
-                            black_box((dx, dw, db));
-                        },
-                        budget,
-                    ));
+                    tp.push(median_us(|| {
+                        drop(black_box(conv2d::backward_act(&g, &y, Some(ActGrad::Leaky(SLOPE)), &x, &w, s, true)))
+                    }));
+                    ts.push(median_us(|| {
+                        let gz = gz();
+                        let (mut dx, mut dw, mut db) =
+                            (vec![0f32; s.input_len()], vec![0f32; s.weight_len()], vec![0f32; s.cout]);
+                        conv2d::backward_input_with(
+                            conv2d::auto_backend_for::<f32>(Pass::BackwardInput, &s),
+                            &gz,
+                            &w,
+                            s,
+                            &mut dx,
+                        );
+                        conv2d::backward_weight(&gz, &x, s, &mut dw, Some(&mut db));
+                        black_box((dx, dw, db));
+                    }));
                     if fused_fits {
                         #[cfg(target_arch = "x86_64")]
-                        tf.push(median_us(
-                            || {
-                                let (mut dx, mut dw, mut db) =
-                                    (vec![0f32; s.input_len()], vec![0f32; s.weight_len()], vec![0f32; s.cout]);
-                                latflow_tensor::kernels::conv2d_fft::backward_fused(
-                                    &g,
-                                    &y,
-                                    Some(latflow_tensor::kernels::conv2d_avx512::ActGrad::Leaky(SLOPE)),
-                                    &x,
-                                    &w,
-                                    s,
-                                    Some(&mut dx),
-                                    &mut dw,
-                                    Some(&mut db),
-                                );
-                                black_box((dx, dw, db));
-                            },
-                            budget,
-                        ));
+                        tf.push(median_us(|| {
+                            let (mut dx, mut dw, mut db) =
+                                (vec![0f32; s.input_len()], vec![0f32; s.weight_len()], vec![0f32; s.cout]);
+                            latflow_tensor::kernels::conv2d_fft::backward_fused(
+                                &g,
+                                &y,
+                                Some(latflow_tensor::kernels::conv2d_avx512::ActGrad::Leaky(SLOPE)),
+                                &x,
+                                &w,
+                                s,
+                                Some(&mut dx),
+                                &mut dw,
+                                Some(&mut db),
+                            );
+                            black_box((dx, dw, db));
+                        }));
                     }
                 }
                 let mid = |v: &mut Vec<f64>| {

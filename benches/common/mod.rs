@@ -1,4 +1,4 @@
-//! Helpers shared by the summary benches (`train_step`, `flow_hmc`).
+//! Helpers shared by the summary benches (`train_step`, `flow_hmc`, `conv2d_backward`).
 
 use std::time::Instant;
 

@@ -730,7 +730,12 @@ fn fft_matches_reference<T: Float>(c: &Case<T>, be: Backend) -> Result<(), TestC
 /// Shapes the FFT kernels take: 8x8, odd k <= 7, batch 1..=40 (groups of 16 samples with a
 /// partial last one), 1..=16 channels.
 fn fft_shapes() -> impl Strategy<Value = Conv2dShape> {
-    (0usize..=3, 1usize..=40, 1usize..=16, 1usize..=16).prop_map(|(i, n, cin, cout)| Conv2dShape {
+    fft_shapes_up_to(40)
+}
+
+/// [`fft_shapes`] with batches 1..=`max_n`.
+fn fft_shapes_up_to(max_n: usize) -> impl Strategy<Value = Conv2dShape> {
+    (0usize..=3, 1usize..=max_n, 1usize..=16, 1usize..=16).prop_map(|(i, n, cin, cout)| Conv2dShape {
         n,
         cin,
         cout,
@@ -861,14 +866,7 @@ fn fft_threaded_is_independent_of_the_thread_count() {
 /// channels on both sides a block holds 2 groups of 16 samples, so the weight tiles run
 /// over several blocks).
 fn fft_fused_shapes() -> impl Strategy<Value = Conv2dShape> {
-    (0usize..=3, 1usize..=80, 1usize..=16, 1usize..=16).prop_map(|(i, n, cin, cout)| Conv2dShape {
-        n,
-        cin,
-        cout,
-        h: 8,
-        w: 8,
-        k: 2 * i + 1,
-    })
+    fft_shapes_up_to(80)
 }
 
 proptest! {

@@ -279,6 +279,20 @@ struct F32Kernels {
 /// `forward(x, w, b, s, y, threaded, leaky)` of an `f32` kernel family.
 #[cfg(target_arch = "x86_64")]
 type F32Forward = fn(&[f32], &[f32], Option<&[f32]>, Conv2dShape, &mut [f32], bool, Option<f32>);
+/// `backward_fused(g, y, act, x, w, s, dx, dw, db)` of an `f32` kernel family (the
+/// AVX-512 direct and the FFT ones): both gradients of `y = act(conv(x))` on one thread.
+#[cfg(target_arch = "x86_64")]
+type FusedBackward = fn(
+    &[f32],
+    &[f32],
+    Option<super::conv2d_avx512::ActGrad>,
+    &[f32],
+    &[f32],
+    Conv2dShape,
+    Option<&mut [f32]>,
+    &mut [f32],
+    Option<&mut [f32]>,
+);
 /// `backward_weight(dy, x, s, dw, db, threaded)` of an `f32` kernel family.
 #[cfg(target_arch = "x86_64")]
 type F32BackwardWeight = fn(&[f32], &[f32], Conv2dShape, &mut [f32], Option<&mut [f32]>, bool);
@@ -402,7 +416,19 @@ pub fn backward_act<T: Float>(
     want_dx: bool,
 ) -> Option<ConvGrads<T>> {
     #[cfg(target_arch = "x86_64")]
-    if fft_fused_preferred::<T>(&s) {
+    let (bi, bw) = (auto_backend_for::<T>(Pass::BackwardInput, &s), auto_backend_for::<T>(Pass::BackwardWeight, &s));
+    // a fused pass of one of the f32 families (the same signature): the FFT one where
+    // `fft_fused_preferred` says so, the direct AVX-512 one where both passes run on it
+    #[cfg(target_arch = "x86_64")]
+    let fused: Option<FusedBackward> = if fft_fused_preferred::<T>(&s) {
+        Some(super::conv2d_fft::backward_fused)
+    } else if bw == Backend::Avx512 && (bi == Backend::Avx512 || !want_dx) {
+        Some(super::conv2d_avx512::backward_fused)
+    } else {
+        None
+    };
+    #[cfg(target_arch = "x86_64")]
+    if let Some(fused) = fused {
         use super::conv2d_avx512::ActGrad as A;
         let act = act.map(|a| match a {
             ActGrad::Leaky(slope) => A::Leaky(slope.to_f64() as f32), // exact: T is f32 here
@@ -410,7 +436,7 @@ pub fn backward_act<T: Float>(
         });
         let mut dx = want_dx.then(|| crate::pool::buffer(s.input_len()));
         let (mut dw, mut db) = (vec![T::ZERO; s.weight_len()], vec![T::ZERO; s.cout]);
-        super::conv2d_fft::backward_fused(
+        fused(
             cast(g).unwrap(),
             cast(y).unwrap(),
             act,
@@ -423,10 +449,8 @@ pub fn backward_act<T: Float>(
         );
         return Some((dx, dw, db));
     }
-    #[cfg(target_arch = "x86_64")]
-    let (bi, bw) = (auto_backend_for::<T>(Pass::BackwardInput, &s), auto_backend_for::<T>(Pass::BackwardWeight, &s));
-    // one thread, and a pass that runs on the Winograd kernels: `g act'(y)` once, then both
-    // passes on it
+    // one thread, and a pass that runs on the Winograd or FFT kernels: `g act'(y)` once, then
+    // both passes on it
     #[cfg(target_arch = "x86_64")]
     let one_thread = |b: Backend| matches!(b, Backend::Avx512 | Backend::Winograd | Backend::Fft);
     #[cfg(target_arch = "x86_64")]
@@ -441,28 +465,6 @@ pub fn backward_act<T: Float>(
         });
         let (mut dw, mut db) = (vec![T::ZERO; s.weight_len()], vec![T::ZERO; s.cout]);
         backward_weight_with(bw, &gz, x, s, &mut dw, Some(&mut db));
-        return Some((dx, dw, db));
-    }
-    #[cfg(target_arch = "x86_64")]
-    if bw == Backend::Avx512 && (bi == Backend::Avx512 || !want_dx) {
-        use super::conv2d_avx512::{backward_fused, ActGrad as A};
-        let act = act.map(|a| match a {
-            ActGrad::Leaky(slope) => A::Leaky(slope.to_f64() as f32), // exact: T is f32 here
-            ActGrad::Tanh => A::Tanh,
-        });
-        let mut dx = want_dx.then(|| crate::pool::buffer(s.input_len()));
-        let (mut dw, mut db) = (vec![T::ZERO; s.weight_len()], vec![T::ZERO; s.cout]);
-        backward_fused(
-            cast(g).unwrap(),
-            cast(y).unwrap(),
-            act,
-            cast(x).unwrap(),
-            cast(w).unwrap(),
-            s,
-            dx.as_deref_mut().map(|d| cast_mut(d).unwrap()),
-            cast_mut(&mut dw).unwrap(),
-            Some(cast_mut(&mut db).unwrap()),
-        );
         return Some((dx, dw, db));
     }
     let _ = (g, y, act, x, w, s, want_dx);
