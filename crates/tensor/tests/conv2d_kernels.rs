@@ -913,8 +913,8 @@ proptest! {
 }
 
 /// The fused FFT backward pass is taken exactly where measured faster: a training shard's
-/// 8 -> 8 and 8 -> 3 layers on a rayon worker, not the 8 -> 2 head or narrow inputs, not
-/// outside a worker, not below `FFT_MIN_BATCH`.
+/// 8 -> 8, 8 -> 3 and 2 -> 8 layers on a rayon worker, not the 8 -> 2 head or a 1-channel
+/// input, not outside a worker, not below `FFT_MIN_BATCH`.
 #[test]
 fn fft_fused_backward_is_picked_for_the_wide_layers() {
     let s = Conv2dShape { n: 64, cin: 8, cout: 8, h: 8, w: 8, k: 3 };
@@ -923,9 +923,12 @@ fn fft_fused_backward_is_picked_for_the_wide_layers() {
     pool.install(|| {
         assert_eq!(conv2d::fft_fused_preferred::<f32>(&s), has);
         assert_eq!(conv2d::fft_fused_preferred::<f32>(&Conv2dShape { cout: 3, ..s }), has);
+        assert_eq!(conv2d::fft_fused_preferred::<f32>(&Conv2dShape { cin: 2, ..s }), has);
         for other in [
             Conv2dShape { cout: 2, ..s },
-            Conv2dShape { cin: 2, ..s },
+            Conv2dShape { cin: 1, ..s },
+            Conv2dShape { cin: 2, cout: 3, ..s },
+            Conv2dShape { h: 16, ..s },
             Conv2dShape { n: conv2d::FFT_MIN_BATCH - 1, ..s },
         ] {
             assert!(!conv2d::fft_fused_preferred::<f32>(&other), "{other:?}");

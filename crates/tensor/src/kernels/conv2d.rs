@@ -223,26 +223,36 @@ fn fft_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
 
 /// Whether [`backward_act`] takes the fused FFT backward pass
 /// ([`super::conv2d_fft::backward_fused`]: `g act'(y)` formed as it is loaded, both gradients
-/// from one transform of it) for `s`: on a rayon worker (a training shard, one thread), where
-/// `fft_preferred` takes the forward pass, the input has at least 8 channels and the output
-/// at least 3.
+/// from one transform of it) for `s`: on a rayon worker (a training shard, one thread), an
+/// `f32` 8x8 lattice the FFT kernels fit, at least [`FFT_MIN_BATCH`] samples, an output of at
+/// least 3 channels, an input of at least 2 and at least 16 channel pairs: the 8 -> 8 layers
+/// of both models, U(1)'s 2 -> 8 and 8 -> 3; not phi^4's 1 -> 8 and 8 -> 2.
 ///
-/// Measured 2026-12-01 05:27 UTC on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4; shared,
-/// load average ~1.8) with `cargo bench --bench conv2d_backward`, 8x8, 3x3, LeakyReLU, one
-/// thread, median us per call, what `backward_act` picked before (FFT or Winograd input
-/// gradient, Winograd or direct weight gradient; at 8 -> 2 and 8 -> 3 the direct kernels'
-/// own fused pass or Winograd) against the fused FFT pass, batch 64 / 128 / 256:
+/// Measured 2026-12-01 on the 2-core dev box (`lscpu`: AMD EPYC, Zen 4; shared, load average
+/// ~1.8) with `cargo bench --bench conv2d_backward`, 8x8, 3x3, LeakyReLU, one thread, median us
+/// per call, what `backward_act` ran before (FFT or Winograd input gradient, Winograd or direct
+/// weight gradient, or the direct kernels' own fused pass) against the fused FFT pass, batch
+/// 64 / 128 / 256 (05:27 UTC, the last two rows 06:20 UTC):
 ///
-/// - 8 -> 8: 80.9 / 151.5 / 305.7 (both passes on their own) against 69.3 / 129.3 / 238.9:
-///   1.17x / 1.17x / 1.28x;
+/// - 8 -> 8: 80.9 / 151.5 / 305.7 against 69.3 / 129.3 / 238.9: 1.17x / 1.17x / 1.28x;
 /// - 8 -> 3: 41.4 / 82.8 / 165.3 against 36.3 / 70.7 / 140.2: 1.13x / 1.16x / 1.17x;
 /// - 8 -> 2: 30.4 / 60.4 / 121.9 against 31.4 / 61.6 / 118.3: even (the direct pass applies
-///   `act'` on the fly too, and its input gradient reads 2 channels): not taken.
+///   `act'` on the fly too, and its input gradient reads 2 channels): not taken;
+/// - 2 -> 8: 31.2 / 61.1 / 124.2 against 23.5 / 51.2 / 101.5: 1.33x / 1.19x / 1.22x;
+/// - 1 -> 8: 18.2 / 37.9 / 78.0 against 18.3 / 41.5 / 82.1: not taken.
 ///
-/// The training step (3 rounds A B B A, 05:27-05:29 UTC): with 8 -> 3 fused, U(1) at batch 1024
-/// 36.86 ms against 38.17 (1.035x); with 8 -> 2 fused as well, phi^4 28.02 against 28.14.
+/// The training step (rounds A B B A, median ms/step): with 8 -> 3 fused, U(1) at batch 1024
+/// 36.86 against 38.17 (1.035x, 3 rounds, 05:27-05:29 UTC); with 2 -> 8 fused as well, 36.49
+/// against 37.81 and 36.95 against 37.92 (1.036x and 1.026x, two sets of 5 rounds, 06:25-06:30
+/// UTC; phi^4, which has no such layer, 1.016x in the same set: the noise). 8 -> 2 fused as
+/// well left phi^4 at 28.02 against 28.14.
 pub fn fft_fused_preferred<T: 'static>(s: &Conv2dShape) -> bool {
-    rayon::current_thread_index().is_some() && s.cin >= 8 && s.cout >= 3 && fft_preferred::<T>(Pass::Forward, s)
+    rayon::current_thread_index().is_some()
+        && s.cout >= 3
+        && s.cin >= 2
+        && s.cin * s.cout >= 16
+        && s.n >= FFT_MIN_BATCH
+        && fft_fits::<T>(s)
 }
 
 /// The backend the plain entry points use for `pass` of shape `s` in element type `T`:
@@ -393,7 +403,7 @@ fn act_grad<T: Float>(g: &[T], y: &[T], act: Option<ActGrad<T>>) -> Vec<T> {
 }
 
 /// Both gradients of `y = act(conv(x))` from `g = dL/dy` in one call. Where
-/// [`fft_fused_preferred`] says so (the 8 -> 8 and 8 -> 3 layers of a training shard), `g act'(y)` is
+/// [`fft_fused_preferred`] says so (the 8 -> 8, 8 -> 3 and 2 -> 8 layers of a training shard), `g act'(y)` is
 /// formed as it is loaded and transformed once for both gradients
 /// ([`super::conv2d_fft::backward_fused`]). Otherwise, where the AVX-512
 /// kernels run on one thread (a shard of a training step): block by block, with
