@@ -1020,29 +1020,19 @@ pub fn backward_weight(dy: &[f32], x: &[f32], s: Conv2dShape, dw: &mut [f32], db
 fn finish_weight(parts: Vec<Part>, s: Conv2dShape, dw: &mut [f32], db: Option<&mut [f32]>) {
     let npairs = s.cout * s.cin;
     let total = S * npairs;
-    let chunk_sum = |i: usize| {
-        let mut v = _mm512_setzero_ps();
-        for p in &parts {
-            v = _mm512_add_ps(v, p.0[i]);
-        }
-        v
+    // the parts added per lane, in chunk order (one part: its vector as it is)
+    let chunk_sum = |i: usize| match parts.as_slice() {
+        [p] => p.0[i],
+        _ => parts.iter().fold(_mm512_setzero_ps(), |v, p| _mm512_add_ps(v, p.0[i])),
     };
-    // sums[t * npairs + pair]: the lanes of 16 vectors at a time transposed, then added in
-    // a tree of 4 levels (the depth `_mm512_reduce_add_ps` has)
+    // sums[t * npairs + pair]: the lanes of each vector added in a tree of 4 levels (the
+    // depth `_mm512_reduce_add_ps` has), 16 vectors at a time (`lane_sums16`)
     let mut sums = vec![0f32; total];
     let mut i = 0;
     while i + L <= total {
-        let mut r: [__m512; L] = std::array::from_fn(|j| chunk_sum(i + j));
-        transpose16(&mut r);
-        let mut w = L;
-        while w > 1 {
-            w /= 2;
-            for j in 0..w {
-                r[j] = _mm512_add_ps(r[2 * j], r[2 * j + 1]);
-            }
-        }
+        let r: [__m512; L] = std::array::from_fn(|j| chunk_sum(i + j));
         // SAFETY: i + 16 <= total = sums.len().
-        unsafe { _mm512_storeu_ps(sums.as_mut_ptr().add(i), r[0]) };
+        unsafe { _mm512_storeu_ps(sums.as_mut_ptr().add(i), lane_sums16(r)) };
         i += L;
     }
     for (j, v) in sums.iter_mut().enumerate().skip(i) {
@@ -1055,12 +1045,19 @@ fn finish_weight(parts: Vec<Part>, s: Conv2dShape, dw: &mut [f32], db: Option<&m
     while pair0 < npairs {
         let np8 = (npairs - pair0).min(8);
         let mut spec: [__m512d; S] = std::array::from_fn(|t| {
-            let mut v = [0f64; 8];
-            for (j, v) in v.iter_mut().enumerate().take(np8) {
-                *v = sums[t * npairs + pair0 + j] as f64;
-            }
-            // SAFETY: 8 readable f64.
-            _mm512_mul_pd(unsafe { _mm512_loadu_pd(v.as_ptr()) }, _mm512_set1_pd(slot_scale(t)))
+            let at = t * npairs + pair0;
+            let v = if np8 == 8 {
+                // SAFETY: at + 8 <= (t + 1) * npairs <= sums.len().
+                _mm512_cvtps_pd(unsafe { _mm256_loadu_ps(sums.as_ptr().add(at)) })
+            } else {
+                let mut v = [0f64; 8];
+                for (j, v) in v.iter_mut().enumerate().take(np8) {
+                    *v = sums[at + j] as f64;
+                }
+                // SAFETY: 8 readable f64.
+                unsafe { _mm512_loadu_pd(v.as_ptr()) }
+            };
+            _mm512_mul_pd(v, _mm512_set1_pd(slot_scale(t)))
         });
         vector64::ifft2d(&mut spec);
         for a in 0..k {
@@ -1087,6 +1084,26 @@ fn finish_weight(parts: Vec<Part>, s: Conv2dShape, dw: &mut [f32], db: Option<&m
     for (sacc, _) in parts {
         recycle(sacc);
     }
+}
+
+/// Lane `j` of the result: the 16 lanes of `r[j]` added in a tree of adjacent pairs,
+/// `((l0 + l1) + (l2 + l3)) + ...`, 4 levels. Each level adds the even lanes of two vectors
+/// to their odd lanes (two permutes and one add per output vector: 30 permutes and 15 adds
+/// for the 16 sums, against 64 shuffles for a 16x16 transpose and then the same tree).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn lane_sums16(r: [__m512; L]) -> __m512 {
+    // even lanes of (a, b) in order, then odd lanes: [a0 a2 .. a14 b0 b2 .. b14], [a1 .. b15]
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let pairs =
+        |a: __m512, b: __m512| _mm512_add_ps(_mm512_permutex2var_ps(a, even, b), _mm512_permutex2var_ps(a, odd, b));
+    // level 1: vector m holds the 8 pair sums of r[2m] then those of r[2m + 1]; each later
+    // level halves the vectors and the sums per input vector, keeping the input order
+    let l1: [__m512; 8] = std::array::from_fn(|m| pairs(r[2 * m], r[2 * m + 1]));
+    let l2: [__m512; 4] = std::array::from_fn(|m| pairs(l1[2 * m], l1[2 * m + 1]));
+    let l3: [__m512; 2] = std::array::from_fn(|m| pairs(l2[2 * m], l2[2 * m + 1]));
+    pairs(l3[0], l3[1])
 }
 
 /// Per-lane partial sums `(S, db)` over the `s.n` samples of one chunk,
