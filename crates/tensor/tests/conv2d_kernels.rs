@@ -914,7 +914,7 @@ proptest! {
 
 /// The fused FFT backward pass is taken exactly where measured faster: a training shard's
 /// 8 -> 8, 8 -> 3 and 2 -> 8 layers on a rayon worker, not the 8 -> 2 head or a 1-channel
-/// input, not outside a worker, not below `FFT_MIN_BATCH`.
+/// input, not outside a worker, not below `fft_min_batch()`.
 #[test]
 fn fft_fused_backward_is_picked_for_the_wide_layers() {
     let s = Conv2dShape { n: 64, cin: 8, cout: 8, h: 8, w: 8, k: 3 };
@@ -929,7 +929,7 @@ fn fft_fused_backward_is_picked_for_the_wide_layers() {
             Conv2dShape { cin: 1, ..s },
             Conv2dShape { cin: 2, cout: 3, ..s },
             Conv2dShape { h: 16, ..s },
-            Conv2dShape { n: conv2d::FFT_MIN_BATCH - 1, ..s },
+            Conv2dShape { n: conv2d::fft_min_batch() - 1, ..s },
         ] {
             assert!(!conv2d::fft_fused_preferred::<f32>(&other), "{other:?}");
         }

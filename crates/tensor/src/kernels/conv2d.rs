@@ -176,18 +176,38 @@ fn winograd_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
     wanted && winograd_fits::<T>(s)
 }
 
-/// Smallest batch `fft_preferred` hands to the FFT kernels. A training step at batch 64
-/// runs shards of 32 samples, one per thread: each shard then computes the spectral
-/// weights itself (no other shard on its thread reuses them) for two groups of 16 samples,
-/// and the step measured 0.89x (phi4) and 0.88x (U(1)) of its time without the FFT
-/// kernels (2026-12-01 02:57 UTC, 6 alternating pairs); at batch 1024 (16 shards of 64)
-/// it was about even (see `docs/perf-conv2d.md`).
-pub const FFT_MIN_BATCH: usize = 64;
+/// Smallest batch `fft_preferred` and [`fft_fused_preferred`] hand to the FFT kernels:
+/// 32 on AMD Zen 5 and later (`cpu_features::amd_zen5_or_later`), 64 elsewhere;
+/// `LATFLOW_FFT_MIN_BATCH=N` sets it (for A/B runs).
+///
+/// A training step at batch 64 runs shards of 32 samples, one per thread: each shard then
+/// computes the spectral weights itself (no other shard on its thread reuses them) for two
+/// groups of 16 samples. On Zen 4 (AVX-512 on 256-bit halves) the step measured 0.89x
+/// (phi4) and 0.88x (U(1)) of its time without the FFT kernels (2026-12-01 02:57 UTC, 6
+/// alternating pairs), hence 64 there; at batch 1024 (16 shards of 64) it was about even
+/// (see `docs/perf-conv2d.md`). On Zen 5 (`lscpu`: AMD EPYC, family 26; 2026-12-01 10:25
+/// UTC, rounds A B B A x 3, `TRAIN_STEP_SUMMARY_ONLY=1 cargo bench --bench train_step`) the
+/// batch-64 step with the FFT kernels from 32 samples measured 1.096x (phi4, 8.63 against
+/// 9.46 ms) and 1.058x (U(1), 11.86 against 12.55 ms) of the step with 64, hence 32 there.
+/// Intel AVX-512 machines keep 64 until measured.
+pub fn fft_min_batch() -> usize {
+    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MIN.get_or_init(|| {
+        let default = if super::cpu_features::amd_zen5_or_later() { 32 } else { 64 };
+        match std::env::var("LATFLOW_FFT_MIN_BATCH") {
+            Err(_) => default,
+            Ok(v) => v.trim().parse::<usize>().map(|n| n.max(1)).unwrap_or_else(|_| {
+                eprintln!("latflow: LATFLOW_FFT_MIN_BATCH={v:?} is not a batch size; using {default}");
+                default
+            }),
+        }
+    })
+}
 
 /// Whether the plain entry points take the FFT kernels for `pass` of `s` (where they fit,
 /// [`Backend::available`]): the forward pass and the input gradient when the pass reads at
 /// least 8 channels and writes at least 2 (forward `cin -> cout`, input gradient
-/// `cout -> cin`) and the batch has at least [`FFT_MIN_BATCH`] samples; never the weight
+/// `cout -> cin`) and the batch has at least [`fft_min_batch`] samples; never the weight
 /// gradient. [`auto_backend_for`] asks only from a rayon worker (a shard of a data-parallel
 /// training step, on one thread), where the shards after a thread's first reuse the cached
 /// spectral weights: the threaded FFT kernels measured 0.72x / 1.00x (forward 8 -> 8, batch
@@ -218,13 +238,13 @@ fn fft_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
         Pass::BackwardInput => (s.cout, s.cin),
         Pass::BackwardWeight => return false,
     };
-    reads >= 8 && writes >= 2 && s.n >= FFT_MIN_BATCH && fft_fits::<T>(s)
+    reads >= 8 && writes >= 2 && s.n >= fft_min_batch() && fft_fits::<T>(s)
 }
 
 /// Whether [`backward_act`] takes the fused FFT backward pass
 /// ([`super::conv2d_fft::backward_fused`]: `g act'(y)` formed as it is loaded, both gradients
 /// from one transform of it) for `s`: on a rayon worker (a training shard, one thread), an
-/// `f32` 8x8 lattice the FFT kernels fit, at least [`FFT_MIN_BATCH`] samples, an output of at
+/// `f32` 8x8 lattice the FFT kernels fit, at least [`fft_min_batch`] samples, an output of at
 /// least 3 channels, an input of at least 2 and at least 16 channel pairs: the 8 -> 8 layers
 /// of both models, U(1)'s 2 -> 8 and 8 -> 3; not phi^4's 1 -> 8 and 8 -> 2.
 ///
@@ -251,7 +271,7 @@ pub fn fft_fused_preferred<T: 'static>(s: &Conv2dShape) -> bool {
         && s.cout >= 3
         && s.cin >= 2
         && s.cin * s.cout >= 16
-        && s.n >= FFT_MIN_BATCH
+        && s.n >= fft_min_batch()
         && fft_fits::<T>(s)
 }
 
