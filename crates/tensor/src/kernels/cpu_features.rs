@@ -24,7 +24,9 @@ pub fn avx512_available() -> bool {
 pub fn vendor_family() -> Option<(String, u32)> {
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: CPUID leaves 0 and 1 exist on every x86-64 CPU.
+        // SAFETY: CPUID leaves 0 and 1 exist on every x86-64 CPU (the intrinsic is safe on
+        // newer Rust, unsafe on older: hence the allow).
+        #[allow(unused_unsafe)]
         let (l0, l1) = unsafe { (std::arch::x86_64::__cpuid(0), std::arch::x86_64::__cpuid(1)) };
         let vendor: Vec<u8> = [l0.ebx, l0.edx, l0.ecx].iter().flat_map(|r| r.to_le_bytes()).collect();
         let base = (l1.eax >> 8) & 0xF;
