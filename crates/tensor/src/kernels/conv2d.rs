@@ -185,7 +185,7 @@ fn winograd_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
 /// groups of 16 samples. On Zen 4 (AVX-512 on 256-bit halves) the step measured 0.89x
 /// (phi4) and 0.88x (U(1)) of its time without the FFT kernels (2026-12-01 02:57 UTC, 6
 /// alternating pairs), hence 64 there; at batch 1024 (16 shards of 64) it was about even
-/// (see `docs/perf-conv2d.md`). On Zen 5 (`lscpu`: AMD EPYC, family 26; 2026-12-01 10:25
+/// (see `docs/perf-conv2d.md`). On Zen 5 (`lscpu`: AMD EPYC, family 26; 2026-12-01 10:22
 /// UTC, rounds A B B A x 3, `TRAIN_STEP_SUMMARY_ONLY=1 cargo bench --bench train_step`) the
 /// batch-64 step with the FFT kernels from 32 samples measured 1.096x (phi4, 8.63 against
 /// 9.46 ms) and 1.058x (U(1), 11.86 against 12.55 ms) of the step with 64, hence 32 there.
