@@ -2,7 +2,7 @@
 //! and at 16x16; the report (acceptance, <exp(-dH)>, tunnelling rate, observables against
 //! the exact <Q^2>), `observables.csv`, `--save` read back by `measure`, and user errors.
 
-mod common;
+use crate::common;
 
 use common::{ok, s, temp_dir, user_error};
 use latflow::io::ensemble::Ensemble;

@@ -6,7 +6,7 @@
 //! one 2x2 times is mapped to the tiling of the 8x8 image with 4 times its log-Jacobian
 //! (circular convolutions commute with translations, the masks' period divides 8).
 
-mod u1_common;
+use crate::u1_common;
 
 use latflow_flow::model::{Flow, Record};
 use latflow_flow::phi4::{Coupling, Phi4FlowConfig, Z2Kind};

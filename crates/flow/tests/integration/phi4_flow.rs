@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-mod common;
+use crate::common;
 use common::log_abs_det;
 
 /// `reverse(forward(z))` vs `z`, `log q` of the two passes, and per-layer log-Jacobians of

@@ -1,8 +1,8 @@
 //! Audits of the U(1) flow (f64): gauge equivariance, invertibility, the log-Jacobian
 //! against a finite-difference Jacobian, and gradcheck of the training loss.
 
-mod common;
-mod u1_common;
+use crate::common;
+use crate::u1_common;
 
 use common::log_abs_det;
 use latflow_flow::model::{Layer, Record};

@@ -7,7 +7,7 @@
 //! - `<exp(-dH)> = 1`, and the images `x = f(z)` sample `exp(-S)` (which `<exp(-dH)>` alone
 //!   does not show: a wrong log-Jacobian still conserves it).
 
-mod u1_common;
+use crate::u1_common;
 
 use latflow_comm::Comm;
 use latflow_flow::model::Flow;

@@ -11,7 +11,7 @@ use latflow::io::safetensors::{Dtype, SafeTensors};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod common;
+use crate::common;
 use common::{ok, s, user_error};
 
 fn fixture(name: &str) -> PathBuf {

@@ -14,7 +14,7 @@ use latflow_tensor::{Tensor, Var};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-mod common;
+use crate::common;
 use common::log_abs_det;
 
 /// Two f64 evaluations of the same O(10-100) quantity by different algorithms (Fourier

@@ -18,7 +18,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
 
-mod common;
+use crate::common;
 use common::log_abs_det;
 
 /// `f(-z) + f(z)` and `log J(-z) - log J(z)`: exact negations in the symmetrized kind,

@@ -5,7 +5,7 @@
 use latflow::io::safetensors::SafeTensors;
 use std::path::PathBuf;
 
-mod common;
+use crate::common;
 use common::{latflow, ok, s};
 
 /// Pulls allowed for the free field's G(t), xi_2 and U_4 against their exact values (seeded;

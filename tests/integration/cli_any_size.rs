@@ -3,7 +3,7 @@
 //! recording both sizes, and the user errors (a size that is not a multiple of the masks'
 //! period, a checkpoint whose mask buffers are not those of its own size).
 
-mod common;
+use crate::common;
 
 use common::{ok, s, temp_dir, user_error};
 use latflow::io::ensemble::Ensemble;
