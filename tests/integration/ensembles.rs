@@ -25,7 +25,9 @@ fn temp_dir(name: &str) -> PathBuf {
 /// The lines of a summary that carry numbers, without timings, files and the measure banner.
 fn numbers(text: &str) -> Vec<String> {
     let skip = ["time", "wrote ", "ensemble:", "measured ", "trajectories in", "saved configurations", "observables:"];
-    let untimed = |l: &str| l.split(", ").filter(|p| !p.ends_with(" s")).collect::<Vec<_>>().join(", ");
+    // "0.3 s" and "0.1 s)" (the HMC reference's time closes its parentheses)
+    let untimed =
+        |l: &str| l.split(", ").filter(|p| !p.trim_end_matches(')').ends_with(" s")).collect::<Vec<_>>().join(", ");
     text.lines().filter(|l| !skip.iter().any(|k| l.contains(k))).map(untimed).collect()
 }
 
