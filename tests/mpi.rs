@@ -4,8 +4,8 @@
 //! than cores. Without a working `mpirun` they fail: they never skip.
 //!
 //! The same code paths on threads as ranks run in every build: `latflow-comm`'s tests,
-//! `crates/flow/tests/reproducible.rs`, the sampler's `sample_over` and `run_chains_over`
-//! tests, `crates/flow/tests/flow_hmc.rs`'s `flow_hmc_over_ranks_is_one_process_bit_for_bit`.
+//! `crates/flow/tests/integration/reproducible.rs`, the sampler's `sample_over` and `run_chains_over`
+//! tests, `crates/flow/tests/integration/flow_hmc.rs`'s `flow_hmc_over_ranks_is_one_process_bit_for_bit`.
 #![cfg(feature = "mpi")]
 
 use std::path::{Path, PathBuf};

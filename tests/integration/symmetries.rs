@@ -113,7 +113,7 @@ fn options_are_stored_and_kept() {
 /// The default prior is the free field whose mass latflow chooses from a pilot HMC run: the
 /// log says so, the checkpoint stores the mass chosen, `--resume` with `--prior free` (the
 /// same choice) is accepted and `--prior normal` contradicts it. (Checkpoints without the
-/// entry read as the normal prior they were: `tests/checkpoint_compat.rs`.)
+/// entry read as the normal prior they were: `tests/integration/checkpoint_compat.rs`.)
 #[test]
 fn default_prior_is_the_chosen_free_field() {
     let dir = temp_dir("default-prior");

@@ -393,7 +393,7 @@ where
 /// on its configuration) depends on that chain alone: the flow's kernels compute each
 /// configuration of a batch with the same operations whatever else the batch holds (the
 /// test `flow_hmc_over_ranks_is_one_process_bit_for_bit` of `latflow`'s `tests/mpi.rs` and
-/// of `latflow_flow`'s `tests/flow_hmc.rs` checks it).
+/// of `latflow_flow`'s `tests/integration/flow_hmc.rs` checks it).
 ///
 /// # Errors
 /// The first error of this rank's sinks (the other ranks then wait in the gather: the
@@ -478,7 +478,7 @@ where
 #[cfg(test)]
 mod tests {
     //! The sampler core on an analytic map (the flow's audits are in
-    //! `latflow_flow`'s `tests/flow_hmc.rs`): `x_i = a z_i + b sinh(z_i)`, elementwise, so
+    //! `latflow_flow`'s `tests/integration/flow_hmc.rs`): `x_i = a z_i + b sinh(z_i)`, elementwise, so
     //! `log|det J| = sum_i log(a + b cosh z_i)`.
     use super::*;
     use crate::stats::{gamma_method_replicas, S_TAU_DEFAULT};

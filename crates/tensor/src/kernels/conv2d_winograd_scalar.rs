@@ -3,7 +3,7 @@
 //! [`super::conv2d_winograd`] implement, written out once without SIMD, so that it can be
 //! checked where the fast kernels cannot be: in `f64`, to rounding, against
 //! [`super::conv2d::reference`], and its two gradients as the exact adjoints of its
-//! forward pass (`crates/tensor/tests/conv2d_kernels.rs`). It is not used for speed.
+//! forward pass (`crates/tensor/tests/integration/conv2d_kernels.rs`). It is not used for speed.
 //!
 //! Lavin & Gray, arXiv:1509.09308, on a torus (no padding): output tile `(ti, tj)` (sites
 //! `2ti, 2ti + 1` by `2tj, 2tj + 1`) reads the 4x4 patch `d` of rows `2ti - 1 ..= 2ti + 2`
