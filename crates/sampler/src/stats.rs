@@ -456,21 +456,20 @@ impl Autocov for Replayed<'_> {
             let hi = (t0 + REPLAY_LAGS).min(self.n.max(1));
             let lags = hi.saturating_sub(t0);
             let mut sums = vec![-0.0f64; lags];
-            // the last `cap` deviations, newest first and written twice (at `q` and `q + cap`),
-            // so the one `lag < cap` steps back is `hist[q + lag]` without a wrap: each value
-            // adds to the lags' sums in one contiguous (vectorized) loop, where a ring indexed
-            // `% hi` per lag cost an integer division per product (6 minutes for 2e5 values
-            // with tau_int ~ 3000)
-            let cap = hi.max(1);
-            let mut hist = vec![0.0f64; 2 * cap];
+            // the last `hi` (>= 1) deviations, newest first and written twice (at `q` and
+            // `q + hi`), so the one `lag < hi` steps back is `hist[q + lag]` without a wrap:
+            // each value adds to the lags' sums in one contiguous (vectorized) loop, where a
+            // ring indexed `% hi` per lag cost an integer division per product (6 minutes for
+            // 2e5 values with tau_int ~ 3000)
+            let mut hist = vec![0.0f64; 2 * hi];
             let (mean, mut j, mut q) = (self.mean, 0usize, 0usize);
             (self.replay)(&mut |x| {
                 let d = x - mean;
-                q = if q == 0 { cap - 1 } else { q - 1 };
+                q = if q == 0 { hi - 1 } else { q - 1 };
                 hist[q] = d;
-                hist[q + cap] = d;
+                hist[q + hi] = d;
                 // lags t0.. that have a partner j - lag >= 0
-                let valid = if j + 1 >= hi { lags } else { (j + 1).saturating_sub(t0) };
+                let valid = (j + 1).min(hi).saturating_sub(t0);
                 for (s, past) in sums[..valid].iter_mut().zip(&hist[q + t0..q + t0 + valid]) {
                     *s += past * d;
                 }
