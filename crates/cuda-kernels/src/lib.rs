@@ -11,6 +11,11 @@
 //! [`DeviceBuf`] and dispatches its ops to the launchers in [`ops`]. Fused ops defined in
 //! other crates (the flows' couplings, the U(1) plaquette) keep their `.cu` source next to
 //! their Rust code and compile and launch it through [`module`].
+//!
+//! Everything is behind this crate's own `cuda` feature, which the `cuda` features of the
+//! tensor, physics and flow crates and of `latflow` turn on: without it the crate is empty,
+//! so that `cargo test --workspace` does not compile cudarc for a build that cannot use it.
+#![cfg(feature = "cuda")]
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream};
 use std::collections::HashMap;
