@@ -15,5 +15,6 @@ mod cli_phi4;
 mod cli_safety;
 mod cli_theories;
 mod ensembles;
+mod layout;
 mod symmetries;
 mod toy_theory;

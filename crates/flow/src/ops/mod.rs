@@ -24,9 +24,10 @@
 //!    x.is_cuda() { return cuda::foo(..) }`, else the CPU kernel into a
 //!    [`latflow_tensor::pool::buffer`]) and `backward`, starting with the derivative as a
 //!    comment; a public `foo(x: &Var<T>, ..) -> Var<T>` that checks shapes (panic messages
-//!    start with `foo:`) and calls [`Var::apply_custom`]; its docs; and `#[cfg(test)]`
-//!    tests against the composed engine ops it replaces (bit for bit where the kernel
-//!    keeps their order of operations).
+//!    start with `foo:`) and calls [`Var::apply_custom`]; its docs. Its tests against the
+//!    composed engine ops it replaces (bit for bit where the kernel keeps their order of
+//!    operations) go in `tests/integration/fused_foo.rs` (this crate has no unit tests:
+//!    `[lib] test = false`).
 //! 2. `ops/foo/cpu.rs`: the CPU kernel on slices, with the formulas in its docs.
 //! 3. `ops/foo/kernel.cu`: the CUDA kernels (`extern "C" __global__`, f32);
 //!    `latflow-cuda-kernels`' `common.cuh` is prepended (`i64`, `GID`, `GSTRIDE`,
@@ -37,7 +38,7 @@
 //!    asserts the buffer lengths and launches with a `// SAFETY:` comment naming the
 //!    kernel's signature, and `pub(crate) fn module()`.
 //! 5. Here: `pub mod foo;`, a method on [`LatticeOps`], the module in `cuda_modules()`
-//!    (the NVRTC compile test in CI), and a case in [`audit`].
+//!    (the NVRTC compile test in CI, `tests/nvrtc.rs`), and a case in [`audit`].
 //! 6. `tests/cuda_fused_ops.rs`: the op on the GPU against the CPU (runs with `--features cuda`
 //!    on a machine with a GPU; fails without one).
 
@@ -96,35 +97,4 @@ pub fn cuda_modules() -> Vec<&'static latflow_cuda_kernels::module::CudaModule> 
     let mut v = vec![affine_couple::cuda_module(), ncp_mixture::cuda_module(), u1_stripe_update::cuda_module()];
     v.extend(latflow_physics::ops::cuda_modules());
     v
-}
-
-#[cfg(all(test, feature = "cuda"))]
-mod tests {
-    /// The conv shapes `[cin, cout, h, w, k]` the flows run on the GPU (per-shape modules
-    /// of `latflow-cuda-kernels`): phi^4 nets 1->8, 8->8, 8->2 and U(1) nets 2->8, 8->8,
-    /// 8->3 on 8x8 with k = 3.
-    const FLOW_CONV_SHAPES: [[usize; 5]; 5] =
-        [[1, 8, 8, 8, 3], [8, 8, 8, 8, 3], [8, 2, 8, 8, 3], [2, 8, 8, 8, 3], [8, 3, 8, 8, 3]];
-
-    /// Compiles every fused op's CUDA module, and the conv kernels specialized for the
-    /// flows' shapes, with NVRTC for sm_90. Needs only libnvrtc, no GPU; ignored by default
-    /// (CI runs it with a pip-installed libnvrtc: `.ci/run`).
-    #[test]
-    #[ignore = "needs libnvrtc"]
-    fn kernels_compile_with_nvrtc() {
-        use latflow_cuda_kernels as k;
-        let (major, minor) = k::nvrtc_version().unwrap_or_else(|e| panic!("{e}"));
-        println!("NVRTC {major}.{minor}");
-        for m in super::cuda_modules() {
-            m.compile_ptx("sm_90").unwrap_or_else(|e| panic!("module {}: {e}", m.name()));
-            println!("compiled module {} ({} kernels)", m.name(), m.kernels().len());
-        }
-        for dims in FLOW_CONV_SHAPES {
-            let ptx = k::compile_source(k::conv_source(dims), "sm_90").unwrap_or_else(|e| panic!("conv {dims:?}: {e}"));
-            for name in k::CONV_KERNELS.iter().chain(&k::TILED_CONV_KERNELS) {
-                assert!(ptx.to_src().contains(&format!(".entry {name}(")), "conv {dims:?}: kernel {name} missing");
-            }
-            println!("compiled conv kernels for {dims:?}");
-        }
-    }
 }
