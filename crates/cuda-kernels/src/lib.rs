@@ -409,30 +409,3 @@ impl DeviceBuf {
         self.len == 0
     }
 }
-
-#[cfg(test)]
-mod tests {
-    /// Compiles the kernels with NVRTC for the H100 (sm_90). Needs only libnvrtc, no GPU;
-    /// ignored by default (`.ci/run` runs it with a pip-installed libnvrtc:
-    /// `LD_LIBRARY_PATH=/path/to/nvrtc cargo test -p latflow-cuda-kernels -- --ignored`).
-    /// The fused ops' modules and the flows' conv shapes: `latflow-flow`'s test of the
-    /// same name.
-    #[test]
-    #[ignore = "needs libnvrtc"]
-    fn kernels_compile_with_nvrtc() {
-        let (major, minor) = super::nvrtc_version().unwrap_or_else(|e| panic!("{e}"));
-        println!("NVRTC {major}.{minor}");
-        let ptx = super::compile_ptx("sm_90").unwrap_or_else(|e| panic!("{e}"));
-        let src = ptx.to_src();
-        for k in super::KERNELS {
-            assert!(src.contains(&format!(".entry {k}(")), "kernel {k} missing from the PTX");
-        }
-        // the conv kernels specialized for a shape (what Gpu::conv_func compiles)
-        let ptx =
-            cudarc::nvrtc::compile_ptx_with_opts(super::conv_source([8, 2, 8, 8, 3]), super::nvrtc_options("sm_90"))
-                .expect("specialized conv compiles");
-        for k in super::CONV_KERNELS.iter().chain(&super::TILED_CONV_KERNELS) {
-            assert!(ptx.to_src().contains(&format!(".entry {k}(")), "specialized kernel {k} missing");
-        }
-    }
-}

@@ -18,15 +18,24 @@ fn kernels_compile_with_nvrtc() {
     use latflow_cuda_kernels as k;
     let (major, minor) = k::nvrtc_version().unwrap_or_else(|e| panic!("{e}"));
     println!("NVRTC {major}.{minor}");
-    for m in latflow_flow::ops::cuda_modules() {
-        m.compile_ptx("sm_90").unwrap_or_else(|e| panic!("module {}: {e}", m.name()));
-        println!("compiled module {} ({} kernels)", m.name(), m.kernels().len());
-    }
-    for dims in FLOW_CONV_SHAPES {
-        let ptx = k::compile_source(k::conv_source(dims), "sm_90").unwrap_or_else(|e| panic!("conv {dims:?}: {e}"));
-        for name in k::CONV_KERNELS.iter().chain(&k::TILED_CONV_KERNELS) {
-            assert!(ptx.to_src().contains(&format!(".entry {name}(")), "conv {dims:?}: kernel {name} missing");
+    // one thread per program (NVRTC compiles independent programs concurrently): the check
+    // takes about half the time on CI's 2 cores
+    std::thread::scope(|scope| {
+        for m in latflow_flow::ops::cuda_modules() {
+            scope.spawn(move || {
+                m.compile_ptx("sm_90").unwrap_or_else(|e| panic!("module {}: {e}", m.name()));
+                println!("compiled module {} ({} kernels)", m.name(), m.kernels().len());
+            });
         }
-        println!("compiled conv kernels for {dims:?}");
-    }
+        for dims in FLOW_CONV_SHAPES {
+            scope.spawn(move || {
+                let ptx =
+                    k::compile_source(k::conv_source(dims), "sm_90").unwrap_or_else(|e| panic!("conv {dims:?}: {e}"));
+                for name in k::CONV_KERNELS.iter().chain(&k::TILED_CONV_KERNELS) {
+                    assert!(ptx.to_src().contains(&format!(".entry {name}(")), "conv {dims:?}: kernel {name} missing");
+                }
+                println!("compiled conv kernels for {dims:?}");
+            });
+        }
+    });
 }
