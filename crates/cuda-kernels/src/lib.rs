@@ -1,20 +1,24 @@
-//! CUDA kernels for latflow, through cudarc: f32 device buffers and one launcher per
-//! kernel. The `.cu` sources in `src/cu/` are embedded with `include_str!`, compiled once
-//! per process with NVRTC (explicit options, no fast-math) for the device's own
-//! architecture, and kept in one module.
-//!
-//! Nothing here touches the driver before [`gpu`] is called, and [`gpu`] returns a clear
-//! [`GpuError`] when the driver library, a device or NVRTC is missing (cudarc itself
-//! would panic: its loader is probed first with `is_culib_present`).
-//!
-//! The tensor crate (`latflow-tensor`, feature `cuda`) builds its device tensors on
-//! [`DeviceBuf`] and dispatches its ops to the launchers in [`ops`]. Fused ops defined in
-//! other crates (the flows' couplings, the U(1) plaquette) keep their `.cu` source next to
-//! their Rust code and compile and launch it through [`module`].
-//!
-//! Everything is behind this crate's own `cuda` feature, which the `cuda` features of the
-//! tensor, physics and flow crates and of `latflow` turn on: without it the crate is empty,
-//! so that `cargo test --workspace` does not compile cudarc for a build that cannot use it.
+//! CUDA kernels for latflow, through cudarc. Everything is behind this crate's own `cuda`
+//! feature, which the `cuda` features of the tensor, physics and flow crates and of `latflow`
+//! turn on: without it the crate is empty, so that `cargo test --workspace` does not compile
+//! cudarc for a build that cannot use it.
+#![cfg_attr(
+    feature = "cuda",
+    doc = r#"
+f32 device buffers and one launcher per kernel. The `.cu` sources in `src/cu/` are embedded
+with `include_str!`, compiled once per process with NVRTC (explicit options, no fast-math) for
+the device's own architecture, and kept in one module.
+
+Nothing here touches the driver before [`gpu`] is called, and [`gpu`] returns a clear
+[`GpuError`] when the driver library, a device or NVRTC is missing (cudarc itself would panic:
+its loader is probed first with `is_culib_present`).
+
+The tensor crate (`latflow-tensor`, feature `cuda`) builds its device tensors on
+[`DeviceBuf`] and dispatches its ops to the launchers in [`ops`]. Fused ops defined in other
+crates (the flows' couplings, the U(1) plaquette) keep their `.cu` source next to their Rust
+code and compile and launch it through [`module`].
+"#
+)]
 #![cfg(feature = "cuda")]
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream};
