@@ -6,7 +6,7 @@
 //! direction of negative curvature larger in magnitude than any positive one) and the four
 //! latent coordinates that carry most of its eigenvector (index: weight).
 //!
-//! `cargo run --release --example latent_stiffness -- CKPT [CHAINS [ITERATIONS]]`
+//! `cargo run --release --features research --example latent_stiffness -- CKPT [CHAINS [ITERATIONS]]`
 //! (defaults 8 chains, 40 iterations; prior samples seeded by 3, start vectors by 5).
 
 use latflow::cli::checkpoints;

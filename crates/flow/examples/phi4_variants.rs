@@ -4,7 +4,7 @@
 //! Z2-equivariant couplings, normal vs free-field prior, the flow vs its Z2 mixture).
 //!
 //! ```text
-//! cargo run --release -p latflow-flow --example phi4_variants -- \
+//! cargo run --release -p latflow-flow --features research --example phi4_variants -- \
 //!     coupling=affine|z2sym|z2odd prior=normal|free:M2 objective=flow|mix \
 //!     steps=12000 seed=0 n=8192 m2=-4 lam=8
 //! ```
