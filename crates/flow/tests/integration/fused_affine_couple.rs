@@ -1,5 +1,6 @@
 //! The fused ops against the masked elementwise ops they replace: same values and
 //! same gradients (f64), both directions.
+use crate::common::max_rel;
 use latflow_flow::ops::affine_couple::{affine_couple, masked_channel_sum};
 use latflow_tensor::{Tensor, Var};
 use rand::rngs::StdRng;
@@ -7,11 +8,6 @@ use rand::SeedableRng;
 
 /// f64: the fused kernels evaluate the same formulas in another order.
 const TOL_F64: f64 = 1e-12;
-
-fn max_rel(a: &Tensor<f64>, b: &Tensor<f64>) -> f64 {
-    let scale = b.data().iter().fold(1e-300f64, |m, x| m.max(x.abs()));
-    a.data().iter().zip(b.data()).map(|(x, y)| (x - y).abs() / scale).fold(0.0, f64::max)
-}
 
 #[test]
 fn fused_coupling_equals_the_composed_ops() {

@@ -1,6 +1,7 @@
 //! The fused ops against the elementwise ops they replace (the tutorial's
 //! formulation): values bit for bit (f64 and f32, CPU), log-Jacobians and gradients
 //! to rounding (f64).
+use crate::common::max_rel;
 use latflow_flow::ops::ncp_mixture::{ncp_log_jacobian, ncp_mixture};
 use latflow_tensor::{Float, Tensor, Var};
 use rand::rngs::StdRng;
@@ -23,11 +24,6 @@ fn composed<T: Float>(x: &Var<T>, s: &Var<T>, t: &Var<T>) -> (Var<T>, Var<T>) {
     let axes: Vec<usize> = (1..shape.len() - 1).collect();
     let logj = lj.logsumexp(1).add_scalar(-(n as f64).ln()).sum_axes(&axes);
     (mix.add(t).rem_euclid(2.0 * PI), logj)
-}
-
-fn max_rel(a: &Tensor<f64>, b: &Tensor<f64>) -> f64 {
-    let scale = b.data().iter().fold(1e-300f64, |m, x| m.max(x.abs()));
-    a.data().iter().zip(b.data()).map(|(x, y)| (x - y).abs() / scale).fold(0.0, f64::max)
 }
 
 #[test]

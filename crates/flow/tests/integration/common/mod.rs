@@ -25,3 +25,10 @@ fn log_abs_det_of_a_known_matrix() {
     let a = vec![vec![0.0, 2.0, 0.0], vec![1.0, 0.0, 0.0], vec![0.0, 0.0, -3.0]];
     assert!((log_abs_det(a) - 6f64.ln()).abs() < 1e-15);
 }
+
+/// Largest absolute difference of `a` from `b`, relative to the largest magnitude in `b`
+/// (the fused ops' tests against the composed ops they replace).
+pub fn max_rel(a: &latflow_tensor::Tensor<f64>, b: &latflow_tensor::Tensor<f64>) -> f64 {
+    let scale = b.data().iter().fold(1e-300f64, |m, x| m.max(x.abs()));
+    a.data().iter().zip(b.data()).map(|(x, y)| (x - y).abs() / scale).fold(0.0, f64::max)
+}
