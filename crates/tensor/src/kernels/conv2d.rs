@@ -595,7 +595,7 @@ fn forward_act<T: Float>(
         let threaded = backend == Backend::SimdThreaded;
         with_simd_type!(T, U => {
             let b = b.map(|b| cast::<T, U>(b).unwrap());
-            simd::forward::<U>(cast(x).unwrap(), cast(w).unwrap(), b, s, cast_mut(y).unwrap(), threaded);
+            <U as simd::Entry>::forward(cast(x).unwrap(), cast(w).unwrap(), b, s, cast_mut(y).unwrap(), threaded);
         } else {
             reference::forward(x, w, b, s, y);
         })
@@ -625,7 +625,7 @@ pub fn backward_input_with<T: Float>(backend: Backend, dy: &[T], w: &[T], s: Con
     }
     let threaded = backend == Backend::SimdThreaded;
     with_simd_type!(T, U => {
-        simd::backward_input::<U>(cast(dy).unwrap(), cast(w).unwrap(), s, cast_mut(dx).unwrap(), threaded);
+        <U as simd::Entry>::backward_input(cast(dy).unwrap(), cast(w).unwrap(), s, cast_mut(dx).unwrap(), threaded);
     } else {
         reference::backward_input(dy, w, s, dx);
     })
@@ -659,7 +659,7 @@ pub fn backward_weight_with<T: Float>(
     let threaded = backend == Backend::SimdThreaded;
     with_simd_type!(T, U => {
         let db = db.map(|db| cast_mut::<T, U>(db).unwrap());
-        simd::backward_weight::<U>(cast(dy).unwrap(), cast(x).unwrap(), s, cast_mut(dw).unwrap(), db, threaded);
+        <U as simd::Entry>::backward_weight(cast(dy).unwrap(), cast(x).unwrap(), s, cast_mut(dw).unwrap(), db, threaded);
     } else {
         reference::backward_weight(dy, x, s, dw, db);
     })

@@ -24,6 +24,59 @@ use rayon::prelude::*;
 use super::conv2d_shape::{flipped_weights, Conv2dShape};
 use super::simd::SimdFloat;
 
+/// The kernels' entry points for `f32` and `f64`, compiled once, in this crate.
+///
+/// [`super::conv2d`]'s functions are generic over the element type, so every crate that
+/// trains or audits a flow instantiates them; were they to call the generic kernels below
+/// directly, each such crate (every example, test binary and the `latflow` binary) would
+/// also compile its own copy of their unrolled register tiles, the slowest code in the
+/// workspace to optimize: 166 KB of the 385 KB of machine code that the `phi4` example
+/// compiled itself (2026-12-01). These methods are not generic, so they are compiled here
+/// and only called from downstream.
+pub(crate) trait Entry: SimdFloat {
+    /// [`forward`].
+    fn forward(x: &[Self], w: &[Self], b: Option<&[Self]>, s: Conv2dShape, y: &mut [Self], threaded: bool);
+    /// [`backward_input`].
+    fn backward_input(dy: &[Self], w: &[Self], s: Conv2dShape, dx: &mut [Self], threaded: bool);
+    /// [`backward_weight`].
+    fn backward_weight(
+        dy: &[Self],
+        x: &[Self],
+        s: Conv2dShape,
+        dw: &mut [Self],
+        db: Option<&mut [Self]>,
+        threaded: bool,
+    );
+}
+
+macro_rules! entry_impl {
+    ($t:ty) => {
+        impl Entry for $t {
+            #[inline(never)]
+            fn forward(x: &[$t], w: &[$t], b: Option<&[$t]>, s: Conv2dShape, y: &mut [$t], threaded: bool) {
+                forward(x, w, b, s, y, threaded)
+            }
+            #[inline(never)]
+            fn backward_input(dy: &[$t], w: &[$t], s: Conv2dShape, dx: &mut [$t], threaded: bool) {
+                backward_input(dy, w, s, dx, threaded)
+            }
+            #[inline(never)]
+            fn backward_weight(
+                dy: &[$t],
+                x: &[$t],
+                s: Conv2dShape,
+                dw: &mut [$t],
+                db: Option<&mut [$t]>,
+                threaded: bool,
+            ) {
+                backward_weight(dy, x, s, dw, db, threaded)
+            }
+        }
+    };
+}
+entry_impl!(f32);
+entry_impl!(f64);
+
 /// Geometry of the padded planes for one shape.
 #[derive(Clone, Copy, Debug)]
 struct Geom {
