@@ -4,10 +4,10 @@
 //! and its f32 gradients agree with f64 ones. Lattice extents are random (not
 //! multiples of any SIMD width).
 
+use crate::cases::CaseResult;
 use latflow_tensor::{Float, Tensor, Var};
-use proptest::prelude::*;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 /// Relative tolerance of an f64 sum of a few hundred products, as a fraction of the
 /// sum of the absolute values of its terms (`n eps ~ 1e-13`).
@@ -17,15 +17,11 @@ const F32_SUM_TOL: f64 = 2e-5;
 /// Cases per property.
 const CASES: u32 = 48;
 
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(CASES);
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
-
 /// Random conv problem: (n, cin, cout, h, w, k); h, w >= k.
-fn problem() -> impl Strategy<Value = (usize, usize, usize, usize, usize, usize)> {
-    (1usize..=3, 1usize..=4, 1usize..=4, 0usize..=6, 0usize..=6, prop::sample::select(vec![1usize, 3, 5]))
-        .prop_map(|(n, cin, cout, dh, dw, k)| (n, cin, cout, k + dh, k + dw, k))
+fn problem(g: &mut StdRng) -> (usize, usize, usize, usize, usize, usize) {
+    let (n, cin, cout) = (g.gen_range(1..=3), g.gen_range(1..=4), g.gen_range(1..=4));
+    let (dh, dw, k) = (g.gen_range(0..=6), g.gen_range(0..=6), [1, 3, 5][g.gen_range(0..3)]);
+    (n, cin, cout, k + dh, k + dw, k)
 }
 
 /// `y[n,o,i,j] = b[o] + sum_{c,a,e} w[o,c,a,e] x[n,c,(i+a-k/2) mod H,(j+e-k/2) mod W]`,
@@ -71,11 +67,11 @@ fn conv<T: Float>(x: &Tensor<f64>, w: &Tensor<f64>, b: Option<&Tensor<f64>>) -> 
     Var::constant(x.cast::<T>()).conv2d(&Var::constant(w.cast::<T>()), b.as_ref()).value().clone()
 }
 
-fn assert_close(got: &[f64], want: &[f64], scale: &[f64], tol: f64, what: &str) -> Result<(), TestCaseError> {
-    prop_assert_eq!(got.len(), want.len());
+fn assert_close(got: &[f64], want: &[f64], scale: &[f64], tol: f64, what: &str) -> CaseResult {
+    ensure_eq!(got.len(), want.len());
     for i in 0..got.len() {
         let err = (got[i] - want[i]).abs();
-        prop_assert!(
+        ensure!(
             err <= tol * scale[i].max(1e-30),
             "{what}: element {i}: got {}, want {}, |err| {err:e} > {tol:e} * {}",
             got[i],
@@ -95,12 +91,13 @@ fn inputs(seed: u64, n: usize, cin: usize, cout: usize, h: usize, w: usize, k: u
     ]
 }
 
-proptest! {
-    #![proptest_config(config())]
+properties! {
 
     /// conv2d (f64 and f32) equals the direct sum, with and without bias.
-    #[test]
-    fn conv2d_equals_direct_sum((n, cin, cout, h, w, k) in problem(), bias: bool, seed: u64) {
+    fn conv2d_equals_direct_sum(g) cases CASES => {
+        let (n, cin, cout, h, w, k) = problem(g);
+        let bias: bool = g.gen();
+        let seed: u64 = g.gen();
         let [x, wt, b] = inputs(seed, n, cin, cout, h, w, k);
         let b = bias.then_some(&b);
         let (want, scale) = direct(&x, &wt, b);
@@ -112,8 +109,11 @@ proptest! {
 
     /// Translating the lattice commutes with circular conv2d:
     /// `conv(roll(x, s)) == roll(conv(x), s)` along either spatial axis.
-    #[test]
-    fn conv2d_commutes_with_roll((n, cin, cout, h, w, k) in problem(), axis in 2usize..=3, shift in -8isize..=8, seed: u64) {
+    fn conv2d_commutes_with_roll(g) cases CASES => {
+        let (n, cin, cout, h, w, k) = problem(g);
+        let axis = g.gen_range(2usize..=3);
+        let shift = g.gen_range(-8isize..=8);
+        let seed: u64 = g.gen();
         let [x, wt, b] = inputs(seed, n, cin, cout, h, w, k);
         let (_, scale) = direct(&x, &wt, Some(&b));
         // Scale of the rolled output: roll the per-output error budget the same way.
@@ -129,8 +129,9 @@ proptest! {
     }
 
     /// The f32 tape gradients of conv2d (input, weight, bias) agree with the f64 ones.
-    #[test]
-    fn conv2d_f32_gradients_match_f64((n, cin, cout, h, w, k) in problem(), seed: u64) {
+    fn conv2d_f32_gradients_match_f64(g) cases CASES => {
+        let (n, cin, cout, h, w, k) = problem(g);
+        let seed: u64 = g.gen();
         let [x, wt, b] = inputs(seed, n, cin, cout, h, w, k);
         let r = Tensor::<f64>::randn(&[n, cout, h, w], &mut StdRng::seed_from_u64(seed ^ 1));
         fn grads<T: Float>(x: &Tensor<f64>, w: &Tensor<f64>, b: &Tensor<f64>, r: &Tensor<f64>) -> Vec<Vec<f64>> {

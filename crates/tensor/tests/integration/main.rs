@@ -4,6 +4,9 @@
 //! filter: `cargo test --release -p latflow-tensor --test integration conv2d_kernels::`.
 //! The CUDA tests (`cuda_ops.rs`) stay a binary of their own: they need the `cuda` feature.
 
+#[macro_use]
+mod cases;
+
 mod bad_input;
 mod conv2d_kernels;
 mod conv2d_properties;
