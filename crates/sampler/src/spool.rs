@@ -16,7 +16,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Bytes of rows kept in memory before the table moves to a scratch file (16 MiB).
 pub const MEMORY_ROWS_BYTES: usize = 16 << 20;
@@ -59,6 +59,12 @@ impl Spool {
     /// Whether the rows are in a scratch file.
     pub fn on_disk(&self) -> bool {
         self.file.is_some()
+    }
+
+    /// The scratch file the rows were moved to (`None` while they are in memory); it is
+    /// removed when the spool is dropped.
+    pub fn scratch_path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|(path, _)| path.as_path())
     }
 
     /// Appends a row.
@@ -144,37 +150,5 @@ impl Drop for Spool {
         if let Some((path, _)) = self.file.take() {
             let _ = std::fs::remove_file(path);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A spilled spool reads back what was written, twice, and removes its file.
-    #[test]
-    fn spills_to_disk_and_reads_back_in_order() {
-        let mut s = Spool::with_memory_limit(3, 8 * 3 * 10);
-        for i in 0..100_000 {
-            let v = i as f64;
-            s.push(&[v, -v, v * 0.5]).unwrap();
-        }
-        assert!(s.on_disk());
-        for _ in 0..2 {
-            let mut n = 0;
-            s.scan(&mut |i, row| {
-                assert_eq!(row, [i as f64, -(i as f64), i as f64 * 0.5]);
-                n += 1;
-            })
-            .unwrap();
-            assert_eq!(n, 100_000);
-        }
-        s.push(&[1.0, 2.0, 3.0]).unwrap();
-        let mut last = vec![];
-        s.scan(&mut |_, row| last = row.to_vec()).unwrap();
-        assert_eq!(last, [1.0, 2.0, 3.0]);
-        let path = s.file.as_ref().unwrap().0.clone();
-        drop(s);
-        assert!(!path.exists(), "the scratch file is removed");
     }
 }
