@@ -184,21 +184,8 @@ pub fn jackknife(columns: &[&[f64]], bin: usize, f: impl Fn(&[f64]) -> f64) -> E
 pub fn autocorrelation(x: &[f64], t_max: usize) -> Vec<f64> {
     let m = mean(x);
     let d: Vec<f64> = x.iter().map(|v| v - m).collect();
-    let g0 = gamma_at(&[&d], 0);
-    (0..=t_max.min(x.len().saturating_sub(1))).map(|t| gamma_at(&[&d], t) / g0).collect()
-}
-
-/// `Gamma(t)` summed over replicas of deviations, normalized by the number of pairs.
-fn gamma_at(devs: &[&[f64]], t: usize) -> f64 {
-    let mut s = 0.0;
-    let mut pairs = 0usize;
-    for d in devs {
-        if d.len() > t {
-            s += d[..d.len() - t].iter().zip(&d[t..]).map(|(a, b)| a * b).sum::<f64>();
-            pairs += d.len() - t;
-        }
-    }
-    s / pairs as f64
+    let gamma = gamma_block(&[&d], 0, t_max.min(x.len().saturating_sub(1)) + 1);
+    gamma.iter().map(|g| g / gamma[0]).collect()
 }
 
 /// The Gamma method for the mean of one series with automatic windowing (Wolff 2004,
@@ -445,17 +432,19 @@ impl Autocov for InMemory<'_> {
     }
 }
 
-/// [`gamma_at`] for the lags `t0..t0 + lags`, the same bits: each lag's products are added
-/// in the same (ascending) order, but the loop over the lags is the inner one, over contiguous
-/// partners `d[i + t0..]`, so it vectorizes; [`gamma_at`]'s one sequential sum per lag ran at
-/// ~75 M products/s, which made a long, slowly mixing chain (80000 values, `tau_int` ~ 9000)
-/// take seconds per observable.
+/// `Gamma(t)` for the lags `t = t0..t0 + lags`, summed over replicas of deviations `d` and
+/// normalized by the number of pairs: `sum_d sum_{i < N_d - t} d_i d_{i+t} / sum_d (N_d - t)`
+/// (NaN at a lag no replica reaches). Each lag's products are added in ascending `i`, but the
+/// loop over the lags is the inner one, over contiguous partners `d[i + t0..]`, so it
+/// vectorizes; one sequential sum per lag (what this replaced) ran at ~75 M products/s, which
+/// made a long, slowly mixing chain (80000 values, `tau_int` ~ 9000) take seconds per
+/// observable.
 fn gamma_block(devs: &[&[f64]], t0: usize, lags: usize) -> Vec<f64> {
     let (mut total, mut pairs) = (vec![0.0f64; lags], vec![0usize; lags]);
     let mut sums = vec![-0.0f64; lags];
     for d in devs {
         let n = d.len();
-        sums.fill(-0.0); // the start of `f64`'s `Sum`, as in `gamma_at`
+        sums.fill(-0.0); // the start of `f64`'s `Sum`, which the sums replaced
         for (i, &di) in d[..n.saturating_sub(t0)].iter().enumerate() {
             let partners = &d[i + t0..];
             let m = partners.len().min(lags);
@@ -479,7 +468,7 @@ fn gamma_block(devs: &[&[f64]], t0: usize, lags: usize) -> Vec<f64> {
 pub const REPLAY_LAGS: usize = 128;
 
 /// A series that is read again from the start for every [`REPLAY_LAGS`] lags: the same
-/// sums in the same order as [`gamma_at`], so the same bits, in constant memory.
+/// sums in the same order as [`gamma_block`], so the same bits, in constant memory.
 struct Replayed<'a> {
     replay: &'a mut Replay<'a>,
     n: usize,

@@ -211,3 +211,21 @@ fn tunnelling_counts_sector_changes() {
     assert_eq!(tunnelling_rate(&[0.0, 0.1, 1.0, 1.0, -1.0]), 0.5);
     assert_eq!(tunnelling_rate(&[0.0]), 0.0);
 }
+
+/// `rho(t)` of an AR(1) series is `rho^t`: within 4 of its standard errors
+/// (`sqrt((1 + rho^2) / (1 - rho^2) / N)`, the large-lag value of Bartlett's formula and an
+/// upper bound of it, 0.003 here) for
+/// `t <= 6`; `rho(0) = 1`, and the lags stop at `N - 1`.
+#[test]
+fn autocorrelation_of_ar1_is_rho_to_the_t() {
+    let rho = 0.5;
+    let x = ar1_series(200_000, rho, &mut StdRng::seed_from_u64(31));
+    let r = autocorrelation(&x, 6);
+    assert_eq!(r.len(), 7);
+    assert_eq!(r[0], 1.0);
+    let sigma = ((1.0 + rho * rho) / (1.0 - rho * rho) / x.len() as f64).sqrt();
+    for (t, &rt) in r.iter().enumerate() {
+        assert!((rt - rho.powi(t as i32)).abs() < SIGMA * sigma, "rho({t}) = {rt}, want {}", rho.powi(t as i32));
+    }
+    assert_eq!(autocorrelation(&[1.0, 2.0, 4.0], 10).len(), 3);
+}
