@@ -41,6 +41,20 @@ macro_rules! ensure_eq {
     }};
 }
 
+/// What [`assume!`] returns for a case outside the property's assumptions.
+pub const SKIPPED: &str = "(case skipped: outside the property's assumptions)";
+
+/// Skips the case unless `cond` holds (proptest's `prop_assume!`); [`check`] fails a property
+/// that skips more than half of its cases, so one cannot pass by testing nothing.
+macro_rules! assume {
+    ($cond:expr) => {
+        let holds: bool = $cond;
+        if !holds {
+            return Err($crate::cases::SKIPPED.to_string());
+        }
+    };
+}
+
 /// `#[test]` functions that run their body as a property: `fn name(g) cases N => { ... }`,
 /// with `g: &mut StdRng` the case's generator; the body may use `?` on [`CaseResult`] and
 /// `return Ok(())` to skip a case.
@@ -63,23 +77,31 @@ macro_rules! properties {
 }
 
 /// Runs `case` on `n` cases (or `LATFLOW_CASES`), or on the one seed `LATFLOW_CASE_SEED`;
-/// panics naming the first failing case's seed.
+/// panics naming the first failing case's seed, or when more than half the cases were skipped.
 pub fn check(name: &str, n: u32, mut case: impl FnMut(&mut StdRng) -> CaseResult) {
     let env = |key: &str| std::env::var(key).ok();
     if let Some(seed) = env("LATFLOW_CASE_SEED") {
         let s = seed.trim_start_matches("0x");
         let seed = u64::from_str_radix(s, 16).unwrap_or_else(|_| panic!("LATFLOW_CASE_SEED={seed}: not a hex number"));
-        return run(name, seed, 0, 1, &mut case);
+        if !run(name, seed, 0, 1, &mut case) {
+            eprintln!("{name}: the case with seed {seed:#x} was skipped");
+        }
+        return;
     }
     let n = env("LATFLOW_CASES").map_or(n, |v| v.parse().unwrap_or_else(|_| panic!("LATFLOW_CASES={v}: not a number")));
     // FNV-1a of the name: each property draws its own cases
     let base = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
-    for i in 0..n {
-        run(name, base.wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)), i, n, &mut case);
-    }
+    let skipped = (0..n)
+        .filter(|&i| !run(name, base.wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)), i, n, &mut case))
+        .count();
+    assert!(
+        2 * skipped as u64 <= n as u64,
+        "{name}: {skipped} of {n} cases skipped (assume!): the property tested too little"
+    );
 }
 
-fn run(name: &str, seed: u64, i: u32, n: u32, case: &mut impl FnMut(&mut StdRng) -> CaseResult) {
+/// One case; `false` when it was skipped.
+fn run(name: &str, seed: u64, i: u32, n: u32, case: &mut impl FnMut(&mut StdRng) -> CaseResult) -> bool {
     /// Names the case when its body panics (an `assert!` or a kernel's own check).
     struct Announce<'a>(&'a str, u64, u32, u32);
     impl Drop for Announce<'_> {
@@ -93,8 +115,10 @@ fn run(name: &str, seed: u64, i: u32, n: u32, case: &mut impl FnMut(&mut StdRng)
         }
     }
     let _announce = Announce(name, seed, i, n);
-    if let Err(e) = case(&mut StdRng::seed_from_u64(seed)) {
-        panic!("{name}: case {i} of {n} failed (rerun it alone with LATFLOW_CASE_SEED={seed:#x}): {e}");
+    match case(&mut StdRng::seed_from_u64(seed)) {
+        Ok(()) => true,
+        Err(e) if e == SKIPPED => false,
+        Err(e) => panic!("{name}: case {i} of {n} failed (rerun it alone with LATFLOW_CASE_SEED={seed:#x}): {e}"),
     }
 }
 
