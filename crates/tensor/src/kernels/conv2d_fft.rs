@@ -793,11 +793,11 @@ unsafe fn fused_chunk(
 ) -> Part {
     assert!(dy.len() == s.n * s.cout * S && x.len() == s.n * s.cin * S);
     let st = Conv2dShape { cin: s.cout, cout: s.cin, ..s };
-    let mut sacc = accumulators(s);
     let mut db = zeroed(s.cout);
     let groups = s.n.div_ceil(L);
     let per_group = (s.cin + s.cout) * S * std::mem::size_of::<__m512>();
     let nb = (WEIGHT_BLOCK_BYTES / per_group).clamp(1, groups.max(1));
+    let mut sums = PartSums::new(s, true, groups, nb);
     let (vs, ds) = (nb * s.cin + 1, nb * s.cout + 1);
     with_scratch(vs * S + ds * S + (s.cout + s.cin) * S, |buf| {
         let (xb, rest) = buf.split_at_mut(vs * S);
@@ -840,11 +840,11 @@ unsafe fn fused_chunk(
                     }
                 }
             }
-            weight_tiles(xb, dbuf, s, (vs, ds), g1 - g0, g0 == 0, &mut sacc);
+            weight_tiles(xb, dbuf, s, (vs, ds), g1 - g0, &mut sums.dest(g0));
             g0 = g1;
         }
     });
-    (sacc, db)
+    (sums, db)
 }
 
 /// Input gradient into `dx` (overwritten): [`forward`] on `dy` with the flipped kernel
@@ -973,9 +973,81 @@ fn fwd_tile<const O: usize, const P: usize>(
 // ---------------------------------------------------------------------------------
 // weight gradient
 
-/// One chunk's per-lane partial sums: `S[t][o][c]` (see [`weight_chunk`]) and the bias
-/// gradient's `DY(0, 0)` sums.
-type Part = (Vec<__m512>, Vec<__m512>);
+/// One chunk's sums `S[t][o][c]` (see [`weight_chunk`]) and the bias gradient's per-lane
+/// `DY(0, 0)` sums.
+type Part = (PartSums, Vec<__m512>);
+
+/// A chunk's `S[t][o][c]`: per lane (to be added over chunks, then over the lanes), or, for
+/// a call with one chunk of one block (every training shard), already added over the lanes
+/// by the weight tiles themselves (`lane_sums16` on their registers: the same tree, so the
+/// same bits, without storing and reloading 16-lane accumulators).
+enum PartSums {
+    Lanes(Vec<__m512>),
+    Sums(Vec<f32>),
+}
+
+impl PartSums {
+    /// Sums for a chunk of `groups` groups in blocks of `nb`: final lane sums when the chunk
+    /// is its call's only one (`alone`) and one block holds every group, per-lane
+    /// accumulators otherwise.
+    fn new(s: Conv2dShape, alone: bool, groups: usize, nb: usize) -> Self {
+        if alone && nb >= groups {
+            PartSums::Sums(vec![0f32; S * s.cout * s.cin])
+        } else {
+            PartSums::Lanes(accumulators(s))
+        }
+    }
+
+    /// Where the block starting at group `g0` puts its sums.
+    fn dest(&mut self, g0: usize) -> Dest<'_> {
+        match self {
+            PartSums::Lanes(acc) => Dest::Lanes { acc, first: g0 == 0 },
+            PartSums::Sums(sums) => Dest::Sums(sums),
+        }
+    }
+}
+
+/// Where [`weight_tiles`] put their sums.
+enum Dest<'a> {
+    /// Per-lane accumulators `S[t][o][c]`, overwritten when `first`, else added to.
+    Lanes { acc: &'a mut [__m512], first: bool },
+    /// The final lane sums `S[t][o][c]` (one block of groups).
+    Sums(&'a mut [f32]),
+}
+
+impl Dest<'_> {
+    /// The accumulator at `i` to continue from (zero unless adding to per-lane sums).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn start(&self, i: usize) -> __m512 {
+        match self {
+            Dest::Lanes { acc, first: false } => acc[i],
+            _ => _mm512_setzero_ps(),
+        }
+    }
+
+    /// Writes a tile's first `n <= 16` vectors `v[j]` to `S[at[j]]`: as they are, or their
+    /// lane sums (one [`lane_sums16`] for the tile).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn put(&mut self, v: &[__m512; L], at: &[usize; L], n: usize) {
+        match self {
+            Dest::Lanes { acc, .. } => {
+                for j in 0..n {
+                    acc[at[j]] = v[j];
+                }
+            }
+            Dest::Sums(sums) => {
+                let mut r = [0f32; L];
+                // SAFETY: 16 writable floats.
+                unsafe { _mm512_storeu_ps(r.as_mut_ptr(), lane_sums16(*v)) };
+                for j in 0..n {
+                    sums[at[j]] = r[j];
+                }
+            }
+        }
+    }
+}
 
 /// Batch chunks of the threaded weight gradient, independent of the thread count.
 const WEIGHT_GRAD_CHUNKS: usize = 8;
@@ -1004,40 +1076,50 @@ pub fn backward_weight(dy: &[f32], x: &[f32], s: Conv2dShape, dw: &mut [f32], db
         let chunk = chunk_len(s.n, WEIGHT_GRAD_CHUNKS).next_multiple_of(L);
         x.par_chunks(chunk * xin)
             .zip(dy.par_chunks(chunk * yout))
-            .map(|(xc, dyc)| unsafe { weight_chunk(dyc, xc, Conv2dShape { n: xc.len() / xin, ..s }) })
+            .map(|(xc, dyc)| unsafe { weight_chunk(dyc, xc, Conv2dShape { n: xc.len() / xin, ..s }, false) })
             .collect()
     } else {
-        vec![unsafe { weight_chunk(dy, x, s) }]
+        vec![unsafe { weight_chunk(dy, x, s, true) }]
     };
     // SAFETY: available() was asserted.
     unsafe { finish_weight(parts, s, dw, db) };
 }
 
-/// Adds the chunks' lane sums in chunk order, then the lanes (a tree of 4 levels), then the
+/// Adds the chunks' lane sums in chunk order, then the lanes (a tree of 4 levels; a call
+/// of one chunk of one block comes with its lanes added, by the same tree), then the
 /// inverse DFT at the kernel's taps (f64, 8 channel pairs per vector); the chunks' buffers
 /// go back to this thread's free list.
 #[target_feature(enable = "avx512f")]
 fn finish_weight(parts: Vec<Part>, s: Conv2dShape, dw: &mut [f32], db: Option<&mut [f32]>) {
     let npairs = s.cout * s.cin;
     let total = S * npairs;
-    // the parts added per lane, in chunk order (one part: its vector as it is)
-    let chunk_sum = |i: usize| match parts.as_slice() {
-        [p] => p.0[i],
-        _ => parts.iter().fold(_mm512_setzero_ps(), |v, p| _mm512_add_ps(v, p.0[i])),
-    };
-    // sums[t * npairs + pair]: the lanes of each vector added in a tree of 4 levels (the
-    // depth `_mm512_reduce_add_ps` has), 16 vectors at a time (`lane_sums16`)
-    let mut sums = vec![0f32; total];
-    let mut i = 0;
-    while i + L <= total {
-        let r: [__m512; L] = std::array::from_fn(|j| chunk_sum(i + j));
-        // SAFETY: i + 16 <= total = sums.len().
-        unsafe { _mm512_storeu_ps(sums.as_mut_ptr().add(i), lane_sums16(r)) };
-        i += L;
+    let (mut lanes, mut done, mut dbs) = (Vec::new(), None, Vec::new());
+    for (sums, db) in parts {
+        match sums {
+            PartSums::Lanes(v) => lanes.push(v),
+            PartSums::Sums(v) => done = Some(v),
+        }
+        dbs.push(db);
     }
-    for (j, v) in sums.iter_mut().enumerate().skip(i) {
-        *v = _mm512_reduce_add_ps(chunk_sum(j));
-    }
+    assert!(done.is_none() || (lanes.is_empty() && dbs.len() == 1), "conv2d_fft: lane sums of one part only");
+    let sums = done.unwrap_or_else(|| {
+        // the parts added per lane, in chunk order (one part: its vector as it is)
+        let chunk_sum = |i: usize| match lanes.as_slice() {
+            [p] => p[i],
+            _ => lanes.iter().fold(_mm512_setzero_ps(), |v, p| _mm512_add_ps(v, p[i])),
+        };
+        // sums[t * npairs + pair]: the lanes of each vector added in a tree of 4 levels (the
+        // depth `_mm512_reduce_add_ps` has), 16 vectors at a time (`lane_sums16`; `total` is
+        // a multiple of 64)
+        let mut sums = vec![0f32; total];
+        for (i, out) in sums.chunks_exact_mut(L).enumerate() {
+            let r: [__m512; L] = std::array::from_fn(|j| chunk_sum(i * L + j));
+            // SAFETY: out holds 16 floats.
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), lane_sums16(r)) };
+        }
+        sums
+    });
+    assert_eq!(sums.len(), total);
     // R(d) = 1/64 sum_k S(k) e^{2 pi i k.d / 8}: the f64 inverse transform of the scaled
     // slots; tap (a, e) is R at d = (a - p, e - p) mod 8
     let (k, p) = (s.k, s.k / 2);
@@ -1075,14 +1157,14 @@ fn finish_weight(parts: Vec<Part>, s: Conv2dShape, dw: &mut [f32], db: Option<&m
     if let Some(db) = db {
         for (o, d) in db.iter_mut().enumerate() {
             let mut v = _mm512_setzero_ps();
-            for p in &parts {
-                v = _mm512_add_ps(v, p.1[o]);
+            for p in &dbs {
+                v = _mm512_add_ps(v, p[o]);
             }
             *d = _mm512_reduce_add_ps(v);
         }
     }
-    for (sacc, _) in parts {
-        recycle(sacc);
+    for v in lanes {
+        recycle(v);
     }
 }
 
@@ -1112,13 +1194,13 @@ fn lane_sums16(r: [__m512; L]) -> __m512 {
 /// `D[t * ds + g * cout + o]` (strides padded by one vector, `vs = nb cin + 1`), so the
 /// vectors of one slot, which every channel-pair tile of that slot reads, lie together.
 #[target_feature(enable = "avx512f")]
-unsafe fn weight_chunk(dy: &[f32], x: &[f32], s: Conv2dShape) -> Part {
+unsafe fn weight_chunk(dy: &[f32], x: &[f32], s: Conv2dShape, alone: bool) -> Part {
     assert!(x.len() == s.n * s.cin * S && dy.len() == s.n * s.cout * S);
-    let mut sacc = accumulators(s);
     let mut db = zeroed(s.cout);
     let groups = s.n.div_ceil(L);
     let per_group = (s.cin + s.cout) * S * std::mem::size_of::<__m512>();
-    let nb = (WEIGHT_BLOCK_BYTES / per_group).clamp(1, groups);
+    let nb = (WEIGHT_BLOCK_BYTES / per_group).clamp(1, groups.max(1));
+    let mut sums = PartSums::new(s, alone, groups, nb);
     let (vs, ds) = (nb * s.cin + 1, nb * s.cout + 1);
     with_scratch((vs + ds) * S + S, |buf| {
         let (xb, rest) = buf.split_at_mut(vs * S);
@@ -1147,15 +1229,15 @@ unsafe fn weight_chunk(dy: &[f32], x: &[f32], s: Conv2dShape) -> Part {
                     }
                 }
             }
-            weight_tiles(xb, dbuf, s, (vs, ds), g1 - g0, g0 == 0, &mut sacc);
+            weight_tiles(xb, dbuf, s, (vs, ds), g1 - g0, &mut sums.dest(g0));
             g0 = g1;
         }
     });
-    (sacc, db)
+    (sums, db)
 }
 
 /// The weight gradient's per-lane accumulators `S[t][o][c]` for `s`: a recycled buffer the
-/// first block of groups overwrites ([`weight_tiles`] with `first`), zeros when there is no
+/// first block of groups overwrites ([`Dest::Lanes`] with `first`), zeros when there is no
 /// sample.
 fn accumulators(s: Conv2dShape) -> Vec<__m512> {
     if s.n == 0 {
@@ -1164,22 +1246,14 @@ fn accumulators(s: Conv2dShape) -> Vec<__m512> {
     recycled(S * s.cout * s.cin)
 }
 
-/// `S[t][o][c] += sum_{g < ng} X[t][g][c] conj(D[t][g][o])` (`=` when `first`) for every slot and channel pair,
-/// from spectra at `xb[t * vs + g * cin + c]` and `d[t * ds + g * cout + o]`: register tiles
+/// `S[t][o][c] += sum_{g < ng} X[t][g][c] conj(D[t][g][o])` into `dest` (per lane, `=` for
+/// the first block; or added over the lanes) for every slot and channel pair, from spectra at `xb[t * vs + g * cin + c]` and `d[t * ds + g * cout + o]`: register tiles
 /// of up to 4 x 4 (real slots) or 4 x 2 (pairs) channel pairs, each streaming the `ng`
 /// groups (per lane, the groups are added in order whatever the blocking).
 #[inline]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-fn weight_tiles(
-    xb: &[__m512],
-    d: &[__m512],
-    s: Conv2dShape,
-    strides: (usize, usize),
-    ng: usize,
-    first: bool,
-    sacc: &mut [__m512],
-) {
+fn weight_tiles(xb: &[__m512], d: &[__m512], s: Conv2dShape, strides: (usize, usize), ng: usize, dest: &mut Dest) {
     for t in 0..NR {
         let mut o0 = 0;
         while o0 < s.cout {
@@ -1187,7 +1261,7 @@ fn weight_tiles(
             let mut c0 = 0;
             while c0 < s.cin {
                 let cb = (s.cin - c0).min(4);
-                wg_real_tiles(xb, d, s, strides, ng, first, t, o0, ob, c0, cb, sacc);
+                wg_real_tiles(xb, d, s, strides, ng, t, o0, ob, c0, cb, dest);
                 c0 += cb;
             }
             o0 += ob;
@@ -1200,7 +1274,7 @@ fn weight_tiles(
             let mut c0 = 0;
             while c0 < s.cin {
                 let cb = (s.cin - c0).min(2);
-                wg_pair_tiles(xb, d, s, strides, ng, first, NR + 2 * q, o0, ob, c0, cb, sacc);
+                wg_pair_tiles(xb, d, s, strides, ng, NR + 2 * q, o0, ob, c0, cb, dest);
                 c0 += cb;
             }
             o0 += ob;
@@ -1218,13 +1292,12 @@ fn wg_real_tiles(
     s: Conv2dShape,
     (vs, ds): (usize, usize),
     ng: usize,
-    first: bool,
     t: usize,
     o0: usize,
     ob: usize,
     c0: usize,
     cb: usize,
-    sacc: &mut [__m512],
+    dest: &mut Dest,
 ) {
     macro_rules! go {
         ($($o:literal),*; $($c:literal),*) => {
@@ -1234,7 +1307,7 @@ fn wg_real_tiles(
             match ob { $($o => go!(@c $o $cs),)* _ => unreachable!() }
         };
         (@c $o:literal [$($c:literal),*]) => {
-            match cb { $($c => wg_real::<$o, $c>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),)* _ => unreachable!() }
+            match cb { $($c => wg_real::<$o, $c>(xb, d, s, (vs, ds), ng, t, o0, c0, dest),)* _ => unreachable!() }
         };
     }
     go!(1, 2, 3, 4; 1, 2, 3, 4)
@@ -1250,23 +1323,22 @@ fn wg_pair_tiles(
     s: Conv2dShape,
     (vs, ds): (usize, usize),
     ng: usize,
-    first: bool,
     t: usize,
     o0: usize,
     ob: usize,
     c0: usize,
     cb: usize,
-    sacc: &mut [__m512],
+    dest: &mut Dest,
 ) {
     match (ob, cb) {
-        (1, 1) => wg_pair::<1, 1>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),
-        (1, _) => wg_pair::<1, 2>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),
-        (2, 1) => wg_pair::<2, 1>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),
-        (2, _) => wg_pair::<2, 2>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),
-        (3, 1) => wg_pair::<3, 1>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),
-        (3, _) => wg_pair::<3, 2>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),
-        (_, 1) => wg_pair::<4, 1>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),
-        _ => wg_pair::<4, 2>(xb, d, s, (vs, ds), ng, first, t, o0, c0, sacc),
+        (1, 1) => wg_pair::<1, 1>(xb, d, s, (vs, ds), ng, t, o0, c0, dest),
+        (1, _) => wg_pair::<1, 2>(xb, d, s, (vs, ds), ng, t, o0, c0, dest),
+        (2, 1) => wg_pair::<2, 1>(xb, d, s, (vs, ds), ng, t, o0, c0, dest),
+        (2, _) => wg_pair::<2, 2>(xb, d, s, (vs, ds), ng, t, o0, c0, dest),
+        (3, 1) => wg_pair::<3, 1>(xb, d, s, (vs, ds), ng, t, o0, c0, dest),
+        (3, _) => wg_pair::<3, 2>(xb, d, s, (vs, ds), ng, t, o0, c0, dest),
+        (_, 1) => wg_pair::<4, 1>(xb, d, s, (vs, ds), ng, t, o0, c0, dest),
+        _ => wg_pair::<4, 2>(xb, d, s, (vs, ds), ng, t, o0, c0, dest),
     }
 }
 
@@ -1280,21 +1352,13 @@ fn wg_real<const O: usize, const C: usize>(
     s: Conv2dShape,
     (vs, ds): (usize, usize),
     ng: usize,
-    first: bool,
     t: usize,
     o0: usize,
     c0: usize,
-    sacc: &mut [__m512],
+    dest: &mut Dest,
 ) {
     let at = |o: usize, c: usize| t * s.cout * s.cin + (o0 + o) * s.cin + c0 + c;
-    let mut acc = [[_mm512_setzero_ps(); C]; O];
-    if !first {
-        for o in 0..O {
-            for c in 0..C {
-                acc[o][c] = sacc[at(o, c)];
-            }
-        }
-    }
+    let mut acc: [[__m512; C]; O] = std::array::from_fn(|o| std::array::from_fn(|c| dest.start(at(o, c))));
     for g in 0..ng {
         let xv: [__m512; C] = std::array::from_fn(|c| xb[t * vs + g * s.cin + c0 + c]);
         for o in 0..O {
@@ -1304,11 +1368,13 @@ fn wg_real<const O: usize, const C: usize>(
             }
         }
     }
+    let (mut v, mut to) = ([_mm512_setzero_ps(); L], [0usize; L]);
     for o in 0..O {
         for c in 0..C {
-            sacc[at(o, c)] = acc[o][c];
+            (v[o * C + c], to[o * C + c]) = (acc[o][c], at(o, c));
         }
     }
+    dest.put(&v, &to, O * C);
 }
 
 /// `S[t..t+2][o][c] += sum_{g < ng} X[t][g][c] conj(D[t][g][o])` for the pair at slots
@@ -1322,24 +1388,15 @@ fn wg_pair<const O: usize, const C: usize>(
     s: Conv2dShape,
     (vs, ds): (usize, usize),
     ng: usize,
-    first: bool,
     t: usize,
     o0: usize,
     c0: usize,
-    sacc: &mut [__m512],
+    dest: &mut Dest,
 ) {
     let np = s.cout * s.cin;
     let at = |o: usize, c: usize| t * np + (o0 + o) * s.cin + c0 + c;
-    let mut ar = [[_mm512_setzero_ps(); C]; O];
-    let mut ai = [[_mm512_setzero_ps(); C]; O];
-    if !first {
-        for o in 0..O {
-            for c in 0..C {
-                ar[o][c] = sacc[at(o, c)];
-                ai[o][c] = sacc[at(o, c) + np];
-            }
-        }
-    }
+    let mut ar: [[__m512; C]; O] = std::array::from_fn(|o| std::array::from_fn(|c| dest.start(at(o, c))));
+    let mut ai: [[__m512; C]; O] = std::array::from_fn(|o| std::array::from_fn(|c| dest.start(at(o, c) + np)));
     assert!(xb.len() >= (t + 1) * vs + ng * s.cin && d.len() >= (t + 1) * ds + ng * s.cout);
     assert!(ng * s.cin <= vs && ng * s.cout <= ds);
     let (xp, dp) = (xb.as_ptr(), d.as_ptr());
@@ -1358,12 +1415,16 @@ fn wg_pair<const O: usize, const C: usize>(
             }
         }
     }
+    // O C <= 8: the real parts, then the imaginary parts
+    let (mut v, mut to) = ([_mm512_setzero_ps(); L], [0usize; L]);
     for o in 0..O {
         for c in 0..C {
-            sacc[at(o, c)] = ar[o][c];
-            sacc[at(o, c) + np] = ai[o][c];
+            let j = o * C + c;
+            (v[j], to[j]) = (ar[o][c], at(o, c));
+            (v[O * C + j], to[O * C + j]) = (ai[o][c], at(o, c) + np);
         }
     }
+    dest.put(&v, &to, 2 * O * C);
 }
 
 #[cfg(test)]
@@ -1397,5 +1458,46 @@ mod tests {
     #[target_feature(enable = "avx512f")]
     fn transpose16_for_test(r: &mut [__m512; L]) {
         transpose16(r)
+    }
+
+    /// The weight tiles' own lane sums (a call of one chunk of one block) give the bits of
+    /// the per-lane accumulators added afterwards, for every tile size (1-9 channels each
+    /// way) and partial groups; multi-block calls (8 -> 8 beyond 64 samples) take the
+    /// per-lane path both ways.
+    #[test]
+    fn lane_sums_in_the_tiles_are_the_stored_lanes_added() {
+        if !available() {
+            return;
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut uniform = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        for (cin, cout, n) in
+            [(1, 8, 64), (8, 1, 17), (8, 8, 64), (8, 8, 80), (8, 2, 40), (2, 8, 64), (3, 5, 9), (9, 7, 33)]
+        {
+            for k in [1, 3, 5] {
+                let s = Conv2dShape { n, cin, cout, h: 8, w: 8, k };
+                let x: Vec<f32> = (0..s.input_len()).map(|_| uniform()).collect();
+                let dy: Vec<f32> = (0..s.output_len()).map(|_| uniform()).collect();
+                let run = |alone: bool| {
+                    let (mut dw, mut db) = (vec![0f32; s.weight_len()], vec![0f32; cout]);
+                    // SAFETY: available() checked; lengths of the shape.
+                    unsafe {
+                        let part = weight_chunk(&dy, &x, s, alone);
+                        let one_block = n.div_ceil(L) <= (64 / (cin + cout)).max(1);
+                        assert_eq!(matches!(part.0, PartSums::Sums(_)), alone && one_block, "{s:?}");
+                        finish_weight(vec![part], s, &mut dw, Some(&mut db));
+                    }
+                    (dw, db)
+                };
+                let (tiles, lanes) = (run(true), run(false));
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&tiles.0), bits(&lanes.0), "weights {s:?}");
+                assert_eq!(bits(&tiles.1), bits(&lanes.1), "bias {s:?}");
+                assert!(tiles.0.iter().any(|&v| v != 0.0), "{s:?}");
+            }
+        }
     }
 }
