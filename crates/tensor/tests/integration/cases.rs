@@ -57,7 +57,8 @@ macro_rules! assume {
 
 /// `#[test]` functions that run their body as a property: `fn name(g) cases N => { ... }`,
 /// with `g: &mut StdRng` the case's generator; the body may use `?` on [`CaseResult`] and
-/// `return Ok(())` to skip a case.
+/// [`assume!`] to skip a case outside its assumptions (`return Ok(())` passes the case: only
+/// for a skip that is not the property's, e.g. a CPU without the kernel under test).
 macro_rules! properties {
     ($($(#[$meta:meta])* fn $name:ident($g:ident) cases $n:expr => $body:block)*) => {$(
         $(#[$meta])*
