@@ -255,25 +255,49 @@ macro_rules! transforms {
         /// Real 8x8 DFT in place: sites `i * 8 + j` in, slots (module docs) out, unscaled.
         $(#[$m])*
         pub(super) fn fft2d(a: &mut [$v; 64]) {
+            let r = fft2d_rows(a);
+            fft2d_columns(&r, |t, v| a[t] = v);
+        }
+
+        /// [`fft2d`] of the sites `a` with slot `t` handed to `put(t, X_t)` (straight into
+        /// a strided buffer: no plane of slots to copy).
+        #[allow(dead_code)] // the f64 transforms do not need it
+        $(#[$m])*
+        pub(super) fn fft2d_to(a: &[$v; 64], put: impl FnMut(usize, $v)) {
+            let r = fft2d_rows(a);
+            fft2d_columns(&r, put);
+        }
+
+        /// The row pass of [`fft2d`]: `rdft8` of each lattice row.
+        $(#[$m])*
+        fn fft2d_rows(a: &[$v; 64]) -> [[$v; 8]; 8] {
             let mut r = [[a[0]; 8]; 8];
             for i in 0..8 {
                 r[i] = rdft8([a[8 * i], a[8 * i + 1], a[8 * i + 2], a[8 * i + 3], a[8 * i + 4], a[8 * i + 5], a[8 * i + 6], a[8 * i + 7]]);
             }
+            r
+        }
+
+        /// The column pass of [`fft2d`] on the row spectra `r`, slot `t` to `put(t, X_t)`.
+        $(#[$m])*
+        fn fft2d_columns(r: &[[$v; 8]; 8], mut put: impl FnMut(usize, $v)) {
             let col = |t: usize| [r[0][t], r[1][t], r[2][t], r[3][t], r[4][t], r[5][t], r[6][t], r[7][t]];
             let c0 = rdft8(col(0));
             let c4 = rdft8(col(1));
-            a[0] = c0[0];
-            a[1] = c0[1];
-            a[2] = c4[0];
-            a[3] = c4[1];
-            a[4..10].copy_from_slice(&c0[2..]);
-            a[10..16].copy_from_slice(&c4[2..]);
+            put(0, c0[0]);
+            put(1, c0[1]);
+            put(2, c4[0]);
+            put(3, c4[1]);
+            for j in 0..6 {
+                put(4 + j, c0[2 + j]);
+                put(10 + j, c4[2 + j]);
+            }
             for k2 in 1..4 {
                 let (zr, zi) = cdft8(col(2 * k2), col(2 * k2 + 1));
                 for k1 in 0..8 {
                     let q = 6 + 8 * (k2 - 1) + k1;
-                    a[NR + 2 * q] = zr[k1];
-                    a[NR + 2 * q + 1] = zi[k1];
+                    put(NR + 2 * q, zr[k1]);
+                    put(NR + 2 * q + 1, zi[k1]);
                 }
             }
         }
@@ -827,39 +851,35 @@ unsafe fn fused_chunk(
     let nb = (WEIGHT_BLOCK_BYTES / per_group).clamp(1, groups.max(1));
     let mut sums = PartSums::new(s, true, groups, nb);
     let (vs, ds) = (nb * s.cin + 1, nb * s.cout + 1);
-    with_scratch(vs * S + ds * S + (s.cout + s.cin) * S, |buf| {
+    with_scratch(vs * S + ds * S + s.cin * S, |buf| {
         let (xb, rest) = buf.split_at_mut(vs * S);
-        let (dbuf, rest) = rest.split_at_mut(ds * S);
-        let (gs, xs) = rest.split_at_mut(s.cout * S);
+        let (dbuf, xs) = rest.split_at_mut(ds * S);
         let mut g0 = 0;
         while g0 < groups {
             let g1 = (g0 + nb).min(groups);
             for g in g0..g1 {
                 let (n0, nl) = (g * L, (s.n - g * L).min(L));
                 for c in 0..s.cin {
-                    let v = plane(&mut xs[c * S..]);
+                    let v = plane(xs);
                     // SAFETY: planes (n0 + l, c), l < nl, inside x.
                     unsafe { load_planes(x.as_ptr().add((n0 * s.cin + c) * S), s.cin * S, nl, v) };
-                    vector::fft2d(v);
-                    for (t, v) in v.iter().enumerate() {
-                        xb[t * vs + (g - g0) * s.cin + c] = *v;
-                    }
+                    let at = (g - g0) * s.cin + c;
+                    vector::fft2d_to(v, |t, v| xb[t * vs + at] = v);
                 }
                 for o in 0..s.cout {
-                    let v = plane(&mut gs[o * S..]);
+                    let v = plane(xs);
                     let at = (n0 * s.cout + o) * S;
                     // SAFETY: planes (n0 + l, o), l < nl, inside dy (and y, contract).
                     unsafe {
                         load_planes_act(dy.as_ptr().add(at), act.map(|(y, a)| (y.add(at), a)), s.cout * S, nl, v)
                     };
-                    vector::fft2d(v);
-                    db[o] = _mm512_add_ps(db[o], v[0]);
-                    for (t, v) in v.iter().enumerate() {
-                        dbuf[t * ds + (g - g0) * s.cout + o] = *v;
-                    }
+                    let at = (g - g0) * s.cout + o;
+                    vector::fft2d_to(v, |t, v| dbuf[t * ds + at] = v);
+                    db[o] = _mm512_add_ps(db[o], dbuf[at]);
                 }
                 if let (Some(dx), Some(wtf)) = (dx.as_deref_mut(), wtf) {
-                    products(gs, wtf, None, st, xs);
+                    // the spectra of dy straight from the block: slot t of channel o at t * ds + o
+                    products(&dbuf[(g - g0) * s.cout..], (ds, 1), wtf, None, st, xs);
                     for c in 0..s.cin {
                         let v = plane(&mut xs[c * S..]);
                         vector::ifft2d(v);
@@ -904,7 +924,7 @@ unsafe fn forward_chunk(x: &[f32], wf: &[f32], b: Option<&[f32]>, s: Conv2dShape
                 unsafe { load_planes(x.as_ptr().add((n0 * s.cin + c) * S), s.cin * S, nl, v) };
                 vector::fft2d(v);
             }
-            products(xs, wf, b, s, ys);
+            products(xs, (1, S), wf, b, s, ys);
             for o in 0..s.cout {
                 let v = plane(&mut ys[o * S..]);
                 vector::ifft2d(v);
@@ -923,17 +943,19 @@ unsafe fn forward_chunk(x: &[f32], wf: &[f32], b: Option<&[f32]>, s: Conv2dShape
     })
 }
 
-/// `Y[o][t] = sum_c Wf[t][c][o] X[c][t]` (complex on the pairs), bias into slot 0.
+/// `Y[o][t] = sum_c Wf[t][c][o] X[c][t]` (complex on the pairs), bias into slot 0, from
+/// `X[c][t]` at `xs[t * ts + c * cs]` (`(ts, cs) = (1, 64)`: planes; `(ds, 1)`: a weight block's
+/// slot-major spectra) into planes `ys[o * 64 + t]`.
 #[target_feature(enable = "avx512f")]
-fn products(xs: &[__m512], wf: &[f32], b: Option<&[f32]>, s: Conv2dShape, ys: &mut [__m512]) {
+fn products(xs: &[__m512], strides: (usize, usize), wf: &[f32], b: Option<&[f32]>, s: Conv2dShape, ys: &mut [__m512]) {
     let mut o0 = 0;
     while o0 < s.cout {
         let ob = (s.cout - o0).min(4);
         match ob {
-            1 => fwd_tile::<1, 6>(xs, wf, b, s, o0, ys),
-            2 => fwd_tile::<2, 3>(xs, wf, b, s, o0, ys),
-            3 => fwd_tile::<3, 2>(xs, wf, b, s, o0, ys),
-            _ => fwd_tile::<4, 2>(xs, wf, b, s, o0, ys),
+            1 => fwd_tile::<1, 6>(xs, strides, wf, b, s, o0, ys),
+            2 => fwd_tile::<2, 3>(xs, strides, wf, b, s, o0, ys),
+            3 => fwd_tile::<3, 2>(xs, strides, wf, b, s, o0, ys),
+            _ => fwd_tile::<4, 2>(xs, strides, wf, b, s, o0, ys),
         }
         o0 += ob;
     }
@@ -944,6 +966,7 @@ fn products(xs: &[__m512], wf: &[f32], b: Option<&[f32]>, s: Conv2dShape, ys: &m
 #[target_feature(enable = "avx512f")]
 fn fwd_tile<const O: usize, const P: usize>(
     xs: &[__m512],
+    (ts, cs): (usize, usize),
     wf: &[f32],
     b: Option<&[f32]>,
     s: Conv2dShape,
@@ -951,12 +974,12 @@ fn fwd_tile<const O: usize, const P: usize>(
     ys: &mut [__m512],
 ) {
     let (ci, co) = (s.cin, s.cout);
-    assert!(o0 + O <= co && xs.len() >= ci * S && ys.len() >= co * S && wf.len() == S * ci * co);
+    assert!(o0 + O <= co && xs.len() > (S - 1) * ts + (ci - 1) * cs && ys.len() >= co * S && wf.len() == S * ci * co);
     let wp = wf.as_ptr();
     let xp = xs.as_ptr();
     // SAFETY (all reads below): t < 64, c < cin, o0 + o < cout, asserted lengths.
     let wv = |t: usize, c: usize, o: usize| _mm512_set1_ps(unsafe { *wp.add((t * ci + c) * co + o0 + o) });
-    let xv = |c: usize, t: usize| unsafe { *xp.add(c * S + t) };
+    let xv = |c: usize, t: usize| unsafe { *xp.add(c * cs + t * ts) };
     // real slots
     let mut acc = [[_mm512_setzero_ps(); NR]; O];
     if let Some(b) = b {
@@ -1246,19 +1269,15 @@ unsafe fn weight_chunk(dy: &[f32], x: &[f32], s: Conv2dShape, alone: bool) -> Pa
                 for c in 0..s.cin {
                     // SAFETY: planes (n0 + l, c), l < nl, inside x.
                     unsafe { load_planes(x.as_ptr().add((n0 * s.cin + c) * S), s.cin * S, nl, tmp) };
-                    vector::fft2d(tmp);
-                    for (t, v) in tmp.iter().enumerate() {
-                        xb[t * vs + (g - g0) * s.cin + c] = *v;
-                    }
+                    let at = (g - g0) * s.cin + c;
+                    vector::fft2d_to(tmp, |t, v| xb[t * vs + at] = v);
                 }
                 for o in 0..s.cout {
                     // SAFETY: planes (n0 + l, o), l < nl, inside dy.
                     unsafe { load_planes(dy.as_ptr().add((n0 * s.cout + o) * S), s.cout * S, nl, tmp) };
-                    vector::fft2d(tmp);
-                    db[o] = _mm512_add_ps(db[o], tmp[0]);
-                    for (t, v) in tmp.iter().enumerate() {
-                        dbuf[t * ds + (g - g0) * s.cout + o] = *v;
-                    }
+                    let at = (g - g0) * s.cout + o;
+                    vector::fft2d_to(tmp, |t, v| dbuf[t * ds + at] = v);
+                    db[o] = _mm512_add_ps(db[o], dbuf[at]);
                 }
             }
             weight_tiles(xb, dbuf, s, (vs, ds), g1 - g0, &mut sums.dest(g0));
