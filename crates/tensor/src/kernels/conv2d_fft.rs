@@ -528,16 +528,24 @@ unsafe fn load_planes_act(
 }
 
 /// The inverse of [`load_planes`]: the first `nl` lanes of 64 site vectors into the planes
-/// `dst + l * stride`.
+/// `dst + l * stride`, through LeakyReLU with slope `leaky` when given (applied as the vectors
+/// are loaded for the transpose: `y > 0 ? y : slope y`, the values of `Unary::LeakyRelu`).
 ///
 /// # Safety
 /// `dst + l * stride .. + 64` writable for `l < nl`.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn store_planes(v: &[__m512], dst: *mut f32, stride: usize, nl: usize) {
+unsafe fn store_planes(v: &[__m512], dst: *mut f32, stride: usize, nl: usize, leaky: Option<f32>) {
     assert!(v.len() >= S && nl <= L);
+    let act = |v: __m512| match leaky {
+        None => v,
+        Some(slope) => {
+            let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, _mm512_setzero_ps());
+            _mm512_mask_blend_ps(pos, _mm512_mul_ps(v, _mm512_set1_ps(slope)), v)
+        }
+    };
     for b in 0..4 {
-        let mut r: [__m512; L] = std::array::from_fn(|j| v[b * L + j]);
+        let mut r: [__m512; L] = std::array::from_fn(|j| act(v[b * L + j]));
         transpose16(&mut r);
         if nl == L {
             for (l, r) in r.iter().enumerate() {
@@ -884,7 +892,7 @@ unsafe fn fused_chunk(
                         let v = plane(&mut xs[c * S..]);
                         vector::ifft2d(v);
                         // SAFETY: the planes (n0 + l, c), l < nl, lie inside dx (length checked).
-                        unsafe { store_planes(v, dx.as_mut_ptr().add((n0 * s.cin + c) * S), s.cin * S, nl) };
+                        unsafe { store_planes(v, dx.as_mut_ptr().add((n0 * s.cin + c) * S), s.cin * S, nl, None) };
                     }
                 }
             }
@@ -928,15 +936,8 @@ unsafe fn forward_chunk(x: &[f32], wf: &[f32], b: Option<&[f32]>, s: Conv2dShape
             for o in 0..s.cout {
                 let v = plane(&mut ys[o * S..]);
                 vector::ifft2d(v);
-                if let Some(slope) = leaky {
-                    let sl = _mm512_set1_ps(slope);
-                    for v in v.iter_mut() {
-                        let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(*v, _mm512_setzero_ps());
-                        *v = _mm512_mask_blend_ps(pos, _mm512_mul_ps(*v, sl), *v);
-                    }
-                }
                 // SAFETY: the planes (n0 + l, o), l < nl, lie inside y.
-                unsafe { store_planes(v, y.as_mut_ptr().add((n0 * s.cout + o) * S), s.cout * S, nl) };
+                unsafe { store_planes(v, y.as_mut_ptr().add((n0 * s.cout + o) * S), s.cout * S, nl, leaky) };
             }
             n0 += L;
         }
