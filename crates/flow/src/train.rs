@@ -263,10 +263,15 @@ impl<T: Float> Trainer<T> {
         let objective = self.objective;
         // rayon::scope runs the loop on a worker thread even when this rank has one shard
         // (a one-item parallel loop would otherwise run on the calling thread, where the
-        // conv kernels split the shard over threads and add its gradient in another order)
+        // conv kernels split the shard over threads and add its gradient in another order).
+        // One task per shard (`with_max_len(1)`): rayon's adaptive splitting otherwise stops
+        // at runs of several shards that one thread works through in order while the other,
+        // done with its own, idles (phi^4 at batch 1024, 2 cores: single-thread stretches of
+        // up to ~70 ms at the end of a step before, about one shard after; perf, 2026-12-02)
         let mine = latflow_comm::share(shards, comm.size(), comm.rank());
         let outs: Vec<Shard<T>> = rayon::scope(|_| {
             mine.into_par_iter()
+                .with_max_len(1)
                 .map(|i| {
                     let size = shard_size(n, i);
                     let mut rng = StdRng::seed_from_u64(step_seed(base, i));
