@@ -71,8 +71,17 @@ pub enum Pass {
 /// `w[o,c,a,e] -> w'[c,o,k-1-a,k-1-e]`: the kernel whose forward pass is the input
 /// gradient of `w`'s (in/out channels swapped, taps flipped).
 pub(crate) fn flipped_weights<T: Copy + Default>(w: &[T], s: &Conv2dShape) -> Vec<T> {
+    let mut wt = Vec::new();
+    flipped_weights_into(w, s, &mut wt);
+    wt
+}
+
+/// [`flipped_weights`] into `wt` (resized to `w.len()`, every element written): a buffer a
+/// caller keeps between calls.
+pub(crate) fn flipped_weights_into<T: Copy + Default>(w: &[T], s: &Conv2dShape, wt: &mut Vec<T>) {
     let (k, kk) = (s.k, s.k * s.k);
-    let mut wt = vec![T::default(); w.len()];
+    wt.clear();
+    wt.resize(w.len(), T::default());
     for o in 0..s.cout {
         for c in 0..s.cin {
             let src = &w[(o * s.cin + c) * kk..][..kk];
@@ -84,5 +93,4 @@ pub(crate) fn flipped_weights<T: Copy + Default>(w: &[T], s: &Conv2dShape) -> Ve
             }
         }
     }
-    wt
 }

@@ -5,9 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{
-    available, fits, forward::forward_sample, reduce_parts, weight::weight_block, zeroed, Conv2dShape, Taps, L,
-};
+use super::{available, fits, forward::forward_sample, reduce_parts, weight::weight_block, Conv2dShape, Taps, L};
 
 /// The activation whose derivative [`backward_fused`] applies to the output gradient,
 /// from the activation's output `y` (as `Unary::grad_from_output`).
@@ -70,35 +68,56 @@ unsafe fn fused_impl(
     let (hw, kk, nv) = (s.h * s.w, s.k * s.k, s.h / 2);
     let yout = s.cout * hw;
     let taps = Taps::cached(s.h, s.k);
-    let wt = crate::kernels::conv2d_shape::flipped_weights(w, &s);
     let st = Conv2dShape { cin: s.cout, cout: s.cin, ..s };
     let roll_in = st.cout < st.cin;
-    let mut zbuf = zeroed(if roll_in { 4 * nv } else { 0 });
-    let (mut dwp, mut dbp) = (zeroed(s.cout * s.cin * kk), zeroed(s.cout));
     let per_sample = (s.cin + s.cout) * hw * std::mem::size_of::<f32>();
     let nb = (super::weight::SAMPLE_BLOCK_BYTES / per_sample).clamp(1, s.n.max(1));
-    GZ.with(|gz| {
-        let mut gz = gz.borrow_mut();
+    let (nw, nz) = (s.cout * s.cin * kk, if roll_in { 4 * nv } else { 0 });
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let Scratch { gz, wt, sums } = &mut *scratch;
         let want = if act.is_some() { nb * yout } else { 0 };
         if gz.len() < want {
             gz.resize(want, 0.0);
         }
-        // SAFETY: as fused_impl's contract; gz holds nb * yout floats when act is set.
-        unsafe {
-            fused_blocks(g, y, act, x, s, &wt, st, &taps, roll_in, &mut zbuf, nb, &mut gz, dx, &mut dwp, &mut dbp)
+        // the flipped kernel only for the input gradient
+        if dx.is_some() {
+            crate::kernels::conv2d_shape::flipped_weights_into(w, &s, wt);
+        } else {
+            wt.clear();
+        }
+        // the lane sums of dw and db and the roll buffer, zeroed in place
+        sums.clear();
+        // SAFETY: all-zero bits are 16 zero floats.
+        sums.resize(nw + s.cout + nz, unsafe { std::mem::zeroed::<__m512>() });
+        let (dwp, rest) = sums.split_at_mut(nw);
+        let (dbp, zbuf) = rest.split_at_mut(s.cout);
+        // SAFETY: as fused_impl's contract; gz holds nb * yout floats when act is set; wt
+        // holds the flipped kernel whenever dx is given.
+        unsafe { fused_blocks(g, y, act, x, s, wt, st, &taps, roll_in, zbuf, nb, gz, dx, dwp, dbp) }
+        let parts = [(&*dwp, &*dbp)];
+        reduce_parts(&parts, |p| p.0, dw);
+        if let Some(db) = db {
+            reduce_parts(&parts, |p| p.1, db);
         }
     });
-    let parts = [(dwp, dbp)];
-    reduce_parts(&parts, |p| &p.0, dw);
-    if let Some(db) = db {
-        reduce_parts(&parts, |p| &p.1, db);
-    }
+}
+
+/// The buffers of [`fused_impl`], kept per thread between calls (every element a call reads
+/// is written or zeroed first): allocating, zeroing and freeing them per call was ~1% of a
+/// phi^4 training step at batch 1024 (2026-12-02, `perf`), `g act'(y)` before that more.
+#[derive(Default)]
+struct Scratch {
+    /// `g act'(y)` of one block of samples.
+    gz: Vec<f32>,
+    /// The flipped kernel (the input gradient's).
+    wt: Vec<f32>,
+    /// The per-lane sums of `dw` and `db`, then the roll buffer.
+    sums: Vec<__m512>,
 }
 
 thread_local! {
-    /// `g act'(y)` of one block of samples, kept between calls (every element a block
-    /// reads is written first; allocating and zeroing it per call showed in profiles).
-    static GZ: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// The block loop of [`fused_impl`]: `g act'(y)` of each block of `nb` samples into `gz`,

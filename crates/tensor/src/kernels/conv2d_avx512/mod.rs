@@ -306,9 +306,9 @@ pub fn backward_weight(dy: &[f32], x: &[f32], s: Conv2dShape, dw: &mut [f32], db
     };
     // SAFETY: available() was asserted.
     unsafe {
-        reduce_parts(&parts, |p| &p.0, dw);
+        reduce_parts(&parts, |p| &p.0[..], dw);
         if let Some(db) = db {
-            reduce_parts(&parts, |p| &p.1, db);
+            reduce_parts(&parts, |p| &p.1[..], db);
         }
     }
 }
@@ -316,7 +316,7 @@ pub fn backward_weight(dy: &[f32], x: &[f32], s: Conv2dShape, dw: &mut [f32], db
 /// `out[i] = lanes(sum_p pick(p)[i])`: the chunks' lane vectors added in chunk order,
 /// then the 16 lanes of the sum in `_mm512_reduce_add_ps`'s fixed order.
 #[target_feature(enable = "avx512f")]
-fn reduce_parts<P>(parts: &[P], pick: impl Fn(&P) -> &Vec<__m512>, out: &mut [f32]) {
+fn reduce_parts<P>(parts: &[P], pick: impl Fn(&P) -> &[__m512], out: &mut [f32]) {
     for (i, o) in out.iter_mut().enumerate() {
         let mut v = _mm512_setzero_ps();
         for p in parts {
