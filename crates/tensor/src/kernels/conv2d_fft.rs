@@ -96,7 +96,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::conv2d_avx512::ActGrad;
+use super::conv2d_avx512::{act_grad16, leaky16, ActGrad};
 pub use super::conv2d_shape::Pass;
 use super::conv2d_shape::{flipped_weights, Conv2dShape};
 use super::conv2d_simd::chunk_len;
@@ -471,20 +471,6 @@ unsafe fn load_planes(src: *const f32, stride: usize, nl: usize, out: &mut [__m5
     unsafe { load_planes_act(src, None, stride, nl, out) }
 }
 
-/// `g act'(y)` from the activation's output `y` (`Unary::grad_from_output`'s values, bit for
-/// bit: LeakyReLU `y > 0 ? g : slope g`, tanh `g (1 - y y)`).
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn act_grad_vec(g: __m512, y: __m512, act: ActGrad) -> __m512 {
-    match act {
-        ActGrad::Leaky(slope) => {
-            let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, _mm512_setzero_ps());
-            _mm512_mask_blend_ps(pos, _mm512_mul_ps(_mm512_set1_ps(slope), g), g)
-        }
-        ActGrad::Tanh => _mm512_mul_ps(g, _mm512_sub_ps(_mm512_set1_ps(1.0), _mm512_mul_ps(y, y))),
-    }
-}
-
 /// [`load_planes`] of `g act'(y)` when `act = Some((y, act))` (`y` laid out as `src`), of
 /// `src` otherwise.
 ///
@@ -505,7 +491,7 @@ unsafe fn load_planes_act(
         let g = _mm512_loadu_ps(src.add(at));
         match act {
             None => g,
-            Some((y, a)) => act_grad_vec(g, _mm512_loadu_ps(y.add(at)), a),
+            Some((y, a)) => act_grad16(g, _mm512_loadu_ps(y.add(at)), a),
         }
     };
     for b in 0..4 {
@@ -539,10 +525,7 @@ unsafe fn store_planes(v: &[__m512], dst: *mut f32, stride: usize, nl: usize, le
     assert!(v.len() >= S && nl <= L);
     let act = |v: __m512| match leaky {
         None => v,
-        Some(slope) => {
-            let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, _mm512_setzero_ps());
-            _mm512_mask_blend_ps(pos, _mm512_mul_ps(v, _mm512_set1_ps(slope)), v)
-        }
+        Some(slope) => leaky16(v, slope),
     };
     for b in 0..4 {
         let mut r: [__m512; L] = std::array::from_fn(|j| act(v[b * L + j]));

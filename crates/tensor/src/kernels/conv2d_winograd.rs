@@ -291,10 +291,8 @@ unsafe fn output_transform(m: *const __m512, h: usize, bias: f32, leaky: Option<
             _mm512_shuffle_f32x4::<0xEE>(w[0][1], w[1][1]),
         ];
         if let Some(slope) = leaky {
-            let sl = _mm512_set1_ps(slope);
             for v in &mut out {
-                let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(*v, _mm512_setzero_ps());
-                *v = _mm512_mask_blend_ps(pos, _mm512_mul_ps(*v, sl), *v);
+                *v = super::conv2d_avx512::leaky16(*v, slope);
             }
         }
         for (k, v) in out.iter().enumerate() {

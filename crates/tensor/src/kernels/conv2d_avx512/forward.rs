@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{block, shifted, tap_idx, zeroed, Conv2dShape, Taps, L};
+use super::{block, leaky16, shifted, tap_idx, zeroed, Conv2dShape, Taps, L};
 
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -39,15 +39,10 @@ pub(super) unsafe fn forward_chunk(
 /// `Unary::LeakyRelu`.
 #[target_feature(enable = "avx512f")]
 fn leaky_relu_in_place(y: &mut [f32], slope: f32) {
-    let sl = _mm512_set1_ps(slope);
     let mut chunks = y.chunks_exact_mut(L);
     for c in &mut chunks {
         // SAFETY: c holds 16 floats.
-        unsafe {
-            let v = _mm512_loadu_ps(c.as_ptr());
-            let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, _mm512_setzero_ps());
-            _mm512_storeu_ps(c.as_mut_ptr(), _mm512_mask_blend_ps(pos, _mm512_mul_ps(v, sl), v));
-        }
+        unsafe { _mm512_storeu_ps(c.as_mut_ptr(), leaky16(_mm512_loadu_ps(c.as_ptr()), slope)) };
     }
     for v in chunks.into_remainder() {
         if *v <= 0.0 {

@@ -5,7 +5,9 @@
 
 use std::arch::x86_64::*;
 
-use super::{available, fits, forward::forward_sample, reduce_parts, weight::weight_block, Conv2dShape, Taps, L};
+use super::{
+    act_grad16, available, fits, forward::forward_sample, reduce_parts, weight::weight_block, Conv2dShape, Taps, L,
+};
 
 /// The activation whose derivative [`backward_fused`] applies to the output gradient,
 /// from the activation's output `y` (as `Unary::grad_from_output`).
@@ -104,8 +106,9 @@ unsafe fn fused_impl(
 }
 
 /// The buffers of [`fused_impl`], kept per thread between calls (every element a call reads
-/// is written or zeroed first): allocating, zeroing and freeing them per call was ~1% of a
-/// phi^4 training step at batch 1024 (2026-12-02, `perf`), `g act'(y)` before that more.
+/// is written or zeroed first). `g act'(y)` was kept so before; allocating, zeroing and
+/// freeing the flipped kernel and the lane sums per call was ~1% of a phi^4 training step at
+/// batch 1024 (2026-12-02, `perf`).
 #[derive(Default)]
 struct Scratch {
     /// `g act'(y)` of one block of samples.
@@ -189,14 +192,7 @@ unsafe fn act_grad(act: ActGrad, y: &[f32], g: &[f32], out: &mut [f32]) {
         // SAFETY: i + 16 <= n <= the three lengths (equal).
         unsafe {
             let (yv, gv) = (_mm512_loadu_ps(y.as_ptr().add(i)), _mm512_loadu_ps(g.as_ptr().add(i)));
-            let r = match act {
-                ActGrad::Leaky(slope) => {
-                    let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(yv, _mm512_setzero_ps());
-                    _mm512_mask_blend_ps(pos, _mm512_mul_ps(_mm512_set1_ps(slope), gv), gv)
-                }
-                ActGrad::Tanh => _mm512_mul_ps(gv, _mm512_sub_ps(_mm512_set1_ps(1.0), _mm512_mul_ps(yv, yv))),
-            };
-            _mm512_storeu_ps(out.as_mut_ptr().add(i), r);
+            _mm512_storeu_ps(out.as_mut_ptr().add(i), act_grad16(gv, yv, act));
         }
     }
     for i in n..out.len() {

@@ -220,6 +220,29 @@ use forward::forward_chunk;
 pub use fused::{backward_fused, ActGrad};
 use weight::backward_weight_chunk;
 
+/// LeakyReLU on 16 lanes: `v > 0 ? v : slope v` (NaN stays NaN), the values of
+/// `Unary::LeakyRelu` (the direct, Winograd and FFT forward passes apply it as they store).
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) fn leaky16(v: __m512, slope: f32) -> __m512 {
+    let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, _mm512_setzero_ps());
+    _mm512_mask_blend_ps(pos, _mm512_mul_ps(v, _mm512_set1_ps(slope)), v)
+}
+
+/// `g act'(y)` on 16 lanes from the activation's output `y` (`Unary::grad_from_output`'s
+/// values, bit for bit: LeakyReLU `y > 0 ? g : slope g`, tanh `g (1 - y y)`).
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) fn act_grad16(g: __m512, y: __m512, act: ActGrad) -> __m512 {
+    match act {
+        ActGrad::Leaky(slope) => {
+            let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, _mm512_setzero_ps());
+            _mm512_mask_blend_ps(pos, _mm512_mul_ps(_mm512_set1_ps(slope), g), g)
+        }
+        ActGrad::Tanh => _mm512_mul_ps(g, _mm512_sub_ps(_mm512_set1_ps(1.0), _mm512_mul_ps(y, y))),
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // forward
 
