@@ -11,8 +11,11 @@
 //!
 //! PyTorch 2.11 on the same machine: `python3 ../shared/reference/torch_reference.py
 //! timing --device cpu --threads 2 --batches 64 1024` (figures and ratios in the README).
-//! After criterion's own report, a summary line per case prints the median ms/step
-//! (`TRAIN_STEP_SUMMARY_ONLY=1` prints only that; `scripts/compare_pytorch.sh` runs it
+//! After criterion's own report, a summary line per case prints the median ms/step of 50
+//! (batch 64) or 20 steps and the mean ms/step the way `torch_reference.py timing` measures
+//! PyTorch (5 warm-up steps, then `max(3, min(50, 2e5 / batch))` = 50 steps timed together:
+//! the same statistic over the same number of steps, slow moments of a shared machine
+//! included) (`TRAIN_STEP_SUMMARY_ONLY=1` prints only that; `scripts/compare_pytorch.sh` runs it
 //! between two PyTorch runs). `TRAIN_STEP_CASES=phi4/1024,u1/64` runs only the cases named
 //! (handy under `perf record`).
 //!
@@ -25,7 +28,7 @@
 
 mod common;
 
-use common::median_ms;
+use common::{median_ms, reference_mean_ms};
 use criterion::Criterion;
 use latflow::flow::phi4::Phi4FlowConfig;
 use latflow::flow::train::{TrainConfig, Trainer};
@@ -35,6 +38,14 @@ use latflow::tensor::{AdamConfig, Device, Var};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::time::Duration;
+
+/// Untimed steps before `torch_reference.py`'s timed ones (`time_steps(..., warm=5)`).
+const REFERENCE_WARM: usize = 5;
+
+/// Steps `torch_reference.py timing` times at `batch`: `max(3, min(50, int(2e5 / batch)))`.
+fn reference_steps(batch: usize) -> usize {
+    (200_000 / batch).clamp(3, 50)
+}
 
 fn config(batch: usize) -> TrainConfig {
     TrainConfig { batch, adam: AdamConfig::default(), lr_final: None, steps: usize::MAX, seed: 0 }
@@ -98,7 +109,15 @@ fn main() {
                 },
                 reps,
             );
-            summary.push(("phi4", batch, ms, (launches() - launches0) / (reps as u64 + 2)));
+            let l = (launches() - launches0) / (reps as u64 + 2);
+            let mean = reference_mean_ms(
+                || {
+                    tr.step(&action).unwrap();
+                },
+                REFERENCE_WARM,
+                reference_steps(batch),
+            );
+            summary.push(("phi4", batch, ms, mean, l));
         }
 
         if !wanted("u1", batch) {
@@ -118,19 +137,27 @@ fn main() {
             },
             reps,
         );
-        summary.push(("u1", batch, ms, (launches() - launches0) / (reps as u64 + 2)));
+        let l = (launches() - launches0) / (reps as u64 + 2);
+        let mean = reference_mean_ms(
+            || {
+                tr.step(&action).unwrap();
+            },
+            REFERENCE_WARM,
+            reference_steps(batch),
+        );
+        summary.push(("u1", batch, ms, mean, l));
     }
     c.final_summary();
     let dev = match device {
         Device::Cpu => format!("cpu, {} rayon threads", rayon::current_num_threads()),
         Device::Cuda => format!("cuda: {}", latflow::tensor::gpu_name().unwrap_or_default()),
     };
-    println!("\nmodel  batch  median ms/step  (f32, {dev})");
-    for (m, b, ms, l) in summary {
+    println!("\nmodel  batch  median ms/step  mean ms/step as torch_reference  (f32, {dev})");
+    for (m, b, ms, mean, l) in summary {
         if device == Device::Cuda {
-            println!("{m:<6} {b:>5}  {ms:>10.2}   ({l} kernel launches per step)");
+            println!("{m:<6} {b:>5}  {ms:>10.2}  {mean:>10.2}   ({l} kernel launches per step)");
         } else {
-            println!("{m:<6} {b:>5}  {ms:>10.2}");
+            println!("{m:<6} {b:>5}  {ms:>10.2}  {mean:>10.2}");
         }
     }
 }

@@ -16,3 +16,19 @@ pub fn median_ms(mut f: impl FnMut(), reps: usize) -> f64 {
     t.sort_by(f64::total_cmp);
     t[t.len() / 2]
 }
+
+/// Mean wall time of `f` in ms as `torch_reference.py`'s `time_steps` takes it: `warm`
+/// untimed runs, then `n` runs timed together, total / `n`. The same statistic as the
+/// PyTorch figures `scripts/compare_pytorch.sh` puts next to it (a mean over a window of
+/// `n` steps, slow moments of a shared machine included).
+#[allow(dead_code)] // used by some of the benches that include this module
+pub fn reference_mean_ms(mut f: impl FnMut(), warm: usize, n: usize) -> f64 {
+    for _ in 0..warm {
+        f();
+    }
+    let t0 = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    t0.elapsed().as_secs_f64() * 1e3 / n as f64
+}
