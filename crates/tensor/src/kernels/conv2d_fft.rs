@@ -776,6 +776,96 @@ fn forward_spectral(
     }
 }
 
+/// [`forward`] on tensors held in the kernels' own samples-as-lanes layout: `x` as
+/// `(n / 16, cin, 64, 16)` (group, channel, site, sample of the group) and `y` as
+/// `(n / 16, cout, 64, 16)`, `n` a multiple of 16; one thread. The same values as [`forward`]
+/// on the NCHW tensors, bit for bit (the transposes of [`load_planes`] and [`store_planes`]
+/// are exact), without the transposes: a plane of 16 samples is 64 contiguous vectors. Not
+/// used by the engine yet: it measures what holding a training shard in this layout would
+/// save (`cargo bench --bench conv2d_layout`, `docs/perf-conv2d.md`).
+///
+/// # Panics
+/// As [`forward`]; or if `n` is not a multiple of 16.
+pub fn forward_lanes(x: &[f32], w: &[f32], b: Option<&[f32]>, s: Conv2dShape, y: &mut [f32], leaky: Option<f32>) {
+    assert!(available() && fits(&s), "conv2d_fft: shape {s:?} or CPU not supported");
+    assert!(s.n.is_multiple_of(L), "conv2d_fft: the lanes layout needs a multiple of 16 samples, got {}", s.n);
+    s.check(x.len(), w.len(), y.len());
+    if let Some(b) = b {
+        assert_eq!(b.len(), s.cout, "conv2d_fft: bias length");
+    }
+    let wf = cached_weight_transform(w, &s, false);
+    // SAFETY: available() was asserted; lengths checked.
+    unsafe { forward_lanes_chunk(x, &wf, b, s, y, leaky) }
+}
+
+/// [`forward_lanes`] on one thread.
+///
+/// # Safety
+/// AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn forward_lanes_chunk(
+    x: &[f32],
+    wf: &[f32],
+    b: Option<&[f32]>,
+    s: Conv2dShape,
+    y: &mut [f32],
+    leaky: Option<f32>,
+) {
+    let (xin, yout) = (s.cin * S * L, s.cout * S * L);
+    assert!(x.len() == s.n / L * xin && y.len() == s.n / L * yout);
+    with_scratch((s.cin + s.cout) * S, |buf| {
+        let (xs, ys) = buf.split_at_mut(s.cin * S);
+        for (xg, yg) in x.chunks_exact(xin).zip(y.chunks_exact_mut(yout)) {
+            for c in 0..s.cin {
+                let v = plane(&mut xs[c * S..]);
+                for (t, v) in v.iter_mut().enumerate() {
+                    // SAFETY: site t of plane c lies inside the group's block.
+                    *v = unsafe { _mm512_loadu_ps(xg.as_ptr().add((c * S + t) * L)) };
+                }
+                vector::fft2d(v);
+            }
+            products(xs, (1, S), wf, b, s, ys);
+            for o in 0..s.cout {
+                let v = plane(&mut ys[o * S..]);
+                vector::ifft2d(v);
+                for (t, v) in v.iter().enumerate() {
+                    let v = match leaky {
+                        None => *v,
+                        Some(slope) => leaky16(*v, slope),
+                    };
+                    // SAFETY: site t of plane o lies inside the group's block.
+                    unsafe { _mm512_storeu_ps(yg.as_mut_ptr().add((o * S + t) * L), v) };
+                }
+            }
+        }
+    })
+}
+
+/// NCHW `(n, c, 8, 8)` to the lanes layout `(n / 16, c, 64, 16)` of [`forward_lanes`] (`n` a
+/// multiple of 16), and back with `back`: plain index copies, for tests and benchmarks.
+pub fn to_lanes(a: &[f32], n: usize, c: usize, back: bool) -> Vec<f32> {
+    assert!(
+        n.is_multiple_of(L) && a.len() == n * c * S,
+        "conv2d_fft::to_lanes: {} values for n = {n}, c = {c}",
+        a.len()
+    );
+    let mut out = vec![0f32; a.len()];
+    for i in 0..n {
+        for ch in 0..c {
+            for t in 0..S {
+                let nchw = (i * c + ch) * S + t;
+                let lanes = (((i / L) * c + ch) * S + t) * L + i % L;
+                if back {
+                    out[nchw] = a[lanes];
+                } else {
+                    out[lanes] = a[nchw];
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Input gradient (when `dx` is given) and weight and bias gradients of `y = act(conv(x))`
 /// from `g = dL/dy` (`y` the activation's output, read only with an activation), on one
 /// thread: `dy = g act'(y)` formed as the planes are loaded (no buffer for it) and
@@ -1559,5 +1649,38 @@ mod tests {
                 assert!(tiles.0.iter().any(|&v| v != 0.0), "{s:?}");
             }
         }
+    }
+
+    /// The forward pass in the lanes layout gives the NCHW pass's values bit for bit, with
+    /// and without bias and LeakyReLU, for the tutorial's shapes and k = 5.
+    #[test]
+    fn forward_in_the_lanes_layout_equals_the_nchw_one() {
+        if !available() {
+            return;
+        }
+        let mut seed = 0x6a09_e667_f3bc_c909u64;
+        let mut uniform = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for (cin, cout, n, k) in [(8, 8, 64, 3), (8, 3, 32, 3), (8, 2, 16, 3), (2, 8, 48, 5), (1, 8, 16, 3)] {
+            let s = Conv2dShape { n, cin, cout, h: 8, w: 8, k };
+            let x: Vec<f32> = (0..s.input_len()).map(|_| uniform()).collect();
+            let w: Vec<f32> = (0..s.weight_len()).map(|_| uniform() / 4.0).collect();
+            let b: Vec<f32> = (0..cout).map(|_| uniform()).collect();
+            for (bias, leaky) in [(Some(&b[..]), Some(0.01f32)), (None, None)] {
+                let mut y = vec![0f32; s.output_len()];
+                forward(&x, &w, bias, s, &mut y, false, leaky);
+                let mut yl = vec![0f32; s.output_len()];
+                forward_lanes(&to_lanes(&x, n, cin, false), &w, bias, s, &mut yl, leaky);
+                assert_eq!(bits(&to_lanes(&yl, n, cout, true)), bits(&y), "{s:?}");
+            }
+        }
+        let x: Vec<f32> = (0..32 * 2 * 64).map(|i| i as f32).collect();
+        let l = to_lanes(&x, 32, 2, false);
+        // sample 19 = lane 3 of group 1, channel 1, site 5
+        assert_eq!(l[(3 * 64 + 5) * 16 + 3], x[(19 * 2 + 1) * 64 + 5]);
+        assert_eq!(to_lanes(&l, 32, 2, true), x);
     }
 }
