@@ -779,7 +779,7 @@ fn forward_spectral(
 /// [`forward`] on tensors held in the kernels' own samples-as-lanes layout: `x` as
 /// `(n / 16, cin, 64, 16)` (group, channel, site, sample of the group) and `y` as
 /// `(n / 16, cout, 64, 16)`, `n` a multiple of 16; one thread. The same values as [`forward`]
-/// on the NCHW tensors, bit for bit (the transposes of [`load_planes`] and [`store_planes`]
+/// on the NCHW tensors, bit for bit (the transposes of `load_planes` and `store_planes`
 /// are exact), without the transposes: a plane of 16 samples is 64 contiguous vectors. Not
 /// used by the engine yet: it measures what holding a training shard in this layout would
 /// save (`cargo bench --bench conv2d_layout`, `docs/perf-conv2d.md`).
