@@ -1,9 +1,10 @@
-//! What the samples-as-lanes layout would save the FFT conv kernels: the forward pass of the
-//! tutorial's FFT layers (8 -> 8, 8 -> 3, 8 -> 2; 8x8 lattice, 3x3 kernel, f32, LeakyReLU, one
-//! thread) on NCHW tensors (`conv2d_fft::forward`: each plane of 16 samples loaded and stored
-//! through a 16x16 transpose) against the same pass on tensors already in the kernels' layout
-//! (`conv2d_fft::forward_lanes`: 64 contiguous vectors per plane, no transposes; the same
-//! bits). Median us per call, the two alternated three times and the middle median kept; on
+//! What the samples-as-lanes layout would save the FFT conv kernels: the forward pass and the
+//! fused backward pass (both gradients) of the tutorial's FFT layers (8 -> 8, 8 -> 3, 8 -> 2;
+//! 8x8 lattice, 3x3 kernel, f32, LeakyReLU, one thread) on NCHW tensors
+//! (`conv2d_fft::forward`, `backward_fused`: each plane of 16 samples loaded and stored through
+//! a 16x16 transpose) against the same passes on tensors already in the kernels' layout
+//! (`forward_lanes`, `backward_fused_lanes`: 64 contiguous vectors per plane, no transposes;
+//! the same bits). Median us per call, the two alternated three times and the middle median kept; on
 //! CPUs without AVX-512 it prints nothing to compare.
 //!
 //! ```text
@@ -30,6 +31,7 @@ fn middle(mut f: impl FnMut()) -> f64 {
 #[cfg(target_arch = "x86_64")]
 fn run() {
     use latflow_tensor::kernels::conv2d::{Backend, Conv2dShape};
+    use latflow_tensor::kernels::conv2d_avx512::ActGrad;
     use latflow_tensor::kernels::conv2d_fft;
     use latflow_tensor::Tensor;
     use rand::rngs::StdRng;
@@ -46,7 +48,7 @@ fn run() {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_default()
     );
-    println!("shape     batch   NCHW (us)   lanes (us)   NCHW / lanes");
+    println!("shape     batch   pass       NCHW (us)   lanes (us)   NCHW / lanes");
     for (cin, cout) in [(8, 8), (8, 3), (8, 2)] {
         for n in [64, 1024] {
             let s = Conv2dShape { n, cin, cout, h: 8, w: 8, k: 3 };
@@ -56,18 +58,44 @@ fn run() {
             }
             let mut rng = StdRng::seed_from_u64(1);
             let mut u = |len: usize| Tensor::<f32>::uniform(&[len], -1.0, 1.0, &mut rng).into_vec();
-            let (x, w, b) = (u(s.input_len()), u(s.weight_len()), u(s.cout));
-            let xl = conv2d_fft::to_lanes(&x, n, cin, false);
+            let (x, w, b, g) = (u(s.input_len()), u(s.weight_len()), u(s.cout), u(s.output_len()));
+            let lanes = |a: &[f32], c: usize| conv2d_fft::to_lanes(a, n, c, false);
             let mut y = vec![0f32; s.output_len()];
-            let (mut nchw, mut lanes) = (Vec::new(), Vec::new());
+            conv2d_fft::forward(&x, &w, Some(&b), s, &mut y, false, Some(SLOPE));
+            let (xl, yl, gl) = (lanes(&x, cin), lanes(&y, cout), lanes(&g, cout));
+            let mut out = vec![0f32; s.output_len()];
+            let (mut dx, mut dw, mut db) = (vec![0f32; s.input_len()], vec![0f32; s.weight_len()], vec![0f32; cout]);
+            let act = Some(ActGrad::Leaky(SLOPE));
+            let (mut fwd, mut bwd) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
             for _ in 0..3 {
-                nchw.push(middle(|| conv2d_fft::forward(black_box(&x), &w, Some(&b), s, &mut y, false, Some(SLOPE))));
-                lanes.push(middle(|| conv2d_fft::forward_lanes(black_box(&xl), &w, Some(&b), s, &mut y, Some(SLOPE))));
+                fwd[0]
+                    .push(middle(|| conv2d_fft::forward(black_box(&x), &w, Some(&b), s, &mut out, false, Some(SLOPE))));
+                fwd[1]
+                    .push(middle(|| conv2d_fft::forward_lanes(black_box(&xl), &w, Some(&b), s, &mut out, Some(SLOPE))));
+                bwd[0].push(middle(|| {
+                    conv2d_fft::backward_fused(black_box(&g), &y, act, &x, &w, s, Some(&mut dx), &mut dw, Some(&mut db))
+                }));
+                bwd[1].push(middle(|| {
+                    conv2d_fft::backward_fused_lanes(
+                        black_box(&gl),
+                        &yl,
+                        act,
+                        &xl,
+                        &w,
+                        s,
+                        Some(&mut dx),
+                        &mut dw,
+                        Some(&mut db),
+                    )
+                }));
             }
-            nchw.sort_by(f64::total_cmp);
-            lanes.sort_by(f64::total_cmp);
-            let (a, l) = (nchw[1], lanes[1]);
-            println!("{cin}->{cout}  {n:>8}  {a:>10.1}  {l:>11.1}  {:>11.2}x", a / l);
+            for (pass, t) in [("forward", &mut fwd), ("backward", &mut bwd)] {
+                for v in t.iter_mut() {
+                    v.sort_by(f64::total_cmp);
+                }
+                let (a, l) = (t[0][1], t[1][1]);
+                println!("{cin}->{cout}  {n:>8}   {pass:<9} {a:>10.1}  {l:>11.1}  {:>11.2}x", a / l);
+            }
         }
     }
 }

@@ -901,9 +901,114 @@ pub fn backward_fused(
     let wtf = dx.is_some().then(|| cached_weight_transform(w, &s, true));
     let act = act.map(|a| (y.as_ptr(), a));
     // SAFETY: available() was asserted; lengths checked (y as long as g when read).
-    let part = unsafe { fused_chunk(g, act, x, wtf.as_deref().map(|v| v.as_slice()), s, dx) };
+    let part = unsafe { fused_chunk(g, act, x, wtf.as_deref().map(|v| v.as_slice()), s, dx, Layout::Nchw) };
     // SAFETY: as above.
     unsafe { finish_weight(vec![part], s, dw, db) };
+}
+
+/// [`backward_fused`] on tensors in the lanes layout of [`forward_lanes`] (`g`, `y`, `x` and
+/// `dx`; `n` a multiple of 16): the same gradients, bit for bit, without the transposes. Not
+/// used by the engine yet (`cargo bench --bench conv2d_layout`).
+///
+/// # Panics
+/// As [`backward_fused`]; or if `n` is not a multiple of 16.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_fused_lanes(
+    g: &[f32],
+    y: &[f32],
+    act: Option<ActGrad>,
+    x: &[f32],
+    w: &[f32],
+    s: Conv2dShape,
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
+    assert!(available() && fits(&s), "conv2d_fft: shape {s:?} or CPU not supported");
+    assert!(s.n.is_multiple_of(L), "conv2d_fft: the lanes layout needs a multiple of 16 samples, got {}", s.n);
+    s.check(x.len(), dw.len(), g.len());
+    assert!(act.is_none() || y.len() == g.len(), "conv2d_fft: activation output length");
+    if let Some(dx) = &dx {
+        assert_eq!(dx.len(), s.input_len(), "conv2d_fft: input gradient length for {s:?}");
+    }
+    if let Some(db) = &db {
+        assert_eq!(db.len(), s.cout, "conv2d_fft: bias gradient length");
+    }
+    let wtf = dx.is_some().then(|| cached_weight_transform(w, &s, true));
+    let act = act.map(|a| (y.as_ptr(), a));
+    // SAFETY: available() was asserted; lengths checked (y as long as g when read).
+    let part = unsafe { fused_chunk(g, act, x, wtf.as_deref().map(|v| v.as_slice()), s, dx, Layout::Lanes) };
+    // SAFETY: as above.
+    unsafe { finish_weight(vec![part], s, dw, db) };
+}
+
+/// How a kernel's tensors hold their samples: NCHW, or the lanes layout of [`forward_lanes`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Nchw,
+    Lanes,
+}
+
+/// Channel `c` (of `channels`) of the samples `n0 .. n0 + nl` (group `n0 / 16`) of `src` as 64
+/// site vectors in `out`, `g act'(y)` when `act = Some((y, act))` (`y` laid out as `src`):
+/// through [`load_planes_act`] for NCHW, 64 contiguous loads for the lanes layout.
+///
+/// # Safety
+/// AVX-512F; the planes lie inside `src` (and `y`); in the lanes layout `nl = 16`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn load_plane(
+    layout: Layout,
+    src: *const f32,
+    act: Option<(*const f32, ActGrad)>,
+    channels: usize,
+    c: usize,
+    n0: usize,
+    nl: usize,
+    out: &mut [__m512; S],
+) {
+    match layout {
+        Layout::Nchw => {
+            let at = (n0 * channels + c) * S;
+            // SAFETY: the caller's contract.
+            unsafe { load_planes_act(src.add(at), act.map(|(y, a)| (y.add(at), a)), channels * S, nl, out) }
+        }
+        Layout::Lanes => {
+            let at = ((n0 / L) * channels + c) * S * L;
+            for (t, v) in out.iter_mut().enumerate() {
+                // SAFETY: the caller's contract.
+                *v = unsafe {
+                    let g = _mm512_loadu_ps(src.add(at + t * L));
+                    match act {
+                        None => g,
+                        Some((y, a)) => act_grad16(g, _mm512_loadu_ps(y.add(at + t * L)), a),
+                    }
+                };
+            }
+        }
+    }
+}
+
+/// The inverse of [`load_plane`] (no activation): 64 site vectors into channel `c` of the
+/// samples `n0 .. n0 + nl` of `dst`.
+///
+/// # Safety
+/// AVX-512F; the planes lie inside `dst`; in the lanes layout `nl = 16`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_plane(layout: Layout, v: &[__m512; S], dst: *mut f32, channels: usize, c: usize, n0: usize, nl: usize) {
+    match layout {
+        // SAFETY: the caller's contract.
+        Layout::Nchw => unsafe { store_planes(v, dst.add((n0 * channels + c) * S), channels * S, nl, None) },
+        Layout::Lanes => {
+            let at = ((n0 / L) * channels + c) * S * L;
+            for (t, v) in v.iter().enumerate() {
+                // SAFETY: the caller's contract.
+                unsafe { _mm512_storeu_ps(dst.add(at + t * L), *v) };
+            }
+        }
+    }
 }
 
 /// The fused backward pass's per-lane sums (and `dx`): blocks of groups whose spectra fit
@@ -923,8 +1028,10 @@ unsafe fn fused_chunk(
     wtf: Option<&[f32]>,
     s: Conv2dShape,
     mut dx: Option<&mut [f32]>,
+    layout: Layout,
 ) -> Part {
     assert!(dy.len() == s.n * s.cout * S && x.len() == s.n * s.cin * S);
+    assert!(layout == Layout::Nchw || s.n.is_multiple_of(L));
     let st = Conv2dShape { cin: s.cout, cout: s.cin, ..s };
     let mut db = zeroed(s.cout);
     let groups = s.n.div_ceil(L);
@@ -943,17 +1050,14 @@ unsafe fn fused_chunk(
                 for c in 0..s.cin {
                     let v = plane(xs);
                     // SAFETY: planes (n0 + l, c), l < nl, inside x.
-                    unsafe { load_planes(x.as_ptr().add((n0 * s.cin + c) * S), s.cin * S, nl, v) };
+                    unsafe { load_plane(layout, x.as_ptr(), None, s.cin, c, n0, nl, v) };
                     let at = (g - g0) * s.cin + c;
                     vector::fft2d_to(v, |t, v| xb[t * vs + at] = v);
                 }
                 for o in 0..s.cout {
                     let v = plane(xs);
-                    let at = (n0 * s.cout + o) * S;
                     // SAFETY: planes (n0 + l, o), l < nl, inside dy (and y, contract).
-                    unsafe {
-                        load_planes_act(dy.as_ptr().add(at), act.map(|(y, a)| (y.add(at), a)), s.cout * S, nl, v)
-                    };
+                    unsafe { load_plane(layout, dy.as_ptr(), act, s.cout, o, n0, nl, v) };
                     let at = (g - g0) * s.cout + o;
                     vector::fft2d_to(v, |t, v| dbuf[t * ds + at] = v);
                     db[o] = _mm512_add_ps(db[o], dbuf[at]);
@@ -965,7 +1069,7 @@ unsafe fn fused_chunk(
                         let v = plane(&mut xs[c * S..]);
                         vector::ifft2d(v);
                         // SAFETY: the planes (n0 + l, c), l < nl, lie inside dx (length checked).
-                        unsafe { store_planes(v, dx.as_mut_ptr().add((n0 * s.cin + c) * S), s.cin * S, nl, None) };
+                        unsafe { store_plane(layout, v, dx.as_mut_ptr(), s.cin, c, n0, nl) };
                     }
                 }
             }
@@ -1652,7 +1756,8 @@ mod tests {
     }
 
     /// The forward pass in the lanes layout gives the NCHW pass's values bit for bit, with
-    /// and without bias and LeakyReLU, for the tutorial's shapes and k = 5.
+    /// and without bias and LeakyReLU, and the fused backward pass its gradients (LeakyReLU,
+    /// tanh, none), for the tutorial's shapes and k = 5.
     #[test]
     fn forward_in_the_lanes_layout_equals_the_nchw_one() {
         if !available() {
@@ -1675,6 +1780,24 @@ mod tests {
                 let mut yl = vec![0f32; s.output_len()];
                 forward_lanes(&to_lanes(&x, n, cin, false), &w, bias, s, &mut yl, leaky);
                 assert_eq!(bits(&to_lanes(&yl, n, cout, true)), bits(&y), "{s:?}");
+            }
+            // the fused backward pass, both gradients, with and without an activation
+            let g: Vec<f32> = (0..s.output_len()).map(|_| uniform()).collect();
+            let mut y = vec![0f32; s.output_len()];
+            forward(&x, &w, Some(&b), s, &mut y, false, Some(0.01));
+            for act in [Some(ActGrad::Leaky(0.01)), Some(ActGrad::Tanh), None] {
+                let (mut dx, mut dw, mut db) =
+                    (vec![0f32; s.input_len()], vec![0f32; s.weight_len()], vec![0f32; cout]);
+                backward_fused(&g, &y, act, &x, &w, s, Some(&mut dx), &mut dw, Some(&mut db));
+                let (mut dxl, mut dwl, mut dbl) =
+                    (vec![0f32; s.input_len()], vec![0f32; s.weight_len()], vec![0f32; cout]);
+                let lanes = |a: &[f32], c| to_lanes(a, n, c, false);
+                let (gl, yl, xl) = (lanes(&g, cout), lanes(&y, cout), lanes(&x, cin));
+                backward_fused_lanes(&gl, &yl, act, &xl, &w, s, Some(&mut dxl), &mut dwl, Some(&mut dbl));
+                assert_eq!(bits(&to_lanes(&dxl, n, cin, true)), bits(&dx), "dx {s:?} {act:?}");
+                assert_eq!(bits(&dwl), bits(&dw), "dw {s:?} {act:?}");
+                assert_eq!(bits(&dbl), bits(&db), "db {s:?} {act:?}");
+                assert!(dw.iter().any(|&v| v != 0.0));
             }
         }
         let x: Vec<f32> = (0..32 * 2 * 64).map(|i| i as f32).collect();
