@@ -4,8 +4,10 @@
 //! (`conv2d_fft::forward`, `backward_fused`: each plane of 16 samples loaded and stored through
 //! a 16x16 transpose) against the same passes on tensors already in the kernels' layout
 //! (`forward_lanes`, `backward_fused_lanes`: 64 contiguous vectors per plane, no transposes;
-//! the same bits). Median us per call, the two alternated three times and the middle median kept; on
-//! CPUs without AVX-512 it prints nothing to compare.
+//! the same bits); and the direct kernels' forward pass of the 1 -> 8 and 2 -> 8 layers
+//! (`conv2d_avx512::forward`, a lane permutation per tap, against `conv2d_avx512::lanes`: plain
+//! FMAs on shifted site vectors; the same bits). Median us per call, the two alternated three
+//! times and the middle median kept; on CPUs without AVX-512 it prints nothing to compare.
 //!
 //! ```text
 //! cargo bench --bench conv2d_layout
@@ -32,7 +34,7 @@ fn middle(mut f: impl FnMut()) -> f64 {
 fn run() {
     use latflow_tensor::kernels::conv2d::{Backend, Conv2dShape};
     use latflow_tensor::kernels::conv2d_avx512::ActGrad;
-    use latflow_tensor::kernels::conv2d_fft;
+    use latflow_tensor::kernels::{conv2d_avx512, conv2d_fft};
     use latflow_tensor::Tensor;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
@@ -49,6 +51,36 @@ fn run() {
             .unwrap_or_default()
     );
     println!("shape     batch   pass       NCHW (us)   lanes (us)   NCHW / lanes");
+    // the direct kernels' layers (phi^4 1 -> 8, U(1) 2 -> 8): the one-thread AVX-512 forward
+    // kernel on NCHW (in-register permutations per tap) against the lanes one (plain FMAs)
+    for (cin, cout) in [(1, 8), (2, 8)] {
+        for n in [64, 1024] {
+            let s = Conv2dShape { n, cin, cout, h: 8, w: 8, k: 3 };
+            if !Backend::available::<f32>(&s).contains(&Backend::Avx512) {
+                println!("{cin}->{cout}  {n:>8}   (no AVX-512 kernels on this CPU)");
+                continue;
+            }
+            let mut rng = StdRng::seed_from_u64(2);
+            let mut u = |len: usize| Tensor::<f32>::uniform(&[len], -1.0, 1.0, &mut rng).into_vec();
+            let (x, w, b) = (u(s.input_len()), u(s.weight_len()), u(s.cout));
+            let xl = conv2d_fft::to_lanes(&x, n, cin, false);
+            let mut out = vec![0f32; s.output_len()];
+            let mut t = [Vec::new(), Vec::new()];
+            for _ in 0..3 {
+                t[0].push(middle(|| {
+                    conv2d_avx512::forward(black_box(&x), &w, Some(&b), s, &mut out, false, Some(SLOPE))
+                }));
+                t[1].push(middle(|| {
+                    conv2d_avx512::lanes::forward_lanes(black_box(&xl), &w, Some(&b), s, &mut out, Some(SLOPE))
+                }));
+            }
+            for v in t.iter_mut() {
+                v.sort_by(f64::total_cmp);
+            }
+            let (a, l) = (t[0][1], t[1][1]);
+            println!("{cin}->{cout}  {n:>8}   {:<9} {a:>10.1}  {l:>11.1}  {:>11.2}x", "fwd direct", a / l);
+        }
+    }
     for (cin, cout) in [(8, 8), (8, 3), (8, 2)] {
         for n in [64, 1024] {
             let s = Conv2dShape { n, cin, cout, h: 8, w: 8, k: 3 };

@@ -41,7 +41,8 @@
 //! L1-sized sample blocks with `g act'(y)` applied on the fly ([`backward_fused`]).
 //!
 //! Files: `forward.rs` (forward and input-gradient tiles), `weight.rs` (weight-gradient
-//! tiles and sample blocks), `fused.rs` (the one-thread backward pass); here the entry
+//! tiles and sample blocks), `fused.rs` (the one-thread backward pass), `lanes.rs` (the forward
+//! kernel on tensors in the samples-as-lanes layout, measured, not used yet); here the entry
 //! points and the shared tap tables.
 
 #![allow(unsafe_code)]
@@ -214,6 +215,7 @@ macro_rules! rows {
 
 mod forward;
 mod fused;
+pub mod lanes;
 mod weight;
 
 use forward::forward_chunk;
