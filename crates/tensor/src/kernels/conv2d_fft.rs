@@ -768,11 +768,11 @@ fn forward_spectral(
         let chunk = chunk_len(s.n, 4 * rayon::current_num_threads()).next_multiple_of(L);
         x.par_chunks(chunk * xin).zip(y.par_chunks_mut(chunk * yout)).for_each(|(xc, yc)| {
             // SAFETY: available() was asserted; lengths match the chunk's shape.
-            unsafe { forward_chunk(xc, wf, b, Conv2dShape { n: xc.len() / xin, ..s }, yc, leaky) }
+            unsafe { forward_chunk(xc, wf, b, Conv2dShape { n: xc.len() / xin, ..s }, yc, leaky, Layout::Nchw) }
         });
     } else {
         // SAFETY: as above.
-        unsafe { forward_chunk(x, wf, b, s, y, leaky) }
+        unsafe { forward_chunk(x, wf, b, s, y, leaky, Layout::Nchw) }
     }
 }
 
@@ -795,50 +795,7 @@ pub fn forward_lanes(x: &[f32], w: &[f32], b: Option<&[f32]>, s: Conv2dShape, y:
     }
     let wf = cached_weight_transform(w, &s, false);
     // SAFETY: available() was asserted; lengths checked.
-    unsafe { forward_lanes_chunk(x, &wf, b, s, y, leaky) }
-}
-
-/// [`forward_lanes`] on one thread.
-///
-/// # Safety
-/// AVX-512F.
-#[target_feature(enable = "avx512f")]
-unsafe fn forward_lanes_chunk(
-    x: &[f32],
-    wf: &[f32],
-    b: Option<&[f32]>,
-    s: Conv2dShape,
-    y: &mut [f32],
-    leaky: Option<f32>,
-) {
-    let (xin, yout) = (s.cin * S * L, s.cout * S * L);
-    assert!(x.len() == s.n / L * xin && y.len() == s.n / L * yout);
-    with_scratch((s.cin + s.cout) * S, |buf| {
-        let (xs, ys) = buf.split_at_mut(s.cin * S);
-        for (xg, yg) in x.chunks_exact(xin).zip(y.chunks_exact_mut(yout)) {
-            for c in 0..s.cin {
-                let v = plane(&mut xs[c * S..]);
-                for (t, v) in v.iter_mut().enumerate() {
-                    // SAFETY: site t of plane c lies inside the group's block.
-                    *v = unsafe { _mm512_loadu_ps(xg.as_ptr().add((c * S + t) * L)) };
-                }
-                vector::fft2d(v);
-            }
-            products(xs, (1, S), wf, b, s, ys);
-            for o in 0..s.cout {
-                let v = plane(&mut ys[o * S..]);
-                vector::ifft2d(v);
-                for (t, v) in v.iter().enumerate() {
-                    let v = match leaky {
-                        None => *v,
-                        Some(slope) => leaky16(*v, slope),
-                    };
-                    // SAFETY: site t of plane o lies inside the group's block.
-                    unsafe { _mm512_storeu_ps(yg.as_mut_ptr().add((o * S + t) * L), v) };
-                }
-            }
-        }
-    })
+    unsafe { forward_chunk(x, &wf, b, s, y, leaky, Layout::Lanes) }
 }
 
 /// NCHW `(n, c, 8, 8)` to the lanes layout `(n / 16, c, 64, 16)` of [`forward_lanes`] (`n` a
@@ -889,21 +846,7 @@ pub fn backward_fused(
     dw: &mut [f32],
     db: Option<&mut [f32]>,
 ) {
-    assert!(available() && fits(&s), "conv2d_fft: shape {s:?} or CPU not supported");
-    s.check(x.len(), dw.len(), g.len());
-    assert!(act.is_none() || y.len() == g.len(), "conv2d_fft: activation output length");
-    if let Some(dx) = &dx {
-        assert_eq!(dx.len(), s.input_len(), "conv2d_fft: input gradient length for {s:?}");
-    }
-    if let Some(db) = &db {
-        assert_eq!(db.len(), s.cout, "conv2d_fft: bias gradient length");
-    }
-    let wtf = dx.is_some().then(|| cached_weight_transform(w, &s, true));
-    let act = act.map(|a| (y.as_ptr(), a));
-    // SAFETY: available() was asserted; lengths checked (y as long as g when read).
-    let part = unsafe { fused_chunk(g, act, x, wtf.as_deref().map(|v| v.as_slice()), s, dx, Layout::Nchw) };
-    // SAFETY: as above.
-    unsafe { finish_weight(vec![part], s, dw, db) };
+    backward_fused_in(Layout::Nchw, g, y, act, x, w, s, dx, dw, db);
 }
 
 /// [`backward_fused`] on tensors in the lanes layout of [`forward_lanes`] (`g`, `y`, `x` and
@@ -924,8 +867,29 @@ pub fn backward_fused_lanes(
     dw: &mut [f32],
     db: Option<&mut [f32]>,
 ) {
+    backward_fused_in(Layout::Lanes, g, y, act, x, w, s, dx, dw, db);
+}
+
+/// [`backward_fused`] with its tensors in `layout`.
+#[allow(clippy::too_many_arguments)]
+fn backward_fused_in(
+    layout: Layout,
+    g: &[f32],
+    y: &[f32],
+    act: Option<ActGrad>,
+    x: &[f32],
+    w: &[f32],
+    s: Conv2dShape,
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
     assert!(available() && fits(&s), "conv2d_fft: shape {s:?} or CPU not supported");
-    assert!(s.n.is_multiple_of(L), "conv2d_fft: the lanes layout needs a multiple of 16 samples, got {}", s.n);
+    assert!(
+        layout == Layout::Nchw || s.n.is_multiple_of(L),
+        "conv2d_fft: the lanes layout needs a multiple of 16 samples, got {}",
+        s.n
+    );
     s.check(x.len(), dw.len(), g.len());
     assert!(act.is_none() || y.len() == g.len(), "conv2d_fft: activation output length");
     if let Some(dx) = &dx {
@@ -937,7 +901,7 @@ pub fn backward_fused_lanes(
     let wtf = dx.is_some().then(|| cached_weight_transform(w, &s, true));
     let act = act.map(|a| (y.as_ptr(), a));
     // SAFETY: available() was asserted; lengths checked (y as long as g when read).
-    let part = unsafe { fused_chunk(g, act, x, wtf.as_deref().map(|v| v.as_slice()), s, dx, Layout::Lanes) };
+    let part = unsafe { fused_chunk(g, act, x, wtf.as_deref().map(|v| v.as_slice()), s, dx, layout) };
     // SAFETY: as above.
     unsafe { finish_weight(vec![part], s, dw, db) };
 }
@@ -990,22 +954,36 @@ unsafe fn load_plane(
     }
 }
 
-/// The inverse of [`load_plane`] (no activation): 64 site vectors into channel `c` of the
-/// samples `n0 .. n0 + nl` of `dst`.
+/// The inverse of [`load_plane`]: 64 site vectors into channel `c` of the samples
+/// `n0 .. n0 + nl` of `dst`, through LeakyReLU with slope `leaky` when given.
 ///
 /// # Safety
 /// AVX-512F; the planes lie inside `dst`; in the lanes layout `nl = 16`.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn store_plane(layout: Layout, v: &[__m512; S], dst: *mut f32, channels: usize, c: usize, n0: usize, nl: usize) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn store_plane(
+    layout: Layout,
+    v: &[__m512; S],
+    dst: *mut f32,
+    channels: usize,
+    c: usize,
+    n0: usize,
+    nl: usize,
+    leaky: Option<f32>,
+) {
     match layout {
         // SAFETY: the caller's contract.
-        Layout::Nchw => unsafe { store_planes(v, dst.add((n0 * channels + c) * S), channels * S, nl, None) },
+        Layout::Nchw => unsafe { store_planes(v, dst.add((n0 * channels + c) * S), channels * S, nl, leaky) },
         Layout::Lanes => {
             let at = ((n0 / L) * channels + c) * S * L;
             for (t, v) in v.iter().enumerate() {
+                let v = match leaky {
+                    None => *v,
+                    Some(slope) => leaky16(*v, slope),
+                };
                 // SAFETY: the caller's contract.
-                unsafe { _mm512_storeu_ps(dst.add(at + t * L), *v) };
+                unsafe { _mm512_storeu_ps(dst.add(at + t * L), v) };
             }
         }
     }
@@ -1069,7 +1047,7 @@ unsafe fn fused_chunk(
                         let v = plane(&mut xs[c * S..]);
                         vector::ifft2d(v);
                         // SAFETY: the planes (n0 + l, c), l < nl, lie inside dx (length checked).
-                        unsafe { store_plane(layout, v, dx.as_mut_ptr(), s.cin, c, n0, nl) };
+                        unsafe { store_plane(layout, v, dx.as_mut_ptr(), s.cin, c, n0, nl, None) };
                     }
                 }
             }
@@ -1096,8 +1074,18 @@ pub fn backward_input(dy: &[f32], w: &[f32], s: Conv2dShape, dx: &mut [f32], thr
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn forward_chunk(x: &[f32], wf: &[f32], b: Option<&[f32]>, s: Conv2dShape, y: &mut [f32], leaky: Option<f32>) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn forward_chunk(
+    x: &[f32],
+    wf: &[f32],
+    b: Option<&[f32]>,
+    s: Conv2dShape,
+    y: &mut [f32],
+    leaky: Option<f32>,
+    layout: Layout,
+) {
     assert!(x.len() == s.n * s.cin * S && y.len() == s.n * s.cout * S && wf.len() == S * s.cin * s.cout);
+    assert!(layout == Layout::Nchw || s.n.is_multiple_of(L));
     with_scratch((s.cin + s.cout) * S, |buf| {
         let (xs, ys) = buf.split_at_mut(s.cin * S);
         let mut n0 = 0;
@@ -1106,7 +1094,7 @@ unsafe fn forward_chunk(x: &[f32], wf: &[f32], b: Option<&[f32]>, s: Conv2dShape
             for c in 0..s.cin {
                 let v = plane(&mut xs[c * S..]);
                 // SAFETY: the planes (n0 + l, c), l < nl, lie inside x.
-                unsafe { load_planes(x.as_ptr().add((n0 * s.cin + c) * S), s.cin * S, nl, v) };
+                unsafe { load_plane(layout, x.as_ptr(), None, s.cin, c, n0, nl, v) };
                 vector::fft2d(v);
             }
             products(xs, (1, S), wf, b, s, ys);
@@ -1114,7 +1102,7 @@ unsafe fn forward_chunk(x: &[f32], wf: &[f32], b: Option<&[f32]>, s: Conv2dShape
                 let v = plane(&mut ys[o * S..]);
                 vector::ifft2d(v);
                 // SAFETY: the planes (n0 + l, o), l < nl, lie inside y.
-                unsafe { store_planes(v, y.as_mut_ptr().add((n0 * s.cout + o) * S), s.cout * S, nl, leaky) };
+                unsafe { store_plane(layout, v, y.as_mut_ptr(), s.cout, o, n0, nl, leaky) };
             }
             n0 += L;
         }
@@ -1763,17 +1751,15 @@ mod tests {
         if !available() {
             return;
         }
-        let mut seed = 0x6a09_e667_f3bc_c909u64;
-        let mut uniform = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        };
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut uniform = |len: usize| crate::Tensor::<f32>::uniform(&[len], -1.0, 1.0, &mut rng).into_vec();
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         for (cin, cout, n, k) in [(8, 8, 64, 3), (8, 3, 32, 3), (8, 2, 16, 3), (2, 8, 48, 5), (1, 8, 16, 3)] {
             let s = Conv2dShape { n, cin, cout, h: 8, w: 8, k };
-            let x: Vec<f32> = (0..s.input_len()).map(|_| uniform()).collect();
-            let w: Vec<f32> = (0..s.weight_len()).map(|_| uniform() / 4.0).collect();
-            let b: Vec<f32> = (0..cout).map(|_| uniform()).collect();
+            let x = uniform(s.input_len());
+            let w: Vec<f32> = uniform(s.weight_len()).iter().map(|v| v / 4.0).collect();
+            let b = uniform(cout);
             for (bias, leaky) in [(Some(&b[..]), Some(0.01f32)), (None, None)] {
                 let mut y = vec![0f32; s.output_len()];
                 forward(&x, &w, bias, s, &mut y, false, leaky);
@@ -1782,7 +1768,7 @@ mod tests {
                 assert_eq!(bits(&to_lanes(&yl, n, cout, true)), bits(&y), "{s:?}");
             }
             // the fused backward pass, both gradients, with and without an activation
-            let g: Vec<f32> = (0..s.output_len()).map(|_| uniform()).collect();
+            let g = uniform(s.output_len());
             let mut y = vec![0f32; s.output_len()];
             forward(&x, &w, Some(&b), s, &mut y, false, Some(0.01));
             for act in [Some(ActGrad::Leaky(0.01)), Some(ActGrad::Tanh), None] {

@@ -136,19 +136,17 @@ mod tests {
         if !super::super::available() {
             return;
         }
-        let mut seed = 0xbb67_ae85_84ca_a73bu64;
-        let mut uniform = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        };
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        let mut uniform = |len: usize| crate::Tensor::<f32>::uniform(&[len], -1.0, 1.0, &mut rng).into_vec();
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         for (cin, cout, n, k) in
             [(1, 8, 32, 3), (2, 8, 16, 3), (8, 8, 16, 3), (3, 5, 16, 5), (8, 2, 32, 3), (8, 3, 16, 1)]
         {
             let s = Conv2dShape { n, cin, cout, h: 8, w: 8, k };
-            let x: Vec<f32> = (0..s.input_len()).map(|_| uniform()).collect();
-            let w: Vec<f32> = (0..s.weight_len()).map(|_| uniform() / 4.0).collect();
-            let b: Vec<f32> = (0..cout).map(|_| uniform()).collect();
+            let x = uniform(s.input_len());
+            let w: Vec<f32> = uniform(s.weight_len()).iter().map(|v| v / 4.0).collect();
+            let b = uniform(cout);
             for (bias, leaky) in [(Some(&b[..]), Some(0.01f32)), (None, None)] {
                 let mut y = vec![0f32; s.output_len()];
                 super::super::forward(&x, &w, bias, s, &mut y, false, leaky);
