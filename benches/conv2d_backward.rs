@@ -36,15 +36,7 @@ fn main() {
     latflow_tensor::malloc::keep_large_blocks_on_heap();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     pool.install(|| {
-        println!(
-            "{}",
-            std::process::Command::new("sh")
-                .arg("-c")
-                .arg("lscpu | grep 'Model name'")
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                .unwrap_or_default()
-        );
+        println!("{}", common::cpu_model());
         println!("shape     batch   picked (us)   separate (us)   fft fused (us)   separate / fused");
         for (cin, cout) in [(8, 8), (8, 3), (8, 2), (2, 8), (1, 8)] {
             for n in [64, 128, 256] {

@@ -22,12 +22,24 @@ fn main() {
     println!("conv2d_layout: the FFT kernels are x86-64 only");
 }
 
-/// The middle of three medians of 200 calls.
+/// The NCHW and the lanes version of a pass, alternated three times: the middle of each
+/// side's three medians of 200 calls, in us.
 #[cfg(target_arch = "x86_64")]
-fn middle(mut f: impl FnMut()) -> f64 {
-    let mut m: Vec<f64> = (0..3).map(|_| common::median_ms(&mut f, 200) * 1e3).collect();
-    m.sort_by(f64::total_cmp);
-    m[1]
+fn versus(mut nchw: impl FnMut(), mut lanes: impl FnMut()) -> (f64, f64) {
+    let (mut a, mut l) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        a.push(common::median_ms(&mut nchw, 200) * 1e3);
+        l.push(common::median_ms(&mut lanes, 200) * 1e3);
+    }
+    a.sort_by(f64::total_cmp);
+    l.sort_by(f64::total_cmp);
+    (a[1], l[1])
+}
+
+/// One line of the table.
+#[cfg(target_arch = "x86_64")]
+fn row(cin: usize, cout: usize, n: usize, pass: &str, (a, l): (f64, f64)) {
+    println!("{cin}->{cout}  {n:>8}   {pass:<10} {a:>9.1}  {l:>11.1}  {:>11.2}x", a / l);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -41,16 +53,8 @@ fn run() {
     use std::hint::black_box;
     const SLOPE: f32 = 0.01;
     latflow_tensor::malloc::keep_large_blocks_on_heap();
-    println!(
-        "{}",
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg("lscpu | grep 'Model name'")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    );
-    println!("shape     batch   pass       NCHW (us)   lanes (us)   NCHW / lanes");
+    println!("{}", common::cpu_model());
+    println!("shape     batch   pass        NCHW (us)   lanes (us)   NCHW / lanes");
     // the direct kernels' layers (phi^4 1 -> 8, U(1) 2 -> 8): the one-thread AVX-512 forward
     // kernel on NCHW (in-register permutations per tap) against the lanes one (plain FMAs)
     for (cin, cout) in [(1, 8), (2, 8)] {
@@ -64,21 +68,12 @@ fn run() {
             let mut u = |len: usize| Tensor::<f32>::uniform(&[len], -1.0, 1.0, &mut rng).into_vec();
             let (x, w, b) = (u(s.input_len()), u(s.weight_len()), u(s.cout));
             let xl = conv2d_fft::to_lanes(&x, n, cin, false);
-            let mut out = vec![0f32; s.output_len()];
-            let mut t = [Vec::new(), Vec::new()];
-            for _ in 0..3 {
-                t[0].push(middle(|| {
-                    conv2d_avx512::forward(black_box(&x), &w, Some(&b), s, &mut out, false, Some(SLOPE))
-                }));
-                t[1].push(middle(|| {
-                    conv2d_avx512::lanes::forward_lanes(black_box(&xl), &w, Some(&b), s, &mut out, Some(SLOPE))
-                }));
-            }
-            for v in t.iter_mut() {
-                v.sort_by(f64::total_cmp);
-            }
-            let (a, l) = (t[0][1], t[1][1]);
-            println!("{cin}->{cout}  {n:>8}   {:<9} {a:>10.1}  {l:>11.1}  {:>11.2}x", "fwd direct", a / l);
+            let (mut ya, mut yb) = (vec![0f32; s.output_len()], vec![0f32; s.output_len()]);
+            let t = versus(
+                || conv2d_avx512::forward(black_box(&x), &w, Some(&b), s, &mut ya, false, Some(SLOPE)),
+                || conv2d_avx512::lanes::forward_lanes(black_box(&xl), &w, Some(&b), s, &mut yb, Some(SLOPE)),
+            );
+            row(cin, cout, n, "fwd direct", t);
         }
     }
     for (cin, cout) in [(8, 8), (8, 3), (8, 2)] {
@@ -95,39 +90,26 @@ fn run() {
             let mut y = vec![0f32; s.output_len()];
             conv2d_fft::forward(&x, &w, Some(&b), s, &mut y, false, Some(SLOPE));
             let (xl, yl, gl) = (lanes(&x, cin), lanes(&y, cout), lanes(&g, cout));
-            let mut out = vec![0f32; s.output_len()];
-            let (mut dx, mut dw, mut db) = (vec![0f32; s.input_len()], vec![0f32; s.weight_len()], vec![0f32; cout]);
+            let (mut ya, mut yb) = (vec![0f32; s.output_len()], vec![0f32; s.output_len()]);
+            let t = versus(
+                || conv2d_fft::forward(black_box(&x), &w, Some(&b), s, &mut ya, false, Some(SLOPE)),
+                || conv2d_fft::forward_lanes(black_box(&xl), &w, Some(&b), s, &mut yb, Some(SLOPE)),
+            );
+            row(cin, cout, n, "forward", t);
+            let grads = || (vec![0f32; s.input_len()], vec![0f32; s.weight_len()], vec![0f32; cout]);
+            let ((mut dxa, mut dwa, mut dba), (mut dxb, mut dwb, mut dbb)) = (grads(), grads());
             let act = Some(ActGrad::Leaky(SLOPE));
-            let (mut fwd, mut bwd) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
-            for _ in 0..3 {
-                fwd[0]
-                    .push(middle(|| conv2d_fft::forward(black_box(&x), &w, Some(&b), s, &mut out, false, Some(SLOPE))));
-                fwd[1]
-                    .push(middle(|| conv2d_fft::forward_lanes(black_box(&xl), &w, Some(&b), s, &mut out, Some(SLOPE))));
-                bwd[0].push(middle(|| {
-                    conv2d_fft::backward_fused(black_box(&g), &y, act, &x, &w, s, Some(&mut dx), &mut dw, Some(&mut db))
-                }));
-                bwd[1].push(middle(|| {
-                    conv2d_fft::backward_fused_lanes(
-                        black_box(&gl),
-                        &yl,
-                        act,
-                        &xl,
-                        &w,
-                        s,
-                        Some(&mut dx),
-                        &mut dw,
-                        Some(&mut db),
-                    )
-                }));
-            }
-            for (pass, t) in [("forward", &mut fwd), ("backward", &mut bwd)] {
-                for v in t.iter_mut() {
-                    v.sort_by(f64::total_cmp);
-                }
-                let (a, l) = (t[0][1], t[1][1]);
-                println!("{cin}->{cout}  {n:>8}   {pass:<9} {a:>10.1}  {l:>11.1}  {:>11.2}x", a / l);
-            }
+            let t = versus(
+                || {
+                    let (g, dx) = (black_box(&g), Some(&mut dxa[..]));
+                    conv2d_fft::backward_fused(g, &y, act, &x, &w, s, dx, &mut dwa, Some(&mut dba))
+                },
+                || {
+                    let (gl, dx) = (black_box(&gl), Some(&mut dxb[..]));
+                    conv2d_fft::backward_fused_lanes(gl, &yl, act, &xl, &w, s, dx, &mut dwb, Some(&mut dbb))
+                },
+            );
+            row(cin, cout, n, "backward", t);
         }
     }
 }

@@ -47,6 +47,15 @@ fn reference_steps(batch: usize) -> usize {
     (200_000 / batch).clamp(3, 50)
 }
 
+/// The summary's figures of one case: the median ms of `reps` steps, the kernel launches per
+/// step during those (0 on the CPU), then the mean ms as `torch_reference.py` times it.
+fn time_steps(mut step: impl FnMut(), reps: usize, batch: usize) -> (f64, f64, u64) {
+    let launches0 = launches();
+    let ms = median_ms(&mut step, reps);
+    let l = (launches() - launches0) / (reps as u64 + 2);
+    (ms, reference_mean_ms(step, REFERENCE_WARM, reference_steps(batch)), l)
+}
+
 fn config(batch: usize) -> TrainConfig {
     TrainConfig { batch, adam: AdamConfig::default(), lr_final: None, steps: usize::MAX, seed: 0 }
 }
@@ -102,21 +111,7 @@ fn main() {
             if !summary_only {
                 c.bench_function(&format!("train_step/phi4/b{batch}"), |b| b.iter(|| tr.step(&action).unwrap()));
             }
-            let launches0 = launches();
-            let ms = median_ms(
-                || {
-                    tr.step(&action).unwrap();
-                },
-                reps,
-            );
-            let l = (launches() - launches0) / (reps as u64 + 2);
-            let mean = reference_mean_ms(
-                || {
-                    tr.step(&action).unwrap();
-                },
-                REFERENCE_WARM,
-                reference_steps(batch),
-            );
+            let (ms, mean, l) = time_steps(|| _ = tr.step(&action).unwrap(), reps, batch);
             summary.push(("phi4", batch, ms, mean, l));
         }
 
@@ -130,21 +125,7 @@ fn main() {
         if !summary_only {
             c.bench_function(&format!("train_step/u1/b{batch}"), |b| b.iter(|| tr.step(&action).unwrap()));
         }
-        let launches0 = launches();
-        let ms = median_ms(
-            || {
-                tr.step(&action).unwrap();
-            },
-            reps,
-        );
-        let l = (launches() - launches0) / (reps as u64 + 2);
-        let mean = reference_mean_ms(
-            || {
-                tr.step(&action).unwrap();
-            },
-            REFERENCE_WARM,
-            reference_steps(batch),
-        );
+        let (ms, mean, l) = time_steps(|| _ = tr.step(&action).unwrap(), reps, batch);
         summary.push(("u1", batch, ms, mean, l));
     }
     c.final_summary();

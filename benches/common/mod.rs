@@ -32,3 +32,14 @@ pub fn reference_mean_ms(mut f: impl FnMut(), warm: usize, n: usize) -> f64 {
     }
     t0.elapsed().as_secs_f64() * 1e3 / n as f64
 }
+
+/// `lscpu`'s model name line (empty where `lscpu` is missing), for the benches' headers.
+#[allow(dead_code)] // used by some of the benches that include this module
+pub fn cpu_model() -> String {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg("lscpu | grep 'Model name'")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
