@@ -73,6 +73,7 @@ for r in $(seq 1 "$rounds"); do
   echo "round $r of $rounds done"
 done
 
+[ -s "$log" ] || { echo "ab_train_step: no case ran (CASES '$cases': model/batch pairs the bench knows, e.g. phi4/1024,u1/64)" >&2; exit 2; }
 echo
 echo "case          A median   A min   B median   B min   B speed-up: medians, paired (geometric mean), rounds B faster"
 awk '

@@ -32,14 +32,14 @@ pub fn forward_lanes(x: &[f32], w: &[f32], b: Option<&[f32]>, s: Conv2dShape, y:
     if let Some(b) = b {
         assert_eq!(b.len(), s.cout, "conv2d_avx512: bias length");
     }
-    // src[t * 64 + i]: the site tap t of output site i reads
+    // src[t * 64 + i]: the site tap t of output site i reads (k <= 7: on the stack)
     let (k, p) = (s.k, s.k / 2);
-    let mut src = vec![0usize; k * k * S];
+    let mut src = [0u8; 49 * S];
     for a in 0..k {
         for e in 0..k {
             for i in 0..S {
                 let (r, c) = (i / 8, i % 8);
-                src[(a * k + e) * S + i] = ((r + 8 + a - p) % 8) * 8 + (c + 8 + e - p) % 8;
+                src[(a * k + e) * S + i] = (((r + 8 + a - p) % 8) * 8 + (c + 8 + e - p) % 8) as u8;
             }
         }
     }
@@ -52,10 +52,10 @@ pub fn forward_lanes(x: &[f32], w: &[f32], b: Option<&[f32]>, s: Conv2dShape, y:
                 // SAFETY: AVX-512F (asserted); o0 + ob <= cout, i0 + 4 <= 64; the group's slices.
                 unsafe {
                     match ob {
-                        4 => tile::<4>(xg, w, b, s, &src, o0, i0, yg, leaky),
-                        3 => tile::<3>(xg, w, b, s, &src, o0, i0, yg, leaky),
-                        2 => tile::<2>(xg, w, b, s, &src, o0, i0, yg, leaky),
-                        _ => tile::<1>(xg, w, b, s, &src, o0, i0, yg, leaky),
+                        4 => tile::<4>(xg, w, b, s, &src[..k * k * S], o0, i0, yg, leaky),
+                        3 => tile::<3>(xg, w, b, s, &src[..k * k * S], o0, i0, yg, leaky),
+                        2 => tile::<2>(xg, w, b, s, &src[..k * k * S], o0, i0, yg, leaky),
+                        _ => tile::<1>(xg, w, b, s, &src[..k * k * S], o0, i0, yg, leaky),
                     }
                 }
             }
@@ -76,7 +76,7 @@ unsafe fn tile<const O: usize>(
     w: &[f32],
     b: Option<&[f32]>,
     s: Conv2dShape,
-    src: &[usize],
+    src: &[u8],
     o0: usize,
     i0: usize,
     y: &mut [f32],
@@ -98,7 +98,7 @@ unsafe fn tile<const O: usize>(
             let mut xv = [_mm512_setzero_ps(); R];
             for (r, xv) in xv.iter_mut().enumerate() {
                 // SAFETY: c < cin, src[..] < 64: a site vector of the group's block (asserted).
-                *xv = unsafe { _mm512_loadu_ps(xp.add((c * S + src[t * S + i0 + r]) * L)) };
+                *xv = unsafe { _mm512_loadu_ps(xp.add((c * S + usize::from(src[t * S + i0 + r])) * L)) };
             }
             for (o, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: ((o0 + o) * cin + c) * kk + t < cout * cin * kk (asserted).
