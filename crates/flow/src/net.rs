@@ -11,7 +11,7 @@
 
 use latflow_tensor::elementwise::Unary;
 use latflow_tensor::layers::Conv2d;
-use latflow_tensor::{Float, Tensor, Var};
+use latflow_tensor::{conv_stack, Float, Tensor, Var};
 use rand::Rng;
 
 /// Architecture of a conv net.
@@ -117,17 +117,26 @@ impl<T: Float> ConvNet<T> {
     /// vars (in [`ConvNet::params`] order).
     pub fn forward(&self, x: &Var<T>, p: &[Var<T>]) -> Var<T> {
         let n = self.convs.len();
+        let acts: Vec<Option<Unary<T>>> = (0..n)
+            .map(|i| {
+                if i + 1 < n {
+                    Some(self.config.activation.unary())
+                } else if self.config.final_tanh {
+                    Some(Unary::Tanh)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        // a training shard on an AVX-512 CPU: the whole net as one node, its activations in
+        // the samples-as-lanes layout (no transposes between the layers)
+        if conv_stack::lanes_applies(x, p, &acts) {
+            return conv_stack::conv_stack_lanes(x, p, &acts);
+        }
         let mut h = x.clone();
-        for i in 0..n {
+        for (i, &act) in acts.iter().enumerate() {
             // conv + bias + activation as one op (the activation's derivative comes from its
             // output); a non-positive LeakyReLU slope takes the two-op path
-            let act = if i + 1 < n {
-                Some(self.config.activation.unary())
-            } else if self.config.final_tanh {
-                Some(Unary::Tanh)
-            } else {
-                None
-            };
             h = match act {
                 Some(a) if !a.grad_from_output_ok() => h.conv2d(&p[2 * i], Some(&p[2 * i + 1])).unary(a),
                 a => h.conv2d_act(&p[2 * i], Some(&p[2 * i + 1]), a),

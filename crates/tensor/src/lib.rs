@@ -23,6 +23,7 @@
 //! | `custom.rs` | [`CustomOp`]: the extension point for ops defined outside the engine |
 //! | `var.rs` | [`Var`] and the tape's op set (`Op`): what a node records |
 //! | `forward.rs` | every op's forward method on [`Var`], and [`Var::apply_custom`] |
+//! | `conv_stack.rs` | a training shard's conv net as one node in the samples-as-lanes layout ([`conv_stack`]) |
 //! | `backward.rs` | the reverse sweep ([`Var::backward`], [`Gradients`]) and every backward rule, each starting with its derivative |
 //! | `cuda.rs` | (feature `cuda`) the GPU side of every engine op |
 //! | `adam.rs`, `layers.rs`, `gradcheck.rs`, `audit.rs`, `malloc.rs` | optimizer, layers, gradient checks, the audit catalogue, allocator settings |
@@ -57,6 +58,7 @@ macro_rules! gpu_or_cpu {
 mod adam;
 pub mod audit;
 mod backward;
+pub mod conv_stack;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod custom;

@@ -823,6 +823,54 @@ pub fn to_lanes(a: &[f32], n: usize, c: usize, back: bool) -> Vec<f32> {
     out
 }
 
+/// [`to_lanes`] into `out` with the kernels' 16x16 transposes (the shard entry and exit of
+/// `crate::conv_stack`): NCHW `(n, c, 8, 8)` to the lanes layout `(n / 16, c, 64, 16)`, or
+/// back with `back`; `n` a multiple of 16. The same values as [`to_lanes`] (exact copies).
+///
+/// # Panics
+/// If the CPU lacks AVX-512F, `n` is not a multiple of 16, or a length is not `n c 64`.
+pub fn transpose_lanes(a: &[f32], n: usize, c: usize, back: bool, out: &mut [f32]) {
+    assert!(
+        super::cpu_features::avx512_available() && n.is_multiple_of(L) && a.len() == n * c * S && out.len() == a.len(),
+        "conv2d_fft::transpose_lanes: {} values into {} for n = {n}, c = {c}",
+        a.len(),
+        out.len()
+    );
+    // SAFETY: AVX-512F (asserted); every plane of the group lies inside `a` and `out`
+    // (lengths asserted).
+    unsafe { transpose_lanes_avx512(a, n, c, back, out) }
+}
+
+/// [`transpose_lanes`].
+///
+/// # Safety
+/// AVX-512F; `n` a multiple of 16, `a` and `out` of `n c 64` floats.
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_lanes_avx512(a: &[f32], n: usize, c: usize, back: bool, out: &mut [f32]) {
+    let mut v = [_mm512_setzero_ps(); S];
+    for grp in 0..n / L {
+        for ch in 0..c {
+            let nchw = (grp * L * c + ch) * S;
+            let lanes = (grp * c + ch) * S * L;
+            if back {
+                for (t, v) in v.iter_mut().enumerate() {
+                    // SAFETY: the group's plane ch lies inside `a` (contract).
+                    *v = unsafe { _mm512_loadu_ps(a.as_ptr().add(lanes + t * L)) };
+                }
+                // SAFETY: the planes of the group's 16 samples lie inside `out` (contract).
+                unsafe { store_planes(&v, out.as_mut_ptr().add(nchw), c * S, L, None) };
+            } else {
+                // SAFETY: the planes of the group's 16 samples lie inside `a` (contract).
+                unsafe { load_planes(a.as_ptr().add(nchw), c * S, L, &mut v) };
+                for (t, v) in v.iter().enumerate() {
+                    // SAFETY: the group's plane ch lies inside `out` (contract).
+                    unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(lanes + t * L), *v) };
+                }
+            }
+        }
+    }
+}
+
 /// Input gradient (when `dx` is given) and weight and bias gradients of `y = act(conv(x))`
 /// from `g = dL/dy` (`y` the activation's output, read only with an activation), on one
 /// thread: `dy = g act'(y)` formed as the planes are loaded (no buffer for it) and
@@ -1791,5 +1839,23 @@ mod tests {
         // sample 19 = lane 3 of group 1, channel 1, site 5
         assert_eq!(l[(3 * 64 + 5) * 16 + 3], x[(19 * 2 + 1) * 64 + 5]);
         assert_eq!(to_lanes(&l, 32, 2, true), x);
+    }
+
+    /// The AVX-512 transposes of `transpose_lanes` are the index copies of `to_lanes`, both
+    /// ways (a swapped sample, site or channel breaks it).
+    #[test]
+    fn transpose_lanes_is_to_lanes() {
+        if !available() {
+            return;
+        }
+        for (n, c) in [(16, 1), (32, 3), (64, 8)] {
+            let a: Vec<f32> = (0..n * c * S).map(|i| i as f32).collect();
+            let mut fwd = vec![0f32; a.len()];
+            transpose_lanes(&a, n, c, false, &mut fwd);
+            assert_eq!(fwd, to_lanes(&a, n, c, false), "n = {n}, c = {c}");
+            let mut back = vec![0f32; a.len()];
+            transpose_lanes(&fwd, n, c, true, &mut back);
+            assert_eq!(back, a, "n = {n}, c = {c}");
+        }
     }
 }

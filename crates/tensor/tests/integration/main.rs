@@ -10,6 +10,7 @@ mod cases;
 mod bad_input;
 mod conv2d_kernels;
 mod conv2d_properties;
+mod conv_stack;
 mod cos_sin;
 mod module_graph;
 mod ops_gradcheck;

@@ -1,0 +1,299 @@
+//! A stack of circular convolutions, `h_{l+1} = act_l(conv(h_l, w_l) + b_l)`, run as one
+//! tape node with its activations held in the FFT kernels' samples-as-lanes layout
+//! (`(n / 16, C, 64, 16)`: 16 samples as the lanes of each site vector, see
+//! [`crate::kernels::conv2d_fft`]) from the stack's input to its output.
+//!
+//! Why: in a training shard (64 samples on one thread) the per-layer ops keep every
+//! activation in NCHW, so each FFT pass transposes its 16x16 blocks of samples and sites on
+//! every load and store of a plane (256 shuffles per plane of 16 samples, about as costly as
+//! the transforms), and the direct kernels permute lanes to shift a tap. Held in the lanes
+//! layout, a plane of 16 samples is 64 contiguous vectors and a tap's shift is another
+//! vector: every conv pass measured 1.2-1.6x faster at batch 64 with its data in cache
+//! (`cargo bench --bench conv2d_layout`, `docs/perf-conv2d.md`). Only the stack's input (1-2
+//! channels) and output (2-3 channels) and their gradients are transposed, once each. In a
+//! training step the gain is smaller, because a shard's activations (~5 MB) come from L3
+//! in the backward pass whatever their layout: phi^4 at batch 1024 1.04x on two threads
+//! (1.10x on one), U(1) 1.02x (AMD Zen 4, 2026-12-02; `docs/perf-conv2d.md`).
+//!
+//! Values: the forward pass gives the per-layer ops' values bit for bit (the same FFT
+//! arithmetic; the direct lanes kernel sums in the NCHW kernel's order where a layer has at
+//! least as many outputs as inputs, and the stacks that take this path start with 1 -> 8 or
+//! 2 -> 8); the backward pass too wherever the per-layer ops take the fused FFT pass
+//! (`conv2d::fft_fused_preferred`: every layer of the U(1) nets), and to f32 rounding on
+//! the other layers (phi^4's 8 -> 2 and 1 -> 8,
+//! [`crate::kernels::conv2d_avx512::lanes::backward_lanes`]: another order of the weight
+//! gradient's sums).
+//!
+//! When: [`lanes_applies`] — f32 on the CPU, inside a rayon worker (a training shard),
+//! AVX-512 and the FFT kernels available, an 8x8 lattice, 3x3 kernels, a batch that is a
+//! multiple of 16 and at least [`LANES_MIN_BATCH`] and `conv2d::fft_min_batch`, every
+//! forward pass one the per-layer ops would give to the FFT or direct AVX-512 kernels, LeakyReLU (positive slope) or tanh
+//! activations, and a parameter that needs its gradient (a training step; flow-HMC's
+//! input-only gradients keep the per-layer ops). `LATFLOW_NO_LANES=1` turns it off (A/B).
+
+use crate::elementwise::Unary;
+use crate::{Float, Var};
+
+/// Smallest batch (shard) the lanes path takes: 64, where it was measured (shards of 64 at
+/// training batch 1024 on AMD Zen 4). Smaller shards (the demo's batch 64 runs two shards
+/// of 32) keep the per-layer ops, and their bits.
+pub const LANES_MIN_BATCH: usize = 64;
+
+/// Whether [`conv_stack_lanes`] takes `x` through the convolutions with weights and biases
+/// `p = [w_0, b_0, w_1, b_1, ...]` and activations `acts` (one per convolution): see the
+/// module docs.
+pub fn lanes_applies<T: Float>(x: &Var<T>, p: &[Var<T>], acts: &[Option<Unary<T>>]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        imp::applies(x, p, acts)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (x, p, acts);
+        false
+    }
+}
+
+/// The stack as one tape node (see the module docs); call only where [`lanes_applies`]
+/// holds.
+///
+/// # Panics
+/// Where [`lanes_applies`] is false.
+pub fn conv_stack_lanes<T: Float>(x: &Var<T>, p: &[Var<T>], acts: &[Option<Unary<T>>]) -> Var<T> {
+    assert!(lanes_applies(x, p, acts), "conv_stack_lanes: the lanes path does not apply here");
+    #[cfg(target_arch = "x86_64")]
+    {
+        imp::apply(x, p, acts)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!()
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use std::any::TypeId;
+    use std::cell::RefCell;
+
+    use crate::elementwise::Unary;
+    use crate::kernels::conv2d::{self, Backend};
+    use crate::kernels::conv2d_avx512::{self, lanes, ActGrad};
+    use crate::kernels::conv2d_fft;
+    use crate::kernels::conv2d_shape::{Conv2dShape, Pass};
+    use crate::{CustomOp, Float, Tensor, Var};
+
+    /// Lanes of a vector: samples per group.
+    const L: usize = 16;
+
+    pub(super) fn applies<T: Float>(x: &Var<T>, p: &[Var<T>], acts: &[Option<Unary<T>>]) -> bool {
+        static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *OFF.get_or_init(|| std::env::var_os("LATFLOW_NO_LANES").is_some()) {
+            return false;
+        }
+        if TypeId::of::<T>() != TypeId::of::<f32>()
+            || x.value().is_cuda()
+            || rayon::current_thread_index().is_none()
+            || !conv2d_avx512::available()
+            || !conv2d_fft::available()
+            || p.is_empty()
+            || p.len() != 2 * acts.len()
+            || !p.iter().any(|v| v.requires_grad())
+        {
+            return false;
+        }
+        let xs = x.shape();
+        if xs.len() != 4
+            || xs[2] != 8
+            || xs[3] != 8
+            || !xs[0].is_multiple_of(L)
+            || xs[0] < super::LANES_MIN_BATCH.max(conv2d::fft_min_batch())
+        {
+            return false;
+        }
+        let acts_ok = acts.iter().all(|a| match a {
+            None | Some(Unary::Tanh) => true,
+            Some(Unary::LeakyRelu(s)) => *s > T::ZERO,
+            _ => false,
+        });
+        acts_ok && shapes(xs[0], xs[1], p).is_some()
+    }
+
+    /// The layers' shapes when every weight is `(cout, cin, 3, 3)` with `cin` the previous
+    /// layer's `cout`, every bias `(cout,)`, and every forward pass one the per-layer ops give
+    /// to the FFT or direct AVX-512 kernels.
+    fn shapes<T: Float>(n: usize, cin: usize, p: &[Var<T>]) -> Option<Vec<Conv2dShape>> {
+        let mut c = cin;
+        let mut out = Vec::new();
+        for wb in p.chunks_exact(2) {
+            let (ws, bs) = (wb[0].shape(), wb[1].shape());
+            if ws.len() != 4 || ws[1] != c || ws[2] != 3 || ws[3] != 3 || bs != [ws[0]] || wb[0].value().is_cuda() {
+                return None;
+            }
+            let s = Conv2dShape { n, cin: c, cout: ws[0], h: 8, w: 8, k: 3 };
+            if !matches!(conv2d::auto_backend_for::<f32>(Pass::Forward, &s), Backend::Fft | Backend::Avx512) {
+                return None;
+            }
+            out.push(s);
+            c = ws[0];
+        }
+        Some(out)
+    }
+
+    pub(super) fn apply<T: Float>(x: &Var<T>, p: &[Var<T>], acts: &[Option<Unary<T>>]) -> Var<T> {
+        let shapes = shapes(x.shape()[0], x.shape()[1], p).expect("checked by applies");
+        let acts = acts.iter().map(|a| a.map(|a| act_of(a))).collect();
+        let mut inputs = vec![x];
+        inputs.extend(p.iter());
+        Var::apply_custom(&inputs, ConvStackLanes { shapes, acts, kept: RefCell::new(Vec::new()) })
+    }
+
+    /// An activation as the lanes kernels take it.
+    #[derive(Clone, Copy)]
+    enum Act {
+        Leaky(f32),
+        Tanh,
+    }
+
+    fn act_of<T: Float>(a: Unary<T>) -> Act {
+        match a {
+            Unary::LeakyRelu(s) => Act::Leaky(s.to_f64() as f32), // exact: T is f32 here
+            Unary::Tanh => Act::Tanh,
+            _ => unreachable!("checked by applies"),
+        }
+    }
+
+    /// The op: the layers' shapes and activations, and (from the forward pass to the
+    /// backward pass) the stack's input and every layer's output in the lanes layout.
+    struct ConvStackLanes {
+        shapes: Vec<Conv2dShape>,
+        acts: Vec<Option<Act>>,
+        kept: RefCell<Vec<Vec<f32>>>,
+    }
+
+    impl Drop for ConvStackLanes {
+        fn drop(&mut self) {
+            for v in self.kept.get_mut().drain(..) {
+                crate::pool::recycle(v);
+            }
+        }
+    }
+
+    fn f32s<T: Float>(t: &Tensor<T>) -> &[f32] {
+        assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
+        let d = t.data();
+        // SAFETY: T is f32 (asserted): the same slice.
+        unsafe { std::slice::from_raw_parts(d.as_ptr().cast::<f32>(), d.len()) }
+    }
+
+    /// A pool buffer of `T = f32` written as `f32`, returned as a tensor.
+    fn tensor_from<T: Float>(shape: &[usize], fill: impl FnOnce(&mut [f32])) -> Tensor<T> {
+        assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
+        let mut v = crate::pool::buffer::<T>(shape.iter().product());
+        // SAFETY: T is f32 (asserted): the same slice, uniquely borrowed.
+        fill(unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<f32>(), v.len()) });
+        Tensor::from_vec(shape, v)
+    }
+
+    impl ConvStackLanes {
+        /// The forward pass (see [`CustomOp::forward`]): keeps what the backward pass needs.
+        fn run_forward<T: Float>(&self, inputs: &[&Tensor<T>]) -> Tensor<T> {
+            let s0 = self.shapes[0];
+            let last = *self.shapes.last().expect("at least one layer");
+            let mut h = crate::pool::buffer::<f32>(s0.input_len());
+            conv2d_fft::transpose_lanes(f32s(inputs[0]), s0.n, s0.cin, false, &mut h);
+            let kept = self.layers(inputs, h);
+            let out = tensor_from::<T>(&[last.n, last.cout, 8, 8], |o| {
+                conv2d_fft::transpose_lanes(kept.last().expect("the output"), last.n, last.cout, true, o)
+            });
+            *self.kept.borrow_mut() = kept;
+            out
+        }
+
+        /// The stack's input `h` (lanes layout) and every layer's output.
+        fn layers<T: Float>(&self, inputs: &[&Tensor<T>], h: Vec<f32>) -> Vec<Vec<f32>> {
+            let mut kept = vec![h];
+            for (l, (s, act)) in self.shapes.iter().zip(&self.acts).enumerate() {
+                let (w, b) = (f32s(inputs[1 + 2 * l]), f32s(inputs[2 + 2 * l]));
+                let mut y = crate::pool::buffer::<f32>(s.output_len());
+                let leaky = match act {
+                    Some(Act::Leaky(slope)) => Some(*slope),
+                    _ => None,
+                };
+                let x = kept.last().expect("the input");
+                // the kernels the per-layer ops take (`shapes` admits only these two)
+                if conv2d::auto_backend_for::<f32>(Pass::Forward, s) == Backend::Fft {
+                    conv2d_fft::forward_lanes(x, w, Some(b), *s, &mut y, leaky);
+                } else {
+                    lanes::forward_lanes(x, w, Some(b), *s, &mut y, leaky);
+                }
+                if let Some(Act::Tanh) = act {
+                    // elementwise: the values of the per-layer op's `Unary::Tanh` pass
+                    y = Unary::<f32>::Tanh.apply_owned(y);
+                }
+                kept.push(y);
+            }
+            kept
+        }
+    }
+
+    impl<T: Float> CustomOp<T> for ConvStackLanes {
+        fn name(&self) -> &'static str {
+            "conv_stack_lanes"
+        }
+
+        fn forward(&self, inputs: &[&Tensor<T>]) -> Tensor<T> {
+            self.run_forward(inputs)
+        }
+
+        fn backward(
+            &self,
+            inputs: &[&Tensor<T>],
+            _output: &Tensor<T>,
+            grad: &Tensor<T>,
+            needs_grad: &[bool],
+        ) -> Vec<Option<Tensor<T>>> {
+            // per layer y = act(conv(x, w) + b): dz = g act'(y), dx = conv^T(dz, w),
+            // dw[o, c, t] = sum dz[o] x[c](shifted by t), db[o] = sum dz[o]; from the last layer
+            // to the first, each layer's dx the previous layer's g
+            let kept = self.kept.borrow();
+            assert_eq!(kept.len(), self.shapes.len() + 1, "conv_stack_lanes: backward before forward");
+            let last = *self.shapes.last().expect("at least one layer");
+            let mut g = crate::pool::buffer::<f32>(last.output_len());
+            conv2d_fft::transpose_lanes(f32s(grad), last.n, last.cout, false, &mut g);
+            let mut out: Vec<Option<Tensor<T>>> = (0..inputs.len()).map(|_| None).collect();
+            for (l, (s, act)) in self.shapes.iter().zip(&self.acts).enumerate().rev() {
+                let w = f32s(inputs[1 + 2 * l]);
+                let (x, y) = (&kept[l], &kept[l + 1]);
+                let act = act.map(|a| match a {
+                    Act::Leaky(slope) => ActGrad::Leaky(slope),
+                    Act::Tanh => ActGrad::Tanh,
+                });
+                let want_dx = l > 0 || needs_grad[0];
+                let mut dx = want_dx.then(|| crate::pool::buffer::<f32>(s.input_len()));
+                let mut dw = tensor_from::<T>(&[s.cout, s.cin, 3, 3], |_| {});
+                let mut db = tensor_from::<T>(&[s.cout], |_| {});
+                {
+                    let (dwd, dbd) = (dw.data_mut(), db.data_mut());
+                    // SAFETY: T is f32 (f32s asserted it above): the same slices.
+                    let dwd = unsafe { std::slice::from_raw_parts_mut(dwd.as_mut_ptr().cast::<f32>(), dwd.len()) };
+                    let dbd = unsafe { std::slice::from_raw_parts_mut(dbd.as_mut_ptr().cast::<f32>(), dbd.len()) };
+                    if conv2d::fft_fused_preferred::<f32>(s) {
+                        conv2d_fft::backward_fused_lanes(&g, y, act, x, w, *s, dx.as_deref_mut(), dwd, Some(dbd));
+                    } else {
+                        lanes::backward_lanes(&g, y, act, x, w, *s, dx.as_deref_mut(), dwd, Some(dbd));
+                    }
+                }
+                out[1 + 2 * l] = needs_grad[1 + 2 * l].then_some(dw);
+                out[2 + 2 * l] = needs_grad[2 + 2 * l].then_some(db);
+                crate::pool::recycle(std::mem::replace(&mut g, dx.unwrap_or_default()));
+            }
+            if needs_grad[0] {
+                let s0 = self.shapes[0];
+                out[0] = Some(tensor_from::<T>(&[s0.n, s0.cin, 8, 8], |o| {
+                    conv2d_fft::transpose_lanes(&g, s0.n, s0.cin, true, o)
+                }));
+            }
+            crate::pool::recycle(g);
+            out
+        }
+    }
+}
