@@ -18,11 +18,12 @@
 //! Values: the forward pass gives the per-layer ops' values bit for bit (the same FFT
 //! arithmetic; the direct lanes kernel sums in the NCHW kernel's order where a layer has at
 //! least as many outputs as inputs, and the stacks that take this path start with 1 -> 8 or
-//! 2 -> 8); the backward pass too wherever the per-layer ops take the fused FFT pass
-//! (`conv2d::fft_fused_preferred`: every layer of the U(1) nets), and to f32 rounding on
-//! the other layers (phi^4's 8 -> 2 and 1 -> 8,
-//! [`crate::kernels::conv2d_avx512::lanes::backward_lanes`]: another order of the weight
-//! gradient's sums).
+//! 2 -> 8). The backward pass runs every layer through the fused FFT pass
+//! ([`crate::kernels::conv2d_fft::backward_fused_lanes`]): bit for bit the per-layer ops'
+//! where they take that pass too (`conv2d::fft_fused_preferred`: every layer of the U(1)
+//! nets); phi^4's 8 -> 2 and 1 -> 8, which the per-layer ops give to the direct kernels, agree
+//! with them to f32 rounding (in the lanes layout the FFT pass measured 1.7x the direct
+//! one for 1 -> 8 and even for 8 -> 2, `cargo bench --bench conv2d_layout`).
 //!
 //! When: [`lanes_applies`] — f32 on the CPU, inside a rayon worker (a training shard),
 //! AVX-512 and the FFT kernels available, an 8x8 lattice, 3x3 kernels, a batch that is a
@@ -276,11 +277,11 @@ mod imp {
                     // SAFETY: T is f32 (f32s asserted it above): the same slices.
                     let dwd = unsafe { std::slice::from_raw_parts_mut(dwd.as_mut_ptr().cast::<f32>(), dwd.len()) };
                     let dbd = unsafe { std::slice::from_raw_parts_mut(dbd.as_mut_ptr().cast::<f32>(), dbd.len()) };
-                    if conv2d::fft_fused_preferred::<f32>(s) {
-                        conv2d_fft::backward_fused_lanes(&g, y, act, x, w, *s, dx.as_deref_mut(), dwd, Some(dbd));
-                    } else {
-                        lanes::backward_lanes(&g, y, act, x, w, *s, dx.as_deref_mut(), dwd, Some(dbd));
-                    }
+                    // every layer through the fused FFT pass: the per-layer ops' own choice for
+                    // the U(1) nets' layers; for phi^4's 8 -> 2 and 1 -> 8 (direct kernels per
+                    // layer) the lanes FFT pass measured 0.97x / 1.7x the lanes direct one at 64
+                    // samples (`cargo bench --bench conv2d_layout`)
+                    conv2d_fft::backward_fused_lanes(&g, y, act, x, w, *s, dx.as_deref_mut(), dwd, Some(dbd));
                 }
                 out[1 + 2 * l] = needs_grad[1 + 2 * l].then_some(dw);
                 out[2 + 2 * l] = needs_grad[2 + 2 * l].then_some(db);

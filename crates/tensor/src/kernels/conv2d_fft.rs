@@ -780,9 +780,9 @@ fn forward_spectral(
 /// `(n / 16, cin, 64, 16)` (group, channel, site, sample of the group) and `y` as
 /// `(n / 16, cout, 64, 16)`, `n` a multiple of 16; one thread. The same values as [`forward`]
 /// on the NCHW tensors, bit for bit (the transposes of `load_planes` and `store_planes`
-/// are exact), without the transposes: a plane of 16 samples is 64 contiguous vectors. Not
-/// used by the engine yet: it measures what holding a training shard in this layout would
-/// save (`cargo bench --bench conv2d_layout`, `docs/perf-conv2d.md`).
+/// are exact), without the transposes: a plane of 16 samples is 64 contiguous vectors. The
+/// FFT layers of a training shard held in this layout run here (`crate::conv_stack`; `cargo
+/// bench --bench conv2d_layout`, `docs/perf-conv2d.md`).
 ///
 /// # Panics
 /// As [`forward`]; or if `n` is not a multiple of 16.
@@ -898,8 +898,9 @@ pub fn backward_fused(
 }
 
 /// [`backward_fused`] on tensors in the lanes layout of [`forward_lanes`] (`g`, `y`, `x` and
-/// `dx`; `n` a multiple of 16): the same gradients, bit for bit, without the transposes. Not
-/// used by the engine yet (`cargo bench --bench conv2d_layout`).
+/// `dx`; `n` a multiple of 16): the same gradients, bit for bit, without the transposes. The
+/// backward pass of every layer of a training shard held in this layout
+/// (`crate::conv_stack`; `cargo bench --bench conv2d_layout`).
 ///
 /// # Panics
 /// As [`backward_fused`]; or if `n` is not a multiple of 16.

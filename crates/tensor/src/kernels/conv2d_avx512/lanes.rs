@@ -5,8 +5,10 @@
 //! as plain FMAs with broadcast weights, in the order of the NCHW kernels' (channels, then
 //! kernel rows, then columns, from the bias), so with at least as many output as input
 //! channels (the layers that take the direct kernels: 1 -> 8, 2 -> 8) the values are the NCHW
-//! kernel's bit for bit. Not used by the engine yet: it measures what holding a training shard
-//! in this layout would save the direct kernels (`cargo bench --bench conv2d_layout`).
+//! kernel's bit for bit. `crate::conv_stack` runs the 1 -> 8 and 2 -> 8 layers of a training
+//! shard held in this layout through it (1.4-1.6x the NCHW kernel, `cargo bench --bench
+//! conv2d_layout`). Also here: a direct backward pass in this layout ([`backward_lanes`]),
+//! measured against the FFT one and not used.
 
 use std::arch::x86_64::*;
 
@@ -125,10 +127,12 @@ unsafe fn tile<const O: usize>(
 /// - `dx` (when given) = [`forward_lanes`] on `gz` with the kernel flipped and the channels
 ///   swapped (`dx[c][i] = sum_{o,t} w[o, c, t] gz[o][i - shift_t]`).
 ///
-/// The layers of a training shard that the fused FFT pass does not take (phi^4's 8 -> 2 and
-/// 1 -> 8) run here when the shard is held in the lanes layout (`crate::conv_stack`). The
-/// sums run in another order than the NCHW kernels' (per lane, then across lanes), so the
-/// values agree with them to f32 rounding, not bit for bit.
+/// The direct alternative, for the layers the per-layer ops give to the direct kernels
+/// (phi^4's 8 -> 2 and 1 -> 8), to the fused FFT pass in the lanes layout that
+/// `crate::conv_stack` runs for them: measured even at 8 -> 2 and 1.7x slower at 1 -> 8 (64
+/// samples, `cargo bench --bench conv2d_layout`), so not used by the engine. The sums run in
+/// another order than the NCHW kernels' (per lane, then across lanes): the values agree with
+/// them to f32 rounding, not bit for bit.
 ///
 /// # Panics
 /// If the CPU lacks AVX-512F, the lattice is not 8x8, the kernel not 3x3, `n` not a multiple
