@@ -28,7 +28,8 @@
 //! When: [`lanes_applies`] — f32 on the CPU, inside a rayon worker (a training shard),
 //! AVX-512 and the FFT kernels available, an 8x8 lattice, 3x3 kernels, a batch that is a
 //! multiple of 16 and at least [`LANES_MIN_BATCH`] and `conv2d::fft_min_batch`, every
-//! forward pass one the per-layer ops would give to the FFT or direct AVX-512 kernels, LeakyReLU (positive slope) or tanh
+//! forward pass one the per-layer ops would give to the FFT kernels or to the direct AVX-512
+//! kernels with at least as many outputs as inputs, LeakyReLU (positive slope) or tanh
 //! activations, and a parameter that needs its gradient (a training step; flow-HMC's
 //! input-only gradients keep the per-layer ops). `LATFLOW_NO_LANES=1` turns it off (A/B).
 
@@ -120,18 +121,30 @@ mod imp {
 
     /// The layers' shapes when every weight is `(cout, cin, 3, 3)` with `cin` the previous
     /// layer's `cout`, every bias `(cout,)`, and every forward pass one the per-layer ops give
-    /// to the FFT or direct AVX-512 kernels.
+    /// to the FFT kernels or to the direct AVX-512 ones with `cout >= cin`.
     fn shapes<T: Float>(n: usize, cin: usize, p: &[Var<T>]) -> Option<Vec<Conv2dShape>> {
         let mut c = cin;
         let mut out = Vec::new();
         for wb in p.chunks_exact(2) {
             let (ws, bs) = (wb[0].shape(), wb[1].shape());
-            if ws.len() != 4 || ws[1] != c || ws[2] != 3 || ws[3] != 3 || bs != [ws[0]] || wb[0].value().is_cuda() {
+            if ws.len() != 4
+                || ws[1] != c
+                || ws[2] != 3
+                || ws[3] != 3
+                || bs != [ws[0]]
+                || wb[0].value().is_cuda()
+                || wb[1].value().is_cuda()
+            {
                 return None;
             }
             let s = Conv2dShape { n, cin: c, cout: ws[0], h: 8, w: 8, k: 3 };
-            if !matches!(conv2d::auto_backend_for::<f32>(Pass::Forward, &s), Backend::Fft | Backend::Avx512) {
-                return None;
+            // the FFT layers, and the direct ones whose lanes kernel sums in the NCHW kernel's
+            // order (at least as many outputs as inputs: the NCHW kernel rolls the outputs
+            // otherwise), so that the forward values stay the per-layer ops' bit for bit
+            match conv2d::auto_backend_for::<f32>(Pass::Forward, &s) {
+                Backend::Fft => {}
+                Backend::Avx512 if s.cout >= s.cin => {}
+                _ => return None,
             }
             out.push(s);
             c = ws[0];
@@ -268,7 +281,8 @@ mod imp {
                     Act::Leaky(slope) => ActGrad::Leaky(slope),
                     Act::Tanh => ActGrad::Tanh,
                 });
-                let want_dx = l > 0 || needs_grad[0];
+                // dx of layer l feeds layer l - 1's gradients and the input's
+                let want_dx = needs_grad[..1 + 2 * l].iter().any(|&n| n);
                 let mut dx = want_dx.then(|| crate::pool::buffer::<f32>(s.input_len()));
                 let mut dw = tensor_from::<T>(&[s.cout, s.cin, 3, 3], |_| {});
                 let mut db = tensor_from::<T>(&[s.cout], |_| {});
@@ -285,7 +299,11 @@ mod imp {
                 }
                 out[1 + 2 * l] = needs_grad[1 + 2 * l].then_some(dw);
                 out[2 + 2 * l] = needs_grad[2 + 2 * l].then_some(db);
-                crate::pool::recycle(std::mem::replace(&mut g, dx.unwrap_or_default()));
+                match dx {
+                    Some(dx) => crate::pool::recycle(std::mem::replace(&mut g, dx)),
+                    // nothing below this layer needs a gradient
+                    None => break,
+                }
             }
             if needs_grad[0] {
                 let s0 = self.shapes[0];

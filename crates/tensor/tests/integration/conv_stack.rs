@@ -19,8 +19,10 @@ use rand::SeedableRng;
 /// different orders; a tap, channel or sample out of place gives differences of order 1.
 const STACK_GRAD_TOL_F32: f64 = 1e-4;
 
-/// A net's channels, its activations, and whether its gradients must match bit for bit.
-type Case = (Vec<usize>, Vec<Option<Unary<f32>>>, bool);
+/// A net's channels, its activations, whether its gradients must match bit for bit, whether
+/// the input needs its gradient (not for the first coupling's net: the prior sample), and the
+/// parameters held constant (by index into `[w_0, b_0, w_1, ...]`).
+type Case = (Vec<usize>, Vec<Option<Unary<f32>>>, bool, bool, Vec<usize>);
 
 fn lanes_path_here() -> bool {
     conv2d_avx512::available() && conv2d_fft::available() && std::env::var_os("LATFLOW_NO_LANES").is_none()
@@ -63,16 +65,25 @@ fn the_lanes_stack_gives_the_per_layer_values_and_gradients() {
     let n = conv2d::fft_min_batch().max(LANES_MIN_BATCH).next_multiple_of(16);
     // (channels, activations, gradients bit for bit)
     let cases: Vec<Case> = vec![
-        (vec![1, 8, 8, 2], vec![leaky, leaky, Some(Unary::Tanh)], false),
-        (vec![2, 8, 8, 3], vec![leaky, leaky, None], true),
-        (vec![1, 8, 8, 2], vec![Some(Unary::Tanh), Some(Unary::Tanh), None], false),
+        (vec![1, 8, 8, 2], vec![leaky, leaky, Some(Unary::Tanh)], false, true, vec![]),
+        (vec![1, 8, 8, 2], vec![leaky, leaky, Some(Unary::Tanh)], false, false, vec![]),
+        (vec![2, 8, 8, 3], vec![leaky, leaky, None], true, true, vec![]),
+        (vec![2, 8, 8, 3], vec![leaky, leaky, None], true, false, vec![0, 1, 3]),
+        (vec![1, 8, 8, 2], vec![Some(Unary::Tanh), Some(Unary::Tanh), None], false, true, vec![]),
+        // direct layers only (1 -> 4, 4 -> 4: outputs >= inputs), the last one fused FFT
+        (vec![1, 4, 4, 4], vec![leaky, leaky, None], false, true, vec![]),
     ];
-    for (seed, (channels, acts, same_bits)) in cases.into_iter().enumerate() {
+    for (seed, (channels, acts, same_bits, x_grad, frozen)) in cases.into_iter().enumerate() {
         // vars are not Send: everything on the pool's thread
         pool.install(move || {
             let mut rng = StdRng::seed_from_u64(11 + seed as u64);
-            let p = net(&channels, &mut rng);
-            let x = Var::param(Tensor::uniform(&[n, channels[0], 8, 8], -1.5, 1.5, &mut rng));
+            let p: Vec<Var<f32>> = net(&channels, &mut rng)
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| if frozen.contains(&i) { Var::constant(v.value().clone()) } else { v })
+                .collect();
+            let x0 = Tensor::uniform(&[n, channels[0], 8, 8], -1.5, 1.5, &mut rng);
+            let x = if x_grad { Var::param(x0) } else { Var::constant(x0) };
             let r = Var::constant(Tensor::uniform(&[n, *channels.last().unwrap(), 8, 8], -1.0, 1.0, &mut rng));
             assert!(lanes_applies(&x, &p, &acts), "{channels:?}: the lanes path should apply");
             let yl = conv_stack_lanes(&x, &p, &acts);
@@ -81,7 +92,14 @@ fn the_lanes_stack_gives_the_per_layer_values_and_gradients() {
             let gl = yl.mul(&r).sum().backward();
             let gr = yr.mul(&r).sum().backward();
             for (i, v) in std::iter::once(&x).chain(&p).enumerate() {
-                let (a, b) = (gl.get(v).unwrap(), gr.get(v).unwrap());
+                let (a, b) = match (gl.get(v), gr.get(v)) {
+                    (Some(a), Some(b)) => (a, b),
+                    (None, None) => {
+                        assert!(!v.requires_grad(), "{channels:?}: no gradient of input {i}");
+                        continue;
+                    }
+                    (a, b) => panic!("{channels:?}: gradient of input {i}: {} against {}", a.is_some(), b.is_some()),
+                };
                 if same_bits {
                     assert_eq!(bits(a), bits(b), "{channels:?}: gradient of input {i}");
                 } else {
@@ -132,6 +150,10 @@ fn the_lanes_stack_applies_only_to_training_shards_it_computes() {
         // another lattice
         let big = Var::constant(Tensor::uniform(&[n, 1, 16, 16], -1.0, 1.0, &mut StdRng::seed_from_u64(2)));
         assert!(!lanes_applies(&big, &p, &acts));
+        // a direct layer with fewer outputs than inputs (4 -> 2: the NCHW kernel rolls the
+        // outputs, another order of the sums)
+        let narrow = net(&[1, 4, 4, 2], &mut StdRng::seed_from_u64(4));
+        assert!(!lanes_applies(&x, &narrow, &acts));
         // an activation without a derivative from its output
         assert!(!lanes_applies(&x, &p, &[leaky, Some(Unary::Exp), None]));
         // f64

@@ -155,6 +155,7 @@ pub fn backward_lanes(
     );
     assert!(s.n.is_multiple_of(L), "conv2d_avx512: the lanes layout needs a multiple of 16 samples, got {}", s.n);
     s.check(x.len(), w.len(), g.len());
+    assert_eq!(dw.len(), s.weight_len(), "conv2d_avx512: weight gradient length");
     assert!(act.is_none() || y.len() == g.len(), "conv2d_avx512: activation output length");
     if let Some(db) = &db {
         assert_eq!(db.len(), s.cout, "conv2d_avx512: bias gradient length");
