@@ -8,8 +8,8 @@
 //! (`conv2d_avx512::forward`, a lane permutation per tap, against `conv2d_avx512::lanes`: plain
 //! FMAs on shifted site vectors; the same bits); and the backward pass of the layers the
 //! per-layer ops give to the direct kernels (8 -> 2, 1 -> 8): the direct AVX-512 fused pass on
-//! NCHW, the direct lanes pass (`lanes::backward_lanes`) and the fused FFT pass in the lanes
-//! layout (what `conv_stack` runs). Median us per call, the two alternated three
+//! NCHW against the fused FFT pass in the lanes layout (what `conv_stack` runs; row `bwd
+//! D->FFT`). Median us per call, the two alternated three
 //! times and the middle median kept; on CPUs without AVX-512 it prints nothing to compare.
 //!
 //! ```text
@@ -115,12 +115,9 @@ fn run() {
             row(cin, cout, n, "backward", t);
         }
     }
-    // the layers the fused FFT pass does not take per layer (phi^4's 8 -> 2 and 1 -> 8): their
-    // backward pass on NCHW (the direct AVX-512 fused pass), in the lanes layout with the
-    // direct lanes kernel (what `conv_stack` runs), and in the lanes layout through the FFT
-    println!(
-        "shape     batch   pass        NCHW (us)   lanes (us)   NCHW / lanes   lanes FFT (us)   lanes / lanes FFT"
-    );
+    // the layers whose backward pass the per-layer ops give to the direct kernels (phi^4's
+    // 8 -> 2 and 1 -> 8): the direct AVX-512 fused pass on NCHW against the fused FFT pass in
+    // the lanes layout, which `conv_stack` runs for them
     for (cin, cout) in [(8, 2), (1, 8)] {
         for n in [64, 1024] {
             let s = Conv2dShape { n, cin, cout, h: 8, w: 8, k: 3 };
@@ -136,31 +133,17 @@ fn run() {
             let grads = || (vec![0f32; s.input_len()], vec![0f32; s.weight_len()], vec![0f32; cout]);
             let ((mut dxa, mut dwa, mut dba), (mut dxb, mut dwb, mut dbb)) = (grads(), grads());
             let act = Some(ActGrad::Leaky(SLOPE));
-            let (a, l) = versus(
+            let t = versus(
                 || {
                     let (g, dx) = (black_box(&g), Some(&mut dxa[..]));
                     conv2d_avx512::backward_fused(g, &y, act, &x, &w, s, dx, &mut dwa, Some(&mut dba))
                 },
                 || {
                     let (gl, dx) = (black_box(&gl), Some(&mut dxb[..]));
-                    conv2d_avx512::lanes::backward_lanes(gl, &yl, act, &xl, &w, s, dx, &mut dwb, Some(&mut dbb))
+                    conv2d_fft::backward_fused_lanes(gl, &yl, act, &xl, &w, s, dx, &mut dwb, Some(&mut dbb))
                 },
             );
-            let (l2, f) = versus(
-                || {
-                    let (gl, dx) = (black_box(&gl), Some(&mut dxb[..]));
-                    conv2d_avx512::lanes::backward_lanes(gl, &yl, act, &xl, &w, s, dx, &mut dwb, Some(&mut dbb))
-                },
-                || {
-                    let (gl, dx) = (black_box(&gl), Some(&mut dxa[..]));
-                    conv2d_fft::backward_fused_lanes(gl, &yl, act, &xl, &w, s, dx, &mut dwa, Some(&mut dba))
-                },
-            );
-            println!(
-                "{cin}->{cout}  {n:>8}   bwd direct {a:>9.1}  {l:>11.1}  {:>11.2}x  {f:>15.1}  {:>17.2}x",
-                a / l,
-                l2 / f
-            );
+            row(cin, cout, n, "bwd D->FFT", t);
         }
     }
 }

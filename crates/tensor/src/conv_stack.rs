@@ -77,7 +77,7 @@ mod imp {
     use std::cell::RefCell;
 
     use crate::elementwise::Unary;
-    use crate::kernels::conv2d::{self, Backend};
+    use crate::kernels::conv2d::{self, cast, cast_mut, Backend};
     use crate::kernels::conv2d_avx512::{self, lanes, ActGrad};
     use crate::kernels::conv2d_fft;
     use crate::kernels::conv2d_shape::{Conv2dShape, Pass};
@@ -86,12 +86,23 @@ mod imp {
     /// Lanes of a vector: samples per group.
     const L: usize = 16;
 
+    /// One convolution of the stack: its shape, whether its forward pass takes the FFT kernel
+    /// (else the direct lanes kernel), its activation.
+    struct Layer {
+        s: Conv2dShape,
+        fft: bool,
+        act: Option<ActGrad>,
+    }
+
     pub(super) fn applies<T: Float>(x: &Var<T>, p: &[Var<T>], acts: &[Option<Unary<T>>]) -> bool {
+        layers(x, p, acts).is_some()
+    }
+
+    /// The stack's layers where the lanes path applies (see the module docs), else `None`.
+    fn layers<T: Float>(x: &Var<T>, p: &[Var<T>], acts: &[Option<Unary<T>>]) -> Option<Vec<Layer>> {
         static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        if *OFF.get_or_init(|| std::env::var_os("LATFLOW_NO_LANES").is_some()) {
-            return false;
-        }
-        if TypeId::of::<T>() != TypeId::of::<f32>()
+        if *OFF.get_or_init(|| std::env::var_os("LATFLOW_NO_LANES").is_some())
+            || TypeId::of::<T>() != TypeId::of::<f32>()
             || x.value().is_cuda()
             || rayon::current_thread_index().is_none()
             || !conv2d_avx512::available()
@@ -100,7 +111,7 @@ mod imp {
             || p.len() != 2 * acts.len()
             || !p.iter().any(|v| v.requires_grad())
         {
-            return false;
+            return None;
         }
         let xs = x.shape();
         if xs.len() != 4
@@ -109,23 +120,11 @@ mod imp {
             || !xs[0].is_multiple_of(L)
             || xs[0] < super::LANES_MIN_BATCH.max(conv2d::fft_min_batch())
         {
-            return false;
+            return None;
         }
-        let acts_ok = acts.iter().all(|a| match a {
-            None | Some(Unary::Tanh) => true,
-            Some(Unary::LeakyRelu(s)) => *s > T::ZERO,
-            _ => false,
-        });
-        acts_ok && shapes(xs[0], xs[1], p).is_some()
-    }
-
-    /// The layers' shapes when every weight is `(cout, cin, 3, 3)` with `cin` the previous
-    /// layer's `cout`, every bias `(cout,)`, and every forward pass one the per-layer ops give
-    /// to the FFT kernels or to the direct AVX-512 ones with `cout >= cin`.
-    fn shapes<T: Float>(n: usize, cin: usize, p: &[Var<T>]) -> Option<Vec<Conv2dShape>> {
-        let mut c = cin;
+        let mut c = xs[1];
         let mut out = Vec::new();
-        for wb in p.chunks_exact(2) {
+        for (wb, act) in p.chunks_exact(2).zip(acts) {
             let (ws, bs) = (wb[0].shape(), wb[1].shape());
             if ws.len() != 4
                 || ws[1] != c
@@ -137,49 +136,39 @@ mod imp {
             {
                 return None;
             }
-            let s = Conv2dShape { n, cin: c, cout: ws[0], h: 8, w: 8, k: 3 };
+            let act = match *act {
+                None => None,
+                Some(Unary::Tanh) => Some(ActGrad::Tanh),
+                // exact: T is f32 here
+                Some(Unary::LeakyRelu(slope)) if slope > T::ZERO => Some(ActGrad::Leaky(slope.to_f64() as f32)),
+                _ => return None,
+            };
+            let s = Conv2dShape { n: xs[0], cin: c, cout: ws[0], h: 8, w: 8, k: 3 };
             // the FFT layers, and the direct ones whose lanes kernel sums in the NCHW kernel's
             // order (at least as many outputs as inputs: the NCHW kernel rolls the outputs
             // otherwise), so that the forward values stay the per-layer ops' bit for bit
-            match conv2d::auto_backend_for::<f32>(Pass::Forward, &s) {
-                Backend::Fft => {}
-                Backend::Avx512 if s.cout >= s.cin => {}
+            let fft = match conv2d::auto_backend_for::<f32>(Pass::Forward, &s) {
+                Backend::Fft => true,
+                Backend::Avx512 if s.cout >= s.cin => false,
                 _ => return None,
-            }
-            out.push(s);
+            };
+            out.push(Layer { s, fft, act });
             c = ws[0];
         }
         Some(out)
     }
 
     pub(super) fn apply<T: Float>(x: &Var<T>, p: &[Var<T>], acts: &[Option<Unary<T>>]) -> Var<T> {
-        let shapes = shapes(x.shape()[0], x.shape()[1], p).expect("checked by applies");
-        let acts = acts.iter().map(|a| a.map(|a| act_of(a))).collect();
+        let layers = layers(x, p, acts).expect("checked by lanes_applies");
         let mut inputs = vec![x];
         inputs.extend(p.iter());
-        Var::apply_custom(&inputs, ConvStackLanes { shapes, acts, kept: RefCell::new(Vec::new()) })
+        Var::apply_custom(&inputs, ConvStackLanes { layers, kept: RefCell::new(Vec::new()) })
     }
 
-    /// An activation as the lanes kernels take it.
-    #[derive(Clone, Copy)]
-    enum Act {
-        Leaky(f32),
-        Tanh,
-    }
-
-    fn act_of<T: Float>(a: Unary<T>) -> Act {
-        match a {
-            Unary::LeakyRelu(s) => Act::Leaky(s.to_f64() as f32), // exact: T is f32 here
-            Unary::Tanh => Act::Tanh,
-            _ => unreachable!("checked by applies"),
-        }
-    }
-
-    /// The op: the layers' shapes and activations, and (from the forward pass to the
-    /// backward pass) the stack's input and every layer's output in the lanes layout.
+    /// The op: its layers, and (from the forward pass to the backward pass) the stack's input
+    /// and every layer's output in the lanes layout.
     struct ConvStackLanes {
-        shapes: Vec<Conv2dShape>,
-        acts: Vec<Option<Act>>,
+        layers: Vec<Layer>,
         kept: RefCell<Vec<Vec<f32>>>,
     }
 
@@ -191,62 +180,16 @@ mod imp {
         }
     }
 
+    /// A tensor's values as `f32` (T is f32 wherever the op runs: `layers` checks it).
     fn f32s<T: Float>(t: &Tensor<T>) -> &[f32] {
-        assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
-        let d = t.data();
-        // SAFETY: T is f32 (asserted): the same slice.
-        unsafe { std::slice::from_raw_parts(d.as_ptr().cast::<f32>(), d.len()) }
+        cast(t.data()).expect("conv_stack_lanes: f32 only")
     }
 
     /// A pool buffer of `T = f32` written as `f32`, returned as a tensor.
     fn tensor_from<T: Float>(shape: &[usize], fill: impl FnOnce(&mut [f32])) -> Tensor<T> {
-        assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
         let mut v = crate::pool::buffer::<T>(shape.iter().product());
-        // SAFETY: T is f32 (asserted): the same slice, uniquely borrowed.
-        fill(unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<f32>(), v.len()) });
+        fill(cast_mut(&mut v).expect("conv_stack_lanes: f32 only"));
         Tensor::from_vec(shape, v)
-    }
-
-    impl ConvStackLanes {
-        /// The forward pass (see [`CustomOp::forward`]): keeps what the backward pass needs.
-        fn run_forward<T: Float>(&self, inputs: &[&Tensor<T>]) -> Tensor<T> {
-            let s0 = self.shapes[0];
-            let last = *self.shapes.last().expect("at least one layer");
-            let mut h = crate::pool::buffer::<f32>(s0.input_len());
-            conv2d_fft::transpose_lanes(f32s(inputs[0]), s0.n, s0.cin, false, &mut h);
-            let kept = self.layers(inputs, h);
-            let out = tensor_from::<T>(&[last.n, last.cout, 8, 8], |o| {
-                conv2d_fft::transpose_lanes(kept.last().expect("the output"), last.n, last.cout, true, o)
-            });
-            *self.kept.borrow_mut() = kept;
-            out
-        }
-
-        /// The stack's input `h` (lanes layout) and every layer's output.
-        fn layers<T: Float>(&self, inputs: &[&Tensor<T>], h: Vec<f32>) -> Vec<Vec<f32>> {
-            let mut kept = vec![h];
-            for (l, (s, act)) in self.shapes.iter().zip(&self.acts).enumerate() {
-                let (w, b) = (f32s(inputs[1 + 2 * l]), f32s(inputs[2 + 2 * l]));
-                let mut y = crate::pool::buffer::<f32>(s.output_len());
-                let leaky = match act {
-                    Some(Act::Leaky(slope)) => Some(*slope),
-                    _ => None,
-                };
-                let x = kept.last().expect("the input");
-                // the kernels the per-layer ops take (`shapes` admits only these two)
-                if conv2d::auto_backend_for::<f32>(Pass::Forward, s) == Backend::Fft {
-                    conv2d_fft::forward_lanes(x, w, Some(b), *s, &mut y, leaky);
-                } else {
-                    lanes::forward_lanes(x, w, Some(b), *s, &mut y, leaky);
-                }
-                if let Some(Act::Tanh) = act {
-                    // elementwise: the values of the per-layer op's `Unary::Tanh` pass
-                    y = Unary::<f32>::Tanh.apply_owned(y);
-                }
-                kept.push(y);
-            }
-            kept
-        }
     }
 
     impl<T: Float> CustomOp<T> for ConvStackLanes {
@@ -255,7 +198,34 @@ mod imp {
         }
 
         fn forward(&self, inputs: &[&Tensor<T>]) -> Tensor<T> {
-            self.run_forward(inputs)
+            let (first, last) = (self.layers[0].s, self.layers[self.layers.len() - 1].s);
+            let mut h = crate::pool::buffer::<f32>(first.input_len());
+            conv2d_fft::transpose_lanes(f32s(inputs[0]), first.n, first.cin, false, &mut h);
+            let mut kept = vec![h];
+            for (l, Layer { s, fft, act }) in self.layers.iter().enumerate() {
+                let (w, b) = (f32s(inputs[1 + 2 * l]), f32s(inputs[2 + 2 * l]));
+                let mut y = crate::pool::buffer::<f32>(s.output_len());
+                let leaky = match act {
+                    Some(ActGrad::Leaky(slope)) => Some(*slope),
+                    _ => None,
+                };
+                let x = kept.last().expect("the input");
+                if *fft {
+                    conv2d_fft::forward_lanes(x, w, Some(b), *s, &mut y, leaky);
+                } else {
+                    lanes::forward_lanes(x, w, Some(b), *s, &mut y, leaky);
+                }
+                if let Some(ActGrad::Tanh) = act {
+                    // elementwise: the values of the per-layer op's `Unary::Tanh` pass
+                    y = Unary::<f32>::Tanh.apply_owned(y);
+                }
+                kept.push(y);
+            }
+            let out = tensor_from::<T>(&[last.n, last.cout, 8, 8], |o| {
+                conv2d_fft::transpose_lanes(kept.last().expect("the output"), last.n, last.cout, true, o)
+            });
+            *self.kept.borrow_mut() = kept;
+            out
         }
 
         fn backward(
@@ -269,36 +239,33 @@ mod imp {
             // dw[o, c, t] = sum dz[o] x[c](shifted by t), db[o] = sum dz[o]; from the last layer
             // to the first, each layer's dx the previous layer's g
             let kept = self.kept.borrow();
-            assert_eq!(kept.len(), self.shapes.len() + 1, "conv_stack_lanes: backward before forward");
-            let last = *self.shapes.last().expect("at least one layer");
+            assert_eq!(kept.len(), self.layers.len() + 1, "conv_stack_lanes: backward before forward");
+            let (first, last) = (self.layers[0].s, self.layers[self.layers.len() - 1].s);
             let mut g = crate::pool::buffer::<f32>(last.output_len());
             conv2d_fft::transpose_lanes(f32s(grad), last.n, last.cout, false, &mut g);
             let mut out: Vec<Option<Tensor<T>>> = (0..inputs.len()).map(|_| None).collect();
-            for (l, (s, act)) in self.shapes.iter().zip(&self.acts).enumerate().rev() {
-                let w = f32s(inputs[1 + 2 * l]);
-                let (x, y) = (&kept[l], &kept[l + 1]);
-                let act = act.map(|a| match a {
-                    Act::Leaky(slope) => ActGrad::Leaky(slope),
-                    Act::Tanh => ActGrad::Tanh,
-                });
+            for (l, Layer { s, act, .. }) in self.layers.iter().enumerate().rev() {
                 // dx of layer l feeds layer l - 1's gradients and the input's
                 let want_dx = needs_grad[..1 + 2 * l].iter().any(|&n| n);
                 let mut dx = want_dx.then(|| crate::pool::buffer::<f32>(s.input_len()));
-                let mut dw = tensor_from::<T>(&[s.cout, s.cin, 3, 3], |_| {});
-                let mut db = tensor_from::<T>(&[s.cout], |_| {});
-                {
-                    let (dwd, dbd) = (dw.data_mut(), db.data_mut());
-                    // SAFETY: T is f32 (f32s asserted it above): the same slices.
-                    let dwd = unsafe { std::slice::from_raw_parts_mut(dwd.as_mut_ptr().cast::<f32>(), dwd.len()) };
-                    let dbd = unsafe { std::slice::from_raw_parts_mut(dbd.as_mut_ptr().cast::<f32>(), dbd.len()) };
-                    // every layer through the fused FFT pass: the per-layer ops' own choice for
-                    // the U(1) nets' layers; for phi^4's 8 -> 2 and 1 -> 8 (direct kernels per
-                    // layer) the lanes FFT pass measured 0.97x / 1.7x the lanes direct one at 64
-                    // samples (`cargo bench --bench conv2d_layout`)
-                    conv2d_fft::backward_fused_lanes(&g, y, act, x, w, *s, dx.as_deref_mut(), dwd, Some(dbd));
-                }
-                out[1 + 2 * l] = needs_grad[1 + 2 * l].then_some(dw);
-                out[2 + 2 * l] = needs_grad[2 + 2 * l].then_some(db);
+                let (mut dw, mut db) = (crate::pool::buffer::<T>(s.weight_len()), crate::pool::buffer::<T>(s.cout));
+                // every layer through the fused FFT pass: the per-layer ops' own choice for the
+                // U(1) nets' layers; for phi^4's 8 -> 2 and 1 -> 8 (direct kernels per layer)
+                // the lanes FFT pass measured even and 1.7x a direct lanes pass at 64 samples
+                // (docs/perf-conv2d.md, "A training shard held in the lanes layout")
+                conv2d_fft::backward_fused_lanes(
+                    &g,
+                    &kept[l + 1],
+                    *act,
+                    &kept[l],
+                    f32s(inputs[1 + 2 * l]),
+                    *s,
+                    dx.as_deref_mut(),
+                    cast_mut(&mut dw).expect("f32"),
+                    Some(cast_mut(&mut db).expect("f32")),
+                );
+                out[1 + 2 * l] = needs_grad[1 + 2 * l].then(|| Tensor::from_vec(&[s.cout, s.cin, 3, 3], dw));
+                out[2 + 2 * l] = needs_grad[2 + 2 * l].then(|| Tensor::from_vec(&[s.cout], db));
                 match dx {
                     Some(dx) => crate::pool::recycle(std::mem::replace(&mut g, dx)),
                     // nothing below this layer needs a gradient
@@ -306,9 +273,8 @@ mod imp {
                 }
             }
             if needs_grad[0] {
-                let s0 = self.shapes[0];
-                out[0] = Some(tensor_from::<T>(&[s0.n, s0.cin, 8, 8], |o| {
-                    conv2d_fft::transpose_lanes(&g, s0.n, s0.cin, true, o)
+                out[0] = Some(tensor_from::<T>(&[first.n, first.cin, 8, 8], |o| {
+                    conv2d_fft::transpose_lanes(&g, first.n, first.cin, true, o)
                 }));
             }
             crate::pool::recycle(g);

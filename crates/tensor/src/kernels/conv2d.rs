@@ -521,7 +521,7 @@ pub fn backward_weight<T: Float>(dy: &[T], x: &[T], s: Conv2dShape, dw: &mut [T]
 }
 
 /// `s` as a slice of `U` when `T` is `U`.
-fn cast<T: 'static, U: 'static>(s: &[T]) -> Option<&[U]> {
+pub(crate) fn cast<T: 'static, U: 'static>(s: &[T]) -> Option<&[U]> {
     if TypeId::of::<T>() == TypeId::of::<U>() {
         // SAFETY: T and U are the same type (equal TypeIds), so the pointer, length and
         // lifetime describe the same valid slice.
@@ -532,7 +532,7 @@ fn cast<T: 'static, U: 'static>(s: &[T]) -> Option<&[U]> {
 }
 
 /// `s` as a mutable slice of `U` when `T` is `U`.
-fn cast_mut<T: 'static, U: 'static>(s: &mut [T]) -> Option<&mut [U]> {
+pub(crate) fn cast_mut<T: 'static, U: 'static>(s: &mut [T]) -> Option<&mut [U]> {
     if TypeId::of::<T>() == TypeId::of::<U>() {
         // SAFETY: T and U are the same type (equal TypeIds); the new slice takes over the
         // unique borrow of `s` for the same lifetime.

@@ -42,8 +42,7 @@
 //!
 //! Files: `forward.rs` (forward and input-gradient tiles), `weight.rs` (weight-gradient
 //! tiles and sample blocks), `fused.rs` (the one-thread backward pass), `lanes.rs` (the forward
-//! kernel on tensors in the samples-as-lanes layout, used by `crate::conv_stack`, and a
-//! direct backward pass measured against the FFT one); here the entry
+//! kernel on tensors in the samples-as-lanes layout, used by `crate::conv_stack`); here the entry
 //! points and the shared tap tables.
 
 #![allow(unsafe_code)]
