@@ -176,7 +176,8 @@ fn winograd_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
     wanted && winograd_fits::<T>(s)
 }
 
-/// Smallest batch `fft_preferred` and [`fft_fused_preferred`] hand to the FFT kernels:
+/// Smallest batch `fft_preferred` hands to the FFT kernels (and, where
+/// [`fft_fused_min_batch`] does not say otherwise, [`fft_fused_preferred`]):
 /// 32 on AMD Zen 5 and later (`cpu_features::amd_zen5_or_later`), 64 elsewhere;
 /// `LATFLOW_FFT_MIN_BATCH=N` sets it (for A/B runs).
 ///
@@ -193,15 +194,42 @@ fn winograd_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
 pub fn fft_min_batch() -> usize {
     static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *MIN.get_or_init(|| {
-        let default = if super::cpu_features::amd_zen5_or_later() { 32 } else { 64 };
-        match std::env::var("LATFLOW_FFT_MIN_BATCH") {
-            Err(_) => default,
-            Ok(v) => v.trim().parse::<usize>().map(|n| n.max(1)).unwrap_or_else(|_| {
-                eprintln!("latflow: LATFLOW_FFT_MIN_BATCH={v:?} is not a batch size; using {default}");
-                default
-            }),
-        }
+        batch_from_env("LATFLOW_FFT_MIN_BATCH", if super::cpu_features::amd_zen5_or_later() { 32 } else { 64 })
     })
+}
+
+/// Smallest batch [`fft_fused_preferred`] hands to the fused FFT backward pass: 32 on AMD
+/// Zen 4 and later (`cpu_features::amd_zen4_or_later`), [`fft_min_batch`] elsewhere;
+/// `LATFLOW_FFT_FUSED_MIN_BATCH=N` sets it (for A/B runs).
+///
+/// In a training step at batch 64 (shards of 32 samples) the fused pass computes the flipped
+/// spectral weights once per layer and thread, as the forward FFT pass would, but replaces two
+/// Winograd passes (input and weight gradient, `g act'(y)` formed in between) by one transform
+/// of `g act'(y)`. On Zen 4 (`lscpu`: AMD EPYC, family 25 model 17; 2026-12-02 16:29 UTC,
+/// `scripts/ab_train_step.sh WORKTREE WORKTREE:<fused from 32> 16 phi4/64,u1/64`) the batch-64
+/// step measured 1.123x (phi^4, 25 of 32 rounds faster) and 1.181x (U(1), 27 of 32) of the
+/// step with 64; the FFT forward pass from 32 as well measured 0.987x / 0.893x of that (10
+/// rounds), and the FFT forward pass of the 8 -> 2 and 8 -> 3 layers alone 0.971x / 0.952x
+/// (12 rounds): only the backward pass takes the FFT kernels from 32 there. On Zen 5 this is
+/// [`fft_min_batch`] = 32 as before; Intel keeps [`fft_min_batch`] until measured.
+pub fn fft_fused_min_batch() -> usize {
+    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MIN.get_or_init(|| {
+        let default = if super::cpu_features::amd_zen4_or_later() { 32.min(fft_min_batch()) } else { fft_min_batch() };
+        batch_from_env("LATFLOW_FFT_FUSED_MIN_BATCH", default)
+    })
+}
+
+/// The batch size in the environment variable `var` (at least 1), else `default` (with a
+/// warning when it is set but not a number).
+fn batch_from_env(var: &str, default: usize) -> usize {
+    match std::env::var(var) {
+        Err(_) => default,
+        Ok(v) => v.trim().parse::<usize>().map(|n| n.max(1)).unwrap_or_else(|_| {
+            eprintln!("latflow: {var}={v:?} is not a batch size; using {default}");
+            default
+        }),
+    }
 }
 
 /// Whether the plain entry points take the FFT kernels for `pass` of `s` (where they fit,
@@ -244,7 +272,7 @@ fn fft_preferred<T: 'static>(pass: Pass, s: &Conv2dShape) -> bool {
 /// Whether [`backward_act`] takes the fused FFT backward pass
 /// ([`super::conv2d_fft::backward_fused`]: `g act'(y)` formed as it is loaded, both gradients
 /// from one transform of it) for `s`: on a rayon worker (a training shard, one thread), an
-/// `f32` 8x8 lattice the FFT kernels fit, at least [`fft_min_batch`] samples, an output of at
+/// `f32` 8x8 lattice the FFT kernels fit, at least [`fft_fused_min_batch`] samples, an output of at
 /// least 3 channels, an input of at least 2 and at least 16 channel pairs: the 8 -> 8 layers
 /// of both models, U(1)'s 2 -> 8 and 8 -> 3; not phi^4's 1 -> 8 and 8 -> 2.
 ///
@@ -271,7 +299,7 @@ pub fn fft_fused_preferred<T: 'static>(s: &Conv2dShape) -> bool {
         && s.cout >= 3
         && s.cin >= 2
         && s.cin * s.cout >= 16
-        && s.n >= fft_min_batch()
+        && s.n >= fft_fused_min_batch()
         && fft_fits::<T>(s)
 }
 

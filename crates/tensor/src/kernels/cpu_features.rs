@@ -39,6 +39,14 @@ pub fn vendor_family() -> Option<(String, u32)> {
     }
 }
 
+/// Whether this is an AMD CPU of family 25 (Zen 3 and Zen 4; the AVX-512 ones are Zen 4) or
+/// later, where the fused FFT backward pass pays off from shards of 32 samples
+/// (`conv2d::fft_fused_min_batch`).
+pub fn amd_zen4_or_later() -> bool {
+    static ZEN4: OnceLock<bool> = OnceLock::new();
+    *ZEN4.get_or_init(|| matches!(vendor_family(), Some((v, f)) if v == "AuthenticAMD" && f >= 0x19))
+}
+
 /// Whether this is an AMD CPU of family 26 (Zen 5) or later: AVX-512 on full-width
 /// datapaths, where the FFT conv kernels pay off from smaller batches than on Zen 4
 /// (`conv2d::fft_min_batch`).
@@ -65,5 +73,6 @@ mod tests {
         assert_eq!(vendor, field("vendor_id"));
         assert_eq!(family.to_string(), field("cpu family"));
         assert_eq!(super::amd_zen5_or_later(), vendor == "AuthenticAMD" && family >= 26);
+        assert_eq!(super::amd_zen4_or_later(), vendor == "AuthenticAMD" && family >= 25);
     }
 }

@@ -892,7 +892,8 @@ properties! {
 
 /// The fused FFT backward pass is taken exactly where measured faster: a training shard's
 /// 8 -> 8, 8 -> 3 and 2 -> 8 layers on a rayon worker, not the 8 -> 2 head or a 1-channel
-/// input, not outside a worker, not below `fft_min_batch()`.
+/// input, not outside a worker, not below `fft_fused_min_batch()` (32 on AMD Zen 4 and later,
+/// `fft_min_batch()` elsewhere).
 #[test]
 fn fft_fused_backward_is_picked_for_the_wide_layers() {
     let s = Conv2dShape { n: 64, cin: 8, cout: 8, h: 8, w: 8, k: 3 };
@@ -907,11 +908,19 @@ fn fft_fused_backward_is_picked_for_the_wide_layers() {
             Conv2dShape { cin: 1, ..s },
             Conv2dShape { cin: 2, cout: 3, ..s },
             Conv2dShape { h: 16, ..s },
-            Conv2dShape { n: conv2d::fft_min_batch() - 1, ..s },
+            Conv2dShape { n: conv2d::fft_fused_min_batch() - 1, ..s },
         ] {
             assert!(!conv2d::fft_fused_preferred::<f32>(&other), "{other:?}");
         }
         assert!(!conv2d::fft_fused_preferred::<f64>(&s));
+        // a training shard of batch 64 on two threads
+        let shard = Conv2dShape { n: 32, ..s };
+        assert_eq!(conv2d::fft_fused_preferred::<f32>(&shard), has && conv2d::fft_fused_min_batch() <= 32);
     });
+    let zen4 = latflow_tensor::kernels::cpu_features::amd_zen4_or_later();
+    if std::env::var_os("LATFLOW_FFT_FUSED_MIN_BATCH").is_none() {
+        let expect = if zen4 { 32.min(conv2d::fft_min_batch()) } else { conv2d::fft_min_batch() };
+        assert_eq!(conv2d::fft_fused_min_batch(), expect);
+    }
     assert!(!conv2d::fft_fused_preferred::<f32>(&s), "outside a rayon worker");
 }
