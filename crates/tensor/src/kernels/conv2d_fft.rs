@@ -690,12 +690,14 @@ fn slot_matrix(k: usize) -> &'static [f64] {
 /// cache's hashing and insertion) than with the same weights: 5.0-5.6 us with this sum
 /// auto-vectorized on 4 lanes (the matrix built per call), against 9.6-9.9 us with the
 /// separable per-pair complex sums it replaced. With the matrix built once and explicit
-/// 8-lane blocks (2026-12-02, Zen 4, best of 5 x 20000 calls, one thread): 8 -> 8 1.97 us
+/// 8-lane blocks (2026-12-02, Zen 4, best of 5 x 20000 calls, one thread, a scratch timing loop
+/// not kept): 8 -> 8 1.97 us
 /// against 3.85 us, 8 -> 3 0.76 against 2.54, 1 -> 8 0.30 against 1.93, the same bits (test
 /// `spectral_weights_are_the_scalar_sums`).
 fn weight_transform(w: &[f32], s: &Conv2dShape) -> Vec<f32> {
     let (kk, np) = (s.k * s.k, s.cin * s.cout);
     assert_eq!(w.len(), np * kk);
+    debug_assert!(available(), "conv2d_fft: spectral weights without AVX-512F");
     let m = slot_matrix(s.k);
     // wt[j][c cout + o] = w[o][c][j]
     let mut wt = vec![0f64; kk * np];
