@@ -253,6 +253,7 @@ macro_rules! transforms {
         }
 
         /// Real 8x8 DFT in place: sites `i * 8 + j` in, slots (module docs) out, unscaled.
+        #[allow(dead_code)] // the vector kernels transform with fft2d_to / fft2d_from
         $(#[$m])*
         pub(super) fn fft2d(a: &mut [$v; 64]) {
             let r = fft2d_rows(a);
@@ -268,12 +269,27 @@ macro_rules! transforms {
             fft2d_columns(&r, put);
         }
 
+        /// [`fft2d`] of the sites `get(s)`, `s = 0..64`, with slot `t` handed to `put(t, X_t)`:
+        /// the sites read where they lie (no plane to copy them into first), each once.
+        #[allow(dead_code)] // the f64 transforms do not need it
+        $(#[$m])*
+        pub(super) fn fft2d_from(get: impl Fn(usize) -> $v, put: impl FnMut(usize, $v)) {
+            let r = fft2d_rows_from(get);
+            fft2d_columns(&r, put);
+        }
+
         /// The row pass of [`fft2d`]: `rdft8` of each lattice row.
         $(#[$m])*
         fn fft2d_rows(a: &[$v; 64]) -> [[$v; 8]; 8] {
-            let mut r = [[a[0]; 8]; 8];
+            fft2d_rows_from(|s| a[s])
+        }
+
+        /// [`fft2d_rows`] of the sites `get(s)`.
+        $(#[$m])*
+        fn fft2d_rows_from(get: impl Fn(usize) -> $v) -> [[$v; 8]; 8] {
+            let mut r = [[get(0); 8]; 8];
             for i in 0..8 {
-                r[i] = rdft8([a[8 * i], a[8 * i + 1], a[8 * i + 2], a[8 * i + 3], a[8 * i + 4], a[8 * i + 5], a[8 * i + 6], a[8 * i + 7]]);
+                r[i] = rdft8(std::array::from_fn(|j| get(8 * i + j)));
             }
             r
         }
@@ -306,6 +322,23 @@ macro_rules! transforms {
         /// (pairs): exactly `x` then.
         $(#[$m])*
         pub(super) fn ifft2d(a: &mut [$v; 64]) {
+            let cols = ifft2d_columns(a);
+            ifft2d_rows(&cols, |s, v| a[s] = v);
+        }
+
+        /// [`ifft2d`] of the slots `a` with site `s` handed to `put(s, x_s)` (straight to where
+        /// it is stored: no plane of sites to copy).
+        #[allow(dead_code)] // the f64 transforms do not need it
+        $(#[$m])*
+        pub(super) fn ifft2d_to(a: &[$v; 64], put: impl FnMut(usize, $v)) {
+            let cols = ifft2d_columns(a);
+            ifft2d_rows(&cols, put);
+        }
+
+        /// The column pass of [`ifft2d`]: per lattice row `i`, the eight values `rinv8` takes
+        /// (`cols[j][i]`).
+        $(#[$m])*
+        fn ifft2d_columns(a: &[$v; 64]) -> [[$v; 8]; 8] {
             let c0 = rinv8([a[0], a[1], a[4], a[5], a[6], a[7], a[8], a[9]]);
             let c4 = rinv8([a[2], a[3], a[10], a[11], a[12], a[13], a[14], a[15]]);
             let mut cr = [[a[0]; 8]; 3];
@@ -323,9 +356,17 @@ macro_rules! transforms {
                 cr[k2 - 1] = yr;
                 ci[k2 - 1] = yi;
             }
+            [c0, c4, cr[0], ci[0], cr[1], ci[1], cr[2], ci[2]]
+        }
+
+        /// The row pass of [`ifft2d`] on [`ifft2d_columns`]' output, site `s` to `put(s, x_s)`.
+        $(#[$m])*
+        fn ifft2d_rows(cols: &[[$v; 8]; 8], mut put: impl FnMut(usize, $v)) {
             for i in 0..8 {
-                let row = rinv8([c0[i], c4[i], cr[0][i], ci[0][i], cr[1][i], ci[1][i], cr[2][i], ci[2][i]]);
-                a[8 * i..8 * i + 8].copy_from_slice(&row);
+                let row = rinv8(std::array::from_fn(|j| cols[j][i]));
+                for (j, v) in row.into_iter().enumerate() {
+                    put(8 * i + j, v);
+                }
             }
         }
     };
@@ -1071,6 +1112,88 @@ unsafe fn store_plane(
     }
 }
 
+/// [`vector::fft2d_to`] of the plane [`load_plane`] gives, slot `t` to `put(t, X_t)`. In the
+/// lanes layout the transform reads the site vectors where they lie: no 4 KiB copy into
+/// `scratch` first (those copies, `memcpy` calls where there is no activation to apply, were
+/// ~18% of a U(1) step at batch 1024, mostly waiting for the planes to come from L2/L3; read
+/// by the transform, the waits overlap its arithmetic).
+///
+/// # Safety
+/// As [`load_plane`].
+#[inline]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn fft_plane(
+    layout: Layout,
+    src: *const f32,
+    act: Option<(*const f32, ActGrad)>,
+    channels: usize,
+    c: usize,
+    n0: usize,
+    nl: usize,
+    scratch: &mut [__m512; S],
+    put: impl FnMut(usize, __m512),
+) {
+    match layout {
+        Layout::Nchw => {
+            // SAFETY: the caller's contract.
+            unsafe { load_plane(layout, src, act, channels, c, n0, nl, scratch) };
+            vector::fft2d_to(scratch, put);
+        }
+        Layout::Lanes => {
+            let at = ((n0 / L) * channels + c) * S * L;
+            // SAFETY (every load): site t < 64 of the plane, inside src (and y) by the contract.
+            let get = |t: usize| unsafe {
+                let g = _mm512_loadu_ps(src.add(at + t * L));
+                match act {
+                    None => g,
+                    Some((y, a)) => act_grad16(g, _mm512_loadu_ps(y.add(at + t * L)), a),
+                }
+            };
+            vector::fft2d_from(get, put);
+        }
+    }
+}
+
+/// The inverse transform of the slots `v` (overwritten) stored as [`store_plane`] stores a
+/// plane; in the lanes layout straight from the transform (no plane of sites to copy, see
+/// [`fft_plane`]).
+///
+/// # Safety
+/// As [`store_plane`].
+#[inline]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn ifft_store_plane(
+    layout: Layout,
+    v: &mut [__m512; S],
+    dst: *mut f32,
+    channels: usize,
+    c: usize,
+    n0: usize,
+    nl: usize,
+    leaky: Option<f32>,
+) {
+    match layout {
+        Layout::Nchw => {
+            vector::ifft2d(v);
+            // SAFETY: the caller's contract.
+            unsafe { store_plane(layout, v, dst, channels, c, n0, nl, leaky) };
+        }
+        Layout::Lanes => {
+            let at = ((n0 / L) * channels + c) * S * L;
+            vector::ifft2d_to(v, |t, v| {
+                let v = match leaky {
+                    None => v,
+                    Some(slope) => leaky16(v, slope),
+                };
+                // SAFETY: site t < 64 of the plane, inside dst by the contract.
+                unsafe { _mm512_storeu_ps(dst.add(at + t * L), v) };
+            });
+        }
+    }
+}
+
 /// The fused backward pass's per-lane sums (and `dx`): blocks of groups whose spectra fit
 /// [`WEIGHT_BLOCK_BYTES`]; per group, `dy` transformed once, kept for the weight tiles and,
 /// with `wtf` (the spectral flipped weights), multiplied into `dx`'s spectra and
@@ -1108,18 +1231,17 @@ unsafe fn fused_chunk(
             for g in g0..g1 {
                 let (n0, nl) = (g * L, (s.n - g * L).min(L));
                 for c in 0..s.cin {
-                    let v = plane(xs);
-                    // SAFETY: planes (n0 + l, c), l < nl, inside x.
-                    unsafe { load_plane(layout, x.as_ptr(), None, s.cin, c, n0, nl, v) };
                     let at = (g - g0) * s.cin + c;
-                    vector::fft2d_to(v, |t, v| xb[t * vs + at] = v);
+                    // SAFETY: planes (n0 + l, c), l < nl, inside x.
+                    unsafe {
+                        fft_plane(layout, x.as_ptr(), None, s.cin, c, n0, nl, plane(xs), |t, v| xb[t * vs + at] = v)
+                    };
                 }
                 for o in 0..s.cout {
-                    let v = plane(xs);
-                    // SAFETY: planes (n0 + l, o), l < nl, inside dy (and y, contract).
-                    unsafe { load_plane(layout, dy.as_ptr(), act, s.cout, o, n0, nl, v) };
                     let at = (g - g0) * s.cout + o;
-                    vector::fft2d_to(v, |t, v| dbuf[t * ds + at] = v);
+                    let put = |t: usize, v| dbuf[t * ds + at] = v;
+                    // SAFETY: planes (n0 + l, o), l < nl, inside dy (and y, contract).
+                    unsafe { fft_plane(layout, dy.as_ptr(), act, s.cout, o, n0, nl, plane(xs), put) };
                     db[o] = _mm512_add_ps(db[o], dbuf[at]);
                 }
                 if let (Some(dx), Some(wtf)) = (dx.as_deref_mut(), wtf) {
@@ -1127,9 +1249,8 @@ unsafe fn fused_chunk(
                     products(&dbuf[(g - g0) * s.cout..], (ds, 1), wtf, None, st, xs);
                     for c in 0..s.cin {
                         let v = plane(&mut xs[c * S..]);
-                        vector::ifft2d(v);
                         // SAFETY: the planes (n0 + l, c), l < nl, lie inside dx (length checked).
-                        unsafe { store_plane(layout, v, dx.as_mut_ptr(), s.cin, c, n0, nl, None) };
+                        unsafe { ifft_store_plane(layout, v, dx.as_mut_ptr(), s.cin, c, n0, nl, None) };
                     }
                 }
             }
@@ -1168,23 +1289,22 @@ unsafe fn forward_chunk(
 ) {
     assert!(x.len() == s.n * s.cin * S && y.len() == s.n * s.cout * S && wf.len() == S * s.cin * s.cout);
     assert!(layout == Layout::Nchw || s.n.is_multiple_of(L));
-    with_scratch((s.cin + s.cout) * S, |buf| {
-        let (xs, ys) = buf.split_at_mut(s.cin * S);
+    with_scratch((s.cin + s.cout + 1) * S, |buf| {
+        let (xs, rest) = buf.split_at_mut(s.cin * S);
+        let (ys, scratch) = rest.split_at_mut(s.cout * S);
         let mut n0 = 0;
         while n0 < s.n {
             let nl = (s.n - n0).min(L);
             for c in 0..s.cin {
-                let v = plane(&mut xs[c * S..]);
+                let v = &mut xs[c * S..(c + 1) * S];
                 // SAFETY: the planes (n0 + l, c), l < nl, lie inside x.
-                unsafe { load_plane(layout, x.as_ptr(), None, s.cin, c, n0, nl, v) };
-                vector::fft2d(v);
+                unsafe { fft_plane(layout, x.as_ptr(), None, s.cin, c, n0, nl, plane(scratch), |t, x| v[t] = x) };
             }
             products(xs, (1, S), wf, b, s, ys);
             for o in 0..s.cout {
                 let v = plane(&mut ys[o * S..]);
-                vector::ifft2d(v);
                 // SAFETY: the planes (n0 + l, o), l < nl, lie inside y.
-                unsafe { store_plane(layout, v, y.as_mut_ptr(), s.cout, o, n0, nl, leaky) };
+                unsafe { ifft_store_plane(layout, v, y.as_mut_ptr(), s.cout, o, n0, nl, leaky) };
             }
             n0 += L;
         }
