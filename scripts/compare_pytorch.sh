@@ -41,4 +41,11 @@ for k, (med, mean) in lat.items():
     if a is None or b is None:
         continue
     print(f'| {k[0]} | {k[1]} | {a:.1f}, {b:.1f} | {med:.2f}, {mean:.2f} | {a/med:.1f}x / {b/med:.1f}x | {a/mean:.1f}x / {b/mean:.1f}x |')
+# issue 16's targets: 20x at batch 64, 12x at batch 1024, against both PyTorch runs (the
+# ratios as printed, to one decimal)
+def held(i):
+    ok = [round(t[k] / lat[k][i], 1) >= (20 if k[1] <= 64 else 12) for t in torch for k in lat if k in t]
+    return 'yes' if len(ok) == 2 * len(lat) and all(ok) else 'no'
+print(f'\ntargets (20x at batch 64, 12x at 1024, against both PyTorch runs) held in every case: '
+      f'by the median {held(0)}, by the mean {held(1)}')
 PY
