@@ -1115,8 +1115,9 @@ unsafe fn store_plane(
 /// [`vector::fft2d_to`] of the plane [`load_plane`] gives, slot `t` to `put(t, X_t)`. In the
 /// lanes layout the transform reads the site vectors where they lie: no 4 KiB copy into
 /// `scratch` first (those copies, `memcpy` calls where there is no activation to apply, were
-/// ~18% of a U(1) step at batch 1024, mostly waiting for the planes to come from L2/L3; read
-/// by the transform, the waits overlap its arithmetic).
+/// ~18% of a U(1) step at batch 1024 in `perf`, mostly waiting for the planes to come from L3;
+/// read by the transform, the waits stay: the step measured within the noise of before,
+/// docs/perf-conv2d.md, "The lanes transforms read and write the planes in place").
 ///
 /// # Safety
 /// As [`load_plane`].
@@ -1155,9 +1156,9 @@ unsafe fn fft_plane(
     }
 }
 
-/// The inverse transform of the slots `v` (overwritten) stored as [`store_plane`] stores a
-/// plane; in the lanes layout straight from the transform (no plane of sites to copy, see
-/// [`fft_plane`]).
+/// The inverse transform of the slots `v` (overwritten in the NCHW layout) stored as
+/// [`store_plane`] stores a plane; in the lanes layout straight from the transform (no plane
+/// of sites to copy, see [`fft_plane`]).
 ///
 /// # Safety
 /// As [`store_plane`].
