@@ -256,7 +256,7 @@ macro_rules! transforms {
         #[allow(dead_code)] // the vector kernels transform with fft2d_to / fft2d_from
         $(#[$m])*
         pub(super) fn fft2d(a: &mut [$v; 64]) {
-            let r = fft2d_rows(a);
+            let r = fft2d_rows(|s| a[s]);
             fft2d_columns(&r, |t, v| a[t] = v);
         }
 
@@ -265,8 +265,7 @@ macro_rules! transforms {
         #[allow(dead_code)] // the f64 transforms do not need it
         $(#[$m])*
         pub(super) fn fft2d_to(a: &[$v; 64], put: impl FnMut(usize, $v)) {
-            let r = fft2d_rows(a);
-            fft2d_columns(&r, put);
+            fft2d_from(|s| a[s], put);
         }
 
         /// [`fft2d`] of the sites `get(s)`, `s = 0..64`, with slot `t` handed to `put(t, X_t)`:
@@ -274,24 +273,14 @@ macro_rules! transforms {
         #[allow(dead_code)] // the f64 transforms do not need it
         $(#[$m])*
         pub(super) fn fft2d_from(get: impl Fn(usize) -> $v, put: impl FnMut(usize, $v)) {
-            let r = fft2d_rows_from(get);
+            let r = fft2d_rows(get);
             fft2d_columns(&r, put);
         }
 
-        /// The row pass of [`fft2d`]: `rdft8` of each lattice row.
+        /// The row pass of [`fft2d`]: `rdft8` of each lattice row of the sites `get(s)`.
         $(#[$m])*
-        fn fft2d_rows(a: &[$v; 64]) -> [[$v; 8]; 8] {
-            fft2d_rows_from(|s| a[s])
-        }
-
-        /// [`fft2d_rows`] of the sites `get(s)`.
-        $(#[$m])*
-        fn fft2d_rows_from(get: impl Fn(usize) -> $v) -> [[$v; 8]; 8] {
-            let mut r = [[get(0); 8]; 8];
-            for i in 0..8 {
-                r[i] = rdft8(std::array::from_fn(|j| get(8 * i + j)));
-            }
-            r
+        fn fft2d_rows(get: impl Fn(usize) -> $v) -> [[$v; 8]; 8] {
+            std::array::from_fn(|i| rdft8(std::array::from_fn(|j| get(8 * i + j))))
         }
 
         /// The column pass of [`fft2d`] on the row spectra `r`, slot `t` to `put(t, X_t)`.
@@ -1036,91 +1025,17 @@ enum Layout {
     Lanes,
 }
 
-/// Channel `c` (of `channels`) of the samples `n0 .. n0 + nl` (group `n0 / 16`) of `src` as 64
-/// site vectors in `out`, `g act'(y)` when `act = Some((y, act))` (`y` laid out as `src`):
-/// through [`load_planes_act`] for NCHW, 64 contiguous loads for the lanes layout.
+/// The transform of channel `c` (of `channels`) of the samples `n0 .. n0 + nl` (group
+/// `n0 / 16`) of `src`, of `g act'(y)` when `act = Some((y, act))` (`y` laid out as `src`), slot
+/// `t` to `put(t, X_t)`. NCHW planes go through [`load_planes_act`] (the 16x16 transposes) into
+/// `scratch`; in the lanes layout the transform reads the 64 site vectors where they lie. (A
+/// copy into scratch there, `memcpy` calls where no activation applied, was ~18% of a U(1)
+/// step at batch 1024 in `perf`, mostly waiting for the planes to come from L3; read by the
+/// transform, the waits stay: the step measured within the noise of before,
+/// docs/perf-conv2d.md, "The lanes transforms read and write the planes in place".)
 ///
 /// # Safety
 /// AVX-512F; the planes lie inside `src` (and `y`); in the lanes layout `nl = 16`.
-#[inline]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn load_plane(
-    layout: Layout,
-    src: *const f32,
-    act: Option<(*const f32, ActGrad)>,
-    channels: usize,
-    c: usize,
-    n0: usize,
-    nl: usize,
-    out: &mut [__m512; S],
-) {
-    match layout {
-        Layout::Nchw => {
-            let at = (n0 * channels + c) * S;
-            // SAFETY: the caller's contract.
-            unsafe { load_planes_act(src.add(at), act.map(|(y, a)| (y.add(at), a)), channels * S, nl, out) }
-        }
-        Layout::Lanes => {
-            let at = ((n0 / L) * channels + c) * S * L;
-            for (t, v) in out.iter_mut().enumerate() {
-                // SAFETY: the caller's contract.
-                *v = unsafe {
-                    let g = _mm512_loadu_ps(src.add(at + t * L));
-                    match act {
-                        None => g,
-                        Some((y, a)) => act_grad16(g, _mm512_loadu_ps(y.add(at + t * L)), a),
-                    }
-                };
-            }
-        }
-    }
-}
-
-/// The inverse of [`load_plane`]: 64 site vectors into channel `c` of the samples
-/// `n0 .. n0 + nl` of `dst`, through LeakyReLU with slope `leaky` when given.
-///
-/// # Safety
-/// AVX-512F; the planes lie inside `dst`; in the lanes layout `nl = 16`.
-#[inline]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn store_plane(
-    layout: Layout,
-    v: &[__m512; S],
-    dst: *mut f32,
-    channels: usize,
-    c: usize,
-    n0: usize,
-    nl: usize,
-    leaky: Option<f32>,
-) {
-    match layout {
-        // SAFETY: the caller's contract.
-        Layout::Nchw => unsafe { store_planes(v, dst.add((n0 * channels + c) * S), channels * S, nl, leaky) },
-        Layout::Lanes => {
-            let at = ((n0 / L) * channels + c) * S * L;
-            for (t, v) in v.iter().enumerate() {
-                let v = match leaky {
-                    None => *v,
-                    Some(slope) => leaky16(*v, slope),
-                };
-                // SAFETY: the caller's contract.
-                unsafe { _mm512_storeu_ps(dst.add(at + t * L), v) };
-            }
-        }
-    }
-}
-
-/// [`vector::fft2d_to`] of the plane [`load_plane`] gives, slot `t` to `put(t, X_t)`. In the
-/// lanes layout the transform reads the site vectors where they lie: no 4 KiB copy into
-/// `scratch` first (those copies, `memcpy` calls where there is no activation to apply, were
-/// ~18% of a U(1) step at batch 1024 in `perf`, mostly waiting for the planes to come from L3;
-/// read by the transform, the waits stay: the step measured within the noise of before,
-/// docs/perf-conv2d.md, "The lanes transforms read and write the planes in place").
-///
-/// # Safety
-/// As [`load_plane`].
 #[inline]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -1137,8 +1052,9 @@ unsafe fn fft_plane(
 ) {
     match layout {
         Layout::Nchw => {
+            let at = (n0 * channels + c) * S;
             // SAFETY: the caller's contract.
-            unsafe { load_plane(layout, src, act, channels, c, n0, nl, scratch) };
+            unsafe { load_planes_act(src.add(at), act.map(|(y, a)| (y.add(at), a)), channels * S, nl, scratch) };
             vector::fft2d_to(scratch, put);
         }
         Layout::Lanes => {
@@ -1156,12 +1072,13 @@ unsafe fn fft_plane(
     }
 }
 
-/// The inverse transform of the slots `v` (overwritten in the NCHW layout) stored as
-/// [`store_plane`] stores a plane; in the lanes layout straight from the transform (no plane
-/// of sites to copy, see [`fft_plane`]).
+/// The inverse of [`fft_plane`]: the inverse transform of the slots `v` into channel `c` of the
+/// samples `n0 .. n0 + nl` of `dst`, through LeakyReLU with slope `leaky` when given. NCHW: in
+/// place in `v`, then through [`store_planes`] (the transposes); in the lanes layout each site
+/// vector straight from the transform to `dst` (`v` unchanged).
 ///
 /// # Safety
-/// As [`store_plane`].
+/// AVX-512F; the planes lie inside `dst`; in the lanes layout `nl = 16`.
 #[inline]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -1179,7 +1096,7 @@ unsafe fn ifft_store_plane(
         Layout::Nchw => {
             vector::ifft2d(v);
             // SAFETY: the caller's contract.
-            unsafe { store_plane(layout, v, dst, channels, c, n0, nl, leaky) };
+            unsafe { store_planes(v, dst.add((n0 * channels + c) * S), channels * S, nl, leaky) };
         }
         Layout::Lanes => {
             let at = ((n0 / L) * channels + c) * S * L;
