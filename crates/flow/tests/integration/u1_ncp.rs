@@ -143,3 +143,50 @@ fn tape_forward_matches_scalar_mixture_including_the_pole_at_pi() {
         assert!((got - lj).abs() < TAPE_TOL * lj.abs().max(1.0), "logJ {got} vs {lj}");
     }
 }
+
+/// Active outputs of `forward` for plaquettes `x` (N, L, L): the values at the active sites.
+fn active_outputs(c: &NcpPlaqCoupling<f64>, x: &Tensor<f64>) -> Vec<f64> {
+    let params: Vec<Var<f64>> = c.net.params().into_iter().map(|t| Var::constant(t.clone())).collect();
+    let (y, _) = c.forward(&Var::constant(x.clone()), &params);
+    let active = c.masks().1.data().to_vec();
+    let hw = active.len();
+    y.value().data().iter().enumerate().filter(|(k, _)| active[k % hw] == 1.0).map(|(_, &v)| v).collect()
+}
+
+/// With kernel 1 a coupling's net sees, at an active site, only that site's frozen-masked
+/// input, which is the same everywhere: every active plaquette goes through one NCP mixture
+/// whatever its neighbours (the ultralocal flows of `scripts/freezing.sh`). A kernel-3 net
+/// sees the frozen neighbours, and the same change moves its outputs.
+#[test]
+fn kernel_one_couplings_are_ultralocal() {
+    let l = 8;
+    for (kernel, ultralocal) in [(1, true), (3, false)] {
+        let mut rng = StdRng::seed_from_u64(6);
+        let c = NcpPlaqCoupling::<f64>::new(l, l, 0, 1, 2, &[1], kernel, &mut rng);
+        let x = Tensor::<f64>::uniform(&[2, l, l], 0.0, 2.0 * PI, &mut rng);
+        // the same active plaquettes, every other plaquette redrawn
+        let active = c.masks().1.data().to_vec();
+        let mut x2 = x.clone();
+        for (k, v) in x2.data_mut().iter_mut().enumerate() {
+            if active[k % (l * l)] == 0.0 {
+                *v = rng.gen_range(0.0..2.0 * PI);
+            }
+        }
+        let (a, b) = (active_outputs(&c, &x), active_outputs(&c, &x2));
+        let moved = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+        if ultralocal {
+            assert_eq!(a, b, "kernel 1: the active outputs depend on other plaquettes");
+            // one map for every site: equal inputs at different active sites, equal outputs
+            let mut x3 = x.clone();
+            for (k, v) in x3.data_mut().iter_mut().enumerate() {
+                if active[k % (l * l)] == 1.0 {
+                    *v = 1.234;
+                }
+            }
+            let out = active_outputs(&c, &x3);
+            assert!(out.iter().all(|&v| v == out[0]), "kernel 1: different maps at different sites: {out:?}");
+        } else {
+            assert!(moved > 1e-6, "kernel {kernel}: the outputs should see the frozen neighbours (moved {moved})");
+        }
+    }
+}
