@@ -11,7 +11,11 @@
 //!   no weight gradients) with the flow in f32 (SIMD kernels) or f64;
 //! - `fhmc trajectory`: one trajectory of all chains, 10 leapfrog steps of the f32 force and
 //!   `H` in f64 at its ends (what `latflow fhmc` runs by default);
-//! - `hmc trajectory`: one plain HMC trajectory (10 steps) of 64 chains, rayon over chains.
+//! - `hmc trajectory`: one plain HMC trajectory (10 steps) of 64 chains, rayon over chains;
+//!
+//! and the ultralocal U(1) flow of `scripts/freezing.sh` (kernel-1 nets): its f32 force
+//! through the tape and through the fused map `UltralocalU1` (f32 and f64), next to the
+//! action's force alone.
 //!
 //! ```text
 //! cargo bench --bench flow_hmc               # FLOW_HMC_L=8 for another lattice size
@@ -24,9 +28,11 @@ mod common;
 
 use common::median_ms;
 use latflow::flow::model::Flow;
+use latflow::flow::net::Activation;
 use latflow::flow::phi4::Phi4FlowConfig;
 use latflow::flow::train::{TapeAction, TrainConfig, Trainer};
 use latflow::flow::u1::model::{U1FlowConfig, U1GaugeAction};
+use latflow::flow::u1::UltralocalU1;
 use latflow::physics::{phi4_action_var, Action, Lattice, Phi4, U1};
 use latflow::sampler::flow_hmc::{FlowHmcChains, LatentPotential};
 use latflow::sampler::hmc::{chain_seed, HmcChain, HmcConfig};
@@ -138,4 +144,34 @@ fn main() {
             r.hmc
         );
     }
+    ultralocal(l);
+}
+
+/// The ultralocal U(1) flow of `scripts/freezing.sh` (16 couplings, kernel-1 nets, 2
+/// components, tanh), freshly initialized: the flow-HMC force of 64 chains at beta = 6
+/// through the tape in f32 and through the fused map (`UltralocalU1`) in f32 and f64.
+fn ultralocal(l: usize) {
+    let arch = U1FlowConfig { l, layers: 16, n_mix: 2, hidden: vec![1], kernel: 1, activation: Activation::Tanh };
+    let (f32flow, f64flow) =
+        (arch.build::<f32>(&mut StdRng::seed_from_u64(0)), arch.build::<f64>(&mut StdRng::seed_from_u64(0)));
+    let fused = UltralocalU1::from_flow(&f64flow).expect("kernel-1 couplings are ultralocal");
+    let fused32 = fused.clone().f32_force();
+    let u1 = U1::new(Lattice::new(&[l, l]), 6.0);
+    let z: Vec<f64> = f64flow.prior.sample(CHAINS, &mut StdRng::seed_from_u64(1)).into_vec();
+    let (mut x, mut u, mut f) = (vec![0.0; z.len()], vec![0.0; CHAINS], vec![0.0; z.len()]);
+    let tape = LatentPotential::new(&f64flow, &u1).with_force_map(&f32flow);
+    let tape_ms = median_ms(|| tape.potential_force(&z, &mut x, &mut u, &mut f), 10);
+    let mixed = LatentPotential::new(&fused, &u1).with_force_map(&fused32);
+    let fused32_ms = median_ms(|| mixed.potential_force(&z, &mut x, &mut u, &mut f), 50);
+    let exact = LatentPotential::new(&fused, &u1);
+    let fused64_ms = median_ms(|| exact.potential_force(&z, &mut x, &mut u, &mut f), 20);
+    let action_ms = median_ms(
+        || {
+            f.par_chunks_mut(2 * l * l).zip(z.par_chunks(2 * l * l)).for_each(|(fc, zc)| u1.force(zc, fc));
+        },
+        50,
+    );
+    println!("\nultralocal U(1) flow (16 layers, kernel 1), L = {l}, {CHAINS} chains, beta = 6; median ms per force");
+    println!("tape f32  fused f32  fused f64  tape/fused f32  action force alone");
+    println!("{tape_ms:>8.2} {fused32_ms:>10.3} {fused64_ms:>10.3} {:>15.1} {action_ms:>19.3}", tape_ms / fused32_ms);
 }

@@ -11,12 +11,13 @@
 #   <Q^2> against the exact finite-volume value | tau_int of Q^2 | wall s | cost per
 #   effective sample of Q^2 (wall x 2 tau_int / N, ms)
 #
-#   scripts/freezing.sh [OUT_DIR [BETA_TRAIN [FHMC_STEPS]]]   # default runs/freezing, 2.5, 60
+#   scripts/freezing.sh [OUT_DIR [BETA_TRAIN [FHMC_STEPS]]]   # default runs/freezing, 2.5, 50
 #   scripts/freezing.sh --from OUT_DIR                        # only the table, from an earlier run
 #
-# About 7 minutes on the 2-core dev box (most of it flow-HMC: 64 chains x 1520 trajectories
-# of 60 leapfrog steps; training 2000 steps at 8x8, a few seconds; plain HMC: 4 chains x
-# 200500 trajectories).
+# About 2 minutes on the 2-core dev box: flow-HMC 64 chains x 4020 trajectories of 50 leapfrog
+# steps through the ultralocal map without the tape (`fhmc` picks it for kernel-1 flows);
+# training 2000 steps at 8x8, a few seconds; plain HMC 4 chains x 200500 trajectories, with
+# leapfrog and with Omelyan's integrator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=1
@@ -27,7 +28,7 @@ if [ "${1:-}" = "--from" ]; then
 fi
 out=${1:-runs/freezing}
 beta_train=${2:-2.5}
-steps=${3:-60}
+steps=${3:-50}
 bin=target/release/latflow
 if [ $run = 1 ]; then
     mkdir -p "$out"
@@ -36,10 +37,13 @@ if [ $run = 1 ]; then
         --steps 2000 --out "$out/flow" --force --quiet > "$out/train.log"
     "$bin" hmc u1 --L 16 --beta 6 --tau 1 --steps 10 --chains 4 --n-traj 200000 --n-therm 500 --no-csv --quiet \
         > "$out/hmc.log"
+    # plain HMC with the Omelyan integrator: 5 steps of 2 forces, as many forces as leapfrog's 10
+    "$bin" hmc u1 --L 16 --beta 6 --tau 1 --steps 5 --integrator omelyan --chains 4 --n-traj 200000 --n-therm 500 \
+        --no-csv --quiet > "$out/hmc-omelyan.log"
     "$bin" fhmc --checkpoint "$out/flow/model.safetensors" --L 16 --beta 6 --tau 1 --steps "$steps" --chains 64 \
-        --n-traj 1500 --n-therm 20 --out "$out/fhmc" --force --quiet > "$out/fhmc.log"
+        --n-traj 4000 --n-therm 20 --out "$out/fhmc" --force --quiet > "$out/fhmc.log"
 fi
-for f in "$out/train.log" "$out/hmc.log" "$out/fhmc.log"; do
+for f in "$out/train.log" "$out/hmc.log" "$out/hmc-omelyan.log" "$out/fhmc.log"; do
     [ -s "$f" ] || { echo "freezing.sh: $f is missing or empty" >&2; exit 1; }
 done
 
@@ -63,4 +67,5 @@ echo
 echo "| sampler (U(1) 16x16, beta 6, tau 1) | trajectories (all chains, with thermalization) | acceptance | tunnelling rate | <Q^2> | tau_int(Q^2) | wall s | cost per effective Q^2 sample, ms |"
 echo "|---|---|---|---|---|---|---|---|"
 row "HMC, 10 leapfrog steps" "$out/hmc.log"
-row "flow-HMC, $(awk '/leapfrog steps/ { for (i = 1; i <= NF; i++) if ($(i + 1) == "leapfrog") { print $i; exit } }' "$out/fhmc.log") leapfrog steps" "$out/fhmc.log"
+row "HMC, 5 Omelyan steps (10 forces)" "$out/hmc-omelyan.log"
+row "flow-HMC, $(awk '/ steps/ { for (i = 1; i <= NF; i++) if ($(i + 2) == "steps," || $(i + 2) == "steps") { print $i, $(i + 1); exit } }' "$out/fhmc.log") steps" "$out/fhmc.log"

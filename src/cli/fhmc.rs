@@ -15,12 +15,13 @@
 use super::hmc::{self, ChainDefaults};
 use super::{checkpoints, save, Args, CliError, CliResult};
 use crate::sampler::ensemble::{IndependenceSampler, Sampler};
-use crate::sampler::flow_hmc::{latent_start, run_flow_hmc_over, LatentPotential};
+use crate::sampler::flow_hmc::{latent_start, run_flow_hmc_over, LatentMap, LatentPotential};
 use crate::sampler::hmc::ChainSink;
 use crate::sampler::hmc::{chain_seed, HmcChain, HmcConfig};
 use crate::theory::Group;
 use crate::theory::Theory;
 use latflow_comm::Comm;
+use latflow_flow::u1::UltralocalU1;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -33,16 +34,28 @@ use std::time::Instant;
 /// `measure` alike).
 pub const SAMPLER_FLOW_HMC: &str = "flow-hmc";
 
-const VALUED: &[&str] =
-    &["checkpoint", "L", "n-traj", "n-therm", "chains", "steps", "tau", "seed", "out", "precision", "start"];
-const SWITCHES: &[&str] = &["quiet", "no-csv", "force", "save"];
+const VALUED: &[&str] = &[
+    "checkpoint",
+    "L",
+    "n-traj",
+    "n-therm",
+    "chains",
+    "steps",
+    "tau",
+    "seed",
+    "out",
+    "precision",
+    "start",
+    "integrator",
+];
+const SWITCHES: &[&str] = &["quiet", "no-csv", "force", "save", "tape"];
 
 /// 1000 trajectories per chain after 50, 8 chains (one batch through the flow).
 const DEFAULTS: ChainDefaults = ChainDefaults { n_traj: 1000, n_therm: 50, chains: 8 };
 
 /// Usage of `latflow fhmc`.
 pub const USAGE: &str = "latflow fhmc --checkpoint FILE [--L L --n-traj 1000 --n-therm 50 --chains 8 --steps 10 \
-                         --tau 1.0 --seed 0 --precision f32|f64 --start hmc|prior --out runs/fhmc_THEORY --no-csv --quiet --save \
+                         --tau 1.0 --integrator leapfrog|omelyan --seed 0 --precision f32|f64 --start hmc|prior --out runs/fhmc_THEORY --no-csv --quiet --save --tape \
                          COUPLING FLAGS]";
 
 /// Entry point of `latflow fhmc`.
@@ -79,6 +92,17 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         Some(v) => return Err(CliError(format!("fhmc: --precision must be f32 or f64, got '{v}'"))),
     };
     let flow32 = ck.flow_f32()?;
+    // an ultralocal U(1) flow (kernel-1 nets) runs without the tape unless --tape
+    let ultralocal = if a.has("tape") { None } else { UltralocalU1::from_flow(&flow) };
+    let ultralocal32 = ultralocal.clone().map(UltralocalU1::f32_force);
+    let exact: &dyn LatentMap = match &ultralocal {
+        Some(u) => u,
+        None => &flow,
+    };
+    let force32: &dyn LatentMap = match &ultralocal32 {
+        Some(u) => u,
+        None => &flow32,
+    };
     let start = match a.opt::<String>("start")?.as_deref() {
         None | Some("hmc") => Start::Hmc,
         Some("prior") => Start::Prior,
@@ -136,7 +160,7 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
                     ch.config().to_vec()
                 })
                 .collect();
-            latent_start(&flow, &x0)
+            latent_start(exact, &x0)
         }
     };
     let start_secs = t_start.elapsed().as_secs_f64();
@@ -157,8 +181,8 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     let total = mine.len() * (c.run.n_therm + c.run.n_traj);
     let (done, finished) = (AtomicUsize::new(0), AtomicBool::new(false));
     let t0 = Instant::now();
-    let pot = LatentPotential::new(&flow, action);
-    let pot = if precision == Precision::F32 { pot.with_force_map(&flow32) } else { pot };
+    let pot = LatentPotential::new(exact, action);
+    let pot = if precision == Precision::F32 { pot.with_force_map(force32) } else { pot };
     let recs = std::thread::scope(|s| {
         if !c.quiet {
             s.spawn(|| hmc::progress(&done, &finished, total, t0));
@@ -187,12 +211,13 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     let ranks = if comm.size() > 1 { format!(" x {} ranks", comm.size()) } else { String::new() };
     let timing = format!(
         "{} trajectories in {secs:.2} s ({:.1} ms per trajectory of all {} chains, {} threads{ranks}; force in {}, H in \
-         f64)\n  start                        {} ({start_secs:.2} s)",
+         f64{})\n  start                        {} ({start_secs:.2} s)",
         c.run.n_chains * (c.run.n_therm + c.run.n_traj),
         1e3 * secs / (c.run.n_therm + c.run.n_traj) as f64,
         c.run.n_chains,
         rayon::current_num_threads(),
         if precision == Precision::F32 { "f32" } else { "f64" },
+        if ultralocal.is_some() { "; ultralocal flow: no tape" } else { "" },
         start.describe()
     );
     hmc::summarize_as(&header, setup, &obs, &setup.derived(), &|_| true, &c.run, &recs, &timing, Some(&c))?;

@@ -8,7 +8,7 @@
 use super::{save, Args, CliError, CliResult};
 use crate::io::csv::Table;
 use crate::physics::Action;
-use crate::sampler::hmc::{run_chains_over, ChainRecord, ChainSink, HmcConfig, RunConfig};
+use crate::sampler::hmc::{run_chains_over, ChainRecord, ChainSink, HmcConfig, Integrator, RunConfig};
 use crate::sampler::stats::{
     gamma_method_derived_replicas, gamma_method_replicas, tunnelling_rate, GammaEstimate, S_TAU_DEFAULT,
 };
@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Flags every theory accepts.
-const COMMON: &[&str] = &["n-traj", "n-therm", "chains", "steps", "tau", "seed", "out"];
+const COMMON: &[&str] = &["n-traj", "n-therm", "chains", "steps", "tau", "seed", "out", "integrator"];
 const SWITCHES: &[&str] = &["quiet", "no-csv", "force", "save", "flip"];
 
 /// Most chains of one run.
@@ -52,6 +52,7 @@ pub fn usage(theories: &[&dyn Theory]) -> String {
         s += &format!("usage: latflow hmc {} [{}] [COMMON]\n", t.name(), flags.join(" "));
     }
     s + "COMMON: --n-traj 10000 (per chain) --n-therm 500 --chains 4 --steps 10 --tau 1.0\n        \
+         --integrator leapfrog|omelyan (omelyan: 2 forces per step, a smaller energy error)\n        \
          --seed 0 --out runs/hmc_THEORY (observables.csv there) --no-csv --quiet\n        \
          --save (every recorded configuration into OUT/ensemble, per chain; see latflow measure)\n        \
          --flip (after each trajectory the global symmetry phi -> -phi / theta -> -theta with probability 1/2)"
@@ -138,7 +139,15 @@ pub(crate) fn common_for(a: &Args, theory: &dyn Theory, cmd: &str, d: ChainDefau
     }
     let seed: u64 = a.get("seed", 0u64)?;
     let run = RunConfig {
-        hmc: HmcConfig { trajectory_length: tau, n_steps: a.positive("steps", 10)?, flip: a.has("flip") },
+        hmc: HmcConfig {
+            trajectory_length: tau,
+            n_steps: a.positive("steps", 10)?,
+            flip: a.has("flip"),
+            integrator: match a.opt::<String>("integrator")? {
+                None => Integrator::Leapfrog,
+                Some(v) => Integrator::parse(&v).map_err(|e| CliError(format!("{cmd}: --{e}")))?,
+            },
+        },
         n_chains: a.positive("chains", d.chains)?,
         n_therm: non_negative(a, "n-therm", d.n_therm)?,
         n_traj: a.positive("n-traj", d.n_traj)?,
@@ -451,12 +460,17 @@ fn summary_head(header: &str, r: &RunConfig, recs: &[ChainRecord], timing: &str)
     let refs: Vec<&[f64]> = s.iter().map(Vec::as_slice).collect();
     let edh = gamma_method_replicas(&refs, S_TAU_DEFAULT);
     let head = format!(
-        "{header}\n  {} chains x {} trajectories (+{} thermalization), {} leapfrog steps, tau {}{}, seed {}\n  \
+        "{header}\n  {} chains x {} trajectories (+{} thermalization), {} {} steps{}, tau {}{}, seed {}\n  \
          {timing}\n  {:<28} {acc:.4}\n{}",
         r.n_chains,
         r.n_traj,
         r.n_therm,
         r.hmc.n_steps,
+        r.hmc.integrator.name(),
+        match r.hmc.integrator {
+            Integrator::Leapfrog => "",
+            Integrator::Omelyan => " (2 forces each)",
+        },
         r.hmc.trajectory_length,
         if r.hmc.flip { ", global flips" } else { "" },
         r.seed,
@@ -530,6 +544,7 @@ mod tests {
         assert!(err(&["phi4", "--tau", "0"]).contains("--tau must be in (0, 100]"));
         assert!(err(&["phi4", "--n-therm", "-1"]).contains("--n-therm must be >= 0"));
         assert!(err(&["phi4", "--steps", "x"]).contains("cannot parse"));
+        assert!(err(&["u1", "--integrator", "verlet"]).contains("--integrator must be leapfrog or omelyan, got 'verlet'"));
         assert!(err(&["phi4", "extra"]).contains("unexpected argument"));
         assert!(err(&["phi4", "--lam", "-1"]).contains("--lam must be >= 0"));
         assert!(err(&["phi4", "--no-csv", "--out", "x.csv"]).contains("contradict"));

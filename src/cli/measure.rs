@@ -14,7 +14,7 @@ use super::save::{SAMPLER_FLOW, SAMPLER_HMC, SAMPLER_KEY};
 use super::{hmc, Args, CliError, CliResult};
 use crate::io::ensemble::{Chunk, Ensemble as Stored, MANIFEST_FILE};
 use crate::sampler::ensemble::ChainCounts;
-use crate::sampler::hmc::{ChainRecord, HmcConfig, RunConfig};
+use crate::sampler::hmc::{ChainRecord, HmcConfig, Integrator, RunConfig};
 use crate::theory::{Derived, Observable, Params, Setup, Theory};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -86,6 +86,11 @@ pub fn run(theories: &[&dyn Theory], rest: &[String]) -> CliResult<()> {
                     trajectory_length: tau,
                     n_steps: number("steps")? as usize,
                     flip: meta.get("flip").is_some_and(|v| v == "true"),
+                    // ensembles written before the integrator was recorded ran leapfrog
+                    integrator: match meta.get("integrator") {
+                        None => Integrator::Leapfrog,
+                        Some(v) => Integrator::parse(v).map_err(|e| CliError(format!("{first}: metadata {e}")))?,
+                    },
                 },
                 n_chains: number("chains")? as usize,
                 n_therm: number("n_therm")? as usize,

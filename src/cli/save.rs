@@ -158,6 +158,7 @@ pub fn hmc_metadata(
         ("steps", run.hmc.n_steps.to_string()),
         ("tau", run.hmc.trajectory_length.to_string()),
         ("flip", run.hmc.flip.to_string()),
+        ("integrator", run.hmc.integrator.name().to_string()),
         ("seed", run.seed.to_string()),
     ] {
         m.insert(k.into(), v);

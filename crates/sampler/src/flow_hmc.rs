@@ -28,7 +28,7 @@
 //! samples) are the other natural start, and what `latflow fhmc` uses.
 
 use crate::hmc::{
-    chain_seed, gather_records, kinetic, leapfrog_with, ChainRecord, ChainSink, HmcConfig, RunConfig, TrajectoryInfo,
+    chain_seed, gather_records, integrate_with, kinetic, ChainRecord, ChainSink, HmcConfig, RunConfig, TrajectoryInfo,
 };
 use latflow_comm::Comm;
 use latflow_physics::Action;
@@ -76,6 +76,11 @@ pub trait LatentMap: Sync {
 fn wrap(period: Option<f64>, z: &mut [f64]) {
     if let Some(p) = period {
         for v in z {
+            // most values are on the torus already (rem_euclid returns them unchanged): skip
+            // the division there
+            if (0.0..p).contains(v) {
+                continue;
+            }
             *v = v.rem_euclid(p);
             // rem_euclid of a tiny negative value rounds to p itself
             if *v >= p {
@@ -191,7 +196,16 @@ impl<'a> LatentPotential<'a> {
             u.len(),
             force.len()
         );
-        let mut logdet = vec![0.0; u.len()];
+        let logdet = self.force_logdet(z, x, force);
+        u.par_iter_mut().zip(x.par_chunks(d)).zip(&logdet).for_each(|((u, x), ld)| *u = self.action.action(x) - ld);
+    }
+
+    /// [`LatentPotential::potential_force`] without `u`: `x` and the force, and the force
+    /// map's `log|det J_f|` per configuration. The leapfrog of a mixed potential needs no
+    /// more (its `H` comes from the exact map at the end), which saves an action per step.
+    fn force_logdet(&self, z: &[f64], x: &mut [f64], force: &mut [f64]) -> Vec<f64> {
+        let d = self.dof();
+        let mut logdet = vec![0.0; z.len() / d.max(1)];
         let action = self.action;
         let cotangent = |x: &[f64], g: &mut [f64]| {
             for (x, g) in x.chunks(d).zip(g.chunks_mut(d)) {
@@ -199,7 +213,7 @@ impl<'a> LatentPotential<'a> {
             }
         };
         self.force_map.unwrap_or(self.map).pullback(&self.wrapped(z), x, &mut logdet, &cotangent, force);
-        u.par_iter_mut().zip(x.par_chunks(d)).zip(&logdet).for_each(|((u, x), ld)| *u = self.action.action(x) - ld);
+        logdet
     }
 }
 
@@ -324,8 +338,13 @@ impl<'a> FlowHmcChains<'a> {
         self.force_new.copy_from_slice(&self.force);
         let pot = self.pot;
         let (x_new, u_new) = (&mut self.x_new, &mut self.u_new);
-        leapfrog_with(&mut self.z_new, &mut self.p, &mut self.force_new, config.step_size(), config.n_steps, |z, f| {
-            pot.potential_force(z, x_new, u_new, f);
+        let (eps, steps) = (config.step_size(), config.n_steps);
+        integrate_with(config.integrator, &mut self.z_new, &mut self.p, &mut self.force_new, eps, steps, |z, f| {
+            if pot.is_mixed() {
+                pot.force_logdet(z, x_new, f);
+            } else {
+                pot.potential_force(z, x_new, u_new, f);
+            }
         });
         if pot.is_mixed() {
             // H (and the configuration measured) from the exact map
@@ -420,7 +439,11 @@ where
     Ok(gather_records(recs, comm))
 }
 
-/// The chains `chains` of [`run_flow_hmc`], from `z0` (theirs only).
+/// The chains `chains` of [`run_flow_hmc`], from `z0` (theirs only): one batch per
+/// thread, each running whole trajectories on its own (a chain's numbers depend on it
+/// alone, so the split changes no value; it saves the threads' meeting at every leapfrog
+/// step and runs the batch's serial parts, the leapfrog's updates and the Metropolis
+/// tests, on every core).
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn run_chain_range<M>(
     pot: LatentPotential<'_>,
@@ -436,10 +459,44 @@ where
     M: Fn(&[f64], &mut [f64]) + Sync,
 {
     let n = chains.len();
-    assert_eq!(z0.len(), n * pot.dof(), "flow-HMC: start of {} values for {n} chains of {} dof", z0.len(), pot.dof());
+    let d = pot.dof();
+    assert_eq!(z0.len(), n * d, "flow-HMC: start of {} values for {n} chains of {} dof", z0.len(), pot.dof());
     if n == 0 {
         return Ok(Vec::new());
     }
+    let parts = rayon::current_num_threads().clamp(1, n);
+    let bounds: Vec<Range<usize>> =
+        (0..parts).map(|i| chains.start + i * n / parts..chains.start + (i + 1) * n / parts).collect();
+    let results: Vec<Result<Vec<ChainRecord>, String>> = bounds
+        .into_par_iter()
+        .map(|r| {
+            let z = z0[(r.start - chains.start) * d..(r.end - chains.start) * d].to_vec();
+            run_batch(pot, config, z, n_obs, &measure, progress, sinks, r)
+        })
+        .collect();
+    let mut recs = Vec::with_capacity(n);
+    for r in results {
+        recs.extend(r?);
+    }
+    Ok(recs)
+}
+
+/// The chains `chains` as one batch through every trajectory.
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+fn run_batch<M>(
+    pot: LatentPotential<'_>,
+    config: &RunConfig,
+    z0: Vec<f64>,
+    n_obs: usize,
+    measure: &M,
+    progress: Option<&AtomicUsize>,
+    sinks: Option<&(dyn Fn(usize) -> Box<dyn ChainSink> + Sync)>,
+    chains: Range<usize>,
+) -> Result<Vec<ChainRecord>, String>
+where
+    M: Fn(&[f64], &mut [f64]) + Sync,
+{
+    let n = chains.len();
     let mut rngs: Vec<StdRng> = chains.clone().map(|c| StdRng::seed_from_u64(chain_seed(config.seed, c))).collect();
     let mut batch = FlowHmcChains::new(pot, z0);
     let mut sinks: Vec<Option<Box<dyn ChainSink>>> = chains.map(|c| sinks.map(|f| f(c))).collect();
@@ -448,8 +505,9 @@ where
     for t in 0..config.n_therm + config.n_traj {
         let infos = batch.trajectory(&config.hmc, &mut rngs);
         if t >= config.n_therm {
-            let ch = &batch;
-            obs.par_chunks_mut(n_obs.max(1)).enumerate().take(n).for_each(|(c, o)| measure(ch.config(c), o));
+            for (c, o) in obs.chunks_mut(n_obs.max(1)).enumerate().take(n) {
+                measure(batch.config(c), o);
+            }
             for (c, (rec, info)) in recs.iter_mut().zip(&infos).enumerate() {
                 let o = &obs[c * n_obs..(c + 1) * n_obs];
                 for (series, &v) in rec.observables.iter_mut().zip(o) {

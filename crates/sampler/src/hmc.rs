@@ -41,11 +41,59 @@ pub struct HmcConfig {
     /// the symmetry is broken (phi^4's two vacua) or sectors freeze (U(1)'s `Q` and `-Q`).
     /// Default false.
     pub flip: bool,
+    /// The molecular-dynamics integrator. Default [`Integrator::Leapfrog`].
+    pub integrator: Integrator,
 }
 
 impl Default for HmcConfig {
     fn default() -> Self {
-        HmcConfig { trajectory_length: 1.0, n_steps: 10, flip: false }
+        HmcConfig { trajectory_length: 1.0, n_steps: 10, flip: false, integrator: Integrator::Leapfrog }
+    }
+}
+
+/// A reversible, volume-preserving integrator of `dx/dt = p, dp/dt = -F(x)` (either keeps
+/// HMC exact; they differ in cost and energy error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Integrator {
+    /// Leapfrog (Stormer-Verlet): one force per step, energy error `O(eps^2)`.
+    #[default]
+    Leapfrog,
+    /// Omelyan, Mryglod and Folk's second-order minimum-norm integrator (Comput. Phys.
+    /// Commun. 151 (2003) 272, eq. (31); Takaishi and de Forcrand hep-lat/0505020):
+    /// `p -= lam eps F; x += eps/2 p; p -= (1 - 2 lam) eps F; x += eps/2 p; p -= lam eps F`
+    /// with `lam = 0.1931833275037836`: two forces per step and an error constant about
+    /// ten times smaller than leapfrog's, so fewer forces for the same acceptance.
+    Omelyan,
+}
+
+/// [`Integrator::Omelyan`]'s `lambda` (Omelyan et al. 2003, minimizing the norm of the
+/// leading error terms).
+pub const OMELYAN_LAMBDA: f64 = 0.193_183_327_503_783_6;
+
+impl Integrator {
+    /// `leapfrog` or `omelyan`, as the command line spells them.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "leapfrog" => Ok(Integrator::Leapfrog),
+            "omelyan" => Ok(Integrator::Omelyan),
+            _ => Err(format!("integrator must be leapfrog or omelyan, got '{s}'")),
+        }
+    }
+
+    /// The name [`Integrator::parse`] reads.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Integrator::Leapfrog => "leapfrog",
+            Integrator::Omelyan => "omelyan",
+        }
+    }
+
+    /// Forces per step.
+    pub fn forces_per_step(&self) -> usize {
+        match self {
+            Integrator::Leapfrog => 1,
+            Integrator::Omelyan => 2,
+        }
     }
 }
 
@@ -134,6 +182,61 @@ pub fn leapfrog_with(
     }
 }
 
+/// `n_steps` steps of `integrator` from `(x, p)` with `force` holding `F(x)` on entry and
+/// at the end point on return, the force given as in [`leapfrog_with`]; `force_at` is
+/// called `n_steps * integrator.forces_per_step()` times.
+///
+/// # Panics
+/// If the slice lengths differ.
+#[track_caller]
+pub fn integrate_with(
+    integrator: Integrator,
+    x: &mut [f64],
+    p: &mut [f64],
+    force: &mut [f64],
+    eps: f64,
+    n_steps: usize,
+    mut force_at: impl FnMut(&[f64], &mut [f64]),
+) {
+    match integrator {
+        Integrator::Leapfrog => leapfrog_with(x, p, force, eps, n_steps, force_at),
+        Integrator::Omelyan => {
+            assert!(
+                x.len() == p.len() && x.len() == force.len(),
+                "omelyan: lengths {} {} {}",
+                x.len(),
+                p.len(),
+                force.len()
+            );
+            if n_steps == 0 {
+                return;
+            }
+            let lam = OMELYAN_LAMBDA;
+            let kick = |p: &mut [f64], f: &[f64], k: f64| {
+                for (pi, fi) in p.iter_mut().zip(f) {
+                    *pi -= k * fi;
+                }
+            };
+            let drift = |x: &mut [f64], p: &[f64], k: f64| {
+                for (xi, pi) in x.iter_mut().zip(p) {
+                    *xi += k * pi;
+                }
+            };
+            kick(p, force, lam * eps);
+            for step in 0..n_steps {
+                drift(x, p, 0.5 * eps);
+                force_at(x, force);
+                kick(p, force, (1.0 - 2.0 * lam) * eps);
+                drift(x, p, 0.5 * eps);
+                force_at(x, force);
+                // the closing kick of this step and the opening one of the next, merged
+                let k = if step + 1 == n_steps { lam * eps } else { 2.0 * lam * eps };
+                kick(p, force, k);
+            }
+        }
+    }
+}
+
 /// One HMC chain: its configuration, the cached action and force there, and work buffers.
 #[derive(Clone, Debug)]
 pub struct HmcChain {
@@ -201,7 +304,15 @@ impl HmcChain {
         let h0 = self.s + kinetic(&self.p);
         self.x_new.copy_from_slice(&self.x);
         self.force_new.copy_from_slice(&self.force);
-        leapfrog(action, &mut self.x_new, &mut self.p, &mut self.force_new, config.step_size(), config.n_steps);
+        integrate_with(
+            config.integrator,
+            &mut self.x_new,
+            &mut self.p,
+            &mut self.force_new,
+            config.step_size(),
+            config.n_steps,
+            |x, f| action.force(x, f),
+        );
         let s1 = action.action(&self.x_new);
         let delta_h = s1 + kinetic(&self.p) - h0;
         // NaN dH (a blown-up trajectory) is rejected.

@@ -106,10 +106,10 @@ pub fn pilot(action: &Phi4) -> Pilot {
 }
 
 fn pilot_with(action: &Phi4, n_steps: usize) -> Pilot {
-    use latflow_sampler::hmc::{run_chains, HmcConfig, RunConfig};
+    use latflow_sampler::hmc::{run_chains, HmcConfig, Integrator, RunConfig};
     let v = action.dof();
     let config = RunConfig {
-        hmc: HmcConfig { trajectory_length: 1.0, n_steps, flip: true },
+        hmc: HmcConfig { trajectory_length: 1.0, n_steps, flip: true, integrator: Integrator::Leapfrog },
         n_chains: PILOT_CHAINS,
         n_therm: PILOT_THERM,
         n_traj: (PILOT_TRAJECTORIES * 1024 / v.max(1)).clamp(PILOT_THERM, PILOT_TRAJECTORIES),

@@ -18,8 +18,10 @@ pub mod masks;
 pub mod model;
 pub mod ncp;
 pub mod prior;
+pub mod ultralocal;
 
 pub use coupling::GaugeEquivCoupling;
 pub use model::{topological_charges, U1FlowConfig, U1GaugeAction};
 pub use ncp::NcpPlaqCoupling;
 pub use prior::HaarPrior;
+pub use ultralocal::UltralocalU1;

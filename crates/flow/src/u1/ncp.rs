@@ -215,6 +215,25 @@ impl<T: Float> NcpPlaqCoupling<T> {
         [&mut self.frozen, &mut self.active, &mut self.passive]
     }
 
+    /// For a net of kernel-1 convolutions (an ultralocal coupling): the scales `s_i` and
+    /// the offset `t` that every active plaquette gets, whatever the configuration. The
+    /// net sees at an active site only that site's frozen-masked input, `(cos 0, sin 0)`
+    /// everywhere, so one evaluation on the zero field gives them. `None` for wider
+    /// kernels, whose outputs depend on the neighbours.
+    pub fn ultralocal_scales_offset(&self) -> Option<(Vec<f64>, f64)> {
+        if self.net.config.kernel != 1 {
+            return None;
+        }
+        let (h, w) = (self.active.shape()[0], self.active.shape()[1]);
+        let params: Vec<Var<T>> = self.net.params().into_iter().map(|t| Var::constant(t.clone())).collect();
+        let out = self.net_out(&Var::constant(Tensor::zeros(&[1, h, w])), &params);
+        let out = out.value().to_host_vec();
+        let j = self.active.data().iter().position(|&m| m == T::ONE)?;
+        let hw = h * w;
+        let s = (0..self.n_mix).map(|i| out[i * hw + j].to_f64()).collect();
+        Some((s, out[self.n_mix * hw + j].to_f64()))
+    }
+
     /// The masks `(frozen, active, passive)`, shape `(H, W)` each.
     pub fn masks(&self) -> (&Tensor<T>, &Tensor<T>, &Tensor<T>) {
         (&self.frozen, &self.active, &self.passive)

@@ -14,13 +14,15 @@ use latflow_flow::model::Flow;
 use latflow_flow::net::Activation;
 use latflow_flow::phi4::Phi4FlowConfig;
 use latflow_flow::prior::NormalPrior;
-use latflow_flow::u1::{HaarPrior, U1FlowConfig};
+use latflow_flow::u1::{HaarPrior, U1FlowConfig, UltralocalU1};
 use latflow_physics::u1::{exact_q2_2d, wrap_angle};
 use latflow_physics::{Action, Lattice, Phi4, U1};
 use latflow_sampler::flow_hmc::{
     latent_start, run_flow_hmc, run_flow_hmc_over, FlowHmcChains, LatentMap, LatentPotential,
 };
-use latflow_sampler::hmc::{chain_seed, kinetic, leapfrog_with, ChainRecord, HmcChain, HmcConfig, RunConfig};
+use latflow_sampler::hmc::{
+    chain_seed, kinetic, leapfrog_with, ChainRecord, HmcChain, HmcConfig, Integrator, RunConfig,
+};
 use latflow_sampler::stats::{gamma_method_replicas, S_TAU_DEFAULT};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -143,7 +145,7 @@ fn trajectory_momentum_flip_trajectory_returns_to_the_start() {
 /// generators: the same configurations, dH and decisions after every trajectory.
 fn check_identity(flow: &Flow<f64>, action: &dyn Action, x0: Vec<f64>, wrapped: bool) {
     let (d, n) = (action.dof(), x0.len() / action.dof());
-    let cfg = HmcConfig { trajectory_length: 1.0, n_steps: 7, flip: false };
+    let cfg = HmcConfig { trajectory_length: 1.0, n_steps: 7, flip: false, integrator: Integrator::Leapfrog };
     let mut rngs: Vec<StdRng> = (0..n).map(|c| StdRng::seed_from_u64(chain_seed(9, c))).collect();
     let mut plain_rngs = rngs.clone();
     let mut chains = FlowHmcChains::new(LatentPotential::new(flow, action), latent_start(flow, &x0));
@@ -218,12 +220,46 @@ fn exp_minus_dh(recs: &[ChainRecord]) -> latflow_sampler::stats::GammaEstimate {
 fn u1_flow_hmc_conserves_exp_minus_dh_and_samples_the_exact_q2() {
     let flow = small_u1(8);
     let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
-    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 8, flip: false };
+    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 8, flip: false, integrator: Integrator::Leapfrog };
     let cfg = RunConfig { hmc, n_chains: 8, n_therm: 50, n_traj: 600, seed: 10 };
     let z0 = flow.prior.sample(8, &mut StdRng::seed_from_u64(11)).into_vec();
     let g = u1.clone();
     let measure = |x: &[f64], o: &mut [f64]| o[0] = g.topological_charge(x).powi(2);
     let recs = run_flow_hmc(LatentPotential::new(&flow, &u1), &cfg, z0, 1, measure, None, None).unwrap();
+    let e = exp_minus_dh(&recs);
+    assert!((e.mean - 1.0).abs() < SIGMAS * e.error, "<exp(-dH)> = {e}");
+    let acc = recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / 8.0;
+    assert!((0.3..1.0).contains(&acc), "acceptance {acc}");
+    let q2 = stat(&recs, 0);
+    let exact = exact_q2_2d(2.0, 16);
+    assert!((q2.mean - exact).abs() < SIGMAS * q2.error, "<Q^2> = {q2}, exact {exact}");
+}
+
+/// The same audit through the fused ultralocal map (`UltralocalU1`, what `latflow fhmc`
+/// runs for kernel-1 flows), with its f32 force and whole trajectories per thread: `H` from
+/// its f64 forward pass, the chains started by its reverse pass from the prior's images.
+#[test]
+fn ultralocal_flow_hmc_conserves_exp_minus_dh_and_samples_the_exact_q2() {
+    let config = U1FlowConfig { l: 4, layers: 8, hidden: vec![1], kernel: 1, ..U1FlowConfig::default() };
+    // the nets as initialized: acceptance ~0.9 at 8 steps (scaled up, the map gets stiff and
+    // the acceptance too low for <exp(-dH)> to converge in 600 trajectories)
+    let flow = strong_flow(&config, 12, 1.0);
+    let exact_map = UltralocalU1::from_flow(&flow).expect("kernel 1: ultralocal");
+    let force_map = exact_map.clone().f32_force();
+    let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
+    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 8, flip: false, integrator: Integrator::Leapfrog };
+    let cfg = RunConfig { hmc, n_chains: 8, n_therm: 50, n_traj: 600, seed: 12 };
+    let x0 = flow.prior.sample(8, &mut StdRng::seed_from_u64(13)).into_vec();
+    let z0 = latent_start(&exact_map, &x0);
+    // not the identity: the flow's log-Jacobians are O(1)
+    let (mut x, mut ld) = (vec![0.0; z0.len()], vec![0.0; 8]);
+    exact_map.forward(&z0, &mut x, &mut ld);
+    let spread = ld.iter().map(|v| v.abs()).sum::<f64>() / 8.0;
+    assert!(spread > 0.5, "mean |log det J| {spread}: the flow is nearly the identity");
+    let g = u1.clone();
+    let measure = |x: &[f64], o: &mut [f64]| o[0] = g.topological_charge(x).powi(2);
+    let pot = LatentPotential::new(&exact_map, &u1).with_force_map(&force_map);
+    let recs = run_flow_hmc(pot, &cfg, z0, 1, measure, None, None).unwrap();
     let e = exp_minus_dh(&recs);
     assert!((e.mean - 1.0).abs() < SIGMAS * e.error, "<exp(-dH)> = {e}");
     let acc = recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / 8.0;
@@ -239,7 +275,7 @@ fn u1_flow_hmc_conserves_exp_minus_dh_and_samples_the_exact_q2() {
 fn phi4_flow_hmc_conserves_exp_minus_dh_and_agrees_with_hmc() {
     let flow = strong_phi4(4, 12);
     let phi4 = Phi4::new(Lattice::new(&[4, 4]), -1.0, 0.5);
-    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 8, flip: false };
+    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 8, flip: false, integrator: Integrator::Leapfrog };
     let cfg = RunConfig { hmc, n_chains: 8, n_therm: 50, n_traj: 600, seed: 13 };
     let z0 = flow.prior.sample(8, &mut StdRng::seed_from_u64(14)).into_vec();
     let m2 = |x: &[f64], o: &mut [f64]| o[0] = (x.iter().sum::<f64>() / 16.0).powi(2);
@@ -320,7 +356,7 @@ fn a_tanh_flow_is_smooth_one_leapfrog_step_errs_as_eps_cubed() {
 fn mixed_precision_flow_hmc_is_exact() {
     let (flow, flow32) = mixed_u1(8);
     let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
-    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 8, flip: false };
+    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 8, flip: false, integrator: Integrator::Leapfrog };
     let cfg = RunConfig { hmc, n_chains: 8, n_therm: 50, n_traj: 600, seed: 10 };
     let z0 = flow.prior.sample(8, &mut StdRng::seed_from_u64(11)).into_vec();
     let g = u1.clone();
@@ -363,7 +399,7 @@ fn flow_hmc_over_ranks_is_one_process_bit_for_bit() {
     // 8x8: the f32 conv kernels of the tutorial's lattices (AVX-512 where the CPU has it)
     let (flow, flow32) = mixed_u1_on(8, 30);
     let u1 = U1::new(Lattice::new(&[8, 8]), 2.0);
-    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 6, flip: false };
+    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 6, flip: false, integrator: Integrator::Leapfrog };
     let cfg = RunConfig { hmc, n_chains: 5, n_therm: 5, n_traj: 20, seed: 31 };
     let z0 = flow.prior.sample(5, &mut StdRng::seed_from_u64(32)).into_vec();
     let g = u1.clone();

@@ -19,4 +19,5 @@ mod reproducible;
 mod u1_flow;
 mod u1_masks;
 mod u1_ncp;
+mod ultralocal;
 mod z2_flow;

@@ -3,7 +3,7 @@
 //! `log|det J| = sum_i log(a + b cosh z_i)`.
 use latflow_physics::{Lattice, Phi4};
 use latflow_sampler::flow_hmc::*;
-use latflow_sampler::hmc::{ChainRecord, HmcConfig, RunConfig};
+use latflow_sampler::hmc::{ChainRecord, HmcConfig, Integrator, RunConfig};
 use latflow_sampler::stats::{gamma_method_replicas, S_TAU_DEFAULT};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -97,7 +97,7 @@ fn exp_minus_dh_averages_to_one_and_images_sample_the_action() {
     let phi4 = Phi4::new(Lattice::new(&[4, 4]), -1.0, 0.5);
     let map = Sinh { dof: 16, a: 0.7, b: 0.2 };
     let pot = LatentPotential::new(&map, &phi4);
-    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 8, flip: false };
+    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 8, flip: false, integrator: Integrator::Leapfrog };
     let cfg = RunConfig { hmc, n_chains: 4, n_therm: 200, n_traj: 3000, seed: 3 };
     let m2 = |x: &[f64], o: &mut [f64]| o[0] = (x.iter().sum::<f64>() / 16.0).powi(2);
     let recs = run_flow_hmc(pot, &cfg, vec![0.1; 64], 1, m2, None, None).unwrap();

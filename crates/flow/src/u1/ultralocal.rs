@@ -1,0 +1,484 @@
+//! An ultralocal U(1) flow as flow-HMC's latent map, without the tape.
+//!
+//! A gauge-equivariant coupling whose net has kernel 1 gives every active plaquette the
+//! same NCP mixture ([`NcpPlaqCoupling::ultralocal_scales_offset`]): layer `l` maps each
+//! active plaquette `P` to `g_l(P) + t_l` through the link on its stripe,
+//!
+//! ```text
+//! theta_mu(n) -> theta_mu(n) + sigma_mu d_l(P(n)),   d_l(P) = g_l(P) + t_l - P,
+//! sigma_0 = +1, sigma_1 = -1,   log|det J_l| = sum_n log g_l'(P(n)),
+//! ```
+//!
+//! with `P(n) = theta_0(n) + theta_1(n + e0) - theta_0(n + e1) - theta_1(n)` and the
+//! mixture `g(x) = (1/m) sum_i h_{s_i}(x)` of the lifted components
+//! `h_s(x) = x + 2 atan((e^s - 1) sin(x/2) cos(x/2) / (cos^2(x/2) + e^s sin^2(x/2)))`
+//! (the tutorial's `2 atan(e^s tan(x/2))` without its branch; the same map modulo `2 pi`),
+//! `h_s'(x) = 1 / (e^{-s} cos^2(x/2) + e^s sin^2(x/2))`.
+//!
+//! The active plaquettes of one layer share no updated link, so a layer is one pass over
+//! them. The force of flow-HMC, `J^T S'(x) - d log|det J| / dz`, is one reverse sweep over
+//! the layers with the adjoint `a` of the links: for each active plaquette
+//! `c = sigma_mu a_mu(n) (g'(P) - 1) - (log g')'(P)`, added to the four links of `P(n)`
+//! with the plaquette's signs. With the tape, the same force runs every op on whole
+//! lattices (the nets' kernel-1 convolutions included, whose outputs are constants);
+//! here it is a few transcendental functions per active plaquette on `wide`'s vectors, one
+//! configuration per lane: 8 lanes of f32 for the force (mixed precision: any force keeps
+//! flow-HMC exact), 4 lanes of f64 for `x` and `log|det J|` (the `H` of the Metropolis
+//! test), scalar f64 for the f64 force (`--precision f64`, the audits).
+//!
+//! Used by `latflow fhmc` for every checkpoint it recognizes (`--tape` turns it off);
+//! measured in `cargo bench --bench flow_hmc` (6.4x the tape's f32 force at L = 16 with 64
+//! chains) and `scripts/freezing.sh`.
+
+use super::coupling::GaugeEquivCoupling;
+use super::ncp::mixture_inverse;
+use crate::model::Flow;
+use latflow_sampler::flow_hmc::LatentMap;
+use latflow_tensor::{Device, Float};
+use rayon::prelude::*;
+use std::f64::consts::PI;
+use wide::{f32x8, f64x4};
+
+const TWO_PI: f64 = 2.0 * PI;
+
+/// One ultralocal coupling: its stripe, its mixture and the link indices of its active
+/// plaquettes (within one configuration of `2 L^2` links).
+#[derive(Clone, Debug, PartialEq)]
+struct Layer {
+    mu: usize,
+    /// `e^{s_i}` of the components.
+    es: Vec<f64>,
+    /// The offset `t`.
+    t: f64,
+    /// Per active plaquette: `[theta_0(n), theta_1(n + e0), theta_0(n + e1), theta_1(n)]`.
+    links: Vec<[usize; 4]>,
+}
+
+impl Layer {
+    /// The updated link of active plaquette `k` (`theta_mu(n)`) and its sign `sigma_mu`.
+    fn updated(&self, k: usize) -> (usize, f64) {
+        let p = &self.links[k];
+        if self.mu == 0 {
+            (p[0], 1.0)
+        } else {
+            (p[3], -1.0)
+        }
+    }
+
+    /// The layer's mixture in f32 on 8 lanes (8 configurations): its components as
+    /// `(e^s, e^-s, e^s - 1, e^s - e^-s)`, `1/m` and `t`.
+    fn lanes(&self) -> LaneMixture {
+        let comps = self
+            .es
+            .iter()
+            .map(|&e| {
+                let (e32, ei) = (e as f32, (1.0 / e) as f32);
+                [f32x8::splat(e32), f32x8::splat(ei), f32x8::splat(e32 - 1.0), f32x8::splat(e32 - ei)]
+            })
+            .collect();
+        LaneMixture { comps, inv_m: f32x8::splat(1.0 / self.es.len() as f32), t: f32x8::splat(self.t as f32) }
+    }
+
+    /// Which of a plaquette's four links the layer updates, and its sign as a vector.
+    fn updated_slot(&self) -> (usize, f32x8) {
+        if self.mu == 0 {
+            (0, f32x8::ONE)
+        } else {
+            (3, -f32x8::ONE)
+        }
+    }
+
+    /// `(d(x) = g(x) + t - x, g'(x), (log g')'(x))` in f64.
+    fn mixture(&self, x: f64) -> (f64, f64, f64) {
+        let (sn, cs) = (0.5 * x).sin_cos();
+        let (c2, s2, sc) = (cs * cs, sn * sn, sn * cs);
+        let (mut h, mut hp, mut hpp) = (0.0, 0.0, 0.0);
+        for &e in &self.es {
+            h += 2.0 * ((e - 1.0) * sc / (c2 + e * s2)).atan();
+            let den = c2 / e + e * s2;
+            let d1 = 1.0 / den;
+            hp += d1;
+            hpp -= d1 * d1 * (e - 1.0 / e) * sc;
+        }
+        let m = self.es.len() as f64;
+        (h / m + self.t, hp / m, hpp / hp)
+    }
+}
+
+/// An ultralocal U(1) flow ([`UltralocalU1::from_flow`]) as a [`LatentMap`]: `x` and
+/// `log|det J|` in f64, the force in f64 or, with [`UltralocalU1::f32_force`], in f32
+/// on 8-lane vectors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UltralocalU1 {
+    l: usize,
+    layers: Vec<Layer>,
+    f32_force: bool,
+}
+
+impl UltralocalU1 {
+    /// The flow's couplings as ultralocal layers, when every layer is a gauge-equivariant
+    /// coupling whose net has kernel 1 and the flow runs on the CPU; `None` otherwise.
+    pub fn from_flow<T: Float>(flow: &Flow<T>) -> Option<Self> {
+        if flow.device() != Device::Cpu {
+            return None;
+        }
+        let shape = flow.prior.shape();
+        let [2, l, w] = shape[..] else { return None };
+        if l != w || !l.is_multiple_of(4) {
+            return None;
+        }
+        let mut layers = Vec::with_capacity(flow.layers().len());
+        for layer in flow.layers() {
+            let g = layer.as_any().downcast_ref::<GaugeEquivCoupling<T>>()?;
+            let (s, t) = g.plaq_coupling.ultralocal_scales_offset()?;
+            layers.push(Layer {
+                mu: g.mu,
+                es: s.iter().map(|v| v.exp()).collect(),
+                t,
+                links: active_links(l, g.mu, g.off),
+            });
+        }
+        Some(UltralocalU1 { l, layers, f32_force: false })
+    }
+
+    /// The same map whose [`LatentMap::pullback`] runs in f32 on 8-lane vectors (flow-HMC's
+    /// force map: any force keeps the chain exact). Its `x` are f32 values, for the force
+    /// only, and its `log|det J|` is not computed (NaN): a mixed potential takes `H` from
+    /// the exact map.
+    pub fn f32_force(mut self) -> Self {
+        self.f32_force = true;
+        self
+    }
+
+    /// Number of layers.
+    pub fn n_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Lattice extent.
+    pub fn l(&self) -> usize {
+        self.l
+    }
+
+    /// One configuration's pullback in f64: `x`, `log|det J|`, and `grad`.
+    fn pullback_one(
+        &self,
+        z: &[f64],
+        x: &mut [f64],
+        cotangent: &(dyn Fn(&[f64], &mut [f64]) + Sync),
+        grad: &mut [f64],
+    ) -> f64 {
+        x.copy_from_slice(z);
+        let mut logdet = 0.0;
+        // per layer and active plaquette: g' - 1 and (log g')'
+        let mut tape: Vec<(f64, f64)> = Vec::with_capacity(self.layers.iter().map(|l| l.links.len()).sum());
+        for layer in &self.layers {
+            for (k, p) in layer.links.iter().enumerate() {
+                let plaq = x[p[0]] + x[p[1]] - x[p[2]] - x[p[3]];
+                let (d, gp, dlog) = layer.mixture(plaq);
+                let (u, sigma) = layer.updated(k);
+                x[u] = (x[u] + sigma * d).rem_euclid(TWO_PI);
+                logdet += gp.ln();
+                tape.push((gp - 1.0, dlog));
+            }
+        }
+        cotangent(x, grad);
+        let mut pos = tape.len();
+        for layer in self.layers.iter().rev() {
+            pos -= layer.links.len();
+            for (k, p) in layer.links.iter().enumerate() {
+                let (gpm1, dlog) = tape[pos + k];
+                let (u, sigma) = layer.updated(k);
+                let c = sigma * grad[u] * gpm1 - dlog;
+                grad[p[0]] += c;
+                grad[p[1]] += c;
+                grad[p[2]] -= c;
+                grad[p[3]] -= c;
+            }
+        }
+        logdet
+    }
+
+    /// A batch's pullback in f32, 8 configurations per vector: the links of a group of
+    /// 8 configurations are stored link by link with the configurations in the lanes, so
+    /// every plaquette, shift and adjoint update is one vector operation.
+    fn pullback_f32(
+        &self,
+        z: &[f64],
+        x: &mut [f64],
+        logdet: &mut [f64],
+        cotangent: &(dyn Fn(&[f64], &mut [f64]) + Sync),
+        grad: &mut [f64],
+    ) {
+        let n = logdet.len();
+        let d = self.dof();
+        // the force map's log|det J| is never used (H comes from the exact map): not computed
+        logdet.fill(f64::NAN);
+        let groups = n.div_ceil(8);
+        let mixtures: Vec<LaneMixture> = self.layers.iter().map(Layer::lanes).collect();
+        let tape_len: usize = self.layers.iter().map(|l| l.links.len()).sum();
+        // per group: per layer and active plaquette, g' - 1 and (log g')'
+        let mut tapes: Vec<Vec<[f32x8; 2]>> = Vec::with_capacity(groups);
+        let mut xs = vec![f32x8::ZERO; d];
+        for g in 0..groups {
+            let chains = 8 * g..(8 * g + 8).min(n);
+            load_lanes(z, d, chains.clone(), &mut xs);
+            let mut tape = Vec::with_capacity(tape_len);
+            for (layer, mix) in self.layers.iter().zip(&mixtures) {
+                let (u_of, sigma) = layer.updated_slot();
+                for p in &layer.links {
+                    let plaq = xs[p[0]] + xs[p[1]] - xs[p[2]] - xs[p[3]];
+                    let (shift, gpm1, dlog) = mix.values(plaq);
+                    xs[p[u_of]] = wrap8(sigma.mul_add(shift, xs[p[u_of]]));
+                    tape.push([gpm1, dlog]);
+                }
+            }
+            store_lanes(&xs, d, chains, x);
+            tapes.push(tape);
+        }
+        cotangent(x, grad);
+        for (g, tape) in tapes.iter().enumerate() {
+            let chains = 8 * g..(8 * g + 8).min(n);
+            load_lanes(grad, d, chains.clone(), &mut xs);
+            let mut pos = tape_len;
+            for layer in self.layers.iter().rev() {
+                pos -= layer.links.len();
+                let (u_of, sigma) = layer.updated_slot();
+                for (p, &[gpm1, dlog]) in layer.links.iter().zip(&tape[pos..pos + layer.links.len()]) {
+                    let v = (sigma * xs[p[u_of]]).mul_sub(gpm1, dlog);
+                    xs[p[0]] += v;
+                    xs[p[1]] += v;
+                    xs[p[2]] -= v;
+                    xs[p[3]] -= v;
+                }
+            }
+            store_lanes(&xs, d, chains, grad);
+        }
+    }
+
+    /// [`LatentMap::forward`] of a batch, 4 configurations per `f64x4`.
+    fn forward_f64x4(&self, z: &[f64], x: &mut [f64], logdet: &mut [f64]) {
+        let (n, d) = (logdet.len(), self.dof());
+        let mixtures: Vec<LaneMixture64> = self.layers.iter().map(LaneMixture64::new).collect();
+        let mut xs = vec![f64x4::ZERO; d];
+        for g in 0..n.div_ceil(4) {
+            let chains = 4 * g..(4 * g + 4).min(n);
+            for (i, v) in xs.iter_mut().enumerate() {
+                let mut lane = [0.0; 4];
+                for c in chains.clone() {
+                    lane[c - 4 * g] = z[c * d + i];
+                }
+                *v = f64x4::from(lane);
+            }
+            let mut ld = f64x4::ZERO;
+            for (layer, mix) in self.layers.iter().zip(&mixtures) {
+                let (u_of, sigma) = if layer.mu == 0 { (0, f64x4::ONE) } else { (3, -f64x4::ONE) };
+                for p in &layer.links {
+                    let plaq = xs[p[0]] + xs[p[1]] - xs[p[2]] - xs[p[3]];
+                    let (shift, lg) = mix.shift_log_derivative(plaq);
+                    xs[p[u_of]] = wrap4(sigma.mul_add(shift, xs[p[u_of]]));
+                    ld += lg;
+                }
+            }
+            let arrays: Vec<[f64; 4]> = xs.iter().map(|v| v.to_array()).collect();
+            let ld = ld.to_array();
+            for c in chains {
+                for (o, a) in x[c * d..(c + 1) * d].iter_mut().zip(&arrays) {
+                    *o = a[c - 4 * g];
+                }
+                logdet[c] = ld[c - 4 * g];
+            }
+        }
+    }
+
+    /// Configurations per rayon task.
+    fn chunk(&self, n: usize) -> usize {
+        n.div_ceil(rayon::current_num_threads().max(1) * 2).max(1)
+    }
+}
+
+/// A layer's mixture on 8 lanes ([`Layer::lanes`]).
+struct LaneMixture {
+    comps: Vec<[f32x8; 4]>,
+    inv_m: f32x8,
+    t: f32x8,
+}
+
+impl LaneMixture {
+    /// For plaquettes `x`: the link shift `d = g(x) + t - x`, `g' - 1` and `(log g')'`
+    /// (the f32 twin of [`Layer::mixture`]; `log g'` itself the force does not need).
+    #[inline(always)]
+    fn values(&self, x: f32x8) -> (f32x8, f32x8, f32x8) {
+        let (sn, cs) = (x * f32x8::splat(0.5)).sin_cos();
+        let (c2, s2, sc) = (cs * cs, sn * sn, sn * cs);
+        let (mut h, mut hp, mut hpp) = (f32x8::ZERO, f32x8::ZERO, f32x8::ZERO);
+        for &[e, ei, em1, ediff] in &self.comps {
+            h += (em1 * sc / e.mul_add(s2, c2)).atan();
+            let d1 = f32x8::ONE / e.mul_add(s2, c2 * ei);
+            hp += d1;
+            hpp -= d1 * d1 * ediff * sc;
+        }
+        let gp = hp * self.inv_m;
+        ((h + h).mul_add(self.inv_m, self.t), gp - f32x8::ONE, hpp / hp)
+    }
+}
+
+/// A layer's mixture on 4 f64 lanes, for `H` ([`UltralocalU1`]'s forward pass).
+struct LaneMixture64 {
+    /// `(e^s, e^-s, e^s - 1)` per component.
+    comps: Vec<[f64x4; 3]>,
+    inv_m: f64x4,
+    t: f64x4,
+}
+
+impl LaneMixture64 {
+    fn new(layer: &Layer) -> Self {
+        let comps = layer.es.iter().map(|&e| [f64x4::splat(e), f64x4::splat(1.0 / e), f64x4::splat(e - 1.0)]).collect();
+        LaneMixture64 { comps, inv_m: f64x4::splat(1.0 / layer.es.len() as f64), t: f64x4::splat(layer.t) }
+    }
+
+    /// The link shift `d = g(x) + t - x` and `log g'(x)` ([`Layer::mixture`] on 4 lanes).
+    #[inline(always)]
+    fn shift_log_derivative(&self, x: f64x4) -> (f64x4, f64x4) {
+        let (sn, cs) = (x * f64x4::splat(0.5)).sin_cos();
+        let (c2, s2, sc) = (cs * cs, sn * sn, sn * cs);
+        let (mut h, mut hp) = (f64x4::ZERO, f64x4::ZERO);
+        for &[e, ei, em1] in &self.comps {
+            h += (em1 * sc / e.mul_add(s2, c2)).atan();
+            hp += f64x4::ONE / e.mul_add(s2, c2 * ei);
+        }
+        ((h + h).mul_add(self.inv_m, self.t), (hp * self.inv_m).ln())
+    }
+}
+
+/// [`wrap8`] in f64.
+#[inline(always)]
+fn wrap4(v: f64x4) -> f64x4 {
+    v - f64x4::splat(TWO_PI) * (v * f64x4::splat(1.0 / TWO_PI)).floor()
+}
+
+/// `v` wrapped into `[0, 2 pi)` (up to rounding: `2 pi` itself may come out, which the
+/// periodic action and the next layer's `sin_cos` do not mind): the force map's cheap
+/// `rem_euclid`.
+#[inline(always)]
+fn wrap8(v: f32x8) -> f32x8 {
+    const TWO_PI_F32: f32 = TWO_PI as f32;
+    v - f32x8::splat(TWO_PI_F32) * (v * f32x8::splat(1.0 / TWO_PI_F32)).floor()
+}
+
+/// `lanes[i]` = link `i` of the configurations `chains` of `src` (row-major, `d` per
+/// configuration) in f32, one per lane (unused lanes 0).
+fn load_lanes(src: &[f64], d: usize, chains: std::ops::Range<usize>, lanes: &mut [f32x8]) {
+    let first = chains.start;
+    let mut buf = vec![[0.0f32; 8]; d];
+    for c in chains {
+        for (b, &v) in buf.iter_mut().zip(&src[c * d..(c + 1) * d]) {
+            b[c - first] = v as f32;
+        }
+    }
+    for (l, b) in lanes.iter_mut().zip(buf) {
+        *l = f32x8::from(b);
+    }
+}
+
+/// The inverse of [`load_lanes`]: the configurations `chains` of `dst` from the lanes.
+fn store_lanes(lanes: &[f32x8], d: usize, chains: std::ops::Range<usize>, dst: &mut [f64]) {
+    let first = chains.start;
+    let arrays: Vec<[f32; 8]> = lanes.iter().map(|l| l.to_array()).collect();
+    for c in chains {
+        for (o, a) in dst[c * d..(c + 1) * d].iter_mut().zip(&arrays) {
+            *o = a[c - first] as f64;
+        }
+    }
+}
+
+/// The link indices `[theta_0(n), theta_1(n + e0), theta_0(n + e1), theta_1(n)]` of the
+/// active plaquettes of the coupling `(mu, off)` on an `l x l` lattice: `n = (x, y)` with
+/// `y = off (mod 4)` for `mu = 0`, `x = off (mod 4)` for `mu = 1` (the stripes of
+/// [`super::masks::single_stripes`]).
+fn active_links(l: usize, mu: usize, off: usize) -> Vec<[usize; 4]> {
+    let hw = l * l;
+    let mut out = Vec::with_capacity(hw / 4);
+    for x in 0..l {
+        for y in 0..l {
+            let c = if mu == 0 { y } else { x };
+            if !((c + l - off % l) % l).is_multiple_of(4) {
+                continue;
+            }
+            let n = x * l + y;
+            let n_x = ((x + 1) % l) * l + y;
+            let n_y = x * l + (y + 1) % l;
+            out.push([n, hw + n_x, n_y, hw + n]);
+        }
+    }
+    out
+}
+
+impl LatentMap for UltralocalU1 {
+    fn dof(&self) -> usize {
+        2 * self.l * self.l
+    }
+
+    /// In f64 on 4-lane vectors, 4 configurations at a time (each lane's arithmetic is its
+    /// own: a configuration's `x` does not depend on its neighbours in the batch).
+    fn forward(&self, z: &[f64], x: &mut [f64], logdet: &mut [f64]) {
+        let d = self.dof();
+        let chunk = self.chunk(logdet.len()).next_multiple_of(4);
+        x.par_chunks_mut(d * chunk)
+            .zip(z.par_chunks(d * chunk))
+            .zip(logdet.par_chunks_mut(chunk))
+            .for_each(|((xs, zs), ls)| self.forward_f64x4(zs, xs, ls));
+    }
+
+    fn pullback(
+        &self,
+        z: &[f64],
+        x: &mut [f64],
+        logdet: &mut [f64],
+        cotangent: &(dyn Fn(&[f64], &mut [f64]) + Sync),
+        grad: &mut [f64],
+    ) {
+        let d = self.dof();
+        let chunk = self.chunk(logdet.len());
+        x.par_chunks_mut(d * chunk)
+            .zip(z.par_chunks(d * chunk))
+            .zip(logdet.par_chunks_mut(chunk))
+            .zip(grad.par_chunks_mut(d * chunk))
+            .for_each(|(((xs, zs), ls), gs)| {
+                if self.f32_force {
+                    self.pullback_f32(zs, xs, ls, cotangent, gs);
+                } else {
+                    for (((xc, zc), l), gc) in
+                        xs.chunks_mut(d).zip(zs.chunks(d)).zip(ls.iter_mut()).zip(gs.chunks_mut(d))
+                    {
+                        *l = self.pullback_one(zc, xc, cotangent, gc);
+                    }
+                }
+            });
+    }
+
+    /// Layer by layer from the last: each active plaquette `P'` came from
+    /// `P = g^{-1}(P' - t)` ([`mixture_inverse`], Newton to 1e-12), and its link moves back
+    /// by `sigma (P' - P)`.
+    fn reverse(&self, x: &[f64], z: &mut [f64]) {
+        let d = self.dof();
+        z.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(zc, xc)| {
+            zc.copy_from_slice(xc);
+            for layer in self.layers.iter().rev() {
+                let s: Vec<f64> = layer.es.iter().map(|e| e.ln()).collect();
+                for (k, p) in layer.links.iter().enumerate() {
+                    let after = zc[p[0]] + zc[p[1]] - zc[p[2]] - zc[p[3]];
+                    let before = mixture_inverse(after - layer.t, &s).x;
+                    // the link moved by sigma (g(P) + t - P) modulo 2 pi: any lift does
+                    let moved = (after - before).rem_euclid(TWO_PI);
+                    let (u, sigma) = layer.updated(k);
+                    zc[u] = (zc[u] - sigma * moved).rem_euclid(TWO_PI);
+                }
+            }
+        });
+    }
+
+    fn period(&self) -> Option<f64> {
+        Some(TWO_PI)
+    }
+}
