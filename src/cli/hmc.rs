@@ -544,7 +544,9 @@ mod tests {
         assert!(err(&["phi4", "--tau", "0"]).contains("--tau must be in (0, 100]"));
         assert!(err(&["phi4", "--n-therm", "-1"]).contains("--n-therm must be >= 0"));
         assert!(err(&["phi4", "--steps", "x"]).contains("cannot parse"));
-        assert!(err(&["u1", "--integrator", "verlet"]).contains("--integrator must be leapfrog or omelyan, got 'verlet'"));
+        assert!(
+            err(&["u1", "--integrator", "verlet"]).contains("--integrator must be leapfrog or omelyan, got 'verlet'")
+        );
         assert!(err(&["phi4", "extra"]).contains("unexpected argument"));
         assert!(err(&["phi4", "--lam", "-1"]).contains("--lam must be >= 0"));
         assert!(err(&["phi4", "--no-csv", "--out", "x.csv"]).contains("contradict"));
