@@ -1,7 +1,7 @@
 //! An ultralocal U(1) flow as flow-HMC's latent map, without the tape.
 //!
 //! A gauge-equivariant coupling whose net has kernel 1 gives every active plaquette the
-//! same NCP mixture ([`NcpPlaqCoupling::ultralocal_scales_offset`]): layer `l` maps each
+//! same NCP mixture ([`super::NcpPlaqCoupling::ultralocal_scales_offset`]): layer `l` maps each
 //! active plaquette `P` to `g_l(P) + t_l` through the link on its stripe,
 //!
 //! ```text
