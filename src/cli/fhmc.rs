@@ -126,6 +126,8 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         meta.insert("checkpoint".into(), path.display().to_string());
         meta.insert("checkpoint_sha256".into(), crate::io::digest::sha256_file(&path).map_err(CliError)?);
         meta.insert("start".into(), start.describe());
+        meta.insert("precision".into(), if precision == Precision::F32 { "f32" } else { "f64" }.into());
+        meta.insert("latent_map".into(), if ultralocal.is_some() { "ultralocal (no tape)" } else { "tape" }.into());
         meta.extend(checkpoints::size_metadata(&ck));
         // rank 0 empties the ensemble directory before any rank writes its chains' chunks
         c.save = Some(if comm.is_root() {
@@ -312,7 +314,7 @@ fn charge_histories(
             .with_series(plot::Series::from_values("Q", q, plot::Style::Step).with_color(color))
             .with_size(900.0, 240.0)
     };
-    let traj = format!("tau {}, {} leapfrog steps", run.hmc.trajectory_length, run.hmc.n_steps);
+    let traj = format!("tau {}, {} {} steps", run.hmc.trajectory_length, run.hmc.n_steps, run.hmc.integrator.name());
     let panels = [
         panel(format!("HMC ({traj}), {}", setup.describe()), &q_hmc, plot::PALETTE[1]),
         panel(format!("flow-HMC ({traj})"), q_flow_hmc, plot::PALETTE[2]),

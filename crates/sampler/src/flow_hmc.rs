@@ -18,8 +18,9 @@
 //! This crate knows no flow: [`LatentMap`] is what flow-HMC needs of one (implemented for
 //! every `latflow_flow::model::Flow` in `latflow_flow::latent`), [`LatentPotential`] turns a
 //! map and an [`Action`] into `U` and its force, and [`FlowHmcChains`] integrates many
-//! chains at once with the integrator of plain HMC ([`crate::hmc::leapfrog_with`]): one
-//! batched forward pass and one input-only reverse sweep of the flow per leapfrog step.
+//! chains at once with the integrators of plain HMC ([`crate::hmc::integrate_with`]: leapfrog
+//! or Omelyan's): one batched forward pass and one input-only reverse sweep of the flow per
+//! force.
 //! Each chain draws its momenta and its Metropolis numbers from its own generator, in the
 //! order [`crate::hmc::HmcChain`] does, so with the identity map flow-HMC is plain HMC.
 //!
@@ -38,6 +39,7 @@ use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// A bijection `x = f(z)` of `dof()` real values per configuration with its log-Jacobian
 /// and its vector-Jacobian products, on batches (`n = logdet.len()` configurations,
@@ -257,9 +259,12 @@ impl<'a> FlowHmcChains<'a> {
         wrap(pot.map.period(), &mut z0);
         let n = z0.len() / d;
         let (mut x, mut u, mut force) = (vec![0.0; z0.len()], vec![0.0; n], vec![0.0; z0.len()]);
-        pot.potential_force(&z0, &mut x, &mut u, &mut force);
         if pot.is_mixed() {
+            // the force from the force map, x and U from the exact one
+            pot.force_logdet(&z0, &mut x, &mut force);
             pot.potential(&z0, &mut x, &mut u);
+        } else {
+            pot.potential_force(&z0, &mut x, &mut u, &mut force);
         }
         FlowHmcChains {
             pot,
@@ -310,7 +315,7 @@ impl<'a> FlowHmcChains<'a> {
     }
 
     /// One flow-HMC update of every chain: chain `c` draws `pi ~ N(0, 1)` from `rngs[c]`,
-    /// all chains are integrated together by leapfrog in `z` (each force one batched pass
+    /// all chains are integrated together in `z` by [`HmcConfig::integrator`] (each force one batched pass
     /// of the map, [`LatentPotential::potential_force`]), and chain `c` accepts its end
     /// point with probability `min(1, exp(-dH_c))` drawn from `rngs[c]` (only when
     /// `dH_c > 0`, as [`crate::hmc::HmcChain::trajectory`]). Accepted `z` are wrapped onto
@@ -467,21 +472,26 @@ where
     let parts = rayon::current_num_threads().clamp(1, n);
     let bounds: Vec<Range<usize>> =
         (0..parts).map(|i| chains.start + i * n / parts..chains.start + (i + 1) * n / parts).collect();
-    let results: Vec<Result<Vec<ChainRecord>, String>> = bounds
+    // the first sink error stops every batch before its next trajectory
+    let failed = Mutex::new(None::<String>);
+    let results: Vec<Option<Vec<ChainRecord>>> = bounds
         .into_par_iter()
         .map(|r| {
             let z = z0[(r.start - chains.start) * d..(r.end - chains.start) * d].to_vec();
-            run_batch(pot, config, z, n_obs, &measure, progress, sinks, r)
+            run_batch(pot, config, z, n_obs, &measure, progress, sinks, r, &failed).unwrap_or_else(|e| {
+                failed.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                None
+            })
         })
         .collect();
-    let mut recs = Vec::with_capacity(n);
-    for r in results {
-        recs.extend(r?);
+    if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
     }
-    Ok(recs)
+    Ok(results.into_iter().flatten().flatten().collect())
 }
 
-/// The chains `chains` as one batch through every trajectory.
+/// The chains `chains` as one batch through every trajectory; `None` when another batch's
+/// sink failed first (`failed` holds its error; checked before each trajectory).
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn run_batch<M>(
     pot: LatentPotential<'_>,
@@ -492,7 +502,8 @@ fn run_batch<M>(
     progress: Option<&AtomicUsize>,
     sinks: Option<&(dyn Fn(usize) -> Box<dyn ChainSink> + Sync)>,
     chains: Range<usize>,
-) -> Result<Vec<ChainRecord>, String>
+    failed: &Mutex<Option<String>>,
+) -> Result<Option<Vec<ChainRecord>>, String>
 where
     M: Fn(&[f64], &mut [f64]) + Sync,
 {
@@ -503,6 +514,9 @@ where
     let mut recs: Vec<ChainRecord> = (0..n).map(|_| ChainRecord::recording(n_obs, config.n_traj)).collect();
     let mut obs = vec![0.0; n * n_obs];
     for t in 0..config.n_therm + config.n_traj {
+        if failed.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            return Ok(None);
+        }
         let infos = batch.trajectory(&config.hmc, &mut rngs);
         if t >= config.n_therm {
             for (c, o) in obs.chunks_mut(n_obs.max(1)).enumerate().take(n) {
@@ -530,5 +544,5 @@ where
     for (c, rec) in recs.iter_mut().enumerate() {
         rec.last = batch.config(c).to_vec();
     }
-    Ok(recs)
+    Ok(Some(recs))
 }

@@ -98,7 +98,7 @@ impl Integrator {
 }
 
 impl HmcConfig {
-    /// The leapfrog step size `eps = trajectory_length / n_steps`.
+    /// The integrator's step size `eps = trajectory_length / n_steps`.
     pub fn step_size(&self) -> f64 {
         self.trajectory_length / self.n_steps as f64
     }
@@ -288,7 +288,8 @@ impl HmcChain {
         }
     }
 
-    /// One HMC update: draw `p ~ N(0, 1)`, integrate with [`leapfrog`], accept the end
+    /// One HMC update: draw `p ~ N(0, 1)`, integrate with [`HmcConfig::integrator`]
+    /// ([`integrate_with`]), accept the end
     /// point with probability `min(1, exp(-dH))`. Accepted configurations are passed
     /// through [`Action::canonicalize`]; with [`HmcConfig::flip`], then the global flip
     /// with probability 1/2.

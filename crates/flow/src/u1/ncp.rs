@@ -228,7 +228,7 @@ impl<T: Float> NcpPlaqCoupling<T> {
         let params: Vec<Var<T>> = self.net.params().into_iter().map(|t| Var::constant(t.clone())).collect();
         let out = self.net_out(&Var::constant(Tensor::zeros(&[1, h, w])), &params);
         let out = out.value().to_host_vec();
-        let j = self.active.data().iter().position(|&m| m == T::ONE)?;
+        let j = self.active.to_host_vec().iter().position(|&m| m == T::ONE)?;
         let hw = h * w;
         let s = (0..self.n_mix).map(|i| out[i * hw + j].to_f64()).collect();
         Some((s, out[self.n_mix * hw + j].to_f64()))

@@ -124,12 +124,16 @@ impl UltralocalU1 {
         }
         let shape = flow.prior.shape();
         let [2, l, w] = shape[..] else { return None };
-        if l != w || !l.is_multiple_of(4) {
+        // links on the torus (the Haar prior), every layer built for this lattice
+        if l != w || !l.is_multiple_of(4) || flow.prior.period() != Some(TWO_PI) {
             return None;
         }
         let mut layers = Vec::with_capacity(flow.layers().len());
         for layer in flow.layers() {
             let g = layer.as_any().downcast_ref::<GaugeEquivCoupling<T>>()?;
+            if g.active_mask().shape() != [2, l, l] {
+                return None;
+            }
             let (s, t) = g.plaq_coupling.ultralocal_scales_offset()?;
             layers.push(Layer {
                 mu: g.mu,
@@ -439,7 +443,9 @@ impl LatentMap for UltralocalU1 {
         grad: &mut [f64],
     ) {
         let d = self.dof();
-        let chunk = self.chunk(logdet.len());
+        // whole vectors per task: 8 configurations for the f32 force
+        let chunk =
+            if self.f32_force { self.chunk(logdet.len()).next_multiple_of(8) } else { self.chunk(logdet.len()) };
         x.par_chunks_mut(d * chunk)
             .zip(z.par_chunks(d * chunk))
             .zip(logdet.par_chunks_mut(chunk))

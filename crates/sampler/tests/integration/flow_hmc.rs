@@ -115,3 +115,47 @@ fn exp_minus_dh_averages_to_one_and_images_sample_the_action() {
     let (a, b) = (stat(&recs), stat(&plain));
     assert!((a.mean - b.mean).abs() < 4.0 * a.error.hypot(b.error), "<M^2>: flow-HMC {a} vs HMC {b}");
 }
+
+/// A sink that fails at record `fail_at` of chain 0.
+struct FailingSink {
+    chain: usize,
+    fail_at: usize,
+}
+
+impl latflow_sampler::hmc::ChainSink for FailingSink {
+    fn record(
+        &mut self,
+        t: usize,
+        _: &[f64],
+        _: &latflow_sampler::hmc::TrajectoryInfo,
+        _: &[f64],
+    ) -> Result<(), String> {
+        if self.chain == 0 && t == self.fail_at {
+            return Err("chain 0 cannot write".into());
+        }
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The chains run as one batch per thread; a sink's error still stops every batch (each
+/// checks before its next trajectory) and is the error returned.
+#[test]
+fn a_sink_error_stops_every_batch() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let phi4 = Phi4::new(Lattice::new(&[4, 4]), -1.0, 0.5);
+    let map = Sinh { dof: 16, a: 0.7, b: 0.2 };
+    let cfg = RunConfig { n_chains: 8, n_therm: 0, n_traj: 400, seed: 4, ..RunConfig::default() };
+    let progress = AtomicUsize::new(0);
+    let make =
+        |c: usize| -> Box<dyn latflow_sampler::hmc::ChainSink> { Box::new(FailingSink { chain: c, fail_at: 1 }) };
+    let m = |_: &[f64], o: &mut [f64]| o[0] = 0.0;
+    let pot = LatentPotential::new(&map, &phi4);
+    let err = run_flow_hmc(pot, &cfg, vec![0.1; 8 * 16], 1, m, Some(&progress), Some(&make)).unwrap_err();
+    assert_eq!(err, "chain 0 cannot write");
+    // every batch stops within a trajectory or so of the failure, far from the 3200
+    let done = progress.load(Ordering::Relaxed);
+    assert!(done <= 8 * 4, "{done} trajectories ran after chain 0's sink failed at its second record");
+}
