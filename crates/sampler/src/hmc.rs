@@ -167,18 +167,25 @@ pub fn leapfrog_with(
         return;
     }
     let half = 0.5 * eps;
-    for (pi, fi) in p.iter_mut().zip(force.iter()) {
-        *pi -= half * fi;
-    }
+    kick(p, force, half);
     for step in 0..n_steps {
-        for (xi, pi) in x.iter_mut().zip(p.iter()) {
-            *xi += eps * pi;
-        }
+        drift(x, p, eps);
         force_at(x, force);
-        let k = if step + 1 == n_steps { half } else { eps };
-        for (pi, fi) in p.iter_mut().zip(force.iter()) {
-            *pi -= k * fi;
-        }
+        kick(p, force, if step + 1 == n_steps { half } else { eps });
+    }
+}
+
+/// `p -= k F`.
+fn kick(p: &mut [f64], force: &[f64], k: f64) {
+    for (pi, fi) in p.iter_mut().zip(force) {
+        *pi -= k * fi;
+    }
+}
+
+/// `x += k p`.
+fn drift(x: &mut [f64], p: &[f64], k: f64) {
+    for (xi, pi) in x.iter_mut().zip(p) {
+        *xi += k * pi;
     }
 }
 
@@ -212,16 +219,6 @@ pub fn integrate_with(
                 return;
             }
             let lam = OMELYAN_LAMBDA;
-            let kick = |p: &mut [f64], f: &[f64], k: f64| {
-                for (pi, fi) in p.iter_mut().zip(f) {
-                    *pi -= k * fi;
-                }
-            };
-            let drift = |x: &mut [f64], p: &[f64], k: f64| {
-                for (xi, pi) in x.iter_mut().zip(p) {
-                    *xi += k * pi;
-                }
-            };
             kick(p, force, lam * eps);
             for step in 0..n_steps {
                 drift(x, p, 0.5 * eps);

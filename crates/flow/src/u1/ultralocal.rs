@@ -46,15 +46,28 @@ const TWO_PI: f64 = 2.0 * PI;
 #[derive(Clone, Debug, PartialEq)]
 struct Layer {
     mu: usize,
-    /// `e^{s_i}` of the components.
+    /// The scales `s_i` of the components.
+    s: Vec<f64>,
+    /// `e^{s_i}`.
     es: Vec<f64>,
     /// The offset `t`.
     t: f64,
     /// Per active plaquette: `[theta_0(n), theta_1(n + e0), theta_0(n + e1), theta_1(n)]`.
     links: Vec<[usize; 4]>,
+    /// The mixture's constants on 8 f32 lanes (the force) and 4 f64 lanes (`H`).
+    lanes32: LaneMixture,
+    lanes64: LaneMixture64,
 }
 
 impl Layer {
+    /// The coupling `(mu, off)` on an `l x l` lattice with scales `s` and offset `t`.
+    fn new(l: usize, mu: usize, off: usize, s: Vec<f64>, t: f64) -> Self {
+        let es: Vec<f64> = s.iter().map(|v| v.exp()).collect();
+        let lanes32 = LaneMixture::new(&es, t);
+        let lanes64 = LaneMixture64::new(&es, t);
+        Layer { mu, s, es, t, links: active_links(l, mu, off), lanes32, lanes64 }
+    }
+
     /// The updated link of active plaquette `k` (`theta_mu(n)`) and its sign `sigma_mu`.
     fn updated(&self, k: usize) -> (usize, f64) {
         let p = &self.links[k];
@@ -63,20 +76,6 @@ impl Layer {
         } else {
             (p[3], -1.0)
         }
-    }
-
-    /// The layer's mixture in f32 on 8 lanes (8 configurations): its components as
-    /// `(e^s, e^-s, e^s - 1, e^s - e^-s)`, `1/m` and `t`.
-    fn lanes(&self) -> LaneMixture {
-        let comps = self
-            .es
-            .iter()
-            .map(|&e| {
-                let (e32, ei) = (e as f32, (1.0 / e) as f32);
-                [f32x8::splat(e32), f32x8::splat(ei), f32x8::splat(e32 - 1.0), f32x8::splat(e32 - ei)]
-            })
-            .collect();
-        LaneMixture { comps, inv_m: f32x8::splat(1.0 / self.es.len() as f32), t: f32x8::splat(self.t as f32) }
     }
 
     /// Which of a plaquette's four links the layer updates, and its sign as a vector.
@@ -135,12 +134,7 @@ impl UltralocalU1 {
                 return None;
             }
             let (s, t) = g.plaq_coupling.ultralocal_scales_offset()?;
-            layers.push(Layer {
-                mu: g.mu,
-                es: s.iter().map(|v| v.exp()).collect(),
-                t,
-                links: active_links(l, g.mu, g.off),
-            });
+            layers.push(Layer::new(l, g.mu, g.off, s, t));
         }
         Some(UltralocalU1 { l, layers, f32_force: false })
     }
@@ -157,11 +151,6 @@ impl UltralocalU1 {
     /// Number of layers.
     pub fn n_layers(&self) -> usize {
         self.layers.len()
-    }
-
-    /// Lattice extent.
-    pub fn l(&self) -> usize {
-        self.l
     }
 
     /// One configuration's pullback in f64: `x`, `log|det J|`, and `grad`.
@@ -219,7 +208,6 @@ impl UltralocalU1 {
         // the force map's log|det J| is never used (H comes from the exact map): not computed
         logdet.fill(f64::NAN);
         let groups = n.div_ceil(8);
-        let mixtures: Vec<LaneMixture> = self.layers.iter().map(Layer::lanes).collect();
         let tape_len: usize = self.layers.iter().map(|l| l.links.len()).sum();
         // per group: per layer and active plaquette, g' - 1 and (log g')'
         let mut tapes: Vec<Vec<[f32x8; 2]>> = Vec::with_capacity(groups);
@@ -228,11 +216,11 @@ impl UltralocalU1 {
             let chains = 8 * g..(8 * g + 8).min(n);
             load_lanes(z, d, chains.clone(), &mut xs);
             let mut tape = Vec::with_capacity(tape_len);
-            for (layer, mix) in self.layers.iter().zip(&mixtures) {
+            for layer in &self.layers {
                 let (u_of, sigma) = layer.updated_slot();
                 for p in &layer.links {
                     let plaq = xs[p[0]] + xs[p[1]] - xs[p[2]] - xs[p[3]];
-                    let (shift, gpm1, dlog) = mix.values(plaq);
+                    let (shift, gpm1, dlog) = layer.lanes32.values(plaq);
                     xs[p[u_of]] = wrap8(sigma.mul_add(shift, xs[p[u_of]]));
                     tape.push([gpm1, dlog]);
                 }
@@ -263,7 +251,6 @@ impl UltralocalU1 {
     /// [`LatentMap::forward`] of a batch, 4 configurations per `f64x4`.
     fn forward_f64x4(&self, z: &[f64], x: &mut [f64], logdet: &mut [f64]) {
         let (n, d) = (logdet.len(), self.dof());
-        let mixtures: Vec<LaneMixture64> = self.layers.iter().map(LaneMixture64::new).collect();
         let mut xs = vec![f64x4::ZERO; d];
         for g in 0..n.div_ceil(4) {
             let chains = 4 * g..(4 * g + 4).min(n);
@@ -275,21 +262,23 @@ impl UltralocalU1 {
                 *v = f64x4::from(lane);
             }
             let mut ld = f64x4::ZERO;
-            for (layer, mix) in self.layers.iter().zip(&mixtures) {
+            for layer in &self.layers {
                 let (u_of, sigma) = if layer.mu == 0 { (0, f64x4::ONE) } else { (3, -f64x4::ONE) };
                 for p in &layer.links {
                     let plaq = xs[p[0]] + xs[p[1]] - xs[p[2]] - xs[p[3]];
-                    let (shift, lg) = mix.shift_log_derivative(plaq);
+                    let (shift, lg) = layer.lanes64.shift_log_derivative(plaq);
                     xs[p[u_of]] = wrap4(sigma.mul_add(shift, xs[p[u_of]]));
                     ld += lg;
                 }
             }
-            let arrays: Vec<[f64; 4]> = xs.iter().map(|v| v.to_array()).collect();
+            for (i, v) in xs.iter().enumerate() {
+                let a = v.to_array();
+                for c in chains.clone() {
+                    x[c * d + i] = a[c - 4 * g];
+                }
+            }
             let ld = ld.to_array();
             for c in chains {
-                for (o, a) in x[c * d..(c + 1) * d].iter_mut().zip(&arrays) {
-                    *o = a[c - 4 * g];
-                }
                 logdet[c] = ld[c - 4 * g];
             }
         }
@@ -301,14 +290,27 @@ impl UltralocalU1 {
     }
 }
 
-/// A layer's mixture on 8 lanes ([`Layer::lanes`]).
+/// A layer's mixture on 8 f32 lanes (8 configurations), for the force.
+#[derive(Clone, Debug, PartialEq)]
 struct LaneMixture {
+    /// `(e^s, e^-s, e^s - 1, e^s - e^-s)` per component.
     comps: Vec<[f32x8; 4]>,
     inv_m: f32x8,
     t: f32x8,
 }
 
 impl LaneMixture {
+    fn new(es: &[f64], t: f64) -> Self {
+        let comps = es
+            .iter()
+            .map(|&e| {
+                let (e32, ei) = (e as f32, (1.0 / e) as f32);
+                [f32x8::splat(e32), f32x8::splat(ei), f32x8::splat(e32 - 1.0), f32x8::splat(e32 - ei)]
+            })
+            .collect();
+        LaneMixture { comps, inv_m: f32x8::splat(1.0 / es.len() as f32), t: f32x8::splat(t as f32) }
+    }
+
     /// For plaquettes `x`: the link shift `d = g(x) + t - x`, `g' - 1` and `(log g')'`
     /// (the f32 twin of [`Layer::mixture`]; `log g'` itself the force does not need).
     #[inline(always)]
@@ -328,6 +330,7 @@ impl LaneMixture {
 }
 
 /// A layer's mixture on 4 f64 lanes, for `H` ([`UltralocalU1`]'s forward pass).
+#[derive(Clone, Debug, PartialEq)]
 struct LaneMixture64 {
     /// `(e^s, e^-s, e^s - 1)` per component.
     comps: Vec<[f64x4; 3]>,
@@ -336,9 +339,9 @@ struct LaneMixture64 {
 }
 
 impl LaneMixture64 {
-    fn new(layer: &Layer) -> Self {
-        let comps = layer.es.iter().map(|&e| [f64x4::splat(e), f64x4::splat(1.0 / e), f64x4::splat(e - 1.0)]).collect();
-        LaneMixture64 { comps, inv_m: f64x4::splat(1.0 / layer.es.len() as f64), t: f64x4::splat(layer.t) }
+    fn new(es: &[f64], t: f64) -> Self {
+        let comps = es.iter().map(|&e| [f64x4::splat(e), f64x4::splat(1.0 / e), f64x4::splat(e - 1.0)]).collect();
+        LaneMixture64 { comps, inv_m: f64x4::splat(1.0 / es.len() as f64), t: f64x4::splat(t) }
     }
 
     /// The link shift `d = g(x) + t - x` and `log g'(x)` ([`Layer::mixture`] on 4 lanes).
@@ -373,25 +376,21 @@ fn wrap8(v: f32x8) -> f32x8 {
 /// `lanes[i]` = link `i` of the configurations `chains` of `src` (row-major, `d` per
 /// configuration) in f32, one per lane (unused lanes 0).
 fn load_lanes(src: &[f64], d: usize, chains: std::ops::Range<usize>, lanes: &mut [f32x8]) {
-    let first = chains.start;
-    let mut buf = vec![[0.0f32; 8]; d];
-    for c in chains {
-        for (b, &v) in buf.iter_mut().zip(&src[c * d..(c + 1) * d]) {
-            b[c - first] = v as f32;
+    for (i, l) in lanes.iter_mut().enumerate() {
+        let mut lane = [0.0f32; 8];
+        for c in chains.clone() {
+            lane[c - chains.start] = src[c * d + i] as f32;
         }
-    }
-    for (l, b) in lanes.iter_mut().zip(buf) {
-        *l = f32x8::from(b);
+        *l = f32x8::from(lane);
     }
 }
 
 /// The inverse of [`load_lanes`]: the configurations `chains` of `dst` from the lanes.
 fn store_lanes(lanes: &[f32x8], d: usize, chains: std::ops::Range<usize>, dst: &mut [f64]) {
-    let first = chains.start;
-    let arrays: Vec<[f32; 8]> = lanes.iter().map(|l| l.to_array()).collect();
-    for c in chains {
-        for (o, a) in dst[c * d..(c + 1) * d].iter_mut().zip(&arrays) {
-            *o = a[c - first] as f64;
+    for (i, l) in lanes.iter().enumerate() {
+        let a = l.to_array();
+        for c in chains.clone() {
+            dst[c * d + i] = a[c - chains.start] as f64;
         }
     }
 }
@@ -471,10 +470,9 @@ impl LatentMap for UltralocalU1 {
         z.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(zc, xc)| {
             zc.copy_from_slice(xc);
             for layer in self.layers.iter().rev() {
-                let s: Vec<f64> = layer.es.iter().map(|e| e.ln()).collect();
                 for (k, p) in layer.links.iter().enumerate() {
                     let after = zc[p[0]] + zc[p[1]] - zc[p[2]] - zc[p[3]];
-                    let before = mixture_inverse(after - layer.t, &s).x;
+                    let before = mixture_inverse(after - layer.t, &layer.s).x;
                     // the link moved by sigma (g(P) + t - P) modulo 2 pi: any lift does
                     let moved = (after - before).rem_euclid(TWO_PI);
                     let (u, sigma) = layer.updated(k);

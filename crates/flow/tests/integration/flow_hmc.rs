@@ -220,12 +220,18 @@ fn exp_minus_dh(recs: &[ChainRecord]) -> latflow_sampler::stats::GammaEstimate {
 fn u1_flow_hmc_conserves_exp_minus_dh_and_samples_the_exact_q2() {
     let flow = small_u1(8);
     let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
-    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 8, flip: false, integrator: Integrator::Leapfrog };
-    let cfg = RunConfig { hmc, n_chains: 8, n_therm: 50, n_traj: 600, seed: 10 };
     let z0 = flow.prior.sample(8, &mut StdRng::seed_from_u64(11)).into_vec();
-    let g = u1.clone();
-    let measure = |x: &[f64], o: &mut [f64]| o[0] = g.topological_charge(x).powi(2);
-    let recs = run_flow_hmc(LatentPotential::new(&flow, &u1), &cfg, z0, 1, measure, None, None).unwrap();
+    check_u1_exp_minus_dh_and_q2(LatentPotential::new(&flow, &u1), &u1, z0, 10);
+}
+
+/// U(1) on 4x4 at beta = 2, 8 chains of 600 trajectories after 50 from `z0`, measuring
+/// `Q^2`: `<exp(-dH)> = 1` and `<Q^2>` equal to the exact finite-volume value, each within
+/// [`SIGMAS`] Gamma-method sigma, at an acceptance in (0.3, 1).
+fn check_u1_exp_minus_dh_and_q2(pot: LatentPotential, u1: &U1, z0: Vec<f64>, seed: u64) {
+    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 8, flip: false, integrator: Integrator::Leapfrog };
+    let cfg = RunConfig { hmc, n_chains: 8, n_therm: 50, n_traj: 600, seed };
+    let measure = |x: &[f64], o: &mut [f64]| o[0] = u1.topological_charge(x).powi(2);
+    let recs = run_flow_hmc(pot, &cfg, z0, 1, measure, None, None).unwrap();
     let e = exp_minus_dh(&recs);
     assert!((e.mean - 1.0).abs() < SIGMAS * e.error, "<exp(-dH)> = {e}");
     let acc = recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / 8.0;
@@ -247,8 +253,6 @@ fn ultralocal_flow_hmc_conserves_exp_minus_dh_and_samples_the_exact_q2() {
     let exact_map = UltralocalU1::from_flow(&flow).expect("kernel 1: ultralocal");
     let force_map = exact_map.clone().f32_force();
     let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
-    let hmc = HmcConfig { trajectory_length: 1.0, n_steps: 8, flip: false, integrator: Integrator::Leapfrog };
-    let cfg = RunConfig { hmc, n_chains: 8, n_therm: 50, n_traj: 600, seed: 12 };
     let x0 = flow.prior.sample(8, &mut StdRng::seed_from_u64(13)).into_vec();
     let z0 = latent_start(&exact_map, &x0);
     // not the identity: the flow's log-Jacobians are O(1)
@@ -256,17 +260,8 @@ fn ultralocal_flow_hmc_conserves_exp_minus_dh_and_samples_the_exact_q2() {
     exact_map.forward(&z0, &mut x, &mut ld);
     let spread = ld.iter().map(|v| v.abs()).sum::<f64>() / 8.0;
     assert!(spread > 0.5, "mean |log det J| {spread}: the flow is nearly the identity");
-    let g = u1.clone();
-    let measure = |x: &[f64], o: &mut [f64]| o[0] = g.topological_charge(x).powi(2);
     let pot = LatentPotential::new(&exact_map, &u1).with_force_map(&force_map);
-    let recs = run_flow_hmc(pot, &cfg, z0, 1, measure, None, None).unwrap();
-    let e = exp_minus_dh(&recs);
-    assert!((e.mean - 1.0).abs() < SIGMAS * e.error, "<exp(-dH)> = {e}");
-    let acc = recs.iter().map(|r| r.acceptance_rate()).sum::<f64>() / 8.0;
-    assert!((0.3..1.0).contains(&acc), "acceptance {acc}");
-    let q2 = stat(&recs, 0);
-    let exact = exact_q2_2d(2.0, 16);
-    assert!((q2.mean - exact).abs() < SIGMAS * q2.error, "<Q^2> = {q2}, exact {exact}");
+    check_u1_exp_minus_dh_and_q2(pot, &u1, z0, 12);
 }
 
 /// phi^4 on 4x4 (M2 = -1, lam = 0.5) through a 4-layer flow: `<exp(-dH)> = 1` and `<M^2>`
