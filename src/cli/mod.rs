@@ -60,11 +60,14 @@ commands:
              --L L]
   audit      gradient audit of every op (f64 finite differences); flags: --seed N
   hmc        HMC baseline: latflow hmc THEORY [THEORY FLAGS] [--n-traj 10000 --n-therm 500
-             --chains 4 --steps 10 --tau 1.0 --seed 0 --out DIR --no-csv --quiet --save --flip]
+             --chains 4 --steps 10 --tau 1.0 --integrator leapfrog|omelyan --seed 0 --out DIR
+             --no-csv --quiet --save --flip]
   fhmc       flow-HMC (HMC on a flow's latent field, arXiv:2112.01586): latflow fhmc
              --checkpoint FILE [--L L --n-traj 1000 --n-therm 50 --chains 8 --steps 10 --tau 1.0
-             --seed 0 --precision f32|f64 --start hmc|prior --out DIR --no-csv --quiet --save]
-             (the theory's coupling flags, e.g. --beta 6: a target other than the training's)
+             --integrator leapfrog|omelyan --seed 0 --precision f32|f64 --start hmc|prior
+             --out DIR --no-csv --quiet --save --tape]
+             (the theory's coupling flags, e.g. --beta 6: a target other than the training's;
+             --tape: an ultralocal U(1) flow through the tape like any other)
 
 theories (flags with defaults; [hmc] = hmc only, [flow] = train only):
 ",
