@@ -19,6 +19,7 @@
 //!
 //! ```text
 //! cargo bench --bench flow_hmc               # FLOW_HMC_L=8 for another lattice size
+//! FLOW_HMC_ONLY=ultralocal cargo bench --bench flow_hmc   # only the ultralocal flow
 //! ```
 //!
 //! Medians of repeated runs after two warm-ups, all cases in one run (the machines are
@@ -34,7 +35,7 @@ use latflow::flow::train::{TapeAction, TrainConfig, Trainer};
 use latflow::flow::u1::model::{U1FlowConfig, U1GaugeAction};
 use latflow::flow::u1::UltralocalU1;
 use latflow::physics::{phi4_action_var, Action, Lattice, Phi4, U1};
-use latflow::sampler::flow_hmc::{FlowHmcChains, LatentPotential};
+use latflow::sampler::flow_hmc::{FlowHmcChains, LatentMap, LatentPotential};
 use latflow::sampler::hmc::{chain_seed, HmcChain, HmcConfig};
 use latflow::tensor::{AdamConfig, Var};
 use rand::rngs::StdRng;
@@ -102,6 +103,10 @@ fn measure<A: TapeAction<f32>>(
 fn main() {
     latflow::tensor::malloc::keep_large_blocks_on_heap();
     let l: usize = std::env::var("FLOW_HMC_L").ok().map(|v| v.parse().expect("FLOW_HMC_L: an integer")).unwrap_or(16);
+    if std::env::var("FLOW_HMC_ONLY").is_ok_and(|v| v == "ultralocal") {
+        ultralocal(l);
+        return;
+    }
     let phi4 = Phi4::new(Lattice::new(&[l, l]), -4.0, 8.0);
     let phi4_tape = |x: &Var<f32>| phi4_action_var(x, -4.0, 8.0);
     let arch = Phi4FlowConfig { l, ..Phi4FlowConfig::default() };
@@ -165,6 +170,15 @@ fn ultralocal(l: usize) {
     let fused32_ms = median_ms(|| mixed.potential_force(&z, &mut x, &mut u, &mut f), 50);
     let exact = LatentPotential::new(&fused, &u1);
     let fused64_ms = median_ms(|| exact.potential_force(&z, &mut x, &mut u, &mut f), 20);
+    // the flow's share of the mixed force: the same pullback with a zero cotangent
+    let zero = |_: &[f64], g: &mut [f64]| g.fill(0.0);
+    let flow_only_ms = median_ms(
+        || {
+            let mut ld = vec![0.0; CHAINS];
+            fused32.pullback(&z, &mut x, &mut ld, &zero, &mut f);
+        },
+        50,
+    );
     let action_ms = median_ms(
         || {
             f.par_chunks_mut(2 * l * l).zip(z.par_chunks(2 * l * l)).for_each(|(fc, zc)| u1.force(zc, fc));
@@ -172,6 +186,9 @@ fn ultralocal(l: usize) {
         50,
     );
     println!("\nultralocal U(1) flow (16 layers, kernel 1), L = {l}, {CHAINS} chains, beta = 6; median ms per force");
-    println!("tape f32  fused f32  fused f64  tape/fused f32  action force alone");
-    println!("{tape_ms:>8.2} {fused32_ms:>10.3} {fused64_ms:>10.3} {:>15.1} {action_ms:>19.3}", tape_ms / fused32_ms);
+    println!("tape f32  fused f32  fused f64  tape/fused f32  fused f32, zero cotangent  action force alone");
+    println!(
+        "{tape_ms:>8.2} {fused32_ms:>10.3} {fused64_ms:>10.3} {:>15.1} {flow_only_ms:>26.3} {action_ms:>19.3}",
+        tape_ms / fused32_ms
+    );
 }

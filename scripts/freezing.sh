@@ -14,10 +14,12 @@
 #   scripts/freezing.sh [OUT_DIR [BETA_TRAIN [FHMC_STEPS]]]   # default runs/freezing, 2.5, 50
 #   scripts/freezing.sh --from OUT_DIR                        # only the table, from an earlier run
 #
-# About 2 minutes on the 2-core dev box: flow-HMC 64 chains x 4020 trajectories of 50 leapfrog
-# steps through the ultralocal map without the tape (`fhmc` picks it for kernel-1 flows);
-# training 2000 steps at 8x8, a few seconds; plain HMC 4 chains x 200500 trajectories, with
-# leapfrog and with Omelyan's integrator.
+# About 3 minutes on the 2-core dev box: flow-HMC 64 chains x 4020 trajectories of 50 leapfrog
+# steps through the ultralocal map without the tape (`fhmc` picks it for kernel-1 flows, with
+# the action's force on the same f32 lanes); training 2000 steps at 8x8, a few seconds; plain
+# HMC 4 chains x 200500 trajectories, with leapfrog and with Omelyan's integrator; and plain
+# HMC through flow-HMC's machinery (`fhmc --identity`: the same lanes, no layers), 64 chains
+# x 13000 trajectories with Omelyan's integrator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=1
@@ -40,10 +42,15 @@ if [ $run = 1 ]; then
     # plain HMC with the Omelyan integrator: 5 steps of 2 forces, as many forces as leapfrog's 10
     "$bin" hmc u1 --L 16 --beta 6 --tau 1 --steps 5 --integrator omelyan --chains 4 --n-traj 200000 --n-therm 500 \
         --no-csv --quiet > "$out/hmc-omelyan.log"
+    # plain HMC through flow-HMC's machinery (the identity map: 64 chains in f32 lanes, the
+    # action's force on the lanes, H in f64), Omelyan 5: the baseline at equal implementation
+    "$bin" fhmc --checkpoint "$out/flow/model.safetensors" --identity --L 16 --beta 6 --tau 1 --steps 5 \
+        --integrator omelyan --chains 64 --n-traj 12500 --n-therm 500 --out "$out/identity" --force --quiet \
+        > "$out/hmc-identity.log"
     "$bin" fhmc --checkpoint "$out/flow/model.safetensors" --L 16 --beta 6 --tau 1 --steps "$steps" --chains 64 \
         --n-traj 4000 --n-therm 20 --out "$out/fhmc" --force --quiet > "$out/fhmc.log"
 fi
-for f in "$out/train.log" "$out/hmc.log" "$out/hmc-omelyan.log" "$out/fhmc.log"; do
+for f in "$out/train.log" "$out/hmc.log" "$out/hmc-omelyan.log" "$out/hmc-identity.log" "$out/fhmc.log"; do
     [ -s "$f" ] || { echo "freezing.sh: $f is missing or empty" >&2; exit 1; }
 done
 
@@ -68,4 +75,5 @@ echo "| sampler (U(1) 16x16, beta 6, tau 1) | trajectories (all chains, with the
 echo "|---|---|---|---|---|---|---|---|"
 row "HMC, 10 leapfrog steps" "$out/hmc.log"
 row "HMC, 5 Omelyan steps (10 forces)" "$out/hmc-omelyan.log"
+row "HMC, 5 Omelyan steps, 64 chains on f32 lanes (fhmc --identity)" "$out/hmc-identity.log"
 row "flow-HMC, $(awk '/ steps/ { for (i = 1; i <= NF; i++) if ($(i + 2) == "steps," || $(i + 2) == "steps") { print $i, $(i + 1); exit } }' "$out/fhmc.log") steps" "$out/fhmc.log"

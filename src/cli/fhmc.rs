@@ -48,14 +48,14 @@ const VALUED: &[&str] = &[
     "start",
     "integrator",
 ];
-const SWITCHES: &[&str] = &["quiet", "no-csv", "force", "save", "tape"];
+const SWITCHES: &[&str] = &["quiet", "no-csv", "force", "save", "tape", "identity"];
 
 /// 1000 trajectories per chain after 50, 8 chains (one batch through the flow).
 const DEFAULTS: ChainDefaults = ChainDefaults { n_traj: 1000, n_therm: 50, chains: 8 };
 
 /// Usage of `latflow fhmc`.
 pub const USAGE: &str = "latflow fhmc --checkpoint FILE [--L L --n-traj 1000 --n-therm 50 --chains 8 --steps 10 \
-                         --tau 1.0 --integrator leapfrog|omelyan --seed 0 --precision f32|f64 --start hmc|prior --out runs/fhmc_THEORY --no-csv --quiet --save --tape \
+                         --tau 1.0 --integrator leapfrog|omelyan --seed 0 --precision f32|f64 --start hmc|prior --out runs/fhmc_THEORY --no-csv --quiet --save --tape --identity \
                          COUPLING FLAGS]";
 
 /// Entry point of `latflow fhmc`.
@@ -92,8 +92,26 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         Some(v) => return Err(CliError(format!("fhmc: --precision must be f32 or f64, got '{v}'"))),
     };
     let flow32 = ck.flow_f32()?;
-    // an ultralocal U(1) flow (kernel-1 nets) runs without the tape unless --tape
-    let ultralocal = if a.has("tape") { None } else { UltralocalU1::from_flow(&flow) };
+    // an ultralocal U(1) flow (kernel-1 nets) runs without the tape unless --tape;
+    // --identity: no layers at all (plain HMC through the same machinery)
+    let ultralocal = if a.has("identity") {
+        if a.has("tape") {
+            return Err(CliError(
+                "fhmc: --identity and --tape contradict each other (the identity map has no tape)".into(),
+            ));
+        }
+        Some(identity_like(&flow).ok_or_else(|| {
+            CliError(format!(
+                "fhmc: --identity needs a 2D U(1) checkpoint (links on the torus, L a multiple of 4); {} is {}",
+                path.display(),
+                theory.name()
+            ))
+        })?)
+    } else if a.has("tape") {
+        None
+    } else {
+        UltralocalU1::from_flow(&flow)
+    };
     let ultralocal32 = ultralocal.clone().map(UltralocalU1::f32_force);
     let exact: &dyn LatentMap = match &ultralocal {
         Some(u) => u,
@@ -127,7 +145,12 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         meta.insert("checkpoint_sha256".into(), crate::io::digest::sha256_file(&path).map_err(CliError)?);
         meta.insert("start".into(), start.describe());
         meta.insert("precision".into(), if precision == Precision::F32 { "f32" } else { "f64" }.into());
-        meta.insert("latent_map".into(), if ultralocal.is_some() { "ultralocal (no tape)" } else { "tape" }.into());
+        let latent_map = match (a.has("identity"), ultralocal.is_some()) {
+            (true, _) => "identity (plain HMC)",
+            (false, true) => "ultralocal (no tape)",
+            (false, false) => "tape",
+        };
+        meta.insert("latent_map".into(), latent_map.into());
         meta.extend(checkpoints::size_metadata(&ck));
         // rank 0 empties the ensemble directory before any rank writes its chains' chunks
         c.save = Some(if comm.is_root() {
@@ -183,6 +206,17 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     let total = mine.len() * (c.run.n_therm + c.run.n_traj);
     let (done, finished) = (AtomicUsize::new(0), AtomicBool::new(false));
     let t0 = Instant::now();
+    // the Wilson action's gradient on the force map's lanes, when it is the action's own
+    // (checked at the start configurations)
+    let wilson32 = match (&ultralocal32, setup.params().get("beta").and_then(|b| b.parse::<f64>().ok())) {
+        (Some(u), Some(beta)) if precision == Precision::F32 && !z0.is_empty() => {
+            let lanes = u.clone().with_wilson_lanes(beta);
+            let n = (z0.len() / u.dof()).min(8);
+            same_force(u, &lanes, action, &z0[..n * u.dof()]).then_some(lanes)
+        }
+        _ => None,
+    };
+    let force32: &dyn LatentMap = wilson32.as_ref().map_or(force32, |w| w as _);
     let pot = LatentPotential::new(exact, action);
     let pot = if precision == Precision::F32 { pot.with_force_map(force32) } else { pot };
     let recs = std::thread::scope(|s| {
@@ -219,7 +253,13 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         c.run.n_chains,
         rayon::current_num_threads(),
         if precision == Precision::F32 { "f32" } else { "f64" },
-        if ultralocal.is_some() { "; ultralocal flow: no tape" } else { "" },
+        match (a.has("identity"), ultralocal.is_some(), wilson32.is_some()) {
+            (true, _, true) => "; identity map (plain HMC), action force on the f32 lanes",
+            (true, _, false) => "; identity map (plain HMC)",
+            (false, true, true) => "; ultralocal flow: no tape, action force on the f32 lanes",
+            (false, true, false) => "; ultralocal flow: no tape",
+            (false, false, _) => "",
+        },
         start.describe()
     );
     hmc::summarize_as(&header, setup, &obs, &setup.derived(), &|_| true, &c.run, &recs, &timing, Some(&c))?;
@@ -230,6 +270,34 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         charge_histories(setup, &flow, charge, q_flow_hmc, &c.run, dir)?;
     }
     Ok(())
+}
+
+/// The identity map on the lattice of a 2D U(1) flow (`--identity`); `None` for any
+/// other flow.
+fn identity_like(flow: &crate::flow::model::Flow<f64>) -> Option<UltralocalU1> {
+    let [2, l, w] = flow.prior.shape()[..] else { return None };
+    (l == w && l > 0 && l.is_multiple_of(4) && flow.prior.period() == Some(2.0 * std::f64::consts::PI))
+        .then(|| UltralocalU1::identity(l))
+}
+
+/// Whether `lanes` (the Wilson action's gradient on the lanes) gives `generic`'s force
+/// (the action's own force) at the configurations `z`, to f32 rounding: relative to
+/// max(|F|, 1), within 1e-3 (the f32 maps agree to about 1e-5 in the audits).
+fn same_force(generic: &UltralocalU1, lanes: &UltralocalU1, action: &dyn crate::physics::Action, z: &[f64]) -> bool {
+    let (d, n) = (generic.dof(), z.len() / generic.dof());
+    let cotangent = |x: &[f64], g: &mut [f64]| {
+        for (x, g) in x.chunks(d).zip(g.chunks_mut(d)) {
+            action.force(x, g);
+        }
+    };
+    let run = |m: &UltralocalU1| {
+        let (mut x, mut ld, mut g) = (vec![0.0; z.len()], vec![0.0; n], vec![0.0; z.len()]);
+        m.pullback(z, &mut x, &mut ld, &cotangent, &mut g);
+        g
+    };
+    let (a, b) = (run(generic), run(lanes));
+    let scale = a.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    a.iter().zip(&b).all(|(p, q)| (p - q).abs() <= 1e-3 * scale)
 }
 
 /// Where the leapfrog's force is computed (`H` is always f64: exact either way, see

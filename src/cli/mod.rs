@@ -65,9 +65,10 @@ commands:
   fhmc       flow-HMC (HMC on a flow's latent field, arXiv:2112.01586): latflow fhmc
              --checkpoint FILE [--L L --n-traj 1000 --n-therm 50 --chains 8 --steps 10 --tau 1.0
              --integrator leapfrog|omelyan --seed 0 --precision f32|f64 --start hmc|prior
-             --out DIR --no-csv --quiet --save --tape]
+             --out DIR --no-csv --quiet --save --tape --identity]
              (the theory's coupling flags, e.g. --beta 6: a target other than the training's;
-             --tape: an ultralocal U(1) flow through the tape like any other)
+             --tape: an ultralocal U(1) flow through the tape like any other; --identity:
+             plain HMC through the same machinery, the flow's layers left out (2D U(1)))
 
 theories (flags with defaults; [hmc] = hmc only, [flow] = train only):
 ",

@@ -192,3 +192,61 @@ fn fhmc_runs_smooth_flows_at_other_couplings_in_either_precision() {
     assert!(!o.exists(), "a refused run writes nothing");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// An ultralocal flow (kernel-1 nets) runs without the tape with the Wilson action's force
+/// on the same f32 lanes, and `--identity` is plain HMC through the same machinery: both
+/// exact (<exp(-dH)> = 1, the exact <Q^2> at beta 3 on 8x8); user errors of `--identity`.
+#[test]
+fn fhmc_ultralocal_and_identity_take_the_action_force_on_the_lanes() {
+    let dir = temp_dir("fhmc", "lanes");
+    let train = dir.join("train");
+    let mut a = vec!["train", "u1", "--layers", "4", "--hidden", "1", "--kernel", "1", "--activation", "tanh"];
+    a.extend(["--steps", "30", "--era", "30", "--n", "256", "--therm", "32", "--quiet", "--out", s(&train)]);
+    ok(&a);
+    let ck = train.join("model.safetensors");
+    let flags =
+        ["--beta", "3", "--n-traj", "400", "--n-therm", "30", "--chains", "16", "--steps", "10", "--quiet", "--no-csv"];
+    for (extra, said) in [
+        (None, "ultralocal flow: no tape, action force on the f32 lanes"),
+        (Some("--identity"), "identity map (plain HMC), action force on the f32 lanes"),
+    ] {
+        let mut a = vec!["fhmc", "--checkpoint", s(&ck)];
+        a.extend(extra);
+        a.extend(flags);
+        let printed = ok(&a);
+        assert!(printed.contains(said), "{said}:\n{printed}");
+        let (e, de) = value_error(&printed, "<exp(-dH)>");
+        assert!((e - 1.0).abs() < SIGMAS * de, "{said}: <exp(-dH)> = {e} +- {de}");
+        let p = pull(&printed, "<Q^2> (exact, 2D)");
+        assert!(p.abs() < SIGMAS, "{said}: <Q^2> is {p} sigma from the exact value:\n{printed}");
+    }
+    let o = dir.join("never");
+    user_error(
+        &["fhmc", "--checkpoint", s(&ck), "--identity", "--tape", "--out", s(&o)],
+        "--identity and --tape contradict each other",
+    );
+    let phi4 = dir.join("phi4");
+    ok(&[
+        "train",
+        "phi4",
+        "--layers",
+        "2",
+        "--hidden",
+        "4",
+        "--steps",
+        "5",
+        "--n",
+        "64",
+        "--therm",
+        "8",
+        "--quiet",
+        "--out",
+        s(&phi4),
+    ]);
+    user_error(
+        &["fhmc", "--checkpoint", s(&phi4.join("model.safetensors")), "--identity", "--out", s(&o)],
+        "--identity needs a 2D U(1) checkpoint",
+    );
+    assert!(!o.exists(), "a refused run writes nothing");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -26,7 +26,13 @@
 //! flow-HMC exact), 4 lanes of f64 for `x` and `log|det J|` (the `H` of the Metropolis
 //! test), scalar f64 for the f64 force (`--precision f64`, the audits).
 //!
-//! Used by `latflow fhmc` for every checkpoint it recognizes (`--tape` turns it off);
+//! The f32 force map can take the action's gradient on the same lanes
+//! ([`UltralocalU1::with_wilson_lanes`]: `beta sin P` per plaquette for the 2D Wilson action),
+//! so that a configuration goes from `z` to its force without leaving the lanes; with no
+//! layers ([`UltralocalU1::identity`]) that is plain HMC through the same machinery.
+//!
+//! Used by `latflow fhmc` for every checkpoint it recognizes (`--tape` turns it off,
+//! `--identity` drops the layers);
 //! measured in `cargo bench --bench flow_hmc` (6.4x the tape's f32 force at L = 16 with 64
 //! chains) and `scripts/freezing.sh`.
 
@@ -112,6 +118,32 @@ pub struct UltralocalU1 {
     l: usize,
     layers: Vec<Layer>,
     f32_force: bool,
+    /// The Wilson action's gradient on the f32 lanes ([`UltralocalU1::with_wilson_lanes`]).
+    wilson: Option<WilsonLanes>,
+}
+
+/// The 2D Wilson action's gradient `dS/dtheta` for `S = -beta sum_n cos P(n)` on 8 f32
+/// lanes: per plaquette `beta sin P(n)`, added to its four links with their signs (as
+/// [`latflow_physics::U1`]'s force, in f32 and with `wide`'s `sin`).
+#[derive(Clone, Debug, PartialEq)]
+struct WilsonLanes {
+    beta: f64,
+    /// `[theta_0(n), theta_1(n + e0), theta_0(n + e1), theta_1(n)]` of every plaquette.
+    plaquettes: Vec<[usize; 4]>,
+}
+
+impl WilsonLanes {
+    fn gradient(&self, xs: &[f32x8], gs: &mut [f32x8]) {
+        gs.fill(f32x8::ZERO);
+        let beta = f32x8::splat(self.beta as f32);
+        for p in &self.plaquettes {
+            let s = beta * (xs[p[0]] + xs[p[1]] - xs[p[2]] - xs[p[3]]).sin();
+            gs[p[0]] += s;
+            gs[p[1]] += s;
+            gs[p[2]] -= s;
+            gs[p[3]] -= s;
+        }
+    }
 }
 
 impl UltralocalU1 {
@@ -136,7 +168,27 @@ impl UltralocalU1 {
             let (s, t) = g.plaq_coupling.ultralocal_scales_offset()?;
             layers.push(Layer::new(l, g.mu, g.off, s, t));
         }
-        Some(UltralocalU1 { l, layers, f32_force: false })
+        Some(UltralocalU1 { l, layers, f32_force: false, wilson: None })
+    }
+
+    /// The identity map on an `l x l` lattice (no layers, `l` a multiple of 4): flow-HMC
+    /// with it is plain HMC, through the same batched machinery (`latflow fhmc
+    /// --identity`, the baseline at equal implementation).
+    pub fn identity(l: usize) -> Self {
+        assert!(l > 0 && l.is_multiple_of(4), "UltralocalU1::identity: L = {l} is not a positive multiple of 4");
+        UltralocalU1 { l, layers: Vec::new(), f32_force: false, wilson: None }
+    }
+
+    /// The f32 force map ([`UltralocalU1::f32_force`]) whose [`LatentMap::pullback`] takes
+    /// the action's gradient on the lanes too, as the 2D Wilson action at `beta`: the
+    /// configurations stay in the lanes from `z` to the force (no round trip through f64
+    /// and the action's per-configuration force). The `cotangent` that `pullback` is given
+    /// is then *not called*: the caller vouches that the action is Wilson's at `beta`
+    /// (`latflow fhmc` checks it against the action's own force at the start).
+    pub fn with_wilson_lanes(self, beta: f64) -> Self {
+        let l = self.l;
+        let all: Vec<[usize; 4]> = (0..4).flat_map(|off| active_links(l, 0, off)).collect();
+        UltralocalU1 { wilson: Some(WilsonLanes { beta, plaquettes: all }), ..self.f32_force() }
     }
 
     /// The same map whose [`LatentMap::pullback`] runs in f32 on 8-lane vectors (flow-HMC's
@@ -194,7 +246,9 @@ impl UltralocalU1 {
 
     /// A batch's pullback in f32, 8 configurations per vector: the links of a group of
     /// 8 configurations are stored link by link with the configurations in the lanes, so
-    /// every plaquette, shift and adjoint update is one vector operation.
+    /// every plaquette, shift and adjoint update is one vector operation. Group by group:
+    /// the forward pass, the action's gradient at its `x` (the `cotangent` on the group's
+    /// configurations, or [`WilsonLanes`] on the lanes), the reverse sweep.
     fn pullback_f32(
         &self,
         z: &[f64],
@@ -207,15 +261,14 @@ impl UltralocalU1 {
         let d = self.dof();
         // the force map's log|det J| is never used (H comes from the exact map): not computed
         logdet.fill(f64::NAN);
-        let groups = n.div_ceil(8);
-        let tape_len: usize = self.layers.iter().map(|l| l.links.len()).sum();
-        // per group: per layer and active plaquette, g' - 1 and (log g')'
-        let mut tapes: Vec<Vec<[f32x8; 2]>> = Vec::with_capacity(groups);
-        let mut xs = vec![f32x8::ZERO; d];
-        for g in 0..groups {
+        // per layer and active plaquette: g' - 1 and (log g')'
+        let mut tape: Vec<[f32x8; 2]> = Vec::with_capacity(self.layers.iter().map(|l| l.links.len()).sum());
+        let (mut xs, mut gs) = (vec![f32x8::ZERO; d], vec![f32x8::ZERO; d]);
+        for g in 0..n.div_ceil(8) {
             let chains = 8 * g..(8 * g + 8).min(n);
+            let range = chains.start * d..chains.end * d;
             load_lanes(z, d, chains.clone(), &mut xs);
-            let mut tape = Vec::with_capacity(tape_len);
+            tape.clear();
             for layer in &self.layers {
                 let (u_of, sigma) = layer.updated_slot();
                 for p in &layer.links {
@@ -225,26 +278,27 @@ impl UltralocalU1 {
                     tape.push([gpm1, dlog]);
                 }
             }
-            store_lanes(&xs, d, chains, x);
-            tapes.push(tape);
-        }
-        cotangent(x, grad);
-        for (g, tape) in tapes.iter().enumerate() {
-            let chains = 8 * g..(8 * g + 8).min(n);
-            load_lanes(grad, d, chains.clone(), &mut xs);
-            let mut pos = tape_len;
+            store_lanes(&xs, d, chains.clone(), x);
+            match &self.wilson {
+                Some(w) => w.gradient(&xs, &mut gs),
+                None => {
+                    cotangent(&x[range.clone()], &mut grad[range]);
+                    load_lanes(grad, d, chains.clone(), &mut gs);
+                }
+            }
+            let mut pos = tape.len();
             for layer in self.layers.iter().rev() {
                 pos -= layer.links.len();
                 let (u_of, sigma) = layer.updated_slot();
                 for (p, &[gpm1, dlog]) in layer.links.iter().zip(&tape[pos..pos + layer.links.len()]) {
-                    let v = (sigma * xs[p[u_of]]).mul_sub(gpm1, dlog);
-                    xs[p[0]] += v;
-                    xs[p[1]] += v;
-                    xs[p[2]] -= v;
-                    xs[p[3]] -= v;
+                    let v = (sigma * gs[p[u_of]]).mul_sub(gpm1, dlog);
+                    gs[p[0]] += v;
+                    gs[p[1]] += v;
+                    gs[p[2]] -= v;
+                    gs[p[3]] -= v;
                 }
             }
-            store_lanes(&xs, d, chains, grad);
+            store_lanes(&gs, d, chains, grad);
         }
     }
 

@@ -58,8 +58,15 @@ fn forward_and_log_jacobian_equal_the_tapes() {
 
 #[test]
 fn force_equals_the_tapes_in_f64_and_within_rounding_in_f32() {
+    // 1, 2 and 3 components: the f32 force takes the components in pairs, an odd one alone
+    for n_mix in [2, 1, 3] {
+        force_against_the_tape(n_mix);
+    }
+}
+
+fn force_against_the_tape(n_mix: usize) {
     let l = 8;
-    let flow = strong_flow(&config(l, 1), 12, 3.0);
+    let flow = strong_flow(&U1FlowConfig { n_mix, ..config(l, 1) }, 12, 3.0);
     let map = UltralocalU1::from_flow(&flow).unwrap();
     let u1 = U1::new(Lattice::new(&[l, l]), 3.0);
     let cot = |x: &[f64], g: &mut [f64]| {
@@ -78,7 +85,7 @@ fn force_equals_the_tapes_in_f64_and_within_rounding_in_f32() {
     let (x64, ld64, g64) = run(&map);
     let scale = g_tape.iter().fold(1.0f64, |m, v| m.max(v.abs()));
     for (a, b) in g64.iter().zip(&g_tape) {
-        assert!((a - b).abs() < FORCE_TOL * b.abs().max(1.0), "force {a} vs the tape's {b}");
+        assert!((a - b).abs() < FORCE_TOL * b.abs().max(1.0), "{n_mix} components: force {a} vs the tape's {b}");
     }
     // the pullback's x and log|det J| are the forward pass's (scalar libm there, 4-lane
     // vectors here)
@@ -88,7 +95,7 @@ fn force_equals_the_tapes_in_f64_and_within_rounding_in_f32() {
     assert!(ld.iter().zip(&ld64).all(|(a, b)| (a - b).abs() < FORWARD_TOL * b.abs().max(1.0)));
     let (x32, ld32, g32) = run(&map.clone().f32_force());
     let err = g32.iter().zip(&g64).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / scale;
-    assert!(err < FORCE_F32_TOL, "f32 force off by {err} of max |F| = {scale}");
+    assert!(err < FORCE_F32_TOL, "{n_mix} components: f32 force off by {err} of max |F| = {scale}");
     assert!(wrapped_max_diff(&x32, &x) < 1e-4, "the force map's x");
     assert!(ld32.iter().all(|v| v.is_nan()), "the force map does not compute log|det J|");
 }
@@ -136,4 +143,44 @@ fn forward_does_not_depend_on_the_batch() {
         assert_eq!(&x1[..], &x[c * d..(c + 1) * d]);
         assert_eq!(l1[0], ld[c]);
     }
+}
+
+/// The Wilson action's gradient on the lanes (`with_wilson_lanes`) against the f32 force
+/// map that calls the action's f64 force: the same flow, f32 rounding apart; with the
+/// identity map, the action's force itself.
+#[test]
+fn wilson_on_the_lanes_equals_the_actions_force() {
+    let (l, beta) = (8, 3.0);
+    let u1 = U1::new(Lattice::new(&[l, l]), beta);
+    let cot = |x: &[f64], g: &mut [f64]| {
+        for (xc, gc) in x.chunks(2 * l * l).zip(g.chunks_mut(2 * l * l)) {
+            u1.force(xc, gc);
+        }
+    };
+    let never = |_: &[f64], _: &mut [f64]| panic!("the lanes force calls no cotangent");
+    // 11 configurations: one whole vector of 8 and a part-filled one
+    let (n, d) = (11, 2 * l * l);
+    let z = random_z(n, d, 5);
+    let run = |m: &UltralocalU1, c: &(dyn Fn(&[f64], &mut [f64]) + Sync)| {
+        let (mut x, mut ld, mut g) = (vec![0.0; n * d], vec![0.0; n], vec![0.0; n * d]);
+        m.pullback(&z, &mut x, &mut ld, c, &mut g);
+        (x, g)
+    };
+    let flow = strong_flow(&config(l, 1), 16, 3.0);
+    let map = UltralocalU1::from_flow(&flow).unwrap();
+    for (name, m) in [("flow", map), ("identity", UltralocalU1::identity(l))] {
+        let (x_ref, g_ref) = run(&m.clone().f32_force(), &cot);
+        let (x, g) = run(&m.clone().with_wilson_lanes(beta), &never);
+        assert_eq!(x, x_ref, "{name}: the same forward pass");
+        let scale = g_ref.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let err = g.iter().zip(&g_ref).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / scale;
+        assert!(err < FORCE_F32_TOL, "{name}: lanes force off by {err} of max |F| = {scale}");
+    }
+    // the identity: x = z (wrapped), the force is the action's
+    let (x, g) = run(&UltralocalU1::identity(l).with_wilson_lanes(beta), &never);
+    assert!(wrapped_max_diff(&x, &z) < 1e-5);
+    let mut g64 = vec![0.0; n * d];
+    cot(&z, &mut g64);
+    let err = g.iter().zip(&g64).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / beta;
+    assert!(err < FORCE_F32_TOL, "identity: force off by {err} of beta");
 }
