@@ -21,7 +21,7 @@ use crate::sampler::hmc::{chain_seed, HmcChain, HmcConfig};
 use crate::theory::Group;
 use crate::theory::Theory;
 use latflow_comm::Comm;
-use latflow_flow::u1::UltralocalU1;
+use latflow_flow::u1::{CircleMixture, PlaquetteU1, UltralocalU1};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -47,6 +47,8 @@ const VALUED: &[&str] = &[
     "precision",
     "start",
     "integrator",
+    "plaquette-map",
+    "map-beta",
 ];
 const SWITCHES: &[&str] = &["quiet", "no-csv", "force", "save", "tape", "identity"];
 
@@ -113,9 +115,39 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         UltralocalU1::from_flow(&flow)
     };
     let ultralocal32 = ultralocal.clone().map(UltralocalU1::f32_force);
-    let exact: &dyn LatentMap = match &ultralocal {
-        Some(u) => u,
-        None => &flow,
+    // --plaquette-map M: the 2D plaquette map with an M-component circle map fitted to the
+    // target's single-plaquette distribution (the checkpoint gives the lattice and theory)
+    let mut map_beta = None;
+    if a.opt::<String>("map-beta")?.is_some() && a.opt::<String>("plaquette-map")?.is_none() {
+        return Err(CliError("fhmc: --map-beta is the plaquette map's; give --plaquette-map M too".into()));
+    }
+    let plaquette = match a.opt::<usize>("plaquette-map")? {
+        None => None,
+        Some(m) => {
+            if a.has("identity") || a.has("tape") {
+                return Err(CliError(
+                    "fhmc: --plaquette-map replaces the flow; it contradicts --identity and --tape".into(),
+                ));
+            }
+            let beta = ck.setup.params().get("beta").and_then(|b| b.parse::<f64>().ok());
+            let (Some(beta), Some(id)) = (beta, identity_like(&flow)) else {
+                return Err(CliError("fhmc: --plaquette-map needs a 2D U(1) checkpoint".into()));
+            };
+            if m == 0 || m > 8 {
+                return Err(CliError(format!("fhmc: --plaquette-map takes 1 to 8 components, got {m}")));
+            }
+            let beta_fit = a.opt::<f64>("map-beta")?.unwrap_or(beta);
+            if !(beta_fit.is_finite() && (0.0..=MAP_BETA_MAX).contains(&beta_fit)) {
+                return Err(CliError(format!("fhmc: --map-beta must be in [0, {MAP_BETA_MAX}], got {beta_fit}")));
+            }
+            map_beta = Some(beta_fit);
+            Some(PlaquetteU1::new(id.dof_l(), CircleMixture::fit(beta_fit, m)))
+        }
+    };
+    let exact: &dyn LatentMap = match (&plaquette, &ultralocal) {
+        (Some(p), _) => p,
+        (None, Some(u)) => u,
+        (None, None) => &flow,
     };
     let force32: &dyn LatentMap = match &ultralocal32 {
         Some(u) => u,
@@ -145,12 +177,17 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         meta.insert("checkpoint_sha256".into(), crate::io::digest::sha256_file(&path).map_err(CliError)?);
         meta.insert("start".into(), start.describe());
         meta.insert("precision".into(), if precision == Precision::F32 { "f32" } else { "f64" }.into());
-        let latent_map = match (a.has("identity"), ultralocal.is_some()) {
-            (true, _) => "identity (plain HMC)",
-            (false, true) => "ultralocal (no tape)",
-            (false, false) => "tape",
+        let latent_map = match (&plaquette, a.has("identity"), ultralocal.is_some()) {
+            (Some(p), ..) => format!(
+                "plaquette map (circle map fitted at beta {}, scales {:?})",
+                map_beta.unwrap_or(f64::NAN),
+                p.circle_map().scales()
+            ),
+            (None, true, _) => "identity (plain HMC)".into(),
+            (None, false, true) => "ultralocal (no tape)".into(),
+            (None, false, false) => "tape".into(),
         };
-        meta.insert("latent_map".into(), latent_map.into());
+        meta.insert("latent_map".into(), latent_map);
         meta.extend(checkpoints::size_metadata(&ck));
         // rank 0 empties the ensemble directory before any rank writes its chains' chunks
         c.save = Some(if comm.is_root() {
@@ -217,6 +254,20 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         _ => None,
     };
     let force32: &dyn LatentMap = wilson32.as_ref().map_or(force32, |w| w as _);
+    // the plaquette map's force on f32 lanes (checked as above)
+    let plaquette32 = match (&plaquette, setup.params().get("beta").and_then(|b| b.parse::<f64>().ok())) {
+        (Some(p), Some(beta)) if precision == Precision::F32 && !z0.is_empty() => {
+            let lanes = p.clone().with_wilson_lanes(beta);
+            let n = (z0.len() / p.dof()).min(8);
+            same_force(p, &lanes, action, &z0[..n * p.dof()]).then_some(lanes)
+        }
+        _ => None,
+    };
+    let force32: &dyn LatentMap = match (&plaquette32, &plaquette) {
+        (Some(p32), _) => p32,
+        (None, Some(p)) => p,
+        (None, None) => force32,
+    };
     let pot = LatentPotential::new(exact, action);
     let pot = if precision == Precision::F32 { pot.with_force_map(force32) } else { pot };
     let recs = std::thread::scope(|s| {
@@ -253,12 +304,18 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         c.run.n_chains,
         rayon::current_num_threads(),
         if precision == Precision::F32 { "f32" } else { "f64" },
-        match (a.has("identity"), ultralocal.is_some(), wilson32.is_some()) {
-            (true, _, true) => "; identity map (plain HMC), action force on the f32 lanes",
-            (true, _, false) => "; identity map (plain HMC)",
-            (false, true, true) => "; ultralocal flow: no tape, action force on the f32 lanes",
-            (false, true, false) => "; ultralocal flow: no tape",
-            (false, false, _) => "",
+        match (&plaquette, a.has("identity"), ultralocal.is_some(), wilson32.is_some()) {
+            (Some(p), ..) => format!(
+                "; plaquette map, {} components fitted at beta {}{}",
+                p.circle_map().scales().len(),
+                map_beta.unwrap_or(f64::NAN),
+                if plaquette32.is_some() { ", force on the f32 lanes" } else { "" }
+            ),
+            (None, true, _, true) => "; identity map (plain HMC), action force on the f32 lanes".into(),
+            (None, true, _, false) => "; identity map (plain HMC)".into(),
+            (None, false, true, true) => "; ultralocal flow: no tape, action force on the f32 lanes".into(),
+            (None, false, true, false) => "; ultralocal flow: no tape".into(),
+            (None, false, false, _) => String::new(),
         },
         start.describe()
     );
@@ -283,14 +340,14 @@ fn identity_like(flow: &crate::flow::model::Flow<f64>) -> Option<UltralocalU1> {
 /// Whether `lanes` (the Wilson action's gradient on the lanes) gives `generic`'s force
 /// (the action's own force) at the configurations `z`, to f32 rounding: relative to
 /// max(|F|, 1), within 1e-3 (the f32 maps agree to about 1e-5 in the audits).
-fn same_force(generic: &UltralocalU1, lanes: &UltralocalU1, action: &dyn crate::physics::Action, z: &[f64]) -> bool {
+fn same_force(generic: &dyn LatentMap, lanes: &dyn LatentMap, action: &dyn crate::physics::Action, z: &[f64]) -> bool {
     let (d, n) = (generic.dof(), z.len() / generic.dof());
     let cotangent = |x: &[f64], g: &mut [f64]| {
         for (x, g) in x.chunks(d).zip(g.chunks_mut(d)) {
             action.force(x, g);
         }
     };
-    let run = |m: &UltralocalU1| {
+    let run = |m: &dyn LatentMap| {
         let (mut x, mut ld, mut g) = (vec![0.0; z.len()], vec![0.0; n], vec![0.0; z.len()]);
         m.pullback(z, &mut x, &mut ld, &cotangent, &mut g);
         g
@@ -299,6 +356,10 @@ fn same_force(generic: &UltralocalU1, lanes: &UltralocalU1, action: &dyn crate::
     let scale = a.iter().fold(1.0f64, |m, v| m.max(v.abs()));
     a.iter().zip(&b).all(|(p, q)| (p - q).abs() <= 1e-3 * scale)
 }
+
+/// The largest `--map-beta`: the fit's circle map gets as steep as `e^{beta}` near pi,
+/// which f32 lanes and the Newton shift stop resolving well before this.
+const MAP_BETA_MAX: f64 = 20.0;
 
 /// Where the leapfrog's force is computed (`H` is always f64: exact either way, see
 /// [`LatentPotential`]).

@@ -8,6 +8,9 @@
 //! - [`coupling`]: the gauge-equivariant link coupling (a [`crate::model::Layer`]).
 //! - [`model`]: [`U1FlowConfig`] and the flow type, the Wilson action on the tape,
 //!   topological charges of a batch.
+//! - [`ultralocal`]: a flow of kernel-1 couplings as flow-HMC's latent map, without the tape.
+//! - [`plaquette`]: every plaquette through one circle map with one global shift, the links
+//!   rebuilt on a tree (flow-HMC's latent map, 2D).
 //!
 //! Links are `(N, 2, L, L)` angles (batch, mu, x, y); the plaquette is
 //! `P_01(n) = theta_0(n) + theta_1(n + e0) - theta_0(n + e1) - theta_1(n)`.
@@ -17,11 +20,13 @@ pub mod coupling;
 pub mod masks;
 pub mod model;
 pub mod ncp;
+pub mod plaquette;
 pub mod prior;
 pub mod ultralocal;
 
 pub use coupling::GaugeEquivCoupling;
 pub use model::{topological_charges, U1FlowConfig, U1GaugeAction};
 pub use ncp::NcpPlaqCoupling;
+pub use plaquette::{CircleMixture, PlaquetteU1};
 pub use prior::HaarPrior;
 pub use ultralocal::UltralocalU1;

@@ -200,6 +200,11 @@ impl UltralocalU1 {
         self
     }
 
+    /// The lattice size `L` (`2 L^2` links).
+    pub fn dof_l(&self) -> usize {
+        self.l
+    }
+
     /// Number of layers.
     pub fn n_layers(&self) -> usize {
         self.layers.len()

@@ -14,7 +14,7 @@ use latflow_flow::model::Flow;
 use latflow_flow::net::Activation;
 use latflow_flow::phi4::Phi4FlowConfig;
 use latflow_flow::prior::NormalPrior;
-use latflow_flow::u1::{HaarPrior, U1FlowConfig, UltralocalU1};
+use latflow_flow::u1::{CircleMixture, HaarPrior, PlaquetteU1, U1FlowConfig, UltralocalU1};
 use latflow_physics::u1::{exact_q2_2d, wrap_angle};
 use latflow_physics::{Action, Lattice, Phi4, U1};
 use latflow_sampler::flow_hmc::{
@@ -262,6 +262,25 @@ fn ultralocal_flow_hmc_conserves_exp_minus_dh_and_samples_the_exact_q2() {
     assert!(spread > 0.5, "mean |log det J| {spread}: the flow is nearly the identity");
     let pot = LatentPotential::new(&exact_map, &u1).with_force_map(&force_map);
     check_u1_exp_minus_dh_and_q2(pot, &u1, z0, 12);
+}
+
+/// The same audit through the plaquette map (`PlaquetteU1`, `latflow fhmc
+/// --plaquette-map`), its circle map fitted at beta 1.5 (a partial trivializing map at
+/// beta 2): in f64, and with its force on f32 lanes in plaquette space (`H` from the f64 map).
+#[test]
+fn plaquette_map_flow_hmc_conserves_exp_minus_dh_and_samples_the_exact_q2() {
+    let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
+    let exact_map = PlaquetteU1::new(4, CircleMixture::fit(1.5, 2));
+    let force_map = exact_map.clone().with_wilson_lanes(2.0);
+    let mut rng = StdRng::seed_from_u64(15);
+    let x0: Vec<f64> = (0..8 * 32).map(|_| rng.gen_range(0.0..2.0 * PI)).collect();
+    let z0 = latent_start(&exact_map, &x0);
+    let (mut x, mut ld) = (vec![0.0; z0.len()], vec![0.0; 8]);
+    exact_map.forward(&z0, &mut x, &mut ld);
+    let spread = ld.iter().map(|v| v.abs()).sum::<f64>() / 8.0;
+    assert!(spread > 0.5, "mean |log det J| {spread}: the map is nearly the identity");
+    check_u1_exp_minus_dh_and_q2(LatentPotential::new(&exact_map, &u1), &u1, z0.clone(), 14);
+    check_u1_exp_minus_dh_and_q2(LatentPotential::new(&exact_map, &u1).with_force_map(&force_map), &u1, z0, 15);
 }
 
 /// phi^4 on 4x4 (M2 = -1, lam = 0.5) through a 4-layer flow: `<exp(-dH)> = 1` and `<M^2>`

@@ -15,6 +15,7 @@ mod fused_ncp_mixture;
 mod mixed_layers;
 mod phi4_flow;
 mod phi4_masks;
+mod plaquette_map;
 mod reproducible;
 mod u1_flow;
 mod u1_masks;
