@@ -1,6 +1,9 @@
 //! `latflow fhmc --checkpoint FILE [--L L] [FLAGS]`: flow-HMC (Foreman et al.
 //! arXiv:2112.01586) with a trained flow of any theory, at the checkpoint's lattice size or
-//! at another (`--L`, a multiple of the masks' period: [`super::checkpoints::open_at`]).
+//! at another (`--L`, a multiple of the masks' period: [`super::checkpoints::open_at`]);
+//! or, for 2D U(1) and without a checkpoint, `latflow fhmc --plaquette-map M [--map-beta B]`
+//! with the plaquette map ([`crate::flow::u1::PlaquetteU1`]: every plaquette through an
+//! `M`-component circle map fitted to `e^{B cos x}`, the plaquette sum kept by one shift).
 //!
 //! HMC runs on the latent field `z` of the flow with `H = pi^2/2 + S(f(z)) - log|det J_f(z)|`
 //! ([`crate::sampler::flow_hmc`]), all chains through the flow together, in f64 (the
@@ -58,7 +61,7 @@ const DEFAULTS: ChainDefaults = ChainDefaults { n_traj: 1000, n_therm: 50, chain
 /// Usage of `latflow fhmc`.
 pub const USAGE: &str = "latflow fhmc --checkpoint FILE [--L L --n-traj 1000 --n-therm 50 --chains 8 --steps 10 \
                          --tau 1.0 --integrator leapfrog|omelyan --seed 0 --precision f32|f64 --start hmc|prior --out runs/fhmc_THEORY --no-csv --quiet --save --tape --identity \
-                         COUPLING FLAGS]";
+                         COUPLING FLAGS]\n       latflow fhmc --plaquette-map M [--map-beta B --L L --beta BETA ...]   (2D U(1), no checkpoint)";
 
 /// Entry point of `latflow fhmc`.
 pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliResult<()> {
@@ -70,10 +73,19 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     let valued: Vec<&str> = VALUED.iter().copied().chain(couplings.iter().copied()).collect();
     let a = Args::parse(args, &valued, SWITCHES).map_err(|e| CliError(format!("fhmc: {e}")))?;
     a.reject_positional("fhmc")?;
-    let path: PathBuf = a
-        .path("checkpoint")?
-        .ok_or_else(|| CliError(format!("fhmc: --checkpoint FILE is required\nusage: {USAGE}")))?;
-    let theory = checkpoints::theory_of(theories, &path)?;
+    let path: Option<PathBuf> = a.path("checkpoint")?;
+    // without a checkpoint: the plaquette map of 2D U(1), lattice and couplings from flags
+    let theory = match &path {
+        Some(path) => checkpoints::theory_of(theories, path)?,
+        None if a.opt::<String>("plaquette-map")?.is_some() => {
+            *theories.iter().find(|t| t.name() == "u1").ok_or_else(|| CliError("fhmc: no u1 theory".into()))?
+        }
+        None => {
+            return Err(CliError(format!(
+                "fhmc: --checkpoint FILE is required (or --plaquette-map M, 2D U(1) only)\nusage: {USAGE}"
+            )))
+        }
+    };
     let mut overrides = BTreeMap::new();
     for flag in &couplings {
         if let Some(v) = a.opt::<String>(flag)? {
@@ -86,14 +98,41 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     if let Some(l) = a.opt::<usize>("L")? {
         overrides.insert("L".into(), l.to_string());
     }
-    let ck = checkpoints::open_with(theory, &path, &overrides)?;
-    let flow = ck.flow_f64()?;
+    let ck = match &path {
+        Some(path) => Some(checkpoints::open_with(theory, path, &overrides)?),
+        None => None,
+    };
+    let own_setup = match &ck {
+        Some(_) => None,
+        None => {
+            let params = crate::theory::Params::from_flags(&theory.params(), &overrides);
+            Some(theory.setup(&params).map_err(|e| CliError(format!("fhmc: {e}")))?)
+        }
+    };
+    // the checkpoint's flow; with the plaquette map alone, a freshly built U(1) flow that
+    // only lends its prior and lattice
+    let setup: &dyn crate::theory::Setup = match (&ck, &own_setup) {
+        (Some(ck), _) => ck.setup.as_ref(),
+        (None, Some(s)) => s.as_ref(),
+        (None, None) => unreachable!("a setup either way"),
+    };
+    let (flow, flow32) = match &ck {
+        Some(ck) => (ck.flow_f64()?, ck.flow_f32()?),
+        None => {
+            let mut rng = StdRng::seed_from_u64(0);
+            let f64flow = setup.flow_f64(&mut rng).map_err(|e| CliError(format!("fhmc: {e}")))?;
+            (f64flow, setup.flow_f32(&mut StdRng::seed_from_u64(0)).map_err(|e| CliError(format!("fhmc: {e}")))?)
+        }
+    };
+    let described = match &path {
+        Some(p) => p.display().to_string(),
+        None => "the plaquette map".into(),
+    };
     let precision = match a.opt::<String>("precision")?.as_deref() {
         None | Some("f32") => Precision::F32,
         Some("f64") => Precision::F64,
         Some(v) => return Err(CliError(format!("fhmc: --precision must be f32 or f64, got '{v}'"))),
     };
-    let flow32 = ck.flow_f32()?;
     // an ultralocal U(1) flow (kernel-1 nets) runs without the tape unless --tape;
     // --identity: no layers at all (plain HMC through the same machinery)
     let ultralocal = if a.has("identity") {
@@ -104,8 +143,7 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         }
         Some(identity_like(&flow).ok_or_else(|| {
             CliError(format!(
-                "fhmc: --identity needs a 2D U(1) checkpoint (links on the torus, L a multiple of 4); {} is {}",
-                path.display(),
+                "fhmc: --identity needs a 2D U(1) checkpoint (links on the torus, L a multiple of 4); {described} is {}",
                 theory.name()
             ))
         })?)
@@ -129,9 +167,18 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
                     "fhmc: --plaquette-map replaces the flow; it contradicts --identity and --tape".into(),
                 ));
             }
-            let beta = ck.setup.params().get("beta").and_then(|b| b.parse::<f64>().ok());
-            let (Some(beta), Some(id)) = (beta, identity_like(&flow)) else {
-                return Err(CliError("fhmc: --plaquette-map needs a 2D U(1) checkpoint".into()));
+            let beta = setup.params().get("beta").and_then(|b| b.parse::<f64>().ok());
+            let [2, l, w] = flow.prior.shape()[..] else {
+                return Err(CliError(format!(
+                    "fhmc: --plaquette-map is for 2D U(1); {described} is {}",
+                    theory.name()
+                )));
+            };
+            let Some(beta) = beta.filter(|_| l == w && flow.prior.period() == Some(2.0 * std::f64::consts::PI)) else {
+                return Err(CliError(format!(
+                    "fhmc: --plaquette-map is for 2D U(1); {described} is {}",
+                    theory.name()
+                )));
             };
             if m == 0 || m > 8 {
                 return Err(CliError(format!("fhmc: --plaquette-map takes 1 to 8 components, got {m}")));
@@ -141,7 +188,7 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
                 return Err(CliError(format!("fhmc: --map-beta must be in [0, {MAP_BETA_MAX}], got {beta_fit}")));
             }
             map_beta = Some(beta_fit);
-            Some(PlaquetteU1::new(id.dof_l(), CircleMixture::fit(beta_fit, m)))
+            Some(PlaquetteU1::new(l, CircleMixture::fit(beta_fit, m)))
         }
     };
     let exact: &dyn LatentMap = match (&plaquette, &ultralocal) {
@@ -158,23 +205,28 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         Some("prior") => Start::Prior,
         Some(v) => return Err(CliError(format!("fhmc: --start must be hmc or prior, got '{v}'"))),
     };
-    super::sample::note_size(&ck);
-    let setup = ck.setup.as_ref();
+    if let Some(ck) = &ck {
+        super::sample::note_size(ck);
+    }
     let mut c = hmc::common_for(&a, theory, "fhmc", DEFAULTS)?;
     c.out = c.out.map(|o| super::ranks::root_dir(comm, &o));
     c.quiet |= !comm.is_root();
     // this rank's chains (all of them on one process)
     let mine = latflow_comm::share(c.run.n_chains, comm.size(), comm.rank());
     // activations of the batch of chains with the tape, in f64
-    super::check_memory(&flow32, mine.len().max(1), 8.0, "flow-HMC with this --chains")?;
+    if ck.is_some() {
+        super::check_memory(&flow32, mine.len().max(1), 8.0, "flow-HMC with this --chains")?;
+    }
     if a.has("save") {
         let Some(out) = &c.out else {
             return Err(CliError("fhmc: --save writes into the run directory; it contradicts --no-csv".into()));
         };
         let mut meta = save::hmc_metadata(theory, &setup.params(), &c.run);
         meta.insert(save::SAMPLER_KEY.into(), SAMPLER_FLOW_HMC.into());
-        meta.insert("checkpoint".into(), path.display().to_string());
-        meta.insert("checkpoint_sha256".into(), crate::io::digest::sha256_file(&path).map_err(CliError)?);
+        if let Some(path) = &path {
+            meta.insert("checkpoint".into(), path.display().to_string());
+            meta.insert("checkpoint_sha256".into(), crate::io::digest::sha256_file(path).map_err(CliError)?);
+        }
         meta.insert("start".into(), start.describe());
         meta.insert("precision".into(), if precision == Precision::F32 { "f32" } else { "f64" }.into());
         let latent_map = match (&plaquette, a.has("identity"), ultralocal.is_some()) {
@@ -188,7 +240,9 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
             (None, false, false) => "tape".into(),
         };
         meta.insert("latent_map".into(), latent_map);
-        meta.extend(checkpoints::size_metadata(&ck));
+        if let Some(ck) = &ck {
+            meta.extend(checkpoints::size_metadata(ck));
+        }
         // rank 0 empties the ensemble directory before any rank writes its chains' chunks
         c.save = Some(if comm.is_root() {
             save::Target::create(&super::make_dir(out)?, meta)?
@@ -257,9 +311,10 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     // the plaquette map's force on f32 lanes (checked as above)
     let plaquette32 = match (&plaquette, setup.params().get("beta").and_then(|b| b.parse::<f64>().ok())) {
         (Some(p), Some(beta)) if precision == Precision::F32 && !z0.is_empty() => {
-            let lanes = p.clone().with_wilson_lanes(beta);
+            // the arithmetic checked with the shift converged; the run uses the default steps
+            let converged = p.clone().with_wilson_lanes(beta).with_newton_steps(8);
             let n = (z0.len() / p.dof()).min(8);
-            same_force(p, &lanes, action, &z0[..n * p.dof()]).then_some(lanes)
+            same_force(p, &converged, action, &z0[..n * p.dof()]).then(|| p.clone().with_wilson_lanes(beta))
         }
         _ => None,
     };
@@ -289,12 +344,11 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     if recs.iter().any(|r| r.delta_h.iter().any(|d| !d.is_finite())) {
         eprintln!("warning: some trajectories diverged (non-finite dH); lower --tau or raise --steps");
     }
-    let sizes = match checkpoints::size_metadata(&ck).get("L_trained") {
+    let sizes = match ck.as_ref().and_then(|ck| checkpoints::size_metadata(ck).get("L_trained").cloned()) {
         Some(l0) => format!(", flow trained at L={l0}"),
         None => String::new(),
     };
-    let header =
-        format!("latflow fhmc {}: {} (flow-HMC with {}{sizes})", theory.name(), setup.describe(), path.display());
+    let header = format!("latflow fhmc {}: {} (flow-HMC with {described}{sizes})", theory.name(), setup.describe());
     let ranks = if comm.size() > 1 { format!(" x {} ranks", comm.size()) } else { String::new() };
     let timing = format!(
         "{} trajectories in {secs:.2} s ({:.1} ms per trajectory of all {} chains, {} threads{ranks}; force in {}, H in \
@@ -324,7 +378,8 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         (c.out.as_ref(), obs.iter().enumerate().find(|(_, o)| o.tunnelling.is_some()))
     {
         let q_flow_hmc = &recs[0].observables[k][..c.run.n_traj.min(HISTORY_MAX)];
-        charge_histories(setup, &flow, charge, q_flow_hmc, &c.run, dir)?;
+        // the independence Metropolis chain needs a trained flow: none with the map alone
+        charge_histories(setup, ck.as_ref().map(|_| &flow), charge, q_flow_hmc, &c.run, dir)?;
     }
     Ok(())
 }
@@ -407,7 +462,7 @@ const HISTORY_MAX: usize = 1000;
 /// and 5), with the three tunnelling rates printed.
 fn charge_histories(
     setup: &dyn crate::theory::Setup,
-    flow: &crate::flow::model::Flow<f64>,
+    flow: Option<&crate::flow::model::Flow<f64>>,
     charge: &crate::theory::Observable,
     q_flow_hmc: &[f64],
     run: &crate::sampler::hmc::RunConfig,
@@ -429,14 +484,17 @@ fn charge_histories(
     }
     // flow independence Metropolis (the sampler's own), its chain of the charge
     let act = |x: &[f64]| action.action(x);
-    let e = IndependenceSampler::new(flow, &act, 256).sample(n, &mut rng);
-    let q_imh = e.chain_of(&e.measure(&charge.f), 0);
+    let q_imh = flow.map(|flow| {
+        let e = IndependenceSampler::new(flow, &act, 256).sample(n, &mut rng);
+        e.chain_of(&e.measure(&charge.f), 0)
+    });
+    let imh =
+        q_imh.as_ref().map_or(String::new(), |q| format!(", flow independence Metropolis {:.4}", tunnelling_rate(q)));
     println!(
-        "  {:<28} flow-HMC {:.4}, HMC {:.4}, flow independence Metropolis {:.4} per step   (first chain, {n} steps)",
+        "  {:<28} flow-HMC {:.4}, HMC {:.4}{imh} per step   (first chain, {n} steps)",
         "tunnelling rate, figure",
         tunnelling_rate(q_flow_hmc),
         tunnelling_rate(&q_hmc),
-        tunnelling_rate(&q_imh)
     );
     let panel = |title: String, q: &[f64], color: &str| {
         plot::LinePlot::new(title, "Markov-chain step", charge.label.trim_matches(|c| c == '<' || c == '>'))
@@ -444,11 +502,13 @@ fn charge_histories(
             .with_size(900.0, 240.0)
     };
     let traj = format!("tau {}, {} {} steps", run.hmc.trajectory_length, run.hmc.n_steps, run.hmc.integrator.name());
-    let panels = [
+    let mut panels = vec![
         panel(format!("HMC ({traj}), {}", setup.describe()), &q_hmc, plot::PALETTE[1]),
         panel(format!("flow-HMC ({traj})"), q_flow_hmc, plot::PALETTE[2]),
-        panel("flow + independence Metropolis".to_string(), &q_imh, plot::PALETTE[0]),
     ];
+    if let Some(q) = &q_imh {
+        panels.push(panel("flow + independence Metropolis".to_string(), q, plot::PALETTE[0]));
+    }
     let stem = charge.tunnelling.unwrap_or("charge");
     let path = dir.join(format!("{stem}.svg"));
     std::fs::create_dir_all(dir).map_err(|e| CliError(format!("cannot create {}: {e}", dir.display())))?;

@@ -69,6 +69,9 @@ commands:
              (the theory's coupling flags, e.g. --beta 6: a target other than the training's;
              --tape: an ultralocal U(1) flow through the tape like any other; --identity:
              plain HMC through the same machinery, the flow's layers left out (2D U(1)))
+             latflow fhmc --plaquette-map M [--map-beta B --L L --beta BETA ...]: 2D U(1)
+             through the plaquette map (every plaquette through an M-component circle map
+             fitted to e^{B cos x}, default B = beta; no checkpoint)
 
 theories (flags with defaults; [hmc] = hmc only, [flow] = train only):
 ",

@@ -250,3 +250,52 @@ fn fhmc_ultralocal_and_identity_take_the_action_force_on_the_lanes() {
     assert!(!o.exists(), "a refused run writes nothing");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `fhmc --plaquette-map` without a checkpoint: 2D U(1) at the flags' lattice and beta,
+/// exact (<exp(-dH)> = 1, the exact <Q^2> at beta 3 on 8x8), the topology figure without an
+/// independence Metropolis panel; its user errors.
+#[test]
+fn fhmc_plaquette_map_needs_no_checkpoint() {
+    let dir = temp_dir("fhmc", "plaquette");
+    let out = dir.join("run");
+    let mut a = vec!["fhmc", "--plaquette-map", "2", "--map-beta", "2", "--L", "8", "--beta", "3", "--steps", "10"];
+    a.extend(["--n-traj", "400", "--n-therm", "30", "--chains", "16", "--quiet", "--out", s(&out)]);
+    let printed = ok(&a);
+    assert!(printed.contains("latflow fhmc u1: L=8 beta=3 (flow-HMC with the plaquette map)"), "{printed}");
+    assert!(printed.contains("plaquette map, 2 components fitted at beta 2, force on the f32 lanes"), "{printed}");
+    let (e, de) = value_error(&printed, "<exp(-dH)>");
+    assert!((e - 1.0).abs() < SIGMAS * de, "<exp(-dH)> = {e} +- {de}");
+    let p = pull(&printed, "<Q^2> (exact, 2D)");
+    assert!(p.abs() < SIGMAS, "<Q^2> is {p} sigma from the exact value:\n{printed}");
+    assert!(!printed.contains("independence Metropolis"), "no flow to propose from:\n{printed}");
+    assert!(out.join("topology.svg").exists());
+    let o = dir.join("never");
+    user_error(&["fhmc", "--plaquette-map", "0", "--out", s(&o)], "--plaquette-map takes 1 to 8 components, got 0");
+    user_error(&["fhmc", "--plaquette-map", "2", "--map-beta", "nan", "--out", s(&o)], "--map-beta must be in [0, 20]");
+    user_error(&["fhmc", "--plaquette-map", "2", "--identity", "--out", s(&o)], "it contradicts --identity and --tape");
+    user_error(&["fhmc", "--out", s(&o)], "--checkpoint FILE is required (or --plaquette-map M, 2D U(1) only)");
+    let phi4 = dir.join("phi4");
+    ok(&[
+        "train",
+        "phi4",
+        "--layers",
+        "2",
+        "--hidden",
+        "4",
+        "--steps",
+        "5",
+        "--n",
+        "64",
+        "--therm",
+        "8",
+        "--quiet",
+        "--out",
+        s(&phi4),
+    ]);
+    user_error(
+        &["fhmc", "--checkpoint", s(&phi4.join("model.safetensors")), "--plaquette-map", "2", "--out", s(&o)],
+        "--plaquette-map is for 2D U(1)",
+    );
+    assert!(!o.exists(), "a refused run writes nothing");
+    std::fs::remove_dir_all(&dir).ok();
+}
