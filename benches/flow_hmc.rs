@@ -16,7 +16,8 @@
 //! and the ultralocal U(1) flow of `scripts/freezing.sh` (kernel-1 nets): its f32 force
 //! through the tape and through the fused map `UltralocalU1` (f32, also with the action's
 //! force on the lanes, and f64), the fused map with a zero cotangent (the flow's own share),
-//! next to the action's force alone.
+//! next to the action's force alone; and the plaquette map (`fhmc --plaquette-map`): its
+//! force on f32 lanes and its f64 map (`H`).
 //!
 //! ```text
 //! cargo bench --bench flow_hmc               # FLOW_HMC_L=8 for another lattice size
@@ -34,7 +35,7 @@ use latflow::flow::net::Activation;
 use latflow::flow::phi4::Phi4FlowConfig;
 use latflow::flow::train::{TapeAction, TrainConfig, Trainer};
 use latflow::flow::u1::model::{U1FlowConfig, U1GaugeAction};
-use latflow::flow::u1::UltralocalU1;
+use latflow::flow::u1::{CircleMixture, PlaquetteU1, UltralocalU1};
 use latflow::physics::{phi4_action_var, Action, Lattice, Phi4, U1};
 use latflow::sampler::flow_hmc::{FlowHmcChains, LatentMap, LatentPotential};
 use latflow::sampler::hmc::{chain_seed, HmcChain, HmcConfig};
@@ -189,6 +190,18 @@ fn ultralocal(l: usize) {
         },
         50,
     );
+    // the plaquette map (fhmc --plaquette-map 3 --map-beta 3): its f32 lanes force and its
+    // f64 map (H, once per trajectory)
+    let pm = PlaquetteU1::new(l, CircleMixture::fit(3.0, 3));
+    let pm32 = pm.clone().with_wilson_lanes(6.0);
+    let pm_force_ms = median_ms(
+        || {
+            let mut ld = vec![0.0; CHAINS];
+            pm32.pullback(&z, &mut x, &mut ld, &zero, &mut f);
+        },
+        50,
+    );
+    let pm_h_ms = median_ms(|| LatentPotential::new(&pm, &u1).potential(&z, &mut x, &mut u), 50);
     println!("\nultralocal U(1) flow (16 layers, kernel 1), L = {l}, {CHAINS} chains, beta = 6; median ms per force");
     println!(
         "tape f32  fused f32  fused f32, action on the lanes  fused f64  tape/fused f32  fused f32, zero cotangent  \
@@ -199,4 +212,7 @@ fn ultralocal(l: usize) {
          {action_ms:>19.3}",
         tape_ms / fused32_ms
     );
+    println!("\nplaquette map (3 components fitted at beta 3), L = {l}, {CHAINS} chains, beta = 6; median ms");
+    println!("force (f32 lanes)  U (f64 map, once per trajectory)");
+    println!("{pm_force_ms:>17.3} {pm_h_ms:>33.3}");
 }

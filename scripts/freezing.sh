@@ -11,15 +11,18 @@
 #   <Q^2> against the exact finite-volume value | tau_int of Q^2 | wall s | cost per
 #   effective sample of Q^2 (wall x 2 tau_int / N, ms)
 #
-#   scripts/freezing.sh [OUT_DIR [BETA_TRAIN [FHMC_STEPS]]]   # default runs/freezing, 2.5, 50
+#   scripts/freezing.sh [OUT_DIR [BETA_TRAIN [FHMC_STEPS [PLAQUETTE_STEPS]]]]   # default runs/freezing, 2.5, 50, 100
 #   scripts/freezing.sh --from OUT_DIR                        # only the table, from an earlier run
 #
-# About 3 minutes on the 2-core dev box: flow-HMC 64 chains x 4020 trajectories of 50 leapfrog
+# About 5 minutes on the 2-core dev box: flow-HMC 64 chains x 4020 trajectories of 50 leapfrog
 # steps through the ultralocal map without the tape (`fhmc` picks it for kernel-1 flows, with
 # the action's force on the same f32 lanes); training 2000 steps at 8x8, a few seconds; plain
 # HMC 4 chains x 200500 trajectories, with leapfrog and with Omelyan's integrator; and plain
 # HMC through flow-HMC's machinery (`fhmc --identity`: the same lanes, no layers), 64 chains
-# x 13000 trajectories with Omelyan's integrator.
+# x 13000 trajectories with Omelyan's integrator; and flow-HMC through the plaquette map
+# (`fhmc --plaquette-map 3 --map-beta 3`: every plaquette through one circle map fitted to
+# exp(3 cos x), the plaquette sum kept by one shift; no checkpoint, no lattice training),
+# 64 x 4020 trajectories of 100 leapfrog steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=1
@@ -31,6 +34,7 @@ fi
 out=${1:-runs/freezing}
 beta_train=${2:-2.5}
 steps=${3:-50}
+pm_steps=${4:-100}
 bin=target/release/latflow
 if [ $run = 1 ]; then
     mkdir -p "$out"
@@ -49,8 +53,12 @@ if [ $run = 1 ]; then
         > "$out/hmc-identity.log"
     "$bin" fhmc --checkpoint "$out/flow/model.safetensors" --L 16 --beta 6 --tau 1 --steps "$steps" --chains 64 \
         --n-traj 4000 --n-therm 20 --out "$out/fhmc" --force --quiet > "$out/fhmc.log"
+    # the plaquette map: 3-component circle map fitted to exp(3 cos x), no checkpoint
+    "$bin" fhmc --plaquette-map 3 --map-beta 3 --L 16 --beta 6 --tau 1 --steps "$pm_steps" --chains 64 \
+        --n-traj 4000 --n-therm 20 --out "$out/fhmc-plaquette" --force --quiet > "$out/fhmc-plaquette.log"
 fi
-for f in "$out/train.log" "$out/hmc.log" "$out/hmc-omelyan.log" "$out/hmc-identity.log" "$out/fhmc.log"; do
+for f in "$out/train.log" "$out/hmc.log" "$out/hmc-omelyan.log" "$out/hmc-identity.log" "$out/fhmc.log" \
+    "$out/fhmc-plaquette.log"; do
     [ -s "$f" ] || { echo "freezing.sh: $f is missing or empty" >&2; exit 1; }
 done
 
@@ -77,3 +85,4 @@ row "HMC, 10 leapfrog steps" "$out/hmc.log"
 row "HMC, 5 Omelyan steps (10 forces)" "$out/hmc-omelyan.log"
 row "HMC, 5 Omelyan steps, 64 chains on f32 lanes (fhmc --identity)" "$out/hmc-identity.log"
 row "flow-HMC, $(awk '/ steps/ { for (i = 1; i <= NF; i++) if ($(i + 2) == "steps," || $(i + 2) == "steps") { print $i, $(i + 1); exit } }' "$out/fhmc.log") steps" "$out/fhmc.log"
+row "flow-HMC, plaquette map (3 components fitted at beta 3), $(awk '/ steps/ { for (i = 1; i <= NF; i++) if ($(i + 2) == "steps," || $(i + 2) == "steps") { print $i, $(i + 1); exit } }' "$out/fhmc-plaquette.log") steps" "$out/fhmc-plaquette.log"

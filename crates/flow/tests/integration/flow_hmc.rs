@@ -101,6 +101,7 @@ fn force_is_the_gradient_of_s_of_f_minus_log_det() {
     let z: Vec<f64> = (0..2 * 32).map(|_| rng.gen_range(0.0..2.0 * PI)).collect();
     check_force(&flow, &u1, &z);
     check_force(&strong_flow(&small_u1_config(Activation::Tanh), 3, 3.0), &u1, &z);
+    check_force(&PlaquetteU1::new(4, CircleMixture::new(vec![-1.5, -0.3])), &u1, &z);
 }
 
 fn check_reversible(pot: LatentPotential, z0: Vec<f64>, rng: &mut StdRng) {
@@ -138,7 +139,9 @@ fn trajectory_momentum_flip_trajectory_returns_to_the_start() {
     check_reversible(LatentPotential::new(&strong_phi4(4, 5), &phi4), z0, &mut rng);
     let u1 = U1::new(Lattice::new(&[4, 4]), 2.0);
     let z0: Vec<f64> = (0..3 * 32).map(|_| rng.gen_range(0.0..2.0 * PI)).collect();
-    check_reversible(LatentPotential::new(&small_u1(6), &u1), z0, &mut rng);
+    check_reversible(LatentPotential::new(&small_u1(6), &u1), z0.clone(), &mut rng);
+    let plaquette = PlaquetteU1::new(4, CircleMixture::new(vec![-1.5, -0.3]));
+    check_reversible(LatentPotential::new(&plaquette, &u1), z0, &mut rng);
 }
 
 /// Flow-HMC through a flow without layers against `HmcChain`, chain by chain with the same
