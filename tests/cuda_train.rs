@@ -82,3 +82,37 @@ fn short_gpu_training_lowers_the_loss() {
     assert_eq!(x.shape(), [100, 8, 8]);
     assert!(x.is_cuda() && logq.all_finite());
 }
+
+/// Flow-HMC's force through a U(1) flow on the GPU (`fhmc --device cuda`: the f32 flow's
+/// forward pass and input-gradient sweep on the device, the action's force on the host)
+/// against the same f32 flow on the CPU.
+#[test]
+fn flow_hmc_force_on_gpu_matches_cpu() {
+    use latflow::physics::{Lattice, U1};
+    use latflow::sampler::flow_hmc::LatentPotential;
+    if let Err(e) = Device::Cuda.check() {
+        panic!("GPU tests need a GPU: {e}");
+    }
+    let l = 8;
+    let cpu = U1FlowConfig { l, ..U1FlowConfig::default() }.build::<f32>(&mut StdRng::seed_from_u64(5));
+    let f64flow = U1FlowConfig { l, ..U1FlowConfig::default() }.build::<f64>(&mut StdRng::seed_from_u64(5));
+    let mut gpu = cpu.clone();
+    gpu.to_device(Device::Cuda).unwrap();
+    let u1 = U1::new(Lattice::new(&[l, l]), 3.0);
+    let n = 16;
+    let z: Vec<f64> = f64flow.prior.sample(n, &mut StdRng::seed_from_u64(6)).into_vec();
+    let run = |map: &latflow::flow::model::Flow<f32>| {
+        let pot = LatentPotential::new(&f64flow, &u1).with_force_map(map);
+        let (mut x, mut u, mut f) = (vec![0.0; z.len()], vec![0.0; n], vec![0.0; z.len()]);
+        pot.potential_force(&z, &mut x, &mut u, &mut f);
+        (u, f)
+    };
+    let (uc, fc) = run(&cpu);
+    let (ug, fg) = run(&gpu);
+    let scale = fc.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let e = fg.iter().zip(&fc).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / scale;
+    assert!(e <= TOL_F32_STEP, "force gpu vs cpu differs by {e:e} of max |F| = {scale}");
+    for (a, b) in ug.iter().zip(&uc) {
+        assert!(rel(*a, *b) <= TOL_F32_STEP, "U gpu {a} vs cpu {b}");
+    }
+}

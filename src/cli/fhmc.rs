@@ -52,6 +52,7 @@ const VALUED: &[&str] = &[
     "integrator",
     "plaquette-map",
     "map-beta",
+    "device",
 ];
 const SWITCHES: &[&str] = &["quiet", "no-csv", "force", "save", "tape", "identity"];
 
@@ -60,7 +61,7 @@ const DEFAULTS: ChainDefaults = ChainDefaults { n_traj: 1000, n_therm: 50, chain
 
 /// Usage of `latflow fhmc`.
 pub const USAGE: &str = "latflow fhmc --checkpoint FILE [--L L --n-traj 1000 --n-therm 50 --chains 8 --steps 10 \
-                         --tau 1.0 --integrator leapfrog|omelyan --seed 0 --precision f32|f64 --start hmc|prior --out runs/fhmc_THEORY --no-csv --quiet --save --tape --identity \
+                         --tau 1.0 --integrator leapfrog|omelyan --seed 0 --precision f32|f64 --start hmc|prior --out runs/fhmc_THEORY --no-csv --quiet --save --tape --identity --device cpu|cuda \
                          COUPLING FLAGS]\n       latflow fhmc --plaquette-map M [--map-beta B --L L --beta BETA ...]   (2D U(1), no checkpoint)";
 
 /// Entry point of `latflow fhmc`.
@@ -116,7 +117,7 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         (None, Some(s)) => s.as_ref(),
         (None, None) => unreachable!("a setup either way"),
     };
-    let (flow, flow32) = match &ck {
+    let (flow, mut flow32) = match &ck {
         Some(ck) => (ck.flow_f64()?, ck.flow_f32()?),
         None => {
             let mut rng = StdRng::seed_from_u64(0);
@@ -135,6 +136,24 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     };
     // an ultralocal U(1) flow (kernel-1 nets) runs without the tape unless --tape;
     // --identity: no layers at all (plain HMC through the same machinery)
+    // --device cuda: the force through the f32 flow on the GPU (the tape's kernels, forward
+    // and input-gradient sweep); H, the chains and the fused CPU maps stay on the CPU
+    let device = super::parse_device(&a)?;
+    if device == crate::tensor::Device::Cuda {
+        let cpu_only =
+            [("plaquette-map", a.opt::<String>("plaquette-map")?.is_some()), ("identity", a.has("identity"))];
+        if let Some((flag, _)) = cpu_only.iter().find(|(_, given)| *given) {
+            return Err(CliError(format!("fhmc: --{flag} runs on the CPU only; it contradicts --device cuda")));
+        }
+        if precision == Precision::F64 {
+            return Err(CliError("fhmc: --device cuda runs the force in f32; it contradicts --precision f64".into()));
+        }
+        if comm.size() > 1 {
+            return Err(CliError(format!("fhmc: --device cuda runs on one process, not on {} ranks", comm.size())));
+        }
+        super::check_device(setup, device)?;
+        super::move_flow(&mut flow32, device)?;
+    }
     let ultralocal = if a.has("identity") {
         if a.has("tape") {
             return Err(CliError(
@@ -147,7 +166,7 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
                 theory.name()
             ))
         })?)
-    } else if a.has("tape") {
+    } else if a.has("tape") || device == crate::tensor::Device::Cuda {
         None
     } else {
         UltralocalU1::from_flow(&flow)
@@ -357,7 +376,11 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         1e3 * secs / (c.run.n_therm + c.run.n_traj) as f64,
         c.run.n_chains,
         rayon::current_num_threads(),
-        if precision == Precision::F32 { "f32" } else { "f64" },
+        match (precision, device) {
+            (Precision::F64, _) => "f64".to_string(),
+            (Precision::F32, crate::tensor::Device::Cpu) => "f32".to_string(),
+            (Precision::F32, d) => format!("f32 on {}", super::device_line(d)),
+        },
         match (&plaquette, a.has("identity"), ultralocal.is_some(), wilson32.is_some()) {
             (Some(p), ..) => format!(
                 "; plaquette map, {} components fitted at beta {}{}",
