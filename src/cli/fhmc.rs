@@ -172,8 +172,8 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         UltralocalU1::from_flow(&flow)
     };
     let ultralocal32 = ultralocal.clone().map(UltralocalU1::f32_force);
-    // --plaquette-map M: the 2D plaquette map with an M-component circle map fitted to the
-    // target's single-plaquette distribution (the checkpoint gives the lattice and theory)
+    // --plaquette-map M: the 2D plaquette map with an M-component circle map fitted to
+    // e^{B cos x}, B = --map-beta (the checkpoint, if any, gives the lattice and theory)
     let mut map_beta = None;
     if a.opt::<String>("map-beta")?.is_some() && a.opt::<String>("plaquette-map")?.is_none() {
         return Err(CliError("fhmc: --map-beta is the plaquette map's; give --plaquette-map M too".into()));
@@ -202,7 +202,10 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
             if m == 0 || m > 8 {
                 return Err(CliError(format!("fhmc: --plaquette-map takes 1 to 8 components, got {m}")));
             }
-            let beta_fit = a.opt::<f64>("map-beta")?.unwrap_or(beta);
+            // default: half the target's beta (a partial trivializing map: the fit at the
+            // target beta is steep near pi and the leapfrog stalls; at beta 6 the best was
+            // 2.5-3, README "Topological freezing beaten")
+            let beta_fit = a.opt::<f64>("map-beta")?.unwrap_or(0.5 * beta);
             if !(beta_fit.is_finite() && (0.0..=MAP_BETA_MAX).contains(&beta_fit)) {
                 return Err(CliError(format!("fhmc: --map-beta must be in [0, {MAP_BETA_MAX}], got {beta_fit}")));
             }
@@ -383,8 +386,11 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         },
         match (&plaquette, a.has("identity"), ultralocal.is_some(), wilson32.is_some()) {
             (Some(p), ..) => format!(
-                "; plaquette map, {} components fitted at beta {}{}",
-                p.circle_map().scales().len(),
+                "; plaquette map, {} fitted at beta {}{}",
+                match p.circle_map().scales().len() {
+                    1 => "1 component".to_string(),
+                    m => format!("{m} components"),
+                },
                 map_beta.unwrap_or(f64::NAN),
                 if plaquette32.is_some() { ", force on the f32 lanes" } else { "" }
             ),

@@ -71,7 +71,7 @@ commands:
              plain HMC through the same machinery, the flow's layers left out (2D U(1)))
              latflow fhmc --plaquette-map M [--map-beta B --L L --beta BETA ...]: 2D U(1)
              through the plaquette map (every plaquette through an M-component circle map
-             fitted to e^{B cos x}, default B = beta; no checkpoint)
+             fitted to e^{B cos x}, default B = beta / 2; no checkpoint)
 
 theories (flags with defaults; [hmc] = hmc only, [flow] = train only):
 ",

@@ -269,6 +269,10 @@ fn fhmc_plaquette_map_needs_no_checkpoint() {
     assert!(p.abs() < SIGMAS, "<Q^2> is {p} sigma from the exact value:\n{printed}");
     assert!(!printed.contains("independence Metropolis"), "no flow to propose from:\n{printed}");
     assert!(out.join("topology.svg").exists());
+    // the fit's beta defaults to half the target's
+    let short = ["--L", "4", "--beta", "3", "--n-traj", "5", "--n-therm", "1", "--chains", "8", "--quiet", "--no-csv"];
+    let printed = ok(&[&["fhmc", "--plaquette-map", "1"][..], &short].concat());
+    assert!(printed.contains("plaquette map, 1 component fitted at beta 1.5"), "{printed}");
     let o = dir.join("never");
     user_error(&["fhmc", "--plaquette-map", "0", "--out", s(&o)], "--plaquette-map takes 1 to 8 components, got 0");
     user_error(&["fhmc", "--plaquette-map", "2", "--map-beta", "nan", "--out", s(&o)], "--map-beta must be in [0, 20]");
