@@ -28,6 +28,28 @@ fn value_error(out: &str, label: &str) -> (f64, f64) {
     (v, w.next().unwrap().parse().unwrap())
 }
 
+/// A 5-step phi^4 checkpoint in `dir` (a checkpoint of another theory, for user errors).
+fn tiny_phi4(dir: &Path) -> std::path::PathBuf {
+    ok(&[
+        "train",
+        "phi4",
+        "--layers",
+        "2",
+        "--hidden",
+        "4",
+        "--steps",
+        "5",
+        "--n",
+        "64",
+        "--therm",
+        "8",
+        "--quiet",
+        "--out",
+        s(dir),
+    ]);
+    dir.join("model.safetensors")
+}
+
 fn tiny_u1(dir: &Path) -> std::path::PathBuf {
     let mut a = vec!["train", "u1", "--layers", "2", "--hidden", "4", "--steps", "30", "--era", "30"];
     a.extend(["--n", "256", "--therm", "32", "--quiet", "--out", s(dir)]);
@@ -225,26 +247,9 @@ fn fhmc_ultralocal_and_identity_take_the_action_force_on_the_lanes() {
         &["fhmc", "--checkpoint", s(&ck), "--identity", "--tape", "--out", s(&o)],
         "--identity and --tape contradict each other",
     );
-    let phi4 = dir.join("phi4");
-    ok(&[
-        "train",
-        "phi4",
-        "--layers",
-        "2",
-        "--hidden",
-        "4",
-        "--steps",
-        "5",
-        "--n",
-        "64",
-        "--therm",
-        "8",
-        "--quiet",
-        "--out",
-        s(&phi4),
-    ]);
+    let phi4 = tiny_phi4(&dir.join("phi4"));
     user_error(
-        &["fhmc", "--checkpoint", s(&phi4.join("model.safetensors")), "--identity", "--out", s(&o)],
+        &["fhmc", "--checkpoint", s(&phi4), "--identity", "--out", s(&o)],
         "--identity needs a 2D U(1) checkpoint",
     );
     assert!(!o.exists(), "a refused run writes nothing");
@@ -278,26 +283,9 @@ fn fhmc_plaquette_map_needs_no_checkpoint() {
     user_error(&["fhmc", "--plaquette-map", "2", "--map-beta", "nan", "--out", s(&o)], "--map-beta must be in [0, 20]");
     user_error(&["fhmc", "--plaquette-map", "2", "--identity", "--out", s(&o)], "it contradicts --identity and --tape");
     user_error(&["fhmc", "--out", s(&o)], "--checkpoint FILE is required (or --plaquette-map M, 2D U(1) only)");
-    let phi4 = dir.join("phi4");
-    ok(&[
-        "train",
-        "phi4",
-        "--layers",
-        "2",
-        "--hidden",
-        "4",
-        "--steps",
-        "5",
-        "--n",
-        "64",
-        "--therm",
-        "8",
-        "--quiet",
-        "--out",
-        s(&phi4),
-    ]);
+    let phi4 = tiny_phi4(&dir.join("phi4"));
     user_error(
-        &["fhmc", "--checkpoint", s(&phi4.join("model.safetensors")), "--plaquette-map", "2", "--out", s(&o)],
+        &["fhmc", "--checkpoint", s(&phi4), "--plaquette-map", "2", "--out", s(&o)],
         "--plaquette-map is for 2D U(1)",
     );
     assert!(!o.exists(), "a refused run writes nothing");

@@ -39,6 +39,7 @@
 //! independence of 2D plaquettes is what [`latflow_physics::u1::exact_q2_2d`] uses).
 
 use super::ncp::mixture_inverse;
+use super::ultralocal::{load_lanes, store_lanes};
 use latflow_sampler::flow_hmc::LatentMap;
 use rayon::prelude::*;
 use std::f64::consts::PI;
@@ -436,13 +437,7 @@ impl PlaquetteU1 {
         let mut g2 = vec![f32x8::ZERO; v];
         for g in 0..n.div_ceil(8) {
             let chains = 8 * g..(8 * g + 8).min(n);
-            for (i, l) in zs.iter_mut().enumerate() {
-                let mut lane = [0.0f32; 8];
-                for c in chains.clone() {
-                    lane[c - chains.start] = z[c * d + i] as f32;
-                }
-                *l = f32x8::from(lane);
-            }
+            load_lanes(z, d, chains.clone(), &mut zs);
             let mut target = f32x8::ZERO;
             for (pn, q) in p.iter_mut().zip(&self.plaquettes) {
                 let raw = zs[q[0]] + zs[q[1]] - zs[q[2]] - zs[q[3]];
@@ -488,12 +483,7 @@ impl PlaquetteU1 {
                 gs[q[2]] -= wn;
                 gs[q[3]] -= wn;
             }
-            for (i, l) in gs.iter().enumerate() {
-                let a = l.to_array();
-                for c in chains.clone() {
-                    grad[c * d + i] = a[c - chains.start] as f64;
-                }
-            }
+            store_lanes(&gs, d, chains, grad);
         }
     }
 }

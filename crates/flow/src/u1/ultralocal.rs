@@ -434,7 +434,7 @@ fn wrap8(v: f32x8) -> f32x8 {
 
 /// `lanes[i]` = link `i` of the configurations `chains` of `src` (row-major, `d` per
 /// configuration) in f32, one per lane (unused lanes 0).
-fn load_lanes(src: &[f64], d: usize, chains: std::ops::Range<usize>, lanes: &mut [f32x8]) {
+pub(super) fn load_lanes(src: &[f64], d: usize, chains: std::ops::Range<usize>, lanes: &mut [f32x8]) {
     for (i, l) in lanes.iter_mut().enumerate() {
         let mut lane = [0.0f32; 8];
         for c in chains.clone() {
@@ -445,7 +445,7 @@ fn load_lanes(src: &[f64], d: usize, chains: std::ops::Range<usize>, lanes: &mut
 }
 
 /// The inverse of [`load_lanes`]: the configurations `chains` of `dst` from the lanes.
-fn store_lanes(lanes: &[f32x8], d: usize, chains: std::ops::Range<usize>, dst: &mut [f64]) {
+pub(super) fn store_lanes(lanes: &[f32x8], d: usize, chains: std::ops::Range<usize>, dst: &mut [f64]) {
     for (i, l) in lanes.iter().enumerate() {
         let a = l.to_array();
         for c in chains.clone() {
