@@ -125,7 +125,7 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
             (f64flow, setup.flow_f32(&mut StdRng::seed_from_u64(0)).map_err(|e| CliError(format!("fhmc: {e}")))?)
         }
     };
-    let described = match &path {
+    let mut described = match &path {
         Some(p) => p.display().to_string(),
         None => "the plaquette map".into(),
     };
@@ -205,11 +205,14 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
             // default: half the target's beta (a partial trivializing map: the fit at the
             // target beta is steep near pi and the leapfrog stalls; at beta 6 the best was
             // 2.5-3, README "Topological freezing beaten")
-            let beta_fit = a.opt::<f64>("map-beta")?.unwrap_or(0.5 * beta);
+            let beta_fit = a.opt::<f64>("map-beta")?.unwrap_or((0.5 * beta).clamp(0.0, MAP_BETA_MAX));
             if !(beta_fit.is_finite() && (0.0..=MAP_BETA_MAX).contains(&beta_fit)) {
                 return Err(CliError(format!("fhmc: --map-beta must be in [0, {MAP_BETA_MAX}], got {beta_fit}")));
             }
             map_beta = Some(beta_fit);
+            if let Some(path) = &path {
+                described = format!("the plaquette map (lattice and theory of {})", path.display());
+            }
             Some(PlaquetteU1::new(l, CircleMixture::fit(beta_fit, m)))
         }
     };
@@ -236,7 +239,7 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     // this rank's chains (all of them on one process)
     let mine = latflow_comm::share(c.run.n_chains, comm.size(), comm.rank());
     // activations of the batch of chains with the tape, in f64
-    if ck.is_some() {
+    if ck.is_some() && plaquette.is_none() {
         super::check_memory(&flow32, mine.len().max(1), 8.0, "flow-HMC with this --chains")?;
     }
     if a.has("save") {
@@ -320,23 +323,21 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     let (done, finished) = (AtomicUsize::new(0), AtomicBool::new(false));
     let t0 = Instant::now();
     // the Wilson action's gradient on the force map's lanes, when it is the action's own
-    // (checked at the start configurations)
+    // (checked on the same probe configurations on every rank: every rank decides alike)
     let wilson32 = match (&ultralocal32, setup.params().get("beta").and_then(|b| b.parse::<f64>().ok())) {
-        (Some(u), Some(beta)) if precision == Precision::F32 && !z0.is_empty() => {
+        (Some(u), Some(beta)) if precision == Precision::F32 => {
             let lanes = u.clone().with_wilson_lanes(beta);
-            let n = (z0.len() / u.dof()).min(8);
-            same_force(u, &lanes, action, &z0[..n * u.dof()]).then_some(lanes)
+            same_force(u, &lanes, action, &probes(u.dof())).then_some(lanes)
         }
         _ => None,
     };
     let force32: &dyn LatentMap = wilson32.as_ref().map_or(force32, |w| w as _);
     // the plaquette map's force on f32 lanes (checked as above)
     let plaquette32 = match (&plaquette, setup.params().get("beta").and_then(|b| b.parse::<f64>().ok())) {
-        (Some(p), Some(beta)) if precision == Precision::F32 && !z0.is_empty() => {
+        (Some(p), Some(beta)) if precision == Precision::F32 => {
             // the arithmetic checked with the shift converged; the run uses the default steps
             let converged = p.clone().with_wilson_lanes(beta).with_newton_steps(8);
-            let n = (z0.len() / p.dof()).min(8);
-            same_force(p, &converged, action, &z0[..n * p.dof()]).then(|| p.clone().with_wilson_lanes(beta))
+            same_force(p, &converged, action, &probes(p.dof())).then(|| p.clone().with_wilson_lanes(beta))
         }
         _ => None,
     };
@@ -408,7 +409,14 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     {
         let q_flow_hmc = &recs[0].observables[k][..c.run.n_traj.min(HISTORY_MAX)];
         // the independence Metropolis chain needs a trained flow: none with the map alone
-        charge_histories(setup, ck.as_ref().map(|_| &flow), charge, q_flow_hmc, &c.run, dir)?;
+        charge_histories(
+            setup,
+            ck.as_ref().filter(|_| plaquette.is_none()).map(|_| &flow),
+            charge,
+            q_flow_hmc,
+            &c.run,
+            dir,
+        )?;
     }
     Ok(())
 }
@@ -439,6 +447,14 @@ fn same_force(generic: &dyn LatentMap, lanes: &dyn LatentMap, action: &dyn crate
     let (a, b) = (run(generic), run(lanes));
     let scale = a.iter().fold(1.0f64, |m, v| m.max(v.abs()));
     a.iter().zip(&b).all(|(p, q)| (p - q).abs() <= 1e-3 * scale)
+}
+
+/// 8 nearly ordered link configurations of `dof` angles (a fixed seed: the same on every
+/// rank), where the lanes maps' arithmetic is checked against the action's own force.
+fn probes(dof: usize) -> Vec<f64> {
+    use rand::Rng;
+    let mut rng = StdRng::seed_from_u64(0x009e_0be5);
+    (0..8 * dof).map(|_| rng.gen_range(0.0..0.3)).collect()
 }
 
 /// The largest `--map-beta`: the fit's circle map gets as steep as `e^{beta}` near pi,

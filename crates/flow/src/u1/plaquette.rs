@@ -179,12 +179,17 @@ pub struct PlaquetteU1 {
     newton_steps: usize,
 }
 
-/// Newton steps of the force map's shift `eps` from 0 (a fixed count: the force stays a
-/// smooth function of `z`; the exact map's `eps`, for `H`, is solved to rounding). Three
-/// leave `eps` off by up to 1e-2 on random (hot) latent fields but gave flow-HMC at L = 16,
-/// beta = 6 the acceptance of five (0.887 and 0.886 over 64 x 420 trajectories, 2026-12-03)
-/// at 0.89x the time.
+/// Newton steps of the force map's shift `eps` from 0 (a fixed count of plain steps: the
+/// force stays a smooth function of `z`; the exact map's `eps`, for `H`, is solved to
+/// rounding). On flow-HMC's latent fields three steps give the acceptance of five (0.887 and
+/// 0.886 at L = 16, beta = 6, 50 steps, 64 x 420 trajectories, 2026-12-03) at 0.89x the time;
+/// on hot random fields plain Newton need not converge at all (the review found `eps` off by
+/// more than 1e-2 after 3 steps on 15 of 200 random 8x8 fields, by pi on some): the force is
+/// then wrong and only the acceptance pays, never the exactness.
 pub const LANES_NEWTON_STEPS: usize = 3;
+
+/// The largest circle-map scale `|s|` the f32 force map takes.
+pub const LANES_MAX_SCALE: f64 = 20.0;
 
 /// [`CircleMixture`] on 8 f32 lanes.
 #[derive(Clone, Debug, PartialEq)]
@@ -262,7 +267,16 @@ impl PlaquetteU1 {
     /// given is *not called* (the caller vouches that the action is Wilson's at `beta`), and
     /// its `x` and `log|det J|` are not computed (NaN): a mixed potential takes them, and
     /// `H`, from the exact map.
+    ///
+    /// # Panics
+    /// If a scale of the circle map exceeds [`LANES_MAX_SCALE`] in magnitude (`G''` grows as
+    /// `e^{3|s|}` and overflows f32 near 30; fits up to beta 20 stay below 10).
     pub fn with_wilson_lanes(self, beta: f64) -> Self {
+        assert!(
+            self.g.s.iter().all(|s| s.abs() <= LANES_MAX_SCALE),
+            "PlaquetteU1::with_wilson_lanes: scales {:?} beyond +-{LANES_MAX_SCALE} overflow f32",
+            self.g.s
+        );
         PlaquetteU1 { wilson: Some(beta), ..self }
     }
 
@@ -444,6 +458,11 @@ impl PlaquetteU1 {
                 *pn = raw - two_pi * (raw * inv_two_pi).round();
                 target += *pn;
             }
+            // plain Newton steps from 0 per lane, clamped to [-pi, pi]: a smooth function of
+            // z where it does not clamp (a bracketed solver's switches between Newton and
+            // bisection make the force jump: acceptance 0.71 against 0.97 at L = 16, beta 6,
+            // 100 steps); on flow-HMC's latent fields three steps converge, on hot random
+            // fields they need not (the force is then off and only the acceptance pays)
             let mut eps = f32x8::ZERO;
             for _ in 0..self.newton_steps {
                 let (mut phi, mut dphi) = (-target, f32x8::ZERO);
