@@ -117,14 +117,15 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
         (None, Some(s)) => s.as_ref(),
         (None, None) => unreachable!("a setup either way"),
     };
+    // the checkpoint's flow; none with the plaquette map alone (any L >= 2 then, not only the
+    // link flows' multiples of 4)
     let (flow, mut flow32) = match &ck {
-        Some(ck) => (ck.flow_f64()?, ck.flow_f32()?),
-        None => {
-            let mut rng = StdRng::seed_from_u64(0);
-            let f64flow = setup.flow_f64(&mut rng).map_err(|e| CliError(format!("fhmc: {e}")))?;
-            (f64flow, setup.flow_f32(&mut StdRng::seed_from_u64(0)).map_err(|e| CliError(format!("fhmc: {e}")))?)
-        }
+        Some(ck) => (Some(ck.flow_f64()?), Some(ck.flow_f32()?)),
+        None => (None, None),
     };
+    if a.opt::<String>("plaquette-map")?.is_some() && (a.has("identity") || a.has("tape")) {
+        return Err(CliError("fhmc: --plaquette-map replaces the flow; it contradicts --identity and --tape".into()));
+    }
     let mut described = match &path {
         Some(p) => p.display().to_string(),
         None => "the plaquette map".into(),
@@ -152,7 +153,9 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
             return Err(CliError(format!("fhmc: --device cuda runs on one process, not on {} ranks", comm.size())));
         }
         super::check_device(setup, device)?;
-        super::move_flow(&mut flow32, device)?;
+        if let Some(f) = flow32.as_mut() {
+            super::move_flow(f, device)?;
+        }
     }
     let ultralocal = if a.has("identity") {
         if a.has("tape") {
@@ -160,7 +163,7 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
                 "fhmc: --identity and --tape contradict each other (the identity map has no tape)".into(),
             ));
         }
-        Some(identity_like(&flow).ok_or_else(|| {
+        Some(flow.as_ref().and_then(identity_like).ok_or_else(|| {
             CliError(format!(
                 "fhmc: --identity needs a 2D U(1) checkpoint (links on the torus, L a multiple of 4); {described} is {}",
                 theory.name()
@@ -169,7 +172,7 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     } else if a.has("tape") || device == crate::tensor::Device::Cuda {
         None
     } else {
-        UltralocalU1::from_flow(&flow)
+        flow.as_ref().and_then(UltralocalU1::from_flow)
     };
     let ultralocal32 = ultralocal.clone().map(UltralocalU1::f32_force);
     // --plaquette-map M: the 2D plaquette map with an M-component circle map fitted to
@@ -181,24 +184,17 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     let plaquette = match a.opt::<usize>("plaquette-map")? {
         None => None,
         Some(m) => {
-            if a.has("identity") || a.has("tape") {
-                return Err(CliError(
-                    "fhmc: --plaquette-map replaces the flow; it contradicts --identity and --tape".into(),
-                ));
-            }
             let beta = setup.params().get("beta").and_then(|b| b.parse::<f64>().ok());
-            let [2, l, w] = flow.prior.shape()[..] else {
-                return Err(CliError(format!(
-                    "fhmc: --plaquette-map is for 2D U(1); {described} is {}",
-                    theory.name()
-                )));
+            let not_u1 = || CliError(format!("fhmc: --plaquette-map is for 2D U(1); {described} is {}", theory.name()));
+            // the lattice: the checkpoint flow's links (2, L, L) on the torus, else the flags'
+            let l = match &flow {
+                Some(flow) => match flow.prior.shape()[..] {
+                    [2, l, w] if l == w && flow.prior.period() == Some(2.0 * std::f64::consts::PI) => l,
+                    _ => return Err(not_u1()),
+                },
+                None => setup.params().get("L").and_then(|l| l.parse::<usize>().ok()).ok_or_else(not_u1)?,
             };
-            let Some(beta) = beta.filter(|_| l == w && flow.prior.period() == Some(2.0 * std::f64::consts::PI)) else {
-                return Err(CliError(format!(
-                    "fhmc: --plaquette-map is for 2D U(1); {described} is {}",
-                    theory.name()
-                )));
-            };
+            let Some(beta) = beta else { return Err(not_u1()) };
             if m == 0 || m > 8 {
                 return Err(CliError(format!("fhmc: --plaquette-map takes 1 to 8 components, got {m}")));
             }
@@ -216,14 +212,15 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
             Some(PlaquetteU1::new(l, CircleMixture::fit(beta_fit, m)))
         }
     };
-    let exact: &dyn LatentMap = match (&plaquette, &ultralocal) {
-        (Some(p), _) => p,
-        (None, Some(u)) => u,
-        (None, None) => &flow,
+    let exact: &dyn LatentMap = match (&plaquette, &ultralocal, &flow) {
+        (Some(p), ..) => p,
+        (None, Some(u), _) => u,
+        (None, None, Some(f)) => f,
+        (None, None, None) => unreachable!("without a checkpoint there is the plaquette map"),
     };
     let force32: &dyn LatentMap = match &ultralocal32 {
         Some(u) => u,
-        None => &flow32,
+        None => flow32.as_ref().map_or(exact, |f| f as _),
     };
     let start = match a.opt::<String>("start")?.as_deref() {
         None | Some("hmc") => Start::Hmc,
@@ -239,8 +236,8 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     // this rank's chains (all of them on one process)
     let mine = latflow_comm::share(c.run.n_chains, comm.size(), comm.rank());
     // activations of the batch of chains with the tape, in f64
-    if ck.is_some() && plaquette.is_none() {
-        super::check_memory(&flow32, mine.len().max(1), 8.0, "flow-HMC with this --chains")?;
+    if let (Some(f), None) = (&flow32, &plaquette) {
+        super::check_memory(f, mine.len().max(1), 8.0, "flow-HMC with this --chains")?;
     }
     if a.has("save") {
         let Some(out) = &c.out else {
@@ -282,7 +279,15 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     let z0 = match start {
         Start::Prior => {
             // every rank draws all chains' starts and keeps its own (as one process would)
-            let z = flow.prior.sample(c.run.n_chains, &mut StdRng::seed_from_u64(c.run.seed ^ 0x5eed_f10e)).into_vec();
+            let mut rng = StdRng::seed_from_u64(c.run.seed ^ 0x5eed_f10e);
+            let z = match &flow {
+                Some(flow) => flow.prior.sample(c.run.n_chains, &mut rng).into_vec(),
+                // the plaquette map alone: Haar links
+                None => {
+                    use rand::Rng;
+                    (0..c.run.n_chains * exact.dof()).map(|_| rng.gen_range(0.0..2.0 * std::f64::consts::PI)).collect()
+                }
+            };
             let d = z.len() / c.run.n_chains;
             z[mine.start * d..mine.end * d].to_vec()
         }
@@ -409,14 +414,7 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     {
         let q_flow_hmc = &recs[0].observables[k][..c.run.n_traj.min(HISTORY_MAX)];
         // the independence Metropolis chain needs a trained flow: none with the map alone
-        charge_histories(
-            setup,
-            ck.as_ref().filter(|_| plaquette.is_none()).map(|_| &flow),
-            charge,
-            q_flow_hmc,
-            &c.run,
-            dir,
-        )?;
+        charge_histories(setup, flow.as_ref().filter(|_| plaquette.is_none()), charge, q_flow_hmc, &c.run, dir)?;
     }
     Ok(())
 }

@@ -74,6 +74,10 @@ pub(crate) struct ChainDefaults {
     pub(crate) chains: usize,
 }
 
+/// An estimate's error at or below this fraction of max(|mean|, |reference|, 1) is rounding,
+/// not statistics: no deviation from an exact reference is quoted then.
+const ROUNDING_ERROR: f64 = 1e-12;
+
 /// `latflow hmc`'s: 10000 trajectories per chain after 500, 4 chains.
 const HMC_DEFAULTS: ChainDefaults = ChainDefaults { n_traj: 10_000, n_therm: 500, chains: 4 };
 
@@ -308,6 +312,10 @@ pub fn summarize_as(
                 "   (no deviation quoted: the chains barely move)".to_string()
             } else if !g.window_found {
                 "   (no deviation quoted: tau_int undetermined, the error is a lower bound)".to_string()
+            } else if r.error == 0.0 && g.error <= ROUNDING_ERROR * g.mean.abs().max(r.value.abs()).max(1.0) {
+                // e.g. <Q^2> on a 2x2 lattice where no chain left Q = 0: an error at rounding
+                // level would turn any offset into thousands of sigma
+                "   (no deviation quoted: the chains never changed it; its error is rounding)".to_string()
             } else if g.error > 0.0 || r.error > 0.0 {
                 format!("   ({:+.2} sigma)", r.pull(g.mean, g.error))
             } else {
