@@ -110,13 +110,13 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
             Some(theory.setup(&params).map_err(|e| CliError(format!("fhmc: {e}")))?)
         }
     };
-    // the checkpoint's flow; with the plaquette map alone, a freshly built U(1) flow that
-    // only lends its prior and lattice
     let setup: &dyn crate::theory::Setup = match (&ck, &own_setup) {
         (Some(ck), _) => ck.setup.as_ref(),
         (None, Some(s)) => s.as_ref(),
         (None, None) => unreachable!("a setup either way"),
     };
+    // the target's beta (U(1)): the plaquette map's fit and the lanes' Wilson force
+    let target_beta = setup.params().get("beta").and_then(|b| b.parse::<f64>().ok());
     // the checkpoint's flow; none with the plaquette map alone (any L >= 2 then, not only the
     // link flows' multiples of 4)
     let (flow, mut flow32) = match &ck {
@@ -184,17 +184,13 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     let plaquette = match a.opt::<usize>("plaquette-map")? {
         None => None,
         Some(m) => {
-            let beta = setup.params().get("beta").and_then(|b| b.parse::<f64>().ok());
             let not_u1 = || CliError(format!("fhmc: --plaquette-map is for 2D U(1); {described} is {}", theory.name()));
             // the lattice: the checkpoint flow's links (2, L, L) on the torus, else the flags'
             let l = match &flow {
-                Some(flow) => match flow.prior.shape()[..] {
-                    [2, l, w] if l == w && flow.prior.period() == Some(2.0 * std::f64::consts::PI) => l,
-                    _ => return Err(not_u1()),
-                },
+                Some(flow) => u1_lattice(flow).ok_or_else(not_u1)?,
                 None => setup.params().get("L").and_then(|l| l.parse::<usize>().ok()).ok_or_else(not_u1)?,
             };
-            let Some(beta) = beta else { return Err(not_u1()) };
+            let Some(beta) = target_beta else { return Err(not_u1()) };
             if m == 0 || m > 8 {
                 return Err(CliError(format!("fhmc: --plaquette-map takes 1 to 8 components, got {m}")));
             }
@@ -329,7 +325,7 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     let t0 = Instant::now();
     // the Wilson action's gradient on the force map's lanes, when it is the action's own
     // (checked on the same probe configurations on every rank: every rank decides alike)
-    let wilson32 = match (&ultralocal32, setup.params().get("beta").and_then(|b| b.parse::<f64>().ok())) {
+    let wilson32 = match (&ultralocal32, target_beta) {
         (Some(u), Some(beta)) if precision == Precision::F32 => {
             let lanes = u.clone().with_wilson_lanes(beta);
             same_force(u, &lanes, action, &probes(u.dof())).then_some(lanes)
@@ -338,7 +334,7 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     };
     let force32: &dyn LatentMap = wilson32.as_ref().map_or(force32, |w| w as _);
     // the plaquette map's force on f32 lanes (checked as above)
-    let plaquette32 = match (&plaquette, setup.params().get("beta").and_then(|b| b.parse::<f64>().ok())) {
+    let plaquette32 = match (&plaquette, target_beta) {
         (Some(p), Some(beta)) if precision == Precision::F32 => {
             // the arithmetic checked with the shift converged; the run uses the default steps
             let converged = p.clone().with_wilson_lanes(beta).with_newton_steps(8);
@@ -419,12 +415,16 @@ pub fn run(theories: &[&dyn Theory], args: &[String], comm: &dyn Comm) -> CliRes
     Ok(())
 }
 
+/// `L` of a 2D U(1) flow (links `(2, L, L)` on the torus); `None` for any other flow.
+fn u1_lattice(flow: &crate::flow::model::Flow<f64>) -> Option<usize> {
+    let [2, l, w] = flow.prior.shape()[..] else { return None };
+    (l == w && l > 0 && flow.prior.period() == Some(2.0 * std::f64::consts::PI)).then_some(l)
+}
+
 /// The identity map on the lattice of a 2D U(1) flow (`--identity`); `None` for any
 /// other flow.
 fn identity_like(flow: &crate::flow::model::Flow<f64>) -> Option<UltralocalU1> {
-    let [2, l, w] = flow.prior.shape()[..] else { return None };
-    (l == w && l > 0 && l.is_multiple_of(4) && flow.prior.period() == Some(2.0 * std::f64::consts::PI))
-        .then(|| UltralocalU1::identity(l))
+    u1_lattice(flow).filter(|l| l.is_multiple_of(4)).map(UltralocalU1::identity)
 }
 
 /// Whether `lanes` (the Wilson action's gradient on the lanes) gives `generic`'s force

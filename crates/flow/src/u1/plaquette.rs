@@ -87,18 +87,16 @@ impl CircleMixture {
         (x + h / m, hp / m, hpp / m)
     }
 
-    /// `(G(x), G'(x))`.
+    /// `(G(x), G'(x))` (inlined [`Self::eval`]: `G''` is dropped unused).
     #[inline]
     fn value_slope(&self, x: f64) -> (f64, f64) {
-        let (sn, cs) = (0.5 * x).sin_cos();
-        let (c2, s2, sc) = (cs * cs, sn * sn, sn * cs);
-        let (mut h, mut hp) = (0.0, 0.0);
-        for &e in &self.es {
-            h += 2.0 * ((e - 1.0) * sc).atan2(c2 + e * s2);
-            hp += 1.0 / (c2 / e + e * s2);
-        }
-        let m = self.es.len() as f64;
-        (x + h / m, hp / m)
+        let (g, gp, _) = self.eval(x);
+        (g, gp)
+    }
+
+    /// `e^{s_i}`, the components' constants (the ultralocal map's lanes).
+    pub(super) fn exp_scales(&self) -> &[f64] {
+        &self.es
     }
 
     /// `G^{-1}(y)` in `[-pi, pi)` for `y` in `[-pi, pi)` (Newton to 1e-12, [`mixture_inverse`]).
@@ -177,6 +175,8 @@ pub struct PlaquetteU1 {
     wilson: Option<f64>,
     /// Newton steps of the force map's shift.
     newton_steps: usize,
+    /// `G` on 8 f32 lanes (the force map's).
+    lanes: LaneCircle,
 }
 
 /// Newton steps of the force map's shift `eps` from 0 (a fixed count of plain steps: the
@@ -211,17 +211,11 @@ impl LaneCircle {
         LaneCircle { comps, inv_m: f32x8::splat(1.0 / g.es.len() as f32) }
     }
 
-    /// `(G(x), G'(x))`.
+    /// `(G(x), G'(x))` (inlined [`Self::eval`]: `G''` is dropped unused).
     #[inline(always)]
     fn value_slope(&self, x: f32x8) -> (f32x8, f32x8) {
-        let (sn, cs) = (x * f32x8::splat(0.5)).sin_cos();
-        let (c2, s2, sc) = (cs * cs, sn * sn, sn * cs);
-        let (mut h, mut hp) = (f32x8::ZERO, f32x8::ZERO);
-        for &[e, ei, em1, _] in &self.comps {
-            h += (em1 * sc).atan2(e.mul_add(s2, c2));
-            hp += f32x8::ONE / e.mul_add(s2, c2 * ei);
-        }
-        ((h + h).mul_add(self.inv_m, x), hp * self.inv_m)
+        let (g, gp, _) = self.eval(x);
+        (g, gp)
     }
 
     /// `(G(x), G'(x), G''(x))`.
@@ -256,7 +250,8 @@ impl PlaquetteU1 {
                 plaquettes.push([n, v + ((x + 1) % l) * l + y, x * l + (y + 1) % l, v + n]);
             }
         }
-        PlaquetteU1 { l, g, plaquettes, wilson: None, newton_steps: LANES_NEWTON_STEPS }
+        let lanes = LaneCircle::new(&g);
+        PlaquetteU1 { l, g, plaquettes, wilson: None, newton_steps: LANES_NEWTON_STEPS, lanes }
     }
 
     /// The same map as flow-HMC's *force map* for the 2D Wilson action at `beta`: its
@@ -443,12 +438,12 @@ impl PlaquetteU1 {
     fn pullback_wilson_f32(&self, beta: f64, z: &[f64], grad: &mut [f64]) {
         let (d, v) = (self.dof(), self.l * self.l);
         let n = z.len() / d;
-        let lanes = LaneCircle::new(&self.g);
+        let lanes = &self.lanes;
         let (two_pi, inv_two_pi) = (f32x8::splat(TWO_PI as f32), f32x8::splat((1.0 / TWO_PI) as f32));
         let beta = f32x8::splat(beta as f32);
         let mut zs = vec![f32x8::ZERO; d];
         let (mut p, mut g1, mut w) = (vec![f32x8::ZERO; v], vec![f32x8::ZERO; v], vec![f32x8::ZERO; v]);
-        let mut g2 = vec![f32x8::ZERO; v];
+        let (mut g2, mut gs) = (vec![f32x8::ZERO; v], vec![f32x8::ZERO; d]);
         for g in 0..n.div_ceil(8) {
             let chains = 8 * g..(8 * g + 8).min(n);
             load_lanes(z, d, chains.clone(), &mut zs);
@@ -493,7 +488,7 @@ impl PlaquetteU1 {
                 a_sum += a;
             }
             // w = J^T u - (A + e sum A), e = (1 - G') / S_1, scattered by C^T
-            let mut gs = vec![f32x8::ZERO; d];
+            gs.fill(f32x8::ZERO);
             for (n, q) in self.plaquettes.iter().enumerate() {
                 let e = (f32x8::ONE - g1[n]) * inv_s1;
                 let wn = g1[n].mul_add(w[n], e * (gu - a_sum)) - g2[n];

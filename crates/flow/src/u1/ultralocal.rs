@@ -38,6 +38,7 @@
 
 use super::coupling::GaugeEquivCoupling;
 use super::ncp::mixture_inverse;
+use super::plaquette::CircleMixture;
 use crate::model::Flow;
 use latflow_sampler::flow_hmc::LatentMap;
 use latflow_tensor::{Device, Float};
@@ -52,10 +53,8 @@ const TWO_PI: f64 = 2.0 * PI;
 #[derive(Clone, Debug, PartialEq)]
 struct Layer {
     mu: usize,
-    /// The scales `s_i` of the components.
-    s: Vec<f64>,
-    /// `e^{s_i}`.
-    es: Vec<f64>,
+    /// The mixture `G` of the components (scales `s_i`).
+    circle: CircleMixture,
     /// The offset `t`.
     t: f64,
     /// Per active plaquette: `[theta_0(n), theta_1(n + e0), theta_0(n + e1), theta_1(n)]`.
@@ -68,10 +67,10 @@ struct Layer {
 impl Layer {
     /// The coupling `(mu, off)` on an `l x l` lattice with scales `s` and offset `t`.
     fn new(l: usize, mu: usize, off: usize, s: Vec<f64>, t: f64) -> Self {
-        let es: Vec<f64> = s.iter().map(|v| v.exp()).collect();
-        let lanes32 = LaneMixture::new(&es, t);
-        let lanes64 = LaneMixture64::new(&es, t);
-        Layer { mu, s, es, t, links: active_links(l, mu, off), lanes32, lanes64 }
+        let circle = CircleMixture::new(s);
+        let lanes32 = LaneMixture::new(circle.exp_scales(), t);
+        let lanes64 = LaneMixture64::new(circle.exp_scales(), t);
+        Layer { mu, circle, t, links: active_links(l, mu, off), lanes32, lanes64 }
     }
 
     /// The updated link of active plaquette `k` (`theta_mu(n)`) and its sign `sigma_mu`.
@@ -93,20 +92,10 @@ impl Layer {
         }
     }
 
-    /// `(d(x) = g(x) + t - x, g'(x), (log g')'(x))` in f64.
+    /// `(d(x) = g(x) + t - x, g'(x), (log g')'(x))` in f64 ([`CircleMixture::eval`]).
     fn mixture(&self, x: f64) -> (f64, f64, f64) {
-        let (sn, cs) = (0.5 * x).sin_cos();
-        let (c2, s2, sc) = (cs * cs, sn * sn, sn * cs);
-        let (mut h, mut hp, mut hpp) = (0.0, 0.0, 0.0);
-        for &e in &self.es {
-            h += 2.0 * ((e - 1.0) * sc / (c2 + e * s2)).atan();
-            let den = c2 / e + e * s2;
-            let d1 = 1.0 / den;
-            hp += d1;
-            hpp -= d1 * d1 * (e - 1.0 / e) * sc;
-        }
-        let m = self.es.len() as f64;
-        (h / m + self.t, hp / m, hpp / hp)
+        let (g, gp, gpp) = self.circle.eval(x);
+        (g - x + self.t, gp, gpp / gp)
     }
 }
 
@@ -166,6 +155,9 @@ impl UltralocalU1 {
                 return None;
             }
             let (s, t) = g.plaq_coupling.ultralocal_scales_offset()?;
+            if s.is_empty() || !s.iter().chain([&t]).all(|v| v.is_finite()) {
+                return None;
+            }
             layers.push(Layer::new(l, g.mu, g.off, s, t));
         }
         Some(UltralocalU1 { l, layers, f32_force: false, wilson: None })
@@ -198,11 +190,6 @@ impl UltralocalU1 {
     pub fn f32_force(mut self) -> Self {
         self.f32_force = true;
         self
-    }
-
-    /// The lattice size `L` (`2 L^2` links).
-    pub fn dof_l(&self) -> usize {
-        self.l
     }
 
     /// Number of layers.
@@ -531,7 +518,7 @@ impl LatentMap for UltralocalU1 {
             for layer in self.layers.iter().rev() {
                 for (k, p) in layer.links.iter().enumerate() {
                     let after = zc[p[0]] + zc[p[1]] - zc[p[2]] - zc[p[3]];
-                    let before = mixture_inverse(after - layer.t, &layer.s).x;
+                    let before = mixture_inverse(after - layer.t, layer.circle.scales()).x;
                     // the link moved by sigma (g(P) + t - P) modulo 2 pi: any lift does
                     let moved = (after - before).rem_euclid(TWO_PI);
                     let (u, sigma) = layer.updated(k);

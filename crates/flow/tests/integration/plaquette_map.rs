@@ -186,7 +186,6 @@ fn fitted_circle_maps_approach_the_single_plaquette_distribution() {
         assert!(kls[0] < 0.5 * identity, "beta {beta}: KL {kls:?} against the identity's {identity}");
         assert!(kls[2] <= kls[0] + 1e-6, "beta {beta}: KL {kls:?}");
         assert!(kls.iter().all(|k| *k >= -1e-9), "a KL divergence is not negative: {kls:?}");
-        eprintln!("beta {beta}: KL per plaquette {kls:?} (identity {identity})");
     }
 }
 
